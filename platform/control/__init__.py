@@ -1,0 +1,1 @@
+"""The control plane: organisation directory, signup, login discovery, gateway."""

@@ -1,0 +1,54 @@
+"""Database engines from DSNs and the binding of table sets to them.
+
+Each process binds only the table sets it serves: the control plane its control
+tables, a region service its region tables. The same code runs on SQLite (the
+embedded default) and PostgreSQL (services mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import urlparse
+
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.table import Table
+
+
+def engine_for(dsn: str) -> Engine:
+    parsed = urlparse(dsn)
+    if parsed.scheme == "sqlite":
+        path = Path(dsn[len("sqlite://") :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteEngine(path=str(path), timeout=30)
+    if parsed.scheme in {"postgresql", "postgres"}:
+        return PostgresEngine(config={"dsn": dsn}, log_queries=False)
+    raise ValueError(f"unsupported database scheme {parsed.scheme!r}")
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.engine_type in {"postgres", "cockroach"}
+
+
+def bind(tables: Iterable[type[Table]], engine: Engine) -> None:
+    for table in tables:
+        table._meta.db = engine
+
+
+def transaction(engine: Engine):  # type: ignore[no-untyped-def]
+    """A write transaction; SQLite takes its lock up front to avoid upgrade deadlocks."""
+    if isinstance(engine, SQLiteEngine):
+        return engine.transaction(transaction_type=TransactionType.immediate)
+    return engine.transaction()
+
+
+async def start(engine: Engine) -> None:
+    if isinstance(engine, PostgresEngine):
+        await engine.start_connection_pool(min_size=1, max_size=10)
+
+
+async def stop(engine: Engine) -> None:
+    if isinstance(engine, PostgresEngine):
+        await engine.close_connection_pool()

@@ -1,0 +1,180 @@
+"""Typed configuration: a TOML file plus ``KONSIL_*`` environment overrides.
+
+Regions are configuration. A bad or missing setting stops start-up with one
+line that names the key (``ConfigError``).
+
+Environment overrides use ``__`` for nesting; a region is addressed by its id:
+``KONSIL_CONTROL__DATABASE=…``, ``KONSIL_REGIONS__EU__DATABASE=…``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+RegionId = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}$", description="two-letter region id")]
+Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
+Dsn = Annotated[str, msgspec.Meta(pattern=r"^(sqlite|postgresql|postgres)://")]
+Secret = Annotated[str, msgspec.Meta(min_length=16)]
+Listen = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-zA-Z.\-\[\]:]+:[0-9]{1,5}$")]
+
+
+class ConfigError(Exception):
+    """One clear line naming the offending key."""
+
+
+class VaultSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Where a region's per-tenant keys live (used from the key issue on)."""
+
+    backend: Literal["local", "vault"] = "local"
+    url: str = ""
+    token: str = ""
+    mount: str = "transit"
+    keyring_path: str = ""
+
+
+class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    id: RegionId
+    jurisdiction: Annotated[str, msgspec.Meta(min_length=2, max_length=120)]
+    public_url: Url
+    listen: Listen
+    database: Dsn
+    internal_secret: Secret
+    internal_url: str = ""
+    broker_url: str = ""
+    vault: VaultSettings = VaultSettings()
+    ice_servers: list[str] = []
+
+    @property
+    def base_url(self) -> str:
+        """Where the control plane reaches this region (internal URL, else public)."""
+        return (self.internal_url or self.public_url).rstrip("/")
+
+
+class ControlSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    database: Dsn
+    listen: Listen
+    public_url: Url
+    # Keyed hash of normalised e-mail addresses for login discovery; shared with
+    # region services, which send only the hash.
+    discovery_key: Secret
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    mode: Literal["embedded", "services"] = "embedded"
+    data_dir: str = ".konsil"
+    session_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 30
+    signature_window_seconds: Annotated[int, msgspec.Meta(ge=5, le=600)] = 60
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
+    control: ControlSettings | None = None
+    regions: list[RegionSettings] = []
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for index, region in enumerate(self.regions):
+            if region.id in seen:
+                raise msgspec.ValidationError(f"duplicate region id {region.id!r} - at `$.regions[{index}].id`")
+            seen.add(region.id)
+
+    def region(self, region_id: str) -> RegionSettings:
+        for region in self.regions:
+            if region.id == region_id:
+                return region
+        raise ConfigError(f"regions: no region with id {region_id!r} is configured")
+
+    def require_control(self) -> ControlSettings:
+        if self.control is None:
+            raise ConfigError("control: missing section [control]")
+        return self.control
+
+    def for_region(self, region_id: str) -> Settings:
+        """What one region process is given: its own region only, no control DB."""
+        return msgspec.structs.replace(self, control=None, regions=[self.region(region_id)])
+
+    def for_control(self) -> Settings:
+        """What the control process is given: no region database credentials."""
+        regions = [msgspec.structs.replace(r, database="sqlite:///unused", vault=VaultSettings()) for r in self.regions]
+        return msgspec.structs.replace(self, regions=regions)
+
+
+_PATH_RE = re.compile(r"at `\$((?:\.[A-Za-z_]+|\[\d+\])*)`")
+
+
+def _describe(error: msgspec.ValidationError, raw: Mapping[str, Any]) -> str:
+    text = str(error)
+    match = _PATH_RE.search(text)
+    message = _PATH_RE.sub("", text).rstrip(" -")
+    if not match:
+        return f"configuration: {message}"
+    key = match.group(1).lstrip(".")
+    # Name regions by id rather than list index, as operators write them.
+    regions = raw.get("regions") or []
+
+    def region_name(m: re.Match[str]) -> str:
+        index = int(m.group(1))
+        if index < len(regions) and isinstance(regions[index], Mapping) and "id" in regions[index]:
+            return f"regions.{regions[index]['id']}"
+        return f"regions[{index}]"
+
+    key = re.sub(r"^regions\[(\d+)\]", region_name, key)
+    return f"{key}: {message}"
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.startswith("KONSIL_") or name in {"KONSIL_CONFIG"}:
+            continue
+        parts = [p.lower() for p in name[len("KONSIL_") :].split("__")]
+        if parts[0] == "regions":
+            if len(parts) < 3:
+                raise ConfigError(f"{name}: use KONSIL_REGIONS__<ID>__<KEY>")
+            regions = raw.setdefault("regions", [])
+            target = next((r for r in regions if r.get("id") == parts[1]), None)
+            if target is None:
+                target = {"id": parts[1]}
+                regions.append(target)
+            node: dict[str, Any] = target
+            keys = parts[2:]
+        else:
+            node = raw
+            keys = parts
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: {key} is not a section")
+        node[keys[-1]] = value
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load settings; raise ConfigError with one line naming the key on any problem."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("KONSIL_CONFIG")
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path}: not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+    _apply_env(raw, environ)
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_describe(exc, raw)) from None
+
+
+def dump_settings(settings: Settings) -> str:
+    """TOML text for a settings object (what the launcher hands each process)."""
+    import tomli_w
+
+    data = msgspec.to_builtins(settings)
+    if data.get("control") is None:
+        data.pop("control", None)
+    return tomli_w.dumps(data)

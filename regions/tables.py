@@ -1,0 +1,8 @@
+"""Every table a region database holds, from each area that keeps region data."""
+
+from piccolo.table import Table
+
+from konsil.compliance.access_log.tables import ACCESS_LOG_TABLES
+from konsil.tenants.tables import TENANT_TABLES
+
+REGION_TABLES: list[type[Table]] = [*TENANT_TABLES, *ACCESS_LOG_TABLES]

@@ -1,0 +1,72 @@
+"""Region tables of the tenant area: organisations, members, rooms, tokens, sessions.
+
+These live only in a region database. Personal-data columns are listed in
+``PERSONAL_COLUMNS`` and are written and read only through the tenant's
+``PersonalDataCodec`` (tenants/personal_data.py).
+"""
+
+from __future__ import annotations
+
+from piccolo.columns import UUID, Date, Integer, Text, Timestamptz, Varchar
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+
+
+class Organisation(Table, tablename="organisation"):
+    id = UUID(primary_key=True)
+    slug = Varchar(length=40, unique=True, index=True)
+    name = Varchar(length=200)
+    retention_days = Integer(default=30)
+    contract_end = Date(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Member(Table, tablename="member"):
+    id = UUID(primary_key=True)
+    org_id = UUID(index=True)
+    name = Text()
+    email = Text()
+    email_lookup = Varchar(length=64, index=True)
+    phone = Text(null=True, default=None)
+    role = Varchar(length=16)
+    password_hash = Text()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Room(Table, tablename="room"):
+    id = UUID(primary_key=True)
+    org_id = UUID(index=True)
+    slug = Varchar(length=60, unique=True, index=True)
+    title = Varchar(length=120)
+    expert_id = UUID(index=True)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class ApiToken(Table, tablename="api_token"):
+    id = UUID(primary_key=True)
+    org_id = UUID(index=True)
+    label = Varchar(length=80)
+    token_hash = Varchar(length=64, unique=True, index=True)
+    scopes = Varchar(length=200)
+    created_by = UUID()
+    created_at = Timestamptz(default=TimestamptzNow())
+    revoked_at = Timestamptz(null=True, default=None)
+    last_used_at = Timestamptz(null=True, default=None)
+
+
+class MemberSession(Table, tablename="member_session"):
+    id = Varchar(length=64, primary_key=True)  # sha256 of the cookie value
+    org_id = UUID(index=True)
+    member_id = UUID(index=True)
+    csrf_token = Varchar(length=64)
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_seen_at = Timestamptz(default=TimestamptzNow())
+
+
+TENANT_TABLES: list[type[Table]] = [Organisation, Member, Room, ApiToken, MemberSession]
+
+# (table, column) pairs that hold personal data. The key issue makes every one of
+# them encrypted; an architecture test keeps this list complete.
+PERSONAL_COLUMNS: frozenset[tuple[str, str]] = frozenset(
+    {("member", "name"), ("member", "email"), ("member", "phone")}
+)
