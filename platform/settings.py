@@ -61,9 +61,11 @@ class ControlSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     database: Dsn
     listen: Listen
     public_url: Url
-    # Keyed hash of normalised e-mail addresses for login discovery; shared with
-    # region services, which send only the hash.
-    discovery_key: Secret
+    internal_url: str = ""
+
+    @property
+    def base_url(self) -> str:
+        return (self.internal_url or self.public_url).rstrip("/")
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -72,6 +74,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     session_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 30
     signature_window_seconds: Annotated[int, msgspec.Meta(ge=5, le=600)] = 60
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
+    # Key of the keyed hash of normalised e-mail addresses (login discovery). The
+    # control plane and the regions share it; regions send only the hash.
+    discovery_key: Secret | None = None
+    # Where a region service reaches the control plane (set for region processes).
+    control_url: str = ""
     control: ControlSettings | None = None
     regions: list[RegionSettings] = []
 
@@ -93,9 +100,17 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise ConfigError("control: missing section [control]")
         return self.control
 
+    def require_discovery_key(self) -> str:
+        if not self.discovery_key:
+            raise ConfigError("discovery_key: missing (at least 16 characters)")
+        return self.discovery_key
+
     def for_region(self, region_id: str) -> Settings:
         """What one region process is given: its own region only, no control DB."""
-        return msgspec.structs.replace(self, control=None, regions=[self.region(region_id)])
+        control_url = self.control_url or (self.control.base_url if self.control else "")
+        return msgspec.structs.replace(
+            self, control=None, control_url=control_url, regions=[self.region(region_id)]
+        )
 
     def for_control(self) -> Settings:
         """What the control process is given: no region database credentials."""

@@ -1,0 +1,479 @@
+"""Appending to, reading and verifying the access log.
+
+Every read or change of personal data in the service layer calls ``append`` with an
+``AccessEvent``. Entries are append-only and hash-chained per organisation
+(``chain.py``); ``access_log_head`` holds each organisation's last seq and hash, so
+appends serialise on it and verification notices a deleted tail.
+
+Works on PostgreSQL and SQLite with the engine the tables are bound to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+import msgspec
+from konsil.compliance.access_log import chain
+from konsil.compliance.access_log.chain import GENESIS_HASH, EntryRecord
+from konsil.compliance.access_log.tables import AccessLogEntry, AccessLogHead
+from konsil.platform import database
+from piccolo.columns import Varchar
+from piccolo.columns.combination import Combinable
+from piccolo.engine.base import Engine
+
+Action = Literal["create", "read", "update", "delete", "export", "search"]
+Outcome = Literal["success", "failure", "denied"]
+ProblemKind = Literal["modified", "deleted", "reordered"]
+
+ACTIONS: frozenset[str] = frozenset(get_args(Action))
+OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
+
+__all__ = [
+    "ACTIONS",
+    "OUTCOMES",
+    "AccessEvent",
+    "Action",
+    "EntryRecord",
+    "Outcome",
+    "Problem",
+    "ProblemKind",
+    "VerifyReport",
+    "append",
+    "entries",
+    "iter_entries",
+    "verify",
+]
+
+
+class AccessEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One access to personal data, in NEN 7513 terms. References are pseudonymous
+    ("member:<uuid>", "token:<uuid>", "system", "anonymous"), never names or e-mails:
+    the log outlives the data it describes."""
+
+    org_id: uuid.UUID
+    actor: str
+    actor_role: str
+    subject_ref: str
+    action: Action
+    object_type: str
+    object_id: str
+    source_address: str
+    outcome: Outcome
+    purpose: str
+    source: str  # the system that wrote it, e.g. "region:eu/region-service"
+    on_behalf_of: str = ""  # the responsible user; empty means the actor itself
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    entry_id: uuid.UUID | None  # None when the entry is gone
+    kind: ProblemKind
+    detail: str
+
+
+class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
+    ok: bool
+    checked: int  # entries that verified before the first problem (all of them when ok)
+    problem: Problem | None = None
+
+
+_ENTRY_COLUMNS = (
+    AccessLogEntry.id,
+    AccessLogEntry.org_id,
+    AccessLogEntry.seq,
+    AccessLogEntry.at,
+    AccessLogEntry.actor,
+    AccessLogEntry.actor_role,
+    AccessLogEntry.on_behalf_of,
+    AccessLogEntry.subject_ref,
+    AccessLogEntry.action,
+    AccessLogEntry.object_type,
+    AccessLogEntry.object_id,
+    AccessLogEntry.source_address,
+    AccessLogEntry.outcome,
+    AccessLogEntry.purpose,
+    AccessLogEntry.source,
+    AccessLogEntry.prev_hash,
+    AccessLogEntry.entry_hash,
+)
+
+
+def _engine() -> Engine:
+    return AccessLogEntry._meta.db
+
+
+def _bounded(value: str, column: Varchar) -> str:
+    """Fit a value into its column instead of failing the caller's request: NUL is
+    refused by PostgreSQL, lone surrogates by UTF-8, and an overlong value by varchar(n)."""
+    clean = value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+    return clean[: column.length]
+
+
+def _record(row: dict[str, Any]) -> EntryRecord:
+    return EntryRecord(
+        id=uuid.UUID(str(row["id"])),
+        org_id=uuid.UUID(str(row["org_id"])),
+        seq=int(row["seq"]),
+        at=row["at"],
+        actor=row["actor"],
+        actor_role=row["actor_role"],
+        on_behalf_of=row["on_behalf_of"],
+        subject_ref=row["subject_ref"],
+        action=row["action"],
+        object_type=row["object_type"],
+        object_id=row["object_id"],
+        source_address=row["source_address"],
+        outcome=row["outcome"],
+        purpose=row["purpose"],
+        source=row["source"],
+        prev_hash=row["prev_hash"],
+        entry_hash=row["entry_hash"],
+    )
+
+
+# --- appending ---------------------------------------------------------------------
+
+
+async def _lock_head(engine: Engine, org_id: uuid.UUID) -> tuple[int, str]:
+    """Take the organisation's append lock and return its last (seq, hash).
+
+    The insert comes first so that a new organisation's first two appends cannot
+    both see "no head"; on SQLite it is also the write that takes the database lock
+    if the caller's transaction was opened deferred."""
+    await AccessLogHead.insert(AccessLogHead(org_id=org_id, seq=0, entry_hash=GENESIS_HASH)).on_conflict(
+        target=AccessLogHead.org_id, action="DO NOTHING"
+    )
+    query = AccessLogHead.select(AccessLogHead.seq, AccessLogHead.entry_hash).where(
+        AccessLogHead.org_id == org_id
+    )
+    if database.is_postgres(engine):
+        query = query.lock_rows("UPDATE")  # SQLite's write transaction already serialises
+    rows = await query
+    return int(rows[0]["seq"]), str(rows[0]["entry_hash"])
+
+
+async def append(event: AccessEvent) -> uuid.UUID:
+    """Append one entry and return its id.
+
+    Joins the caller's transaction when there is one, so a data change and its log
+    entry commit (or roll back) together; the organisation's head row stays locked
+    until then. On SQLite, open that outer transaction with ``database.transaction``
+    (immediate), or a lock upgrade can fail with "database is locked".
+
+    An unknown action or outcome raises ValueError (a programming error mypy already
+    catches); overlong or unstorable strings are trimmed to fit, never refused.
+    """
+    if event.action not in ACTIONS:
+        raise ValueError(f"unknown access-log action {event.action!r}")
+    if event.outcome not in OUTCOMES:
+        raise ValueError(f"unknown access-log outcome {event.outcome!r}")
+    engine = _engine()
+    async with database.transaction(engine):
+        last_seq, last_hash = await _lock_head(engine, event.org_id)
+        unhashed = EntryRecord(
+            id=uuid.uuid4(),
+            org_id=event.org_id,
+            seq=last_seq + 1,
+            at=datetime.now(UTC),  # taken under the lock, so time follows seq
+            actor=_bounded(event.actor, AccessLogEntry.actor),
+            actor_role=_bounded(event.actor_role, AccessLogEntry.actor_role),
+            on_behalf_of=_bounded(event.on_behalf_of or event.actor, AccessLogEntry.on_behalf_of),
+            subject_ref=_bounded(event.subject_ref, AccessLogEntry.subject_ref),
+            action=event.action,
+            object_type=_bounded(event.object_type, AccessLogEntry.object_type),
+            object_id=_bounded(event.object_id, AccessLogEntry.object_id),
+            source_address=_bounded(event.source_address, AccessLogEntry.source_address),
+            outcome=event.outcome,
+            purpose=_bounded(event.purpose, AccessLogEntry.purpose),
+            source=_bounded(event.source, AccessLogEntry.source),
+            prev_hash=last_hash,
+            entry_hash="",
+        )
+        record = msgspec.structs.replace(unhashed, entry_hash=chain.entry_hash(unhashed))
+        await AccessLogEntry.insert(AccessLogEntry(**msgspec.structs.asdict(record)))
+        await AccessLogHead.update(
+            {AccessLogHead.seq: record.seq, AccessLogHead.entry_hash: record.entry_hash}
+        ).where(AccessLogHead.org_id == event.org_id)
+    return record.id
+
+
+# --- reading -----------------------------------------------------------------------
+
+
+async def _batches(
+    org_id: uuid.UUID, *, after_seq: int | None, upto_seq: int | None, batch_size: int
+) -> AsyncIterator[list[EntryRecord]]:
+    """Entries in (seq, id) order, one batch at a time. Paging on (seq, id) rather than
+    seq alone keeps a tampered log with duplicate seq numbers from skipping rows."""
+    last: tuple[int, uuid.UUID] | None = None
+    while True:
+        where: Combinable = AccessLogEntry.org_id == org_id
+        if last is None:
+            if after_seq is not None:
+                where &= AccessLogEntry.seq > after_seq
+        else:
+            where &= (AccessLogEntry.seq > last[0]) | (
+                (AccessLogEntry.seq == last[0]) & (AccessLogEntry.id > last[1])
+            )
+        if upto_seq is not None:
+            where &= AccessLogEntry.seq <= upto_seq
+        rows = await (
+            AccessLogEntry.select(*_ENTRY_COLUMNS)
+            .where(where)
+            .order_by(AccessLogEntry.seq, AccessLogEntry.id)
+            .limit(batch_size)
+        )
+        if not rows:
+            return
+        batch = [_record(row) for row in rows]
+        yield batch
+        if len(rows) < batch_size:
+            return
+        last = (batch[-1].seq, batch[-1].id)
+
+
+async def iter_entries(
+    org_id: uuid.UUID, *, after_seq: int = 0, upto_seq: int | None = None, batch_size: int = 1000
+) -> AsyncIterator[EntryRecord]:
+    """All entries of an organisation in chain order, fetched ``batch_size`` at a time."""
+    async for batch in _batches(org_id, after_seq=after_seq, upto_seq=upto_seq, batch_size=batch_size):
+        for record in batch:
+            yield record
+
+
+async def entries(
+    org_id: uuid.UUID, limit: int = 100, *, after_seq: int = 0, subject_ref: str | None = None
+) -> list[EntryRecord]:
+    """Up to ``limit`` entries after ``after_seq`` in chain order (page on the last seq),
+    optionally only those about one data subject ("who accessed my data")."""
+    where: Combinable = (AccessLogEntry.org_id == org_id) & (AccessLogEntry.seq > after_seq)
+    if subject_ref is not None:
+        where &= AccessLogEntry.subject_ref == subject_ref
+    rows = await (
+        AccessLogEntry.select(*_ENTRY_COLUMNS)
+        .where(where)
+        .order_by(AccessLogEntry.seq, AccessLogEntry.id)
+        .limit(limit)
+    )
+    return [_record(row) for row in rows]
+
+
+# --- verifying ---------------------------------------------------------------------
+
+
+async def _head(org_id: uuid.UUID) -> tuple[int, str] | None:
+    rows = await AccessLogHead.select(AccessLogHead.seq, AccessLogHead.entry_hash).where(
+        AccessLogHead.org_id == org_id
+    )
+    return (int(rows[0]["seq"]), str(rows[0]["entry_hash"])) if rows else None
+
+
+async def _find(
+    org_id: uuid.UUID, *, entry_hash: str | None = None, prev_hash: str | None = None
+) -> EntryRecord | None:
+    """The entry carrying a given hash, or following a given hash (tampered case only:
+    these columns are not indexed)."""
+    where: Combinable = AccessLogEntry.org_id == org_id
+    if entry_hash is not None:
+        where &= AccessLogEntry.entry_hash == entry_hash
+    if prev_hash is not None:
+        where &= AccessLogEntry.prev_hash == prev_hash
+    rows = await AccessLogEntry.select(*_ENTRY_COLUMNS).where(where).order_by(AccessLogEntry.seq).limit(1)
+    return _record(rows[0]) if rows else None
+
+
+async def _is_in_chain(org_id: uuid.UUID, hash_: str) -> bool:
+    """Whether some entry of the log (or the genesis) carries this hash."""
+    return hash_ == GENESIS_HASH or await _find(org_id, entry_hash=hash_) is not None
+
+
+async def _seq_bound(org_id: uuid.UUID, head_seq: int) -> int:
+    """How far an entry's original seq can lie: no further than the appends counted."""
+    count = await AccessLogEntry.count().where(AccessLogEntry.org_id == org_id)
+    return max(head_seq, int(count))
+
+
+def _missing(first: int, last: int) -> str:
+    return f"entry #{first} is missing" if first == last else f"entries #{first} to #{last} are missing"
+
+
+async def _check(
+    org_id: uuid.UUID, record: EntryRecord, seq: int, prev_hash: str, head_seq: int
+) -> Problem | None:
+    """Whether ``record``, next in (seq, id) order, is entry #seq following ``prev_hash``."""
+    if record.seq > seq:
+        # Entry #seq is not where it belongs. Its true successor in the chain would say so.
+        moved = await _find(org_id, prev_hash=prev_hash)
+        if moved is not None:
+            return Problem(
+                seq=seq,
+                entry_id=moved.id,
+                kind="reordered",
+                detail=f"it is stored as #{moved.seq}",
+            )
+        return Problem(
+            seq=seq,
+            entry_id=None,
+            kind="deleted",
+            detail=f"{_missing(seq, record.seq - 1)}; the log continues at #{record.seq} (id {record.id})",
+        )
+
+    if chain.entry_hash(record) != record.entry_hash:
+        # Content edited, or an intact entry moved to another seq? Only the latter
+        # hashes correctly at some other position.
+        bound = await _seq_bound(org_id, head_seq)
+        original = await asyncio.to_thread(chain.original_seq, record, bound)
+        if original is None:
+            return Problem(
+                seq=seq,
+                entry_id=record.id,
+                kind="modified",
+                detail="its content no longer matches its hash",
+            )
+        if record.prev_hash == prev_hash:
+            return Problem(
+                seq=seq,
+                entry_id=record.id,
+                kind="modified",
+                detail=f"its sequence number was changed from #{original} to #{record.seq}",
+            )
+        if await _is_in_chain(org_id, record.prev_hash):
+            return Problem(
+                seq=seq,
+                entry_id=record.id,
+                kind="reordered",
+                detail=f"it is entry #{original} of the chain, stored as #{record.seq}",
+            )
+        return Problem(
+            seq=seq,
+            entry_id=record.id,
+            kind="deleted",
+            detail=f"it is entry #{original} of the chain, renumbered to #{record.seq} "
+            "after the entries before it were deleted",
+        )
+
+    if record.prev_hash != prev_hash:
+        # Consistent by itself (re-hashed after the fact) but not linked to its predecessor.
+        if await _is_in_chain(org_id, record.prev_hash):
+            return Problem(
+                seq=seq,
+                entry_id=record.id,
+                kind="reordered",
+                detail=f"it does not follow entry #{seq - 1} but another entry of the log",
+            )
+        return Problem(
+            seq=seq,
+            entry_id=record.id,
+            kind="deleted",
+            detail=f"the entry it followed is missing before #{seq}",
+        )
+
+    if record.seq < seq:  # a second, self-consistent entry with a seq already seen
+        return Problem(
+            seq=seq, entry_id=record.id, kind="modified", detail=f"it repeats sequence number #{record.seq}"
+        )
+    return None
+
+
+async def verify(org_id: uuid.UUID, *, batch_size: int = 1000) -> VerifyReport:
+    """Walk the organisation's chain in seq order, batch by batch, and report the first
+    entry that was modified, deleted or reordered.
+
+    Reads the head first and checks entries up to it: an append commits its entry and
+    the head together, so entries appended while verifying do not count as tampering.
+    This shows changes made beside the service; someone who rewrites the chain and the
+    head consistently is caught only by comparing with a head hash kept elsewhere.
+    """
+    head = await _head(org_id)
+    head_seq = head[0] if head is not None else 0
+    seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    last: EntryRecord | None = None
+    upto = head[0] if head is not None else None
+    async for batch in _batches(org_id, after_seq=None, upto_seq=upto, batch_size=batch_size):
+        for record in batch:
+            problem = await _check(org_id, record, seq, prev_hash, head_seq)
+            if problem is not None:
+                return VerifyReport(ok=False, checked=checked, problem=problem)
+            checked += 1
+            seq += 1
+            prev_hash = record.entry_hash
+            last = record
+
+    if head is None:
+        if last is None:
+            return VerifyReport(ok=True, checked=0)
+        return VerifyReport(
+            ok=False,
+            checked=checked,
+            problem=Problem(
+                seq=last.seq + 1,
+                entry_id=None,
+                kind="deleted",
+                detail="the chain head record is missing, so deleted entries at the end cannot be ruled out",
+            ),
+        )
+    if head_seq >= seq:
+        return VerifyReport(
+            ok=False,
+            checked=checked,
+            problem=Problem(
+                seq=seq,
+                entry_id=None,
+                kind="deleted",
+                detail=f"{_missing(seq, head_seq)} at the end; the chain head records {head_seq} entries",
+            ),
+        )
+    if head[1] != prev_hash:
+        return VerifyReport(
+            ok=False,
+            checked=checked,
+            problem=Problem(
+                seq=head_seq,
+                entry_id=last.id if last is not None else None,
+                kind="modified",
+                detail="the chain head records a different hash for the last entry",
+            ),
+        )
+    beyond = await _beyond_head(org_id, head_seq)
+    if beyond is not None:
+        return VerifyReport(
+            ok=False,
+            checked=checked,
+            problem=Problem(
+                seq=beyond.seq,
+                entry_id=beyond.id,
+                kind="modified",
+                detail="it lies beyond the chain head: it was written outside the log service, "
+                "or the head was rolled back",
+            ),
+        )
+    return VerifyReport(ok=True, checked=checked)
+
+
+async def _beyond_head(org_id: uuid.UUID, head_seq: int) -> EntryRecord | None:
+    """The first entry past the head that is not a legitimate append made while verifying."""
+    above = (AccessLogEntry.org_id == org_id) & (AccessLogEntry.seq > head_seq)
+    rows = (
+        await AccessLogEntry.select(AccessLogEntry.seq)
+        .where(above)
+        .order_by(AccessLogEntry.seq, ascending=False)
+        .limit(1)
+    )
+    if not rows:
+        return None
+    # Read after the entries: an append commits its entry and the head together.
+    now = await _head(org_id)
+    now_seq = now[0] if now is not None else 0
+    if now_seq >= int(rows[0]["seq"]):
+        return None
+    rows = await (
+        AccessLogEntry.select(*_ENTRY_COLUMNS)
+        .where((AccessLogEntry.org_id == org_id) & (AccessLogEntry.seq > now_seq))
+        .order_by(AccessLogEntry.seq, AccessLogEntry.id)
+        .limit(1)
+    )
+    return _record(rows[0]) if rows else None

@@ -1,0 +1,128 @@
+"""The ``konsil`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from konsil.platform.settings import ConfigError, Settings, load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings(args.config)
+    if args.what == "control":
+        from konsil.platform.control.app import create_control_app
+
+        app = create_control_app(settings)
+        listen = settings.require_control().listen
+    else:
+        from konsil.regions.app import create_region_app
+
+        app = create_region_app(settings, args.region)
+        listen = settings.region(args.region or settings.regions[0].id).listen
+    host, _, port = listen.rpartition(":")
+    # No access log: request lines are not needed and logs must stay free of personal data.
+    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning", access_log=False,
+                lifespan="on", timeout_graceful_shutdown=5)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from konsil.platform.migrations import migrate_all
+
+    migrate_all(load_settings(args.config))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from konsil.platform.launcher import up
+
+    return up(args.config, args.data_dir, args.port, args.demo)
+
+
+async def _verify(settings: Settings, slug: str) -> int:
+    from konsil.compliance.access_log.cli import format_report
+    from konsil.compliance.access_log.service import verify
+    from konsil.platform import database
+    from konsil.regions.tables import REGION_TABLES
+    from konsil.tenants.tables import Organisation
+
+    for region in settings.regions:
+        engine = database.engine_for(region.database)
+        database.bind(REGION_TABLES, engine)
+        await database.start(engine)
+        try:
+            org = await Organisation.select(Organisation.id).where(Organisation.slug == slug).first().run()
+            if org is None:
+                continue
+            report = await verify(org["id"])
+            print(format_report(report, slug))
+            return 0 if report.ok else 1
+        finally:
+            await database.stop(engine)
+    print(f"no organisation {slug!r} in the configured region(s)", file=sys.stderr)
+    return 2
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if args.region:
+        settings = settings.for_region(args.region)
+    return asyncio.run(_verify(settings, args.org))
+
+
+def _check(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    print(f"configuration is valid: mode {settings.mode}, regions {', '.join(r.id for r in settings.regions) or 'none'}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="konsil", description="Konsil video consultations")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", help="TOML configuration file (default: $KONSIL_CONFIG)")
+        return p
+
+    up = with_config(sub.add_parser("up", help="run the embedded default on localhost"))
+    up.add_argument("--demo", action="store_true", help="seed a demo organisation per region and print logins")
+    up.add_argument("--data-dir", default=".konsil", help="where the embedded default keeps its files")
+    up.add_argument("--port", type=int, default=8000, help="control plane port; regions take the next ports")
+    up.set_defaults(func=_up)
+
+    serve = with_config(sub.add_parser("serve", help="run one service process"))
+    serve.add_argument("what", choices=["control", "region"])
+    serve.add_argument("--region", help="region id (when the configuration names several)")
+    serve.set_defaults(func=_serve)
+
+    with_config(sub.add_parser("migrate", help="apply database migrations everywhere")).set_defaults(func=_migrate)
+    with_config(sub.add_parser("check-config", help="validate the configuration")).set_defaults(func=_check)
+
+    audit = sub.add_parser("audit", help="access-log tools").add_subparsers(dest="audit_command", required=True)
+    verify = with_config(audit.add_parser("verify", help="verify an organisation's access-log hash chain"))
+    verify.add_argument("--org", required=True, help="organisation slug")
+    verify.add_argument("--region", help="only look in this region")
+    verify.set_defaults(func=_audit_verify)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"konsil: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Composition root of the control plane: signup, directory, login discovery,
+gateway. It holds no region database credentials and stores no personal data."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Router, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from konsil.platform import database, errors
+from konsil.platform.control import discovery, signup
+from konsil.platform.control.context import ControlContext, new_client
+from konsil.platform.control.gateway import Directory, browser_redirect, forward
+from konsil.platform.control.tables import CONTROL_TABLES, RegionRecord
+from konsil.platform.errors import EXCEPTION_HANDLERS
+from konsil.platform.settings import Settings
+from konsil.platform.signing import Verifier
+from konsil.platform.web import SignedCalls, healthz
+
+Req = Request[Any, Any, Any]
+
+
+@post("/api/v1/signup", status_code=HTTP_201_CREATED, tags=["signup"])
+async def signup_route(request: Req, data: signup.SignupIn) -> signup.SignupOut:
+    """Create an organisation and its first owner in the chosen region."""
+    return await signup.signup(request.app.state.control, data)
+
+
+@post("/api/v1/login-discovery", status_code=HTTP_200_OK, tags=["login"])
+async def discovery_route(request: Req, data: discovery.DiscoveryIn) -> discovery.DiscoveryOut:
+    """Where to log in for an e-mail address (does not reveal whether it exists)."""
+    return await discovery.discover(request.app.state.control, data)
+
+
+@get("/api/v1/regions", tags=["signup"])
+async def regions_route(request: Req) -> list[dict[str, str]]:
+    """The regions an organisation can choose at signup."""
+    rows = await RegionRecord.select().order_by(RegionRecord.id).run()
+    return [{"id": r["id"], "jurisdiction": r["jurisdiction"], "public_url": r["public_url"]} for r in rows]
+
+
+def signed_by_region(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if not str(connection.scope.get("state", {}).get("signed_by", "")).startswith("region:"):
+        raise errors.unauthorized("internal calls must be signed by a region")
+
+
+@post("/login-index", status_code=HTTP_200_OK)
+async def login_index_route(request: Req, data: discovery.LoginIndexChange) -> dict[str, Any]:
+    return await discovery.change_index(request.app.state.control, request.scope["state"]["signed_by"], data)
+
+
+internal_router = Router(path="/internal/v1", guards=[signed_by_region], route_handlers=[login_index_route],
+                         include_in_schema=False)
+
+
+async def register_regions(settings: Settings) -> None:
+    """The region registry mirrors configuration (id, jurisdiction, public URL)."""
+    for region in settings.regions:
+        values = {RegionRecord.jurisdiction: region.jurisdiction, RegionRecord.public_url: region.public_url}
+        if await RegionRecord.exists().where(RegionRecord.id == region.id).run():
+            await RegionRecord.update(values).where(RegionRecord.id == region.id).run()
+        else:
+            await RegionRecord.insert(RegionRecord(id=region.id, jurisdiction=region.jurisdiction,
+                                                   public_url=region.public_url)).run()
+
+
+def create_control_app(settings: Settings) -> Litestar:
+    control = settings.require_control()
+    engine = database.engine_for(control.database)
+    regions = {r.id: r for r in settings.regions}
+    ctx = ControlContext(
+        settings=settings,
+        engine=engine,
+        regions=regions,
+        verifier=Verifier({f"region:{r.id}": r.internal_secret for r in settings.regions},
+                          settings.signature_window_seconds),
+        discovery_key=settings.require_discovery_key(),
+        client=new_client(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        database.bind(CONTROL_TABLES, engine)
+        await database.start(engine)
+        await register_regions(settings)
+        try:
+            yield
+        finally:
+            await ctx.client.aclose()
+            await database.stop(engine)
+
+    app = Litestar(
+        route_handlers=[healthz, signup_route, discovery_route, regions_route, internal_router, forward,
+                        browser_redirect],
+        middleware=[DefineMiddleware(SignedCalls, verifier=ctx.verifier, max_body=settings.max_body_bytes)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Konsil control plane", version="1", path="/schema"),
+        debug=False,
+    )
+    app.state.control = ctx
+    app.state.directory = Directory()
+    return app

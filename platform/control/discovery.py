@@ -1,0 +1,77 @@
+"""Login discovery: which region URL(s) to log in at, for an e-mail address.
+
+The control plane sees only a keyed hash of the normalised address. An unknown
+address gets an answer of the same shape: one region, chosen by a keyed hash so
+that asking twice gives the same answer; so the answer does not tell whether
+the address exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from typing import Any
+
+import msgspec
+
+from konsil.platform import errors
+from konsil.platform.control.context import ControlContext
+from konsil.platform.control.tables import DirectoryOrganisation, LoginIndexEntry
+from konsil.platform.lookup import email_lookup, normalise_email
+from konsil.tenants.schemas import Email
+
+
+class DiscoveryIn(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+
+
+class RegionLogin(msgspec.Struct):
+    region: str
+    login_url: str
+
+
+class DiscoveryOut(msgspec.Struct):
+    regions: list[RegionLogin]
+
+
+async def discover(ctx: ControlContext, data: DiscoveryIn) -> DiscoveryOut:
+    lookup = email_lookup(ctx.discovery_key, data.email)
+    rows = await LoginIndexEntry.select(LoginIndexEntry.region).where(LoginIndexEntry.email_hmac == lookup).run()
+    found = sorted({row["region"] for row in rows if row["region"] in ctx.regions})
+    if not found:
+        ordered = sorted(ctx.regions)
+        pick = hmac.new(ctx.discovery_key.encode(), b"decoy:" + normalise_email(data.email).encode(),
+                        hashlib.sha256).digest()
+        found = [ordered[int.from_bytes(pick[:4], "big") % len(ordered)]]
+    return DiscoveryOut([RegionLogin(r, f"{ctx.regions[r].public_url.rstrip('/')}/login") for r in found])
+
+
+class LoginIndexChange(msgspec.Struct, forbid_unknown_fields=True):
+    org_id: uuid.UUID
+    add: list[str] = []
+    remove: list[str] = []
+
+
+async def change_index(ctx: ControlContext, signer: str, change: LoginIndexChange) -> dict[str, Any]:
+    """A region reports members added or removed (keyed hashes only)."""
+    org = await DirectoryOrganisation.select(DirectoryOrganisation.region).where(
+        DirectoryOrganisation.id == change.org_id
+    ).first().run()
+    if org is None or signer != f"region:{org['region']}":
+        raise errors.not_found("no such organisation in the caller's region")
+    for value in change.add + change.remove:
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise errors.bad_request("entries must be hex keyed hashes")
+    if change.remove:
+        await LoginIndexEntry.delete().where(
+            (LoginIndexEntry.org_id == change.org_id) & LoginIndexEntry.email_hmac.is_in(change.remove)
+        ).run()
+    for value in change.add:
+        exists = await LoginIndexEntry.exists().where(
+            (LoginIndexEntry.org_id == change.org_id) & (LoginIndexEntry.email_hmac == value)
+        ).run()
+        if not exists:
+            await LoginIndexEntry.insert(LoginIndexEntry(email_hmac=value, org_id=change.org_id,
+                                                         region=org["region"])).run()
+    return {"ok": True}

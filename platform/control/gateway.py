@@ -1,0 +1,145 @@
+"""The API gateway: ``/api/v1/orgs/{slug}/…`` is forwarded to the organisation's
+region service, signed, over pooled keep-alive connections, with the response
+streamed back. Browser paths ``/{slug}/…`` answer 307 to the region's public URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import httpx
+import msgspec
+from litestar import Request, Response, asgi, get
+from litestar.response import Redirect
+from litestar.types import Receive, Scope, Send
+
+from konsil.platform import errors
+from konsil.platform.control.context import ControlContext
+from konsil.platform.control.tables import DirectoryOrganisation
+from konsil.platform.signing import FORWARDED_FOR, SIGNED_HEADERS
+
+log = logging.getLogger("konsil.gateway")
+
+API_PREFIX = "/api/v1/orgs/"
+# Not forwarded: hop-by-hop headers, and anything a client might use to pose as us.
+_DROP_REQUEST = {"host", "connection", "keep-alive", "content-length", "transfer-encoding", "upgrade",
+                 "proxy-authorization", "te", "trailer", FORWARDED_FOR, *SIGNED_HEADERS}
+_DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+
+
+class Directory:
+    """slug → region for active organisations, cached briefly (ids never move silently)."""
+
+    def __init__(self, ttl_seconds: float = 15.0) -> None:
+        self.ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, str | None]] = {}
+
+    async def region_of(self, slug: str) -> str | None:
+        now = time.monotonic()
+        hit = self._cache.get(slug)
+        if hit and hit[0] > now:
+            return hit[1]
+        row = await DirectoryOrganisation.select(DirectoryOrganisation.region).where(
+            (DirectoryOrganisation.slug == slug) & (DirectoryOrganisation.status == "active")
+        ).first().run()
+        region = row["region"] if row else None
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[slug] = (now + (self.ttl if region else 2.0), region)
+        return region
+
+
+async def _json(send: Send, status: int, code: str, message: str) -> None:
+    body = msgspec.json.encode({"error": code, "message": message})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise OverflowError
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+@asgi(API_PREFIX.rstrip("/"), is_mount=True, opt={"public": True}, copy_scope=True)
+async def forward(scope: Scope, receive: Receive, send: Send) -> None:
+    app = scope["app"]
+    ctx: ControlContext = app.state.control
+    directory: Directory = app.state.directory
+    raw_path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
+    rest = raw_path[len(API_PREFIX):] if raw_path.startswith(API_PREFIX) else ""
+    slug = rest.split("/", 1)[0]
+    region_id = await directory.region_of(slug) if slug else None
+    if region_id is None or region_id not in ctx.regions:
+        await _json(send, 404, "not_found", "no such organisation")
+        return
+    try:
+        body = await _read_body(receive, ctx.settings.max_body_bytes)
+    except OverflowError:
+        await _json(send, 413, "too_large", "request body is too large")
+        return
+    if body is None:
+        return
+    query = scope.get("query_string", b"").decode("latin-1")
+    target = raw_path + (f"?{query}" if query else "")
+    headers = [
+        (k.decode("latin-1"), v.decode("latin-1"))
+        for k, v in scope["headers"]
+        if k.decode("latin-1").lower() not in _DROP_REQUEST
+    ]
+    client = scope.get("client")
+    headers.append((FORWARDED_FOR, client[0] if client else "unknown"))
+    headers.extend(ctx.signed_headers(region_id, scope["method"], target, body).items())
+    region = ctx.regions[region_id]
+    request = ctx.client.build_request(scope["method"], region.base_url + target, headers=headers, content=body)
+    try:
+        response = await ctx.client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        log.warning("region %s unreachable: %s", region_id, type(exc).__name__)
+        await _json(send, 503, "unavailable", f"region {region_id} is not reachable; try again shortly")
+        return
+    try:
+        out_headers = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in response.headers.multi_items()
+            if k.lower() not in _DROP_RESPONSE
+        ]
+        await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
+        async for chunk in response.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        await response.aclose()
+
+
+def _redirect(request: Request[Any, Any, Any], region_id: str | None) -> Response[Any]:
+    ctx: ControlContext = request.app.state.control
+    if region_id is None or region_id not in ctx.regions:
+        raise errors.not_found("no such organisation")
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    target = ctx.regions[region_id].public_url.rstrip("/") + request.url.path + (f"?{query}" if query else "")
+    return Redirect(target, status_code=307)
+
+
+@get(["/{slug:str}", "/{slug:str}/{rest:path}"], opt={"public": True}, include_in_schema=False)
+async def browser_redirect(request: Request[Any, Any, Any], slug: str) -> Response[Any]:
+    return _redirect(request, await request.app.state.directory.region_of(slug))
+
+
+def slug_digest(slug: str) -> str:
+    """For logs: which organisation without the slug itself."""
+    return hashlib.sha256(slug.encode()).hexdigest()[:12]

@@ -1,0 +1,116 @@
+"""Signup: an organisation is created in the region its owner chooses.
+
+The control plane writes a pending directory row, asks the region (signed) to
+create the organisation and its first owner, then records the owner's keyed
+e-mail hash for login discovery and activates the row. If the region call
+fails, the pending row is removed and the region is asked to drop anything it
+may have created, so no half-created organisation remains.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Literal
+
+import httpx
+import msgspec
+
+from konsil.platform import database, errors
+from konsil.platform.control.context import ControlContext
+from konsil.platform.control.tables import DirectoryOrganisation, LoginIndexEntry
+from konsil.tenants.schemas import OrgName, OwnerIn, RetentionDays, Slug
+
+log = logging.getLogger("konsil.signup")
+
+# Slugs that would collide with the control plane's own paths.
+RESERVED_SLUGS = frozenset({"api", "internal", "schema", "healthz", "login", "logout", "signup", "static",
+                            "admin", "portal", "assets", "docs", "help", "status", "konsil"})
+
+
+class OrganisationIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: OrgName
+    slug: Slug
+    retention_days: RetentionDays = 30
+
+
+class SignupIn(msgspec.Struct, forbid_unknown_fields=True):
+    region: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}$", description="region id, e.g. eu or us")]
+    organisation: OrganisationIn
+    owner: OwnerIn
+
+
+class SignupOut(msgspec.Struct):
+    organisation_id: uuid.UUID
+    slug: str
+    region: str
+    owner_id: uuid.UUID
+    login_url: str
+    status: Literal["active"] = "active"
+
+
+class RegionCreated(msgspec.Struct):
+    id: uuid.UUID
+    slug: str
+    owner_id: uuid.UUID
+    email_lookup: str
+
+
+async def _undo(ctx: ControlContext, region_id: str, org_id: uuid.UUID) -> None:
+    path = f"/internal/v1/orgs/{org_id}"
+    try:
+        await ctx.client.delete(ctx.regions[region_id].base_url + path,
+                                headers=ctx.signed_headers(region_id, "DELETE", path, b""))
+    except httpx.HTTPError:
+        log.error("could not undo organisation %s in region %s; the region will refuse it "
+                  "(no directory entry) until it is removed", org_id, region_id)
+    await DirectoryOrganisation.delete().where(DirectoryOrganisation.id == org_id).run()
+
+
+async def signup(ctx: ControlContext, data: SignupIn) -> SignupOut:
+    region = ctx.regions.get(data.region)
+    if region is None:
+        raise errors.bad_request(f"unknown region {data.region!r}; choose one of: {', '.join(sorted(ctx.regions))}")
+    if data.organisation.slug in RESERVED_SLUGS:
+        raise errors.conflict("this organisation address is reserved")
+    org_id = uuid.uuid4()
+    try:
+        await DirectoryOrganisation.insert(
+            DirectoryOrganisation(id=org_id, slug=data.organisation.slug, region=region.id, status="pending")
+        ).run()
+    except Exception as exc:  # unique violation on slug (driver-specific type)
+        if await DirectoryOrganisation.exists().where(DirectoryOrganisation.slug == data.organisation.slug).run():
+            raise errors.conflict("this organisation address is taken") from None
+        raise exc
+    body = msgspec.json.encode({
+        "id": str(org_id), "slug": data.organisation.slug, "name": data.organisation.name,
+        "retention_days": data.organisation.retention_days, "owner": data.owner,
+    })
+    path = "/internal/v1/orgs"
+    try:
+        response = await ctx.client.post(
+            region.base_url + path, content=body,
+            headers={**ctx.signed_headers(region.id, "POST", path, body), "content-type": "application/json"},
+        )
+    except httpx.HTTPError:
+        await _undo(ctx, region.id, org_id)
+        raise errors.unavailable(f"region {region.id} is not reachable; nothing was created, try again") from None
+    if response.status_code != 200:
+        await _undo(ctx, region.id, org_id)
+        if response.status_code in (400, 409):
+            detail = response.json().get("message", "the region refused the request")
+            raise errors.AppError(response.status_code, "refused", detail)
+        raise errors.unavailable(f"region {region.id} could not create the organisation; nothing was created")
+    created = msgspec.json.decode(response.content, type=RegionCreated)
+    try:
+        async with database.transaction(ctx.engine):
+            await LoginIndexEntry.insert(
+                LoginIndexEntry(email_hmac=created.email_lookup, org_id=org_id, region=region.id)
+            ).run()
+            await DirectoryOrganisation.update({DirectoryOrganisation.status: "active"}).where(
+                DirectoryOrganisation.id == org_id
+            ).run()
+    except Exception:
+        await _undo(ctx, region.id, org_id)
+        raise
+    return SignupOut(org_id, data.organisation.slug, region.id, created.owner_id, f"{region.public_url}/login")

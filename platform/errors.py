@@ -1,0 +1,88 @@
+"""Errors users see: a status, a stable code and a plain message, never a trace
+and never personal data."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = logging.getLogger("konsil.errors")
+
+
+class AppError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def bad_request(message: str, code: str = "invalid_input") -> AppError:
+    return AppError(400, code, message)
+
+
+def not_found(what: str = "not found") -> AppError:
+    return AppError(404, "not_found", what)
+
+
+def forbidden(message: str = "your role does not allow this") -> AppError:
+    return AppError(403, "forbidden", message)
+
+
+def unauthorized(message: str = "log in first") -> AppError:
+    return AppError(401, "unauthorized", message)
+
+
+def conflict(message: str) -> AppError:
+    return AppError(409, "conflict", message)
+
+
+def unavailable(message: str) -> AppError:
+    return AppError(503, "unavailable", message)
+
+
+def _body(code: str, message: str, details: list[str] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if details:
+        body["details"] = details
+    return body
+
+
+def app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
+    return Response(_body(exc.code, exc.message), status_code=exc.status)
+
+
+def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    details: list[str] = []
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if isinstance(item, dict):
+            where = item.get("key") or item.get("source") or ""
+            text = str(item.get("message", ""))
+            details.append(f"{where}: {text}" if where else text)
+    return Response(_body("invalid_input", "the request is not valid", details), status_code=400)
+
+
+def http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    codes = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+             405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
+    message = exc.detail if exc.status_code < 500 else "the service could not answer"
+    return Response(_body(codes.get(exc.status_code, "error"), str(message)), status_code=exc.status_code)
+
+
+def internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # Log the type only: exception messages may carry values from the request.
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.scope.get("route_handler"))
+    return Response(_body("internal", "something went wrong on our side"), status_code=HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    AppError: app_error_handler,
+    ValidationException: validation_handler,
+    HTTPException: http_handler,
+    HTTP_500_INTERNAL_SERVER_ERROR: internal_handler,
+}

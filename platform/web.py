@@ -1,0 +1,86 @@
+"""Web plumbing shared by the control plane and the region services."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import get
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from konsil.platform.signing import SIGNATURE_HEADER, SignatureError, Verifier
+
+log = logging.getLogger("konsil.web")
+
+
+async def _reject(send: Send, status: int, code: str, message: str) -> None:
+    body = msgspec.json.encode({"error": code, "message": message})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class SignedCalls:
+    """ASGI middleware: verifies signed internal calls before any route runs.
+
+    Paths under ``required_prefix`` must be signed; any other request that
+    carries a signature must carry a valid one. The verified signer is put in
+    ``scope["state"]["signed_by"]``; the body is replayed to the app unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, verifier: Verifier, max_body: int, required_prefix: str = "/internal/") -> None:
+        self.app = app
+        self.verifier = verifier
+        self.max_body = max_body
+        self.required_prefix = required_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path: str = scope["path"]
+        state = scope.setdefault("state", {})
+        state.pop("signed_by", None)
+        if SIGNATURE_HEADER not in headers and not path.startswith(self.required_prefix):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await _reject(send, 413, "too_large", "request body is too large")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        query = scope.get("query_string", b"").decode("latin-1")
+        full_path = scope.get("raw_path", path.encode()).decode("latin-1") + (f"?{query}" if query else "")
+        try:
+            state["signed_by"] = self.verifier.verify(scope["method"], full_path, body, headers)
+        except SignatureError as exc:
+            log.warning("refused internal call to %s: %s", path, exc)
+            await _reject(send, 401, "bad_signature", str(exc))
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+@get("/healthz", opt={"public": True}, include_in_schema=False)
+async def healthz() -> dict[str, Any]:
+    return {"ok": True}

@@ -1,0 +1,77 @@
+"""Composition root of a region service: one process per region, holding only
+that region's settings, database and secrets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.response import Redirect
+from litestar.template import TemplateConfig
+
+from konsil.platform import database
+from konsil.platform.errors import EXCEPTION_HANDLERS
+from konsil.platform.settings import ConfigError, Settings
+from konsil.platform.signing import Verifier
+from konsil.platform.web import SignedCalls, healthz
+from konsil.regions.context import ControlLink, RegionContext
+from konsil.regions.internal import internal_router
+from konsil.regions.tables import REGION_TABLES
+from konsil.tenants.api import org_router, region_login_router
+from konsil.tenants.auth import LoginRequired
+from konsil.tenants.pages import pages_router
+from konsil.tenants.personal_data import UnencryptedCodec
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "tenants" / "templates"
+
+
+def _to_login(_: Request[Any, Any, Any], __: LoginRequired) -> Response[Any]:
+    return Redirect("/login", status_code=303)
+
+
+def create_region_app(settings: Settings, region_id: str | None = None) -> Litestar:
+    if region_id is None:
+        if len(settings.regions) != 1:
+            raise ConfigError("regions: a region service needs exactly one region (or --region)")
+        region_id = settings.regions[0].id
+    region = settings.region(region_id)
+    engine = database.engine_for(region.database)
+    ctx = RegionContext(
+        settings=settings,
+        region=region,
+        engine=engine,
+        codec=UnencryptedCodec(),
+        verifier=Verifier({"control": region.internal_secret}, settings.signature_window_seconds),
+        control=ControlLink(settings.control_url or (settings.control.base_url if settings.control else ""),
+                            region.id, region.internal_secret),
+        discovery_key=settings.require_discovery_key(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        database.bind(REGION_TABLES, engine)
+        await database.start(engine)
+        try:
+            yield
+        finally:
+            await ctx.control.close()
+            await database.stop(engine)
+
+    app = Litestar(
+        route_handlers=[healthz, org_router, region_login_router, pages_router, internal_router],
+        middleware=[DefineMiddleware(SignedCalls, verifier=ctx.verifier, max_body=settings.max_body_bytes)],
+        exception_handlers={**EXCEPTION_HANDLERS, LoginRequired: _to_login},
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title=f"Konsil region {region.id}", version="1", path="/schema"),
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        debug=False,
+    )
+    app.state.region = ctx
+    return app

@@ -1,0 +1,42 @@
+"""Internal routes a region service offers the control plane; every call must be
+signed with this region's internal secret (platform/web.SignedCalls)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Request, Router, delete, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.status_codes import HTTP_200_OK
+
+from konsil.platform import errors
+from konsil.tenants import organisations
+from konsil.tenants.actors import Actor, source_address
+from konsil.tenants.schemas import CreatedOrganisation, NewOrganisation
+
+
+def signed_by_control(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if connection.scope.get("state", {}).get("signed_by") != "control":
+        raise errors.unauthorized("internal calls must be signed by the control plane")
+
+
+@post("/orgs", opt={"internal": True}, status_code=HTTP_200_OK)
+async def create_organisation(request: Request[Any, Any, Any], data: NewOrganisation) -> CreatedOrganisation:
+    ctx = request.app.state.region
+    actor = Actor("control-plane", "system", "signup", source_address(request), "create the customer account")
+    return await organisations.create(ctx, actor, data)
+
+
+@delete("/orgs/{org_id:uuid}", opt={"internal": True}, status_code=HTTP_200_OK)
+async def remove_organisation(request: Request[Any, Any, Any], org_id: uuid.UUID) -> dict[str, bool]:
+    return {"removed": await organisations.remove(request.app.state.region, org_id)}
+
+
+internal_router = Router(
+    path="/internal/v1",
+    guards=[signed_by_control],
+    route_handlers=[create_organisation, remove_organisation],
+    include_in_schema=False,
+)

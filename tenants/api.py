@@ -1,0 +1,196 @@
+"""The tenant API of a region service: organisation settings, members, rooms,
+integration tokens, and member login. Handlers validate and call services."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.datastructures import Cookie
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+
+from konsil.platform import errors
+from konsil.regions.context import RegionContext
+from konsil.tenants import api_tokens, members, organisations, rooms
+from konsil.tenants.actors import actor_of
+from konsil.tenants.auth import PUBLIC, SESSION_COOKIE, Principal, authorize, end_session, rule, start_session
+from konsil.tenants.schemas import (
+    LoginIn,
+    LoginOut,
+    MemberIn,
+    MemberOut,
+    MemberPatch,
+    OrganisationOut,
+    OrganisationPatch,
+    RoomIn,
+    RoomOut,
+    TokenCreated,
+    TokenIn,
+    TokenOut,
+)
+
+ALL_MEMBERS = ("owner", "admin", "expert", "auditor")
+MANAGERS = ("owner", "admin")
+
+Req = Request[Any, Any, Any]
+
+
+def _ctx(request: Req) -> RegionContext:
+    return request.app.state.region  # type: ignore[no-any-return]
+
+
+def _org(request: Req) -> dict[str, Any]:
+    return request.state.org  # type: ignore[no-any-return]
+
+
+def _principal(request: Req) -> Principal:
+    return request.state.principal  # type: ignore[no-any-return]
+
+
+def session_cookie(ctx: RegionContext, request: Req, value: str, max_age: int | None = None) -> Cookie:
+    secure = ctx.region.public_url.startswith("https://") or request.url.scheme == "https"
+    return Cookie(key=SESSION_COOKIE, value=value, httponly=True, samesite="lax", secure=secure, path="/",
+                  max_age=max_age)
+
+
+# --- organisation ---------------------------------------------------------------------------
+
+
+@get("/", opt=rule(*ALL_MEMBERS, scope="org:read"))
+async def read_organisation(request: Req) -> OrganisationOut:
+    return organisations.to_out(_ctx(request), _org(request))
+
+
+@patch("/", opt=rule(*MANAGERS))
+async def update_organisation(request: Req, data: OrganisationPatch) -> OrganisationOut:
+    return await organisations.update(_ctx(request), actor_of(request), _org(request), data)
+
+
+# --- members --------------------------------------------------------------------------------
+
+
+@get("/members", opt=rule(*MANAGERS, scope="members:read"))
+async def list_members(request: Req) -> list[MemberOut]:
+    return await members.list_members(_ctx(request), actor_of(request), _org(request))
+
+
+@post("/members", opt=rule(*MANAGERS, scope="members:write"))
+async def invite_member(request: Req, data: MemberIn) -> MemberOut:
+    return await members.invite(_ctx(request), actor_of(request), _org(request), data)
+
+
+@get("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:read"))
+async def read_member(request: Req, member_id: uuid.UUID) -> MemberOut:
+    return await members.get(_ctx(request), actor_of(request), _org(request), member_id)
+
+
+@patch("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:write"))
+async def change_member(request: Req, member_id: uuid.UUID, data: MemberPatch) -> MemberOut:
+    return await members.change(_ctx(request), actor_of(request), _org(request), member_id, data)
+
+
+@delete("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:write"), status_code=HTTP_204_NO_CONTENT)
+async def remove_member(request: Req, member_id: uuid.UUID) -> None:
+    await members.remove(_ctx(request), actor_of(request), _org(request), member_id)
+
+
+# --- rooms ----------------------------------------------------------------------------------
+
+
+@get("/rooms", opt=rule(*ALL_MEMBERS, scope="rooms:read"))
+async def list_rooms(request: Req) -> list[RoomOut]:
+    return await rooms.list_rooms(_org(request))
+
+
+@post("/rooms", opt=rule("owner", "admin", "expert", scope="rooms:write"))
+async def create_room(request: Req, data: RoomIn) -> RoomOut:
+    return await rooms.create(_principal(request), _org(request), data)
+
+
+@get("/rooms/{room_id:uuid}", opt=rule(*ALL_MEMBERS, scope="rooms:read"))
+async def read_room(request: Req, room_id: uuid.UUID) -> RoomOut:
+    return rooms.to_out(_org(request), await rooms.get(_org(request), room_id))
+
+
+@delete("/rooms/{room_id:uuid}", opt=rule("owner", "admin", "expert", scope="rooms:write"),
+        status_code=HTTP_204_NO_CONTENT)
+async def remove_room(request: Req, room_id: uuid.UUID) -> None:
+    await rooms.remove(_principal(request), _org(request), room_id)
+
+
+# --- integration tokens (members only: a token cannot mint tokens) --------------------------
+
+
+@get("/tokens", opt=rule(*MANAGERS))
+async def list_tokens(request: Req) -> list[TokenOut]:
+    return await api_tokens.list_tokens(_org(request))
+
+
+@post("/tokens", opt=rule(*MANAGERS))
+async def issue_token(request: Req, data: TokenIn) -> TokenCreated:
+    return await api_tokens.issue(_ctx(request), _principal(request), _org(request), data)
+
+
+@delete("/tokens/{token_id:uuid}", opt=rule(*MANAGERS), status_code=HTTP_204_NO_CONTENT)
+async def revoke_token(request: Req, token_id: uuid.UUID) -> None:
+    await api_tokens.revoke(_org(request), token_id)
+
+
+# --- member sessions ------------------------------------------------------------------------
+
+
+async def _login(request: Req, data: LoginIn, org_slug: str | None) -> Response[Any]:
+    ctx = _ctx(request)
+    found = await members.authenticate(ctx, data.email, data.password, org_slug)
+    if isinstance(found, list):
+        return Response(
+            {"error": "choose_organisation", "message": "this login opens several organisations",
+             "organisations": found},
+            status_code=409,
+        )
+    member, org = found
+    cookie, csrf = await start_session(member)
+    body = LoginOut(organisation=org["slug"], member_id=member["id"], role=member["role"], csrf_token=csrf)
+    return Response(body, status_code=HTTP_200_OK, cookies=[session_cookie(ctx, request, cookie)])
+
+
+@post("/auth/login", opt=PUBLIC, status_code=HTTP_200_OK)
+async def org_login(request: Req, slug: str, data: LoginIn) -> Response[Any]:
+    return await _login(request, data, slug)
+
+
+@post("/api/v1/login", opt=PUBLIC, status_code=HTTP_200_OK)
+async def region_login(request: Req, data: LoginIn) -> Response[Any]:
+    return await _login(request, data, data.organisation)
+
+
+@get("/auth/me", opt=rule(*ALL_MEMBERS))
+async def who_am_i(request: Req) -> dict[str, Any]:
+    principal = _principal(request)
+    return {"organisation": _org(request)["slug"], "member_id": str(principal.id), "role": principal.role}
+
+
+@post("/auth/logout", opt=rule(*ALL_MEMBERS), status_code=HTTP_200_OK)
+async def logout(request: Req) -> Response[Any]:
+    principal = _principal(request)
+    if principal.session_id:
+        await end_session(principal.session_id)
+    return Response({"ok": True}, cookies=[session_cookie(_ctx(request), request, "", max_age=0)])
+
+
+org_router = Router(
+    path="/api/v1/orgs/{slug:str}",
+    guards=[authorize],
+    route_handlers=[
+        read_organisation, update_organisation,
+        list_members, invite_member, read_member, change_member, remove_member,
+        list_rooms, create_room, read_room, remove_room,
+        list_tokens, issue_token, revoke_token,
+        org_login, who_am_i, logout,
+    ],
+    tags=["tenant"],
+)
+region_login_router = Router(path="/", guards=[authorize], route_handlers=[region_login], tags=["login"])
+
+__all__ = ["errors", "org_router", "region_login_router"]

@@ -1,0 +1,176 @@
+"""Who is calling a region service: member sessions, integration tokens, CSRF,
+and the authorization rule every route declares.
+
+Each route handler carries ``opt={"auth": Rule(...)}``; the app-wide guard
+``authorize`` fails closed for a route without a rule unless it is marked
+``public``. Organisation-scoped routes resolve the organisation first, so an
+organisation of another region (or none) answers 404.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from konsil.platform import errors
+from konsil.regions.context import RegionContext
+from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation
+
+SESSION_COOKIE = "konsil_session"
+CSRF_HEADER = "x-csrf-token"
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class LoginRequired(Exception):
+    """A page asked for a member session; the app answers with a redirect to /login."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may call a route: member roles, and the scope an integration token needs."""
+
+    roles: frozenset[str]
+    scope: str | None = None
+    org_scoped: bool = True
+
+
+def rule(*roles: str, scope: str | None = None) -> dict[str, Any]:
+    return {"auth": Rule(frozenset(roles), scope)}
+
+
+PUBLIC: dict[str, Any] = {"public": True}
+SIGNED_INTERNAL: dict[str, Any] = {"internal": True}
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # member | token
+    org_id: uuid.UUID
+    id: uuid.UUID
+    role: str  # member role, or "integration"
+    scopes: frozenset[str] = frozenset()
+    session_id: str | None = None
+    csrf_token: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_secret_token(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def start_session(member: dict[str, Any]) -> tuple[str, str]:
+    """Create a session; return (cookie value, CSRF token)."""
+    cookie = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(24)
+    await MemberSession.insert(
+        MemberSession(id=token_hash(cookie), org_id=member["org_id"], member_id=member["id"], csrf_token=csrf)
+    ).run()
+    return cookie, csrf
+
+
+async def end_session(session_id: str) -> None:
+    await MemberSession.delete().where(MemberSession.id == session_id).run()
+
+
+async def _from_session(ctx: RegionContext, cookie: str) -> Principal | None:
+    sid = token_hash(cookie)
+    row = await MemberSession.select().where(MemberSession.id == sid).first().run()
+    if row is None:
+        return None
+    now = utcnow()
+    idle = dt.timedelta(minutes=ctx.settings.session_idle_minutes)
+    if row["last_seen_at"] + idle < now:
+        await end_session(sid)
+        return None
+    member = await Member.select(Member.role).where(Member.id == row["member_id"]).first().run()
+    if member is None:
+        await end_session(sid)
+        return None
+    if now - row["last_seen_at"] > dt.timedelta(seconds=30):
+        await MemberSession.update({MemberSession.last_seen_at: now}).where(MemberSession.id == sid).run()
+    return Principal("member", row["org_id"], row["member_id"], member["role"], session_id=sid,
+                     csrf_token=row["csrf_token"])
+
+
+async def _from_token(token: str) -> Principal | None:
+    row = await ApiToken.select().where(
+        (ApiToken.token_hash == token_hash(token)) & ApiToken.revoked_at.is_null()
+    ).first().run()
+    if row is None:
+        return None
+    return Principal("token", row["org_id"], row["id"], "integration", frozenset(row["scopes"].split()))
+
+
+async def identify(connection: ASGIConnection[Any, Any, Any, Any], ctx: RegionContext) -> Principal | None:
+    auth = connection.headers.get("authorization", "")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise errors.unauthorized("use 'Authorization: Bearer <token>'")
+        principal = await _from_token(value.strip())
+        if principal is None:
+            raise errors.unauthorized("the API token is not valid or was revoked")
+        return principal
+    cookie = connection.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return await _from_session(ctx, cookie)
+    return None
+
+
+def _check_csrf(connection: ASGIConnection[Any, Any, Any, Any], principal: Principal) -> None:
+    if principal.kind != "member" or connection.scope.get("method") not in UNSAFE:
+        return
+    sent = connection.headers.get(CSRF_HEADER, "")
+    if not principal.csrf_token or not hmac.compare_digest(sent, principal.csrf_token):
+        raise errors.AppError(403, "csrf", "missing or wrong X-CSRF-Token header")
+
+
+async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """The app-wide guard: resolve the organisation, the caller, and check the rule."""
+    opt = handler.opt
+    if opt.get("public") or opt.get("internal"):
+        return
+    found = opt.get("auth")
+    if not isinstance(found, Rule):
+        raise errors.forbidden("this route has no authorization rule")
+    ctx: RegionContext = connection.app.state.region
+    if found.org_scoped:
+        slug = connection.path_params.get("slug")
+        org = await Organisation.select().where(Organisation.slug == slug).first().run() if slug else None
+        if org is None:
+            raise errors.not_found("no such organisation in this region")
+        connection.state.org = org
+    principal = await identify(connection, ctx)
+    if principal is None:
+        if opt.get("page"):
+            raise LoginRequired()
+        raise errors.unauthorized()
+    if found.org_scoped and principal.org_id != connection.state.org["id"]:
+        raise errors.not_found("no such organisation in this region")
+    if principal.kind == "token":
+        if found.scope is None or found.scope not in principal.scopes:
+            raise errors.forbidden("the API token lacks the scope this route needs")
+    elif principal.role not in found.roles:
+        raise errors.forbidden()
+    if opt.get("csrf") != "form":  # form routes check their own hidden field
+        _check_csrf(connection, principal)
+    connection.state.principal = principal

@@ -1,0 +1,204 @@
+"""Member services: invite, read, change role, remove, log in.
+
+Personal fields pass through the organisation's codec; every read or change
+of a member's personal data writes an access-log entry in the same transaction.
+Adding or removing a member also updates the control plane's login-discovery
+index (keyed hashes only); if that call fails, the change is rolled back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import msgspec
+
+from konsil.platform import database, errors
+from konsil.regions.context import RegionContext
+from konsil.tenants.actors import Actor, record
+from konsil.tenants.auth import utcnow
+from konsil.tenants.passwords import hash_password, verify_password
+from konsil.platform.lookup import email_lookup
+from konsil.tenants.personal_data import FieldRef
+from konsil.tenants.schemas import MemberIn, MemberOut, MemberPatch
+from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation, Room
+
+
+def subject(member_id: uuid.UUID) -> str:
+    return f"member:{member_id}"
+
+
+def _ref(org_id: uuid.UUID, member_id: uuid.UUID, column: str) -> FieldRef:
+    return FieldRef(org_id, "member", column, member_id)
+
+
+def decode(ctx: RegionContext, row: dict[str, Any]) -> MemberOut:
+    codec = ctx.codec
+    phone = row["phone"]
+    return MemberOut(
+        id=row["id"],
+        name=codec.open(_ref(row["org_id"], row["id"], "name"), row["name"]),
+        email=codec.open(_ref(row["org_id"], row["id"], "email"), row["email"]),
+        phone=codec.open(_ref(row["org_id"], row["id"], "phone"), phone) if phone is not None else None,
+        role=row["role"],
+        created_at=row["created_at"],
+    )
+
+
+async def _sync_login_index(ctx: RegionContext, org_id: uuid.UUID, add: list[str], remove: list[str]) -> None:
+    body = msgspec.json.encode({"org_id": str(org_id), "add": add, "remove": remove})
+    try:
+        response = await ctx.control.post("/internal/v1/login-index", body)
+    except httpx.HTTPError:
+        raise errors.unavailable("the directory service is unreachable; nothing was changed") from None
+    if response.status_code != 200:
+        raise errors.unavailable("the directory service refused the change; nothing was changed")
+
+
+async def first_owner(org_id: uuid.UUID) -> dict[str, Any]:
+    row = await Member.select().where((Member.org_id == org_id) & (Member.role == "owner")).order_by(
+        Member.created_at
+    ).first().run()
+    if row is None:
+        raise errors.not_found("organisation has no owner")
+    return row
+
+
+async def insert(
+    ctx: RegionContext, actor: Actor, org_id: uuid.UUID, name: str, email: str, phone: str | None,
+    role: str, password: str,
+) -> tuple[uuid.UUID, str]:
+    """Insert a member inside the caller's transaction; return (id, e-mail lookup hash)."""
+    member_id = uuid.uuid4()
+    lookup = email_lookup(ctx.discovery_key, email)
+    if await Member.exists().where((Member.org_id == org_id) & (Member.email_lookup == lookup)).run():
+        raise errors.conflict("a member with this e-mail address already exists")
+    codec = ctx.codec
+    await Member.insert(
+        Member(
+            id=member_id,
+            org_id=org_id,
+            name=codec.seal(_ref(org_id, member_id, "name"), name),
+            email=codec.seal(_ref(org_id, member_id, "email"), email),
+            email_lookup=lookup,
+            phone=codec.seal(_ref(org_id, member_id, "phone"), phone) if phone else None,
+            role=role,
+            password_hash=hash_password(password),
+        )
+    ).run()
+    await record(ctx, actor, org_id, "create", "member", member_id, subject(member_id))
+    return member_id, lookup
+
+
+async def invite(ctx: RegionContext, actor: Actor, org: dict[str, Any], new: MemberIn) -> MemberOut:
+    if new.role == "owner" and actor.role != "owner":
+        raise errors.forbidden("only an owner can add an owner")
+    async with database.transaction(ctx.engine):
+        member_id, lookup = await insert(ctx, actor, org["id"], new.name, new.email, new.phone, new.role, new.password)
+        await _sync_login_index(ctx, org["id"], add=[lookup], remove=[])
+        row = await Member.select().where(Member.id == member_id).first().run()
+    assert row is not None
+    return decode(ctx, row)
+
+
+async def list_members(ctx: RegionContext, actor: Actor, org: dict[str, Any]) -> list[MemberOut]:
+    rows = await Member.select().where(Member.org_id == org["id"]).order_by(Member.created_at).run()
+    async with database.transaction(ctx.engine):
+        for row in rows:
+            await record(ctx, actor, org["id"], "read", "member", row["id"], subject(row["id"]))
+    return [decode(ctx, row) for row in rows]
+
+
+async def _get_row(org: dict[str, Any], member_id: uuid.UUID) -> dict[str, Any]:
+    row = await Member.select().where((Member.id == member_id) & (Member.org_id == org["id"])).first().run()
+    if row is None:
+        raise errors.not_found("no such member")
+    return row
+
+
+async def get(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_id: uuid.UUID) -> MemberOut:
+    row = await _get_row(org, member_id)
+    await record(ctx, actor, org["id"], "read", "member", member_id, subject(member_id))
+    return decode(ctx, row)
+
+
+async def _owners(org_id: uuid.UUID) -> int:
+    return await Member.count().where((Member.org_id == org_id) & (Member.role == "owner")).run()
+
+
+async def change(
+    ctx: RegionContext, actor: Actor, org: dict[str, Any], member_id: uuid.UUID, patch: MemberPatch
+) -> MemberOut:
+    async with database.transaction(ctx.engine):
+        row = await _get_row(org, member_id)
+        values: dict[Any, Any] = {}
+        if patch.role is not msgspec.UNSET and patch.role != row["role"]:
+            if "owner" in (patch.role, row["role"]) and actor.role != "owner":
+                raise errors.forbidden("only an owner can grant or take the owner role")
+            if row["role"] == "owner" and await _owners(org["id"]) <= 1:
+                raise errors.conflict("an organisation keeps at least one owner")
+            values[Member.role] = patch.role
+        if patch.name is not msgspec.UNSET:
+            values[Member.name] = ctx.codec.seal(_ref(org["id"], member_id, "name"), patch.name)
+        if patch.phone is not msgspec.UNSET:
+            phone = patch.phone
+            values[Member.phone] = ctx.codec.seal(_ref(org["id"], member_id, "phone"), phone) if phone else None
+        if not values:
+            raise errors.bad_request("nothing to change")
+        await Member.update(values).where(Member.id == member_id).run()
+        await record(ctx, actor, org["id"], "update", "member", member_id, subject(member_id))
+        row = await _get_row(org, member_id)
+    return decode(ctx, row)
+
+
+async def remove(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_id: uuid.UUID) -> None:
+    async with database.transaction(ctx.engine):
+        row = await _get_row(org, member_id)
+        if row["role"] == "owner":
+            if actor.role != "owner":
+                raise errors.forbidden("only an owner can remove an owner")
+            if await _owners(org["id"]) <= 1:
+                raise errors.conflict("an organisation keeps at least one owner")
+        if await Room.exists().where(Room.expert_id == member_id).run():
+            raise errors.conflict("this member still owns rooms; remove or reassign them first")
+        await MemberSession.delete().where(MemberSession.member_id == member_id).run()
+        await ApiToken.update({ApiToken.revoked_at: utcnow()}).where(
+            (ApiToken.created_by == member_id) & ApiToken.revoked_at.is_null()
+        ).run()
+        await Member.delete().where(Member.id == member_id).run()
+        await record(ctx, actor, org["id"], "delete", "member", member_id, subject(member_id))
+        still_used = await Member.exists().where(
+            (Member.org_id == org["id"]) & (Member.email_lookup == row["email_lookup"])
+        ).run()
+        if not still_used:
+            await _sync_login_index(ctx, org["id"], add=[], remove=[row["email_lookup"]])
+
+
+async def authenticate(
+    ctx: RegionContext, email: str, password: str, org_slug: str | None
+) -> tuple[dict[str, Any], dict[str, Any]] | list[str]:
+    """Members whose e-mail and password match, in this region.
+
+    Returns (member row, organisation row) for one match, or the list of
+    organisation slugs to choose from when the same login opens several.
+    Unknown e-mail and wrong password look the same to the caller.
+    """
+    lookup = email_lookup(ctx.discovery_key, email)
+    rows = await Member.select().where(Member.email_lookup == lookup).run()
+    matches: list[dict[str, Any]] = [row for row in rows if verify_password(row["password_hash"], password)]
+    if not rows:
+        verify_password(None, password)  # same work as for a known e-mail
+    orgs = {
+        org["id"]: org
+        for org in await Organisation.select().where(
+            Organisation.id.is_in([m["org_id"] for m in matches] or [uuid.UUID(int=0)])
+        ).run()
+    }
+    if org_slug is not None:
+        matches = [m for m in matches if orgs[m["org_id"]]["slug"] == org_slug]
+    if not matches:
+        raise errors.unauthorized("e-mail address or password is wrong")
+    if len(matches) > 1:
+        return sorted(orgs[m["org_id"]]["slug"] for m in matches)
+    return matches[0], orgs[matches[0]["org_id"]]

@@ -1,0 +1,65 @@
+"""Organisation services in a region: creation (asked by the control plane),
+settings, and removal of a half-created organisation."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+
+from konsil.platform import database, errors
+from konsil.regions.context import RegionContext
+from konsil.tenants import members
+from konsil.tenants.actors import Actor, record
+from konsil.tenants.schemas import CreatedOrganisation, NewOrganisation, OrganisationOut, OrganisationPatch
+from konsil.tenants.tables import TENANT_TABLES, Organisation
+
+
+def to_out(ctx: RegionContext, org: dict[str, Any]) -> OrganisationOut:
+    return OrganisationOut(
+        id=org["id"], slug=org["slug"], name=org["name"], region=ctx.region.id,
+        retention_days=org["retention_days"], contract_end=org["contract_end"],
+    )
+
+
+async def create(ctx: RegionContext, actor: Actor, new: NewOrganisation) -> CreatedOrganisation:
+    """Create an organisation with its first owner. Idempotent for a repeated id."""
+    existing = await Organisation.select().where(Organisation.id == new.id).first().run()
+    if existing is not None:
+        if existing["slug"] != new.slug:
+            raise errors.conflict("organisation id already used")
+        owner = await members.first_owner(new.id)
+        return CreatedOrganisation(new.id, new.slug, owner["id"], owner["email_lookup"])
+    if await Organisation.exists().where(Organisation.slug == new.slug).run():
+        raise errors.conflict("this organisation address is taken")
+    async with database.transaction(ctx.engine):
+        await Organisation.insert(
+            Organisation(id=new.id, slug=new.slug, name=new.name, retention_days=new.retention_days)
+        ).run()
+        owner_id, lookup = await members.insert(
+            ctx, actor, new.id, new.owner.name, new.owner.email, new.owner.phone, "owner", new.owner.password
+        )
+    return CreatedOrganisation(new.id, new.slug, owner_id, lookup)
+
+
+async def update(ctx: RegionContext, actor: Actor, org: dict[str, Any], patch: OrganisationPatch) -> OrganisationOut:
+    values = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    if not values:
+        raise errors.bad_request("nothing to change")
+    async with database.transaction(ctx.engine):
+        await Organisation.update(values).where(Organisation.id == org["id"]).run()
+        await record(ctx, actor, org["id"], "update", "organisation", org["id"], f"org:{org['id']}")
+    return to_out(ctx, {**org, **values})
+
+
+async def remove(ctx: RegionContext, org_id: uuid.UUID) -> bool:
+    """Delete an organisation and all its rows (undoing a failed signup)."""
+    async with database.transaction(ctx.engine):
+        found = await Organisation.exists().where(Organisation.id == org_id).run()
+        for table in TENANT_TABLES:
+            if table is Organisation:
+                continue
+            await table.delete().where(table.org_id == org_id).run()  # type: ignore[attr-defined]
+        await Organisation.delete().where(Organisation.id == org_id).run()
+    return bool(found)

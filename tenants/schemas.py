@@ -1,0 +1,139 @@
+"""What the tenant API accepts and answers (msgspec Structs validated at the edge)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+
+Role = Literal["owner", "admin", "expert", "auditor"]
+ROLES: tuple[str, ...] = ("owner", "admin", "expert", "auditor")
+
+Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$", max_length=40)]
+RoomSlug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{1,58}[a-z0-9])$", max_length=60)]
+PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f<>]*\S[^\x00-\x1f<>]*$")]
+OrgName = Annotated[str, msgspec.Meta(min_length=2, max_length=200, pattern=r"^[^\x00-\x1f<>]*\S[^\x00-\x1f<>]*$")]
+Email = Annotated[
+    str,
+    msgspec.Meta(max_length=254, pattern=r"^[^@\s<>\"(),;:]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"),
+]
+Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, e.g. +4712345678")]
+Password = Annotated[str, msgspec.Meta(min_length=12, max_length=200)]
+RetentionDays = Annotated[int, msgspec.Meta(ge=1, le=90, description="visitor data retention, 1..90 days")]
+RoomTitle = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f<>]*\S[^\x00-\x1f<>]*$")]
+TokenLabel = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f<>]+$")]
+Scope = Literal["org:read", "members:read", "members:write", "rooms:read", "rooms:write"]
+SCOPES: tuple[str, ...] = ("org:read", "members:read", "members:write", "rooms:read", "rooms:write")
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class OwnerIn(Strict):
+    name: PersonName
+    email: Email
+    password: Password
+    phone: Phone | None = None
+
+
+class NewOrganisation(Strict):
+    """Internal: what the control plane asks a region to create."""
+
+    id: uuid.UUID
+    slug: Slug
+    name: OrgName
+    owner: OwnerIn
+    retention_days: RetentionDays = 30
+
+
+class CreatedOrganisation(msgspec.Struct):
+    id: uuid.UUID
+    slug: str
+    owner_id: uuid.UUID
+    email_lookup: str
+
+
+class OrganisationOut(msgspec.Struct):
+    id: uuid.UUID
+    slug: str
+    name: str
+    region: str
+    retention_days: int
+    contract_end: dt.date | None
+
+
+class OrganisationPatch(Strict):
+    name: OrgName | msgspec.UnsetType = msgspec.UNSET
+    retention_days: RetentionDays | msgspec.UnsetType = msgspec.UNSET
+    contract_end: dt.date | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class MemberIn(Strict):
+    name: PersonName
+    email: Email
+    role: Role
+    password: Password
+    phone: Phone | None = None
+
+
+class MemberPatch(Strict):
+    role: Role | msgspec.UnsetType = msgspec.UNSET
+    name: PersonName | msgspec.UnsetType = msgspec.UNSET
+    phone: Phone | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class MemberOut(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    email: str
+    phone: str | None
+    role: str
+    created_at: dt.datetime
+
+
+class RoomIn(Strict):
+    slug: RoomSlug
+    title: RoomTitle
+    expert_id: uuid.UUID | None = None
+
+
+class RoomOut(msgspec.Struct):
+    id: uuid.UUID
+    slug: str
+    title: str
+    expert_id: uuid.UUID
+    join_path: str
+
+
+class TokenIn(Strict):
+    label: TokenLabel
+    scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=5)]
+
+
+class TokenOut(msgspec.Struct):
+    id: uuid.UUID
+    label: str
+    scopes: list[str]
+    created_at: dt.datetime
+    revoked: bool
+
+
+class TokenCreated(msgspec.Struct):
+    id: uuid.UUID
+    token: str  # shown once
+
+
+class LoginIn(Strict):
+    email: Email
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    organisation: Slug | None = None
+
+
+class LoginOut(msgspec.Struct):
+    organisation: str
+    member_id: uuid.UUID
+    role: str
+    csrf_token: str

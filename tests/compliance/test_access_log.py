@@ -1,0 +1,396 @@
+"""The access log: append-only, hash-chained per organisation, and verification names
+the first entry that was modified, deleted or reordered behind the service's back.
+
+Every database test runs on the real PostgreSQL region database and on a migrated
+SQLite file (the embedded mode); tampering is done with raw SQL, as an intruder would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import msgspec
+import pytest
+from piccolo.engine.base import Engine
+
+from konsil.compliance.access_log import chain
+from konsil.compliance.access_log.cli import format_report
+from konsil.compliance.access_log.service import (
+    AccessEvent,
+    VerifyReport,
+    append,
+    entries,
+    iter_entries,
+    verify,
+)
+from konsil.compliance.access_log.tables import ACCESS_LOG_TABLES, AccessLogEntry, AccessLogHead
+from konsil.platform import database
+from konsil.platform.migrations import Target, migrate_target
+
+
+@pytest.fixture(scope="session")
+async def pg_region_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator[Engine]:
+    """A migrated PostgreSQL region database of our own.
+
+    The shared ``region_engine`` fixture cannot be used yet: it migrates from inside the
+    running event loop and ``migrate_target`` calls ``asyncio.run``. Migrating in a
+    worker thread avoids that; drop this fixture for ``region_engine`` once it does too.
+    """
+    engine = database.engine_for(await asyncio.to_thread(pg_database, "access_log_region", "region"))
+    await database.start(engine)
+    yield engine
+    await database.stop(engine)
+
+
+@pytest.fixture(scope="session")
+def sqlite_region_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("access_log") / "region.sqlite"
+    dsn = f"sqlite://{path}"
+    migrate_target(Target("sqlite region", "region", dsn))
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def sqlite_region_engine(sqlite_region_dsn: str) -> Engine:
+    return database.engine_for(sqlite_region_dsn)
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+async def log_engine(
+    request: pytest.FixtureRequest, pg_region_engine: Engine, sqlite_region_engine: Engine
+) -> AsyncIterator[Engine]:
+    """The access-log tables bound to PostgreSQL or to SQLite (embedded mode). The binding
+    is process-wide, so the previous one is put back for the tests that follow."""
+    engine = pg_region_engine if request.param == "postgres" else sqlite_region_engine
+    previous = [table._meta._db for table in ACCESS_LOG_TABLES]  # unbound stays unbound
+    database.bind(ACCESS_LOG_TABLES, engine)
+    try:
+        yield engine
+    finally:
+        for table, db in zip(ACCESS_LOG_TABLES, previous, strict=True):
+            table._meta._db = db
+
+
+def event(org_id: uuid.UUID, n: int = 0, **changes: str) -> AccessEvent:
+    base = AccessEvent(
+        org_id=org_id,
+        actor=f"member:{uuid.uuid4()}",
+        actor_role="expert",
+        subject_ref=f"member:{uuid.uuid4()}",
+        action="read",
+        object_type="visit",
+        object_id=f"visit-{n}",
+        source_address="203.0.113.7",
+        outcome="success",
+        purpose="provide the consultation",
+        source="region:eu/region-service",
+    )
+    return msgspec.structs.replace(base, **changes) if changes else base
+
+
+async def fill(org_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+    return [await append(event(org_id, n)) for n in range(count)]
+
+
+async def sql(query: str, *args: object) -> None:
+    await AccessLogEntry.raw(query, *args)
+
+
+def problem_of(report: VerifyReport) -> tuple[int, uuid.UUID | None, str]:
+    assert not report.ok
+    assert report.problem is not None
+    return report.problem.seq, report.problem.entry_id, report.problem.kind
+
+
+# --- the chain ---------------------------------------------------------------------
+
+
+def _record(**changes: object) -> chain.EntryRecord:
+    record = chain.EntryRecord(
+        id=uuid.UUID("00000000-0000-4000-8000-000000000001"),
+        org_id=uuid.UUID("00000000-0000-4000-8000-000000000002"),
+        seq=7,
+        at=datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC),
+        actor="member:a",
+        actor_role="expert",
+        on_behalf_of="member:a",
+        subject_ref="member:b",
+        action="read",
+        object_type="visit",
+        object_id="v1",
+        source_address="203.0.113.7",
+        outcome="success",
+        purpose="care",
+        source="region:eu/region-service",
+        prev_hash=chain.GENESIS_HASH,
+        entry_hash="",
+    )
+    return msgspec.structs.replace(record, **changes)
+
+
+def test_canonical_encoding_is_fixed_and_independent_of_how_time_was_returned() -> None:
+    utc = _record()
+    assert chain.canonical(utc) == (
+        b'{"v":1,"id":"00000000-0000-4000-8000-000000000001",'
+        b'"org_id":"00000000-0000-4000-8000-000000000002","seq":7,'
+        b'"at":"2026-03-01T12:00:00.000000+00:00","actor":"member:a","actor_role":"expert",'
+        b'"on_behalf_of":"member:a","subject_ref":"member:b","action":"read","object_type":"visit",'
+        b'"object_id":"v1","source_address":"203.0.113.7","outcome":"success","purpose":"care",'
+        b'"source":"region:eu/region-service"}'
+    )
+    same_instant = _record(at=datetime(2026, 3, 1, 13, 0, 0, tzinfo=timezone(timedelta(hours=1))))
+    naive_utc = _record(at=datetime(2026, 3, 1, 12, 0, 0))
+    assert chain.canonical(same_instant) == chain.canonical(utc) == chain.canonical(naive_utc)
+    assert chain.entry_hash(utc) != chain.entry_hash(_record(seq=8))
+    assert chain.entry_hash(utc) != chain.entry_hash(_record(prev_hash="1" * 64))
+    assert len(chain.entry_hash(utc)) == 64
+
+
+def test_original_seq_finds_where_an_intact_entry_belongs() -> None:
+    intact = _record(seq=5)
+    intact = msgspec.structs.replace(intact, entry_hash=chain.entry_hash(intact))
+    moved = msgspec.structs.replace(intact, seq=2)
+    assert chain.original_seq(moved, upto=10) == 5
+    assert chain.original_seq(msgspec.structs.replace(moved, actor="member:x"), upto=10) is None
+
+
+# --- appending ---------------------------------------------------------------------
+
+
+async def test_appends_form_one_linear_chain_even_when_concurrent(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    first = await fill(org_id, 3)
+    concurrent = await asyncio.gather(*(append(event(org_id, n)) for n in range(3, 23)))
+
+    stored = [record async for record in iter_entries(org_id, batch_size=4)]
+    assert [record.seq for record in stored] == list(range(1, 24))
+    assert {record.id for record in stored} == {*first, *concurrent}
+    previous = chain.GENESIS_HASH
+    for record in stored:
+        assert record.prev_hash == previous
+        assert chain.entry_hash(record) == record.entry_hash
+        previous = record.entry_hash
+    head = await AccessLogHead.select().where(AccessLogHead.org_id == org_id)
+    assert (head[0]["seq"], head[0]["entry_hash"]) == (23, previous)
+
+    report = await verify(org_id, batch_size=5)
+    assert report == VerifyReport(ok=True, checked=23)
+    assert format_report(report, "acme") == "audit log of org 'acme': OK, 23 entries verified"
+
+
+async def test_an_entry_records_who_did_what_for_whom_and_the_responsible_user_defaults_to_the_actor(
+    log_engine: Engine,
+) -> None:
+    org_id = uuid.uuid4()
+    delegated = event(org_id, 1, on_behalf_of="org:owner", action="export")
+    await append(delegated)
+    await append(event(org_id, 2))
+    one, two = await entries(org_id, limit=10)
+    assert (one.actor, one.on_behalf_of, one.action, one.subject_ref) == (
+        delegated.actor,
+        "org:owner",
+        "export",
+        delegated.subject_ref,
+    )
+    assert two.on_behalf_of == two.actor
+    assert one.at <= two.at
+    assert datetime.now(UTC) - two.at < timedelta(minutes=5)
+
+
+async def test_overlong_or_unstorable_values_are_trimmed_not_refused(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    await append(
+        event(
+            org_id,
+            actor="member:" + "x" * 500,
+            purpose="nul\x00byte and lone surrogate \ud800 " + "p" * 200,
+            source_address="2001:db8::1" * 20,
+        )
+    )
+    (stored,) = await entries(org_id)
+    assert stored.actor == ("member:" + "x" * 500)[:80]
+    assert len(stored.purpose) == 60
+    assert "\x00" not in stored.purpose
+    assert len(stored.source_address) == 64
+    assert (await verify(org_id)).ok
+
+
+async def test_an_unknown_action_is_refused_before_anything_is_written(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    with pytest.raises(ValueError, match="action"):
+        await append(event(org_id, action="peek"))
+    with pytest.raises(ValueError, match="outcome"):
+        await append(event(org_id, outcome="maybe"))
+    assert await entries(org_id) == []
+
+
+async def test_entries_pages_in_chain_order_and_filters_by_data_subject(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    await fill(org_id, 5)
+    await append(event(org_id, 9, subject_ref="member:patient-1"))
+    page1 = await entries(org_id, limit=4)
+    page2 = await entries(org_id, limit=4, after_seq=page1[-1].seq)
+    assert [r.seq for r in page1 + page2] == [1, 2, 3, 4, 5, 6]
+    about = await entries(org_id, subject_ref="member:patient-1")
+    assert [(r.seq, r.object_id) for r in about] == [(6, "visit-9")]
+
+
+# --- transactions ------------------------------------------------------------------
+
+
+async def test_an_append_in_a_rolled_back_transaction_leaves_no_entry(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    await fill(org_id, 2)
+    with pytest.raises(RuntimeError, match="change failed"):
+        async with database.transaction(log_engine):
+            await append(event(org_id, 3))
+            raise RuntimeError("the data change failed")
+
+    assert [r.seq for r in await entries(org_id)] == [1, 2]
+    assert await verify(org_id) == VerifyReport(ok=True, checked=2)
+    await append(event(org_id, 4))
+    assert await verify(org_id) == VerifyReport(ok=True, checked=3)
+
+    # A new organisation's first append rolled back: not even a head row remains.
+    fresh = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        async with database.transaction(log_engine):
+            await append(event(fresh))
+            raise RuntimeError("the data change failed")
+    assert await AccessLogHead.count().where(AccessLogHead.org_id == fresh) == 0
+    assert await verify(fresh) == VerifyReport(ok=True, checked=0)
+
+
+async def test_appends_in_a_committed_transaction_commit_with_it(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    async with database.transaction(log_engine):
+        await append(event(org_id, 1))
+        await append(event(org_id, 2))
+    assert [r.seq for r in await entries(org_id)] == [1, 2]
+    assert (await verify(org_id)).ok
+
+
+# --- tampering ---------------------------------------------------------------------
+
+
+async def test_a_modified_entry_is_named(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    ids = await fill(org_id, 6)
+    await sql(
+        "UPDATE access_log_entry SET actor = {} WHERE org_id = {} AND seq = {}", "member:evil", org_id, 4
+    )
+
+    report = await verify(org_id, batch_size=2)
+    assert problem_of(report) == (4, ids[3], "modified")
+    assert report.checked == 3
+    line = format_report(report, "acme")
+    assert line.startswith(f"audit log of org 'acme': entry #4 (id {ids[3]}) was modified: ")
+    assert line.endswith("(3 entries before it verified)")
+
+
+async def test_a_deleted_middle_entry_is_named(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    await fill(org_id, 6)
+    await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", org_id, 3)
+
+    report = await verify(org_id)
+    assert problem_of(report) == (3, None, "deleted")
+    assert format_report(report, "acme").startswith("audit log of org 'acme': entry #3 was deleted: ")
+
+
+async def test_a_deleted_last_entry_is_noticed_through_the_head(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    await fill(org_id, 6)
+    await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", org_id, 6)
+
+    report = await verify(org_id)
+    assert problem_of(report) == (6, None, "deleted")
+    assert report.checked == 5
+
+
+async def test_a_deleted_entry_with_the_rest_renumbered_is_named(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    ids = await fill(org_id, 5)
+    await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", org_id, 2)
+    await sql("UPDATE access_log_entry SET seq = seq - 1 WHERE org_id = {} AND seq > {}", org_id, 2)
+    await sql("UPDATE access_log_head SET seq = seq - 1 WHERE org_id = {}", org_id)
+
+    assert problem_of(await verify(org_id)) == (2, ids[2], "deleted")
+
+
+async def swap(org_id: uuid.UUID, a: int, b: int) -> None:
+    update = "UPDATE access_log_entry SET seq = {} WHERE org_id = {} AND seq = {}"
+    await sql(update, -1, org_id, a)
+    await sql(update, a, org_id, b)
+    await sql(update, b, org_id, -1)
+
+
+async def test_swapped_entries_are_reported_as_reordered(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    ids = await fill(org_id, 6)
+    await swap(org_id, 2, 5)
+
+    report = await verify(org_id)
+    assert problem_of(report) == (2, ids[4], "reordered")
+    assert report.problem is not None and "#5" in report.problem.detail
+    assert "was reordered" in format_report(report, "acme")
+
+
+async def test_swapped_neighbours_are_reported_as_reordered(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    ids = await fill(org_id, 5)
+    await swap(org_id, 3, 4)
+
+    assert problem_of(await verify(org_id)) == (3, ids[3], "reordered")
+
+
+async def test_the_first_problem_in_chain_order_is_reported(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    await fill(org_id, 8)
+    await sql("UPDATE access_log_entry SET purpose = {} WHERE org_id = {} AND seq = {}", "x", org_id, 6)
+    await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", org_id, 8)
+    await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", org_id, 2)
+
+    report = await verify(org_id, batch_size=2)
+    assert problem_of(report) == (2, None, "deleted")
+    assert report.checked == 1
+
+
+async def test_a_tampered_head_is_noticed(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    ids = await fill(org_id, 3)
+    await sql("UPDATE access_log_head SET entry_hash = {} WHERE org_id = {}", "f" * 64, org_id)
+    assert problem_of(await verify(org_id)) == (3, ids[2], "modified")
+
+    # The head rolled back by one: the last entry now lies beyond it.
+    other = uuid.uuid4()
+    await fill(other, 3)
+    (second,) = [r for r in await entries(other) if r.seq == 2]
+    await sql(
+        "UPDATE access_log_head SET seq = {}, entry_hash = {} WHERE org_id = {}", 2, second.entry_hash, other
+    )
+    seq, _, kind = problem_of(await verify(other))
+    assert (seq, kind) == (3, "modified")
+
+
+async def test_a_missing_head_is_noticed(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    await fill(org_id, 2)
+    await sql("DELETE FROM access_log_head WHERE org_id = {}", org_id)
+    assert problem_of(await verify(org_id)) == (3, None, "deleted")
+
+
+async def test_tampering_in_one_organisation_leaves_another_intact(log_engine: Engine) -> None:
+    tampered, bystander = uuid.uuid4(), uuid.uuid4()
+    for n in range(4):  # interleaved, as real traffic would be
+        await append(event(tampered, n))
+        await append(event(bystander, n))
+    await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", tampered, 2)
+    await sql("UPDATE access_log_entry SET actor = {} WHERE org_id = {} AND seq = {}", "x", tampered, 3)
+
+    assert problem_of(await verify(tampered)) == (2, None, "deleted")
+    assert await verify(bystander) == VerifyReport(ok=True, checked=4)
