@@ -27,8 +27,15 @@ def _serve(args: argparse.Namespace) -> int:
         listen = settings.region(args.region or settings.regions[0].id).listen
     host, _, port = listen.rpartition(":")
     # No access log: request lines are not needed and logs must stay free of personal data.
-    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=host.strip("[]"),
+        port=int(port),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 
@@ -78,7 +85,9 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    print(f"configuration is valid: mode {settings.mode}, regions {', '.join(r.id for r in settings.regions) or 'none'}")
+    print(
+        f"configuration is valid: mode {settings.mode}, regions {', '.join(r.id for r in settings.regions) or 'none'}"
+    )
     return 0
 
 

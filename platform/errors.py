@@ -68,8 +68,16 @@ def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> R
 
 
 def http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    codes = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-             405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
+    codes = {
+        400: "invalid_input",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+        415: "unsupported_media_type",
+        429: "too_many_requests",
+    }
     message = exc.detail if exc.status_code < 500 else "the service could not answer"
     return Response(_body(codes.get(exc.status_code, "error"), str(message)), status_code=exc.status_code)
 

@@ -137,11 +137,14 @@ def seed_demo(settings: Settings, data_dir: Path) -> list[dict[str, Any]]:
             slug = f"demo-{region.id}"
             owner = {"name": "Demo Owner", "email": f"owner@{slug}.example", "password": secrets.token_urlsafe(12)}
             expert = {"name": "Demo Expert", "email": f"expert@{slug}.example", "password": secrets.token_urlsafe(12)}
-            response = client.post(f"{base}/api/v1/signup", json={
-                "region": region.id,
-                "organisation": {"name": f"Demo practice ({region.id.upper()})", "slug": slug},
-                "owner": owner,
-            })
+            response = client.post(
+                f"{base}/api/v1/signup",
+                json={
+                    "region": region.id,
+                    "organisation": {"name": f"Demo practice ({region.id.upper()})", "slug": slug},
+                    "owner": owner,
+                },
+            )
             response.raise_for_status()
             api = f"{base}/api/v1/orgs/{slug}"
             login = client.post(f"{api}/auth/login", json={"email": owner["email"], "password": owner["password"]})
@@ -149,17 +152,23 @@ def seed_demo(settings: Settings, data_dir: Path) -> list[dict[str, Any]]:
             csrf = {"x-csrf-token": login.json()["csrf_token"]}
             made = client.post(f"{api}/members", headers=csrf, json={**expert, "role": "expert"})
             made.raise_for_status()
-            room = client.post(f"{api}/rooms", headers=csrf,
-                               json={"slug": "consultation", "title": "Consultation", "expert_id": made.json()["id"]})
+            room = client.post(
+                f"{api}/rooms",
+                headers=csrf,
+                json={"slug": "consultation", "title": "Consultation", "expert_id": made.json()["id"]},
+            )
             room.raise_for_status()
             client.cookies.clear()
-            seeded.append({
-                "region": region.id, "organisation": slug,
-                "portal": f"{region.public_url.rstrip('/')}/login",
-                "room": f"{region.public_url.rstrip('/')}{room.json()['join_path']}",
-                "owner": {k: owner[k] for k in ("email", "password")},
-                "expert": {k: expert[k] for k in ("email", "password")},
-            })
+            seeded.append(
+                {
+                    "region": region.id,
+                    "organisation": slug,
+                    "portal": f"{region.public_url.rstrip('/')}/login",
+                    "room": f"{region.public_url.rstrip('/')}{room.json()['join_path']}",
+                    "owner": {k: owner[k] for k in ("email", "password")},
+                    "expert": {k: expert[k] for k in ("email", "password")},
+                }
+            )
     _write_private(saved, json.dumps(seeded, indent=2))
     return seeded
 

@@ -108,9 +108,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def for_region(self, region_id: str) -> Settings:
         """What one region process is given: its own region only, no control DB."""
         control_url = self.control_url or (self.control.base_url if self.control else "")
-        return msgspec.structs.replace(
-            self, control=None, control_url=control_url, regions=[self.region(region_id)]
-        )
+        return msgspec.structs.replace(self, control=None, control_url=control_url, regions=[self.region(region_id)])
 
     def for_control(self) -> Settings:
         """What the control process is given: no region database credentials."""

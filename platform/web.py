@@ -7,17 +7,31 @@ from typing import Any
 
 import msgspec
 from litestar import get
+from litestar.logging.config import LoggingConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from konsil.platform.signing import SIGNATURE_HEADER, SignatureError, Verifier
 
 log = logging.getLogger("konsil.web")
 
+# Warnings and errors only, and no exception traces from request handling: messages
+# may carry request values, and logs must stay free of personal data.
+LOGGING = LoggingConfig(
+    root={"level": "WARNING", "handlers": ["queue_listener"]},
+    loggers={"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    log_exceptions="never",
+)
+
 
 async def _reject(send: Send, status: int, code: str, message: str) -> None:
     body = msgspec.json.encode({"error": code, "message": message})
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -19,7 +19,7 @@ from konsil.platform import database
 from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import ConfigError, Settings
 from konsil.platform.signing import Verifier
-from konsil.platform.web import SignedCalls, healthz
+from konsil.platform.web import LOGGING, SignedCalls, healthz
 from konsil.regions.context import ControlLink, RegionContext
 from konsil.regions.internal import internal_router
 from konsil.regions.tables import REGION_TABLES
@@ -48,8 +48,11 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         engine=engine,
         codec=UnencryptedCodec(),
         verifier=Verifier({"control": region.internal_secret}, settings.signature_window_seconds),
-        control=ControlLink(settings.control_url or (settings.control.base_url if settings.control else ""),
-                            region.id, region.internal_secret),
+        control=ControlLink(
+            settings.control_url or (settings.control.base_url if settings.control else ""),
+            region.id,
+            region.internal_secret,
+        ),
         discovery_key=settings.require_discovery_key(),
     )
 
@@ -71,6 +74,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title=f"Konsil region {region.id}", version="1", path="/schema"),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        logging_config=LOGGING,
         debug=False,
     )
     app.state.region = ctx

@@ -14,7 +14,6 @@ from konsil.platform.signing import FORWARDED_FOR
 from konsil.regions.context import RegionContext
 
 
-
 @dataclass(frozen=True)
 class Actor:
     actor: str

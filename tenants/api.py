@@ -50,8 +50,9 @@ def _principal(request: Req) -> Principal:
 
 def session_cookie(ctx: RegionContext, request: Req, value: str, max_age: int | None = None) -> Cookie:
     secure = ctx.region.public_url.startswith("https://") or request.url.scheme == "https"
-    return Cookie(key=SESSION_COOKIE, value=value, httponly=True, samesite="lax", secure=secure, path="/",
-                  max_age=max_age)
+    return Cookie(
+        key=SESSION_COOKIE, value=value, httponly=True, samesite="lax", secure=secure, path="/", max_age=max_age
+    )
 
 
 # --- organisation ---------------------------------------------------------------------------
@@ -113,8 +114,9 @@ async def read_room(request: Req, room_id: uuid.UUID) -> RoomOut:
     return rooms.to_out(_org(request), await rooms.get(_org(request), room_id))
 
 
-@delete("/rooms/{room_id:uuid}", opt=rule("owner", "admin", "expert", scope="rooms:write"),
-        status_code=HTTP_204_NO_CONTENT)
+@delete(
+    "/rooms/{room_id:uuid}", opt=rule("owner", "admin", "expert", scope="rooms:write"), status_code=HTTP_204_NO_CONTENT
+)
 async def remove_room(request: Req, room_id: uuid.UUID) -> None:
     await rooms.remove(_principal(request), _org(request), room_id)
 
@@ -145,8 +147,11 @@ async def _login(request: Req, data: LoginIn, org_slug: str | None) -> Response[
     found = await members.authenticate(ctx, data.email, data.password, org_slug)
     if isinstance(found, list):
         return Response(
-            {"error": "choose_organisation", "message": "this login opens several organisations",
-             "organisations": found},
+            {
+                "error": "choose_organisation",
+                "message": "this login opens several organisations",
+                "organisations": found,
+            },
             status_code=409,
         )
     member, org = found
@@ -183,11 +188,23 @@ org_router = Router(
     path="/api/v1/orgs/{slug:str}",
     guards=[authorize],
     route_handlers=[
-        read_organisation, update_organisation,
-        list_members, invite_member, read_member, change_member, remove_member,
-        list_rooms, create_room, read_room, remove_room,
-        list_tokens, issue_token, revoke_token,
-        org_login, who_am_i, logout,
+        read_organisation,
+        update_organisation,
+        list_members,
+        invite_member,
+        read_member,
+        change_member,
+        remove_member,
+        list_rooms,
+        create_room,
+        read_room,
+        remove_room,
+        list_tokens,
+        issue_token,
+        revoke_token,
+        org_login,
+        who_am_i,
+        logout,
     ],
     tags=["tenant"],
 )

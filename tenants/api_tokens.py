@@ -18,8 +18,12 @@ async def issue(ctx: RegionContext, principal: Principal, org: dict[str, Any], n
     token_id = uuid.uuid4()
     await ApiToken.insert(
         ApiToken(
-            id=token_id, org_id=org["id"], label=new.label, token_hash=token_hash(token),
-            scopes=" ".join(sorted(set(new.scopes))), created_by=principal.id,
+            id=token_id,
+            org_id=org["id"],
+            label=new.label,
+            token_hash=token_hash(token),
+            scopes=" ".join(sorted(set(new.scopes))),
+            created_by=principal.id,
         )
     ).run()
     return TokenCreated(token_id, token)
@@ -27,7 +31,9 @@ async def issue(ctx: RegionContext, principal: Principal, org: dict[str, Any], n
 
 async def list_tokens(org: dict[str, Any]) -> list[TokenOut]:
     rows = await ApiToken.select().where(ApiToken.org_id == org["id"]).order_by(ApiToken.created_at).run()
-    return [TokenOut(r["id"], r["label"], r["scopes"].split(), r["created_at"], r["revoked_at"] is not None) for r in rows]
+    return [
+        TokenOut(r["id"], r["label"], r["scopes"].split(), r["created_at"], r["revoked_at"] is not None) for r in rows
+    ]
 
 
 async def revoke(org: dict[str, Any], token_id: uuid.UUID) -> None:

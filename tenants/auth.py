@@ -107,14 +107,18 @@ async def _from_session(ctx: RegionContext, cookie: str) -> Principal | None:
         return None
     if now - row["last_seen_at"] > dt.timedelta(seconds=30):
         await MemberSession.update({MemberSession.last_seen_at: now}).where(MemberSession.id == sid).run()
-    return Principal("member", row["org_id"], row["member_id"], member["role"], session_id=sid,
-                     csrf_token=row["csrf_token"])
+    return Principal(
+        "member", row["org_id"], row["member_id"], member["role"], session_id=sid, csrf_token=row["csrf_token"]
+    )
 
 
 async def _from_token(token: str) -> Principal | None:
-    row = await ApiToken.select().where(
-        (ApiToken.token_hash == token_hash(token)) & ApiToken.revoked_at.is_null()
-    ).first().run()
+    row = (
+        await ApiToken.select()
+        .where((ApiToken.token_hash == token_hash(token)) & ApiToken.revoked_at.is_null())
+        .first()
+        .run()
+    )
     if row is None:
         return None
     return Principal("token", row["org_id"], row["id"], "integration", frozenset(row["scopes"].split()))

@@ -15,11 +15,11 @@ import httpx
 import msgspec
 
 from konsil.platform import database, errors
+from konsil.platform.lookup import email_lookup
 from konsil.regions.context import RegionContext
 from konsil.tenants.actors import Actor, record
 from konsil.tenants.auth import utcnow
 from konsil.tenants.passwords import hash_password, verify_password
-from konsil.platform.lookup import email_lookup
 from konsil.tenants.personal_data import FieldRef
 from konsil.tenants.schemas import MemberIn, MemberOut, MemberPatch
 from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation, Room
@@ -57,17 +57,27 @@ async def _sync_login_index(ctx: RegionContext, org_id: uuid.UUID, add: list[str
 
 
 async def first_owner(org_id: uuid.UUID) -> dict[str, Any]:
-    row = await Member.select().where((Member.org_id == org_id) & (Member.role == "owner")).order_by(
-        Member.created_at
-    ).first().run()
+    row = (
+        await Member.select()
+        .where((Member.org_id == org_id) & (Member.role == "owner"))
+        .order_by(Member.created_at)
+        .first()
+        .run()
+    )
     if row is None:
         raise errors.not_found("organisation has no owner")
     return row
 
 
 async def insert(
-    ctx: RegionContext, actor: Actor, org_id: uuid.UUID, name: str, email: str, phone: str | None,
-    role: str, password: str,
+    ctx: RegionContext,
+    actor: Actor,
+    org_id: uuid.UUID,
+    name: str,
+    email: str,
+    phone: str | None,
+    role: str,
+    password: str,
 ) -> tuple[uuid.UUID, str]:
     """Insert a member inside the caller's transaction; return (id, e-mail lookup hash)."""
     member_id = uuid.uuid4()
@@ -163,14 +173,18 @@ async def remove(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_i
         if await Room.exists().where(Room.expert_id == member_id).run():
             raise errors.conflict("this member still owns rooms; remove or reassign them first")
         await MemberSession.delete().where(MemberSession.member_id == member_id).run()
-        await ApiToken.update({ApiToken.revoked_at: utcnow()}).where(
-            (ApiToken.created_by == member_id) & ApiToken.revoked_at.is_null()
-        ).run()
+        await (
+            ApiToken.update({ApiToken.revoked_at: utcnow()})
+            .where((ApiToken.created_by == member_id) & ApiToken.revoked_at.is_null())
+            .run()
+        )
         await Member.delete().where(Member.id == member_id).run()
         await record(ctx, actor, org["id"], "delete", "member", member_id, subject(member_id))
-        still_used = await Member.exists().where(
-            (Member.org_id == org["id"]) & (Member.email_lookup == row["email_lookup"])
-        ).run()
+        still_used = (
+            await Member.exists()
+            .where((Member.org_id == org["id"]) & (Member.email_lookup == row["email_lookup"]))
+            .run()
+        )
         if not still_used:
             await _sync_login_index(ctx, org["id"], add=[], remove=[row["email_lookup"]])
 
@@ -191,9 +205,9 @@ async def authenticate(
         verify_password(None, password)  # same work as for a known e-mail
     orgs = {
         org["id"]: org
-        for org in await Organisation.select().where(
-            Organisation.id.is_in([m["org_id"] for m in matches] or [uuid.UUID(int=0)])
-        ).run()
+        for org in await Organisation.select()
+        .where(Organisation.id.is_in([m["org_id"] for m in matches] or [uuid.UUID(int=0)]))
+        .run()
     }
     if org_slug is not None:
         matches = [m for m in matches if orgs[m["org_id"]]["slug"] == org_slug]

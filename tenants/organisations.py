@@ -18,8 +18,12 @@ from konsil.tenants.tables import TENANT_TABLES, Organisation
 
 def to_out(ctx: RegionContext, org: dict[str, Any]) -> OrganisationOut:
     return OrganisationOut(
-        id=org["id"], slug=org["slug"], name=org["name"], region=ctx.region.id,
-        retention_days=org["retention_days"], contract_end=org["contract_end"],
+        id=org["id"],
+        slug=org["slug"],
+        name=org["name"],
+        region=ctx.region.id,
+        retention_days=org["retention_days"],
+        contract_end=org["contract_end"],
     )
 
 

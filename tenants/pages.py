@@ -36,16 +36,25 @@ class CsrfForm(msgspec.Struct):
     csrf: str = msgspec.field(default="", name="_csrf")
 
 
-def _login_page(request: Req, error: str | None = None, organisations: list[str] | None = None,
-                status: int = 200) -> Template:
+def _login_page(
+    request: Req, error: str | None = None, organisations: list[str] | None = None, status: int = 200
+) -> Template:
     token = secrets.token_urlsafe(24)
     ctx = request.app.state.region
     return Template(
         "login.html",
         context={"csrf": token, "error": error, "organisations": organisations or [], "region": ctx.region.id},
         status_code=status,
-        cookies=[Cookie(key=LOGIN_CSRF_COOKIE, value=token, httponly=True, samesite="strict", path="/login",
-                        secure=ctx.region.public_url.startswith("https://"))],
+        cookies=[
+            Cookie(
+                key=LOGIN_CSRF_COOKIE,
+                value=token,
+                httponly=True,
+                samesite="strict",
+                path="/login",
+                secure=ctx.region.public_url.startswith("https://"),
+            )
+        ],
     )
 
 
@@ -66,39 +75,50 @@ async def login_submit(request: Req, data: Annotated[LoginForm, Form]) -> Respon
     except msgspec.ValidationError:
         return _login_page(request, "That is not a valid e-mail address.", status=400)
     try:
-        found = await members.authenticate(request.app.state.region, data.email, data.password[:200],
-                                           data.organisation or None)
+        found = await members.authenticate(
+            request.app.state.region, data.email, data.password[:200], data.organisation or None
+        )
     except errors.AppError:
         return _login_page(request, "E-mail address or password is wrong.", status=401)
     if isinstance(found, list):
         return _login_page(request, "Choose the organisation to open.", organisations=found, status=409)
     member, org = found
     value, _ = await start_session(member)
-    return Redirect(f"/{org['slug']}/portal", status_code=303,
-                    cookies=[session_cookie(request.app.state.region, request, value)])
+    return Redirect(
+        f"/{org['slug']}/portal", status_code=303, cookies=[session_cookie(request.app.state.region, request, value)]
+    )
 
 
-@get("/{slug:str}/portal", opt={**rule("owner", "admin", "expert", "auditor"), "page": True},
-     include_in_schema=False)
+@get("/{slug:str}/portal", opt={**rule("owner", "admin", "expert", "auditor"), "page": True}, include_in_schema=False)
 async def portal(request: Req) -> Template:
     org = request.state.org
     principal = request.state.principal
-    return Template("portal.html", context={
-        "org_name": org["name"], "slug": org["slug"], "role": principal.role, "csrf": principal.csrf_token,
-        "region": request.app.state.region.region.id,
-    })
+    return Template(
+        "portal.html",
+        context={
+            "org_name": org["name"],
+            "slug": org["slug"],
+            "role": principal.role,
+            "csrf": principal.csrf_token,
+            "region": request.app.state.region.region.id,
+        },
+    )
 
 
-@post("/{slug:str}/logout", opt={**rule("owner", "admin", "expert", "auditor"), "page": True, "csrf": "form"},
-      include_in_schema=False)
+@post(
+    "/{slug:str}/logout",
+    opt={**rule("owner", "admin", "expert", "auditor"), "page": True, "csrf": "form"},
+    include_in_schema=False,
+)
 async def logout_submit(request: Req, data: Annotated[CsrfForm, Form]) -> Response[Any]:
     principal = request.state.principal
     if not principal.csrf_token or not hmac.compare_digest(principal.csrf_token, data.csrf):
         raise errors.AppError(403, "csrf", "your form expired; reload the page")
     if principal.session_id:
         await end_session(principal.session_id)
-    return Redirect("/login", status_code=303,
-                    cookies=[session_cookie(request.app.state.region, request, "", max_age=0)])
+    return Redirect(
+        "/login", status_code=303, cookies=[session_cookie(request.app.state.region, request, "", max_age=0)]
+    )
 
 
 pages_router = Router(path="/", guards=[authorize], route_handlers=[login_page, login_submit, portal, logout_submit])

@@ -38,7 +38,9 @@ async def create(principal: Principal, org: dict[str, Any], new: RoomIn) -> Room
         expert_id = principal.id
     if expert_id is None:
         raise errors.bad_request("expert_id is required")
-    expert = await Member.select(Member.role).where((Member.id == expert_id) & (Member.org_id == org["id"])).first().run()
+    expert = (
+        await Member.select(Member.role).where((Member.id == expert_id) & (Member.org_id == org["id"])).first().run()
+    )
     if expert is None:
         raise errors.bad_request("expert_id is not a member of this organisation")
     if expert["role"] not in {"expert", "owner", "admin"}:

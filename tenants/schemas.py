@@ -17,7 +17,10 @@ PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r
 OrgName = Annotated[str, msgspec.Meta(min_length=2, max_length=200, pattern=r"^[^\x00-\x1f<>]*\S[^\x00-\x1f<>]*$")]
 Email = Annotated[
     str,
-    msgspec.Meta(max_length=254, pattern=r"^[^@\s<>\"(),;:]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"),
+    msgspec.Meta(
+        max_length=254,
+        pattern=r"^[^@\s<>\"(),;:]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$",
+    ),
 ]
 Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, e.g. +4712345678")]
 Password = Annotated[str, msgspec.Meta(min_length=12, max_length=200)]
@@ -68,7 +71,7 @@ class OrganisationOut(msgspec.Struct):
 class OrganisationPatch(Strict):
     name: OrgName | msgspec.UnsetType = msgspec.UNSET
     retention_days: RetentionDays | msgspec.UnsetType = msgspec.UNSET
-    contract_end: dt.date | None | msgspec.UnsetType = msgspec.UNSET
+    contract_end: dt.date | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class MemberIn(Strict):
@@ -82,7 +85,7 @@ class MemberIn(Strict):
 class MemberPatch(Strict):
     role: Role | msgspec.UnsetType = msgspec.UNSET
     name: PersonName | msgspec.UnsetType = msgspec.UNSET
-    phone: Phone | None | msgspec.UnsetType = msgspec.UNSET
+    phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class MemberOut(msgspec.Struct):

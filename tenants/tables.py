@@ -67,6 +67,4 @@ TENANT_TABLES: list[type[Table]] = [Organisation, Member, Room, ApiToken, Member
 
 # (table, column) pairs that hold personal data. The key issue makes every one of
 # them encrypted; an architecture test keeps this list complete.
-PERSONAL_COLUMNS: frozenset[tuple[str, str]] = frozenset(
-    {("member", "name"), ("member", "email"), ("member", "phone")}
-)
+PERSONAL_COLUMNS: frozenset[tuple[str, str]] = frozenset({("member", "name"), ("member", "email"), ("member", "phone")})

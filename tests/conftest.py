@@ -52,7 +52,7 @@ async def region_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator
     """A migrated region database with the region tables bound to it."""
     from konsil.regions.tables import REGION_TABLES
 
-    engine = database.engine_for(pg_database("unit_region", "region"))
+    engine = database.engine_for(await asyncio.to_thread(pg_database, "unit_region", "region"))
     await database.start(engine)
     database.bind(REGION_TABLES, engine)
     yield engine

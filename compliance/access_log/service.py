@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 import msgspec
+from piccolo.columns import Varchar
+from piccolo.columns.combination import Combinable
+from piccolo.engine.base import Engine
+
 from konsil.compliance.access_log import chain
 from konsil.compliance.access_log.chain import GENESIS_HASH, EntryRecord
 from konsil.compliance.access_log.tables import AccessLogEntry, AccessLogHead
 from konsil.platform import database
-from piccolo.columns import Varchar
-from piccolo.columns.combination import Combinable
-from piccolo.engine.base import Engine
 
 Action = Literal["create", "read", "update", "delete", "export", "search"]
 Outcome = Literal["success", "failure", "denied"]

@@ -22,7 +22,7 @@ from konsil.platform.control.tables import CONTROL_TABLES, RegionRecord
 from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import Settings
 from konsil.platform.signing import Verifier
-from konsil.platform.web import SignedCalls, healthz
+from konsil.platform.web import LOGGING, SignedCalls, healthz
 
 Req = Request[Any, Any, Any]
 
@@ -56,8 +56,9 @@ async def login_index_route(request: Req, data: discovery.LoginIndexChange) -> d
     return await discovery.change_index(request.app.state.control, request.scope["state"]["signed_by"], data)
 
 
-internal_router = Router(path="/internal/v1", guards=[signed_by_region], route_handlers=[login_index_route],
-                         include_in_schema=False)
+internal_router = Router(
+    path="/internal/v1", guards=[signed_by_region], route_handlers=[login_index_route], include_in_schema=False
+)
 
 
 async def register_regions(settings: Settings) -> None:
@@ -67,8 +68,9 @@ async def register_regions(settings: Settings) -> None:
         if await RegionRecord.exists().where(RegionRecord.id == region.id).run():
             await RegionRecord.update(values).where(RegionRecord.id == region.id).run()
         else:
-            await RegionRecord.insert(RegionRecord(id=region.id, jurisdiction=region.jurisdiction,
-                                                   public_url=region.public_url)).run()
+            await RegionRecord.insert(
+                RegionRecord(id=region.id, jurisdiction=region.jurisdiction, public_url=region.public_url)
+            ).run()
 
 
 def create_control_app(settings: Settings) -> Litestar:
@@ -79,8 +81,9 @@ def create_control_app(settings: Settings) -> Litestar:
         settings=settings,
         engine=engine,
         regions=regions,
-        verifier=Verifier({f"region:{r.id}": r.internal_secret for r in settings.regions},
-                          settings.signature_window_seconds),
+        verifier=Verifier(
+            {f"region:{r.id}": r.internal_secret for r in settings.regions}, settings.signature_window_seconds
+        ),
         discovery_key=settings.require_discovery_key(),
         client=new_client(),
     )
@@ -97,13 +100,21 @@ def create_control_app(settings: Settings) -> Litestar:
             await database.stop(engine)
 
     app = Litestar(
-        route_handlers=[healthz, signup_route, discovery_route, regions_route, internal_router, forward,
-                        browser_redirect],
+        route_handlers=[
+            healthz,
+            signup_route,
+            discovery_route,
+            regions_route,
+            internal_router,
+            forward,
+            browser_redirect,
+        ],
         middleware=[DefineMiddleware(SignedCalls, verifier=ctx.verifier, max_body=settings.max_body_bytes)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Konsil control plane", version="1", path="/schema"),
+        logging_config=LOGGING,
         debug=False,
     )
     app.state.control = ctx

@@ -41,8 +41,9 @@ async def discover(ctx: ControlContext, data: DiscoveryIn) -> DiscoveryOut:
     found = sorted({row["region"] for row in rows if row["region"] in ctx.regions})
     if not found:
         ordered = sorted(ctx.regions)
-        pick = hmac.new(ctx.discovery_key.encode(), b"decoy:" + normalise_email(data.email).encode(),
-                        hashlib.sha256).digest()
+        pick = hmac.new(
+            ctx.discovery_key.encode(), b"decoy:" + normalise_email(data.email).encode(), hashlib.sha256
+        ).digest()
         found = [ordered[int.from_bytes(pick[:4], "big") % len(ordered)]]
     return DiscoveryOut([RegionLogin(r, f"{ctx.regions[r].public_url.rstrip('/')}/login") for r in found])
 
@@ -55,23 +56,31 @@ class LoginIndexChange(msgspec.Struct, forbid_unknown_fields=True):
 
 async def change_index(ctx: ControlContext, signer: str, change: LoginIndexChange) -> dict[str, Any]:
     """A region reports members added or removed (keyed hashes only)."""
-    org = await DirectoryOrganisation.select(DirectoryOrganisation.region).where(
-        DirectoryOrganisation.id == change.org_id
-    ).first().run()
+    org = (
+        await DirectoryOrganisation.select(DirectoryOrganisation.region)
+        .where(DirectoryOrganisation.id == change.org_id)
+        .first()
+        .run()
+    )
     if org is None or signer != f"region:{org['region']}":
         raise errors.not_found("no such organisation in the caller's region")
     for value in change.add + change.remove:
         if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
             raise errors.bad_request("entries must be hex keyed hashes")
     if change.remove:
-        await LoginIndexEntry.delete().where(
-            (LoginIndexEntry.org_id == change.org_id) & LoginIndexEntry.email_hmac.is_in(change.remove)
-        ).run()
+        await (
+            LoginIndexEntry.delete()
+            .where((LoginIndexEntry.org_id == change.org_id) & LoginIndexEntry.email_hmac.is_in(change.remove))
+            .run()
+        )
     for value in change.add:
-        exists = await LoginIndexEntry.exists().where(
-            (LoginIndexEntry.org_id == change.org_id) & (LoginIndexEntry.email_hmac == value)
-        ).run()
+        exists = (
+            await LoginIndexEntry.exists()
+            .where((LoginIndexEntry.org_id == change.org_id) & (LoginIndexEntry.email_hmac == value))
+            .run()
+        )
         if not exists:
-            await LoginIndexEntry.insert(LoginIndexEntry(email_hmac=value, org_id=change.org_id,
-                                                         region=org["region"])).run()
+            await LoginIndexEntry.insert(
+                LoginIndexEntry(email_hmac=value, org_id=change.org_id, region=org["region"])
+            ).run()
     return {"ok": True}

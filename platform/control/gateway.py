@@ -25,8 +25,19 @@ log = logging.getLogger("konsil.gateway")
 
 API_PREFIX = "/api/v1/orgs/"
 # Not forwarded: hop-by-hop headers, and anything a client might use to pose as us.
-_DROP_REQUEST = {"host", "connection", "keep-alive", "content-length", "transfer-encoding", "upgrade",
-                 "proxy-authorization", "te", "trailer", FORWARDED_FOR, *SIGNED_HEADERS}
+_DROP_REQUEST = {
+    "host",
+    "connection",
+    "keep-alive",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    FORWARDED_FOR,
+    *SIGNED_HEADERS,
+}
 _DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 
 
@@ -42,9 +53,12 @@ class Directory:
         hit = self._cache.get(slug)
         if hit and hit[0] > now:
             return hit[1]
-        row = await DirectoryOrganisation.select(DirectoryOrganisation.region).where(
-            (DirectoryOrganisation.slug == slug) & (DirectoryOrganisation.status == "active")
-        ).first().run()
+        row = (
+            await DirectoryOrganisation.select(DirectoryOrganisation.region)
+            .where((DirectoryOrganisation.slug == slug) & (DirectoryOrganisation.status == "active"))
+            .first()
+            .run()
+        )
         region = row["region"] if row else None
         if len(self._cache) > 100_000:
             self._cache.clear()
@@ -54,8 +68,13 @@ class Directory:
 
 async def _json(send: Send, status: int, code: str, message: str) -> None:
     body = msgspec.json.encode({"error": code, "message": message})
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -81,7 +100,7 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     ctx: ControlContext = app.state.control
     directory: Directory = app.state.directory
     raw_path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
-    rest = raw_path[len(API_PREFIX):] if raw_path.startswith(API_PREFIX) else ""
+    rest = raw_path[len(API_PREFIX) :] if raw_path.startswith(API_PREFIX) else ""
     slug = rest.split("/", 1)[0]
     region_id = await directory.region_of(slug) if slug else None
     if region_id is None or region_id not in ctx.regions:

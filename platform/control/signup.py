@@ -24,8 +24,25 @@ from konsil.tenants.schemas import OrgName, OwnerIn, RetentionDays, Slug
 log = logging.getLogger("konsil.signup")
 
 # Slugs that would collide with the control plane's own paths.
-RESERVED_SLUGS = frozenset({"api", "internal", "schema", "healthz", "login", "logout", "signup", "static",
-                            "admin", "portal", "assets", "docs", "help", "status", "konsil"})
+RESERVED_SLUGS = frozenset(
+    {
+        "api",
+        "internal",
+        "schema",
+        "healthz",
+        "login",
+        "logout",
+        "signup",
+        "static",
+        "admin",
+        "portal",
+        "assets",
+        "docs",
+        "help",
+        "status",
+        "konsil",
+    }
+)
 
 
 class OrganisationIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -59,11 +76,16 @@ class RegionCreated(msgspec.Struct):
 async def _undo(ctx: ControlContext, region_id: str, org_id: uuid.UUID) -> None:
     path = f"/internal/v1/orgs/{org_id}"
     try:
-        await ctx.client.delete(ctx.regions[region_id].base_url + path,
-                                headers=ctx.signed_headers(region_id, "DELETE", path, b""))
+        await ctx.client.delete(
+            ctx.regions[region_id].base_url + path, headers=ctx.signed_headers(region_id, "DELETE", path, b"")
+        )
     except httpx.HTTPError:
-        log.error("could not undo organisation %s in region %s; the region will refuse it "
-                  "(no directory entry) until it is removed", org_id, region_id)
+        log.error(
+            "could not undo organisation %s in region %s; the region will refuse it "
+            "(no directory entry) until it is removed",
+            org_id,
+            region_id,
+        )
     await DirectoryOrganisation.delete().where(DirectoryOrganisation.id == org_id).run()
 
 
@@ -82,14 +104,20 @@ async def signup(ctx: ControlContext, data: SignupIn) -> SignupOut:
         if await DirectoryOrganisation.exists().where(DirectoryOrganisation.slug == data.organisation.slug).run():
             raise errors.conflict("this organisation address is taken") from None
         raise exc
-    body = msgspec.json.encode({
-        "id": str(org_id), "slug": data.organisation.slug, "name": data.organisation.name,
-        "retention_days": data.organisation.retention_days, "owner": data.owner,
-    })
+    body = msgspec.json.encode(
+        {
+            "id": str(org_id),
+            "slug": data.organisation.slug,
+            "name": data.organisation.name,
+            "retention_days": data.organisation.retention_days,
+            "owner": data.owner,
+        }
+    )
     path = "/internal/v1/orgs"
     try:
         response = await ctx.client.post(
-            region.base_url + path, content=body,
+            region.base_url + path,
+            content=body,
             headers={**ctx.signed_headers(region.id, "POST", path, body), "content-type": "application/json"},
         )
     except httpx.HTTPError:
@@ -107,9 +135,11 @@ async def signup(ctx: ControlContext, data: SignupIn) -> SignupOut:
             await LoginIndexEntry.insert(
                 LoginIndexEntry(email_hmac=created.email_lookup, org_id=org_id, region=region.id)
             ).run()
-            await DirectoryOrganisation.update({DirectoryOrganisation.status: "active"}).where(
-                DirectoryOrganisation.id == org_id
-            ).run()
+            await (
+                DirectoryOrganisation.update({DirectoryOrganisation.status: "active"})
+                .where(DirectoryOrganisation.id == org_id)
+                .run()
+            )
     except Exception:
         await _undo(ctx, region.id, org_id)
         raise

@@ -1,8 +1,5 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.column_types import Serial
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import UUID
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.column_types import UUID, Serial, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
@@ -13,9 +10,7 @@ DESCRIPTION = "initial schema"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="control", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="control", description=DESCRIPTION)
 
     manager.add_table(
         class_name="DirectoryOrganisation",
@@ -24,9 +19,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="RegionRecord", tablename="region", schema=None, columns=None
-    )
+    manager.add_table(class_name="RegionRecord", tablename="region", schema=None, columns=None)
 
     manager.add_table(
         class_name="LoginIndexEntry",
