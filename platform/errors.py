@@ -14,11 +14,12 @@ log = logging.getLogger("konsil.errors")
 
 
 class AppError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, details: list[str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.details = details
 
 
 def bad_request(message: str, code: str = "invalid_input") -> AppError:
@@ -53,7 +54,7 @@ def _body(code: str, message: str, details: list[str] | None = None) -> dict[str
 
 
 def app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
-    return Response(_body(exc.code, exc.message), status_code=exc.status)
+    return Response(_body(exc.code, exc.message, exc.details), status_code=exc.status)
 
 
 def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

@@ -79,7 +79,7 @@ def _child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")}
 
 
-def _wait_healthy(urls: dict[str, str], procs: dict[str, subprocess.Popen[bytes]], timeout: float = 30) -> None:
+def wait_healthy(urls: dict[str, str], procs: dict[str, subprocess.Popen[bytes]], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     pending = dict(urls)
     while pending:
@@ -96,13 +96,18 @@ def _wait_healthy(urls: dict[str, str], procs: dict[str, subprocess.Popen[bytes]
         time.sleep(0.2)
 
 
-def start_processes(settings: Settings, run_dir: Path) -> dict[str, subprocess.Popen[bytes]]:
+def start_processes(
+    settings: Settings, run_dir: Path, regions: list[str] | None = None
+) -> dict[str, subprocess.Popen[bytes]]:
+    """Start the control plane and the named (default: all) region services."""
     procs: dict[str, subprocess.Popen[bytes]] = {}
     cli = [sys.executable, "-m", "konsil.platform.cli"]
     control_config = run_dir / "control.toml"
     _write_private(control_config, dump_settings(settings.for_control()))
     procs["control"] = subprocess.Popen([*cli, "serve", "control", "--config", str(control_config)], env=_child_env())
     for region in settings.regions:
+        if regions is not None and region.id not in regions:
+            continue
         path = run_dir / f"region-{region.id}.toml"
         _write_private(path, dump_settings(settings.for_region(region.id)))
         procs[f"region {region.id}"] = subprocess.Popen(
@@ -189,7 +194,7 @@ def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = pri
     try:
         urls = {"control": control.public_url.rstrip("/")}
         urls |= {f"region {r.id}": r.public_url.rstrip("/") for r in settings.regions}
-        _wait_healthy(urls, procs)
+        wait_healthy(urls, procs)
         echo(f"Konsil is running (data in {root}). Press Ctrl-C to stop.")
         echo(f"  control plane   {control.public_url}   (API docs: {control.public_url.rstrip('/')}/schema)")
         for region in settings.regions:

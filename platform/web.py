@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 import msgspec
-from litestar import get
+from litestar import Request, get
 from litestar.logging.config import LoggingConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from konsil.platform.errors import AppError
 from konsil.platform.signing import SIGNATURE_HEADER, SignatureError, Verifier
 
 log = logging.getLogger("konsil.web")
@@ -98,3 +99,31 @@ class SignedCalls:
 @get("/healthz", opt={"public": True}, include_in_schema=False)
 async def healthz() -> dict[str, Any]:
     return {"ok": True}
+
+
+_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+async def strict_json_body(request: Request[Any, Any, Any]) -> None:
+    """Validate a JSON body strictly against the handler's msgspec Struct.
+
+    Litestar converts request data leniently (``"30"`` becomes ``30``); wrong types
+    must be refused at the edge, so JSON bodies are checked with ``strict=True``
+    before the handler's own parsing runs.
+    """
+    field = request.route_handler.parsed_fn_signature.parameters.get("data")
+    annotation = field.annotation if field is not None else None
+    if not (isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)):
+        return None
+    if request.content_type[0] not in ("application/json", ""):
+        return None
+    decoder = _decoders.get(annotation)
+    if decoder is None:
+        decoder = _decoders[annotation] = msgspec.json.Decoder(annotation, strict=True)
+    try:
+        decoder.decode(await request.body())
+    except msgspec.ValidationError as exc:
+        raise AppError(400, "invalid_input", "the request is not valid", [str(exc)]) from None
+    except msgspec.DecodeError:
+        raise AppError(400, "invalid_input", "the request body is not valid JSON") from None
+    return None

@@ -19,7 +19,7 @@ from konsil.platform import database
 from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import ConfigError, Settings
 from konsil.platform.signing import Verifier
-from konsil.platform.web import LOGGING, SignedCalls, healthz
+from konsil.platform.web import LOGGING, SignedCalls, healthz, strict_json_body
 from konsil.regions.context import ControlLink, RegionContext
 from konsil.regions.internal import internal_router
 from konsil.regions.tables import REGION_TABLES
@@ -75,6 +75,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         openapi_config=OpenAPIConfig(title=f"Konsil region {region.id}", version="1", path="/schema"),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         logging_config=LOGGING,
+        before_request=strict_json_body,
         debug=False,
     )
     app.state.region = ctx

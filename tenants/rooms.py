@@ -36,6 +36,8 @@ async def create(principal: Principal, org: dict[str, Any], new: RoomIn) -> Room
         if expert_id not in (None, principal.id):
             raise errors.forbidden("experts can only create their own rooms")
         expert_id = principal.id
+    if expert_id is None and principal.kind == "member":
+        expert_id = principal.id  # a manager opening a room for themselves
     if expert_id is None:
         raise errors.bad_request("expert_id is required")
     expert = (

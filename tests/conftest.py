@@ -10,8 +10,10 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from piccolo.engine.base import Engine
 
@@ -57,3 +59,122 @@ async def region_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator
     database.bind(REGION_TABLES, engine)
     yield engine
     await database.stop(engine)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Stack:
+    """A running control plane and EU and US region services (separate processes,
+    PostgreSQL databases). Region ``zz`` is configured in the control plane but
+    never started, to test an unreachable region."""
+
+    def __init__(self, settings: Any, dsns: dict[str, str], procs: dict[str, Any], run_dir: Any) -> None:
+        self.settings = settings
+        self.dsns = dsns
+        self.procs = procs
+        self.run_dir = run_dir
+        self.control_url = settings.control.public_url
+        self._count = 0
+
+    def region_url(self, region_id: str) -> str:
+        return str(self.settings.region(region_id).public_url)
+
+    def unique(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}-{self._count}-{secrets.token_hex(2)}"
+
+    def signup(self, region: str, slug: str | None = None, **owner: str) -> dict[str, Any]:
+        slug = slug or self.unique("org")
+        body = {
+            "region": region,
+            "organisation": {"name": f"Praxis {slug}", "slug": slug},
+            "owner": {
+                "name": owner.get("name", f"Owner {slug}"),
+                "email": owner.get("email", f"owner@{slug}.example"),
+                "password": owner.get("password", "correct horse battery"),
+            },
+        }
+        response = httpx.post(f"{self.control_url}/api/v1/signup", json=body, timeout=30)
+        assert response.status_code == 201, response.text
+        return {**response.json(), "owner": body["owner"]}
+
+    def login(self, base: str, slug: str, email: str, password: str = "correct horse battery") -> httpx.Client:
+        """A client holding a member session, sending the CSRF header on every call."""
+        client = httpx.Client(base_url=base, timeout=30)
+        response = client.post(f"/api/v1/orgs/{slug}/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        client.headers["x-csrf-token"] = response.json()["csrf_token"]
+        return client
+
+    def add_member(self, owner: httpx.Client, slug: str, role: str, **extra: str) -> dict[str, Any]:
+        tag = self.unique(role)
+        body = {
+            "name": f"Name {tag}",
+            "email": f"{tag}@members.example",
+            "role": role,
+            "password": "correct horse battery",
+            **extra,
+        }
+        response = owner.post(f"/api/v1/orgs/{slug}/members", json=body)
+        assert response.status_code == 201, response.text
+        return {**response.json(), "password": body["password"]}
+
+
+@pytest.fixture(scope="session")
+def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from konsil.platform.launcher import start_processes, stop_processes, wait_healthy
+    from konsil.platform.settings import load_settings
+
+    run_dir = tmp_path_factory.mktemp("stack")
+    dsns = {
+        label: pg_database(f"stack_{label}", "control" if label == "control" else "region")
+        for label in ("control", "eu", "us")
+    }
+    ports = {name: free_port() for name in ("control", "eu", "us", "zz")}
+    lines = [
+        f'discovery_key = "{secrets.token_urlsafe(24)}"',
+        "[control]",
+        f'database = "{dsns["control"]}"',
+        f'listen = "127.0.0.1:{ports["control"]}"',
+        f'public_url = "http://127.0.0.1:{ports["control"]}"',
+    ]
+    for region_id, jurisdiction in (("eu", "EU/EEA"), ("us", "United States"), ("zz", "nowhere")):
+        lines += [
+            "[[regions]]",
+            f'id = "{region_id}"',
+            f'jurisdiction = "{jurisdiction}"',
+            f'public_url = "http://127.0.0.1:{ports[region_id]}"',
+            f'listen = "127.0.0.1:{ports[region_id]}"',
+            f'database = "{dsns.get(region_id, "sqlite:///unused.db")}"',
+            f'internal_secret = "{region_id}-{secrets.token_urlsafe(24)}"',
+        ]
+    config = run_dir / "konsil.toml"
+    config.write_text("\n".join(lines) + "\n")
+    settings = load_settings(config)
+    procs = start_processes(settings, run_dir, regions=["eu", "us"])
+    try:
+        wait_healthy(
+            {
+                "control": settings.control.public_url,
+                "region eu": settings.region("eu").public_url,  # type: ignore[union-attr]
+                "region us": settings.region("us").public_url,
+            },
+            procs,
+        )
+        yield Stack(settings, dsns, procs, run_dir)
+    finally:
+        stop_processes(procs)
+
+
+async def fetch(dsn: str, sql: str, *args: Any) -> list[Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()

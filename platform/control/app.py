@@ -22,7 +22,7 @@ from konsil.platform.control.tables import CONTROL_TABLES, RegionRecord
 from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import Settings
 from konsil.platform.signing import Verifier
-from konsil.platform.web import LOGGING, SignedCalls, healthz
+from konsil.platform.web import LOGGING, SignedCalls, healthz, strict_json_body
 
 Req = Request[Any, Any, Any]
 
@@ -115,6 +115,7 @@ def create_control_app(settings: Settings) -> Litestar:
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Konsil control plane", version="1", path="/schema"),
         logging_config=LOGGING,
+        before_request=strict_json_body,
         debug=False,
     )
     app.state.control = ctx
