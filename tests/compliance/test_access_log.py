@@ -280,9 +280,7 @@ async def test_appends_in_a_committed_transaction_commit_with_it(log_engine: Eng
 async def test_a_modified_entry_is_named(log_engine: Engine) -> None:
     org_id = uuid.uuid4()
     ids = await fill(org_id, 6)
-    await sql(
-        "UPDATE access_log_entry SET actor = {} WHERE org_id = {} AND seq = {}", "member:evil", org_id, 4
-    )
+    await sql("UPDATE access_log_entry SET actor = {} WHERE org_id = {} AND seq = {}", "member:evil", org_id, 4)
 
     report = await verify(org_id, batch_size=2)
     assert problem_of(report) == (4, ids[3], "modified")
@@ -370,9 +368,7 @@ async def test_a_tampered_head_is_noticed(log_engine: Engine) -> None:
     other = uuid.uuid4()
     await fill(other, 3)
     (second,) = [r for r in await entries(other) if r.seq == 2]
-    await sql(
-        "UPDATE access_log_head SET seq = {}, entry_hash = {} WHERE org_id = {}", 2, second.entry_hash, other
-    )
+    await sql("UPDATE access_log_head SET seq = {}, entry_hash = {} WHERE org_id = {}", 2, second.entry_hash, other)
     seq, _, kind = problem_of(await verify(other))
     assert (seq, kind) == (3, "modified")
 
