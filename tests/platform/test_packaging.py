@@ -121,6 +121,10 @@ for name in json.loads(sys.argv[2]):
         "file": getattr(module, "__file__", None),
         "path": [str(p) for p in getattr(module, "__path__", None) or []],
     }
+# Everything of konsil that got imported along the way, directly or not.
+report["loaded"] = {
+    name: getattr(module, "__file__", None) for name, module in sorted(sys.modules.items()) if name.startswith("konsil.")
+}
 print(json.dumps(report))
 """
 
@@ -166,6 +170,12 @@ def test_every_module_of_the_wheel_imports_from_the_wheel(
     # A module the wheel lacks would be found through the editable install, in the repository.
     assert outside == {}, f"imported from outside the wheel (is the wheel incomplete?): {outside}"
     assert set(report["modules"]) == set(modules)
+    strays = {
+        name: file
+        for name, file in report["loaded"].items()
+        if file is not None and not _inside(file, wheel.site)
+    }
+    assert strays == {}, f"modules pulled in from outside the wheel: {strays}"
 
 
 def test_wheel_holds_every_python_file_and_template_of_the_areas(wheel: Wheel) -> None:
