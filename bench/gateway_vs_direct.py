@@ -1,5 +1,7 @@
-"""Gateway vs direct: the same authenticated read, through the control plane's API
-gateway and directly at the region service, in one run.
+"""Gateway vs direct: one authenticated read through the API gateway and at the region.
+
+The same read goes through the control plane's API gateway and directly to the
+region service, in one run.
 
 The read is ``GET /api/v1/orgs/{slug}/rooms`` with ``Authorization: Bearer <token>``
 (an integration token with scope rooms:read; a few rooms exist). Rounds are
@@ -47,7 +49,7 @@ AIM = 0.7
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--requests", type=int, default=3000, help="measured requests per side, over all rounds")
     p.add_argument("--concurrency", type=int, default=8, help="closed-loop workers (keep moderate on small machines)")
     p.add_argument("--database", choices=DATABASES, default="postgres")
@@ -103,7 +105,11 @@ async def prepare(stack: Stack, rooms: int) -> Fixture:
                 await client.post(
                     f"{api}/rooms",
                     headers=csrf,
-                    json={"slug": f"{slug}-room-{number}", "title": f"Room {number}", "expert_id": signed_up["owner_id"]},
+                    json={
+                        "slug": f"{slug}-room-{number}",
+                        "title": f"Room {number}",
+                        "expert_id": signed_up["owner_id"],
+                    },
                 ),
                 "create room",
                 200,
@@ -152,7 +158,11 @@ async def measure(stack: Stack, fx: Fixture, args: argparse.Namespace) -> dict[s
         for side, url in urls.items():
             log(f"warm-up {side}: {args.warmup} requests")
             await closed_loop(
-                clients[side], url, headers=headers, concurrency=args.concurrency, requests=args.warmup,
+                clients[side],
+                url,
+                headers=headers,
+                concurrency=args.concurrency,
+                requests=args.warmup,
                 seconds=round_seconds,
             )
         for number, side in enumerate(round_order(args.rounds), start=1):
@@ -190,6 +200,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.requests < 1 or args.concurrency < 1 or args.rounds < 1 or args.seconds <= 0:
         raise SystemExit("--requests, --concurrency, --rounds and --seconds must be positive")
     set_quiet(args.quiet)
+    host = machine()  # load average before the run: other work on the machine skews both sides
     with running_stack(args.database) as stack:
         fx = run_async(prepare(stack, args.rooms))
         run_async(sanity_check(fx, args.rooms))
@@ -207,7 +218,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "requests": args.requests,
         "rounds": args.rounds,
         "order": round_order(args.rounds),
-        "read": "GET /api/v1/orgs/{slug}/rooms (Bearer token, scope rooms:read, %d rooms)" % args.rooms,
+        "read": f"GET /api/v1/orgs/{{slug}}/rooms (Bearer token, scope rooms:read, {args.rooms} rooms)",
         "direct": direct,
         "gateway": gateway,
         "throughput_ratio": ratio,
@@ -216,7 +227,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "aim": AIM,
         "meets_aim": ratio is not None and ratio >= AIM and not direct["errors"] and not gateway["errors"],
         "load_generator": {"client": f"httpx {httpx.__version__}", "event_loop": event_loop_name(), "same_host": True},
-        "machine": machine(),
+        "machine": host | {"load_average_1m_after": machine().get("load_average_1m")},
     }
 
 

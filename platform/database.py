@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from piccolo.engine.base import Engine
@@ -37,7 +38,7 @@ def bind(tables: Iterable[type[Table]], engine: Engine) -> None:
         table._meta.db = engine
 
 
-def transaction(engine: Engine):  # type: ignore[no-untyped-def]
+def transaction(engine: Engine) -> Any:
     """A write transaction; SQLite takes its lock up front to avoid upgrade deadlocks."""
     if isinstance(engine, SQLiteEngine):
         return engine.transaction(transaction_type=TransactionType.immediate)

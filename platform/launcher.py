@@ -134,7 +134,7 @@ def seed_demo(settings: Settings, data_dir: Path) -> list[dict[str, Any]]:
     control = settings.require_control()
     saved = data_dir / "demo.json"
     if saved.exists():
-        return json.loads(saved.read_text())  # type: ignore[no-any-return]
+        return list(json.loads(saved.read_text()))
     base = control.public_url.rstrip("/")
     seeded = []
     with httpx.Client(timeout=30) as client:

@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlparse, urlunparse
 
@@ -86,7 +87,7 @@ def migrate_target(target: Target) -> str:
     return done.stdout
 
 
-def migrate_all(settings: Settings, echo=print) -> None:  # type: ignore[no-untyped-def]
+def migrate_all(settings: Settings, echo: Callable[[str], object] = print) -> None:
     for target in targets(settings):
         migrate_target(target)
         echo(f"migrated {target.label} ({redact(target.dsn)})")

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Request, get
 from litestar.logging.config import LoggingConfig
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from konsil.platform.errors import AppError
 from konsil.platform.signing import SIGNATURE_HEADER, SignatureError, Verifier
@@ -24,16 +24,34 @@ LOGGING = LoggingConfig(
 )
 
 
-async def _reject(send: Send, status: int, code: str, message: str) -> None:
+async def send_json_error(send: Send, status: int, code: str, message: str) -> None:
+    """A JSON error answered straight from ASGI middleware or a raw ASGI handler."""
     body = msgspec.json.encode({"error": code, "message": message})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    start: Any = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+    await send(start)
+    end: Any = {"type": "http.response.body", "body": body}
+    await send(end)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None if the client went away; OverflowError past ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: Any = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise OverflowError
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class SignedCalls:
@@ -61,32 +79,24 @@ class SignedCalls:
         if SIGNATURE_HEADER not in headers and not path.startswith(self.required_prefix):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await _reject(send, 413, "too_large", "request body is too large")
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        try:
+            body = await read_body(receive, self.max_body)
+        except OverflowError:
+            await send_json_error(send, 413, "too_large", "request body is too large")
+            return
+        if body is None:
+            return
         query = scope.get("query_string", b"").decode("latin-1")
         full_path = scope.get("raw_path", path.encode()).decode("latin-1") + (f"?{query}" if query else "")
         try:
-            state["signed_by"] = self.verifier.verify(scope["method"], full_path, body, headers)
+            state["signed_by"] = self.verifier.verify(str(scope.get("method", "")), full_path, body, headers)
         except SignatureError as exc:
             log.warning("refused internal call to %s: %s", path, exc)
-            await _reject(send, 401, "bad_signature", str(exc))
+            await send_json_error(send, 401, "bad_signature", str(exc))
             return
         sent = False
 
-        async def replay() -> Message:
+        async def replay() -> Any:
             nonlocal sent
             if not sent:
                 sent = True

@@ -37,15 +37,15 @@ Req = Request[Any, Any, Any]
 
 
 def _ctx(request: Req) -> RegionContext:
-    return request.app.state.region  # type: ignore[no-any-return]
+    return request.app.state.region
 
 
 def _org(request: Req) -> dict[str, Any]:
-    return request.state.org  # type: ignore[no-any-return]
+    return request.state.org
 
 
 def _principal(request: Req) -> Principal:
-    return request.state.principal  # type: ignore[no-any-return]
+    return request.state.principal
 
 
 def session_cookie(ctx: RegionContext, request: Req, value: str, max_age: int | None = None) -> Cookie:

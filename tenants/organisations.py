@@ -48,7 +48,7 @@ async def create(ctx: RegionContext, actor: Actor, new: NewOrganisation) -> Crea
 
 
 async def update(ctx: RegionContext, actor: Actor, org: dict[str, Any], patch: OrganisationPatch) -> OrganisationOut:
-    values = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    values: dict[Any, Any] = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
     if not values:
         raise errors.bad_request("nothing to change")
     async with database.transaction(ctx.engine):

@@ -64,7 +64,10 @@ internal_router = Router(
 async def register_regions(settings: Settings) -> None:
     """The region registry mirrors configuration (id, jurisdiction, public URL)."""
     for region in settings.regions:
-        values = {RegionRecord.jurisdiction: region.jurisdiction, RegionRecord.public_url: region.public_url}
+        values: dict[Any, Any] = {
+            RegionRecord.jurisdiction: region.jurisdiction,
+            RegionRecord.public_url: region.public_url,
+        }
         if await RegionRecord.exists().where(RegionRecord.id == region.id).run():
             await RegionRecord.update(values).where(RegionRecord.id == region.id).run()
         else:

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import httpx
-import msgspec
 from litestar import Request, Response, asgi, get
 from litestar.response import Redirect
 from litestar.types import Receive, Scope, Send
@@ -20,6 +19,7 @@ from konsil.platform import errors
 from konsil.platform.control.context import ControlContext
 from konsil.platform.control.tables import DirectoryOrganisation
 from konsil.platform.signing import FORWARDED_FOR, SIGNED_HEADERS
+from konsil.platform.web import read_body, send_json_error
 
 log = logging.getLogger("konsil.gateway")
 
@@ -66,37 +66,10 @@ class Directory:
         return region
 
 
-async def _json(send: Send, status: int, code: str, message: str) -> None:
-    body = msgspec.json.encode({"error": code, "message": message})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise OverflowError
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
 @asgi(API_PREFIX.rstrip("/"), is_mount=True, opt={"public": True}, copy_scope=True)
 async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     app = scope["app"]
+    method = str(scope.get("method", "GET"))
     ctx: ControlContext = app.state.control
     directory: Directory = app.state.directory
     raw_path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
@@ -104,12 +77,12 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     slug = rest.split("/", 1)[0]
     region_id = await directory.region_of(slug) if slug else None
     if region_id is None or region_id not in ctx.regions:
-        await _json(send, 404, "not_found", "no such organisation")
+        await send_json_error(send, 404, "not_found", "no such organisation")
         return
     try:
-        body = await _read_body(receive, ctx.settings.max_body_bytes)
+        body = await read_body(receive, ctx.settings.max_body_bytes)
     except OverflowError:
-        await _json(send, 413, "too_large", "request body is too large")
+        await send_json_error(send, 413, "too_large", "request body is too large")
         return
     if body is None:
         return
@@ -122,14 +95,14 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     ]
     client = scope.get("client")
     headers.append((FORWARDED_FOR, client[0] if client else "unknown"))
-    headers.extend(ctx.signed_headers(region_id, scope["method"], target, body).items())
+    headers.extend(ctx.signed_headers(region_id, method, target, body).items())
     region = ctx.regions[region_id]
-    request = ctx.client.build_request(scope["method"], region.base_url + target, headers=headers, content=body)
+    request = ctx.client.build_request(method, region.base_url + target, headers=headers, content=body)
     try:
         response = await ctx.client.send(request, stream=True)
     except httpx.HTTPError as exc:
         log.warning("region %s unreachable: %s", region_id, type(exc).__name__)
-        await _json(send, 503, "unavailable", f"region {region_id} is not reachable; try again shortly")
+        await send_json_error(send, 503, "unavailable", f"region {region_id} is not reachable; try again shortly")
         return
     try:
         out_headers = [
@@ -137,10 +110,13 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
             for k, v in response.headers.multi_items()
             if k.lower() not in _DROP_RESPONSE
         ]
-        await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
+        start: Any = {"type": "http.response.start", "status": response.status_code, "headers": out_headers}
+        await send(start)
         async for chunk in response.aiter_raw():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            part: Any = {"type": "http.response.body", "body": chunk, "more_body": True}
+            await send(part)
+        end: Any = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(end)
     finally:
         await response.aclose()
 

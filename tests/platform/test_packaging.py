@@ -123,7 +123,9 @@ for name in json.loads(sys.argv[2]):
     }
 # Everything of konsil that got imported along the way, directly or not.
 report["loaded"] = {
-    name: getattr(module, "__file__", None) for name, module in sorted(sys.modules.items()) if name.startswith("konsil.")
+    name: getattr(module, "__file__", None)
+    for name, module in sorted(sys.modules.items())
+    if name.startswith("konsil.")
 }
 print(json.dumps(report))
 """
@@ -171,9 +173,7 @@ def test_every_module_of_the_wheel_imports_from_the_wheel(
     assert outside == {}, f"imported from outside the wheel (is the wheel incomplete?): {outside}"
     assert set(report["modules"]) == set(modules)
     strays = {
-        name: file
-        for name, file in report["loaded"].items()
-        if file is not None and not _inside(file, wheel.site)
+        name: file for name, file in report["loaded"].items() if file is not None and not _inside(file, wheel.site)
     }
     assert strays == {}, f"modules pulled in from outside the wheel: {strays}"
 

@@ -1,0 +1,32 @@
+# The two commands of the README:
+#   make up     install and run Konsil on its embedded default (SQLite, no other server)
+#   make test   install, start the services the tests need, lint, type-check and run the tests
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: up test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+up: $(STAMP)
+	$(VENV)/bin/konsil up --demo
+
+test: $(STAMP)
+	scripts/ensure-services
+	scripts/lint
+	$(VENV)/bin/pytest
+
+lint: $(STAMP)
+	scripts/lint
+
+bench: $(STAMP)
+	scripts/ensure-services
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) .konsil .mypy-view build *.egg-info
