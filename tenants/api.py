@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from konsil.platform import errors
 from konsil.regions.context import RegionContext
 from konsil.tenants import api_tokens, members, organisations, rooms
-from konsil.tenants.actors import actor_of
+from konsil.tenants.actors import actor_of, source_address
 from konsil.tenants.auth import PUBLIC, SESSION_COOKIE, Principal, authorize, end_session, rule, start_session
 from konsil.tenants.schemas import (
     LoginIn,
@@ -144,7 +144,7 @@ async def revoke_token(request: Req, token_id: uuid.UUID) -> None:
 
 async def _login(request: Req, data: LoginIn, org_slug: str | None) -> Response[Any]:
     ctx = _ctx(request)
-    found = await members.authenticate(ctx, data.email, data.password, org_slug)
+    found = await members.authenticate(ctx, data.email, data.password, org_slug, source_address(request))
     if isinstance(found, list):
         return Response(
             {

@@ -190,13 +190,14 @@ async def remove(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_i
 
 
 async def authenticate(
-    ctx: RegionContext, email: str, password: str, org_slug: str | None
+    ctx: RegionContext, email: str, password: str, org_slug: str | None, source_address: str
 ) -> tuple[dict[str, Any], dict[str, Any]] | list[str]:
     """Members whose e-mail and password match, in this region.
 
     Returns (member row, organisation row) for one match, or the list of
     organisation slugs to choose from when the same login opens several.
-    Unknown e-mail and wrong password look the same to the caller.
+    Unknown e-mail and wrong password look the same to the caller. Failed
+    attempts on a known member and every successful login are access-logged.
     """
     lookup = email_lookup(ctx.discovery_key, email)
     rows = await Member.select().where(Member.email_lookup == lookup).run()
@@ -211,8 +212,15 @@ async def authenticate(
     }
     if org_slug is not None:
         matches = [m for m in matches if orgs[m["org_id"]]["slug"] == org_slug]
+    anonymous = Actor("anonymous", "anonymous", "anonymous", source_address, "log in")
+    for row in rows:
+        if row not in matches:
+            await record(ctx, anonymous, row["org_id"], "read", "member", row["id"], subject(row["id"]), "failure")
     if not matches:
         raise errors.unauthorized("e-mail address or password is wrong")
     if len(matches) > 1:
         return sorted(orgs[m["org_id"]]["slug"] for m in matches)
-    return matches[0], orgs[matches[0]["org_id"]]
+    member = matches[0]
+    actor = Actor(f"member:{member['id']}", member["role"], f"member:{member['id']}", source_address, "log in")
+    await record(ctx, actor, member["org_id"], "read", "member", member["id"], subject(member["id"]))
+    return member, orgs[member["org_id"]]

@@ -16,6 +16,7 @@ from litestar.response import Redirect, Template
 
 from konsil.platform import errors
 from konsil.tenants import members
+from konsil.tenants.actors import source_address
 from konsil.tenants.api import session_cookie
 from konsil.tenants.auth import PUBLIC, authorize, end_session, rule, start_session
 from konsil.tenants.schemas import Email
@@ -76,7 +77,11 @@ async def login_submit(request: Req, data: Annotated[LoginForm, Form]) -> Respon
         return _login_page(request, "That is not a valid e-mail address.", status=400)
     try:
         found = await members.authenticate(
-            request.app.state.region, data.email, data.password[:200], data.organisation or None
+            request.app.state.region,
+            data.email,
+            data.password[:200],
+            data.organisation or None,
+            source_address(request),
         )
     except errors.AppError:
         return _login_page(request, "E-mail address or password is wrong.", status=401)
