@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from konsil.platform.migrations import MigrationError
 from konsil.platform.settings import ConfigError, Settings, load_settings
 
 
@@ -129,6 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"konsil: configuration error: {exc}", file=sys.stderr)
         return 2
+    except MigrationError as exc:
+        print(f"konsil: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. a database that does not answer
+        print(f"konsil: {type(exc).__name__}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

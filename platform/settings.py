@@ -126,6 +126,10 @@ def _describe(error: msgspec.ValidationError, raw: Mapping[str, Any]) -> str:
     if not match:
         return f"configuration: {message}"
     key = match.group(1).lstrip(".")
+    # Missing and unknown fields name the key in the message; put it in the path.
+    field = re.match(r"Object (?:missing required|contains unknown) field `([^`]+)`", message)
+    if field:
+        key = f"{key}.{field.group(1)}" if key else field.group(1)
     # Name regions by id rather than list index, as operators write them.
     regions = raw.get("regions") or []
 
@@ -187,7 +191,11 @@ def dump_settings(settings: Settings) -> str:
     """TOML text for a settings object (what the launcher hands each process)."""
     import tomli_w
 
-    data = msgspec.to_builtins(settings)
-    if data.get("control") is None:
-        data.pop("control", None)
-    return tomli_w.dumps(data)
+    def drop_none(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: drop_none(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [drop_none(v) for v in value]
+        return value
+
+    return tomli_w.dumps(drop_none(msgspec.to_builtins(settings)))

@@ -48,21 +48,22 @@ def sign(secret: str, method: str, path: str, body: bytes, signer: str, now: flo
 class NonceCache:
     """Nonces seen inside the replay window, bounded so a flood cannot grow it."""
 
-    def __init__(self, window_seconds: int, max_entries: int = 200_000) -> None:
+    def __init__(self, window_seconds: int, max_entries: int = 1_000_000) -> None:
         self.window = window_seconds
         self.max_entries = max_entries
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, nonce: str, now: float) -> bool:
-        """False when the nonce was already used inside the window."""
+        """False when the nonce was already used inside the window, or when the
+        cache is full of live nonces (fail closed: evicting one would allow a replay)."""
         with self._lock:
             while self._seen:
                 oldest, at = next(iter(self._seen.items()))
-                if at >= now - 2 * self.window and len(self._seen) < self.max_entries:
+                if at >= now - 2 * self.window:
                     break
                 self._seen.pop(oldest)
-            if nonce in self._seen:
+            if nonce in self._seen or len(self._seen) >= self.max_entries:
                 return False
             self._seen[nonce] = now
             return True
@@ -95,5 +96,5 @@ class Verifier:
         if not hmac.compare_digest(expected.hexdigest(), signature):
             raise SignatureError("internal call has a bad signature")
         if not self.nonces.add(nonce, now):
-            raise SignatureError("internal call was replayed")
+            raise SignatureError("internal call was replayed (or too many calls inside the window)")
         return signer

@@ -18,7 +18,4 @@ def format_report(report: VerifyReport, slug: str) -> str:
     entry = f"entry #{problem.seq}"
     if problem.entry_id is not None:
         entry += f" (id {problem.entry_id})"
-    return (
-        f"{prefix}: {entry} was {problem.kind}: {problem.detail} "
-        f"({_count(report.checked)} before it verified)"
-    )
+    return f"{prefix}: {entry} was {problem.kind}: {problem.detail} ({_count(report.checked)} before it verified)"

@@ -148,9 +148,7 @@ async def _lock_head(engine: Engine, org_id: uuid.UUID) -> tuple[int, str]:
     await AccessLogHead.insert(AccessLogHead(org_id=org_id, seq=0, entry_hash=GENESIS_HASH)).on_conflict(
         target=AccessLogHead.org_id, action="DO NOTHING"
     )
-    query = AccessLogHead.select(AccessLogHead.seq, AccessLogHead.entry_hash).where(
-        AccessLogHead.org_id == org_id
-    )
+    query = AccessLogHead.select(AccessLogHead.seq, AccessLogHead.entry_hash).where(AccessLogHead.org_id == org_id)
     if database.is_postgres(engine):
         query = query.lock_rows("UPDATE")  # SQLite's write transaction already serialises
     rows = await query
@@ -196,9 +194,9 @@ async def append(event: AccessEvent) -> uuid.UUID:
         )
         record = msgspec.structs.replace(unhashed, entry_hash=chain.entry_hash(unhashed))
         await AccessLogEntry.insert(AccessLogEntry(**msgspec.structs.asdict(record)))
-        await AccessLogHead.update(
-            {AccessLogHead.seq: record.seq, AccessLogHead.entry_hash: record.entry_hash}
-        ).where(AccessLogHead.org_id == event.org_id)
+        await AccessLogHead.update({AccessLogHead.seq: record.seq, AccessLogHead.entry_hash: record.entry_hash}).where(
+            AccessLogHead.org_id == event.org_id
+        )
     return record.id
 
 
@@ -217,9 +215,7 @@ async def _batches(
             if after_seq is not None:
                 where &= AccessLogEntry.seq > after_seq
         else:
-            where &= (AccessLogEntry.seq > last[0]) | (
-                (AccessLogEntry.seq == last[0]) & (AccessLogEntry.id > last[1])
-            )
+            where &= (AccessLogEntry.seq > last[0]) | ((AccessLogEntry.seq == last[0]) & (AccessLogEntry.id > last[1]))
         if upto_seq is not None:
             where &= AccessLogEntry.seq <= upto_seq
         rows = await (
@@ -255,10 +251,7 @@ async def entries(
     if subject_ref is not None:
         where &= AccessLogEntry.subject_ref == subject_ref
     rows = await (
-        AccessLogEntry.select(*_ENTRY_COLUMNS)
-        .where(where)
-        .order_by(AccessLogEntry.seq, AccessLogEntry.id)
-        .limit(limit)
+        AccessLogEntry.select(*_ENTRY_COLUMNS).where(where).order_by(AccessLogEntry.seq, AccessLogEntry.id).limit(limit)
     )
     return [_record(row) for row in rows]
 
@@ -267,9 +260,7 @@ async def entries(
 
 
 async def _head(org_id: uuid.UUID) -> tuple[int, str] | None:
-    rows = await AccessLogHead.select(AccessLogHead.seq, AccessLogHead.entry_hash).where(
-        AccessLogHead.org_id == org_id
-    )
+    rows = await AccessLogHead.select(AccessLogHead.seq, AccessLogHead.entry_hash).where(AccessLogHead.org_id == org_id)
     return (int(rows[0]["seq"]), str(rows[0]["entry_hash"])) if rows else None
 
 
@@ -302,9 +293,7 @@ def _missing(first: int, last: int) -> str:
     return f"entry #{first} is missing" if first == last else f"entries #{first} to #{last} are missing"
 
 
-async def _check(
-    org_id: uuid.UUID, record: EntryRecord, seq: int, prev_hash: str, head_seq: int
-) -> Problem | None:
+async def _check(org_id: uuid.UUID, record: EntryRecord, seq: int, prev_hash: str, head_seq: int) -> Problem | None:
     """Whether ``record``, next in (seq, id) order, is entry #seq following ``prev_hash``."""
     if record.seq > seq:
         # Entry #seq is not where it belongs. Its true successor in the chain would say so.
@@ -374,9 +363,7 @@ async def _check(
         )
 
     if record.seq < seq:  # a second, self-consistent entry with a seq already seen
-        return Problem(
-            seq=seq, entry_id=record.id, kind="modified", detail=f"it repeats sequence number #{record.seq}"
-        )
+        return Problem(seq=seq, entry_id=record.id, kind="modified", detail=f"it repeats sequence number #{record.seq}")
     return None
 
 

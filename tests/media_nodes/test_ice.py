@@ -7,8 +7,13 @@ from konsil.platform.settings import RegionSettings
 
 def region(*urls: str) -> RegionSettings:
     return RegionSettings(
-        id="eu", jurisdiction="EU", public_url="http://127.0.0.1:1", listen="127.0.0.1:1",
-        database="sqlite:///x.db", internal_secret="0123456789abcdef", ice_servers=list(urls),
+        id="eu",
+        jurisdiction="EU",
+        public_url="http://127.0.0.1:1",
+        listen="127.0.0.1:1",
+        database="sqlite:///x.db",
+        internal_secret="0123456789abcdef",
+        ice_servers=list(urls),
     )
 
 

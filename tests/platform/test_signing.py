@@ -174,20 +174,26 @@ def test_nonce_cache_refuses_a_nonce_inside_the_window_and_forgets_it_later() ->
     assert cache.add("n" * 32, NOW + 10 * WINDOW + 1)
 
 
-def test_nonce_cache_stays_bounded_under_a_flood() -> None:
+def test_nonce_cache_stays_bounded_under_a_flood_and_fails_closed() -> None:
     cache = NonceCache(window_seconds=WINDOW, max_entries=1000)
-    for i in range(20_000):
-        assert cache.add(f"flood-{i:08d}-padding", NOW + i / 1000)
-        assert len(cache._seen) <= 1000
-    assert len(cache._seen) == 1000
-    # The newest nonces are the ones kept: a replay of a recent one is still refused.
-    assert not cache.add("flood-00019999-padding", NOW + 20)
+    accepted = [cache.add(f"flood-{i:08d}-padding", NOW + i / 1000) for i in range(20_000)]
+    assert len(cache._seen) <= 1000
+    # Full of nonces still inside the window: new calls are refused rather than an
+    # old nonce evicted (which would let its request be replayed).
+    assert accepted[:1000] == [True] * 1000 and not any(accepted[1000:2000])
+    assert not cache.add("flood-00000000-padding", NOW + 1.5)
+    # Once the old ones leave the window, calls are accepted again.
+    assert cache.add("later-nonce-0000000000", NOW + 3 * WINDOW)
 
 
 def test_verifier_nonce_cache_stays_bounded_under_a_flood() -> None:
     verifier = Verifier({"control": SECRET}, window_seconds=WINDOW)
     verifier.nonces.max_entries = 500
+    refused = 0
     for i in range(3000):
         headers = signed(path=f"/internal/v1/ping?i={i}")
-        verifier.verify("POST", f"/internal/v1/ping?i={i}", BODY, headers, now=NOW)
-    assert len(verifier.nonces._seen) <= 500
+        try:
+            verifier.verify("POST", f"/internal/v1/ping?i={i}", BODY, headers, now=NOW)
+        except SignatureError:
+            refused += 1
+    assert len(verifier.nonces._seen) <= 500 and refused == 2500
