@@ -1,4 +1,5 @@
-"""Rooms: one public slug per room, owned by an expert of the organisation."""
+"""Rooms: one public slug per room (unique within the organisation: the join link is
+``/{org}/{room}``), owned by an expert of the organisation."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from konsil.tenants.schemas import RoomIn, RoomOut
 from konsil.tenants.tables import Member, Room
 
 MANAGERS = {"owner", "admin"}
+# Room addresses that would collide with the organisation's own pages.
+RESERVED_ROOM_SLUGS = frozenset({"portal", "logout", "login", "api", "static", "settings", "dashboard"})
 
 
 def to_out(org: dict[str, Any], row: dict[str, Any]) -> RoomOut:
@@ -47,7 +50,9 @@ async def create(principal: Principal, org: dict[str, Any], new: RoomIn) -> Room
         raise errors.bad_request("expert_id is not a member of this organisation")
     if expert["role"] not in {"expert", "owner", "admin"}:
         raise errors.bad_request("rooms belong to experts, admins or owners")
-    if await Room.exists().where(Room.slug == new.slug).run():
+    if new.slug in RESERVED_ROOM_SLUGS:
+        raise errors.conflict("this room address is reserved")
+    if await Room.exists().where((Room.org_id == org["id"]) & (Room.slug == new.slug)).run():
         raise errors.conflict("this room address is taken")
     row = Room(id=uuid.uuid4(), org_id=org["id"], slug=new.slug, title=new.title, expert_id=expert_id)
     await Room.insert(row).run()

@@ -36,7 +36,7 @@ class Member(Table, tablename="member"):
 class Room(Table, tablename="room"):
     id = UUID(primary_key=True)
     org_id = UUID(index=True)
-    slug = Varchar(length=60, unique=True, index=True)
+    slug = Varchar(length=60, index=True)  # unique per organisation (index room_org_slug)
     title = Varchar(length=120)
     expert_id = UUID(index=True)
     created_at = Timestamptz(default=TimestamptzNow())

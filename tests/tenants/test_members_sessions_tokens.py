@@ -205,6 +205,14 @@ def test_rooms_belong_to_experts(stack: Stack, org: dict) -> None:  # type: igno
         ).status_code
         == 400
     )
+    assert as_expert.post(f"/api/v1/orgs/{slug}/rooms", json={"slug": "portal", "title": "t"}).status_code == 409
+    # Another organisation may use the same room address.
+    other = stack.signup("eu")
+    other_client = stack.login(stack.region_url("eu"), other["slug"], other["owner"]["email"])
+    assert (
+        other_client.post(f"/api/v1/orgs/{other['slug']}/rooms", json={"slug": room_slug, "title": "t"}).status_code
+        == 201
+    )
     # A member who still owns rooms is not removed silently.
     assert client.delete(f"/api/v1/orgs/{slug}/members/{expert['id']}").status_code == 409
     assert as_expert.delete(f"/api/v1/orgs/{slug}/rooms/{room.json()['id']}").status_code == 204
