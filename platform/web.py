@@ -37,8 +37,8 @@ async def send_json_error(send: Send, status: int, code: str, message: str) -> N
     await send(end)
 
 
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None if the client went away; OverflowError past ``limit``."""
+async def read_body(receive: Receive, send: Send, limit: int) -> bytes | None:
+    """The whole request body; None when the client went away or after answering 413."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -48,7 +48,8 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise OverflowError
+            await send_json_error(send, 413, "too_large", "request body is too large")
+            return None
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -79,11 +80,7 @@ class SignedCalls:
         if SIGNATURE_HEADER not in headers and not path.startswith(self.required_prefix):
             await self.app(scope, receive, send)
             return
-        try:
-            body = await read_body(receive, self.max_body)
-        except OverflowError:
-            await send_json_error(send, 413, "too_large", "request body is too large")
-            return
+        body = await read_body(receive, send, self.max_body)
         if body is None:
             return
         query = scope.get("query_string", b"").decode("latin-1")

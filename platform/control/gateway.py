@@ -79,11 +79,7 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     if region_id is None or region_id not in ctx.regions:
         await send_json_error(send, 404, "not_found", "no such organisation")
         return
-    try:
-        body = await read_body(receive, ctx.settings.max_body_bytes)
-    except OverflowError:
-        await send_json_error(send, 413, "too_large", "request body is too large")
-        return
+    body = await read_body(receive, send, ctx.settings.max_body_bytes)
     if body is None:
         return
     query = scope.get("query_string", b"").decode("latin-1")
