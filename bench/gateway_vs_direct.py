@@ -195,6 +195,13 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 3)
 
 
+def _own_cpu_ms(summary: dict[str, Any]) -> float | None:
+    """CPU per request of the processes the read involves (servers, load generator, database)."""
+    cpu = summary.get("cpu_ms_per_request") or {}
+    own = [v for k, v in cpu.items() if not k.startswith(("machine", "other"))]
+    return round(sum(own), 3) if own else None
+
+
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser().parse_args(argv)
     if args.requests < 1 or args.concurrency < 1 or args.rounds < 1 or args.seconds <= 0:
@@ -211,6 +218,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results = run_async(measure(stack, fx, args))
     direct, gateway = summarise(results["direct"]), summarise(results["gateway"])
     ratio = _ratio(gateway["rps"], direct["rps"])
+    pairs = [_ratio(g.rps, d.rps) for d, g in zip(results["direct"], results["gateway"], strict=True)]
     return {
         "benchmark": NAME,
         "database": args.database,
@@ -224,6 +232,11 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "throughput_ratio": ratio,
         "p50_ratio": _ratio(gateway["p50_ms"], direct["p50_ms"]),
         "p99_ratio": _ratio(gateway["p99_ms"], direct["p99_ms"]),
+        # Per adjacent direct/gateway pair of rounds: the spread shows how noisy the machine was.
+        "pair_throughput_ratios": pairs,
+        # Direct over gateway CPU per request of our own processes: the throughput ratio to
+        # expect when the machine's CPUs are the bottleneck; robust to other load on the machine.
+        "cpu_bound_ratio": _ratio(_own_cpu_ms(direct), _own_cpu_ms(gateway)),
         "aim": AIM,
         "meets_aim": ratio is not None and ratio >= AIM and not direct["errors"] and not gateway["errors"],
         "load_generator": {"client": f"httpx {httpx.__version__}", "event_loop": event_loop_name(), "same_host": True},

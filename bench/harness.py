@@ -90,12 +90,16 @@ def free_port() -> int:
 # --- signals --------------------------------------------------------------------------------
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached this process (not, as Ctrl-C does, the whole process group)."""
+
+
 @contextlib.contextmanager
 def interrupt_on_terminate() -> Iterator[None]:
     """Turn SIGTERM/SIGHUP into KeyboardInterrupt, so ``finally`` blocks clean up."""
 
     def raise_interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Terminated(f"signal {signum}")
 
     previous = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -168,6 +172,26 @@ def _cpu_seconds_of(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def _database_cpu_seconds(names: Sequence[str]) -> float | None:
+    """CPU time of the PostgreSQL backends serving the named databases (found by their
+    process title, ``postgres: … <database> 127.0.0.1(port) …``). Pooled connections
+    live for the whole run, so differences between two readings are meaningful."""
+    if not names:
+        return None
+    wanted = [f" {name} ".encode() for name in names]
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if title.startswith(b"postgres:") and any(name in title for name in wanted):
+            total += _cpu_seconds_of(int(entry.name)) or 0.0
+    return total
+
+
 def _machine_busy_seconds() -> float | None:
     """CPU time all processes on the machine used so far (Linux /proc/stat), or None."""
     try:
@@ -197,14 +221,20 @@ class Stack:
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} stopped during the benchmark (exit code {proc.returncode})")
+            if proc.poll() is None:
+                continue
+            if proc.returncode in (0, -signal.SIGINT, -signal.SIGTERM):
+                # A clean shutdown: the server got Ctrl-C (same process group) or was stopped.
+                raise KeyboardInterrupt(f"{name} was stopped by a signal")
+            raise RuntimeError(f"{name} stopped during the benchmark (exit code {proc.returncode})")
 
     def cpu_seconds(self) -> dict[str, float | None]:
         """CPU time used so far by each server process, by this (load-generating) process,
         and by the whole machine (the database server and anything else running too)."""
         found: dict[str, float | None] = {name: _cpu_seconds_of(proc.pid) for name, proc in self.procs.items()}
         found["load generator"] = time.process_time()
+        if self.databases:
+            found["database (our backends)"] = _database_cpu_seconds(self.databases)
         found["machine (all processes)"] = _machine_busy_seconds()
         return found
 
@@ -266,6 +296,12 @@ def _start_quietly(settings: Settings, run_dir: Path) -> dict[str, subprocess.Po
         os.close(saved)
 
 
+def _wait_for_exit(procs: Mapping[str, subprocess.Popen[bytes]], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs.values()):
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def running_stack(
     database: str = "postgres",
@@ -281,6 +317,7 @@ def running_stack(
     work = Path(tempfile.mkdtemp(prefix="konsil-bench-"))
     procs: dict[str, subprocess.Popen[bytes]] = {}
     names: list[str] = []
+    ctrl_c = False
     with interrupt_on_terminate():
         try:
             settings, names = _stack_settings(work, database, regions, server)
@@ -292,9 +329,16 @@ def running_stack(
             wait_healthy(urls, procs, timeout=startup_timeout)
             log("stack is up: " + ", ".join(f"{name} {url} (pid {procs[name].pid})" for name, url in urls.items()))
             yield Stack(database, settings, procs, names)
+        except KeyboardInterrupt as exc:
+            ctrl_c = not isinstance(exc, Terminated)
+            raise
         finally:
             with signals_deferred():
                 if procs:
+                    if ctrl_c:
+                        # Ctrl-C in a terminal reached the servers too (same process group):
+                        # let them finish shutting down rather than signal them a second time.
+                        _wait_for_exit(procs, seconds=5)
                     stop_processes(procs)
                     log("stopped " + ", ".join(f"{name} (pid {p.pid})" for name, p in procs.items()))
                 if names:
@@ -474,7 +518,7 @@ def summarise(results: Sequence[LoadResult]) -> dict[str, Any]:
         machine_total = per_request.get("machine (all processes)")
         if machine_total is not None:
             ours = sum(v for k, v in per_request.items() if k != "machine (all processes)")
-            per_request["other (database server, rest of machine)"] = round(max(0.0, machine_total - ours), 3)
+            per_request["other (rest of machine)"] = round(max(0.0, machine_total - ours), 3)
         out["cpu_ms_per_request"] = per_request
     return out
 

@@ -104,22 +104,26 @@ def start_processes(
     cli = [sys.executable, "-m", "konsil.platform.cli"]
     control_config = run_dir / "control.toml"
     _write_private(control_config, dump_settings(settings.for_control()))
-    procs["control"] = subprocess.Popen([*cli, "serve", "control", "--config", str(control_config)], env=_child_env())
+    procs["control"] = subprocess.Popen(
+        [*cli, "serve", "control", "--config", str(control_config)], env=_child_env(), start_new_session=True
+    )
     for region in settings.regions:
         if regions is not None and region.id not in regions:
             continue
         path = run_dir / f"region-{region.id}.toml"
         _write_private(path, dump_settings(settings.for_region(region.id)))
         procs[f"region {region.id}"] = subprocess.Popen(
-            [*cli, "serve", "region", "--config", str(path)], env=_child_env()
+            [*cli, "serve", "region", "--config", str(path)], env=_child_env(), start_new_session=True
         )
     return procs
 
 
 def stop_processes(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    # Children run in their own sessions, so a Ctrl-C in the terminal reaches only the
+    # launcher; each child then gets exactly one SIGTERM and shuts down gracefully.
     for proc in procs.values():
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 10
     for proc in procs.values():
         try:

@@ -56,6 +56,10 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         """Where the control plane reaches this region (internal URL, else public)."""
         return (self.internal_url or self.public_url).rstrip("/")
 
+    @property
+    def host_header(self) -> bytes:
+        return self.base_url.split("://", 1)[1].split("/", 1)[0].encode("idna")
+
 
 class ControlSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     database: Dsn

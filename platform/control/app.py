@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from konsil.platform import database, errors
 from konsil.platform.control import discovery, signup
-from konsil.platform.control.context import ControlContext, new_client
+from konsil.platform.control.context import ControlContext, new_client, new_gateway_pool
 from konsil.platform.control.gateway import Directory, browser_redirect, forward
 from konsil.platform.control.tables import CONTROL_TABLES, RegionRecord
 from konsil.platform.errors import EXCEPTION_HANDLERS
@@ -89,6 +89,7 @@ def create_control_app(settings: Settings) -> Litestar:
         ),
         discovery_key=settings.require_discovery_key(),
         client=new_client(),
+        pool=new_gateway_pool(),
     )
 
     @asynccontextmanager
@@ -100,6 +101,7 @@ def create_control_app(settings: Settings) -> Litestar:
             yield
         finally:
             await ctx.client.aclose()
+            await ctx.pool.aclose()
             await database.stop(engine)
 
     app = Litestar(

@@ -4,7 +4,10 @@ URL and internal secret to call it with; never a region's database or keys."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from http.cookiejar import Cookie, CookieJar
+from typing import Any
 
+import httpcore
 import httpx
 from piccolo.engine.base import Engine
 
@@ -19,13 +22,35 @@ class ControlContext:
     regions: dict[str, RegionSettings]
     verifier: Verifier  # accepts calls signed by a region
     discovery_key: str
-    client: httpx.AsyncClient
+    client: httpx.AsyncClient  # internal calls (signup)
+    pool: httpcore.AsyncConnectionPool  # the gateway: raw, cookie-less, keep-alive
 
     def signed_headers(self, region_id: str, method: str, path: str, body: bytes) -> dict[str, str]:
         return sign(self.regions[region_id].internal_secret, method, path, body, signer="control")
 
 
+class NoCookies(CookieJar):
+    """A jar that keeps nothing: the control plane calls regions for many users and
+    must never carry one user's session cookie into another's request."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
 def new_client() -> httpx.AsyncClient:
-    # One pooled client for all regions: keep-alive connections, bounded pool.
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30)
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(15.0, connect=3.0), follow_redirects=False)
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=30)
+    return httpx.AsyncClient(
+        limits=limits,
+        timeout=httpx.Timeout(15.0, connect=3.0),
+        follow_redirects=False,
+        cookies=httpx.Cookies(NoCookies()),
+    )
+
+
+def new_gateway_pool() -> httpcore.AsyncConnectionPool:
+    # httpcore directly: no cookie jar at all, no header re-encoding, about a third
+    # less CPU per forwarded request than httpx (bench/gateway_vs_direct.py).
+    return httpcore.AsyncConnectionPool(max_connections=200, max_keepalive_connections=64, keepalive_expiry=30)

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any
 
-import httpx
+import httpcore
 from litestar import Request, Response, asgi, get
 from litestar.response import Redirect
 from litestar.types import Receive, Scope, Send
@@ -25,20 +25,24 @@ log = logging.getLogger("konsil.gateway")
 
 API_PREFIX = "/api/v1/orgs/"
 # Not forwarded: hop-by-hop headers, and anything a client might use to pose as us.
+_TIMEOUTS = {"timeout": {"connect": 3.0, "read": 15.0, "write": 15.0, "pool": 15.0}}
 _DROP_REQUEST = {
-    "host",
-    "connection",
-    "keep-alive",
-    "content-length",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    FORWARDED_FOR,
-    *SIGNED_HEADERS,
+    name.encode()
+    for name in (
+        "host",
+        "connection",
+        "keep-alive",
+        "content-length",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        FORWARDED_FOR,
+        *SIGNED_HEADERS,
+    )
 }
-_DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+_DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"server", b"date"}
 
 
 class Directory:
@@ -84,37 +88,38 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
         return
     query = scope.get("query_string", b"").decode("latin-1")
     target = raw_path + (f"?{query}" if query else "")
-    headers = [
-        (k.decode("latin-1"), v.decode("latin-1"))
-        for k, v in scope["headers"]
-        if k.decode("latin-1").lower() not in _DROP_REQUEST
-    ]
-    client = scope.get("client")
-    headers.append((FORWARDED_FOR, client[0] if client else "unknown"))
-    headers.extend(ctx.signed_headers(region_id, method, target, body).items())
     region = ctx.regions[region_id]
-    request = ctx.client.build_request(method, region.base_url + target, headers=headers, content=body)
+    headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _DROP_REQUEST]
+    client = scope.get("client")
+    headers.append((FORWARDED_FOR.encode(), (client[0] if client else "unknown").encode("latin-1")))
+    headers.append((b"host", region.host_header))
+    headers.append((b"content-length", str(len(body)).encode()))
+    headers.extend((k.encode(), v.encode()) for k, v in ctx.signed_headers(region_id, method, target, body).items())
     try:
-        response = await ctx.client.send(request, stream=True)
-    except httpx.HTTPError as exc:
+        async with ctx.pool.stream(
+            method, region.base_url + target, headers=headers, content=body, extensions=_TIMEOUTS
+        ) as response:
+            out_headers = [(k, v) for k, v in response.headers if k.lower() not in _DROP_RESPONSE]
+            start: Any = {"type": "http.response.start", "status": response.status, "headers": out_headers}
+            await send(start)
+            async for chunk in response.aiter_stream():
+                part: Any = {"type": "http.response.body", "body": chunk, "more_body": True}
+                await send(part)
+            end: Any = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(end)
+    except httpcore.TimeoutException as exc:
+        log.warning("region %s timed out: %s", region_id, type(exc).__name__)
+        await _unavailable(send, region_id)
+    except (httpcore.ConnectError, httpcore.NetworkError, httpcore.RemoteProtocolError) as exc:
         log.warning("region %s unreachable: %s", region_id, type(exc).__name__)
-        await send_json_error(send, 503, "unavailable", f"region {region_id} is not reachable; try again shortly")
-        return
+        await _unavailable(send, region_id)
+
+
+async def _unavailable(send: Send, region_id: str) -> None:
     try:
-        out_headers = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in response.headers.multi_items()
-            if k.lower() not in _DROP_RESPONSE
-        ]
-        start: Any = {"type": "http.response.start", "status": response.status_code, "headers": out_headers}
-        await send(start)
-        async for chunk in response.aiter_raw():
-            part: Any = {"type": "http.response.body", "body": chunk, "more_body": True}
-            await send(part)
-        end: Any = {"type": "http.response.body", "body": b"", "more_body": False}
-        await send(end)
-    finally:
-        await response.aclose()
+        await send_json_error(send, 503, "unavailable", f"region {region_id} is not reachable; try again shortly")
+    except RuntimeError:  # the response had already started: nothing more can be said
+        pass
 
 
 def _redirect(request: Request[Any, Any, Any], region_id: str | None) -> Response[Any]:

@@ -195,3 +195,42 @@ def test_login_discovery_follows_members_added_and_removed(stack: Stack) -> None
         )
     )
     assert rows[0]["n"] == 1
+
+
+def test_the_gateway_never_carries_one_users_session_to_another(stack: Stack) -> None:
+    made = stack.signup("eu")
+    owner = stack.login(stack.control_url, made["slug"], made["owner"]["email"])
+    assert owner.get(f"/api/v1/orgs/{made['slug']}/members").status_code == 200
+    for _ in range(5):  # several pooled connections
+        anonymous = httpx.get(f"{stack.control_url}/api/v1/orgs/{made['slug']}/members")
+        assert anonymous.status_code == 401, anonymous.text
+        assert made["owner"]["email"] not in anonymous.text
+
+
+def test_the_gateway_answers_503_when_the_region_is_down(stack: Stack) -> None:
+    slug = stack.unique("zz")
+    asyncio.run(
+        fetch(
+            stack.dsns["control"],
+            "INSERT INTO directory_organisation (id, slug, region, status, created_at) "
+            "VALUES (gen_random_uuid(), $1, 'zz', 'active', now())",
+            slug,
+        )
+    )
+    response = httpx.get(f"{stack.control_url}/api/v1/orgs/{slug}/rooms")
+    assert response.status_code == 503 and "region zz" in response.json()["message"]
+    asyncio.run(fetch(stack.dsns["control"], "DELETE FROM directory_organisation WHERE slug = $1", slug))
+
+
+def test_the_gateway_passes_status_headers_and_body_through(stack: Stack) -> None:
+    made = stack.signup("eu")
+    url = f"{stack.control_url}/api/v1/orgs/{made['slug']}/auth/login"
+    response = httpx.post(url, json={"email": made["owner"]["email"], "password": made["owner"]["password"]})
+    assert response.status_code == 200 and response.json()["organisation"] == made["slug"]
+    assert "konsil_session=" in response.headers["set-cookie"]
+    assert int(response.headers["content-length"]) == len(response.content)
+    forged = httpx.get(
+        f"{stack.control_url}/api/v1/orgs/{made['slug']}/rooms",
+        headers={"x-konsil-signature": "00", "x-konsil-signer": "control"},
+    )
+    assert forged.status_code == 401, "clients cannot pose as the control plane"
