@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from konsil.platform.migrations import MigrationError
 from konsil.platform.settings import ConfigError, Settings, load_settings
@@ -84,6 +85,97 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return asyncio.run(_verify(settings, args.org))
 
 
+def _regions(args: argparse.Namespace) -> tuple[Settings, list[Any]]:
+    settings = load_settings(args.config)
+    regions = [settings.region(args.region)] if args.region else list(settings.regions)
+    return settings, regions
+
+
+async def _find_org(settings: Settings, regions: list[Any], slug: str) -> Any:
+    """The region holding the organisation, or None."""
+    from konsil.regions.resources import open_region
+    from konsil.tenants.tables import Organisation
+
+    for region in regions:
+        async with open_region(settings, region):
+            if await Organisation.exists().where(Organisation.slug == slug).run():
+                return region
+    return None
+
+
+async def _org_delete(args: argparse.Namespace) -> int:
+    from konsil.regions.resources import open_region
+    from konsil.tenants import organisations
+    from konsil.tenants.actors import Actor
+    from konsil.tenants.keys.provider import KeyUnavailable
+    from konsil.tenants.tables import Organisation
+
+    settings, regions = _regions(args)
+    region = await _find_org(settings, regions, args.slug)
+    if region is None:
+        print(f"no organisation {args.slug!r} in the configured region(s)", file=sys.stderr)
+        return 2
+    if not args.yes:
+        question = f"Delete organisation {args.slug!r} in region {region.id} for good? Type its slug: "
+        answer = await asyncio.to_thread(input, question)
+        if answer.strip() != args.slug:
+            print("not deleted")
+            return 1
+    async with open_region(settings, region) as ctx:
+        org = await Organisation.select(Organisation.id).where(Organisation.slug == args.slug).first().run()
+        assert org is not None
+        actor = Actor("operator:cli", "operator", "operator:cli", "local", "delete the customer account")
+        try:
+            await organisations.delete(ctx, actor, org["id"])
+        except KeyUnavailable:
+            print("the region's key service does not answer; nothing was deleted", file=sys.stderr)
+            return 1
+        told = await organisations.tell_control_plane(ctx, org["id"])
+    print(f"organisation {args.slug!r} deleted: key destroyed (crypto-shredded), rows removed")
+    if not told:
+        print(
+            "warning: the control plane could not be told; its directory entry is removed on the next try",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def _keys_rotate(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from konsil.regions.resources import open_region
+    from konsil.tenants.tables import Organisation
+
+    settings, regions = _regions(args)
+    done = 0
+    for region in regions:
+        async with open_region(settings, region) as ctx:
+            query = Organisation.select(Organisation.id, Organisation.slug).order_by(Organisation.slug)
+            if not args.all:
+                query = query.where(Organisation.slug == args.org)
+            orgs = await query.run()
+            if not orgs:
+                continue
+            with Progress(transient=False) as progress:
+                task = progress.add_task(f"region {region.id}: rotating", total=len(orgs))
+                for org in orgs:
+                    result = await ctx.keys.rotate(org["id"])
+                    line = f"{org['slug']}: key version {result.key_version}, {result.rewrapped} data keys rewrapped"
+                    if args.retire:
+                        info = await ctx.keys.retire_old_versions(org["id"])
+                        line += f", versions below {info.min_decryption_version} retired"
+                    progress.console.print(line)
+                    progress.advance(task)
+                    done += 1
+    if done == 0:
+        print(
+            f"no organisation {args.org!r} in the configured region(s)" if args.org else "no organisations",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     print(
@@ -113,6 +205,22 @@ def parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("migrate", help="apply database migrations everywhere")).set_defaults(func=_migrate)
     with_config(sub.add_parser("check-config", help="validate the configuration")).set_defaults(func=_check)
+
+    org = sub.add_parser("org", help="organisation tools").add_subparsers(dest="org_command", required=True)
+    delete = with_config(org.add_parser("delete", help="delete an organisation: destroy its key, then its rows"))
+    delete.add_argument("slug")
+    delete.add_argument("--region", help="only look in this region")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(func=lambda a: asyncio.run(_org_delete(a)))
+
+    keys = sub.add_parser("keys", help="per-tenant key tools").add_subparsers(dest="keys_command", required=True)
+    rotate = with_config(keys.add_parser("rotate", help="rotate organisation keys and rewrap their data keys"))
+    which = rotate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--org", help="organisation slug")
+    which.add_argument("--all", action="store_true", help="every organisation of the region(s)")
+    rotate.add_argument("--region", help="only this region")
+    rotate.add_argument("--retire", action="store_true", help="then retire key versions no data key uses")
+    rotate.set_defaults(func=lambda a: asyncio.run(_keys_rotate(a)))
 
     audit = sub.add_parser("audit", help="access-log tools").add_subparsers(dest="audit_command", required=True)
     verify = with_config(audit.add_parser("verify", help="verify an organisation's access-log hash chain"))

@@ -30,13 +30,23 @@ class ConfigError(Exception):
 
 
 class VaultSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Where a region's per-tenant keys live (used from the key issue on)."""
+    """Where a region's per-tenant keys live: its own Vault/OpenBao (Transit engine),
+    or for the embedded default a local keyring protected by a master key."""
 
     backend: Literal["local", "vault"] = "local"
     url: str = ""
+    mount: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_/-]+$")] = "transit"
+    auth: Literal["token", "approle", "kubernetes"] = "token"
     token: str = ""
-    mount: str = "transit"
+    role_id: str = ""
+    secret_id: str = ""
+    kubernetes_role: str = ""
+    kubernetes_jwt_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     keyring_path: str = ""
+    # The in-process data-key cache.
+    cache_max_age_seconds: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 300.0
+    cache_max_uses: Annotated[int, msgspec.Meta(ge=1, le=2**32)] = 1_000_000
 
 
 class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

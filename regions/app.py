@@ -22,17 +22,45 @@ from konsil.platform.signing import Verifier
 from konsil.platform.web import LOGGING, SignedCalls, healthz, strict_json_body
 from konsil.regions.context import ControlLink, RegionContext
 from konsil.regions.internal import internal_router
+from konsil.regions.resources import build_tenant_keys
 from konsil.regions.tables import REGION_TABLES
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired
+from konsil.tenants.keys.provider import KeyDestroyed, KeyUnavailable, UnwrapRefused
 from konsil.tenants.pages import pages_router
-from konsil.tenants.personal_data import UnencryptedCodec
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "tenants" / "templates"
 
 
 def _to_login(_: Request[Any, Any, Any], __: LoginRequired) -> Response[Any]:
     return Redirect("/login", status_code=303)
+
+
+def _key_unavailable(_: Request[Any, Any, Any], __: KeyUnavailable) -> Response[Any]:
+    # Fail closed: nothing that needs the organisation's key is read or written.
+    return Response(
+        {
+            "error": "unavailable",
+            "message": "personal data is unavailable right now (the region's key service "
+            "does not answer); nothing was written, try again shortly",
+        },
+        status_code=503,
+        headers={"retry-after": "10"},
+    )
+
+
+def _key_destroyed(_: Request[Any, Any, Any], __: KeyDestroyed) -> Response[Any]:
+    return Response(
+        {"error": "gone", "message": "this organisation's data was deleted (its key no longer exists)"},
+        status_code=410,
+    )
+
+
+def _unwrap_refused(_: Request[Any, Any, Any], __: UnwrapRefused) -> Response[Any]:
+    return Response(
+        {"error": "integrity_error", "message": "a stored data key was refused by the key service; nothing was shown"},
+        status_code=500,
+    )
 
 
 def create_region_app(settings: Settings, region_id: str | None = None) -> Litestar:
@@ -46,7 +74,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         settings=settings,
         region=region,
         engine=engine,
-        codec=UnencryptedCodec(),
+        keys=build_tenant_keys(settings, region),
         verifier=Verifier({"control": region.internal_secret}, settings.signature_window_seconds),
         control=ControlLink(
             settings.control_url or (settings.control.base_url if settings.control else ""),
@@ -64,12 +92,19 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             yield
         finally:
             await ctx.control.close()
+            await ctx.keys.provider.close()
             await database.stop(engine)
 
     app = Litestar(
         route_handlers=[healthz, org_router, region_login_router, pages_router, internal_router],
         middleware=[DefineMiddleware(SignedCalls, verifier=ctx.verifier, max_body=settings.max_body_bytes)],
-        exception_handlers={**EXCEPTION_HANDLERS, LoginRequired: _to_login},
+        exception_handlers={
+            **EXCEPTION_HANDLERS,
+            LoginRequired: _to_login,
+            KeyUnavailable: _key_unavailable,
+            KeyDestroyed: _key_destroyed,
+            UnwrapRefused: _unwrap_refused,
+        },
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title=f"Konsil region {region.id}", version="1", path="/schema"),

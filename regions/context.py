@@ -9,7 +9,7 @@ from piccolo.engine.base import Engine
 
 from konsil.platform.settings import RegionSettings, Settings
 from konsil.platform.signing import Verifier, sign
-from konsil.tenants.personal_data import PersonalDataCodec
+from konsil.tenants.keys.service import TenantKeys
 
 
 @dataclass
@@ -40,7 +40,7 @@ class RegionContext:
     settings: Settings
     region: RegionSettings
     engine: Engine
-    codec: PersonalDataCodec
+    keys: TenantKeys
     verifier: Verifier
     control: ControlLink
     discovery_key: str

@@ -31,7 +31,9 @@ async def create_organisation(request: Request[Any, Any, Any], data: NewOrganisa
 
 @delete("/orgs/{org_id:uuid}", opt={"internal": True}, status_code=HTTP_200_OK)
 async def remove_organisation(request: Request[Any, Any, Any], org_id: uuid.UUID) -> dict[str, bool]:
-    return {"removed": await organisations.remove(request.app.state.region, org_id)}
+    """Undo a signup the control plane could not finish (key and rows)."""
+    actor = Actor("control-plane", "system", "signup", source_address(request), "undo a failed signup")
+    return {"removed": await organisations.delete(request.app.state.region, actor, org_id, require_shred=False)}
 
 
 internal_router = Router(

@@ -4,8 +4,9 @@ integration tokens, and member login. Handlers validate and call services."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.datastructures import Cookie
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
@@ -66,6 +67,21 @@ async def read_organisation(request: Req) -> OrganisationOut:
 @patch("/", opt=rule(*MANAGERS))
 async def update_organisation(request: Req, data: OrganisationPatch) -> OrganisationOut:
     return await organisations.update(_ctx(request), actor_of(request), _org(request), data)
+
+
+class DeleteOrganisation(msgspec.Struct, forbid_unknown_fields=True):
+    confirm: Annotated[str, msgspec.Meta(max_length=40, description="the organisation's slug, to confirm")]
+
+
+@post("/delete", opt=rule("owner"), status_code=HTTP_200_OK)
+async def delete_organisation(request: Req, data: DeleteOrganisation) -> dict[str, Any]:
+    """Delete the organisation for good: its key is destroyed first (crypto-shredding)."""
+    org = _org(request)
+    if data.confirm != org["slug"]:
+        raise errors.bad_request("confirm with the organisation's slug")
+    ctx = _ctx(request)
+    await organisations.delete(ctx, actor_of(request), org["id"])
+    return {"deleted": True, "directory_updated": await organisations.tell_control_plane(ctx, org["id"])}
 
 
 # --- members --------------------------------------------------------------------------------
@@ -190,6 +206,7 @@ org_router = Router(
     route_handlers=[
         read_organisation,
         update_organisation,
+        delete_organisation,
         list_members,
         invite_member,
         read_member,

@@ -1,6 +1,7 @@
 """Member services: invite, read, change role, remove, log in.
 
-Personal fields pass through the organisation's codec; every read or change
+Personal fields are sealed with the organisation's own data key (OrgCipher);
+a field that fails to open is never shown and leaves a "failure" entry. Every read or change
 of a member's personal data writes an access-log entry in the same transaction.
 Adding or removing a member also updates the control plane's login-discovery
 index (keyed hashes only); if that call fails, the change is rolled back.
@@ -15,10 +16,11 @@ import httpx
 import msgspec
 
 from konsil.platform import database, errors
-from konsil.platform.lookup import email_lookup
+from konsil.platform.lookup import email_lookup, normalise_email
 from konsil.regions.context import RegionContext
 from konsil.tenants.actors import Actor, record
 from konsil.tenants.auth import utcnow
+from konsil.tenants.keys.cipher import FieldDecryptionError, OrgCipher
 from konsil.tenants.passwords import hash_password, verify_password
 from konsil.tenants.personal_data import FieldRef
 from konsil.tenants.schemas import MemberIn, MemberOut, MemberPatch
@@ -33,17 +35,39 @@ def _ref(org_id: uuid.UUID, member_id: uuid.UUID, column: str) -> FieldRef:
     return FieldRef(org_id, "member", column, member_id)
 
 
-def decode(ctx: RegionContext, row: dict[str, Any]) -> MemberOut:
-    codec = ctx.codec
+def _decode(cipher: OrgCipher, row: dict[str, Any]) -> MemberOut:
     phone = row["phone"]
     return MemberOut(
         id=row["id"],
-        name=codec.open(_ref(row["org_id"], row["id"], "name"), row["name"]),
-        email=codec.open(_ref(row["org_id"], row["id"], "email"), row["email"]),
-        phone=codec.open(_ref(row["org_id"], row["id"], "phone"), phone) if phone is not None else None,
+        name=cipher.open(_ref(row["org_id"], row["id"], "name"), row["name"]),
+        email=cipher.open(_ref(row["org_id"], row["id"], "email"), row["email"]),
+        phone=cipher.open(_ref(row["org_id"], row["id"], "phone"), phone) if phone is not None else None,
         role=row["role"],
         created_at=row["created_at"],
     )
+
+
+async def decode(ctx: RegionContext, actor: Actor, row: dict[str, Any]) -> MemberOut:
+    """Open a member's fields; a field that fails its integrity check is logged and refused."""
+    cipher = await ctx.keys.cipher(row["org_id"])
+    try:
+        return _decode(cipher, row)
+    except FieldDecryptionError as exc:
+        await record(ctx, actor, row["org_id"], "read", "member", row["id"], subject(row["id"]), "failure")
+        raise errors.AppError(
+            500,
+            "integrity_error",
+            f"a stored member record failed its integrity check ({exc.reason}) and was not shown; "
+            "the failure is in the access log",
+        ) from None
+
+
+def email_index(cipher: OrgCipher, email: str) -> str:
+    return cipher.blind_index("email", normalise_email(email))
+
+
+def phone_index(cipher: OrgCipher, phone: str) -> str:
+    return cipher.blind_index("phone", phone.replace(" ", ""))
 
 
 async def _sync_login_index(ctx: RegionContext, org_id: uuid.UUID, add: list[str], remove: list[str]) -> None:
@@ -82,17 +106,20 @@ async def insert(
     """Insert a member inside the caller's transaction; return (id, e-mail lookup hash)."""
     member_id = uuid.uuid4()
     lookup = email_lookup(ctx.discovery_key, email)
-    if await Member.exists().where((Member.org_id == org_id) & (Member.email_lookup == lookup)).run():
+    cipher = await ctx.keys.cipher(org_id)
+    index = email_index(cipher, email)
+    if await Member.exists().where((Member.org_id == org_id) & (Member.email_index == index)).run():
         raise errors.conflict("a member with this e-mail address already exists")
-    codec = ctx.codec
     await Member.insert(
         Member(
             id=member_id,
             org_id=org_id,
-            name=codec.seal(_ref(org_id, member_id, "name"), name),
-            email=codec.seal(_ref(org_id, member_id, "email"), email),
+            name=cipher.seal(_ref(org_id, member_id, "name"), name),
+            email=cipher.seal(_ref(org_id, member_id, "email"), email),
             email_lookup=lookup,
-            phone=codec.seal(_ref(org_id, member_id, "phone"), phone) if phone else None,
+            email_index=index,
+            phone=cipher.seal(_ref(org_id, member_id, "phone"), phone) if phone else None,
+            phone_index=phone_index(cipher, phone) if phone else None,
             role=role,
             password_hash=hash_password(password),
         )
@@ -109,15 +136,16 @@ async def invite(ctx: RegionContext, actor: Actor, org: dict[str, Any], new: Mem
         await _sync_login_index(ctx, org["id"], add=[lookup], remove=[])
         row = await Member.select().where(Member.id == member_id).first().run()
     assert row is not None
-    return decode(ctx, row)
+    return await decode(ctx, actor, row)
 
 
 async def list_members(ctx: RegionContext, actor: Actor, org: dict[str, Any]) -> list[MemberOut]:
     rows = await Member.select().where(Member.org_id == org["id"]).order_by(Member.created_at).run()
+    members = [await decode(ctx, actor, row) for row in rows]
     async with database.transaction(ctx.engine):
         for row in rows:
             await record(ctx, actor, org["id"], "read", "member", row["id"], subject(row["id"]))
-    return [decode(ctx, row) for row in rows]
+    return members
 
 
 async def _get_row(org: dict[str, Any], member_id: uuid.UUID) -> dict[str, Any]:
@@ -129,8 +157,9 @@ async def _get_row(org: dict[str, Any], member_id: uuid.UUID) -> dict[str, Any]:
 
 async def get(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_id: uuid.UUID) -> MemberOut:
     row = await _get_row(org, member_id)
+    member = await decode(ctx, actor, row)
     await record(ctx, actor, org["id"], "read", "member", member_id, subject(member_id))
-    return decode(ctx, row)
+    return member
 
 
 async def _owners(org_id: uuid.UUID) -> int:
@@ -149,17 +178,19 @@ async def change(
             if row["role"] == "owner" and await _owners(org["id"]) <= 1:
                 raise errors.conflict("an organisation keeps at least one owner")
             values[Member.role] = patch.role
+        cipher = await ctx.keys.cipher(org["id"])
         if patch.name is not msgspec.UNSET:
-            values[Member.name] = ctx.codec.seal(_ref(org["id"], member_id, "name"), patch.name)
+            values[Member.name] = cipher.seal(_ref(org["id"], member_id, "name"), patch.name)
         if patch.phone is not msgspec.UNSET:
             phone = patch.phone
-            values[Member.phone] = ctx.codec.seal(_ref(org["id"], member_id, "phone"), phone) if phone else None
+            values[Member.phone] = cipher.seal(_ref(org["id"], member_id, "phone"), phone) if phone else None
+            values[Member.phone_index] = phone_index(cipher, phone) if phone else None
         if not values:
             raise errors.bad_request("nothing to change")
         await Member.update(values).where(Member.id == member_id).run()
         await record(ctx, actor, org["id"], "update", "member", member_id, subject(member_id))
         row = await _get_row(org, member_id)
-    return decode(ctx, row)
+    return await decode(ctx, actor, row)
 
 
 async def remove(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_id: uuid.UUID) -> None:

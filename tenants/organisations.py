@@ -6,12 +6,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
 import msgspec
 
 from konsil.platform import database, errors
 from konsil.regions.context import RegionContext
 from konsil.tenants import members
 from konsil.tenants.actors import Actor, record
+from konsil.tenants.keys.provider import KeyUnavailable
 from konsil.tenants.schemas import CreatedOrganisation, NewOrganisation, OrganisationOut, OrganisationPatch
 from konsil.tenants.tables import TENANT_TABLES, Organisation
 
@@ -41,6 +43,7 @@ async def create(ctx: RegionContext, actor: Actor, new: NewOrganisation) -> Crea
         await Organisation.insert(
             Organisation(id=new.id, slug=new.slug, name=new.name, retention_days=new.retention_days)
         ).run()
+        await ctx.keys.provision(new.id)
         owner_id, lookup = await members.insert(
             ctx, actor, new.id, new.owner.name, new.owner.email, new.owner.phone, "owner", new.owner.password
         )
@@ -57,13 +60,34 @@ async def update(ctx: RegionContext, actor: Actor, org: dict[str, Any], patch: O
     return to_out(ctx, {**org, **values})
 
 
-async def remove(ctx: RegionContext, org_id: uuid.UUID) -> bool:
-    """Delete an organisation and all its rows (undoing a failed signup)."""
+async def delete(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, *, require_shred: bool = True) -> bool:
+    """Crypto-shredding: delete the organisation's key first, so every copy of its
+    personal data (backups included) is unreadable, then its rows. The access log
+    keeps the record of it (its entries hold no personal data).
+
+    ``require_shred=False`` (undoing a failed signup) still removes the rows when
+    the key service is down; the orphaned key holds nothing and is retried later."""
+    found = await Organisation.exists().where(Organisation.id == org_id).run()
+    subject = f"org:{org_id}"
+    try:
+        await ctx.keys.shred(org_id)
+    except KeyUnavailable:
+        await record(ctx, actor, org_id, "delete", "organisation", org_id, subject, "failure")
+        if require_shred:
+            raise
     async with database.transaction(ctx.engine):
-        found = await Organisation.exists().where(Organisation.id == org_id).run()
         for table in TENANT_TABLES:
-            if table is Organisation:
-                continue
-            await table.delete().where(table.org_id == org_id).run()  # type: ignore[attr-defined]
+            if table is not Organisation:
+                await table.delete().where(table.org_id == org_id).run()  # type: ignore[attr-defined]
         await Organisation.delete().where(Organisation.id == org_id).run()
+        await record(ctx, actor, org_id, "delete", "organisation", org_id, subject)
     return bool(found)
+
+
+async def tell_control_plane(ctx: RegionContext, org_id: uuid.UUID) -> bool:
+    """Ask the control plane to drop the directory and login-discovery entries."""
+    try:
+        response = await ctx.control.post("/internal/v1/org-removed", msgspec.json.encode({"org_id": str(org_id)}))
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

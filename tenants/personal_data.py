@@ -1,10 +1,8 @@
 """The one interface through which personal-data fields are written and read.
 
-Every column listed in ``tenants.tables.PERSONAL_COLUMNS`` goes through a
-``PersonalDataCodec``. The key issue plugs in envelope encryption under the
-organisation's own key here; until then the region runs ``UnencryptedCodec``
-and the architecture test only checks that every personal column is routed
-through this interface.
+Every column declared ``EncryptedText`` (``tenants.tables.PERSONAL_COLUMNS``) is
+sealed and opened through a ``PersonalDataCodec``: the organisation's
+``OrgCipher`` (tenants/keys/cipher.py), AES-256-GCM under its own data key.
 """
 
 from __future__ import annotations
@@ -28,13 +26,3 @@ class PersonalDataCodec(Protocol):
     def seal(self, ref: FieldRef, value: str) -> str: ...
 
     def open(self, ref: FieldRef, stored: str) -> str: ...
-
-
-class UnencryptedCodec:
-    """Stores values as given. Replaced by the per-tenant key codec (issue 3)."""
-
-    def seal(self, ref: FieldRef, value: str) -> str:
-        return value
-
-    def open(self, ref: FieldRef, stored: str) -> str:
-        return stored

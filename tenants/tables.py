@@ -12,6 +12,12 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
 
+class EncryptedText(Text):
+    """A personal-data column: holds only ``kf1:…`` ciphertext sealed with the
+    organisation's data key (tenants/keys/cipher.py). Declaring personal data any
+    other way fails the architecture test (tests/tenants/test_architecture.py)."""
+
+
 class Organisation(Table, tablename="organisation"):
     id = UUID(primary_key=True)
     slug = Varchar(length=40, unique=True, index=True)
@@ -24,10 +30,15 @@ class Organisation(Table, tablename="organisation"):
 class Member(Table, tablename="member"):
     id = UUID(primary_key=True)
     org_id = UUID(index=True)
-    name = Text()
-    email = Text()
+    name = EncryptedText()
+    email = EncryptedText()
+    # Keyed hash with the region's discovery key: login across the region's
+    # organisations and the control plane's login-discovery index.
     email_lookup = Varchar(length=64, index=True)
-    phone = Text(null=True, default=None)
+    # Blind indexes under the organisation's own index key (lookups inside it).
+    email_index = Varchar(length=64, index=True, default="")
+    phone = EncryptedText(null=True, default=None)
+    phone_index = Varchar(length=64, index=True, null=True, default=None)
     role = Varchar(length=16)
     password_hash = Text()
     created_at = Timestamptz(default=TimestamptzNow())
@@ -63,8 +74,30 @@ class MemberSession(Table, tablename="member_session"):
     last_seen_at = Timestamptz(default=TimestamptzNow())
 
 
-TENANT_TABLES: list[type[Table]] = [Organisation, Member, Room, ApiToken, MemberSession]
+class TenantDataKey(Table, tablename="tenant_data_key"):
+    """A data key, stored only wrapped by the organisation's key in the region's
+    Vault. ``purpose`` is ``field`` (AES-256-GCM for fields) or ``index`` (HMAC key
+    of blind indexes). Deleting the organisation's key makes these useless."""
 
-# (table, column) pairs that hold personal data. The key issue makes every one of
-# them encrypted; an architecture test keeps this list complete.
-PERSONAL_COLUMNS: frozenset[tuple[str, str]] = frozenset({("member", "name"), ("member", "email"), ("member", "phone")})
+    id = Varchar(length=32, primary_key=True)
+    org_id = UUID(index=True)
+    purpose = Varchar(length=8)
+    wrapped = Text()
+    key_version = Integer()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+TENANT_TABLES: list[type[Table]] = [Organisation, Member, Room, ApiToken, MemberSession, TenantDataKey]
+
+
+def personal_columns(tables: list[type[Table]]) -> frozenset[tuple[str, str]]:
+    """(table, column) pairs declared as personal data (EncryptedText)."""
+    return frozenset(
+        (table._meta.tablename, column._meta.name)
+        for table in tables
+        for column in table._meta.columns
+        if isinstance(column, EncryptedText)
+    )
+
+
+PERSONAL_COLUMNS = personal_columns(TENANT_TABLES)

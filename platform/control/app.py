@@ -56,8 +56,16 @@ async def login_index_route(request: Req, data: discovery.LoginIndexChange) -> d
     return await discovery.change_index(request.app.state.control, request.scope["state"]["signed_by"], data)
 
 
+@post("/org-removed", status_code=HTTP_200_OK)
+async def org_removed_route(request: Req, data: discovery.OrgRemoved) -> dict[str, Any]:
+    return await discovery.org_removed(request.scope["state"]["signed_by"], data)
+
+
 internal_router = Router(
-    path="/internal/v1", guards=[signed_by_region], route_handlers=[login_index_route], include_in_schema=False
+    path="/internal/v1",
+    guards=[signed_by_region],
+    route_handlers=[login_index_route, org_removed_route],
+    include_in_schema=False,
 )
 
 

@@ -84,3 +84,24 @@ async def change_index(ctx: ControlContext, signer: str, change: LoginIndexChang
                 LoginIndexEntry(email_hmac=value, org_id=change.org_id, region=org["region"])
             ).run()
     return {"ok": True}
+
+
+class OrgRemoved(msgspec.Struct, forbid_unknown_fields=True):
+    org_id: uuid.UUID
+
+
+async def org_removed(signer: str, removed: OrgRemoved) -> dict[str, Any]:
+    """A region deleted an organisation: drop its directory and discovery entries."""
+    org = (
+        await DirectoryOrganisation.select(DirectoryOrganisation.region)
+        .where(DirectoryOrganisation.id == removed.org_id)
+        .first()
+        .run()
+    )
+    if org is None:
+        return {"ok": True}
+    if signer != f"region:{org['region']}":
+        raise errors.not_found("no such organisation in the caller's region")
+    await LoginIndexEntry.delete().where(LoginIndexEntry.org_id == removed.org_id).run()
+    await DirectoryOrganisation.delete().where(DirectoryOrganisation.id == removed.org_id).run()
+    return {"ok": True}

@@ -65,6 +65,12 @@ def test_konsil_up_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
         data = tmp_path / "data"
         assert {"control.db", "region-eu.db", "region-us.db", "konsil.toml"} <= {p.name for p in data.iterdir()}
         assert (data / "konsil.toml").stat().st_mode & 0o077 == 0, "secrets file is private"
+        # The local keyring of each region: a master key and the per-organisation keys.
+        for region in ("eu", "us"):
+            keyring = data / f"keyring-{region}"
+            assert (keyring / "master.key").stat().st_mode & 0o077 == 0
+            assert "demo" not in (keyring / "keyring.json").read_text()
+        assert "Owner" not in (data / "region-eu.db").read_bytes().decode("latin-1"), "names are encrypted"
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)

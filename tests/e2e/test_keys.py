@@ -1,0 +1,212 @@
+"""Per-tenant keys in a running region with a real OpenBao: encrypted storage,
+integrity failures, fail-closed outage and recovery, rotation, crypto-shredding."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+
+from konsil.platform import database
+from konsil.regions.tables import REGION_TABLES
+from konsil.tenants.keys.provider import KeyDestroyed
+from konsil.tenants.keys.service import TenantKeys
+from konsil.tenants.keys.vault import VaultTransitProvider
+from konsil.tenants.personal_data import FieldRef
+from konsil.tenants.tables import Member
+from tests.conftest import PG_SERVER, SESSION_TAG, Stack, fetch
+
+pytestmark = pytest.mark.e2e
+
+
+def org_with_member(stack: Stack) -> tuple[dict, httpx.Client, dict]:  # type: ignore[type-arg]
+    made = stack.signup("eu")
+    client = stack.login(stack.region_url("eu"), made["slug"], made["owner"]["email"])
+    member = stack.add_member(client, made["slug"], "expert", phone="+4712345678")
+    return made, client, member
+
+
+def rows(stack: Stack, sql: str, *args: object) -> list[dict]:  # type: ignore[type-arg]
+    return [dict(r) for r in asyncio.run(fetch(stack.dsns["eu"], sql, *args))]
+
+
+def log_outcomes(stack: Stack, org_id: str, subject: str) -> list[str]:
+    found = rows(
+        stack,
+        "SELECT outcome FROM access_log_entry WHERE org_id = $1 AND subject_ref = $2 ORDER BY seq",
+        uuid.UUID(org_id),
+        subject,
+    )
+    return [r["outcome"] for r in found]
+
+
+def test_personal_fields_are_stored_encrypted_under_the_tenants_key(stack: Stack) -> None:
+    made, client, member = org_with_member(stack)
+    stored = rows(stack, "SELECT * FROM member WHERE id = $1", uuid.UUID(member["id"]))[0]
+    for column in ("name", "email", "phone"):
+        assert stored[column].startswith("kf1:"), column
+        assert member[column] not in stored[column]
+    assert len(stored["email_index"]) == 64 and len(stored["phone_index"]) == 64
+    keys = rows(
+        stack, "SELECT purpose, wrapped FROM tenant_data_key WHERE org_id = $1", uuid.UUID(made["organisation_id"])
+    )
+    assert sorted(k["purpose"] for k in keys) == ["field", "index"]
+    assert all(k["wrapped"].startswith("vault:v1:") for k in keys)
+    assert client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}").json()["phone"] == "+4712345678"
+
+
+@pytest.mark.parametrize(
+    "damage", ["copied_from_other_row", "copied_from_other_org", "tampered", "truncated", "unknown_key", "plaintext"]
+)
+def test_a_damaged_field_is_refused_and_logged_never_shown_wrong(stack: Stack, damage: str) -> None:
+    made, client, member = org_with_member(stack)
+    member_id = uuid.UUID(member["id"])
+    stored = rows(stack, "SELECT name, email FROM member WHERE id = $1", member_id)[0]
+    if damage == "copied_from_other_row":
+        value = stored["email"]  # the e-mail ciphertext in the name column
+    elif damage == "copied_from_other_org":
+        _, _, other = org_with_member(stack)
+        value = rows(stack, "SELECT name FROM member WHERE id = $1", uuid.UUID(other["id"]))[0]["name"]
+    elif damage == "tampered":
+        body = stored["name"]
+        value = body[:-3] + ("A" if body[-3] != "A" else "B") + body[-2:]
+    elif damage == "truncated":
+        value = stored["name"][:20]
+    elif damage == "unknown_key":
+        value = "kf1:" + "0" * 32 + ":" + stored["name"].split(":", 2)[2]
+    else:
+        value = "Mallory Plaintext"
+    rows(stack, "UPDATE member SET name = $1 WHERE id = $2", value, member_id)
+    response = client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}")
+    assert response.status_code == 500 and response.json()["error"] == "integrity_error"
+    assert member["name"] not in response.text and "Mallory" not in response.text
+    assert log_outcomes(stack, made["organisation_id"], f"member:{member['id']}")[-1] == "failure"
+
+
+def test_the_key_service_down_fails_closed_and_recovers_by_itself(stack: Stack) -> None:
+    made, client, member = org_with_member(stack)
+    bao = stack.vault["eu"][2]
+    before = rows(stack, "SELECT count(*) AS n FROM member")[0]["n"]
+    time.sleep(3.2)  # past the data-key cache's maximum age
+    os.kill(bao.pid, signal.SIGSTOP)
+    try:
+        read = client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}")
+        assert read.status_code == 503 and "nothing was written" in read.json()["message"]
+        write = client.post(
+            f"/api/v1/orgs/{made['slug']}/members",
+            json={
+                "name": "Nobody",
+                "email": f"{stack.unique('n')}@x.example",
+                "role": "expert",
+                "password": "correct horse battery",
+            },
+        )
+        assert write.status_code == 503
+        signup = httpx.post(
+            f"{stack.control_url}/api/v1/signup",
+            timeout=30,
+            json={
+                "region": "eu",
+                "organisation": {"name": "Down", "slug": stack.unique("down")},
+                "owner": {"name": "O", "email": "o@down.example", "password": "correct horse battery"},
+            },
+        )
+        assert signup.status_code == 503
+        assert rows(stack, "SELECT count(*) AS n FROM member")[0]["n"] == before, "nothing was written"
+        assert "Nobody" not in str(rows(stack, "SELECT name FROM member"))
+    finally:
+        os.kill(bao.pid, signal.SIGCONT)
+    recovered = client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}")
+    assert recovered.status_code == 200 and recovered.json()["email"] == member["email"]
+
+
+def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "konsil.platform.cli", *args, "--config", str(stack.run_dir / "region-eu.toml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_rotation_rewraps_data_keys_and_retires_old_versions(stack: Stack) -> None:
+    made, client, member = org_with_member(stack)
+    done = cli(stack, "keys", "rotate", "--org", made["slug"], "--retire")
+    assert done.returncode == 0, done.stderr
+    assert "key version 2, 2 data keys rewrapped" in done.stdout and "below 2 retired" in done.stdout
+    keys = rows(
+        stack, "SELECT wrapped, key_version FROM tenant_data_key WHERE org_id = $1", uuid.UUID(made["organisation_id"])
+    )
+    assert all(k["wrapped"].startswith("vault:v2:") and k["key_version"] == 2 for k in keys)
+    time.sleep(3.2)  # the region service reloads its cached keys: now from the v2 wrapping
+    assert client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}").json()["name"] == member["name"]
+    assert cli(stack, "keys", "rotate", "--org", "no-such-org").returncode == 2
+
+
+def test_deleting_an_organisation_shreds_its_key_and_a_backup_cannot_be_read(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    made, client, member = org_with_member(stack)
+    backup = tmp_path / "region-eu.sql"
+    subprocess.run(["pg_dump", "--no-owner", "-f", str(backup), stack.dsns["eu"]], check=True, timeout=60)
+    org_id = uuid.UUID(made["organisation_id"])
+    assert read_backup(stack, backup, org_id, member["id"], "before") == member["email"], "the backup is readable"
+
+    refused = client.post(f"/api/v1/orgs/{made['slug']}/delete", json={"confirm": "wrong"})
+    assert refused.status_code == 400
+    deleted = client.post(f"/api/v1/orgs/{made['slug']}/delete", json={"confirm": made["slug"]})
+    assert deleted.status_code == 200 and deleted.json() == {"deleted": True, "directory_updated": True}
+
+    assert rows(stack, "SELECT count(*) AS n FROM member WHERE org_id = $1", org_id)[0]["n"] == 0
+    assert rows(stack, "SELECT count(*) AS n FROM tenant_data_key WHERE org_id = $1", org_id)[0]["n"] == 0
+    log = rows(
+        stack, "SELECT action, object_type, outcome FROM access_log_entry WHERE org_id = $1 ORDER BY seq", org_id
+    )
+    assert log[-1] == {"action": "delete", "object_type": "organisation", "outcome": "success"}
+    assert httpx.get(f"{stack.control_url}/api/v1/orgs/{made['slug']}/").status_code == 404
+    with pytest.raises(KeyDestroyed):
+        read_backup(stack, backup, org_id, member["id"], "after")
+
+
+def read_backup(stack: Stack, backup, org_id: uuid.UUID, member_id: str, tag: str) -> str:  # type: ignore[no-untyped-def]
+    """Restore the dump into a new database and read the member with the region's Vault."""
+    name = f"{SESSION_TAG}_backup_{tag}"
+    subprocess.run(["psql", "-q", f"{PG_SERVER}/postgres", "-c", f'CREATE DATABASE "{name}"'], check=True)
+    try:
+        subprocess.run(["psql", "-q", "-o", "/dev/null", "-f", str(backup), f"{PG_SERVER}/{name}"], check=True)
+
+        async def read() -> str:
+            engine = database.engine_for(f"{PG_SERVER}/{name}")
+            previous = {table: table._meta._db for table in REGION_TABLES}
+            database.bind(REGION_TABLES, engine)
+            url, token, _ = stack.vault["eu"]
+            keys = TenantKeys(VaultTransitProvider(url, token=token, timeout=2))
+            try:
+                row = await Member.select().where(Member.id == uuid.UUID(member_id)).first().run()
+                assert row is not None
+                cipher = await keys.cipher(org_id)
+                return cipher.open(FieldRef(org_id, "member", "email", row["id"]), row["email"])
+            finally:
+                for table, db in previous.items():
+                    table._meta._db = db
+
+        return asyncio.run(read())
+    finally:
+        subprocess.run(
+            ["psql", "-q", f"{PG_SERVER}/postgres", "-c", f'DROP DATABASE "{name}" WITH (FORCE)'], check=True
+        )
+
+
+def test_org_delete_from_the_command_line(stack: Stack) -> None:
+    made, client, _ = org_with_member(stack)
+    done = cli(stack, "org", "delete", made["slug"], "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "key destroyed" in done.stdout
+    assert client.get(f"/api/v1/orgs/{made['slug']}/").status_code == 404
+    assert cli(stack, "org", "delete", made["slug"], "--yes").returncode == 2
