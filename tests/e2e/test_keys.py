@@ -63,7 +63,16 @@ def test_personal_fields_are_stored_encrypted_under_the_tenants_key(stack: Stack
 
 
 @pytest.mark.parametrize(
-    "damage", ["copied_from_other_row", "copied_from_other_org", "tampered", "truncated", "unknown_key", "plaintext"]
+    "damage",
+    [
+        "copied_from_other_row",
+        "copied_from_other_org",
+        "tampered",
+        "truncated",
+        "unknown_key",
+        "unknown_format",
+        "plaintext",
+    ],
 )
 def test_a_damaged_field_is_refused_and_logged_never_shown_wrong(stack: Stack, damage: str) -> None:
     made, client, member = org_with_member(stack)
@@ -81,6 +90,8 @@ def test_a_damaged_field_is_refused_and_logged_never_shown_wrong(stack: Stack, d
         value = stored["name"][:20]
     elif damage == "unknown_key":
         value = "kf1:" + "0" * 32 + ":" + stored["name"].split(":", 2)[2]
+    elif damage == "unknown_format":
+        value = "kf9:" + stored["name"].split(":", 1)[1]
     else:
         value = "Mallory Plaintext"
     rows(stack, "UPDATE member SET name = $1 WHERE id = $2", value, member_id)
@@ -210,3 +221,18 @@ def test_org_delete_from_the_command_line(stack: Stack) -> None:
     assert "key destroyed" in done.stdout
     assert client.get(f"/api/v1/orgs/{made['slug']}/").status_code == 404
     assert cli(stack, "org", "delete", made["slug"], "--yes").returncode == 2
+
+
+def test_a_tenant_whose_key_is_gone_gets_410(stack: Stack) -> None:
+    import hvac
+
+    made, client, member = org_with_member(stack)
+    url, token, _ = stack.vault["eu"]
+    vault = hvac.Client(url=url, token=token)
+    name = f"org-{made['organisation_id']}"
+    vault.secrets.transit.update_key_configuration(name=name, deletion_allowed=True)
+    vault.secrets.transit.delete_key(name=name)
+    time.sleep(3.2)  # past the data-key cache's maximum age
+    response = client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}")
+    assert response.status_code == 410 and response.json()["error"] == "gone"
+    assert member["email"] not in response.text
