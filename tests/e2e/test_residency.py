@@ -74,6 +74,9 @@ def test_each_organisations_rows_exist_only_in_its_regions_database(stack: Stack
         own = asyncio.run(rows_of(stack.dsns[region], org_id))
         assert own["organisation"] == 1 and own["member"] == 3 and own["room"] == 1 and own["access_log_entry"] >= 6
         assert set(asyncio.run(rows_of(stack.dsns[other], org_id)).values()) == {0}
+        own_text = asyncio.run(dump_all_tables(stack.dsns[region]))
+        for value in populated[region]["strings"]:
+            assert value.lower() not in own_text, "personal data is stored encrypted in its own region too"
         foreign_text = asyncio.run(dump_all_tables(stack.dsns[other]))
         for value in populated[region]["strings"]:
             assert value.lower() not in foreign_text, f"{region} data found in {other}"
@@ -104,14 +107,18 @@ def test_the_eu_region_process_was_given_no_us_credentials(stack: Stack) -> None
     us = stack.settings.region("us")
     assert stack.settings.region("eu").internal_secret in eu_view, "the view is the EU process's own"
     assert us.internal_secret not in eu_view
+    assert stack.vault["us"][1] not in eu_view and stack.vault["us"][0] not in eu_view, "no US Vault token or URL"
+    assert stack.vault["eu"][1] in eu_view, "its own Vault token is there"
     assert stack.dsns["us"].rsplit("/", 1)[1] not in eu_view
     assert stack.dsns["control"].rsplit("/", 1)[1] not in eu_view
     us_view = _process_view(stack, "region us")
     assert stack.settings.region("eu").internal_secret not in us_view
     assert stack.dsns["eu"].rsplit("/", 1)[1] not in us_view
+    assert stack.vault["eu"][1] not in us_view
 
 
-def test_the_control_process_was_given_no_region_database(stack: Stack) -> None:
+def test_the_control_process_was_given_no_region_database_or_vault(stack: Stack) -> None:
     view = _process_view(stack, "control")
     for region in ("eu", "us"):
         assert stack.dsns[region].rsplit("/", 1)[1] not in view
+        assert stack.vault[region][1] not in view
