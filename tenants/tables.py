@@ -7,7 +7,7 @@ These live only in a region database. Personal-data columns are listed in
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, Date, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import UUID, Boolean, Date, Integer, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
@@ -17,6 +17,10 @@ class EncryptedText(Text):
     organisation's data key (tenants/keys/cipher.py). Declaring personal data any
     other way fails the architecture test (tests/tenants/test_architecture.py)."""
 
+    @property
+    def column_type(self) -> str:
+        return "TEXT"  # piccolo would otherwise name the SQL type after the class
+
 
 class Organisation(Table, tablename="organisation"):
     id = UUID(primary_key=True)
@@ -24,6 +28,9 @@ class Organisation(Table, tablename="organisation"):
     name = Varchar(length=200)
     retention_days = Integer(default=30)
     contract_end = Date(null=True, default=None)
+    # Calls go through the region's TURN relays only, so participants never learn
+    # each other's network addresses.
+    relay_only = Boolean(default=True)
     created_at = Timestamptz(default=TimestamptzNow())
 
 
@@ -74,6 +81,55 @@ class MemberSession(Table, tablename="member_session"):
     last_seen_at = Timestamptz(default=TimestamptzNow())
 
 
+class Visit(Table, tablename="visit"):
+    """One visitor's visit to a room. It stands alone: no visitor profile links
+    visits (P8). Deleted with its calls and telemetry after the organisation's
+    retention (``expires_at``)."""
+
+    id = UUID(primary_key=True)
+    org_id = UUID(index=True)
+    room_id = UUID(index=True)
+    name = EncryptedText()
+    phone = EncryptedText(null=True, default=None)
+    status = Varchar(length=12, default="waiting")  # waiting | admitted | ended | left
+    token_hash = Varchar(length=64, unique=True)  # the visitor's token for this visit only
+    consented_at = Timestamptz()
+    arrived_at = Timestamptz(default=TimestamptzNow())
+    admitted_at = Timestamptz(null=True, default=None)
+    ended_at = Timestamptz(null=True, default=None)
+    expires_at = Timestamptz(index=True)
+
+
+class Call(Table, tablename="call"):
+    """A call between a room's expert and one visit. Media never passes here: the
+    record holds who, when and how long (P4)."""
+
+    id = UUID(primary_key=True)
+    org_id = UUID(index=True)
+    room_id = UUID(index=True)
+    visit_id = UUID(index=True)
+    expert_id = UUID(index=True)
+    started_at = Timestamptz(default=TimestamptzNow())
+    ended_at = Timestamptz(null=True, default=None)
+    duration_seconds = Integer(null=True, default=None)
+    expires_at = Timestamptz(index=True)
+
+
+class CallTelemetry(Table, tablename="call_telemetry"):
+    """Troubleshooting data of a call (P5): network-quality samples and in-call
+    actions. No personal data; deleted with the visit."""
+
+    id = UUID(primary_key=True)
+    org_id = UUID(index=True)
+    call_id = UUID(index=True)
+    visit_id = UUID(index=True)
+    participant = Varchar(length=8)  # visitor | expert
+    kind = Varchar(length=8)  # quality | action
+    data = Text()  # JSON of a validated msgspec struct
+    at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz(index=True)
+
+
 class TenantDataKey(Table, tablename="tenant_data_key"):
     """A data key, stored only wrapped by the organisation's key in the region's
     Vault. ``purpose`` is ``field`` (AES-256-GCM for fields) or ``index`` (HMAC key
@@ -87,7 +143,17 @@ class TenantDataKey(Table, tablename="tenant_data_key"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
-TENANT_TABLES: list[type[Table]] = [Organisation, Member, Room, ApiToken, MemberSession, TenantDataKey]
+TENANT_TABLES: list[type[Table]] = [
+    Organisation,
+    Member,
+    Room,
+    ApiToken,
+    MemberSession,
+    Visit,
+    Call,
+    CallTelemetry,
+    TenantDataKey,
+]
 
 
 def personal_columns(tables: list[type[Table]]) -> frozenset[tuple[str, str]]:
