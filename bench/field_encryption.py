@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import binascii
 import contextlib
 import gc
 import os
@@ -204,7 +205,7 @@ def _konsil_fields(org_id: uuid.UUID, row_id: uuid.UUID) -> list[tuple[FieldRef,
 
 def _raw_fields(org_id: uuid.UUID, row_id: uuid.UUID) -> list[tuple[bytes, str]]:
     # The same associated-data bytes the cipher binds (checked in _check_equivalence).
-    return [(f"kf1|{org_id}|{TABLE}|{column}|{row_id}".encode(), value) for column, value in RECORD.items()]
+    return [(associated_data(FieldRef(org_id, TABLE, column, row_id)), value) for column, value in RECORD.items()]
 
 
 def raw_records(n: int, aead: AESGCM, fields: list[tuple[bytes, str]]) -> None:
@@ -265,7 +266,7 @@ def _check_equivalence(cipher: OrgCipher, konsil: list[tuple[FieldRef, str]], ra
         if cipher.open(ref, stored) != value:
             raise RuntimeError(f"{ref.column}: open(seal(value)) != value")
         version, key_id, body = stored.split(":", 2)
-        blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        blob = binascii.a2b_base64(body, strict_mode=True)
         if version != "kf1" or cipher.keys[key_id].decrypt(blob[:12], blob[12:], aad).decode() != value:
             raise RuntimeError(f"{ref.column}: the baseline's associated data differs from the cipher's")
 

@@ -60,6 +60,10 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     broker_url: str = ""
     vault: VaultSettings = VaultSettings()
     ice_servers: list[str] = []
+    # Shared secret of the region's TURN relays (coturn use-auth-secret): calls get
+    # short-lived credentials bound to the call instead of a static password.
+    turn_secret: str = ""
+    turn_credential_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 3600
 
     @property
     def base_url(self) -> str:

@@ -7,7 +7,7 @@ These live only in a region database. Personal-data columns are listed in
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, Boolean, Date, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import UUID, BigInt, Boolean, Date, Integer, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
@@ -140,6 +140,9 @@ class TenantDataKey(Table, tablename="tenant_data_key"):
     purpose = Varchar(length=8)
     wrapped = Text()
     key_version = Integer()
+    # Encryptions made under this key, written back by each process when its cache
+    # entry is renewed, so ``cache_max_uses`` bounds a key's use across reloads.
+    encryptions = BigInt(default=0)
     created_at = Timestamptz(default=TimestamptzNow())
 
 

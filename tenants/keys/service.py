@@ -28,6 +28,7 @@ from konsil.tenants.tables import TenantDataKey
 class _Entry:
     cipher: OrgCipher
     loaded_at: float
+    counted: int  # encryptions of the active key already written back
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,29 @@ class TenantKeys:
         async with self._lock(org_id):
             entry = self._cache.get(org_id)
             now = time.monotonic()
-            if entry is not None and now - entry.loaded_at < self.max_age:
-                if entry.cipher.encryptions >= self.max_uses:
-                    key_id, plaintext = await self._store_new(org_id, "field")
-                    entry.cipher.keys[key_id] = AESGCM(plaintext)
-                    entry.cipher.active_key_id = key_id
-                    entry.cipher.encryptions = 0
-                return entry.cipher
+            if entry is not None:
+                await self._write_back(entry)
+                if now - entry.loaded_at < self.max_age:
+                    if entry.cipher.encryptions >= self.max_uses:
+                        key_id, plaintext = await self._store_new(org_id, "field")
+                        entry.cipher.keys[key_id] = AESGCM(plaintext)
+                        entry.cipher.active_key_id = key_id
+                        entry.cipher.encryptions = entry.counted = 0
+                    return entry.cipher
             cipher = await self._load(org_id)
-            self._cache[org_id] = _Entry(cipher, time.monotonic())
+            self._cache[org_id] = _Entry(cipher, time.monotonic(), cipher.encryptions)
             return cipher
+
+    async def _write_back(self, entry: _Entry) -> None:
+        """Add this process's encryptions under the active key to its stored count."""
+        used = entry.cipher.encryptions - entry.counted
+        if used > 0:
+            await (
+                TenantDataKey.update({TenantDataKey.encryptions: TenantDataKey.encryptions + used})
+                .where(TenantDataKey.id == entry.cipher.active_key_id)
+                .run()
+            )
+            entry.counted = entry.cipher.encryptions
 
     async def _load(self, org_id: uuid.UUID) -> OrgCipher:
         rows = (
@@ -102,6 +116,7 @@ class TenantKeys:
         )
         keys: dict[str, AESGCM] = {}
         active: str | None = None
+        used = 0
         index_key: bytes | None = None
         for row in rows:
             plaintext = await self.provider.unwrap(org_id, row["wrapped"])
@@ -109,7 +124,12 @@ class TenantKeys:
                 index_key = plaintext
             else:
                 keys[row["id"]] = AESGCM(plaintext)
-                active = row["id"]
+                active, used = row["id"], row["encryptions"]
+        if active is not None and used >= self.max_uses:
+            # Its budget was spent (here or in other processes): encrypt under a fresh key.
+            active, plaintext = await self._store_new(org_id, "field")
+            keys[active] = AESGCM(plaintext)
+            used = 0
         if active is None or index_key is None:
             # No data keys: an organisation made before keys existed, or half-provisioned.
             await self.provider.create_key(org_id)
@@ -118,7 +138,7 @@ class TenantKeys:
             if active is None:
                 active, plaintext = await self._store_new(org_id, "field")
                 keys[active] = AESGCM(plaintext)
-        return OrgCipher(org_id=org_id, keys=keys, active_key_id=active, index_key=index_key)
+        return OrgCipher(org_id=org_id, keys=keys, active_key_id=active, index_key=index_key, encryptions=used)
 
     def evict(self, org_id: uuid.UUID) -> None:
         self._cache.pop(org_id, None)
@@ -131,6 +151,9 @@ class TenantKeys:
     async def rotate(self, org_id: uuid.UUID, on_rewrapped: Callable[[int], None] | None = None) -> RotationResult:
         """Rotate the organisation key, then rewrap every stored data key under the new
         version inside the key service: plaintext data keys never reach this job."""
+        entry = self._cache.get(org_id)
+        if entry is not None:
+            await self._write_back(entry)
         version = await self.provider.rotate(org_id)
         rows = (
             await TenantDataKey.select(TenantDataKey.id, TenantDataKey.wrapped)

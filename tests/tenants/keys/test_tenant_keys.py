@@ -84,6 +84,26 @@ async def test_the_maximum_uses_moves_encryption_to_a_fresh_data_key(keys: Tenan
     assert cipher.open(ref(org, org), later) == "later"
 
 
+async def test_the_use_budget_of_a_data_key_survives_cache_reloads(keys: TenantKeys) -> None:
+    keys.max_uses = 3
+    keys.max_age = 0.05
+    org = uuid.uuid4()
+    await keys.provision(org)
+    cipher = await keys.cipher(org)
+    first_key = cipher.active_key_id
+    cipher.seal(ref(org, org), "a")
+    cipher.seal(ref(org, org), "b")
+    await asyncio.sleep(0.1)  # the entry expires; its two uses are written back
+    cipher = await keys.cipher(org)
+    assert cipher.active_key_id == first_key and cipher.encryptions == 2
+    cipher.seal(ref(org, org), "c")
+    await asyncio.sleep(0.1)
+    cipher = await keys.cipher(org)
+    assert cipher.active_key_id != first_key, "a spent key is not used again after a reload"
+    rows = await TenantDataKey.select().where(TenantDataKey.id == first_key).run()
+    assert rows[0]["encryptions"] == 3
+
+
 async def test_shredding_empties_the_cache_and_the_key_is_gone(keys: TenantKeys) -> None:
     org = uuid.uuid4()
     await keys.provision(org)
