@@ -8,7 +8,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Request, Response, Router
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.asyncpg import AsyncPgChannelsBackend
+from litestar.channels.backends.base import ChannelsBackend
+from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.static_files import create_static_files_router
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -17,7 +22,7 @@ from litestar.template import TemplateConfig
 
 from konsil.platform import database
 from konsil.platform.errors import EXCEPTION_HANDLERS
-from konsil.platform.settings import ConfigError, Settings
+from konsil.platform.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.signing import Verifier
 from konsil.platform.web import LOGGING, SignedCalls, healthz, strict_json_body
 from konsil.regions.context import ControlLink, RegionContext
@@ -25,11 +30,22 @@ from konsil.regions.internal import internal_router
 from konsil.regions.resources import build_tenant_keys
 from konsil.regions.tables import REGION_TABLES
 from konsil.tenants.api import org_router, region_login_router
-from konsil.tenants.auth import LoginRequired
+from konsil.tenants.auth import LoginRequired, authorize
 from konsil.tenants.keys.provider import KeyDestroyed, KeyUnavailable, UnwrapRefused
 from konsil.tenants.pages import pages_router
+from konsil.tenants.signaling import SOCKETS
+from konsil.tenants.visitor_pages import visitor_router
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "tenants" / "templates"
+STATIC = Path(__file__).resolve().parent.parent / "tenants" / "static"
+
+
+def channels_backend(region: RegionSettings) -> ChannelsBackend:
+    """Live events between replicas: PostgreSQL LISTEN/NOTIFY in services mode, in
+    memory for the embedded default (one process per region)."""
+    if region.database.startswith(("postgresql://", "postgres://")):
+        return AsyncPgChannelsBackend(dsn=region.database)
+    return MemoryChannelsBackend()
 
 
 def _to_login(_: Request[Any, Any, Any], __: LoginRequired) -> Response[Any]:
@@ -95,8 +111,15 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             await ctx.keys.provider.close()
             await database.stop(engine)
 
+    channels = ChannelsPlugin(backend=channels_backend(region), arbitrary_channels_allowed=True)
+    ctx.extra["channels"] = channels
     app = Litestar(
-        route_handlers=[healthz, org_router, region_login_router, pages_router, internal_router],
+        route_handlers=[
+            healthz, org_router, region_login_router, pages_router, internal_router, visitor_router,
+            Router(path="/", guards=[authorize], route_handlers=SOCKETS),
+            create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+        ],
+        plugins=[channels],
         middleware=[DefineMiddleware(SignedCalls, verifier=ctx.verifier, max_body=settings.max_body_bytes)],
         exception_handlers={
             **EXCEPTION_HANDLERS,

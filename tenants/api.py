@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from konsil.platform import errors
 from konsil.regions.context import RegionContext
-from konsil.tenants import api_tokens, members, organisations, rooms
+from konsil.tenants import api_tokens, members, organisations, rooms, visits
 from konsil.tenants.actors import actor_of, source_address
 from konsil.tenants.auth import PUBLIC, SESSION_COOKIE, Principal, authorize, end_session, rule, start_session
 from konsil.tenants.schemas import (
@@ -137,6 +137,41 @@ async def remove_room(request: Req, room_id: uuid.UUID) -> None:
     await rooms.remove(_principal(request), _org(request), room_id)
 
 
+# --- visits and calls (the expert's dashboard) ----------------------------------------------
+
+EXPERTS = ("owner", "admin", "expert")
+
+
+@get("/visits/waiting", opt=rule(*EXPERTS))
+async def waiting_visits(request: Req) -> list[visits.WaitingVisit]:
+    """Visitors waiting in your rooms (all rooms for owners and admins)."""
+    principal = _principal(request)
+    return await visits.waiting_list(_ctx(request), actor_of(request), _org(request), principal.id, principal.role)
+
+
+@post("/visits/{visit_id:uuid}/admit", opt=rule(*EXPERTS), status_code=HTTP_200_OK)
+async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
+    """Let a waiting visitor in: the call starts."""
+    principal = _principal(request)
+    return await visits.admit(_ctx(request), actor_of(request), _org(request), visit_id, principal.id, principal.role)
+
+
+@get("/calls/today", opt=rule(*EXPERTS))
+async def calls_today(request: Req) -> list[visits.CallOut]:
+    """Today's calls in your rooms, with start, end and duration."""
+    principal = _principal(request)
+    return await visits.calls_today(_org(request), principal.id, principal.role)
+
+
+@post("/calls/{call_id:uuid}/end", opt=rule(*EXPERTS), status_code=HTTP_200_OK)
+async def end_call(request: Req, call_id: uuid.UUID) -> dict[str, Any]:
+    principal = _principal(request)
+    org = _org(request)
+    await visits.call_for_member(org, call_id, principal.id, principal.role)
+    ended = await visits.end_call(_ctx(request), actor_of(request), org["id"], call_id)
+    return {"ended": True, "duration_seconds": ended.duration_seconds if ended else None}
+
+
 # --- integration tokens (members only: a token cannot mint tokens) --------------------------
 
 
@@ -216,6 +251,10 @@ org_router = Router(
         create_room,
         read_room,
         remove_room,
+        waiting_visits,
+        admit_visit,
+        calls_today,
+        end_call,
         list_tokens,
         issue_token,
         revoke_token,

@@ -26,6 +26,7 @@ def to_out(ctx: RegionContext, org: dict[str, Any]) -> OrganisationOut:
         region=ctx.region.id,
         retention_days=org["retention_days"],
         contract_end=org["contract_end"],
+        relay_only=org["relay_only"],
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import uuid
 from typing import Annotated, Any
 
 import msgspec
@@ -15,7 +16,7 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from konsil.platform import errors
-from konsil.tenants import members
+from konsil.tenants import members, visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.api import session_cookie
 from konsil.tenants.auth import PUBLIC, authorize, end_session, rule, start_session
@@ -96,6 +97,8 @@ async def login_submit(request: Req, data: Annotated[LoginForm, Form]) -> Respon
 
 @get("/{slug:str}/portal", opt={**rule("owner", "admin", "expert", "auditor"), "page": True}, include_in_schema=False)
 async def portal(request: Req) -> Template:
+    """The expert's dashboard: live waiting list, admit, calls today (auditors see
+    their role only)."""
     org = request.state.org
     principal = request.state.principal
     return Template(
@@ -106,8 +109,21 @@ async def portal(request: Req) -> Template:
             "role": principal.role,
             "csrf": principal.csrf_token,
             "region": request.app.state.region.region.id,
+            "is_expert": principal.role in ("owner", "admin", "expert"),
         },
     )
+
+
+@get("/{slug:str}/calls/{call_id:uuid}", opt={**rule("owner", "admin", "expert"), "page": True},
+     include_in_schema=False)
+async def call_page(request: Req, call_id: uuid.UUID) -> Template:
+    org = request.state.org
+    principal = request.state.principal
+    await visits.call_for_member(org, call_id, principal.id, principal.role)
+    return Template("call.html", context={
+        "slug": org["slug"], "org_name": org["name"], "call_id": str(call_id), "csrf": principal.csrf_token,
+        "ws_path": f"/{org['slug']}/calls/{call_id}/ws", "region": request.app.state.region.region.id,
+    })
 
 
 @post(
@@ -126,4 +142,6 @@ async def logout_submit(request: Req, data: Annotated[CsrfForm, Form]) -> Respon
     )
 
 
-pages_router = Router(path="/", guards=[authorize], route_handlers=[login_page, login_submit, portal, logout_submit])
+pages_router = Router(
+    path="/", guards=[authorize], route_handlers=[login_page, login_submit, portal, call_page, logout_submit]
+)

@@ -13,7 +13,7 @@ from konsil.tenants.tables import Member, Room
 
 MANAGERS = {"owner", "admin"}
 # Room addresses that would collide with the organisation's own pages.
-RESERVED_ROOM_SLUGS = frozenset({"portal", "logout", "login", "api", "static", "settings", "dashboard"})
+RESERVED_ROOM_SLUGS = frozenset({"portal", "logout", "login", "api", "static", "settings", "dashboard", "calls"})
 
 
 def to_out(org: dict[str, Any], row: dict[str, Any]) -> RoomOut:

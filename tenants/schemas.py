@@ -66,12 +66,14 @@ class OrganisationOut(msgspec.Struct):
     region: str
     retention_days: int
     contract_end: dt.date | None
+    relay_only: bool
 
 
 class OrganisationPatch(Strict):
     name: OrgName | msgspec.UnsetType = msgspec.UNSET
     retention_days: RetentionDays | msgspec.UnsetType = msgspec.UNSET
     contract_end: dt.date | msgspec.UnsetType | None = msgspec.UNSET
+    relay_only: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class MemberIn(Strict):

@@ -141,6 +141,64 @@ class BaoServer:
             self.process.send_signal(signal.SIGCONT)
 
 
+@contextlib.contextmanager
+def coturn_server(secret: str, realm: str = "konsil.test") -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A real coturn TURN relay on loopback (DESIGN.md section 4), authenticating with
+    TURN REST credentials (use-auth-secret). Yields (port, process)."""
+    import shutil
+    import tempfile
+
+    binary = shutil.which("turnserver")
+    assert binary, "coturn is not installed (apt package coturn)"
+    port = free_port()
+    relay_min = 40000 + (port % 200) * 100
+    workdir = tempfile.mkdtemp(prefix="konsil-coturn-")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "-n",
+            "--listening-ip=127.0.0.1",
+            "--relay-ip=127.0.0.1",
+            f"--listening-port={port}",
+            f"--min-port={relay_min}",
+            f"--max-port={relay_min + 99}",
+            "--use-auth-secret",
+            f"--static-auth-secret={secret}",
+            f"--realm={realm}",
+            "--allow-loopback-peers",
+            "--denied-peer-ip=0.0.0.0-126.255.255.255",
+            "--denied-peer-ip=128.0.0.0-255.255.255.255",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            f"--pidfile={workdir}/turnserver.pid",
+            f"--userdb={workdir}/turndb",
+            "--no-stdout-log",
+            f"--log-file={workdir}/turn.log",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        import socket
+
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, "coturn did not start"
+            time.sleep(0.05)
+        yield port, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port() -> int:
     import socket
 
@@ -159,6 +217,7 @@ class Stack:
     ) -> None:
         self.settings = settings
         self.vault = vault  # region → (url, token, OpenBao process)
+        self.turn: dict[str, Any] = {}  # the EU region's coturn relay: port and shared secret
         self.dsns = dsns
         self.procs = procs
         self.run_dir = run_dir
@@ -217,6 +276,8 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
     run_dir = tmp_path_factory.mktemp("stack")
     vaults = contextlib.ExitStack()
     vault = {region: vaults.enter_context(openbao_server()) for region in ("eu", "us")}
+    turn_secret = secrets.token_urlsafe(24)
+    turn_port, _ = vaults.enter_context(coturn_server(turn_secret))
     dsns = {
         label: pg_database(f"stack_{label}", "control" if label == "control" else "region")
         for label in ("control", "eu", "us")
@@ -239,6 +300,12 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
             f'database = "{dsns.get(region_id, "sqlite:///unused.db")}"',
             f'internal_secret = "{region_id}-{secrets.token_urlsafe(24)}"',
         ]
+        if region_id == "eu":
+            lines += [
+                f'ice_servers = ["turn:127.0.0.1:{turn_port}?transport=udp", '
+                f'"turn:127.0.0.1:{turn_port}?transport=tcp"]',
+                f'turn_secret = "{turn_secret}"',
+            ]
         if region_id in vault:
             lines += [
                 "[regions.vault]",
@@ -261,7 +328,9 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
             },
             procs,
         )
-        yield Stack(settings, dsns, procs, run_dir, vault)
+        stack = Stack(settings, dsns, procs, run_dir, vault)
+        stack.turn = {"port": turn_port, "secret": turn_secret}
+        yield stack
     finally:
         stop_processes(procs)
         vaults.close()

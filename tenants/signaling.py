@@ -1,0 +1,339 @@
+"""WebSocket signaling: offers, answers and ICE candidates relayed only between the
+two participants of one call; live events for the waiting room and the dashboard.
+
+Messages are msgspec-validated, bounded in size, and never stored (media and SDP
+pass by; only telemetry samples and in-call actions are kept, per call, P5). A bad
+message gets an error reply and the call goes on. Events travel through Litestar
+channels, so participants may sit on different region replicas (in-memory backend
+in the embedded mode, PostgreSQL LISTEN/NOTIFY in services mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.channels import ChannelsPlugin
+from litestar.exceptions import WebSocketDisconnect
+
+from konsil.media_nodes.ice import ice_servers
+from konsil.platform import errors
+from konsil.regions.context import RegionContext
+from konsil.tenants import visits
+from konsil.tenants.actors import Actor, actor_of, source_address
+from konsil.tenants.auth import rule
+from konsil.tenants.tables import Organisation
+
+MAX_MESSAGE_BYTES = 32 * 1024
+VISIT_COOKIE = "konsil_visit"
+
+Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
+Ms = Annotated[float, msgspec.Meta(ge=0, le=600_000)]
+
+
+class _Msg(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    call_id: uuid.UUID | None = None  # if given, must be the socket's own call
+
+
+class Hello(_Msg, tag="hello"):
+    """I am here (sent on joining a call)."""
+
+
+class Present(_Msg, tag="present"):
+    """Answer to a peer's hello: I was here already."""
+
+
+class Offer(_Msg, tag="offer"):
+    sdp: Sdp
+
+
+class Answer(_Msg, tag="answer"):
+    sdp: Sdp
+
+
+class Ice(_Msg, tag="ice"):
+    candidate: Annotated[str, msgspec.Meta(max_length=2_000)]
+    sdpMid: Annotated[str, msgspec.Meta(max_length=64)] | None = None  # WebRTC's own names
+    sdpMLineIndex: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+
+
+class Quality(_Msg, tag="quality"):
+    """A network-quality sample from getStats."""
+
+    rtt_ms: Ms | None = None
+    jitter_ms: Ms | None = None
+    packet_loss: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    bitrate_kbps: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+
+
+class Action(_Msg, tag="action"):
+    action: Literal[
+        "mute", "unmute", "camera_on", "camera_off", "screen_share_start", "screen_share_stop",
+        "camera_permission", "microphone_permission",
+    ]
+    state: Literal["granted", "denied", "prompt"] | None = None
+
+
+class Hangup(_Msg, tag="hangup"):
+    pass
+
+
+ClientMessage = Hello | Present | Offer | Answer | Ice | Quality | Action | Hangup
+RELAYED = (Hello, Present, Offer, Answer, Ice)
+_decoder = msgspec.json.Decoder(ClientMessage)
+
+
+class BadMessage(Exception):
+    pass
+
+
+def decode(raw: str | bytes, call_id: uuid.UUID | None) -> ClientMessage:
+    data = raw.encode() if isinstance(raw, str) else raw
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise BadMessage(f"message too large (at most {MAX_MESSAGE_BYTES} bytes)")
+    try:
+        message = _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise BadMessage(f"invalid message: {exc}") from None
+    except msgspec.DecodeError:
+        raise BadMessage("message is not valid JSON") from None
+    if message.call_id is not None and message.call_id != call_id:
+        raise BadMessage("message addressed to another call")
+    return message
+
+
+def _ctx(socket: WebSocket[Any, Any, Any]) -> RegionContext:
+    return socket.app.state.region  # type: ignore[no-any-return]
+
+
+def _channels(socket: WebSocket[Any, Any, Any]) -> ChannelsPlugin:
+    return socket.app.state.region.extra["channels"]  # type: ignore[no-any-return]
+
+
+def _origin_ok(socket: WebSocket[Any, Any, Any]) -> bool:
+    """Cookie-authenticated sockets only from the region's own pages (no cross-site
+    WebSocket hijacking). Clients without an Origin header are not browsers."""
+    origin = socket.headers.get("origin")
+    if origin is None:
+        return True
+    public = _ctx(socket).region.public_url.rstrip("/")
+    host = socket.headers.get("host", "")
+    return origin.rstrip("/") in {public, f"http://{host}", f"https://{host}"}
+
+
+async def _send(socket: WebSocket[Any, Any, Any], event: dict[str, Any]) -> None:
+    await socket.send_text(msgspec.json.encode(event).decode())
+
+
+def _call_setup(ctx: RegionContext, org: dict[str, Any], call_id: uuid.UUID, role: str) -> dict[str, Any]:
+    return {
+        "type": "joined",
+        "role": role,
+        "call_id": str(call_id),
+        "ice_servers": msgspec.to_builtins(ice_servers(ctx.region, str(call_id))),
+        "relay_only": bool(org["relay_only"]),
+    }
+
+
+async def _pump(socket: WebSocket[Any, Any, Any], subscriber: Any, me: str, on_event: Any = None) -> None:
+    """Channel events → this socket (skipping what this participant sent itself)."""
+    async for raw in subscriber.iter_events():
+        event = msgspec.json.decode(raw)
+        if event.get("from") == me:
+            continue
+        if on_event is not None and await on_event(event):
+            continue
+        if "msg" in event:
+            await _send(socket, {**event["msg"], "from": event["from"]})
+        else:
+            await _send(socket, event)
+
+
+class CallSession:
+    """One participant's side of a call on this socket."""
+
+    def __init__(self, socket: WebSocket[Any, Any, Any], org: dict[str, Any], role: str, actor: Actor) -> None:
+        self.socket = socket
+        self.org = org
+        self.role = role
+        self.actor = actor
+        self.call: dict[str, Any] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.subscribers: list[Any] = []
+
+    async def join(self, call: dict[str, Any]) -> None:
+        ctx = _ctx(self.socket)
+        self.call = call
+        subscriber = await _channels(self.socket).subscribe([visits.call_channel(call["id"])])
+        self.subscribers.append(subscriber)
+        self.tasks.append(asyncio.create_task(_pump(self.socket, subscriber, self.role)))
+        await _send(self.socket, _call_setup(ctx, self.org, call["id"], self.role))
+        self.relay(Hello())
+
+    def relay(self, message: ClientMessage) -> None:
+        assert self.call is not None
+        visits.publish(
+            _ctx(self.socket), visits.call_channel(self.call["id"]),
+            {"from": self.role, "msg": msgspec.to_builtins(message)},
+        )
+
+    async def handle(self, message: ClientMessage) -> bool:
+        """Act on one message; False when the session is over."""
+        ctx = _ctx(self.socket)
+        if self.call is None:
+            raise BadMessage("not in a call yet")
+        if isinstance(message, RELAYED):
+            self.relay(message)
+        elif isinstance(message, Quality | Action):
+            kind = "quality" if isinstance(message, Quality) else "action"
+            body = msgspec.json.encode(msgspec.structs.replace(message, call_id=None))
+            await visits.store_telemetry(self.org["id"], self.call, self.role, kind, body)
+        elif isinstance(message, Hangup):
+            await visits.end_call(ctx, self.actor, self.org["id"], self.call["id"])
+            return False
+        return True
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for subscriber in self.subscribers:
+            with contextlib.suppress(Exception):
+                await _channels(self.socket).unsubscribe(subscriber)
+
+
+async def _receive_loop(socket: WebSocket[Any, Any, Any], session: CallSession, on_message: Any) -> None:
+    while True:
+        try:
+            raw = await socket.receive_data(mode="text")
+        except WebSocketDisconnect:
+            return
+        try:
+            call_id = session.call["id"] if session.call else None
+            message = decode(raw, call_id)
+            if not await on_message(message):
+                return
+        except BadMessage as exc:
+            await _send(socket, {"type": "error", "message": str(exc)})
+        except errors.AppError as exc:
+            await _send(socket, {"type": "error", "message": exc.message})
+
+
+@websocket("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/ws", opt={"public": True})
+async def visitor_socket(socket: WebSocket[Any, Any, Any], slug: str, room_slug: str, visit_id: uuid.UUID) -> None:
+    """The visitor's one socket: waiting, admission, the call's signaling, the end."""
+    if not _origin_ok(socket):
+        await socket.close(code=4403, reason="wrong origin")
+        return
+    org = await Organisation.select().where(Organisation.slug == slug).first().run()
+    try:
+        if org is None:
+            raise errors.not_found()
+        visit = await visits.visit_for_token(org, visit_id, socket.cookies.get(VISIT_COOKIE))
+    except errors.AppError:
+        await socket.close(code=4404, reason="no such visit")
+        return
+    await socket.accept()
+    ctx = _ctx(socket)
+    actor = Actor(f"visitor:{visit_id}", "visitor", f"visitor:{visit_id}", source_address(socket), "video consultation")
+    session = CallSession(socket, org, "visitor", actor)
+    channels = _channels(socket)
+    admitted = asyncio.Event()
+
+    async def on_visit_event(event: dict[str, Any]) -> bool:
+        if event.get("type") == "admitted" and session.call is None:
+            call = await visits.Call.select().where(visits.Call.id == uuid.UUID(event["call_id"])).first().run()
+            if call is not None:
+                await session.join(call)
+                admitted.set()
+            return True
+        return False
+
+    visit_subscriber = await channels.subscribe([visits.visit_channel(visit_id)])
+    session.subscribers.append(visit_subscriber)
+    session.tasks.append(asyncio.create_task(_pump(socket, visit_subscriber, "visitor", on_visit_event)))
+    try:
+        if visit["status"] == "waiting":
+            await _send(socket, {"type": "waiting"})
+        elif visit["status"] == "admitted":
+            call = await visits.Call.select().where(visits.Call.visit_id == visit_id).first().run()
+            if call is not None and call["ended_at"] is None:
+                await session.join(call)
+        else:
+            await _send(socket, {"type": "ended"})
+            return
+
+        async def on_message(message: ClientMessage) -> bool:
+            if session.call is None:
+                if isinstance(message, Hangup):
+                    await visits.leave(ctx, visit)
+                    await _send(socket, {"type": "ended"})
+                    return False
+                raise BadMessage("you are in the waiting room; the expert will let you in")
+            return await session.handle(message)
+
+        await _receive_loop(socket, session, on_message)
+    finally:
+        await session.close()
+        with contextlib.suppress(Exception):
+            await socket.close()
+
+
+@websocket("/{slug:str}/calls/{call_id:uuid}/ws", opt=rule("owner", "admin", "expert"))
+async def expert_call_socket(socket: WebSocket[Any, Any, Any], call_id: uuid.UUID) -> None:
+    """The expert's side of a call."""
+    if not _origin_ok(socket):
+        await socket.close(code=4403, reason="wrong origin")
+        return
+    org = socket.state.org
+    principal = socket.state.principal
+    try:
+        call = await visits.call_for_member(org, call_id, principal.id, principal.role)
+    except errors.AppError:
+        await socket.close(code=4404, reason="no such call")
+        return
+    await socket.accept()
+    if call["ended_at"] is not None:
+        await _send(socket, {"type": "ended"})
+        await socket.close()
+        return
+    session = CallSession(socket, org, "expert", actor_of(socket))
+    try:
+        await session.join(call)
+        await _receive_loop(socket, session, session.handle)
+    finally:
+        await session.close()
+        with contextlib.suppress(Exception):
+            await socket.close()
+
+
+@websocket("/{slug:str}/portal/ws", opt=rule("owner", "admin", "expert"))
+async def dashboard_socket(socket: WebSocket[Any, Any, Any]) -> None:
+    """Live events for the expert's dashboard: the waiting list or the calls changed.
+    Events carry no personal data; the page then fetches the list (access-logged)."""
+    if not _origin_ok(socket):
+        await socket.close(code=4403, reason="wrong origin")
+        return
+    org = socket.state.org
+    await socket.accept()
+    async with _channels(socket).start_subscription([visits.dashboard_channel(org["id"])]) as subscriber:
+        pump = asyncio.create_task(_pump(socket, subscriber, "dashboard"))
+        await _send(socket, {"type": "ready"})
+        try:
+            while True:
+                await socket.receive_data(mode="text")  # the dashboard only listens
+        except WebSocketDisconnect:
+            pass
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+
+
+SOCKETS = [visitor_socket, expert_call_socket, dashboard_socket]

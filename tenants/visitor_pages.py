@@ -1,0 +1,92 @@
+"""The visitor's pages: a room's join link ``/{org}/{room}`` → a short notice of what
+is stored and for how long → the form (name; phone optional; consent) → the visit
+page (device check, waiting room, call, ended). No account, no tracking (P3, P14)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.datastructures import Cookie
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import Redirect, Template
+
+from konsil.platform import errors
+from konsil.tenants import visits
+from konsil.tenants.actors import source_address
+from konsil.tenants.signaling import VISIT_COOKIE
+from konsil.tenants.tables import Organisation
+
+Req = Request[Any, Any, Any]
+Form = Body(media_type=RequestEncodingType.URL_ENCODED)
+
+
+class JoinForm(msgspec.Struct):
+    name: str = ""
+    phone: str = ""
+    consent: str = ""
+
+
+async def _org_and_room(slug: str, room_slug: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    org = await Organisation.select().where(Organisation.slug == slug).first().run()
+    if org is None:
+        raise errors.not_found("no such room")
+    return org, await visits.room_by_slug(org, room_slug)
+
+
+def _join_page(request: Req, org: dict[str, Any], room: dict[str, Any], *, error: str | None = None,
+               values: JoinForm | None = None, status: int = 200) -> Template:
+    return Template(
+        "join.html",
+        context={
+            "org": org, "room": room, "error": error, "values": values or JoinForm(),
+            "region": request.app.state.region.region.id,
+        },
+        status_code=status,
+    )
+
+
+@get("/{slug:str}/{room_slug:str}", opt={"public": True}, include_in_schema=False)
+async def join_page(request: Req, slug: str, room_slug: str) -> Template:
+    org, room = await _org_and_room(slug, room_slug)
+    return _join_page(request, org, room)
+
+
+@post("/{slug:str}/{room_slug:str}/visits", opt={"public": True}, include_in_schema=False)
+async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[JoinForm, Form]) -> Response[Any]:
+    org, room = await _org_and_room(slug, room_slug)
+    raw = {"name": data.name.strip(), "consent": data.consent == "yes", "phone": data.phone.replace(" ", "") or None}
+    try:
+        form = msgspec.convert(raw, visits.VisitorForm)
+    except msgspec.ValidationError as exc:
+        field = str(exc).rsplit("$.", 1)[-1].rstrip("`") if "$." in str(exc) else ""
+        message = {
+            "name": "Please enter your name (up to 200 characters).",
+            "phone": "Please enter the phone number with country code, e.g. +47 12345678, or leave it empty.",
+        }.get(field, "Please check the form.")
+        return _join_page(request, org, room, error=message, values=data, status=400)
+    if not form.consent:
+        return _join_page(request, org, room, values=data, status=400,
+                          error="Please agree to the processing described above to continue.")
+    visit_id, token = await visits.arrive(request.app.state.region, org, room, form, source_address(request))
+    path = f"/{slug}/{room_slug}/visits/{visit_id}"
+    secure = request.app.state.region.region.public_url.startswith("https://")
+    return Redirect(path, status_code=303, cookies=[
+        Cookie(key=VISIT_COOKIE, value=token, path=path, httponly=True, samesite="strict", secure=secure)
+    ])
+
+
+@get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}", opt={"public": True}, include_in_schema=False)
+async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template:
+    org, room = await _org_and_room(slug, room_slug)
+    await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
+    return Template("visit.html", context={
+        "org": org, "room": room, "visit_id": str(visit_id),
+        "ws_path": f"/{slug}/{room_slug}/visits/{visit_id}/ws", "region": request.app.state.region.region.id,
+    })
+
+
+visitor_router = Router(path="/", route_handlers=[join_page, join_submit, visit_page])

@@ -1,0 +1,284 @@
+"""Visits and calls: a visitor arrives through a room's join page, waits, is
+admitted by the room's expert, and they talk; the record keeps who, when and how
+long (P4). Each visit stands alone (P8) and expires with the organisation's
+retention (P7). Live events go to the organisation's channels (tenants/signaling.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from typing import Any
+
+import msgspec
+
+from konsil.platform import database, errors
+from konsil.regions.context import RegionContext
+from konsil.tenants.actors import Actor, record
+from konsil.tenants.keys.cipher import FieldDecryptionError
+from konsil.tenants.personal_data import FieldRef
+from konsil.tenants.schemas import PersonName, Phone
+from konsil.tenants.tables import Call, CallTelemetry, Room, Visit
+
+MANAGERS = {"owner", "admin"}
+
+
+class VisitorForm(msgspec.Struct, forbid_unknown_fields=True):
+    name: PersonName
+    consent: bool
+    phone: Phone | None = None
+
+
+class WaitingVisit(msgspec.Struct):
+    id: uuid.UUID
+    room: str
+    name: str
+    phone: str | None
+    arrived_at: dt.datetime
+    status: str
+
+
+class CallOut(msgspec.Struct):
+    id: uuid.UUID
+    visit_id: uuid.UUID
+    room: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    duration_seconds: int | None
+
+
+def visit_subject(visit_id: uuid.UUID) -> str:
+    return f"visit:{visit_id}"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def dashboard_channel(org_id: uuid.UUID) -> str:
+    return f"org:{org_id}:dashboard"
+
+
+def visit_channel(visit_id: uuid.UUID) -> str:
+    return f"visit:{visit_id}"
+
+
+def call_channel(call_id: uuid.UUID) -> str:
+    return f"call:{call_id}"
+
+
+def publish(ctx: RegionContext, channel: str, event: dict[str, Any]) -> None:
+    channels = ctx.extra.get("channels")
+    if channels is not None:
+        channels.publish(msgspec.json.encode(event), [channel])  # type: ignore[attr-defined]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def room_by_slug(org: dict[str, Any], room_slug: str) -> dict[str, Any]:
+    room = await Room.select().where((Room.org_id == org["id"]) & (Room.slug == room_slug)).first().run()
+    if room is None:
+        raise errors.not_found("no such room")
+    return room
+
+
+async def arrive(
+    ctx: RegionContext, org: dict[str, Any], room: dict[str, Any], form: VisitorForm, source: str
+) -> tuple[uuid.UUID, str]:
+    """A visitor fills in the form: a new visit, waiting. Returns (visit id, visitor token)."""
+    if not form.consent:
+        raise errors.bad_request("please agree to the processing described above to continue")
+    visit_id = uuid.uuid4()
+    token = secrets.token_urlsafe(32)
+    now = _now()
+    cipher = await ctx.keys.cipher(org["id"])
+
+    def seal(column: str, value: str) -> str:
+        return cipher.seal(FieldRef(org["id"], "visit", column, visit_id), value)
+
+    actor = Actor(f"visitor:{visit_id}", "visitor", f"visitor:{visit_id}", source, "video consultation (consent)")
+    async with database.transaction(ctx.engine):
+        await Visit.insert(
+            Visit(
+                id=visit_id,
+                org_id=org["id"],
+                room_id=room["id"],
+                name=seal("name", form.name),
+                phone=seal("phone", form.phone) if form.phone else None,
+                status="waiting",
+                token_hash=token_hash(token),
+                consented_at=now,
+                arrived_at=now,
+                expires_at=now + dt.timedelta(days=org["retention_days"]),
+            )
+        ).run()
+        await record(ctx, actor, org["id"], "create", "visit", visit_id, visit_subject(visit_id))
+    publish(ctx, dashboard_channel(org["id"]), {"type": "waiting-changed", "room_id": str(room["id"])})
+    return visit_id, token
+
+
+async def visit_for_token(org: dict[str, Any], visit_id: uuid.UUID, token: str | None) -> dict[str, Any]:
+    """The visit a visitor token opens: only its own (404 otherwise, revealing nothing)."""
+    if not token:
+        raise errors.not_found("no such visit")
+    row = await Visit.select().where((Visit.id == visit_id) & (Visit.org_id == org["id"])).first().run()
+    if row is None or not secrets.compare_digest(row["token_hash"], token_hash(token)):
+        raise errors.not_found("no such visit")
+    return row
+
+
+async def _visible_rooms(org: dict[str, Any], member_id: uuid.UUID, role: str) -> dict[uuid.UUID, str]:
+    query = Room.select(Room.id, Room.slug).where(Room.org_id == org["id"])
+    if role not in MANAGERS:
+        query = query.where(Room.expert_id == member_id)
+    return {row["id"]: row["slug"] for row in await query.run()}
+
+
+async def waiting_list(
+    ctx: RegionContext, actor: Actor, org: dict[str, Any], member_id: uuid.UUID, role: str
+) -> list[WaitingVisit]:
+    """Visitors waiting in the member's rooms (all rooms for owners and admins); each
+    one shown is an access-logged read of that visit's personal data."""
+    rooms = await _visible_rooms(org, member_id, role)
+    if not rooms:
+        return []
+    rows = (
+        await Visit.select()
+        .where((Visit.org_id == org["id"]) & Visit.room_id.is_in(list(rooms)) & (Visit.status == "waiting"))
+        .order_by(Visit.arrived_at)
+        .run()
+    )
+    cipher = await ctx.keys.cipher(org["id"])
+    shown = []
+    for row in rows:
+        try:
+            name = cipher.open(FieldRef(org["id"], "visit", "name", row["id"]), row["name"])
+            phone = (
+                cipher.open(FieldRef(org["id"], "visit", "phone", row["id"]), row["phone"]) if row["phone"] else None
+            )
+        except FieldDecryptionError:
+            await record(ctx, actor, org["id"], "read", "visit", row["id"], visit_subject(row["id"]), "failure")
+            continue  # never shown wrong; the failure is in the log
+        shown.append(WaitingVisit(row["id"], rooms[row["room_id"]], name, phone, row["arrived_at"], row["status"]))
+    async with database.transaction(ctx.engine):
+        for visit in shown:
+            await record(ctx, actor, org["id"], "read", "visit", visit.id, visit_subject(visit.id))
+    return shown
+
+
+async def _visit_in_rooms(org: dict[str, Any], visit_id: uuid.UUID, member_id: uuid.UUID, role: str) -> dict[str, Any]:
+    rooms = await _visible_rooms(org, member_id, role)
+    row = await Visit.select().where((Visit.id == visit_id) & (Visit.org_id == org["id"])).first().run()
+    if row is None or row["room_id"] not in rooms:
+        raise errors.not_found("no such visit")
+    return row
+
+
+async def admit(
+    ctx: RegionContext, actor: Actor, org: dict[str, Any], visit_id: uuid.UUID, member_id: uuid.UUID, role: str
+) -> CallOut:
+    """The expert admits a waiting visitor: the call starts."""
+    row = await _visit_in_rooms(org, visit_id, member_id, role)
+    if row["status"] != "waiting":
+        raise errors.conflict(f"this visit is {row['status']}, not waiting")
+    call_id = uuid.uuid4()
+    now = _now()
+    async with database.transaction(ctx.engine):
+        updated = (
+            await Visit.update({Visit.status: "admitted", Visit.admitted_at: now})
+            .where((Visit.id == visit_id) & (Visit.status == "waiting"))
+            .returning(Visit.id)
+            .run()
+        )
+        if not updated:
+            raise errors.conflict("this visit was admitted or ended meanwhile")
+        await Call.insert(
+            Call(
+                id=call_id,
+                org_id=org["id"],
+                room_id=row["room_id"],
+                visit_id=visit_id,
+                expert_id=member_id,
+                started_at=now,
+                expires_at=row["expires_at"],
+            )
+        ).run()
+        await record(ctx, actor, org["id"], "create", "call", call_id, visit_subject(visit_id))
+    publish(ctx, visit_channel(visit_id), {"type": "admitted", "call_id": str(call_id)})
+    publish(ctx, dashboard_channel(org["id"]), {"type": "waiting-changed"})
+    rooms = await _visible_rooms(org, member_id, role)
+    return CallOut(call_id, visit_id, rooms.get(row["room_id"], ""), now, None, None)
+
+
+async def end_call(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, call_id: uuid.UUID) -> CallOut | None:
+    """End a call (by either side). Idempotent: an ended call stays as it was."""
+    call = await Call.select().where((Call.id == call_id) & (Call.org_id == org_id)).first().run()
+    if call is None:
+        raise errors.not_found("no such call")
+    if call["ended_at"] is not None:
+        return None
+    now = _now()
+    duration = max(0, int((now - call["started_at"]).total_seconds()))
+    async with database.transaction(ctx.engine):
+        await Call.update({Call.ended_at: now, Call.duration_seconds: duration}).where(
+            (Call.id == call_id) & Call.ended_at.is_null()
+        ).run()
+        await Visit.update({Visit.status: "ended", Visit.ended_at: now}).where(Visit.id == call["visit_id"]).run()
+        await record(ctx, actor, org_id, "update", "call", call_id, visit_subject(call["visit_id"]))
+    publish(ctx, call_channel(call_id), {"from": "server", "msg": {"type": "ended"}})
+    publish(ctx, visit_channel(call["visit_id"]), {"type": "ended"})
+    publish(ctx, dashboard_channel(org_id), {"type": "calls-changed"})
+    return CallOut(call_id, call["visit_id"], "", call["started_at"], now, duration)
+
+
+async def leave(ctx: RegionContext, visit: dict[str, Any]) -> None:
+    """A waiting visitor leaves before being admitted."""
+    if visit["status"] == "waiting":
+        await Visit.update({Visit.status: "left", Visit.ended_at: _now()}).where(
+            (Visit.id == visit["id"]) & (Visit.status == "waiting")
+        ).run()
+        publish(ctx, dashboard_channel(visit["org_id"]), {"type": "waiting-changed"})
+
+
+async def calls_today(org: dict[str, Any], member_id: uuid.UUID, role: str) -> list[CallOut]:
+    rooms = await _visible_rooms(org, member_id, role)
+    midnight = _now().replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = (
+        await Call.select()
+        .where((Call.org_id == org["id"]) & (Call.started_at >= midnight))
+        .order_by(Call.started_at, ascending=False)
+        .run()
+    )
+    return [
+        CallOut(r["id"], r["visit_id"], rooms[r["room_id"]], r["started_at"], r["ended_at"], r["duration_seconds"])
+        for r in rows
+        if r["room_id"] in rooms
+    ]
+
+
+async def call_for_member(org: dict[str, Any], call_id: uuid.UUID, member_id: uuid.UUID, role: str) -> dict[str, Any]:
+    call = await Call.select().where((Call.id == call_id) & (Call.org_id == org["id"])).first().run()
+    if call is None or (role not in MANAGERS and call["expert_id"] != member_id):
+        raise errors.not_found("no such call")
+    return call
+
+
+async def store_telemetry(
+    org_id: uuid.UUID, call: dict[str, Any], participant: str, kind: str, data: bytes
+) -> None:
+    await CallTelemetry.insert(
+        CallTelemetry(
+            id=uuid.uuid4(),
+            org_id=org_id,
+            call_id=call["id"],
+            visit_id=call["visit_id"],
+            participant=participant,
+            kind=kind,
+            data=data.decode(),
+            expires_at=call["expires_at"],
+        )
+    ).run()
