@@ -17,6 +17,7 @@ up: $(STAMP)
 	$(VENV)/bin/konsil up --demo
 
 test: $(STAMP)
+	scripts/install-system-packages
 	scripts/ensure-services
 	scripts/lint
 	$(VENV)/bin/pytest
