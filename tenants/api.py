@@ -149,6 +149,15 @@ async def waiting_visits(request: Req) -> list[visits.WaitingVisit]:
     return await visits.waiting_list(_ctx(request), actor_of(request), _org(request), principal.id, principal.role)
 
 
+@get("/visits/{visit_id:uuid}", opt=rule(*EXPERTS))
+async def open_visit(request: Req, visit_id: uuid.UUID) -> visits.WaitingVisit:
+    """One visit of your rooms (an access-logged read of the visitor's data)."""
+    principal = _principal(request)
+    return await visits.open_visit(
+        _ctx(request), actor_of(request), _org(request), visit_id, principal.id, principal.role
+    )
+
+
 @post("/visits/{visit_id:uuid}/admit", opt=rule(*EXPERTS), status_code=HTTP_200_OK)
 async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
     """Let a waiting visitor in: the call starts."""
@@ -252,6 +261,7 @@ org_router = Router(
         read_room,
         remove_room,
         waiting_visits,
+        open_visit,
         admit_visit,
         calls_today,
         end_call,

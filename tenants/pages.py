@@ -114,16 +114,24 @@ async def portal(request: Req) -> Template:
     )
 
 
-@get("/{slug:str}/calls/{call_id:uuid}", opt={**rule("owner", "admin", "expert"), "page": True},
-     include_in_schema=False)
+@get(
+    "/{slug:str}/calls/{call_id:uuid}", opt={**rule("owner", "admin", "expert"), "page": True}, include_in_schema=False
+)
 async def call_page(request: Req, call_id: uuid.UUID) -> Template:
     org = request.state.org
     principal = request.state.principal
     await visits.call_for_member(org, call_id, principal.id, principal.role)
-    return Template("call.html", context={
-        "slug": org["slug"], "org_name": org["name"], "call_id": str(call_id), "csrf": principal.csrf_token,
-        "ws_path": f"/{org['slug']}/calls/{call_id}/ws", "region": request.app.state.region.region.id,
-    })
+    return Template(
+        "call.html",
+        context={
+            "slug": org["slug"],
+            "org_name": org["name"],
+            "call_id": str(call_id),
+            "csrf": principal.csrf_token,
+            "ws_path": f"/{org['slug']}/calls/{call_id}/ws",
+            "region": request.app.state.region.region.id,
+        },
+    )
 
 
 @post(

@@ -72,8 +72,14 @@ class Quality(_Msg, tag="quality"):
 
 class Action(_Msg, tag="action"):
     action: Literal[
-        "mute", "unmute", "camera_on", "camera_off", "screen_share_start", "screen_share_stop",
-        "camera_permission", "microphone_permission",
+        "mute",
+        "unmute",
+        "camera_on",
+        "camera_off",
+        "screen_share_start",
+        "screen_share_stop",
+        "camera_permission",
+        "microphone_permission",
     ]
     state: Literal["granted", "denied", "prompt"] | None = None
 
@@ -130,12 +136,24 @@ async def _send(socket: WebSocket[Any, Any, Any], event: dict[str, Any]) -> None
 
 
 def _call_setup(ctx: RegionContext, org: dict[str, Any], call_id: uuid.UUID, role: str) -> dict[str, Any]:
+    servers = ice_servers(ctx.region, str(call_id))
+    has_relay = any(url.startswith("turn") for server in servers for url in server.urls)
+    relay_only = bool(org["relay_only"])
+    notice = None
+    if relay_only and not has_relay:
+        if ctx.settings.mode == "embedded":
+            # The embedded default runs on one machine with no relay: calls go direct.
+            relay_only = False
+            notice = "This trial setup has no relay: the call connects directly on this machine."
+        else:
+            notice = "No relay is available in this region right now, so the call cannot connect. Try again later."
     return {
         "type": "joined",
         "role": role,
         "call_id": str(call_id),
-        "ice_servers": msgspec.to_builtins(ice_servers(ctx.region, str(call_id))),
-        "relay_only": bool(org["relay_only"]),
+        "ice_servers": msgspec.to_builtins(servers),
+        "relay_only": relay_only,
+        "notice": notice,
     }
 
 
@@ -177,7 +195,8 @@ class CallSession:
     def relay(self, message: ClientMessage) -> None:
         assert self.call is not None
         visits.publish(
-            _ctx(self.socket), visits.call_channel(self.call["id"]),
+            _ctx(self.socket),
+            visits.call_channel(self.call["id"]),
             {"from": self.role, "msg": msgspec.to_builtins(message)},
         )
 

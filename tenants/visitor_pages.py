@@ -37,12 +37,22 @@ async def _org_and_room(slug: str, room_slug: str) -> tuple[dict[str, Any], dict
     return org, await visits.room_by_slug(org, room_slug)
 
 
-def _join_page(request: Req, org: dict[str, Any], room: dict[str, Any], *, error: str | None = None,
-               values: JoinForm | None = None, status: int = 200) -> Template:
+def _join_page(
+    request: Req,
+    org: dict[str, Any],
+    room: dict[str, Any],
+    *,
+    error: str | None = None,
+    values: JoinForm | None = None,
+    status: int = 200,
+) -> Template:
     return Template(
         "join.html",
         context={
-            "org": org, "room": room, "error": error, "values": values or JoinForm(),
+            "org": org,
+            "room": room,
+            "error": error,
+            "values": values or JoinForm(),
             "region": request.app.state.region.region.id,
         },
         status_code=status,
@@ -69,24 +79,38 @@ async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[J
         }.get(field, "Please check the form.")
         return _join_page(request, org, room, error=message, values=data, status=400)
     if not form.consent:
-        return _join_page(request, org, room, values=data, status=400,
-                          error="Please agree to the processing described above to continue.")
+        return _join_page(
+            request,
+            org,
+            room,
+            values=data,
+            status=400,
+            error="Please agree to the processing described above to continue.",
+        )
     visit_id, token = await visits.arrive(request.app.state.region, org, room, form, source_address(request))
     path = f"/{slug}/{room_slug}/visits/{visit_id}"
     secure = request.app.state.region.region.public_url.startswith("https://")
-    return Redirect(path, status_code=303, cookies=[
-        Cookie(key=VISIT_COOKIE, value=token, path=path, httponly=True, samesite="strict", secure=secure)
-    ])
+    return Redirect(
+        path,
+        status_code=303,
+        cookies=[Cookie(key=VISIT_COOKIE, value=token, path=path, httponly=True, samesite="strict", secure=secure)],
+    )
 
 
 @get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}", opt={"public": True}, include_in_schema=False)
 async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template:
     org, room = await _org_and_room(slug, room_slug)
     await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
-    return Template("visit.html", context={
-        "org": org, "room": room, "visit_id": str(visit_id),
-        "ws_path": f"/{slug}/{room_slug}/visits/{visit_id}/ws", "region": request.app.state.region.region.id,
-    })
+    return Template(
+        "visit.html",
+        context={
+            "org": org,
+            "room": room,
+            "visit_id": str(visit_id),
+            "ws_path": f"/{slug}/{room_slug}/visits/{visit_id}/ws",
+            "region": request.app.state.region.region.id,
+        },
+    )
 
 
 visitor_router = Router(path="/", route_handlers=[join_page, join_submit, visit_page])

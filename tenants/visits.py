@@ -178,6 +178,25 @@ async def _visit_in_rooms(org: dict[str, Any], visit_id: uuid.UUID, member_id: u
     return row
 
 
+async def open_visit(
+    ctx: RegionContext, actor: Actor, org: dict[str, Any], visit_id: uuid.UUID, member_id: uuid.UUID, role: str
+) -> WaitingVisit:
+    """One visit's details for the room's expert: an access-logged read."""
+    row = await _visit_in_rooms(org, visit_id, member_id, role)
+    rooms = await _visible_rooms(org, member_id, role)
+    cipher = await ctx.keys.cipher(org["id"])
+    try:
+        name = cipher.open(FieldRef(org["id"], "visit", "name", visit_id), row["name"])
+        phone = cipher.open(FieldRef(org["id"], "visit", "phone", visit_id), row["phone"]) if row["phone"] else None
+    except FieldDecryptionError as exc:
+        await record(ctx, actor, org["id"], "read", "visit", visit_id, visit_subject(visit_id), "failure")
+        raise errors.AppError(
+            500, "integrity_error", f"this visit's record failed its integrity check ({exc.reason}); it was not shown"
+        ) from None
+    await record(ctx, actor, org["id"], "read", "visit", visit_id, visit_subject(visit_id))
+    return WaitingVisit(visit_id, rooms[row["room_id"]], name, phone, row["arrived_at"], row["status"])
+
+
 async def admit(
     ctx: RegionContext, actor: Actor, org: dict[str, Any], visit_id: uuid.UUID, member_id: uuid.UUID, role: str
 ) -> CallOut:
@@ -224,9 +243,11 @@ async def end_call(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, call_id:
     now = _now()
     duration = max(0, int((now - call["started_at"]).total_seconds()))
     async with database.transaction(ctx.engine):
-        await Call.update({Call.ended_at: now, Call.duration_seconds: duration}).where(
-            (Call.id == call_id) & Call.ended_at.is_null()
-        ).run()
+        await (
+            Call.update({Call.ended_at: now, Call.duration_seconds: duration})
+            .where((Call.id == call_id) & Call.ended_at.is_null())
+            .run()
+        )
         await Visit.update({Visit.status: "ended", Visit.ended_at: now}).where(Visit.id == call["visit_id"]).run()
         await record(ctx, actor, org_id, "update", "call", call_id, visit_subject(call["visit_id"]))
     publish(ctx, call_channel(call_id), {"from": "server", "msg": {"type": "ended"}})
@@ -238,9 +259,11 @@ async def end_call(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, call_id:
 async def leave(ctx: RegionContext, visit: dict[str, Any]) -> None:
     """A waiting visitor leaves before being admitted."""
     if visit["status"] == "waiting":
-        await Visit.update({Visit.status: "left", Visit.ended_at: _now()}).where(
-            (Visit.id == visit["id"]) & (Visit.status == "waiting")
-        ).run()
+        await (
+            Visit.update({Visit.status: "left", Visit.ended_at: _now()})
+            .where((Visit.id == visit["id"]) & (Visit.status == "waiting"))
+            .run()
+        )
         publish(ctx, dashboard_channel(visit["org_id"]), {"type": "waiting-changed"})
 
 
@@ -267,9 +290,7 @@ async def call_for_member(org: dict[str, Any], call_id: uuid.UUID, member_id: uu
     return call
 
 
-async def store_telemetry(
-    org_id: uuid.UUID, call: dict[str, Any], participant: str, kind: str, data: bytes
-) -> None:
+async def store_telemetry(org_id: uuid.UUID, call: dict[str, Any], participant: str, kind: str, data: bytes) -> None:
     await CallTelemetry.insert(
         CallTelemetry(
             id=uuid.uuid4(),

@@ -1,0 +1,137 @@
+"""Visits and calls through the HTTP API: the join form, the waiting list, admission,
+end, calls today, retention, and the access log they leave."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+
+import httpx
+import pytest
+
+from tests.conftest import Stack, fetch
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def practice(stack: Stack) -> dict:  # type: ignore[type-arg]
+    made = stack.signup("eu")
+    owner = stack.login(stack.region_url("eu"), made["slug"], made["owner"]["email"])
+    expert = stack.add_member(owner, made["slug"], "expert")
+    as_expert = stack.login(stack.region_url("eu"), made["slug"], expert["email"])
+    room = as_expert.post(f"/api/v1/orgs/{made['slug']}/rooms", json={"slug": "sprechstunde", "title": "Sprechstunde"})
+    assert room.status_code == 201, room.text
+    return {**made, "owner_client": owner, "expert": expert, "client": as_expert, "room": room.json()}
+
+
+def join(stack: Stack, slug: str, room: str, **form: str) -> httpx.Response:
+    data = {"name": "Kari Nordmann", "phone": "+47 123 45 678", "consent": "yes", **form}
+    return httpx.post(f"{stack.region_url('eu')}/{slug}/{room}/visits", data=data, follow_redirects=False)
+
+
+def test_a_visit_from_join_to_end(stack: Stack, practice: dict) -> None:  # type: ignore[type-arg]
+    slug, client = practice["slug"], practice["client"]
+    page = httpx.get(f"{stack.region_url('eu')}/{slug}/sprechstunde")
+    assert page.status_code == 200 and "30 days" in page.text
+    arrived = join(stack, slug, "sprechstunde")
+    assert arrived.status_code == 303
+    visit_id = arrived.headers["location"].rsplit("/", 1)[1]
+    cookie = arrived.headers["set-cookie"].lower()
+    assert "httponly" in cookie and f"path=/{slug}/sprechstunde/visits/{visit_id}" in cookie
+    assert "kari" not in arrived.headers["location"].lower(), "no personal data in URLs"
+
+    waiting = client.get(f"/api/v1/orgs/{slug}/visits/waiting").json()
+    assert [(w["name"], w["phone"], w["room"]) for w in waiting] == [("Kari Nordmann", "+4712345678", "sprechstunde")]
+    opened = client.get(f"/api/v1/orgs/{slug}/visits/{visit_id}")
+    assert opened.status_code == 200 and opened.json()["status"] == "waiting"
+
+    call = client.post(f"/api/v1/orgs/{slug}/visits/{visit_id}/admit")
+    assert call.status_code == 200, call.text
+    call_id = call.json()["id"]
+    assert client.post(f"/api/v1/orgs/{slug}/visits/{visit_id}/admit").status_code == 409
+    assert client.get(f"/api/v1/orgs/{slug}/visits/waiting").json() == []
+    ended = client.post(f"/api/v1/orgs/{slug}/calls/{call_id}/end")
+    assert ended.status_code == 200 and ended.json()["duration_seconds"] >= 0
+    today = client.get(f"/api/v1/orgs/{slug}/calls/today").json()
+    assert today[0]["id"] == call_id and today[0]["ended_at"] and today[0]["duration_seconds"] is not None
+
+    rows = asyncio.run(fetch(stack.dsns["eu"], "SELECT * FROM visit WHERE id = $1", uuid.UUID(visit_id)))
+    visit = dict(rows[0])
+    assert visit["name"].startswith("kf1:") and visit["status"] == "ended"
+    assert visit["expires_at"] - visit["arrived_at"] == dt.timedelta(days=30)
+    log = asyncio.run(
+        fetch(
+            stack.dsns["eu"],
+            "SELECT actor, action, object_type FROM access_log_entry WHERE subject_ref = $1 ORDER BY seq",
+            f"visit:{visit_id}",
+        )
+    )
+    assert [(r["action"], r["object_type"]) for r in log] == [
+        ("create", "visit"),
+        ("read", "visit"),
+        ("read", "visit"),
+        ("create", "call"),
+        ("update", "call"),
+    ]
+    assert log[0]["actor"] == f"visitor:{visit_id}"
+    assert log[1]["actor"] == f"member:{practice['expert']['id']}"
+
+
+def test_retention_sets_the_visits_expiry(stack: Stack, practice: dict) -> None:  # type: ignore[type-arg]
+    slug = practice["slug"]
+    assert practice["owner_client"].patch(f"/api/v1/orgs/{slug}/", json={"retention_days": 7}).status_code == 200
+    visit_id = join(stack, slug, "sprechstunde").headers["location"].rsplit("/", 1)[1]
+    visit = asyncio.run(
+        fetch(stack.dsns["eu"], "SELECT arrived_at, expires_at FROM visit WHERE id = $1", uuid.UUID(visit_id))
+    )[0]
+    assert visit["expires_at"] - visit["arrived_at"] == dt.timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"name": ""}, "Please enter your name"),
+        ({"name": "x" * 201}, "Please enter your name"),
+        ({"phone": "12345"}, "country code"),
+        ({"consent": ""}, "Please agree"),
+    ],
+)
+def test_bad_join_input_shows_a_clear_message_and_writes_nothing(
+    stack: Stack,
+    practice: dict,
+    form: dict,
+    message: str,  # type: ignore[type-arg]
+) -> None:
+    before = asyncio.run(fetch(stack.dsns["eu"], "SELECT count(*) AS n FROM visit"))[0]["n"]
+    response = join(stack, practice["slug"], "sprechstunde", **form)
+    assert response.status_code == 400 and message in response.text
+    assert asyncio.run(fetch(stack.dsns["eu"], "SELECT count(*) AS n FROM visit"))[0]["n"] == before
+
+
+def test_experts_see_only_their_rooms_and_auditors_nothing(stack: Stack, practice: dict) -> None:  # type: ignore[type-arg]
+    slug, owner = practice["slug"], practice["owner_client"]
+    join(stack, slug, "sprechstunde")
+    other = stack.add_member(owner, slug, "expert")
+    as_other = stack.login(stack.region_url("eu"), slug, other["email"])
+    assert as_other.get(f"/api/v1/orgs/{slug}/visits/waiting").json() == []
+    assert len(owner.get(f"/api/v1/orgs/{slug}/visits/waiting").json()) >= 1, "owners see every room"
+    auditor = stack.add_member(owner, slug, "auditor")
+    as_auditor = stack.login(stack.region_url("eu"), slug, auditor["email"])
+    assert as_auditor.get(f"/api/v1/orgs/{slug}/visits/waiting").status_code == 403
+
+
+def test_a_visit_page_needs_its_own_token(stack: Stack, practice: dict) -> None:  # type: ignore[type-arg]
+    slug = practice["slug"]
+    first = join(stack, slug, "sprechstunde")
+    second = join(stack, slug, "sprechstunde")
+    second_path = second.headers["location"]
+    token = first.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+    stolen = httpx.get(f"{stack.region_url('eu')}{second_path}", cookies={"konsil_visit": token})
+    assert stolen.status_code == 404
+    assert httpx.get(f"{stack.region_url('eu')}/{slug}/no-such-room").status_code == 404
+
+
+def test_relay_only_is_on_by_default(stack: Stack, practice: dict) -> None:  # type: ignore[type-arg]
+    assert practice["client"].get(f"/api/v1/orgs/{practice['slug']}/").json()["relay_only"] is True
