@@ -13,18 +13,18 @@ from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.asyncpg import AsyncPgChannelsBackend
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
-from litestar.static_files import create_static_files_router
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from konsil.platform import database
 from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.signing import Verifier
-from konsil.platform.web import LOGGING, SignedCalls, healthz, strict_json_body
+from konsil.platform.web import LOGGING, SignedCalls, healthz, security_headers, strict_json_body
 from konsil.regions.context import ControlLink, RegionContext
 from konsil.regions.internal import internal_router
 from konsil.regions.resources import build_tenant_keys
@@ -115,7 +115,12 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
     ctx.extra["channels"] = channels
     app = Litestar(
         route_handlers=[
-            healthz, org_router, region_login_router, pages_router, internal_router, visitor_router,
+            healthz,
+            org_router,
+            region_login_router,
+            pages_router,
+            internal_router,
+            visitor_router,
             Router(path="/", guards=[authorize], route_handlers=SOCKETS),
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],
@@ -134,6 +139,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         logging_config=LOGGING,
         before_request=strict_json_body,
+        after_request=security_headers,
         debug=False,
     )
     app.state.region = ctx

@@ -113,11 +113,11 @@ def decode(raw: str | bytes, call_id: uuid.UUID | None) -> ClientMessage:
 
 
 def _ctx(socket: WebSocket[Any, Any, Any]) -> RegionContext:
-    return socket.app.state.region  # type: ignore[no-any-return]
+    return socket.app.state.region
 
 
 def _channels(socket: WebSocket[Any, Any, Any]) -> ChannelsPlugin:
-    return socket.app.state.region.extra["channels"]  # type: ignore[no-any-return]
+    return socket.app.state.region.extra["channels"]
 
 
 def _origin_ok(socket: WebSocket[Any, Any, Any]) -> bool:
@@ -213,6 +213,7 @@ class CallSession:
             await visits.store_telemetry(self.org["id"], self.call, self.role, kind, body)
         elif isinstance(message, Hangup):
             await visits.end_call(ctx, self.actor, self.org["id"], self.call["id"])
+            await _send(self.socket, {"type": "ended"})  # the socket closes before the channel echo
             return False
         return True
 

@@ -322,8 +322,8 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
     try:
         wait_healthy(
             {
-                "control": settings.control.public_url,
-                "region eu": settings.region("eu").public_url,  # type: ignore[union-attr]
+                "control": settings.require_control().public_url,
+                "region eu": settings.region("eu").public_url,
                 "region us": settings.region("us").public_url,
             },
             procs,

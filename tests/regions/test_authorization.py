@@ -51,6 +51,21 @@ class Org:
         room = owner.post(f"/api/v1/orgs/{self.slug}/rooms", json={"slug": stack.unique("r"), "title": "Room"})
         assert room.status_code == 201, room.text
         self.ids["room_id"] = room.json()["id"]
+        # Two visits: one stays waiting (visit_id), one is admitted (call_id).
+        room_slug = room.json()["slug"]
+        visit_ids = []
+        for _ in range(2):
+            joined = httpx.post(
+                f"{base}/{self.slug}/{room_slug}/visits",
+                data={"name": "Visitor", "consent": "yes"},
+                follow_redirects=False,
+            )
+            assert joined.status_code == 303, joined.text
+            visit_ids.append(joined.headers["location"].rsplit("/", 1)[1])
+        self.ids["visit_id"] = visit_ids[0]
+        call = owner.post(f"/api/v1/orgs/{self.slug}/visits/{visit_ids[1]}/admit")
+        assert call.status_code == 200, call.text
+        self.ids["call_id"] = call.json()["id"]
         self.tokens: dict[str, str] = {}
         for scope in [*SCOPES, "none"]:
             scopes = SCOPES if scope == "none" else [scope]

@@ -1,0 +1,140 @@
+// The expert's call page: the same call module as the visitor, plus "End call"
+// through the API (which returns the call's duration).
+import { CallSession, Log, formatDuration, getLocalMedia, playVideo } from './call.js';
+
+const main = document.querySelector('main');
+const $ = (id) => document.getElementById(id);
+const log = new Log($('log'));
+const { slug, callId, csrf, wsPath } = main.dataset;
+let timer = null;
+let duration = null; // seconds, from the server when the expert ends the call
+
+const session = new CallSession({
+  path: wsPath,
+  role: 'expert',
+  log,
+  localVideo: $('local'),
+  remoteVideo: $('remote'),
+  onState: (state, message) => {
+    if (state === 'call') show('call');
+    else if (state === 'ended') ended();
+    else if (state === 'error') {
+      $('error-text').textContent = message || 'Please reload the page.';
+      show('error');
+    }
+  },
+  onConnection: (state) => {
+    main.dataset.connection = state;
+    const text = {
+      new: 'Waiting for the visitor to connect…',
+      connecting: 'Connecting…',
+      connected: 'Connected · end-to-end encrypted',
+      disconnected: 'The connection is unstable…',
+      failed: 'The connection failed; waiting for the visitor to try again…',
+      closed: 'Disconnected',
+    }[state] || state;
+    $('call-status').textContent = text;
+    $('overlay').textContent = state === 'connected' ? '' : text;
+    if (state === 'connected' && !timer) {
+      timer = setInterval(() => {
+        const seconds = (Date.now() - session.connectedAt) / 1000;
+        $('call-status').textContent = `Connected · end-to-end encrypted · ${formatDuration(seconds)}`;
+      }, 1000);
+    }
+  },
+  onSocket: (open) => {
+    if (!open && !session.finished) $('call-status').textContent = 'Connection to the service lost; reconnecting…';
+  },
+  onNotice: (text) => { $('notice').textContent = text; },
+  onSoundBlocked: () => { $('sound-on').hidden = false; },
+  onScreenShare: (active) => pressed($('share'), active, 'Stop sharing', 'Share screen'),
+});
+
+function show(step) {
+  if (main.dataset.state === step) return;
+  main.dataset.state = step;
+  for (const section of document.querySelectorAll('section[data-step]')) {
+    section.hidden = section.dataset.step !== step;
+  }
+  const heading = document.querySelector(`section[data-step="${step}"] h1`);
+  if (heading && step !== 'call') heading.focus({ preventScroll: true });
+}
+
+function pressed(button, on, onText, offText) {
+  button.setAttribute('aria-pressed', String(on));
+  button.textContent = on ? onText : offText;
+}
+
+function ended() {
+  if (timer) clearInterval(timer);
+  const seconds = duration ?? (session.connectedAt ? (Date.now() - session.connectedAt) / 1000 : null);
+  if (seconds !== null) {
+    $('ended-text').textContent = `The call lasted ${formatDuration(seconds)}. Nothing of it was recorded.`;
+  }
+  show('ended');
+}
+
+async function endCall() {
+  const button = $('end');
+  button.disabled = true;
+  $('call-error').textContent = '';
+  await session.sample().catch(() => null); // a last quality sample for troubleshooting
+  try {
+    const response = await fetch(`/api/v1/orgs/${encodeURIComponent(slug)}/calls/${encodeURIComponent(callId)}/end`, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'x-csrf-token': csrf, accept: 'application/json' },
+    });
+    if (!response.ok) throw new Error(`the server answered ${response.status}`);
+    const body = await response.json();
+    if (typeof body.duration_seconds === 'number') duration = body.duration_seconds;
+    session.finish();
+  } catch (err) {
+    log.add(`ending through the API failed (${err.message}); hanging up instead`, 'error');
+    if (!session.send({ type: 'hangup' })) {
+      $('call-error').textContent = 'The call could not be ended right now. Please try again.';
+      button.disabled = false;
+      return;
+    }
+    session.finish();
+  }
+}
+
+$('end').addEventListener('click', endCall);
+
+$('mute').addEventListener('click', (event) => {
+  session.setMuted(!session.muted);
+  pressed(event.currentTarget, session.muted, 'Unmute', 'Mute');
+});
+
+$('camera').addEventListener('click', (event) => {
+  session.setCameraOff(!session.cameraOff);
+  pressed(event.currentTarget, session.cameraOff, 'Camera on', 'Camera off');
+});
+
+$('share').hidden = !CallSession.canShareScreen();
+$('share').addEventListener('click', async () => {
+  if (session.screenTrack) await session.stopScreenShare();
+  else await session.startScreenShare();
+});
+
+$('sound-on').addEventListener('click', (event) => {
+  const remote = $('remote');
+  remote.muted = false;
+  playVideo(remote);
+  event.currentTarget.hidden = true;
+});
+
+session.connect();
+getLocalMedia().then(async (media) => {
+  if (media.error) $('call-error').textContent = media.error;
+  session.action('camera_permission', media.camera);
+  session.action('microphone_permission', media.microphone);
+  for (const [kind, status] of Object.entries(media.statuses)) {
+    status.addEventListener('change', () => session.action(`${kind}_permission`, status.state));
+  }
+  if (media.stream) {
+    await session.setLocalStream(media.stream);
+    playVideo($('local'));
+  }
+}).catch((err) => log.add(`camera: ${err && err.message ? err.message : err}`, 'error'));
