@@ -10,7 +10,6 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, Router
 from litestar.channels import ChannelsPlugin
-from litestar.channels.backends.asyncpg import AsyncPgChannelsBackend
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.contrib.jinja import JinjaTemplateEngine
@@ -25,6 +24,7 @@ from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.signing import Verifier
 from konsil.platform.web import LOGGING, SignedCalls, healthz, security_headers, strict_json_body
+from konsil.regions.channels import PgNotifyChannels
 from konsil.regions.context import ControlLink, RegionContext
 from konsil.regions.internal import internal_router
 from konsil.regions.resources import build_tenant_keys
@@ -44,7 +44,7 @@ def channels_backend(region: RegionSettings) -> ChannelsBackend:
     """Live events between replicas: PostgreSQL LISTEN/NOTIFY in services mode, in
     memory for the embedded default (one process per region)."""
     if region.database.startswith(("postgresql://", "postgres://")):
-        return AsyncPgChannelsBackend(dsn=region.database)
+        return PgNotifyChannels(dsn=region.database)
     return MemoryChannelsBackend()
 
 

@@ -35,7 +35,7 @@ Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
 Ms = Annotated[float, msgspec.Meta(ge=0, le=600_000)]
 
 
-class _Msg(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+class _Msg(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     call_id: uuid.UUID | None = None  # if given, must be the socket's own call
 
 
@@ -169,6 +169,9 @@ async def _pump(socket: WebSocket[Any, Any, Any], subscriber: Any, me: str, on_e
             await _send(socket, {**event["msg"], "from": event["from"]})
         else:
             await _send(socket, event)
+        if (event.get("msg") or event).get("type") == "ended":
+            await socket.close()  # the call is over: the receive loop ends with the socket
+            return
 
 
 class CallSession:
@@ -209,7 +212,8 @@ class CallSession:
             self.relay(message)
         elif isinstance(message, Quality | Action):
             kind = "quality" if isinstance(message, Quality) else "action"
-            body = msgspec.json.encode(msgspec.structs.replace(message, call_id=None))
+            fields = {name: getattr(message, name) for name in message.__struct_fields__ if name != "call_id"}
+            body = msgspec.json.encode({"type": kind, **fields})
             await visits.store_telemetry(self.org["id"], self.call, self.role, kind, body)
         elif isinstance(message, Hangup):
             await visits.end_call(ctx, self.actor, self.org["id"], self.call["id"])
@@ -267,6 +271,8 @@ async def visitor_socket(socket: WebSocket[Any, Any, Any], slug: str, room_slug:
     admitted = asyncio.Event()
 
     async def on_visit_event(event: dict[str, Any]) -> bool:
+        if event.get("type") == "ended" and session.call is not None:
+            return True  # the call's own channel says so already
         if event.get("type") == "admitted" and session.call is None:
             call = await visits.Call.select().where(visits.Call.id == uuid.UUID(event["call_id"])).first().run()
             if call is not None:

@@ -381,12 +381,12 @@ async def test_a_call_connects_through_the_relay_and_ends_on_record(stack: Stack
                     assert pair.local_candidate.port in relay_ports[peer.role]
                     assert pair.remote_candidate.port in relay_ports[other]
 
-                # The expert hangs up: the visitor hears the call ended, the expert's
-                # socket closes normally (that it hears "ended" first is tested below).
+                # The expert hangs up: both hear the call ended; the expert's socket
+                # then closes normally.
                 await expert.send({"type": "hangup"})
                 await visitor.until(visitor.ended)
                 await asyncio.wait_for(expert.task, TIMEOUT)
-                assert expert_ws.close_code == 1000
+                assert expert.ended.is_set() and expert_ws.close_code == 1000
                 assert not visitor.of_type("error") and not expert.of_type("error")
     finally:
         for peer in peers:

@@ -144,7 +144,7 @@ async def call(p: Practice) -> AsyncIterator[Call]:
         assert (await receive(visitor_ws))["type"] == "joined"
         async with socket(p.base, f"/{p.slug}/calls/{call_id}/ws", konsil_session=p.session) as expert_ws:
             assert (await receive(expert_ws))["type"] == "joined"
-            assert (await receive(visitor_ws)) == {"type": "hello", "call_id": None, "from": "expert"}
+            assert (await receive(visitor_ws)) == {"type": "hello", "from": "expert"}
             yield Call(call_id, visitor, visitor_ws, expert_ws)
 
 
