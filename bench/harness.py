@@ -239,9 +239,14 @@ class Stack:
         return found
 
 
-def _stack_settings(
-    work: Path, database: str, regions: Sequence[tuple[str, str]], server: str
+def stack_settings(
+    work: Path,
+    database: str,
+    regions: Sequence[tuple[str, str]],
+    server: str,
+    region_extra: Mapping[str, Any] | None = None,
 ) -> tuple[Settings, list[str]]:
+    """Write the stack's configuration (``region_extra`` is merged into each region)."""
     import tomli_w
 
     ports = free_ports(1 + len(regions))
@@ -272,6 +277,7 @@ def _stack_settings(
                 "database": dsn(region_id),
                 "internal_secret": secrets.token_urlsafe(32),
                 "vault": {"backend": "local", "keyring_path": str(work / f"keyring-{region_id}")},
+                **(region_extra or {}),
             }
             for (region_id, jurisdiction), port in zip(regions, ports[1:], strict=True)
         ],
@@ -320,7 +326,7 @@ def running_stack(
     ctrl_c = False
     with interrupt_on_terminate():
         try:
-            settings, names = _stack_settings(work, database, regions, server)
+            settings, names = stack_settings(work, database, regions, server)
             log(f"migrating {database} databases {' '.join(names) or work}")
             migrate_all(settings, echo=lambda line: None)
             procs = _start_quietly(settings, work / "run")

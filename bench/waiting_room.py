@@ -59,11 +59,11 @@ from bench.harness import (
     run_async,
     set_quiet,
     signals_deferred,
+    stack_settings,
     wait_healthy,
 )
 from konsil.platform.launcher import start_processes, stop_processes
 from konsil.platform.migrations import migrate_all
-from konsil.platform.settings import Settings, load_settings
 
 NAME = "waiting_room"
 # Aims (this benchmark's own; the requirements set no figures): at the largest crowd the
@@ -156,50 +156,6 @@ class Stack(harness.Stack):
     turn_secret: str = ""
 
 
-def _settings(work: Path, database: str, server: str, turn_port: int, turn_secret: str) -> tuple[Settings, list[str]]:
-    """Control plane + region ``eu`` (as bench.harness configures them) with the relay."""
-    import tomli_w
-
-    ports = free_ports(2)
-    tag = f"konsil_bench_{secrets.token_hex(4)}"
-    names: list[str] = []
-
-    def dsn(label: str) -> str:
-        if database == "sqlite":
-            return f"sqlite://{work}/{label}.db"
-        names.append(f"{tag}_{label}")
-        return f"{server.rstrip('/')}/{tag}_{label}"
-
-    raw: dict[str, Any] = {
-        "mode": "services" if database == "postgres" else "embedded",
-        "data_dir": str(work),
-        "discovery_key": secrets.token_urlsafe(32),
-        "control": {
-            "database": dsn("control"),
-            "listen": f"{LOOPBACK}:{ports[0]}",
-            "public_url": f"http://{LOOPBACK}:{ports[0]}",
-        },
-        "regions": [
-            {
-                "id": "eu",
-                "jurisdiction": "EU/EEA (GDPR)",
-                "public_url": f"http://{LOOPBACK}:{ports[1]}",
-                "listen": f"{LOOPBACK}:{ports[1]}",
-                "database": dsn("eu"),
-                "internal_secret": secrets.token_urlsafe(32),
-                "vault": {"backend": "local", "keyring_path": str(work / "keyring-eu")},
-                "ice_servers": [f"turn:{LOOPBACK}:{turn_port}?transport=udp"],
-                "turn_secret": turn_secret,
-            }
-        ],
-    }
-    path = work / "konsil.toml"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(tomli_w.dumps(raw))
-    return load_settings(path, environ={}), names
-
-
 @contextlib.contextmanager
 def relay_stack(database: str, server: str = PG_SERVER) -> Iterator[Stack]:
     """coturn + fresh databases + control plane + region ``eu``; always stopped and dropped."""
@@ -213,7 +169,8 @@ def relay_stack(database: str, server: str = PG_SERVER) -> Iterator[Stack]:
         cleanup.callback(shutil.rmtree, work, True)
         try:
             turn_port = cleanup.enter_context(coturn_relay(turn_secret, work))
-            settings, names = _settings(work, database, server, turn_port, turn_secret)
+            relay = {"ice_servers": [f"turn:{LOOPBACK}:{turn_port}?transport=udp"], "turn_secret": turn_secret}
+            settings, names = stack_settings(work, database, (("eu", "EU/EEA (GDPR)"),), server, relay)
             log(f"migrating {database} databases {' '.join(names) or work}")
             migrate_all(settings, echo=lambda line: None)
             sys.stdout.flush()
