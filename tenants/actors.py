@@ -9,7 +9,7 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 
-from konsil.compliance.access_log.service import AccessEvent, append
+from konsil.compliance.access_log.service import AccessEvent, append, append_many
 from konsil.platform.signing import FORWARDED_FOR
 from konsil.regions.context import RegionContext
 
@@ -48,6 +48,32 @@ def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
     return Actor(principal.actor, principal.role, on_behalf, source_address(connection))
 
 
+def _event(
+    ctx: RegionContext,
+    actor: Actor,
+    org_id: uuid.UUID,
+    action: str,
+    object_type: str,
+    object_id: uuid.UUID | str,
+    subject_ref: str,
+    outcome: str,
+) -> AccessEvent:
+    return AccessEvent(
+        org_id=org_id,
+        actor=actor.actor,
+        actor_role=actor.role,
+        on_behalf_of=actor.on_behalf_of,
+        subject_ref=subject_ref,
+        action=action,  # type: ignore[arg-type]
+        object_type=object_type,
+        object_id=str(object_id),
+        source_address=actor.source_address,
+        outcome=outcome,  # type: ignore[arg-type]
+        purpose=actor.purpose,
+        source=ctx.source,
+    )
+
+
 async def record(
     ctx: RegionContext,
     actor: Actor,
@@ -58,19 +84,16 @@ async def record(
     subject_ref: str,
     outcome: str = "success",
 ) -> None:
-    await append(
-        AccessEvent(
-            org_id=org_id,
-            actor=actor.actor,
-            actor_role=actor.role,
-            on_behalf_of=actor.on_behalf_of,
-            subject_ref=subject_ref,
-            action=action,  # type: ignore[arg-type]
-            object_type=object_type,
-            object_id=str(object_id),
-            source_address=actor.source_address,
-            outcome=outcome,  # type: ignore[arg-type]
-            purpose=actor.purpose,
-            source=ctx.source,
-        )
+    await append(_event(ctx, actor, org_id, action, object_type, object_id, subject_ref, outcome))
+
+
+async def record_reads(
+    ctx: RegionContext, actor: Actor, org_id: uuid.UUID, object_type: str, subjects: list[tuple[uuid.UUID, str]]
+) -> None:
+    """One "read" entry per data subject shown by a list, appended in one go."""
+    await append_many(
+        [
+            _event(ctx, actor, org_id, "read", object_type, object_id, subject, "success")
+            for object_id, subject in subjects
+        ]
     )

@@ -18,7 +18,7 @@ import msgspec
 from konsil.platform import database, errors
 from konsil.platform.lookup import email_lookup, normalise_email
 from konsil.regions.context import RegionContext
-from konsil.tenants.actors import Actor, record
+from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.auth import utcnow
 from konsil.tenants.keys.cipher import FieldDecryptionError, OrgCipher
 from konsil.tenants.passwords import hash_password, verify_password
@@ -142,9 +142,7 @@ async def invite(ctx: RegionContext, actor: Actor, org: dict[str, Any], new: Mem
 async def list_members(ctx: RegionContext, actor: Actor, org: dict[str, Any]) -> list[MemberOut]:
     rows = await Member.select().where(Member.org_id == org["id"]).order_by(Member.created_at).run()
     members = [await decode(ctx, actor, row) for row in rows]
-    async with database.transaction(ctx.engine):
-        for row in rows:
-            await record(ctx, actor, org["id"], "read", "member", row["id"], subject(row["id"]))
+    await record_reads(ctx, actor, org["id"], "member", [(row["id"], subject(row["id"])) for row in rows])
     return members
 
 

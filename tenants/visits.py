@@ -16,7 +16,7 @@ import msgspec
 
 from konsil.platform import database, errors
 from konsil.regions.context import RegionContext
-from konsil.tenants.actors import Actor, record
+from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.keys.cipher import FieldDecryptionError
 from konsil.tenants.personal_data import FieldRef
 from konsil.tenants.schemas import PersonName, Phone
@@ -164,9 +164,7 @@ async def waiting_list(
             await record(ctx, actor, org["id"], "read", "visit", row["id"], visit_subject(row["id"]), "failure")
             continue  # never shown wrong; the failure is in the log
         shown.append(WaitingVisit(row["id"], rooms[row["room_id"]], name, phone, row["arrived_at"], row["status"]))
-    async with database.transaction(ctx.engine):
-        for visit in shown:
-            await record(ctx, actor, org["id"], "read", "visit", visit.id, visit_subject(visit.id))
+    await record_reads(ctx, actor, org["id"], "visit", [(v.id, visit_subject(v.id)) for v in shown])
     return shown
 
 

@@ -166,38 +166,55 @@ async def append(event: AccessEvent) -> uuid.UUID:
     An unknown action or outcome raises ValueError (a programming error mypy already
     catches); overlong or unstorable strings are trimmed to fit, never refused.
     """
-    if event.action not in ACTIONS:
-        raise ValueError(f"unknown access-log action {event.action!r}")
-    if event.outcome not in OUTCOMES:
-        raise ValueError(f"unknown access-log outcome {event.outcome!r}")
+    return (await append_many([event]))[0]
+
+
+async def append_many(events: list[AccessEvent]) -> list[uuid.UUID]:
+    """Append entries of one organisation under one lock and one insert (a list read
+    that shows many data subjects logs one entry per subject, in order)."""
+    if not events:
+        return []
+    org_id = events[0].org_id
+    for event in events:
+        if event.org_id != org_id:
+            raise ValueError("append_many takes entries of one organisation")
+        if event.action not in ACTIONS:
+            raise ValueError(f"unknown access-log action {event.action!r}")
+        if event.outcome not in OUTCOMES:
+            raise ValueError(f"unknown access-log outcome {event.outcome!r}")
     engine = _engine()
+    records: list[EntryRecord] = []
     async with database.transaction(engine):
-        last_seq, last_hash = await _lock_head(engine, event.org_id)
-        unhashed = EntryRecord(
-            id=uuid.uuid4(),
-            org_id=event.org_id,
-            seq=last_seq + 1,
-            at=datetime.now(UTC),  # taken under the lock, so time follows seq
-            actor=_bounded(event.actor, AccessLogEntry.actor),
-            actor_role=_bounded(event.actor_role, AccessLogEntry.actor_role),
-            on_behalf_of=_bounded(event.on_behalf_of or event.actor, AccessLogEntry.on_behalf_of),
-            subject_ref=_bounded(event.subject_ref, AccessLogEntry.subject_ref),
-            action=event.action,
-            object_type=_bounded(event.object_type, AccessLogEntry.object_type),
-            object_id=_bounded(event.object_id, AccessLogEntry.object_id),
-            source_address=_bounded(event.source_address, AccessLogEntry.source_address),
-            outcome=event.outcome,
-            purpose=_bounded(event.purpose, AccessLogEntry.purpose),
-            source=_bounded(event.source, AccessLogEntry.source),
-            prev_hash=last_hash,
-            entry_hash="",
+        last_seq, last_hash = await _lock_head(engine, org_id)
+        now = datetime.now(UTC)  # taken under the lock, so time follows seq
+        for event in events:
+            unhashed = EntryRecord(
+                id=uuid.uuid4(),
+                org_id=org_id,
+                seq=last_seq + 1,
+                at=now,
+                actor=_bounded(event.actor, AccessLogEntry.actor),
+                actor_role=_bounded(event.actor_role, AccessLogEntry.actor_role),
+                on_behalf_of=_bounded(event.on_behalf_of or event.actor, AccessLogEntry.on_behalf_of),
+                subject_ref=_bounded(event.subject_ref, AccessLogEntry.subject_ref),
+                action=event.action,
+                object_type=_bounded(event.object_type, AccessLogEntry.object_type),
+                object_id=_bounded(event.object_id, AccessLogEntry.object_id),
+                source_address=_bounded(event.source_address, AccessLogEntry.source_address),
+                outcome=event.outcome,
+                purpose=_bounded(event.purpose, AccessLogEntry.purpose),
+                source=_bounded(event.source, AccessLogEntry.source),
+                prev_hash=last_hash,
+                entry_hash="",
+            )
+            record = msgspec.structs.replace(unhashed, entry_hash=chain.entry_hash(unhashed))
+            records.append(record)
+            last_seq, last_hash = record.seq, record.entry_hash
+        await AccessLogEntry.insert(*(AccessLogEntry(**msgspec.structs.asdict(r)) for r in records))
+        await AccessLogHead.update({AccessLogHead.seq: last_seq, AccessLogHead.entry_hash: last_hash}).where(
+            AccessLogHead.org_id == org_id
         )
-        record = msgspec.structs.replace(unhashed, entry_hash=chain.entry_hash(unhashed))
-        await AccessLogEntry.insert(AccessLogEntry(**msgspec.structs.asdict(record)))
-        await AccessLogHead.update({AccessLogHead.seq: record.seq, AccessLogHead.entry_hash: record.entry_hash}).where(
-            AccessLogHead.org_id == event.org_id
-        )
-    return record.id
+    return [r.id for r in records]
 
 
 # --- reading -----------------------------------------------------------------------

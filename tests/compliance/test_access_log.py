@@ -23,6 +23,7 @@ from konsil.compliance.access_log.service import (
     AccessEvent,
     VerifyReport,
     append,
+    append_many,
     entries,
     iter_entries,
     verify,
@@ -180,6 +181,21 @@ async def test_appends_form_one_linear_chain_even_when_concurrent(log_engine: En
     report = await verify(org_id, batch_size=5)
     assert report == VerifyReport(ok=True, checked=23)
     assert format_report(report, "acme") == "audit log of org 'acme': OK, 23 entries verified"
+
+
+async def test_a_batch_appends_in_order_under_one_lock_and_mixes_with_single_appends(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    await fill(org_id, 2)
+    batch = await append_many([event(org_id, n) for n in range(2, 7)])
+    await fill(org_id, 1)
+    stored = [record async for record in iter_entries(org_id)]
+    assert [record.seq for record in stored] == list(range(1, 9))
+    assert [record.id for record in stored[2:7]] == batch
+    assert [record.object_id for record in stored[2:7]] == [f"visit-{n}" for n in range(2, 7)]
+    assert (await verify(org_id)).ok
+    assert await append_many([]) == []
+    with pytest.raises(ValueError, match="one organisation"):
+        await append_many([event(org_id), event(uuid.uuid4())])
 
 
 async def test_an_entry_records_who_did_what_for_whom_and_the_responsible_user_defaults_to_the_actor(
