@@ -64,6 +64,9 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # short-lived credentials bound to the call instead of a static password.
     turn_secret: str = ""
     turn_credential_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 3600
+    # Key of the media nodes' heartbeat signatures (HMAC), shared by the region's nodes
+    # and its registry only.
+    media_node_key: str = ""
 
     @property
     def base_url(self) -> str:
