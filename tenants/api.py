@@ -3,6 +3,7 @@ integration tokens, and member login. Handlers validate and call services."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Annotated, Any
 
@@ -166,10 +167,16 @@ async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
 
 
 @get("/calls/today", opt=rule(*EXPERTS))
-async def calls_today(request: Req) -> list[visits.CallOut]:
-    """Today's calls in your rooms, with start, end and duration."""
+async def calls_today(request: Req, since: dt.datetime | None = None) -> list[visits.CallOut]:
+    """Today's calls in your rooms, with start, end and duration. ``since`` is the
+    start of the caller's day (the browser's local midnight); default UTC midnight."""
     principal = _principal(request)
-    return await visits.calls_today(_org(request), principal.id, principal.role)
+    if since is not None and since.tzinfo is None:
+        raise errors.bad_request("since needs a time zone, e.g. 2026-11-28T00:00:00+01:00")
+    now = dt.datetime.now(dt.UTC)
+    if since is not None and not (now - dt.timedelta(hours=38) <= since <= now):
+        raise errors.bad_request("since must be within the last day")
+    return await visits.calls_today(_org(request), principal.id, principal.role, since)
 
 
 @post("/calls/{call_id:uuid}/end", opt=rule(*EXPERTS), status_code=HTTP_200_OK)

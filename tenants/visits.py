@@ -265,9 +265,11 @@ async def leave(ctx: RegionContext, visit: dict[str, Any]) -> None:
         publish(ctx, dashboard_channel(visit["org_id"]), {"type": "waiting-changed"})
 
 
-async def calls_today(org: dict[str, Any], member_id: uuid.UUID, role: str) -> list[CallOut]:
+async def calls_today(
+    org: dict[str, Any], member_id: uuid.UUID, role: str, since: dt.datetime | None = None
+) -> list[CallOut]:
     rooms = await _visible_rooms(org, member_id, role)
-    midnight = _now().replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = since or _now().replace(hour=0, minute=0, second=0, microsecond=0)
     rows = (
         await Call.select()
         .where((Call.org_id == org["id"]) & (Call.started_at >= midnight))

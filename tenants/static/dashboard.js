@@ -3,6 +3,16 @@
 // over it); the page then fetches the lists from the API, where each read is logged.
 import { formatDuration, wsUrl } from './call.js';
 
+// The start of the expert's own day, with its UTC offset (calls "today" are local).
+function localMidnight() {
+  const d = new Date();
+  d.setHours(0, 0, 0, 0);
+  const offset = -d.getTimezoneOffset();
+  const sign = offset >= 0 ? '+' : '-';
+  const pad = (n) => String(Math.floor(Math.abs(n))).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T00:00:00${sign}${pad(offset / 60)}:${pad(offset % 60)}`;
+}
+
 const main = document.querySelector('main');
 const $ = (id) => document.getElementById(id);
 const { slug, csrf } = main.dataset;
@@ -146,7 +156,7 @@ function renderRooms(rooms) {
 
 const loaders = {
   waiting: async () => renderWaiting(await api('/visits/waiting')),
-  calls: async () => renderCalls(await api('/calls/today')),
+  calls: async () => renderCalls(await api(`/calls/today?since=${encodeURIComponent(localMidnight())}`)),
 };
 const running = {};
 const again = {};

@@ -56,6 +56,12 @@ def test_a_visit_from_join_to_end(stack: Stack, practice: dict) -> None:  # type
     assert ended.status_code == 200 and ended.json()["duration_seconds"] >= 0
     today = client.get(f"/api/v1/orgs/{slug}/calls/today").json()
     assert today[0]["id"] == call_id and today[0]["ended_at"] and today[0]["duration_seconds"] is not None
+    recent = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    assert client.get(f"/api/v1/orgs/{slug}/calls/today", params={"since": recent}).json()[0]["id"] == call_id
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    assert client.get(f"/api/v1/orgs/{slug}/calls/today", params={"since": later}).status_code == 400
+    naive = dt.datetime.now().replace(microsecond=0).isoformat()
+    assert client.get(f"/api/v1/orgs/{slug}/calls/today", params={"since": naive}).status_code == 400
 
     rows = asyncio.run(fetch(stack.dsns["eu"], "SELECT * FROM visit WHERE id = $1", uuid.UUID(visit_id)))
     visit = dict(rows[0])
