@@ -1,0 +1,48 @@
+"""Which media node relays a call: the least-loaded healthy node of the
+organisation's own region, never another region's. The browser gets that node's
+TURN URLs (UDP, TCP, TLS as the node advertises them) with short-lived TURN REST
+credentials bound to the call."""
+
+from __future__ import annotations
+
+from konsil.media_nodes.ice import IceConfigError, IceServer, turn_credentials
+from konsil.media_nodes.registry import NodeRegistry, NodeState
+from konsil.platform.settings import RegionSettings
+
+
+class NoHealthyNode(Exception):
+    """No alive, active, uncordoned node in the region (the service answers 503)."""
+
+    def __init__(self, region_id: str) -> None:
+        super().__init__(f"no media relay is available in region {region_id} right now")
+        self.region_id = region_id
+
+
+def pick_node(registry: NodeRegistry) -> NodeState | None:
+    """The least-loaded eligible node (allocations incl. pending, then relayed kbps): O(nodes)."""
+    now = registry.now()
+    dead_after = registry.dead_after
+    best: NodeState | None = None
+    best_key: tuple[int, float, str] | None = None
+    for node in registry.nodes():
+        if node.cordoned or node.state != "active" or not node.healthy or now - node.last_seen > dead_after:
+            continue
+        key = (node.allocations + node.pending, node.relayed_kbps, node.node_id)
+        if best_key is None or key < best_key:
+            best, best_key = node, key
+    return best
+
+
+def allocate(registry: NodeRegistry, region: RegionSettings, call_ref: str) -> list[IceServer]:
+    """ICE servers for one call on a node of ``region``; ``NoHealthyNode`` if there is none."""
+    if registry.region_id != region.id:
+        # A registry only ever holds its own region's nodes; never cross regions.
+        raise ValueError(f"registry of region {registry.region_id!r} asked for region {region.id!r}")
+    if not region.turn_secret:
+        raise IceConfigError(f"regions.{region.id}.turn_secret: required to hand out media-node credentials")
+    node = pick_node(registry)
+    if node is None:
+        raise NoHealthyNode(region.id)
+    registry.note_allocation(node.node_id)
+    username, credential = turn_credentials(region.turn_secret, call_ref, region.turn_credential_seconds)
+    return [IceServer(urls=list(node.turn_urls), username=username, credential=credential)]
