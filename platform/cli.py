@@ -222,6 +222,9 @@ def parser() -> argparse.ArgumentParser:
     rotate.add_argument("--retire", action="store_true", help="then retire key versions no data key uses")
     rotate.set_defaults(func=lambda a: asyncio.run(_keys_rotate(a)))
 
+    # Parsed by the agent itself: main() hands it everything after "media-node".
+    sub.add_parser("media-node", help="run a media node: media-node run --region ID --node-id ID --config FILE")
+
     audit = sub.add_parser("audit", help="access-log tools").add_subparsers(dest="audit_command", required=True)
     verify = with_config(audit.add_parser("verify", help="verify an organisation's access-log hash chain"))
     verify.add_argument("--org", required=True, help="organisation slug")
@@ -232,6 +235,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["media-node"]:
+        from konsil.media_nodes.agent import main as media_node_main
+
+        return media_node_main(argv[1:])
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -1,0 +1,264 @@
+"""coturn, the TURN relay a media node runs: its configuration file, the process, and
+the load figures read from its log.
+
+coturn authenticates with TURN REST credentials (``use-auth-secret``): the region's
+shared secret signs short-lived ``expiry:ref`` user names (see ``ice.turn_credentials``).
+The configuration file holds that secret, so it is written 0600 in a private directory.
+
+Load figures come from coturn's own log (the Debian build has no Prometheus exporter and
+its CLI is a telnet session): with ``verbose`` it logs ``session N: new, ...`` when an
+allocation is made and ``session N: delete: ...`` when it ends, and every 4096 packets of
+a session (and at its end) ``session N: peer usage: ..., rb=B, sb=B`` with the bytes
+relayed to and from peers since its last report. The relayed bandwidth is therefore an
+approximation averaged over a window, lagging by up to 4096 packets per session.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Values end up in a line-oriented configuration file: nothing that could start a new line
+# or option, nor quotes.
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9._~+/=:@-]+$")
+_NEW = re.compile(r"session (\d+): new,")
+_GONE = re.compile(r"session (\d+): delete:")
+_PEER_USAGE = re.compile(r"session (\d+): peer usage: .*?\brb=(\d+), sp=\d+, sb=(\d+)")
+
+
+class CoturnError(Exception):
+    """coturn could not be configured or started (one line, names no secret)."""
+
+
+@dataclass(frozen=True)
+class CoturnConfig:
+    listening_ip: str
+    listening_port: int
+    static_auth_secret: str
+    realm: str = "konsil"
+    relay_ip: str | None = None  # default: coturn relays on its listening IPs
+    external_ip: str | None = None  # public address when the node sits behind 1:1 NAT
+    min_port: int = 49152
+    max_port: int = 65535
+    # Tests only (DESIGN.md section 4): relays to loopback peers and nothing else.
+    allow_loopback_peers: bool = False
+    denied_peer_ranges: tuple[str, ...] = ()
+    total_quota: int | None = None  # concurrent allocations of the whole server
+    max_bps: int | None = None  # bytes per second of one session
+    tls: bool = False  # TLS/DTLS listeners: not yet (no certificates handled here)
+
+    def __post_init__(self) -> None:
+        if not (0 < self.listening_port < 65536):
+            raise CoturnError(f"coturn: listening port {self.listening_port} out of range")
+        if not (0 < self.min_port <= self.max_port < 65536):
+            raise CoturnError(f"coturn: bad relay port range {self.min_port}-{self.max_port}")
+        if self.min_port <= self.listening_port <= self.max_port:
+            raise CoturnError(f"coturn: listening port {self.listening_port} inside the relay port range")
+        if len(self.static_auth_secret) < 16 or not _SAFE_VALUE.match(self.static_auth_secret):
+            raise CoturnError("coturn: the TURN secret must be at least 16 characters of [A-Za-z0-9._~+/=:@-]")
+        for name in ("listening_ip", "realm", "relay_ip", "external_ip"):
+            value = getattr(self, name)
+            if value is not None and not _SAFE_VALUE.match(value):
+                raise CoturnError(f"coturn: {name} {value!r} is not a plain value")
+        for peer_range in self.denied_peer_ranges:
+            if not _SAFE_VALUE.match(peer_range):
+                raise CoturnError(f"coturn: denied peer range {peer_range!r} is not a plain value")
+        if self.tls:
+            raise CoturnError("coturn: TLS listeners are not supported yet")
+
+    def render(self, workdir: str | Path) -> str:
+        """turnserver.conf text; pid file, user database and log live in ``workdir``."""
+        workdir = Path(workdir)
+        lines = [
+            f"listening-ip={self.listening_ip}",
+            f"listening-port={self.listening_port}",
+            f"min-port={self.min_port}",
+            f"max-port={self.max_port}",
+            "use-auth-secret",
+            f"static-auth-secret={self.static_auth_secret}",
+            f"realm={self.realm}",
+            "fingerprint",
+            "no-cli",
+            "no-tls",
+            "no-dtls",
+            "no-multicast-peers",
+            # The agent reads allocations and relayed bytes from the log (see module docstring).
+            "verbose",
+            "no-stdout-log",
+            "simple-log",
+            f"log-file={workdir / 'turn.log'}",
+            f"pidfile={workdir / 'turnserver.pid'}",
+            f"userdb={workdir / 'turndb'}",
+        ]
+        if self.relay_ip:
+            lines.append(f"relay-ip={self.relay_ip}")
+        if self.external_ip:
+            lines.append(f"external-ip={self.external_ip}")
+        if self.allow_loopback_peers:
+            lines.append("allow-loopback-peers")
+        lines += [f"denied-peer-ip={peer_range}" for peer_range in self.denied_peer_ranges]
+        if self.total_quota is not None:
+            lines.append(f"total-quota={self.total_quota}")
+        if self.max_bps is not None:
+            lines.append(f"max-bps={self.max_bps}")
+        return "\n".join(lines) + "\n"
+
+    def turn_urls(self, public_host: str) -> list[str]:
+        """Where browsers reach this relay."""
+        host = f"[{public_host}]" if ":" in public_host and not public_host.startswith("[") else public_host
+        base = f"{host}:{self.listening_port}"
+        urls = [f"turn:{base}?transport=udp", f"turn:{base}?transport=tcp"]
+        # With TLS configured this would add f"turns:{host}:{tls_port}?transport=tcp".
+        return urls
+
+
+@dataclass
+class Load:
+    allocations: int
+    relayed_kbps: float
+
+
+@dataclass
+class _LogReader:
+    """Follows one coturn log file and keeps the live allocations and relayed bytes."""
+
+    path: Path
+    window_seconds: float = 10.0
+    offset: int = 0
+    partial: bytes = b""
+    sessions: set[str] = field(default_factory=set)
+    relayed: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
+
+    def poll(self, now: float) -> None:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read(4 * 1024 * 1024)
+        except FileNotFoundError:
+            return
+        self.offset += len(chunk)
+        data = self.partial + chunk
+        *lines, self.partial = data.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            if match := _NEW.search(line):
+                self.sessions.add(match.group(1))
+            elif match := _GONE.search(line):
+                self.sessions.discard(match.group(1))
+            elif match := _PEER_USAGE.search(line):
+                self.relayed.append((now, int(match.group(2)) + int(match.group(3))))
+        while self.relayed and self.relayed[0][0] < now - self.window_seconds:
+            self.relayed.popleft()
+
+    def load(self) -> Load:
+        total_bytes = sum(size for _, size in self.relayed)
+        return Load(allocations=len(self.sessions), relayed_kbps=total_bytes * 8 / 1000 / self.window_seconds)
+
+
+def _probe_host(ip: str) -> str:
+    if ip in ("0.0.0.0", ""):  # noqa: S104 - probing, not binding
+        return "127.0.0.1"
+    if ip == "::":
+        return "::1"
+    return ip
+
+
+class CoturnProcess:
+    """One coturn server process, restartable. Not thread-safe: one supervisor calls it."""
+
+    def __init__(self, config: CoturnConfig, workdir: str | Path | None = None, binary: str | None = None) -> None:
+        self.config = config
+        found = binary or shutil.which("turnserver")
+        if not found:
+            raise CoturnError("coturn: turnserver is not installed (Debian package coturn)")
+        self.binary = found
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="konsil-coturn-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.workdir, 0o700)
+        self.config_path = self.workdir / "turnserver.conf"
+        self.log_path = self.workdir / "turn.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = _LogReader(self.log_path)
+        self._lock = threading.Lock()
+
+    def write_config(self) -> None:
+        text = self.config.render(self.workdir)
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(self.config_path, 0o600)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, ready_timeout: float = 10.0) -> None:
+        if self.is_alive():
+            return
+        if self.accepts_connections():
+            # Otherwise the probe would take a leftover server (say, of a killed agent) for ours.
+            raise CoturnError(f"coturn: port {self.config.listening_port} is already in use (a leftover turnserver?)")
+        self.write_config()
+        # A new process starts with no allocations: follow a fresh log.
+        self.log_path.unlink(missing_ok=True)
+        with self._lock:
+            self._log = _LogReader(self.log_path)
+        self._proc = subprocess.Popen(
+            [self.binary, "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + ready_timeout
+        while not self.accepts_connections():
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                raise CoturnError(f"coturn exited with status {code} at start (see {self.log_path})")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise CoturnError(f"coturn did not listen on port {self.config.listening_port} in {ready_timeout:g} s")
+            time.sleep(0.05)
+
+    def accepts_connections(self) -> bool:
+        try:
+            with socket.create_connection(
+                (_probe_host(self.config.listening_ip), self.config.listening_port), timeout=0.5
+            ):
+                return True
+        except OSError:
+            return False
+
+    def is_alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def load(self) -> Load:
+        """Live allocations and relayed kbit/s (approximate, see module docstring)."""
+        with self._lock:
+            self._log.poll(time.monotonic())
+            return self._log.load()

@@ -1,0 +1,326 @@
+"""The media node agent against a real RabbitMQ (127.0.0.1:5672) and a real coturn."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import signal
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+from aioice import stun
+from aioice.turn import create_turn_endpoint
+
+from konsil.media_nodes import heartbeat
+from konsil.media_nodes.agent import AgentError, NodeAgent, main
+from konsil.media_nodes.ice import turn_credentials
+from tests.conftest import free_port
+
+BROKER = os.environ.get("KONSIL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
+INTERVAL = 0.5
+
+
+class Heartbeats:
+    """An exclusive queue bound to one node's heartbeats."""
+
+    def __init__(self, node_id: str) -> None:
+        self.connection = pika.BlockingConnection(pika.URLParameters(BROKER))
+        self.channel = self.connection.channel()
+        self.channel.exchange_declare(exchange=heartbeat.EXCHANGE, exchange_type="topic", durable=True)
+        self.queue = self.channel.queue_declare(queue="", exclusive=True).method.queue
+        self.channel.queue_bind(self.queue, heartbeat.EXCHANGE, routing_key=heartbeat.routing_key("eu", node_id))
+
+    def next(self, key: str, timeout: float = 5.0) -> tuple[heartbeat.Heartbeat, float]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            method, properties, body = self.channel.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                self.connection.sleep(0.02)
+                continue
+            signature = (properties.headers or {}).get(heartbeat.SIGNATURE_HEADER)
+            return heartbeat.verify(key, body, signature, "eu"), time.monotonic()
+        raise AssertionError(f"no heartbeat within {timeout} s")
+
+    def until(self, key: str, predicate, timeout: float = 10.0) -> list[heartbeat.Heartbeat]:  # type: ignore[no-untyped-def]
+        seen: list[heartbeat.Heartbeat] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            beat, _ = self.next(key, max(0.1, deadline - time.monotonic()))
+            seen.append(beat)
+            if predicate(beat):
+                return seen
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[NodeAgent, Heartbeats, str, str]]:
+    node_id = f"node-{secrets.token_hex(4)}"
+    key = secrets.token_urlsafe(24)
+    secret = secrets.token_urlsafe(24)
+    port = free_port()
+    relay_min = 42000 + (port % 200) * 100
+    beats = Heartbeats(node_id)
+    agent = NodeAgent(
+        region_id="eu",
+        node_id=node_id,
+        broker_url=BROKER,
+        media_node_key=key,
+        turn_secret=secret,
+        public_host="127.0.0.1",
+        listen_ip="127.0.0.1",
+        port=port,
+        relay_ports=(relay_min, relay_min + 99),
+        heartbeat_seconds=INTERVAL,
+        relay_ip="127.0.0.1",
+        realm="konsil.test",
+        allow_loopback_peers=True,
+        denied_peer_ranges=("0.0.0.0-126.255.255.255", "128.0.0.0-255.255.255.255"),
+        workdir=tmp_path / "coturn",
+        drain_timeout=5,
+    )
+    agent.start()
+    try:
+        yield agent, beats, key, secret
+    finally:
+        agent.close()
+        beats.close()
+
+
+async def allocate(port: int, username: str, password: str) -> tuple[str, int]:
+    transport, _ = await asyncio.wait_for(
+        create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", port), username, password, lifetime=60), 5
+    )
+    relayed = transport.get_extra_info("sockname")
+    transport.close()
+    await asyncio.sleep(0.1)  # let the deallocation go out
+    return relayed
+
+
+def test_signed_heartbeats_arrive_at_the_interval(node: tuple[NodeAgent, Heartbeats, str, str]) -> None:
+    agent, beats, key, _ = node
+    received = [beats.next(key) for _ in range(5)]
+    port = agent.config.listening_port
+    for beat, _ in received:
+        assert beat.node_id == agent.node_id and beat.region == "eu"
+        assert beat.state == "active" and beat.healthy and beat.allocations == 0
+        assert beat.turn_urls == [f"turn:127.0.0.1:{port}?transport=udp", f"turn:127.0.0.1:{port}?transport=tcp"]
+    assert [b.seq for b, _ in received] == sorted(b.seq for b, _ in received)
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(received)]
+    print(f"heartbeat gaps: {[round(g, 3) for g in gaps]}")
+    assert all(INTERVAL * 0.6 < gap < INTERVAL * 2 for gap in gaps), gaps
+    # The configuration holds the TURN secret: only the agent's user may read it.
+    assert stat.S_IMODE(agent.coturn.config_path.stat().st_mode) == 0o600
+
+
+def test_a_heartbeat_signed_with_another_key_is_refused(node: tuple[NodeAgent, Heartbeats, str, str]) -> None:
+    _, beats, _, _ = node
+    with pytest.raises(heartbeat.HeartbeatRejected, match="signature"):
+        beats.next("another-key-0123456789")
+
+
+async def test_turn_rest_credentials_work_and_expired_ones_do_not(
+    node: tuple[NodeAgent, Heartbeats, str, str],
+) -> None:
+    agent, beats, key, secret = node
+    port = agent.config.listening_port
+    username, password = turn_credentials(secret, "call-1", 60)
+    transport, _ = await asyncio.wait_for(
+        create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", port), username, password, lifetime=60), 5
+    )
+    try:
+        host, relay_port = transport.get_extra_info("sockname")
+        assert host == "127.0.0.1" and agent.config.min_port <= relay_port <= agent.config.max_port
+        # The allocation shows in the node's load.
+        await asyncio.to_thread(beats.until, key, lambda b: b.allocations == 1)
+    finally:
+        transport.close()
+    expired = turn_credentials(secret, "call-2", 60, now=time.time() - 120)
+    with pytest.raises(stun.TransactionFailed, match="401"):
+        await allocate(port, *expired)
+    forged = turn_credentials("not-the-secret-0123456789", "call-3", 60)
+    with pytest.raises(stun.TransactionFailed, match="401"):
+        await allocate(port, *forged)
+
+
+def test_a_killed_coturn_is_restarted_and_reported(node: tuple[NodeAgent, Heartbeats, str, str]) -> None:
+    agent, beats, key, _ = node
+    beats.until(key, lambda b: b.healthy)
+    old_pid = agent.coturn.pid
+    assert old_pid
+    killed_at = time.monotonic()
+    os.kill(old_pid, signal.SIGKILL)
+    seen = beats.until(key, lambda b: not b.healthy, timeout=5)
+    seen += beats.until(key, lambda b: b.healthy, timeout=10)
+    recovered_after = time.monotonic() - killed_at
+    print(f"restarts={agent.restarts} recovered in {recovered_after:.2f} s: {[b.healthy for b in seen]}")
+    assert agent.restarts == 1
+    assert agent.coturn.pid not in (None, old_pid)
+    assert agent.coturn.accepts_connections()
+
+
+def test_drain_announces_draining_then_leaving_and_stops_coturn(node: tuple[NodeAgent, Heartbeats, str, str]) -> None:
+    agent, beats, key, _ = node
+    beats.until(key, lambda b: b.state == "active")
+    started = time.monotonic()
+    agent.drain(timeout=5)
+    took = time.monotonic() - started
+    states = [b.state for b in beats.until(key, lambda b: b.state == "leaving", timeout=5)]
+    assert "draining" in states and states[-1] == "leaving"
+    assert states.index("draining") < len(states) - 1
+    assert took < 3, took  # no allocations: nothing to wait for
+    assert not agent.coturn.is_alive() and not agent.coturn.accepts_connections()
+    # Nothing after leaving.
+    with pytest.raises(AssertionError, match="no heartbeat"):
+        beats.next(key, timeout=INTERVAL * 3)
+
+
+def test_bad_node_ids_and_empty_settings_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(AgentError, match="node id"):
+        NodeAgent("eu", "Bad_Node", BROKER, "k" * 20, "s" * 20, "h", "127.0.0.1", 3478, (50000, 50010))
+    config = tmp_path / "konsil.toml"
+    config.write_text(
+        "[[regions]]\n"
+        'id = "eu"\n'
+        'jurisdiction = "EU"\n'
+        'public_url = "http://127.0.0.1:1"\n'
+        'listen = "127.0.0.1:1"\n'
+        'database = "sqlite:///x.db"\n'
+        'internal_secret = "0123456789abcdef"\n'
+        f'broker_url = "{BROKER}"\n'
+        'turn_secret = "0123456789abcdefgh"\n'
+    )
+    assert main(["run", "--region", "eu", "--node-id", "n1", "--config", str(config)]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "konsil media-node: regions.eu.media_node_key: missing (needed to run a media node)"
+    )
+    assert main(["run", "--region", "us", "--node-id", "n1", "--config", str(config)]) == 2
+    assert "no region with id 'us'" in capsys.readouterr().err
+
+
+async def test_drain_waits_for_the_last_allocation(node: tuple[NodeAgent, Heartbeats, str, str]) -> None:
+    agent, beats, key, secret = node
+    username, password = turn_credentials(secret, "call-drain", 60)
+    transport, _ = await asyncio.wait_for(
+        create_turn_endpoint(
+            asyncio.DatagramProtocol, ("127.0.0.1", agent.config.listening_port), username, password, lifetime=60
+        ),
+        5,
+    )
+    draining = asyncio.create_task(asyncio.to_thread(agent.drain, 10))
+    try:
+        seen = await asyncio.to_thread(beats.until, key, lambda b: b.state == "draining" and b.allocations == 1)
+        assert agent.coturn.is_alive() and not draining.done()  # the call goes on
+    finally:
+        transport.close()  # the call ends: its allocation is released
+    await asyncio.wait_for(draining, 10)
+    seen += await asyncio.to_thread(beats.until, key, lambda b: b.state == "leaving")
+    assert seen[-1].allocations == 0
+    assert not agent.coturn.is_alive()
+
+
+def test_the_command_runs_until_sigterm_then_drains(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    node_id = f"cli-{secrets.token_hex(4)}"
+    key = secrets.token_urlsafe(24)
+    port = free_port()
+    relay_min = 44000 + (port % 200) * 100
+    config = tmp_path / "konsil.toml"
+    config.write_text(
+        "[[regions]]\n"
+        'id = "eu"\n'
+        'jurisdiction = "EU"\n'
+        'public_url = "http://127.0.0.1:1"\n'
+        'listen = "127.0.0.1:1"\n'
+        'database = "sqlite:///x.db"\n'
+        'internal_secret = "0123456789abcdef"\n'
+        f'broker_url = "{BROKER}"\n'
+        f'turn_secret = "{secrets.token_urlsafe(24)}"\n'
+        f'media_node_key = "{key}"\n'
+    )
+    beats = Heartbeats(node_id)
+    argv = ["run", "--region", "eu", "--node-id", node_id, "--config", str(config), "--public-host", "relay.test"]
+    argv += ["--listen-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--port", str(port)]
+    argv += ["--min-port", str(relay_min), "--max-port", str(relay_min + 99), "--heartbeat-seconds", "0.5"]
+    argv += ["--workdir", str(tmp_path / "coturn")]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from konsil.media_nodes.agent import main; sys.exit(main(sys.argv[1:]))",
+            *argv,
+        ]
+    )
+    try:
+        first, _ = beats.next(key, timeout=10)
+        assert first.healthy and first.turn_urls[0] == f"turn:relay.test:{port}?transport=udp"
+        proc.send_signal(signal.SIGTERM)
+        states = [b.state for b in beats.until(key, lambda b: b.state == "leaving")]
+        assert "draining" in states
+        assert proc.wait(timeout=10) == 0
+        pid_file = tmp_path / "coturn" / "turnserver.pid"
+        coturn_pid = int(pid_file.read_text().strip()) if pid_file.exists() else None
+        if coturn_pid:
+            with pytest.raises(ProcessLookupError):
+                os.kill(coturn_pid, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        beats.close()
+
+
+def test_heartbeats_resume_after_the_broker_drops_the_connection(
+    node: tuple[NodeAgent, Heartbeats, str, str],
+) -> None:
+    import shutil
+    import subprocess
+
+    agent, beats, key, _ = node
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if not rabbitmqctl:
+        pytest.skip("rabbitmqctl is not available")
+    beats.next(key)  # connected and publishing
+    listing = subprocess.run(
+        [rabbitmqctl, "list_connections", "-q", "--no-table-headers", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    )
+    name = f"konsil-media-node eu/{agent.node_id}"
+    pids = [line.split("\t", 1)[0] for line in listing.stdout.splitlines() if name in line]
+    assert len(pids) == 1, listing.stdout
+    subprocess.run([rabbitmqctl, "close_connection", pids[0], "test: broker loss"], timeout=20, check=True)
+    dropped_at = time.time()
+    after = beats.until(key, lambda b: b.sent_at > dropped_at + 1.0, timeout=10)
+    gap = after[-1].sent_at - dropped_at
+    print(f"heartbeats after the broker dropped the connection: seq {[b.seq for b in after]}, {gap:.2f} s")
+    assert after[-1].healthy and after[-1].state == "active"
+    relisted = subprocess.run(
+        [rabbitmqctl, "list_connections", "-q", "--no-table-headers", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    ).stdout
+    now = [line.split("\t", 1)[0] for line in relisted.splitlines() if name in line]
+    assert len(now) == 1 and now != pids  # a new connection
+
+
+def test_a_port_already_taken_is_refused_at_start(node: tuple[NodeAgent, Heartbeats, str, str], tmp_path: Path) -> None:
+    from konsil.media_nodes.coturn import CoturnError, CoturnProcess
+
+    agent, _, _, _ = node
+    with pytest.raises(CoturnError, match="already in use"):
+        CoturnProcess(agent.config, tmp_path / "other").start()
