@@ -3,6 +3,7 @@ that region's settings, database and secrets."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+from konsil.media_nodes.registry import HeartbeatConsumer, NodeRegistry
 from konsil.platform import database
 from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import ConfigError, RegionSettings, Settings
@@ -100,13 +102,22 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         discovery_key=settings.require_discovery_key(),
     )
 
+    # Media nodes: heartbeats from this region's relays only, when the region has a broker.
+    media_nodes = (
+        NodeRegistry(region.id, region.media_node_key) if region.media_node_key and region.broker_url else None
+    )
+    ctx.extra["media_nodes"] = media_nodes
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         database.bind(REGION_TABLES, engine)
         await database.start(engine)
+        consumer = HeartbeatConsumer(media_nodes, region.broker_url).start() if media_nodes else None
         try:
             yield
         finally:
+            if consumer is not None:
+                await asyncio.to_thread(consumer.stop)
             await ctx.control.close()
             await ctx.keys.provider.close()
             await database.stop(engine)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -20,7 +21,9 @@ from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.exceptions import WebSocketDisconnect
 
-from konsil.media_nodes.ice import ice_servers
+from konsil.media_nodes.allocation import NoHealthyNode, allocate
+from konsil.media_nodes.ice import IceServer, ice_servers
+from konsil.media_nodes.registry import NodeRegistry
 from konsil.platform import errors
 from konsil.regions.context import RegionContext
 from konsil.tenants import visits
@@ -135,18 +138,42 @@ async def _send(socket: WebSocket[Any, Any, Any], event: dict[str, Any]) -> None
     await socket.send_text(msgspec.json.encode(event).decode())
 
 
+def _relays_for(ctx: RegionContext, call_id: uuid.UUID) -> tuple[list[IceServer], str | None]:
+    """The call's ICE servers: with a media-node registry, a relay allocated in this
+    region only (the same one for both participants on this replica); else the
+    region's configured servers."""
+    registry = ctx.extra.get("media_nodes")
+    if not isinstance(registry, NodeRegistry):
+        return ice_servers(ctx.region, str(call_id)), None
+    allocations = ctx.extra.setdefault("allocations", OrderedDict())
+    assert isinstance(allocations, OrderedDict)
+    if call_id in allocations:
+        return allocations[call_id], None
+    stun = [s for s in ice_servers(ctx.region, str(call_id)) if all(u.startswith("stun:") for u in s.urls)]
+    try:
+        servers = stun + allocate(registry, ctx.region, str(call_id))
+    except NoHealthyNode as exc:
+        return stun, str(exc)  # never another region's relay
+    allocations[call_id] = servers
+    while len(allocations) > 10_000:
+        allocations.popitem(last=False)
+    return servers, None
+
+
 def _call_setup(ctx: RegionContext, org: dict[str, Any], call_id: uuid.UUID, role: str) -> dict[str, Any]:
-    servers = ice_servers(ctx.region, str(call_id))
+    servers, unavailable = _relays_for(ctx, call_id)
     has_relay = any(url.startswith("turn") for server in servers for url in server.urls)
     relay_only = bool(org["relay_only"])
     notice = None
     if relay_only and not has_relay:
-        if ctx.settings.mode == "embedded":
+        if ctx.settings.mode == "embedded" and ctx.extra.get("media_nodes") is None:
             # The embedded default runs on one machine with no relay: calls go direct.
             relay_only = False
             notice = "This trial setup has no relay: the call connects directly on this machine."
         else:
-            notice = "No relay is available in this region right now, so the call cannot connect. Try again later."
+            notice = (unavailable or "no media relay is available in this region right now").capitalize() + (
+                ", so the call cannot connect. Try again in a minute."
+            )
     return {
         "type": "joined",
         "role": role,

@@ -284,6 +284,7 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
     }
     ports = {name: free_port() for name in ("control", "eu", "us", "zz")}
     lines = [
+        'mode = "services"',
         f'discovery_key = "{secrets.token_urlsafe(24)}"',
         "[control]",
         f'database = "{dsns["control"]}"',
@@ -305,6 +306,12 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
                 f'ice_servers = ["turn:127.0.0.1:{turn_port}?transport=udp", '
                 f'"turn:127.0.0.1:{turn_port}?transport=tcp"]',
                 f'turn_secret = "{turn_secret}"',
+            ]
+        if region_id == "us":  # the US region allocates relays from its media-node registry
+            lines += [
+                'broker_url = "amqp://guest:guest@127.0.0.1:5672/%2F"',
+                f'media_node_key = "{secrets.token_urlsafe(24)}"',
+                f'turn_secret = "{secrets.token_urlsafe(24)}"',
             ]
         if region_id in vault:
             lines += [

@@ -1,0 +1,119 @@
+"""Relays allocated from the region's media-node registry: with no node a call is told
+clearly that it cannot connect; a node agent's heartbeats make its relay the one a
+call is given, with credentials bound to the call; another region never offers it;
+a node that drains and leaves stops receiving calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.conftest import Stack, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+async def joined_of_a_new_call(stack: Stack, region: str, practice: dict) -> dict:  # type: ignore[type-arg]
+    """Post the join form, admit, and return the visitor's `joined` message."""
+    base = stack.region_url(region)
+    form = {"name": "Visitor", "consent": "yes"}
+    visit = await asyncio.to_thread(httpx.post, f"{base}/{practice['slug']}/room/visits", data=form)
+    assert visit.status_code == 303, visit.text
+    visit_id = visit.headers["location"].rsplit("/", 1)[1]
+    cookie = {"cookie": f"konsil_visit={visit.cookies['konsil_visit']}"}
+    ws = base.replace("http", "ws") + visit.headers["location"] + "/ws"
+    async with connect(ws, additional_headers=cookie) as socket:
+        async with asyncio.timeout(20):
+            while json.loads(await socket.recv())["type"] != "waiting":
+                pass
+            admit = practice["client"].post(f"/api/v1/orgs/{practice['slug']}/visits/{visit_id}/admit")
+            assert admit.status_code == 200, admit.text
+            while True:
+                event = json.loads(await socket.recv())
+                if event["type"] == "joined":
+                    return {**event, "call_id": admit.json()["id"]}  # type: ignore[no-any-return]
+
+
+def practice_in(stack: Stack, region: str) -> dict:  # type: ignore[type-arg]
+    made = stack.signup(region)
+    client = stack.login(stack.region_url(region), made["slug"], made["owner"]["email"])
+    assert client.post(f"/api/v1/orgs/{made['slug']}/rooms", json={"slug": "room", "title": "Room"}).status_code == 201
+    return {"slug": made["slug"], "client": client}
+
+
+def relay_urls(joined: dict) -> list[str]:  # type: ignore[type-arg]
+    return [url for server in joined["ice_servers"] for url in server["urls"] if url.startswith("turn")]
+
+
+def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
+    us = practice_in(stack, "us")
+    eu = practice_in(stack, "eu")
+    none = asyncio.run(joined_of_a_new_call(stack, "us", us))
+    assert relay_urls(none) == [] and "no media relay is available in region us" in none["notice"].lower()
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")}
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "konsil.platform.cli",
+            "media-node",
+            "run",
+            "--region",
+            "us",
+            "--node-id",
+            "us-relay-1",
+            "--config",
+            str(stack.run_dir / "region-us.toml"),
+            "--public-host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--listen-ip",
+            "127.0.0.1",
+            "--relay-ip",
+            "127.0.0.1",
+            "--min-port",
+            "45000",
+            "--max-port",
+            "45099",
+            "--heartbeat-seconds",
+            "0.5",
+            "--drain-timeout",
+            "5",
+        ],
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            joined = asyncio.run(joined_of_a_new_call(stack, "us", us))
+            if relay_urls(joined):
+                break
+            assert time.monotonic() < deadline, "the node's heartbeats never reached the registry"
+            time.sleep(0.5)
+        assert relay_urls(joined) == [f"turn:127.0.0.1:{port}?transport=udp", f"turn:127.0.0.1:{port}?transport=tcp"]
+        server = next(s for s in joined["ice_servers"] if s.get("username"))
+        expiry, bound_to = server["username"].split(":", 1)
+        assert bound_to == joined["call_id"] and int(expiry) > time.time()
+        assert joined["relay_only"] is True and joined["notice"] is None
+        # The EU region is never offered the US node.
+        eu_joined = asyncio.run(joined_of_a_new_call(stack, "eu", eu))
+        assert all(str(port) not in url for url in relay_urls(eu_joined))
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0, "the agent drains and leaves cleanly"
+    # After "leaving", new calls get no relay (and are told so), never another region's.
+    after = asyncio.run(joined_of_a_new_call(stack, "us", us))
+    assert relay_urls(after) == [] and "cannot connect" in after["notice"]
