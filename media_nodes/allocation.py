@@ -35,6 +35,11 @@ def pick_node(registry: NodeRegistry) -> NodeState | None:
 
 def allocate(registry: NodeRegistry, region: RegionSettings, call_ref: str) -> list[IceServer]:
     """ICE servers for one call on a node of ``region``; ``NoHealthyNode`` if there is none."""
+    return allocate_node(registry, region, call_ref)[1]
+
+
+def allocate_node(registry: NodeRegistry, region: RegionSettings, call_ref: str) -> tuple[str, list[IceServer]]:
+    """Like ``allocate``, also naming the node (for the call's residency receipt)."""
     if registry.region_id != region.id:
         # A registry only ever holds its own region's nodes; never cross regions.
         raise ValueError(f"registry of region {registry.region_id!r} asked for region {region.id!r}")
@@ -45,4 +50,4 @@ def allocate(registry: NodeRegistry, region: RegionSettings, call_ref: str) -> l
         raise NoHealthyNode(region.id)
     registry.note_allocation(node.node_id)
     username, credential = turn_credentials(region.turn_secret, call_ref, region.turn_credential_seconds)
-    return [IceServer(urls=list(node.turn_urls), username=username, credential=credential)]
+    return node.node_id, [IceServer(urls=list(node.turn_urls), username=username, credential=credential)]

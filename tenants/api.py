@@ -12,6 +12,7 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.datastructures import Cookie
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
+from konsil.media_nodes import receipts
 from konsil.platform import errors
 from konsil.regions.context import RegionContext
 from konsil.tenants import api_tokens, members, organisations, rooms, visits
@@ -179,6 +180,17 @@ async def calls_today(request: Req, since: dt.datetime | None = None) -> list[vi
     return await visits.calls_today(_org(request), principal.id, principal.role, since)
 
 
+@get("/calls/{call_id:uuid}/receipt", opt=rule("owner", "admin", "expert", "auditor"))
+async def call_receipt(request: Req, call_id: uuid.UUID) -> visits.ReceiptOut:
+    """The call's signed residency receipt: the region and relays that carried it."""
+    principal = _principal(request)
+    org = _org(request)
+    # Auditors see every call's receipt, as owners and admins do; experts their own.
+    role = "admin" if principal.role == "auditor" else principal.role
+    call = await visits.call_for_member(org, call_id, principal.id, role)
+    return await visits.receipt_of(_ctx(request), org, call)
+
+
 @post("/calls/{call_id:uuid}/end", opt=rule(*EXPERTS), status_code=HTTP_200_OK)
 async def end_call(request: Req, call_id: uuid.UUID) -> dict[str, Any]:
     principal = _principal(request)
@@ -251,6 +263,13 @@ async def logout(request: Req) -> Response[Any]:
     return Response({"ok": True}, cookies=[session_cookie(_ctx(request), request, "", max_age=0)])
 
 
+@get("/.well-known/konsil/receipt-key", opt=PUBLIC)
+async def receipt_key(request: Req) -> dict[str, str]:
+    """The region's public key for checking residency receipts (Ed25519, base64)."""
+    region = _ctx(request).region
+    return {"region": region.id, "algorithm": "Ed25519", "public_key": receipts.public_key_b64(region)}
+
+
 org_router = Router(
     path="/api/v1/orgs/{slug:str}",
     guards=[authorize],
@@ -271,6 +290,7 @@ org_router = Router(
         open_visit,
         admit_visit,
         calls_today,
+        call_receipt,
         end_call,
         list_tokens,
         issue_token,
@@ -281,6 +301,6 @@ org_router = Router(
     ],
     tags=["tenant"],
 )
-region_login_router = Router(path="/", guards=[authorize], route_handlers=[region_login], tags=["login"])
+region_login_router = Router(path="/", guards=[authorize], route_handlers=[region_login, receipt_key], tags=["login"])
 
 __all__ = ["errors", "org_router", "region_login_router"]

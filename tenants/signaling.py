@@ -21,7 +21,7 @@ from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.exceptions import WebSocketDisconnect
 
-from konsil.media_nodes.allocation import NoHealthyNode, allocate
+from konsil.media_nodes.allocation import NoHealthyNode, allocate_node
 from konsil.media_nodes.ice import IceServer, ice_servers
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.platform import errors
@@ -138,30 +138,35 @@ async def _send(socket: WebSocket[Any, Any, Any], event: dict[str, Any]) -> None
     await socket.send_text(msgspec.json.encode(event).decode())
 
 
-def _relays_for(ctx: RegionContext, call_id: uuid.UUID) -> tuple[list[IceServer], str | None]:
-    """The call's ICE servers: with a media-node registry, a relay allocated in this
-    region only (the same one for both participants on this replica); else the
-    region's configured servers."""
+def _relays_for(ctx: RegionContext, call_id: uuid.UUID) -> tuple[list[IceServer], str | None, str | None]:
+    """The call's ICE servers, the relay node (if allocated) and why none is available.
+
+    With a media-node registry, a relay of this region only (the same one for both
+    participants on this replica); else the region's configured servers."""
     registry = ctx.extra.get("media_nodes")
     if not isinstance(registry, NodeRegistry):
-        return ice_servers(ctx.region, str(call_id)), None
+        return ice_servers(ctx.region, str(call_id)), None, None
     allocations = ctx.extra.setdefault("allocations", OrderedDict())
     assert isinstance(allocations, OrderedDict)
     if call_id in allocations:
-        return allocations[call_id], None
+        node_id, servers = allocations[call_id]
+        return servers, node_id, None
     stun = [s for s in ice_servers(ctx.region, str(call_id)) if all(u.startswith("stun:") for u in s.urls)]
     try:
-        servers = stun + allocate(registry, ctx.region, str(call_id))
+        node_id, relays = allocate_node(registry, ctx.region, str(call_id))
     except NoHealthyNode as exc:
-        return stun, str(exc)  # never another region's relay
-    allocations[call_id] = servers
+        return stun, None, str(exc)  # never another region's relay
+    allocations[call_id] = (node_id, stun + relays)
     while len(allocations) > 10_000:
         allocations.popitem(last=False)
-    return servers, None
+    return stun + relays, node_id, None
 
 
-def _call_setup(ctx: RegionContext, org: dict[str, Any], call_id: uuid.UUID, role: str) -> dict[str, Any]:
-    servers, unavailable = _relays_for(ctx, call_id)
+def _call_setup(
+    ctx: RegionContext, org: dict[str, Any], call_id: uuid.UUID, role: str
+) -> tuple[dict[str, Any], str | None]:
+    """The ``joined`` message, and the relay node the call was given (if any)."""
+    servers, node_id, unavailable = _relays_for(ctx, call_id)
     has_relay = any(url.startswith("turn") for server in servers for url in server.urls)
     relay_only = bool(org["relay_only"])
     notice = None
@@ -181,7 +186,7 @@ def _call_setup(ctx: RegionContext, org: dict[str, Any], call_id: uuid.UUID, rol
         "ice_servers": msgspec.to_builtins(servers),
         "relay_only": relay_only,
         "notice": notice,
-    }
+    }, node_id
 
 
 async def _pump(socket: WebSocket[Any, Any, Any], subscriber: Any, me: str, on_event: Any = None) -> None:
@@ -219,7 +224,10 @@ class CallSession:
         subscriber = await _channels(self.socket).subscribe([visits.call_channel(call["id"])])
         self.subscribers.append(subscriber)
         self.tasks.append(asyncio.create_task(_pump(self.socket, subscriber, self.role)))
-        await _send(self.socket, _call_setup(ctx, self.org, call["id"], self.role))
+        joined, node_id = _call_setup(ctx, self.org, call["id"], self.role)
+        if node_id is not None:
+            await visits.record_relay(ctx, self.actor, call, node_id)
+        await _send(self.socket, joined)
         self.relay(Hello())
 
     def relay(self, message: ClientMessage) -> None:

@@ -130,6 +130,19 @@ class CallTelemetry(Table, tablename="call_telemetry"):
     expires_at = Timestamptz(index=True)
 
 
+class CallRelayReceipt(Table, tablename="call_relay_receipt"):
+    """The signed residency receipt of a call: the region and relays that carried it.
+    Deleted with the call (same expiry)."""
+
+    id = UUID(primary_key=True)
+    org_id = UUID(index=True)
+    call_id = UUID(index=True)
+    body = Text()  # JSON of media_nodes.receipts.ResidencyReceipt
+    signature = Varchar(length=100)
+    issued_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz(index=True)
+
+
 class TenantDataKey(Table, tablename="tenant_data_key"):
     """A data key, stored only wrapped by the organisation's key in the region's
     Vault. ``purpose`` is ``field`` (AES-256-GCM for fields) or ``index`` (HMAC key
@@ -155,6 +168,7 @@ TENANT_TABLES: list[type[Table]] = [
     Visit,
     Call,
     CallTelemetry,
+    CallRelayReceipt,
     TenantDataKey,
 ]
 

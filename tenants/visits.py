@@ -14,13 +14,15 @@ from typing import Any
 
 import msgspec
 
+from konsil.media_nodes import receipts
+from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.platform import database, errors
 from konsil.regions.context import RegionContext
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.keys.cipher import FieldDecryptionError
 from konsil.tenants.personal_data import FieldRef
 from konsil.tenants.schemas import PersonName, Phone
-from konsil.tenants.tables import Call, CallTelemetry, Room, Visit
+from konsil.tenants.tables import Call, CallRelayReceipt, CallTelemetry, Room, Visit
 
 MANAGERS = {"owner", "admin"}
 
@@ -288,6 +290,66 @@ async def call_for_member(org: dict[str, Any], call_id: uuid.UUID, member_id: uu
     if call is None or (role not in MANAGERS and call["expert_id"] != member_id):
         raise errors.not_found("no such call")
     return call
+
+
+async def record_relay(ctx: RegionContext, actor: Actor, call: dict[str, Any], node_id: str) -> None:
+    """Issue (or extend) the call's signed residency receipt: this region and the relay
+    node that carried it. The access log references the receipt."""
+    existing = await CallRelayReceipt.select().where(CallRelayReceipt.call_id == call["id"]).first().run()
+    relays: list[str] = msgspec.json.decode(existing["body"], type=ResidencyReceipt).relays if existing else []
+    if node_id in relays:
+        return
+    receipt = ResidencyReceipt(
+        call_id=str(call["id"]),
+        region=ctx.region.id,
+        jurisdiction=ctx.region.jurisdiction,
+        relays=[*relays, node_id],
+        issued_at=_now().isoformat(),
+    )
+    body, signature = msgspec.json.encode(receipt).decode(), receipts.sign(ctx.region, receipt)
+    receipt_id = existing["id"] if existing else uuid.uuid4()
+    async with database.transaction(ctx.engine):
+        if existing:
+            await (
+                CallRelayReceipt.update({CallRelayReceipt.body: body, CallRelayReceipt.signature: signature})
+                .where(CallRelayReceipt.id == receipt_id)
+                .run()
+            )
+        else:
+            await CallRelayReceipt.insert(
+                CallRelayReceipt(
+                    id=receipt_id,
+                    org_id=call["org_id"],
+                    call_id=call["id"],
+                    body=body,
+                    signature=signature,
+                    expires_at=call["expires_at"],
+                )
+            ).run()
+        await record(
+            ctx, actor, call["org_id"], "create", "residency_receipt", receipt_id, visit_subject(call["visit_id"])
+        )
+
+
+class ReceiptOut(msgspec.Struct):
+    receipt: ResidencyReceipt
+    signature: str
+    public_key: str
+    valid: bool
+
+
+async def receipt_of(ctx: RegionContext, org: dict[str, Any], call: dict[str, Any]) -> ReceiptOut:
+    row = (
+        await CallRelayReceipt.select()
+        .where((CallRelayReceipt.call_id == call["id"]) & (CallRelayReceipt.org_id == org["id"]))
+        .first()
+        .run()
+    )
+    if row is None:
+        raise errors.not_found("this call has no residency receipt (no relay was allocated to it)")
+    receipt = msgspec.json.decode(row["body"], type=ResidencyReceipt)
+    public = receipts.public_key_b64(ctx.region)
+    return ReceiptOut(receipt, row["signature"], public, receipts.verify(public, receipt, row["signature"]))
 
 
 async def store_telemetry(org_id: uuid.UUID, call: dict[str, Any], participant: str, kind: str, data: bytes) -> None:

@@ -17,7 +17,9 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import Stack, free_port
+from konsil.media_nodes.receipts import ResidencyReceipt
+from konsil.media_nodes.receipts import verify as verify_receipt
+from tests.conftest import Stack, fetch, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -108,6 +110,24 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         expiry, bound_to = server["username"].split(":", 1)
         assert bound_to == joined["call_id"] and int(expiry) > time.time()
         assert joined["relay_only"] is True and joined["notice"] is None
+        # The call's residency receipt names the region and the relay, signed by the region.
+        receipt = us["client"].get(f"/api/v1/orgs/{us['slug']}/calls/{joined['call_id']}/receipt").json()
+        assert receipt["valid"] is True
+        assert receipt["receipt"]["region"] == "us" and receipt["receipt"]["relays"] == ["us-relay-1"]
+        key = httpx.get(f"{stack.region_url('us')}/.well-known/konsil/receipt-key").json()["public_key"]
+        body = ResidencyReceipt(**receipt["receipt"])
+        assert key == receipt["public_key"] and verify_receipt(key, body, receipt["signature"])
+        forged = ResidencyReceipt(**{**receipt["receipt"], "region": "eu"})
+        assert not verify_receipt(key, forged, receipt["signature"]), "a changed receipt fails its signature"
+        log = asyncio.run(
+            fetch(
+                stack.dsns["us"],
+                "SELECT object_type FROM access_log_entry WHERE object_type = "
+                "'residency_receipt' AND org_id = (SELECT id FROM organisation WHERE slug = $1)",
+                us["slug"],
+            )
+        )
+        assert log, "the access log references the receipt"
         # The EU region is never offered the US node.
         eu_joined = asyncio.run(joined_of_a_new_call(stack, "eu", eu))
         assert all(str(port) not in url for url in relay_urls(eu_joined))

@@ -22,7 +22,11 @@ pytestmark = pytest.mark.e2e
 
 ROLES = ("owner", "admin", "expert", "auditor")
 SCOPES = ["org:read", "members:read", "members:write", "rooms:read", "rooms:write"]
-PUBLIC_ROUTES = {("POST", "/api/v1/orgs/{slug}/auth/login"), ("POST", "/api/v1/login")}
+PUBLIC_ROUTES = {
+    ("POST", "/api/v1/orgs/{slug}/auth/login"),
+    ("POST", "/api/v1/login"),
+    ("GET", "/.well-known/konsil/receipt-key"),  # a public key, for auditors
+}
 
 
 def rules_by_route(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
