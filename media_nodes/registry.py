@@ -241,6 +241,13 @@ class NodeRegistry:
         """No new calls for this node; it keeps heartbeating and keeps its calls."""
         self._set_cordon(node_id, True)
 
+    def follow_cordons(self, cordoned: set[str]) -> None:
+        """Make the cordons exactly ``cordoned`` (the ops' table, read by every replica)."""
+        for node_id in cordoned - self.state.cordoned:
+            self._set_cordon(node_id, True)
+        for node_id in self.state.cordoned - cordoned:
+            self._set_cordon(node_id, False)
+
     def uncordon(self, node_id: str) -> None:
         self._set_cordon(node_id, False)
 

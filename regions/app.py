@@ -4,6 +4,7 @@ that region's settings, database and secrets."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from konsil.media_nodes.registry import HeartbeatConsumer, NodeRegistry
+from konsil.media_nodes.tables import MediaNodeCordon
 from konsil.platform import database
 from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import ConfigError, RegionSettings, Settings
@@ -38,8 +40,20 @@ from konsil.tenants.pages import pages_router
 from konsil.tenants.signaling import SOCKETS
 from konsil.tenants.visitor_pages import visitor_router
 
+log = logging.getLogger("konsil.region")
 TEMPLATES = Path(__file__).resolve().parent.parent / "tenants" / "templates"
 STATIC = Path(__file__).resolve().parent.parent / "tenants" / "static"
+
+
+async def follow_cordons(registry: NodeRegistry, every_seconds: float = 2.0) -> None:
+    """Keep this replica's registry in step with the ops' cordons in the region DB."""
+    while True:
+        try:
+            rows = await MediaNodeCordon.select(MediaNodeCordon.node_id).run()
+            registry.follow_cordons({row["node_id"] for row in rows})
+        except Exception as exc:  # a database hiccup: keep the last known cordons
+            log.warning("could not read media-node cordons: %s", type(exc).__name__)
+        await asyncio.sleep(every_seconds)
 
 
 def channels_backend(region: RegionSettings) -> ChannelsBackend:
@@ -113,9 +127,12 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         database.bind(REGION_TABLES, engine)
         await database.start(engine)
         consumer = HeartbeatConsumer(media_nodes, region.broker_url).start() if media_nodes else None
+        follower = asyncio.create_task(follow_cordons(media_nodes)) if media_nodes else None
         try:
             yield
         finally:
+            if follower is not None:
+                follower.cancel()
             if consumer is not None:
                 await asyncio.to_thread(consumer.stop)
             await ctx.control.close()

@@ -3,6 +3,7 @@
 from piccolo.table import Table
 
 from konsil.compliance.access_log.tables import ACCESS_LOG_TABLES
+from konsil.media_nodes.tables import MEDIA_NODE_TABLES
 from konsil.tenants.tables import TENANT_TABLES
 
-REGION_TABLES: list[type[Table]] = [*TENANT_TABLES, *ACCESS_LOG_TABLES]
+REGION_TABLES: list[type[Table]] = [*TENANT_TABLES, *ACCESS_LOG_TABLES, *MEDIA_NODE_TABLES]

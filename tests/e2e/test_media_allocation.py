@@ -131,6 +131,25 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         # The EU region is never offered the US node.
         eu_joined = asyncio.run(joined_of_a_new_call(stack, "eu", eu))
         assert all(str(port) not in url for url in relay_urls(eu_joined))
+        # Ops cordon the node: new calls get no relay; uncordoned, they do again.
+        ops = [sys.executable, "-m", "konsil.platform.cli", "media-nodes"]
+        config = ["--region", "us", "--config", str(stack.run_dir / "region-us.toml")]
+        done = subprocess.run(
+            [*ops, "cordon", "us-relay-1", "--reason", "kernel update", *config],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=60,
+        )
+        assert done.returncode == 0 and "cordoned" in done.stdout, done.stderr
+        listed = subprocess.run([*ops, "cordons", *config], capture_output=True, text=True, env=env, check=False)
+        assert "us-relay-1" in listed.stdout and "kernel update" in listed.stdout
+        time.sleep(2.5)  # every replica re-reads the cordons every 2 s
+        assert relay_urls(asyncio.run(joined_of_a_new_call(stack, "us", us))) == []
+        subprocess.run([*ops, "uncordon", "us-relay-1", *config], check=True, env=env, timeout=60, capture_output=True)
+        time.sleep(2.5)
+        assert relay_urls(asyncio.run(joined_of_a_new_call(stack, "us", us)))
     finally:
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=30) == 0, "the agent drains and leaves cleanly"
