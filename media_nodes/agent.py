@@ -20,6 +20,7 @@ for now; reading it from Vault later changes only the caller.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import re
 import signal
@@ -307,7 +308,9 @@ class NodeAgent:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``konsil media-node run --region eu --node-id N --config FILE [...]``."""
+    from konsil.media_nodes.turn_secret import read_turn_secret
     from konsil.platform.settings import ConfigError, load_settings
+    from konsil.tenants.keys.provider import KeyUnavailable
 
     parser = argparse.ArgumentParser(prog="konsil media-node", description="Run a TURN media node of a region.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -332,12 +335,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     try:
-        region = load_settings(args.config).region(args.region)
+        settings = load_settings(args.config)
+        region = settings.region(args.region)
     except ConfigError as exc:
         return fail(str(exc))
-    for name in ("broker_url", "media_node_key", "turn_secret"):
+    for name in ("broker_url", "media_node_key"):
         if not getattr(region, name):
             return fail(f"regions.{region.id}.{name}: missing (needed to run a media node)")
+    try:
+        turn_secret = asyncio.run(read_turn_secret(settings, region))
+    except (ConfigError, KeyUnavailable) as exc:
+        return fail(f"regions.{region.id}: the TURN secret could not be read: {exc}")
+    if not turn_secret:
+        return fail(f"regions.{region.id}.turn_secret: missing (or vault.turn_secret_path), needed to run a media node")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.WARNING)
     try:
@@ -346,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             node_id=args.node_id,
             broker_url=region.broker_url,
             media_node_key=region.media_node_key,
-            turn_secret=region.turn_secret,
+            turn_secret=turn_secret,
             public_host=args.public_host or socket.getfqdn(),
             listen_ip=args.listen_ip,
             port=args.port,

@@ -38,16 +38,20 @@ def allocate(registry: NodeRegistry, region: RegionSettings, call_ref: str) -> l
     return allocate_node(registry, region, call_ref)[1]
 
 
-def allocate_node(registry: NodeRegistry, region: RegionSettings, call_ref: str) -> tuple[str, list[IceServer]]:
-    """Like ``allocate``, also naming the node (for the call's residency receipt)."""
+def allocate_node(
+    registry: NodeRegistry, region: RegionSettings, call_ref: str, secret: str | None = None
+) -> tuple[str, list[IceServer]]:
+    """Like ``allocate``, also naming the node (for the call's residency receipt).
+    ``secret`` is the relays' TURN secret when it comes from Vault, not the settings."""
+    secret = secret or region.turn_secret
     if registry.region_id != region.id:
         # A registry only ever holds its own region's nodes; never cross regions.
         raise ValueError(f"registry of region {registry.region_id!r} asked for region {region.id!r}")
-    if not region.turn_secret:
+    if not secret:
         raise IceConfigError(f"regions.{region.id}.turn_secret: required to hand out media-node credentials")
     node = pick_node(registry)
     if node is None:
         raise NoHealthyNode(region.id)
     registry.note_allocation(node.node_id)
-    username, credential = turn_credentials(region.turn_secret, call_ref, region.turn_credential_seconds)
+    username, credential = turn_credentials(secret, call_ref, region.turn_credential_seconds)
     return node.node_id, [IceServer(urls=list(node.turn_urls), username=username, credential=credential)]

@@ -44,6 +44,10 @@ class VaultSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     kubernetes_jwt_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     keyring_path: str = ""
+    # The region relays' TURN shared secret in this Vault's KV v2 engine (used when
+    # regions.<id>.turn_secret is empty): the region service and its media nodes read it.
+    kv_mount: str = "secret"
+    turn_secret_path: str = ""
     # The in-process data-key cache.
     cache_max_age_seconds: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 300.0
     cache_max_uses: Annotated[int, msgspec.Meta(ge=1, le=2**32)] = 1_000_000

@@ -23,6 +23,7 @@ from litestar.template import TemplateConfig
 
 from konsil.media_nodes.registry import HeartbeatConsumer, NodeRegistry
 from konsil.media_nodes.tables import MediaNodeCordon
+from konsil.media_nodes.turn_secret import read_turn_secret
 from konsil.platform import database
 from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import ConfigError, RegionSettings, Settings
@@ -127,6 +128,11 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         database.bind(REGION_TABLES, engine)
         await database.start(engine)
         consumer = HeartbeatConsumer(media_nodes, region.broker_url).start() if media_nodes else None
+        if media_nodes:
+            try:
+                ctx.extra["turn_secret"] = await read_turn_secret(settings, region, ctx.keys.provider)
+            except KeyUnavailable as exc:  # fail closed: calls are told no relay is available
+                log.error("the relays' TURN secret could not be read: %s", exc)
         follower = asyncio.create_task(follow_cordons(media_nodes)) if media_nodes else None
         try:
             yield

@@ -152,8 +152,11 @@ def _relays_for(ctx: RegionContext, call_id: uuid.UUID) -> tuple[list[IceServer]
         node_id, servers = allocations[call_id]
         return servers, node_id, None
     stun = [s for s in ice_servers(ctx.region, str(call_id)) if all(u.startswith("stun:") for u in s.urls)]
+    secret = ctx.extra.get("turn_secret")
+    if not isinstance(secret, str) or not secret:
+        return stun, None, f"relay credentials are unavailable in region {ctx.region.id} right now"
     try:
-        node_id, relays = allocate_node(registry, ctx.region, str(call_id))
+        node_id, relays = allocate_node(registry, ctx.region, str(call_id), secret)
     except NoHealthyNode as exc:
         return stun, None, str(exc)  # never another region's relay
     allocations[call_id] = (node_id, stun + relays)

@@ -278,6 +278,8 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
     vault = {region: vaults.enter_context(openbao_server()) for region in ("eu", "us")}
     turn_secret = secrets.token_urlsafe(24)
     turn_port, _ = vaults.enter_context(coturn_server(turn_secret))
+    us_vault = hvac.Client(url=vault["us"][0], token=vault["us"][1])
+    us_vault.secrets.kv.v2.create_or_update_secret(path="konsil/turn", secret={"secret": secrets.token_urlsafe(24)})
     dsns = {
         label: pg_database(f"stack_{label}", "control" if label == "control" else "region")
         for label in ("control", "eu", "us")
@@ -307,11 +309,10 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
                 f'"turn:127.0.0.1:{turn_port}?transport=tcp"]',
                 f'turn_secret = "{turn_secret}"',
             ]
-        if region_id == "us":  # the US region allocates relays from its media-node registry
+        if region_id == "us":  # relays from its media-node registry; their TURN secret lives in its Vault
             lines += [
                 'broker_url = "amqp://guest:guest@127.0.0.1:5672/%2F"',
                 f'media_node_key = "{secrets.token_urlsafe(24)}"',
-                f'turn_secret = "{secrets.token_urlsafe(24)}"',
             ]
         if region_id in vault:
             lines += [
@@ -321,6 +322,7 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
                 f'token = "{vault[region_id][1]}"',
                 "timeout_seconds = 2",
                 "cache_max_age_seconds = 3",  # short, so outage tests reach the key service
+                *(['turn_secret_path = "konsil/turn"'] if region_id == "us" else []),
             ]
     config = run_dir / "konsil.toml"
     config.write_text("\n".join(lines) + "\n")

@@ -197,6 +197,22 @@ class VaultTransitProvider:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._blocking, op, unwrapping)
 
+    async def read_secret(self, path: str, key: str, mount: str = "secret") -> str:
+        """One value from this Vault's KV v2 engine (the TURN relays' shared secret)."""
+
+        def op(_transit: Any) -> str:
+            found = self._client.secrets.kv.v2.read_secret_version(
+                path=path, mount_point=mount, raise_on_deleted_version=True
+            )
+            return str(found["data"]["data"][key])
+
+        try:
+            return await self._call(op)
+        except KeyDestroyed:
+            raise KeyUnavailable(f"no secret at {mount}/{path} in the region's Vault") from None
+        except KeyError:
+            raise KeyUnavailable(f"the secret at {mount}/{path} has no {key!r}") from None
+
     # -- KeyProvider ----------------------------------------------------------------
 
     async def create_key(self, org_id: uuid.UUID) -> None:

@@ -15,6 +15,8 @@ import time
 
 import httpx
 import pytest
+from aioice.stun import TransactionFailed
+from aioice.turn import create_turn_endpoint
 from websockets.asyncio.client import connect
 
 from konsil.media_nodes.receipts import ResidencyReceipt
@@ -43,6 +45,19 @@ async def joined_of_a_new_call(stack: Stack, region: str, practice: dict) -> dic
                 event = json.loads(await socket.recv())
                 if event["type"] == "joined":
                     return {**event, "call_id": admit.json()["id"]}  # type: ignore[no-any-return]
+
+
+async def turn_allocate(port: int, username: str, password: str) -> bool:
+    """A real TURN Allocate against a relay on loopback: does it accept the credentials?"""
+    try:
+        transport, _ = await asyncio.wait_for(
+            create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", port), username, password, lifetime=60), 5
+        )
+    except TransactionFailed:  # the relay answered 401
+        return False
+    transport.close()
+    await asyncio.sleep(0.1)
+    return True
 
 
 def practice_in(stack: Stack, region: str) -> dict:  # type: ignore[type-arg]
@@ -109,6 +124,10 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         server = next(s for s in joined["ice_servers"] if s.get("username"))
         expiry, bound_to = server["username"].split(":", 1)
         assert bound_to == joined["call_id"] and int(expiry) > time.time()
+        # The region and its node read the same TURN secret from the US Vault: the call's
+        # credentials open an allocation on the node; on the EU region's relay they do not.
+        assert asyncio.run(turn_allocate(port, server["username"], server["credential"]))
+        assert not asyncio.run(turn_allocate(stack.turn["port"], server["username"], server["credential"]))
         assert joined["relay_only"] is True and joined["notice"] is None
         # The call's residency receipt names the region and the relay, signed by the region.
         receipt = us["client"].get(f"/api/v1/orgs/{us['slug']}/calls/{joined['call_id']}/receipt").json()
