@@ -52,13 +52,13 @@ from bench.harness import (
     PG_SERVER,
     check_postgres,
     drop_databases,
-    emit,
     event_loop_name,
     free_port,
     interrupt_on_terminate,
     log,
     machine,
     run_async,
+    run_standalone,
     set_quiet,
     signals_deferred,
 )
@@ -623,12 +623,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        emit(run(argv))
-    except KeyboardInterrupt:
-        print("[bench] interrupted; OpenBao stopped and the database dropped", file=sys.stderr)
-        return 130
-    return 0
+    return run_standalone(run, argv, "OpenBao stopped and the database dropped")
 
 
 if __name__ == "__main__":

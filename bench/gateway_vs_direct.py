@@ -33,12 +33,12 @@ from bench.harness import (
     LoadResult,
     Stack,
     closed_loop,
-    emit,
     event_loop_name,
     load_client,
     log,
     machine,
     run_async,
+    run_standalone,
     running_stack,
     set_quiet,
     summarise,
@@ -245,12 +245,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        emit(run(argv))
-    except KeyboardInterrupt:
-        print("[bench] interrupted; servers stopped and databases dropped", file=sys.stderr)
-        return 130
-    return 0
+    return run_standalone(run, argv, "servers stopped and databases dropped")
 
 
 if __name__ == "__main__":

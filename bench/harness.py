@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from konsil.media_nodes.coturn import CoturnConfig, CoturnProcess
 from konsil.platform import launcher
 from konsil.platform.launcher import start_processes, stop_processes
 from konsil.platform.migrations import migrate_all
@@ -548,3 +549,34 @@ def emit(result: Any, stream: Any = None) -> None:
     stream = stream or sys.stdout
     stream.write(json.dumps(result, indent=2) + "\n")
     stream.flush()
+
+
+@contextlib.contextmanager
+def coturn_node(secret: str, work: Path, realm: str = "konsil.bench") -> Iterator[CoturnProcess]:
+    """coturn on loopback as the media-node agent configures it (``CoturnConfig.loopback``);
+    always stopped."""
+    [port] = free_ports(1)
+    coturn = CoturnProcess(CoturnConfig.loopback(port, secret, realm), work / "coturn")
+    try:
+        coturn.start()
+        config = coturn.config
+        log(f"coturn on {LOOPBACK}:{port} (pid {coturn.pid}, relay ports {config.min_port}-{config.max_port})")
+        yield coturn
+    finally:
+        with signals_deferred():
+            pid = coturn.pid
+            coturn.stop()
+            if pid:
+                log(f"stopped coturn (pid {pid})")
+
+
+def run_standalone(
+    run: Callable[[Sequence[str] | None], dict[str, Any]], argv: Sequence[str] | None, cleaned_up: str
+) -> int:
+    """``python -m bench.<name>``: print the result as JSON; exit 130 on Ctrl-C."""
+    try:
+        emit(run(argv))
+    except KeyboardInterrupt:
+        print(f"[bench] interrupted; {cleaned_up}", file=sys.stderr)
+        return 130
+    return 0

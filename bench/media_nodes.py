@@ -37,25 +37,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.harness import (
     LOOPBACK,
-    emit,
+    coturn_node,
     event_loop_name,
-    free_ports,
     interrupt_on_terminate,
     log,
     machine,
     run_async,
+    run_standalone,
     set_quiet,
     signals_deferred,
 )
 from konsil.media_nodes import heartbeat
 from konsil.media_nodes.allocation import allocate, pick_node
-from konsil.media_nodes.coturn import CoturnConfig, CoturnProcess
+from konsil.media_nodes.coturn import CoturnProcess
 from konsil.media_nodes.ice import turn_credentials
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.platform.settings import RegionSettings
@@ -231,39 +231,6 @@ def part_a(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --- part B: relayed packets per second -----------------------------------------------------
-
-
-@contextlib.contextmanager
-def coturn_node(secret: str, work: Path) -> Iterator[CoturnProcess]:
-    """coturn as the media-node agent configures it, on loopback; always stopped."""
-    if not shutil.which("turnserver"):
-        raise RuntimeError("coturn is not installed (apt package coturn: /usr/bin/turnserver)")
-    [port] = free_ports(1)
-    relay_min = 40000 + (port % 100) * 100
-    if relay_min <= port <= relay_min + 99:
-        relay_min = 30000
-    config = CoturnConfig(
-        listening_ip=LOOPBACK,
-        listening_port=port,
-        static_auth_secret=secret,
-        realm="konsil.bench",
-        relay_ip=LOOPBACK,
-        min_port=relay_min,
-        max_port=relay_min + 99,
-        allow_loopback_peers=True,
-        denied_peer_ranges=("0.0.0.0-126.255.255.255", "128.0.0.0-255.255.255.255"),
-    )
-    coturn = CoturnProcess(config, work / "coturn")
-    try:
-        coturn.start()
-        log(f"coturn on {LOOPBACK}:{port} (pid {coturn.pid}, relay ports {relay_min}-{relay_min + 99})")
-        yield coturn
-    finally:
-        with signals_deferred():
-            pid = coturn.pid
-            coturn.stop()
-            if pid:
-                log(f"stopped coturn (pid {pid})")
 
 
 class Sink:
@@ -466,12 +433,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        emit(run(argv))
-    except KeyboardInterrupt:
-        print("[bench] interrupted; coturn and the sink stopped", file=sys.stderr)
-        return 130
-    return 0
+    return run_standalone(run, argv, "coturn and the sink stopped")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,15 +47,15 @@ from bench.harness import (
     LOOPBACK,
     PG_SERVER,
     check_postgres,
+    coturn_node,
     drop_databases,
-    emit,
     event_loop_name,
-    free_ports,
     interrupt_on_terminate,
     log,
     machine,
     percentile,
     run_async,
+    run_standalone,
     set_quiet,
     signals_deferred,
     stack_settings,
@@ -91,63 +90,6 @@ def parser() -> argparse.ArgumentParser:
 # --- the stack: one region with a coturn relay ------------------------------------------------
 
 
-@contextlib.contextmanager
-def coturn_relay(secret: str, work: Path, realm: str = "konsil.bench") -> Iterator[int]:
-    """A real coturn TURN relay on loopback with TURN REST credentials (as the tests'
-    ``coturn_server`` starts it, DESIGN.md section 4). Yields its port; always stops it."""
-    binary = shutil.which("turnserver")
-    if not binary:
-        raise RuntimeError("coturn is not installed (apt package coturn: /usr/bin/turnserver)")
-    [port] = free_ports(1)
-    relay_min = 50000 + (port % 50) * 200
-    proc = subprocess.Popen(
-        [
-            binary,
-            "-n",
-            f"--listening-ip={LOOPBACK}",
-            f"--relay-ip={LOOPBACK}",
-            f"--listening-port={port}",
-            f"--min-port={relay_min}",
-            f"--max-port={relay_min + 199}",
-            "--use-auth-secret",
-            f"--static-auth-secret={secret}",
-            f"--realm={realm}",
-            "--allow-loopback-peers",
-            "--denied-peer-ip=0.0.0.0-126.255.255.255",
-            "--denied-peer-ip=128.0.0.0-255.255.255.255",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            f"--pidfile={work}/turnserver.pid",
-            f"--userdb={work}/turndb",
-            "--no-stdout-log",
-            f"--log-file={work}/turn.log",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C reaches us only; we stop it once
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex((LOOPBACK, port)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"coturn did not start (exit code {proc.poll()})")
-            time.sleep(0.05)
-        log(f"coturn relay on {LOOPBACK}:{port} (pid {proc.pid}, relay ports {relay_min}-{relay_min + 199})")
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log(f"stopped coturn (pid {proc.pid})")
-
-
 @dataclass
 class Stack(harness.Stack):
     """The harness's stack (processes, databases, CPU probes) plus the relay."""
@@ -168,7 +110,7 @@ def relay_stack(database: str, server: str = PG_SERVER) -> Iterator[Stack]:
     with interrupt_on_terminate(), contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, work, True)
         try:
-            turn_port = cleanup.enter_context(coturn_relay(turn_secret, work))
+            turn_port = cleanup.enter_context(coturn_node(turn_secret, work)).config.listening_port
             relay = {"ice_servers": [f"turn:{LOOPBACK}:{turn_port}?transport=udp"], "turn_secret": turn_secret}
             settings, names = stack_settings(work, database, (("eu", "EU/EEA (GDPR)"),), server, relay)
             log(f"migrating {database} databases {' '.join(names) or work}")
@@ -739,12 +681,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        emit(run(argv))
-    except KeyboardInterrupt:
-        print("[bench] interrupted; servers stopped and databases dropped", file=sys.stderr)
-        return 130
-    return 0
+    return run_standalone(run, argv, "servers stopped and databases dropped")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,25 @@ class CoturnConfig:
     max_bps: int | None = None  # bytes per second of one session
     tls: bool = False  # TLS/DTLS listeners: not yet (no certificates handled here)
 
+    @classmethod
+    def loopback(cls, port: int, secret: str, realm: str = "konsil.test") -> CoturnConfig:
+        """A relay on 127.0.0.1 that relays to loopback peers only (DESIGN.md section 4:
+        tests and benchmarks). Its 100 relay ports are chosen from its listening port."""
+        relay_min = 40000 + (port % 150) * 100
+        if relay_min <= port <= relay_min + 99:
+            relay_min = 30000
+        return cls(
+            listening_ip="127.0.0.1",
+            listening_port=port,
+            static_auth_secret=secret,
+            realm=realm,
+            relay_ip="127.0.0.1",
+            min_port=relay_min,
+            max_port=relay_min + 99,
+            allow_loopback_peers=True,
+            denied_peer_ranges=("0.0.0.0-126.255.255.255", "128.0.0.0-255.255.255.255"),
+        )
+
     def __post_init__(self) -> None:
         if not (0 < self.listening_port < 65536):
             raise CoturnError(f"coturn: listening port {self.listening_port} out of range")

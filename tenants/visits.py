@@ -19,7 +19,7 @@ from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.platform import database, errors
 from konsil.regions.context import RegionContext
 from konsil.tenants.actors import Actor, record, record_reads
-from konsil.tenants.keys.cipher import FieldDecryptionError
+from konsil.tenants.keys.cipher import FieldDecryptionError, OrgCipher
 from konsil.tenants.personal_data import FieldRef
 from konsil.tenants.schemas import PersonName, Phone
 from konsil.tenants.tables import Call, CallRelayReceipt, CallTelemetry, Room, Visit
@@ -133,6 +133,13 @@ async def visit_for_token(org: dict[str, Any], visit_id: uuid.UUID, token: str |
     return row
 
 
+def _shown(cipher: OrgCipher, row: dict[str, Any], rooms: dict[uuid.UUID, str]) -> WaitingVisit:
+    """A visit as the expert sees it; raises FieldDecryptionError rather than show it wrong."""
+    name = cipher.open(FieldRef(row["org_id"], "visit", "name", row["id"]), row["name"])
+    phone = cipher.open(FieldRef(row["org_id"], "visit", "phone", row["id"]), row["phone"]) if row["phone"] else None
+    return WaitingVisit(row["id"], rooms[row["room_id"]], name, phone, row["arrived_at"], row["status"])
+
+
 async def _visible_rooms(org: dict[str, Any], member_id: uuid.UUID, role: str) -> dict[uuid.UUID, str]:
     query = Room.select(Room.id, Room.slug).where(Room.org_id == org["id"])
     if role not in MANAGERS:
@@ -158,14 +165,10 @@ async def waiting_list(
     shown = []
     for row in rows:
         try:
-            name = cipher.open(FieldRef(org["id"], "visit", "name", row["id"]), row["name"])
-            phone = (
-                cipher.open(FieldRef(org["id"], "visit", "phone", row["id"]), row["phone"]) if row["phone"] else None
-            )
+            shown.append(_shown(cipher, row, rooms))
         except FieldDecryptionError:
             await record(ctx, actor, org["id"], "read", "visit", row["id"], visit_subject(row["id"]), "failure")
             continue  # never shown wrong; the failure is in the log
-        shown.append(WaitingVisit(row["id"], rooms[row["room_id"]], name, phone, row["arrived_at"], row["status"]))
     await record_reads(ctx, actor, org["id"], "visit", [(v.id, visit_subject(v.id)) for v in shown])
     return shown
 
@@ -186,15 +189,14 @@ async def open_visit(
     rooms = await _visible_rooms(org, member_id, role)
     cipher = await ctx.keys.cipher(org["id"])
     try:
-        name = cipher.open(FieldRef(org["id"], "visit", "name", visit_id), row["name"])
-        phone = cipher.open(FieldRef(org["id"], "visit", "phone", visit_id), row["phone"]) if row["phone"] else None
+        visit = _shown(cipher, row, rooms)
     except FieldDecryptionError as exc:
         await record(ctx, actor, org["id"], "read", "visit", visit_id, visit_subject(visit_id), "failure")
         raise errors.AppError(
             500, "integrity_error", f"this visit's record failed its integrity check ({exc.reason}); it was not shown"
         ) from None
     await record(ctx, actor, org["id"], "read", "visit", visit_id, visit_subject(visit_id))
-    return WaitingVisit(visit_id, rooms[row["room_id"]], name, phone, row["arrived_at"], row["status"])
+    return visit
 
 
 async def admit(

@@ -142,61 +142,17 @@ class BaoServer:
 
 
 @contextlib.contextmanager
-def coturn_server(secret: str, realm: str = "konsil.test") -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def coturn_server(secret: str, realm: str = "konsil.test") -> Iterator[int]:
     """A real coturn TURN relay on loopback (DESIGN.md section 4), authenticating with
-    TURN REST credentials (use-auth-secret). Yields (port, process)."""
-    import shutil
-    import tempfile
+    TURN REST credentials, started as the media-node agent starts it. Yields its port."""
+    from konsil.media_nodes.coturn import CoturnConfig, CoturnProcess
 
-    binary = shutil.which("turnserver")
-    assert binary, "coturn is not installed (apt package coturn)"
-    port = free_port()
-    relay_min = 40000 + (port % 200) * 100
-    workdir = tempfile.mkdtemp(prefix="konsil-coturn-")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "-n",
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            f"--listening-port={port}",
-            f"--min-port={relay_min}",
-            f"--max-port={relay_min + 99}",
-            "--use-auth-secret",
-            f"--static-auth-secret={secret}",
-            f"--realm={realm}",
-            "--allow-loopback-peers",
-            "--denied-peer-ip=0.0.0.0-126.255.255.255",
-            "--denied-peer-ip=128.0.0.0-255.255.255.255",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            f"--pidfile={workdir}/turnserver.pid",
-            f"--userdb={workdir}/turndb",
-            "--no-stdout-log",
-            f"--log-file={workdir}/turn.log",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    coturn = CoturnProcess(CoturnConfig.loopback(free_port(), secret, realm))
+    coturn.start()
     try:
-        deadline = time.monotonic() + 10
-        import socket
-
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None and time.monotonic() < deadline, "coturn did not start"
-            time.sleep(0.05)
-        yield port, proc
+        yield coturn.config.listening_port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        coturn.stop()
 
 
 def free_port() -> int:
@@ -277,7 +233,7 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
     vaults = contextlib.ExitStack()
     vault = {region: vaults.enter_context(openbao_server()) for region in ("eu", "us")}
     turn_secret = secrets.token_urlsafe(24)
-    turn_port, _ = vaults.enter_context(coturn_server(turn_secret))
+    turn_port = vaults.enter_context(coturn_server(turn_secret))
     us_vault = hvac.Client(url=vault["us"][0], token=vault["us"][1])
     us_vault.secrets.kv.v2.create_or_update_secret(path="konsil/turn", secret={"secret": secrets.token_urlsafe(24)})
     dsns = {
