@@ -176,30 +176,6 @@ async def _keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _cordons(args: argparse.Namespace) -> int:
-    """Ops: cordon or uncordon a region's media node (every replica follows within seconds)."""
-    from konsil.media_nodes.tables import MediaNodeCordon
-    from konsil.regions.resources import open_region
-
-    settings = load_settings(args.config)
-    region = settings.region(args.region)
-    async with open_region(settings, region):
-        if args.nodes_command == "cordon":
-            if not await MediaNodeCordon.exists().where(MediaNodeCordon.node_id == args.node).run():
-                await MediaNodeCordon.insert(MediaNodeCordon(node_id=args.node, reason=args.reason[:200])).run()
-            print(f"media node {args.node} in region {region.id}: cordoned (no new calls; its calls go on)")
-        elif args.nodes_command == "uncordon":
-            await MediaNodeCordon.delete().where(MediaNodeCordon.node_id == args.node).run()
-            print(f"media node {args.node} in region {region.id}: takes new calls again")
-        else:
-            rows = await MediaNodeCordon.select().order_by(MediaNodeCordon.node_id).run()
-            for row in rows:
-                print(f"{row['node_id']}\tcordoned {row['cordoned_at']:%Y-%m-%d %H:%M} UTC\t{row['reason']}")
-            if not rows:
-                print(f"no cordoned media nodes in region {region.id}")
-    return 0
-
-
 def _check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     print(
@@ -249,19 +225,9 @@ def parser() -> argparse.ArgumentParser:
     # Parsed by the agent itself: main() hands it everything after "media-node".
     sub.add_parser("media-node", help="run a media node: media-node run --region ID --node-id ID --config FILE")
 
-    nodes = sub.add_parser("media-nodes", help="ops: cordon media nodes of a region").add_subparsers(
-        dest="nodes_command", required=True
-    )
-    for name, text in (("cordon", "give a node no new calls"), ("uncordon", "let a node take calls again")):
-        command = with_config(nodes.add_parser(name, help=text))
-        command.add_argument("node")
-        command.add_argument("--region", required=True)
-        if name == "cordon":
-            command.add_argument("--reason", default="", help="why (shown in the list)")
-        command.set_defaults(func=lambda a: asyncio.run(_cordons(a)))
-    listing = with_config(nodes.add_parser("cordons", help="list cordoned nodes"))
-    listing.add_argument("--region", required=True)
-    listing.set_defaults(func=lambda a: asyncio.run(_cordons(a)))
+    # Parsed by their own modules: main() hands them everything after the command.
+    sub.add_parser("media-nodes", help="ops: list, cordon and drain a region's media nodes")
+    sub.add_parser("dsr", help="data-subject requests: access, rectification, erasure, portability")
 
     audit = sub.add_parser("audit", help="access-log tools").add_subparsers(dest="audit_command", required=True)
     verify = with_config(audit.add_parser("verify", help="verify an organisation's access-log hash chain"))
@@ -278,6 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from konsil.media_nodes.agent import main as media_node_main
 
         return media_node_main(argv[1:])
+    if argv[:1] == ["media-nodes"]:
+        from konsil.media_nodes.ops_cli import main as media_nodes_main
+
+        return media_nodes_main(argv[1:])
+    if argv[:1] == ["dsr"]:
+        from konsil.compliance.dsr.cli import main as dsr_main
+
+        return dsr_main(argv[1:])
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))

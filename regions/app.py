@@ -21,6 +21,9 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+from konsil.compliance.dsr.api import dsr_router
+from konsil.media_nodes.network_test.api import network_test_router
+from konsil.media_nodes.ops_api import ops_router
 from konsil.media_nodes.registry import HeartbeatConsumer, NodeRegistry
 from konsil.media_nodes.tables import MediaNodeCordon
 from konsil.media_nodes.turn_secret import read_turn_secret
@@ -155,6 +158,9 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             pages_router,
             internal_router,
             visitor_router,
+            network_test_router,
+            dsr_router,
+            ops_router,
             Router(path="/", guards=[authorize], route_handlers=SOCKETS),
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],

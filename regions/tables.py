@@ -3,7 +3,17 @@
 from piccolo.table import Table
 
 from konsil.compliance.access_log.tables import ACCESS_LOG_TABLES
+from konsil.compliance.dsr.tables import DSR_TABLES
+from konsil.compliance.retention.tables import RETENTION_TABLES
+from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 from konsil.media_nodes.tables import MEDIA_NODE_TABLES
 from konsil.tenants.tables import TENANT_TABLES
 
-REGION_TABLES: list[type[Table]] = [*TENANT_TABLES, *ACCESS_LOG_TABLES, *MEDIA_NODE_TABLES]
+REGION_TABLES: list[type[Table]] = [
+    *TENANT_TABLES,
+    *ACCESS_LOG_TABLES,
+    *MEDIA_NODE_TABLES,
+    *NETWORK_TEST_TABLES,
+    *RETENTION_TABLES,
+    *DSR_TABLES,
+]

@@ -91,6 +91,9 @@ class Visit(Table, tablename="visit"):
     room_id = UUID(index=True)
     name = EncryptedText()
     phone = EncryptedText(null=True, default=None)
+    # Blind index of the normalised phone under the organisation's index key: lets a
+    # data-subject request find this visit (P17); it links nothing across organisations.
+    phone_index = Varchar(length=64, index=True, null=True, default=None)
     status = Varchar(length=12, default="waiting")  # waiting | admitted | ended | left
     token_hash = Varchar(length=64, unique=True)  # the visitor's token for this visit only
     consented_at = Timestamptz()
@@ -143,6 +146,28 @@ class CallRelayReceipt(Table, tablename="call_relay_receipt"):
     expires_at = Timestamptz(index=True)
 
 
+class PaymentRecord(Table, tablename="payment_record"):
+    """A card payment of a visit (P9): the provider's reference and the card's brand
+    and last four digits only. Kept 5 years by law (``keep_until``) and exempt from
+    erasure requests; not deleted with the visit it paid for."""
+
+    id = UUID(primary_key=True)
+    org_id = UUID(index=True)
+    visit_id = UUID(null=True, default=None)  # dangles once the visit is purged
+    provider = Varchar(length=16, default="stripe")
+    provider_reference = Varchar(length=100)  # e.g. the Stripe PaymentIntent id
+    amount_minor = Integer()
+    currency = Varchar(length=3)
+    card_brand = Varchar(length=20, default="")
+    card_last4 = Varchar(length=4, default="")
+    payer_name = EncryptedText(null=True, default=None)
+    payer_email = EncryptedText(null=True, default=None)
+    payer_email_index = Varchar(length=64, index=True, null=True, default=None)
+    payer_phone_index = Varchar(length=64, index=True, null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    keep_until = Timestamptz(index=True)
+
+
 class TenantDataKey(Table, tablename="tenant_data_key"):
     """A data key, stored only wrapped by the organisation's key in the region's
     Vault. ``purpose`` is ``field`` (AES-256-GCM for fields) or ``index`` (HMAC key
@@ -169,6 +194,7 @@ TENANT_TABLES: list[type[Table]] = [
     Call,
     CallTelemetry,
     CallRelayReceipt,
+    PaymentRecord,
     TenantDataKey,
 ]
 

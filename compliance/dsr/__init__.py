@@ -1,0 +1,1 @@
+"""Data-subject requests (P17): access, rectification, erasure, portability."""

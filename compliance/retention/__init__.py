@@ -1,0 +1,1 @@
+"""Purge evidence: one row per purge run and data class."""

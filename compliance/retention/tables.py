@@ -1,0 +1,5 @@
+"""Region tables of retention: purge-run evidence."""
+
+from piccolo.table import Table
+
+RETENTION_TABLES: list[type[Table]] = []

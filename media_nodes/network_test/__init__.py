@@ -1,0 +1,1 @@
+"""The pre-call network test: an aiortc peer reached through the region's relay."""
