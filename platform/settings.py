@@ -71,6 +71,9 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Key of the media nodes' heartbeat signatures (HMAC), shared by the region's nodes
     # and its registry only.
     media_node_key: str = ""
+    # SHA-256 (hex) of the bearer tokens of the region's ops team (media-node ops API).
+    # Only hashes are configured; the tokens themselves stay with the ops team.
+    ops_token_hashes: list[Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]] = []
 
     @property
     def base_url(self) -> str:
