@@ -42,6 +42,8 @@ log = logging.getLogger("konsil.media_nodes.agent")
 
 _NODE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SUPERVISE_SECONDS = 0.5
+# Everything but 127.0.0.0/8: with loopback peers allowed, the relay reaches nothing else.
+LOOPBACK_ONLY_DENIED = ("0.0.0.0-126.255.255.255", "128.0.0.0-255.255.255.255")
 
 
 class AgentError(Exception):
@@ -69,6 +71,9 @@ class NodeAgent:
         denied_peer_ranges: Sequence[str] = (),
         workdir: str | Path | None = None,
         drain_timeout: float = 600.0,
+        tls_port: int | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
     ) -> None:
         if not _NODE_ID.match(node_id):
             raise AgentError(f"node id {node_id!r}: use 1-63 of a-z, 0-9 and '-', starting with a letter or digit")
@@ -94,6 +99,9 @@ class NodeAgent:
                 max_port=relay_ports[1],
                 allow_loopback_peers=allow_loopback_peers,
                 denied_peer_ranges=tuple(denied_peer_ranges),
+                tls_port=tls_port,
+                tls_cert_file=tls_cert_file,
+                tls_key_file=tls_key_file,
             )
         except CoturnError as exc:
             raise AgentError(str(exc)) from None
@@ -111,7 +119,9 @@ class NodeAgent:
         self._drain_requested = threading.Event()
         self._threads: list[threading.Thread] = []
         self._connection: pika.BlockingConnection | None = None
-        self._seq = 0
+        # Milliseconds since the epoch: a restarted agent continues above its last
+        # sequence number, so the registry's replay marks never lock it out.
+        self._seq = int(time.time() * 1000)
         self._next_restart = 0.0
         self._restart_backoff = SUPERVISE_SECONDS
 
@@ -229,6 +239,7 @@ class NodeAgent:
                 allocations=load.allocations,
                 relayed_kbps=round(load.relayed_kbps, 3),
                 turn_urls=self.turn_urls,
+                restarts=self.restarts,
             )
 
     def _connect(self) -> pika.adapters.blocking_connection.BlockingChannel:
@@ -328,6 +339,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--heartbeat-seconds", type=float, default=2.0)
     run.add_argument("--drain-timeout", type=float, default=600.0)
     run.add_argument("--workdir", default=None)
+    run.add_argument(
+        "--loopback-only",
+        action="store_true",
+        help="tests and benchmarks on one machine: relay between loopback peers and nowhere else",
+    )
+    run.add_argument("--tls-cert", default=None, help="PEM certificate chain for TURN over TLS (turns:)")
+    run.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    run.add_argument("--tls-port", type=int, default=5349, help="TURN over TLS port (with --tls-cert)")
     args = parser.parse_args(argv)
 
     def fail(message: str) -> int:
@@ -348,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"regions.{region.id}: the TURN secret could not be read: {exc}")
     if not turn_secret:
         return fail(f"regions.{region.id}.turn_secret: missing (or vault.turn_secret_path), needed to run a media node")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return fail("--tls-cert and --tls-key go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.WARNING)
     try:
@@ -366,6 +387,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             external_ip=args.external_ip,
             workdir=args.workdir,
             drain_timeout=args.drain_timeout,
+            allow_loopback_peers=args.loopback_only,
+            denied_peer_ranges=LOOPBACK_ONLY_DENIED if args.loopback_only else (),
+            tls_port=args.tls_port if args.tls_cert else None,
+            tls_cert_file=args.tls_cert,
+            tls_key_file=args.tls_key,
         )
         agent.run_forever()
     except (AgentError, CoturnError) as exc:

@@ -55,7 +55,11 @@ class CoturnConfig:
     denied_peer_ranges: tuple[str, ...] = ()
     total_quota: int | None = None  # concurrent allocations of the whole server
     max_bps: int | None = None  # bytes per second of one session
-    tls: bool = False  # TLS/DTLS listeners: not yet (no certificates handled here)
+    # TURN over TLS (``turns:``), for networks that let only HTTPS-like traffic out:
+    # a certificate chain and key in PEM files, valid for the node's public host name.
+    tls_port: int | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
 
     @classmethod
     def loopback(cls, port: int, secret: str, realm: str = "konsil.test") -> CoturnConfig:
@@ -92,8 +96,21 @@ class CoturnConfig:
         for peer_range in self.denied_peer_ranges:
             if not _SAFE_VALUE.match(peer_range):
                 raise CoturnError(f"coturn: denied peer range {peer_range!r} is not a plain value")
-        if self.tls:
-            raise CoturnError("coturn: TLS listeners are not supported yet")
+        if self.tls_port is not None:
+            if not (0 < self.tls_port < 65536) or self.tls_port == self.listening_port:
+                raise CoturnError(f"coturn: TLS port {self.tls_port} out of range or equal to the listening port")
+            if self.min_port <= self.tls_port <= self.max_port:
+                raise CoturnError(f"coturn: TLS port {self.tls_port} inside the relay port range")
+            for name in ("tls_cert_file", "tls_key_file"):
+                path = getattr(self, name)
+                if not path or not _SAFE_VALUE.match(path):
+                    raise CoturnError(f"coturn: {name} is required for TLS and must be a plain path")
+                if not Path(path).is_file():
+                    raise CoturnError(f"coturn: {name} {path!r} is not a readable file")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_port is not None
 
     def render(self, workdir: str | Path) -> str:
         """turnserver.conf text; pid file, user database and log live in ``workdir``."""
@@ -108,7 +125,6 @@ class CoturnConfig:
             f"realm={self.realm}",
             "fingerprint",
             "no-cli",
-            "no-tls",
             "no-dtls",
             "no-multicast-peers",
             # The agent reads allocations and relayed bytes from the log (see module docstring).
@@ -119,6 +135,17 @@ class CoturnConfig:
             f"pidfile={workdir / 'turnserver.pid'}",
             f"userdb={workdir / 'turndb'}",
         ]
+        if self.tls:
+            # TLS 1.2 and 1.3 only; the old protocol versions are switched off.
+            lines += [
+                f"tls-listening-port={self.tls_port}",
+                f"cert={self.tls_cert_file}",
+                f"pkey={self.tls_key_file}",
+                "no-tlsv1",
+                "no-tlsv1_1",
+            ]
+        else:
+            lines.append("no-tls")
         if self.relay_ip:
             lines.append(f"relay-ip={self.relay_ip}")
         if self.external_ip:
@@ -137,7 +164,8 @@ class CoturnConfig:
         host = f"[{public_host}]" if ":" in public_host and not public_host.startswith("[") else public_host
         base = f"{host}:{self.listening_port}"
         urls = [f"turn:{base}?transport=udp", f"turn:{base}?transport=tcp"]
-        # With TLS configured this would add f"turns:{host}:{tls_port}?transport=tcp".
+        if self.tls:
+            urls.append(f"turns:{host}:{self.tls_port}?transport=tcp")
         return urls
 
 

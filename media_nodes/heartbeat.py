@@ -35,6 +35,8 @@ class Heartbeat(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     relayed_kbps: Annotated[float, msgspec.Meta(ge=0, le=100_000_000)]
     # Where browsers reach this node's relay: turn:/turns: URLs (UDP, TCP, TLS).
     turn_urls: Annotated[list[str], msgspec.Meta(min_length=1, max_length=6)]
+    # How often the agent has restarted coturn since it started (ops see a flapping relay).
+    restarts: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
 
 
 def routing_key(region: str, node_id: str) -> str:

@@ -1,5 +1,224 @@
-"""Ops API of a region's media nodes: list, cordon, drain."""
+"""Ops API of a region's media nodes: see each node's state, cordon it (no new calls),
+drain it (cordon, then watch its calls end) and uncordon it. Callers are the region's
+ops team (bearer tokens whose hash is configured; see tenants/auth.py ``OPS``).
 
-from litestar import Router
+Cordons and drains are written to the region DB, which every replica's registry follows
+within seconds; this replica applies them at once."""
 
-ops_router = Router(path="/", route_handlers=[])
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Router, get, post
+from litestar.params import Parameter
+
+from konsil.media_nodes.heartbeat import NodeId
+from konsil.media_nodes.registry import NodeRegistry, NodeState
+from konsil.media_nodes.tables import MediaNode, MediaNodeCordon
+from konsil.platform import errors
+from konsil.regions.context import RegionContext
+from konsil.tenants.auth import OPS, authorize
+
+log = logging.getLogger("konsil.media_nodes")
+Req = Request[Any, Any, Any]
+NodePath = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="media node id")]
+
+Status = Literal["active", "unhealthy", "cordoned", "draining", "drained", "dead", "left"]
+
+
+class CordonIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class NodeOut(msgspec.Struct):
+    node_id: NodeId
+    status: Status
+    alive: bool
+    cordoned: bool
+    drain_requested: bool
+    allocations: int
+    relayed_kbps: float
+    restarts: int
+    last_seen_seconds_ago: float | None
+    turn_urls: list[str]
+    reason: str = ""
+
+
+class NodesOut(msgspec.Struct):
+    region: str
+    registry: bool  # False: this region has no broker, no node can register
+    nodes: list[NodeOut]
+    heartbeats_accepted: int
+    heartbeats_rejected: dict[str, int]
+
+
+def _ctx(request: Req) -> RegionContext:
+    return request.app.state.region
+
+
+def _registry(request: Req) -> NodeRegistry | None:
+    found = _ctx(request).extra.get("media_nodes")
+    return found if isinstance(found, NodeRegistry) else None
+
+
+def status_of(alive: bool, healthy: bool, state: str, cordoned: bool, drain: bool, allocations: int) -> Status:
+    if state == "left":
+        return "left"
+    if not alive:
+        return "dead"
+    if drain or state == "draining":
+        return "drained" if allocations == 0 else "draining"
+    if cordoned:
+        return "cordoned"
+    return "active" if healthy else "unhealthy"
+
+
+def _live(node: NodeState, registry: NodeRegistry, reason: str) -> NodeOut:
+    alive = registry.is_alive(node) or (not node.healthy and registry.now() - node.last_seen <= registry.dead_after)
+    return NodeOut(
+        node_id=node.node_id,
+        status=status_of(alive, node.healthy, node.state, node.cordoned, node.draining_by_ops, node.allocations),
+        alive=alive,
+        cordoned=node.cordoned,
+        drain_requested=node.draining_by_ops,
+        allocations=node.allocations,
+        relayed_kbps=node.relayed_kbps,
+        restarts=node.restarts,
+        last_seen_seconds_ago=round(registry.now() - node.last_seen, 1),
+        turn_urls=list(node.turn_urls),
+        reason=reason,
+    )
+
+
+def _stored(row: dict[str, Any], cordon: dict[str, Any] | None, dead_after: float) -> NodeOut:
+    ago = time.time() - row["last_seen_at"].timestamp()
+    alive = row["state"] != "left" and ago <= dead_after
+    cordoned, drain = cordon is not None, bool(cordon and cordon["drain"])
+    return NodeOut(
+        node_id=row["node_id"],
+        status=status_of(alive, row["healthy"], row["state"], cordoned, drain, row["allocations"]),
+        alive=alive,
+        cordoned=cordoned,
+        drain_requested=drain,
+        allocations=row["allocations"],
+        relayed_kbps=row["relayed_kbps"],
+        restarts=row["restarts"],
+        last_seen_seconds_ago=round(ago, 1),
+        turn_urls=msgspec.json.decode(row["turn_urls"], type=list[str]),
+        reason=cordon["reason"] if cordon else "",
+    )
+
+
+async def node_views(registry: NodeRegistry | None, dead_after: float = 6.0) -> list[NodeOut]:
+    """Live nodes from this replica's registry, plus nodes only the region DB remembers
+    (dead, left, or cordoned before they ever joined)."""
+    cordons = {row["node_id"]: row for row in await MediaNodeCordon.select().run()}
+    views: dict[str, NodeOut] = {}
+    if registry is not None:
+        dead_after = registry.dead_after
+        for node in registry.nodes():
+            views[node.node_id] = _live(node, registry, cordons.get(node.node_id, {}).get("reason", ""))
+    for row in await MediaNode.select().run():
+        if row["node_id"] not in views:
+            views[row["node_id"]] = _stored(row, cordons.get(row["node_id"]), dead_after)
+    for node_id, cordon in cordons.items():
+        if node_id not in views:
+            views[node_id] = NodeOut(
+                node_id=node_id,
+                status="cordoned",
+                alive=False,
+                cordoned=True,
+                drain_requested=cordon["drain"],
+                allocations=0,
+                relayed_kbps=0.0,
+                restarts=0,
+                last_seen_seconds_ago=None,
+                turn_urls=[],
+                reason=cordon["reason"],
+            )
+    return sorted(views.values(), key=lambda view: view.node_id)
+
+
+async def _view(request: Req, node_id: str) -> NodeOut:
+    for view in await node_views(_registry(request)):
+        if view.node_id == node_id:
+            return view
+    raise errors.not_found(f"no media node {node_id!r} in this region")
+
+
+@get("/", opt=OPS, summary="The region's media nodes and their state")
+async def list_nodes(request: Req) -> NodesOut:
+    registry = _registry(request)
+    stats: dict[str, Any] = registry.stats() if registry else {"accepted": 0, "rejected": {}}
+    return NodesOut(
+        region=_ctx(request).region.id,
+        registry=registry is not None,
+        nodes=await node_views(registry),
+        heartbeats_accepted=stats["accepted"],
+        heartbeats_rejected=stats["rejected"],
+    )
+
+
+@get("/{node_id:str}", opt=OPS, summary="One media node")
+async def show_node(request: Req, node_id: NodePath) -> NodeOut:
+    return await _view(request, node_id)
+
+
+async def _cordon(request: Req, node_id: str, reason: str, drain: bool) -> NodeOut:
+    row = MediaNodeCordon(node_id=node_id, reason=reason, drain=drain, cordoned_at=dt.datetime.now(dt.UTC))
+    updated = (
+        await MediaNodeCordon.update({MediaNodeCordon.reason: reason, MediaNodeCordon.drain: drain})
+        .where(MediaNodeCordon.node_id == node_id)
+        .returning(MediaNodeCordon.node_id)
+        .run()
+    )
+    if not updated:
+        await MediaNodeCordon.insert(row).run()
+    registry = _registry(request)
+    if registry is not None:
+        (registry.drain if drain else registry.cordon)(node_id)
+    log.info(
+        "ops %s media node %s in region %s",
+        "drained" if drain else "cordoned",
+        node_id,
+        registry and registry.region_id,
+    )
+    return await _view(request, node_id)
+
+
+@post("/{node_id:str}/cordon", opt=OPS, status_code=200, summary="Give a node no new calls")
+async def cordon_node(request: Req, node_id: NodePath, data: CordonIn | None = None) -> NodeOut:
+    return await _cordon(request, node_id, (data or CordonIn()).reason, drain=False)
+
+
+@post("/{node_id:str}/drain", opt=OPS, status_code=200, summary="Cordon a node and watch its calls end")
+async def drain_node(request: Req, node_id: NodePath, data: CordonIn | None = None) -> NodeOut:
+    return await _cordon(request, node_id, (data or CordonIn()).reason, drain=True)
+
+
+@post("/{node_id:str}/uncordon", opt=OPS, status_code=200, summary="Let a node take new calls again")
+async def uncordon_node(request: Req, node_id: NodePath) -> NodeOut:
+    deleted = (
+        await MediaNodeCordon.delete()
+        .where(MediaNodeCordon.node_id == node_id)
+        .returning(MediaNodeCordon.node_id)
+        .run()
+    )
+    registry = _registry(request)
+    if registry is not None:
+        registry.uncordon(node_id)
+    if not deleted and (registry is None or registry.node(node_id) is None):
+        raise errors.not_found(f"no media node {node_id!r} in this region")
+    return await _view(request, node_id)
+
+
+ops_router = Router(
+    path="/ops/v1/media-nodes",
+    route_handlers=[list_nodes, show_node, cordon_node, drain_node, uncordon_node],
+    guards=[authorize],
+    tags=["ops"],
+)

@@ -42,6 +42,8 @@ class NodeState:
     last_seen: float  # registry clock (monotonic), not the node's clock
     seq: int
     cordoned: bool = False
+    draining_by_ops: bool = False  # ops asked to drain it: no new calls until it is empty
+    restarts: int = 0  # coturn restarts reported by the node's agent
     # Calls handed to this node since its last heartbeat (which cannot count them yet).
     pending: int = 0
 
@@ -55,6 +57,8 @@ class RegistryState:
     nodes: dict[str, NodeState] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)
     cordoned: set[str] = field(default_factory=set)
+    drains: set[str] = field(default_factory=set)  # cordons that ops asked as a drain
+    left: dict[str, int] = field(default_factory=dict)  # nodes that said goodbye: their last seq
 
 
 class _Bucket:
@@ -170,10 +174,12 @@ class NodeRegistry:
         self.state.last_seq[beat.node_id] = beat.seq
         if beat.state == "leaving":
             self.state.nodes.pop(beat.node_id, None)
+            self.state.left[beat.node_id] = beat.seq
             log.info("media node %s left region %s", beat.node_id, self.region_id)
             return
         if beat.node_id not in self.state.nodes:
             log.info("media node %s joined region %s", beat.node_id, self.region_id)
+            self.state.left.pop(beat.node_id, None)
         self.state.nodes[beat.node_id] = NodeState(
             node_id=beat.node_id,
             state=beat.state,
@@ -184,6 +190,8 @@ class NodeRegistry:
             last_seen=self._clock(),
             seq=beat.seq,
             cordoned=beat.node_id in self.state.cordoned,
+            draining_by_ops=beat.node_id in self.state.drains,
+            restarts=beat.restarts,
         )
 
     def _prune(self) -> None:
@@ -241,23 +249,45 @@ class NodeRegistry:
         """No new calls for this node; it keeps heartbeating and keeps its calls."""
         self._set_cordon(node_id, True)
 
-    def follow_cordons(self, cordoned: set[str]) -> None:
-        """Make the cordons exactly ``cordoned`` (the ops' table, read by every replica)."""
-        for node_id in cordoned - self.state.cordoned:
-            self._set_cordon(node_id, True)
+    def drain(self, node_id: str) -> None:
+        """A cordon that ops watch until the node's calls have ended."""
+        self._set_cordon(node_id, True, drain=True)
+
+    def follow_cordons(self, cordoned: set[str], drains: set[str] | None = None) -> None:
+        """Make the cordons exactly ``cordoned`` (the ops' table, read by every replica);
+        ``drains`` is the subset that ops asked as a drain."""
+        drains = set() if drains is None else drains & cordoned
+        for node_id in cordoned:
+            if node_id not in self.state.cordoned or (node_id in drains) != (node_id in self.state.drains):
+                self._set_cordon(node_id, True, drain=node_id in drains)
         for node_id in self.state.cordoned - cordoned:
             self._set_cordon(node_id, False)
 
     def uncordon(self, node_id: str) -> None:
         self._set_cordon(node_id, False)
 
-    def _set_cordon(self, node_id: str, cordoned: bool) -> None:
+    def _set_cordon(self, node_id: str, cordoned: bool, drain: bool = False) -> None:
+        drain = drain and cordoned
         with self._lock:
             (self.state.cordoned.add if cordoned else self.state.cordoned.discard)(node_id)
+            (self.state.drains.add if drain else self.state.drains.discard)(node_id)
             found = self.state.nodes.get(node_id)
             if found is not None:
-                self.state.nodes[node_id] = replace(found, cordoned=cordoned)
+                self.state.nodes[node_id] = replace(found, cordoned=cordoned, draining_by_ops=drain)
         log.info("media node %s %s in region %s", node_id, "cordoned" if cordoned else "uncordoned", self.region_id)
+
+    def remember_sequences(self, marks: dict[str, int]) -> None:
+        """Replay marks kept in the region DB (by any replica, before any restart): a
+        heartbeat captured earlier cannot be replayed to a freshly started replica."""
+        with self._lock:
+            for node_id, seq in marks.items():
+                if seq > self.state.last_seq.get(node_id, -1):
+                    self.state.last_seq[node_id] = seq
+
+    def snapshot(self) -> tuple[list[NodeState], dict[str, int]]:
+        """The live nodes and the nodes that left (their last seq), for the region DB."""
+        with self._lock:
+            return list(self.state.nodes.values()), dict(self.state.left)
 
     def note_allocation(self, node_id: str) -> None:
         """Count a call handed to the node until its next heartbeat reports it."""

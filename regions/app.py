@@ -25,7 +25,7 @@ from konsil.compliance.dsr.api import dsr_router
 from konsil.media_nodes.network_test.api import network_test_router
 from konsil.media_nodes.ops_api import ops_router
 from konsil.media_nodes.registry import HeartbeatConsumer, NodeRegistry
-from konsil.media_nodes.tables import MediaNodeCordon
+from konsil.media_nodes.registry_store import sync_registry
 from konsil.media_nodes.turn_secret import read_turn_secret
 from konsil.platform import database
 from konsil.platform.errors import EXCEPTION_HANDLERS
@@ -47,17 +47,6 @@ from konsil.tenants.visitor_pages import visitor_router
 log = logging.getLogger("konsil.region")
 TEMPLATES = Path(__file__).resolve().parent.parent / "tenants" / "templates"
 STATIC = Path(__file__).resolve().parent.parent / "tenants" / "static"
-
-
-async def follow_cordons(registry: NodeRegistry, every_seconds: float = 2.0) -> None:
-    """Keep this replica's registry in step with the ops' cordons in the region DB."""
-    while True:
-        try:
-            rows = await MediaNodeCordon.select(MediaNodeCordon.node_id).run()
-            registry.follow_cordons({row["node_id"] for row in rows})
-        except Exception as exc:  # a database hiccup: keep the last known cordons
-            log.warning("could not read media-node cordons: %s", type(exc).__name__)
-        await asyncio.sleep(every_seconds)
 
 
 def channels_backend(region: RegionSettings) -> ChannelsBackend:
@@ -136,7 +125,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
                 ctx.extra["turn_secret"] = await read_turn_secret(settings, region, ctx.keys.provider)
             except KeyUnavailable as exc:  # fail closed: calls are told no relay is available
                 log.error("the relays' TURN secret could not be read: %s", exc)
-        follower = asyncio.create_task(follow_cordons(media_nodes)) if media_nodes else None
+        follower = asyncio.create_task(sync_registry(media_nodes)) if media_nodes else None
         try:
             yield
         finally:

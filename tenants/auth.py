@@ -47,12 +47,16 @@ def rule(*roles: str, scope: str | None = None) -> dict[str, Any]:
 
 
 PUBLIC: dict[str, Any] = {"public": True}
+# The region's ops team (media-node operations): bearer tokens whose SHA-256 is in
+# regions.<id>.ops_token_hashes. Not a member of any organisation.
+OPS: dict[str, Any] = {"auth": Rule(frozenset({"ops"}), None, org_scoped=False)}
+NO_ORGANISATION = uuid.UUID(int=0)
 SIGNED_INTERNAL: dict[str, Any] = {"internal": True}
 
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # member | token
+    kind: str  # member | token | ops
     org_id: uuid.UUID
     id: uuid.UUID
     role: str  # member role, or "integration"
@@ -130,6 +134,9 @@ async def identify(connection: ASGIConnection[Any, Any, Any, Any], ctx: RegionCo
         scheme, _, value = auth.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise errors.unauthorized("use 'Authorization: Bearer <token>'")
+        hashed = token_hash(value.strip())
+        if any(hmac.compare_digest(hashed, known) for known in ctx.region.ops_token_hashes):
+            return Principal("ops", NO_ORGANISATION, uuid.UUID(hashed[:32]), "ops")
         principal = await _from_token(value.strip())
         if principal is None:
             raise errors.unauthorized("the API token is not valid or was revoked")

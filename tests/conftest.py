@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
@@ -174,6 +175,7 @@ class Stack:
         self.settings = settings
         self.vault = vault  # region → (url, token, OpenBao process)
         self.turn: dict[str, Any] = {}  # the EU region's coturn relay: port and shared secret
+        self.ops_token = ""  # the US region's ops team bearer token (media-node ops API)
         self.dsns = dsns
         self.procs = procs
         self.run_dir = run_dir
@@ -236,6 +238,7 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
     turn_port = vaults.enter_context(coturn_server(turn_secret))
     us_vault = hvac.Client(url=vault["us"][0], token=vault["us"][1])
     us_vault.secrets.kv.v2.create_or_update_secret(path="konsil/turn", secret={"secret": secrets.token_urlsafe(24)})
+    ops_token = secrets.token_urlsafe(24)
     dsns = {
         label: pg_database(f"stack_{label}", "control" if label == "control" else "region")
         for label in ("control", "eu", "us")
@@ -269,6 +272,7 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
             lines += [
                 'broker_url = "amqp://guest:guest@127.0.0.1:5672/%2F"',
                 f'media_node_key = "{secrets.token_urlsafe(24)}"',
+                f'ops_token_hashes = ["{hashlib.sha256(ops_token.encode()).hexdigest()}"]',
             ]
         if region_id in vault:
             lines += [
@@ -295,6 +299,7 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
         )
         stack = Stack(settings, dsns, procs, run_dir, vault)
         stack.turn = {"port": turn_port, "secret": turn_secret}
+        stack.ops_token = ops_token
         yield stack
     finally:
         stop_processes(procs)

@@ -19,6 +19,7 @@ from aioice.turn import create_turn_endpoint
 
 from konsil.media_nodes import heartbeat
 from konsil.media_nodes.agent import AgentError, NodeAgent, main
+from konsil.media_nodes.coturn import CoturnConfig, CoturnError
 from konsil.media_nodes.ice import turn_credentials
 from tests.conftest import free_port
 
@@ -162,6 +163,7 @@ def test_a_killed_coturn_is_restarted_and_reported(node: tuple[NodeAgent, Heartb
     recovered_after = time.monotonic() - killed_at
     print(f"restarts={agent.restarts} recovered in {recovered_after:.2f} s: {[b.healthy for b in seen]}")
     assert agent.restarts == 1
+    assert seen[-1].restarts == 1, "the heartbeat tells the registry (and ops) about the restart"
     assert agent.coturn.pid not in (None, old_pid)
     assert agent.coturn.accepts_connections()
 
@@ -324,3 +326,22 @@ def test_a_port_already_taken_is_refused_at_start(node: tuple[NodeAgent, Heartbe
     agent, _, _, _ = node
     with pytest.raises(CoturnError, match="already in use"):
         CoturnProcess(agent.config, tmp_path / "other").start()
+
+
+def test_tls_needs_a_certificate_and_adds_a_turns_url(tmp_path: Path) -> None:
+    with pytest.raises(CoturnError, match="tls_cert_file"):
+        CoturnConfig("127.0.0.1", 3478, "s" * 20, tls_port=5349)
+    with pytest.raises(CoturnError, match="not a readable file"):
+        CoturnConfig("127.0.0.1", 3478, "s" * 20, tls_port=5349, tls_cert_file="/nope.crt", tls_key_file="/nope.key")
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    with pytest.raises(CoturnError, match="TLS port"):
+        CoturnConfig("127.0.0.1", 3478, "s" * 20, tls_port=3478, tls_cert_file=str(cert), tls_key_file=str(key))
+    config = CoturnConfig("127.0.0.1", 3478, "s" * 20, tls_port=5349, tls_cert_file=str(cert), tls_key_file=str(key))
+    text = config.render(tmp_path)
+    assert "tls-listening-port=5349" in text and f"cert={cert}" in text and "no-tlsv1_1" in text
+    assert "no-tls\n" not in text and "no-dtls" in text
+    assert config.turn_urls("relay.example")[-1] == "turns:relay.example:5349?transport=tcp"
+    plain = CoturnConfig("127.0.0.1", 3478, "s" * 20)
+    assert "no-tls\n" in plain.render(tmp_path) and len(plain.turn_urls("relay.example")) == 2

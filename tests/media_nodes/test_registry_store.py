@@ -1,0 +1,87 @@
+"""The registry and the region DB (real PostgreSQL): replicas write what they heard,
+the newest heartbeat wins, replay marks survive a restart, drains are followed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from piccolo.engine.base import Engine
+
+from konsil.media_nodes.heartbeat import HeartbeatRejected
+from konsil.media_nodes.ops_api import node_views
+from konsil.media_nodes.registry_store import follow_cordons, load_replay_marks, write_nodes
+from konsil.media_nodes.tables import MediaNode, MediaNodeCordon
+from tests.media_nodes.test_registry import Clock, beat, registry, send
+
+
+@pytest.fixture
+async def clean(region_engine: Engine) -> Any:
+    await MediaNode.delete(force=True).run()
+    await MediaNodeCordon.delete(force=True).run()
+    yield
+    await MediaNode.delete(force=True).run()
+    await MediaNodeCordon.delete(force=True).run()
+
+
+async def test_replicas_write_the_newest_heartbeat_and_never_go_back(clean: None) -> None:
+    first, second = registry(), registry()
+    send(first, beat("eu-1", seq=5, allocations=3, restarts=2))
+    send(second, beat("eu-1", seq=4, allocations=1))  # this replica heard an older beat last
+    await write_nodes(first, {})
+    await write_nodes(second, {})
+    [row] = await MediaNode.select().run()
+    assert (row["last_seq"], row["allocations"], row["restarts"], row["state"]) == (5, 3, 2, "active")
+    send(second, beat("eu-1", seq=6, allocations=0))
+    await write_nodes(second, {})
+    [row] = await MediaNode.select().run()
+    assert (row["last_seq"], row["allocations"]) == (6, 0)
+
+
+async def test_a_restarted_replica_refuses_a_replayed_heartbeat(clean: None) -> None:
+    before = registry()
+    send(before, beat("eu-1", seq=7))
+    await write_nodes(before, {})
+    restarted = registry()
+    await load_replay_marks(restarted)
+    with pytest.raises(HeartbeatRejected, match="replayed"):
+        send(restarted, beat("eu-1", seq=7))
+    send(restarted, beat("eu-1", seq=8))  # the node's next heartbeat is fine
+
+
+async def test_a_node_that_leaves_is_shown_as_left(clean: None) -> None:
+    reg = registry()
+    send(reg, beat("eu-1", seq=1))
+    written: dict[str, int] = {}
+    await write_nodes(reg, written)
+    send(reg, beat("eu-1", seq=2, state="leaving"))
+    await write_nodes(reg, written)
+    [row] = await MediaNode.select().run()
+    assert row["state"] == "left"
+    [view] = await node_views(None)
+    assert view.status == "left" and not view.alive
+
+
+async def test_every_replica_follows_drains_from_the_db(clean: None) -> None:
+    clock = Clock()
+    reg = registry(clock)
+    send(reg, beat("eu-1", seq=1, allocations=2))
+    send(reg, beat("eu-2", seq=1))
+    await MediaNodeCordon.insert(MediaNodeCordon(node_id="eu-1", reason="kernel", drain=True)).run()
+    await follow_cordons(reg)
+    [draining] = [v for v in await node_views(reg) if v.node_id == "eu-1"]
+    assert draining.status == "draining" and draining.allocations == 2 and draining.reason == "kernel"
+    send(reg, beat("eu-1", seq=2, allocations=0))
+    [drained] = [v for v in await node_views(reg) if v.node_id == "eu-1"]
+    assert drained.status == "drained"
+    # A node cordoned before it ever joined is listed too.
+    await MediaNodeCordon.insert(MediaNodeCordon(node_id="eu-9", reason="not racked yet")).run()
+    await follow_cordons(reg)
+    assert {v.node_id: v.status for v in await node_views(reg)} == {
+        "eu-1": "drained",
+        "eu-2": "active",
+        "eu-9": "cordoned",
+    }
+    await MediaNodeCordon.delete().where(MediaNodeCordon.node_id == "eu-1").run()
+    await follow_cordons(reg)
+    assert reg.node("eu-1") is not None and not reg.node("eu-1").cordoned  # type: ignore[union-attr]
