@@ -32,6 +32,7 @@ from konsil.tenants.schemas import (
     TokenIn,
     TokenOut,
 )
+from konsil.tenants.signaling import relay_unavailable
 
 ALL_MEMBERS = ("owner", "admin", "expert", "auditor")
 MANAGERS = ("owner", "admin")
@@ -162,8 +163,17 @@ async def open_visit(request: Req, visit_id: uuid.UUID) -> visits.WaitingVisit:
 
 @post("/visits/{visit_id:uuid}/admit", opt=rule(*EXPERTS), status_code=HTTP_200_OK)
 async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
-    """Let a waiting visitor in: the call starts."""
+    """Let a waiting visitor in: the call starts. 503 when the call could not connect
+    (relay only, and no healthy relay in the region): the visitor keeps waiting."""
     principal = _principal(request)
+    unavailable = relay_unavailable(_ctx(request), _org(request))
+    if unavailable is not None:
+        raise errors.AppError(
+            503,
+            "unavailable",
+            f"{unavailable.capitalize()}; the call would not connect, so the visitor keeps "
+            "waiting. Try again in a minute.",
+        )
     return await visits.admit(_ctx(request), actor_of(request), _org(request), visit_id, principal.id, principal.role)
 
 

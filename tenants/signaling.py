@@ -21,7 +21,7 @@ from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.exceptions import WebSocketDisconnect
 
-from konsil.media_nodes.allocation import NoHealthyNode, allocate_node
+from konsil.media_nodes.allocation import NoHealthyNode, allocate_node, pick_node
 from konsil.media_nodes.ice import IceServer, ice_servers
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.platform import errors
@@ -163,6 +163,21 @@ def _relays_for(ctx: RegionContext, call_id: uuid.UUID) -> tuple[list[IceServer]
     while len(allocations) > 10_000:
         allocations.popitem(last=False)
     return stun + relays, node_id, None
+
+
+def relay_unavailable(ctx: RegionContext, org: dict[str, Any]) -> str | None:
+    """Why a new call of ``org`` could not connect right now, else None: it must go
+    through a relay and the region's registry has no healthy node (or no TURN secret).
+    Checked before a call starts, so the visitor keeps waiting instead."""
+    registry = ctx.extra.get("media_nodes")
+    if not org["relay_only"] or not isinstance(registry, NodeRegistry):
+        return None
+    secret = ctx.extra.get("turn_secret")
+    if not isinstance(secret, str) or not secret:
+        return f"relay credentials are unavailable in region {ctx.region.id} right now"
+    if pick_node(registry) is None:
+        return str(NoHealthyNode(ctx.region.id))
+    return None
 
 
 def _call_setup(

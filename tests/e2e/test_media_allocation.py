@@ -47,6 +47,19 @@ async def joined_of_a_new_call(stack: Stack, region: str, practice: dict) -> dic
                     return {**event, "call_id": admit.json()["id"]}  # type: ignore[no-any-return]
 
 
+def admit_refused(stack: Stack, region: str, practice: dict) -> str:  # type: ignore[type-arg]
+    """Admitting a new visitor is refused with 503 (no relay): the visit keeps waiting."""
+    base = stack.region_url(region)
+    visit = httpx.post(f"{base}/{practice['slug']}/room/visits", data={"name": "Visitor", "consent": "yes"})
+    assert visit.status_code == 303, visit.text
+    visit_id = visit.headers["location"].rsplit("/", 1)[1]
+    admit = practice["client"].post(f"/api/v1/orgs/{practice['slug']}/visits/{visit_id}/admit")
+    assert admit.status_code == 503, admit.text
+    waiting = practice["client"].get(f"/api/v1/orgs/{practice['slug']}/visits/waiting")
+    assert visit_id in {v["id"] for v in waiting.json()}, "the visitor keeps waiting"
+    return str(admit.json()["message"])
+
+
 async def turn_allocate(port: int, username: str, password: str) -> bool:
     """A real TURN Allocate against a relay on loopback: does it accept the credentials?"""
     try:
@@ -74,8 +87,8 @@ def relay_urls(joined: dict) -> list[str]:  # type: ignore[type-arg]
 def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
     us = practice_in(stack, "us")
     eu = practice_in(stack, "eu")
-    none = asyncio.run(joined_of_a_new_call(stack, "us", us))
-    assert relay_urls(none) == [] and "no media relay is available in region us" in none["notice"].lower()
+    refused = admit_refused(stack, "us", us)
+    assert "no media relay is available in region us" in refused.lower() and "keeps waiting" in refused
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")}
@@ -113,13 +126,12 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         start_new_session=True,
     )
     try:
+        ops = httpx.Client(base_url=stack.region_url("us"), headers={"authorization": f"Bearer {stack.ops_token}"})
         deadline = time.monotonic() + 20
-        while True:
-            joined = asyncio.run(joined_of_a_new_call(stack, "us", us))
-            if relay_urls(joined):
-                break
+        while not any(n["node_id"] == "us-relay-1" for n in ops.get("/ops/v1/media-nodes/").json()["nodes"]):
             assert time.monotonic() < deadline, "the node's heartbeats never reached the registry"
-            time.sleep(0.5)
+            time.sleep(0.3)
+        joined = asyncio.run(joined_of_a_new_call(stack, "us", us))
         assert relay_urls(joined) == [f"turn:127.0.0.1:{port}?transport=udp", f"turn:127.0.0.1:{port}?transport=tcp"]
         server = next(s for s in joined["ice_servers"] if s.get("username"))
         expiry, bound_to = server["username"].split(":", 1)
@@ -165,7 +177,7 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         listed = subprocess.run([*ops, "cordons", *config], capture_output=True, text=True, env=env, check=False)
         assert "us-relay-1" in listed.stdout and "kernel update" in listed.stdout
         time.sleep(2.5)  # every replica re-reads the cordons every 2 s
-        assert relay_urls(asyncio.run(joined_of_a_new_call(stack, "us", us))) == []
+        assert "no media relay" in admit_refused(stack, "us", us).lower()
         subprocess.run([*ops, "uncordon", "us-relay-1", *config], check=True, env=env, timeout=60, capture_output=True)
         time.sleep(2.5)
         assert relay_urls(asyncio.run(joined_of_a_new_call(stack, "us", us)))
@@ -173,5 +185,4 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=30) == 0, "the agent drains and leaves cleanly"
     # After "leaving", new calls get no relay (and are told so), never another region's.
-    after = asyncio.run(joined_of_a_new_call(stack, "us", us))
-    assert relay_urls(after) == [] and "cannot connect" in after["notice"]
+    assert "no media relay" in admit_refused(stack, "us", us).lower()

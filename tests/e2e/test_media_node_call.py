@@ -285,8 +285,10 @@ def test_ops_see_restarts_and_drain_a_node(stack: Stack, node: Node) -> None:
     assert drained.status_code == 200, drained.text
     assert drained.json()["status"] in ("draining", "drained") and drained.json()["drain_requested"] is True
     time.sleep(2.5)  # every replica follows the region DB's cordons within 2 s
-    call = asyncio.run(a_call(stack, practice, with_media=False))
-    assert relay_urls(call["joined"]) == [] and "cannot connect" in call["joined"]["notice"]
+    visit = httpx.post(f"{practice['base']}/{practice['slug']}/room/visits", data={"name": "V", "consent": "yes"})
+    visit_id = visit.headers["location"].rsplit("/", 1)[1]
+    refused = practice["client"].post(f"/api/v1/orgs/{practice['slug']}/visits/{visit_id}/admit")
+    assert refused.status_code == 503 and "no media relay is available in region us" in refused.text.lower()
     wait_for(lambda: node_where(stack, lambda v: v["status"] == "drained"), "the node never showed drained")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")}
     listed = subprocess.run(
