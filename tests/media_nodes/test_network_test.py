@@ -1,0 +1,309 @@
+"""The pre-call network test's probe peer, verdict and stored result, against a real
+coturn relay with aiortc peers forced to relay (DESIGN.md section 4).
+
+``BrowserPeer`` plays the visitor's browser exactly as tenants/static/network-test.js
+does: the same negotiated channels, echoing probes, sending bulk data when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCSessionDescription
+from piccolo.columns import ForeignKey, Varchar
+from piccolo.engine.base import Engine
+
+from konsil.media_nodes.ice import IceServer, turn_credentials
+from konsil.media_nodes.network_test import service
+from konsil.media_nodes.network_test.peer import (
+    Figures,
+    OfferRefused,
+    Plan,
+    ProbePeer,
+    check_offer,
+    relay_candidates_only,
+    rfc3550_jitter,
+)
+from konsil.media_nodes.network_test.tables import NetworkTestResult
+from konsil.media_nodes.registry import NodeRegistry
+from konsil.platform.settings import RegionSettings
+from konsil.regions.context import RegionContext
+from tests.conftest import coturn_server
+
+CHUNK = b"\x5a" * 16_384
+MAX_BUFFERED = 1_000_000
+
+
+class BrowserPeer:
+    """The visitor's side of the test, relay-only over the given ICE servers."""
+
+    def __init__(self, ice_servers: list[dict[str, Any]]) -> None:
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=[RTCIceServer(**server) for server in ice_servers],
+                iceTransportPolicy=RTCIceTransportPolicy.RELAY,
+            )
+        )
+        self.probe = self.pc.createDataChannel("probe", ordered=False, maxRetransmits=0, negotiated=True, id=1)
+        self.bulk = self.pc.createDataChannel("bulk", negotiated=True, id=2)
+        self.result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.sent_bytes = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.probe.on("message", self._echo)
+        self.bulk.on("message", self._on_bulk)
+
+    def _echo(self, message: Any) -> None:
+        self.probe.send(message)
+
+    def _on_bulk(self, message: Any) -> None:
+        if not isinstance(message, str):
+            return
+        event = json.loads(message)
+        if event["type"] == "send":
+            task = asyncio.create_task(self._send_bulk(event["seconds"], event["max_bytes"]))
+            self._tasks.add(task)
+        elif event["type"] == "result" and not self.result.done():
+            self.result.set_result(event)
+
+    async def _send_bulk(self, seconds: float, max_bytes: int) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while loop.time() < end and self.sent_bytes < max_bytes:
+            if self.bulk.bufferedAmount < MAX_BUFFERED:
+                self.bulk.send(CHUNK)
+                self.sent_bytes += len(CHUNK)
+            await asyncio.sleep(0 if self.bulk.bufferedAmount < MAX_BUFFERED else 0.005)
+        self.bulk.send(json.dumps({"type": "sent", "bytes": self.sent_bytes}))
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept(self, answer: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
+
+
+def region(**extra: Any) -> RegionSettings:
+    return RegionSettings(
+        id="eu",
+        jurisdiction="EU",
+        public_url="http://127.0.0.1:1",
+        listen="127.0.0.1:1",
+        database="sqlite:///x.db",
+        internal_secret="0123456789abcdef",
+        **extra,
+    )
+
+
+def context(settings: RegionSettings, **extra: Any) -> RegionContext:
+    # Only .region and .extra are read on the relay path.
+    ctx = RegionContext.__new__(RegionContext)
+    ctx.region = settings
+    ctx.extra = dict(extra)
+    return ctx
+
+
+SECRET = "network-test-relay-secret"
+
+
+@pytest.fixture(scope="module")
+def relay_port() -> Iterator[int]:
+    with coturn_server(SECRET) as port:
+        yield port
+
+
+def relay_servers(port: int, transport: str) -> list[IceServer]:
+    username, credential = turn_credentials(SECRET, "nt-test", 600)
+    return [IceServer(urls=[f"turn:127.0.0.1:{port}?transport={transport}"], username=username, credential=credential)]
+
+
+async def run_pair(servers: list[IceServer], plan: Plan) -> tuple[Figures, BrowserPeer, str]:
+    browser = BrowserPeer(msgspec.to_builtins(servers))
+    peer = ProbePeer(servers, plan)
+    try:
+        offer = await browser.offer()
+        stripped, relays = relay_candidates_only(offer)
+        assert relays >= 1, "the browser's offer carries its relay candidate"
+        answer = await peer.answer(stripped)
+        await browser.accept(answer)
+        figures = await peer.measure()
+        return figures, browser, answer
+    finally:
+        await peer.close()
+        await browser.close()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_a_probe_peer_measures_a_connection_through_the_relay(relay_port: int, transport: str) -> None:
+    servers = relay_servers(relay_port, transport)
+    figures, browser, answer = await run_pair(servers, Plan(probe_seconds=1.0, bulk_seconds=1.0, connect_timeout=10))
+    assert figures.connected and figures.reason is None, figures
+    assert " typ relay" in answer and " typ host" not in answer, "the service peer offers its relay only"
+    assert figures.probes_sent >= 15 and figures.probes_answered >= figures.probes_sent * 0.9
+    assert figures.rtt_ms is not None and 0 < figures.rtt_ms < 200
+    assert figures.jitter_ms is not None and figures.jitter_ms >= 0
+    assert figures.loss_percent is not None and figures.loss_percent <= 10
+    assert figures.throughput_kbps is not None and figures.throughput_kbps > 100
+    assert browser.sent_bytes > 0
+    assert service.verdict_of(figures) in ("good", "may be unstable")
+
+
+async def test_a_browser_that_never_connects_means_cannot_connect(relay_port: int) -> None:
+    # The browser goes away after its offer: the service peer's relay has no one to reach.
+    browser = BrowserPeer(msgspec.to_builtins(relay_servers(relay_port, "udp")))
+    peer = ProbePeer(relay_servers(relay_port, "udp"), Plan(0.5, 0.5, connect_timeout=2))
+    try:
+        offer, _ = relay_candidates_only(await browser.offer())
+        answer = await peer.answer(offer)
+        assert " typ relay" in answer
+        await browser.close()
+        figures = await peer.measure()
+    finally:
+        await peer.close()
+        await browser.close()
+    assert not figures.connected and figures.reason == "no_connection"
+    assert service.verdict_of(figures) == "cannot connect"
+    assert "UDP" in " ".join(service.advice_for("udp", "cannot connect", figures))
+
+
+def test_verdict_thresholds() -> None:
+    good = Figures(connected=True, rtt_ms=40, jitter_ms=3, loss_percent=0, throughput_kbps=5_000)
+    assert service.verdict_of(good) == "good"
+    assert service.advice_for("udp", "good", good) == ["Your connection is good for a video call."]
+    for change in (
+        {"rtt_ms": service.GOOD_RTT_MS + 1},
+        {"jitter_ms": service.GOOD_JITTER_MS + 1},
+        {"loss_percent": service.GOOD_LOSS_PERCENT + 1},
+        {"throughput_kbps": service.GOOD_THROUGHPUT_KBPS - 1},
+        {"throughput_kbps": None},
+    ):
+        figures = dataclasses.replace(good, **change)
+        assert service.verdict_of(figures) == "may be unstable", change
+        advice = " ".join(service.advice_for("udp", "may be unstable", figures))
+        assert "wired connection" in advice or "upload speed" in advice
+    assert service.verdict_of(Figures()) == "cannot connect"
+    assert "IT department" in " ".join(service.advice_for("tcp", "cannot connect", Figures()))
+
+
+def test_jitter_is_smoothed_as_in_rfc3550() -> None:
+    assert rfc3550_jitter([0.05] * 20) == 0
+    assert rfc3550_jitter([0.05, 0.07]) == pytest.approx(0.02 / 16)
+    steady, shaky = rfc3550_jitter([0.05, 0.06] * 20), rfc3550_jitter([0.05, 0.15] * 20)
+    assert 0 < steady < shaky
+
+
+def test_the_service_peer_never_sees_the_visitors_own_addresses() -> None:
+    offer = (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n"
+        "a=candidate:1 1 udp 2130706431 192.168.1.20 50000 typ host\r\n"
+        "a=candidate:2 1 udp 1694498815 203.0.113.7 50001 typ srflx raddr 192.168.1.20 rport 50000\r\n"
+        "a=candidate:3 1 udp 16777215 198.51.100.1 49152 typ relay raddr 203.0.113.7 rport 50001\r\n"
+    )
+    stripped, kept = relay_candidates_only(offer)
+    assert kept == 1
+    assert "192.168.1.20" not in stripped and "203.0.113.7" not in stripped and "198.51.100.1 49152" in stripped
+
+
+@pytest.mark.parametrize(
+    "sdp",
+    [
+        "hello",
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
+        "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+        "v=0\r\nm=application 9 TCP/MSRP *\r\n",
+    ],
+)
+def test_only_a_data_channel_offer_is_answered(sdp: str) -> None:
+    with pytest.raises(OfferRefused):
+        check_offer(sdp)
+
+
+async def test_a_broken_offer_is_refused_not_crashed() -> None:
+    peer = ProbePeer([], Plan(0.5, 0.5, 1))
+    try:
+        with pytest.raises(OfferRefused):
+            await peer.answer("v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=garbage\r\n")
+    finally:
+        await peer.close()
+
+
+def test_relays_come_only_from_this_region_and_this_transport() -> None:
+    urls = ["turn:relay.eu.example:3478?transport=udp", "turn:relay.eu.example:3478?transport=tcp", "stun:s.example"]
+    ctx = context(region(ice_servers=urls, turn_secret=SECRET))
+    udp = service.relays(ctx, "udp", "nt-1")
+    assert [s.urls for s in udp] == [["turn:relay.eu.example:3478?transport=udp"]] and udp[0].username
+    assert [s.urls for s in service.relays(ctx, "tcp", "nt-1")] == [["turn:relay.eu.example:3478?transport=tcp"]]
+    with pytest.raises(service.NoRelay):
+        service.relays(context(region()), "udp", "nt-1")  # no relay configured
+    with pytest.raises(service.NoRelay):
+        service.relays(context(region(ice_servers=urls[1:], turn_secret=SECRET)), "udp", "nt-1")  # TCP only
+    # A region with a media-node registry but no healthy node: cannot connect, never elsewhere.
+    registry = NodeRegistry("eu", "heartbeat-key-0123456789")
+    with pytest.raises(service.NoRelay, match="region eu"):
+        service.relays(context(region(turn_secret=SECRET), media_nodes=registry, turn_secret=SECRET), "udp", "nt-1")
+
+
+def test_no_column_can_hold_a_visits_identity() -> None:
+    """P10: support metadata is not linked to the visitor's personal data."""
+    columns = {column._meta.name: column for column in NetworkTestResult._meta.columns}
+    assert set(columns) == {
+        "id",
+        "org_id",
+        "created_at",
+        "runner",
+        "transport",
+        "verdict",
+        "reason",
+        "connect_ms",
+        "rtt_ms",
+        "jitter_ms",
+        "loss_percent",
+        "throughput_kbps",
+        "probes_sent",
+        "probes_answered",
+        "browser",
+        "browser_version",
+        "language",
+    }
+    assert not [c for c in columns.values() if isinstance(c, ForeignKey)], "no link to another table"
+    # Free text is short and validated at the edge: no room for a name, token, UUID or address.
+    widths = {name: c.length for name, c in columns.items() if isinstance(c, Varchar)}
+    assert max(widths.values()) <= 35
+    assert "language" in widths and widths["browser"] <= 12
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(b'{"transport":"udp","sdp":"v=0 ...........","visit_id":"x"}', type=service.NetworkTestIn)
+    for bad in ('"language":"Vera Visitor"', '"language":"203.0.113.7"', '"browser":{"family":"Vera","major":1}'):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.json.decode(f'{{"transport":"udp","sdp":"v=0 ...........",{bad}}}', type=service.NetworkTestIn)
+
+
+async def test_a_result_is_stored_without_a_visit_and_read_back(region_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    data = service.NetworkTestIn(
+        transport="tcp",
+        sdp="v=0 unused",
+        browser=service.BrowserInfo("firefox", 128),
+        language="nb-NO",
+    )
+    figures = Figures(connected=True, connect_ms=300, rtt_ms=420, jitter_ms=12, loss_percent=0, throughput_kbps=3000)
+    stored = await service.store(uuid.uuid4(), org_id, "visitor", data, figures)
+    assert stored.verdict == "may be unstable" and any("wired" in a for a in stored.advice)
+    [listed] = await service.results(org_id, 10)
+    assert listed.id == stored.id and listed.browser == "firefox" and listed.browser_version == 128
+    assert listed.language == "nb-NO" and listed.rtt_ms == 420 and listed.transport == "tcp"
+    with contextlib.suppress(Exception):
+        await NetworkTestResult.delete().where(NetworkTestResult.org_id == org_id).run()
