@@ -9,13 +9,14 @@ from typing import Any
 import httpx
 import msgspec
 
+from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 from konsil.platform import database, errors
 from konsil.regions.context import RegionContext
 from konsil.tenants import members
 from konsil.tenants.actors import Actor, record
 from konsil.tenants.keys.provider import KeyUnavailable
 from konsil.tenants.schemas import CreatedOrganisation, NewOrganisation, OrganisationOut, OrganisationPatch
-from konsil.tenants.tables import TENANT_TABLES, Organisation
+from konsil.tenants.tables import TENANT_TABLES, Organisation, PaymentRecord
 
 
 def to_out(ctx: RegionContext, org: dict[str, Any]) -> OrganisationOut:
@@ -64,7 +65,8 @@ async def update(ctx: RegionContext, actor: Actor, org: dict[str, Any], patch: O
 async def delete(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, *, require_shred: bool = True) -> bool:
     """Crypto-shredding: delete the organisation's key first, so every copy of its
     personal data (backups included) is unreadable, then its rows. The access log
-    keeps the record of it (its entries hold no personal data).
+    keeps the record of it (its entries hold no personal data), and payment records
+    stay for their legal hold, without their payer fields.
 
     ``require_shred=False`` (undoing a failed signup) still removes the rows when
     the key service is down; the orphaned key holds nothing and is retried later."""
@@ -77,9 +79,23 @@ async def delete(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, *, require
         if require_shred:
             raise
     async with database.transaction(ctx.engine):
-        for table in TENANT_TABLES:
-            if table is not Organisation:
+        for table in [*TENANT_TABLES, *NETWORK_TEST_TABLES]:
+            if table not in (Organisation, PaymentRecord):
                 await table.delete().where(table.org_id == org_id).run()  # type: ignore[attr-defined]
+        # Payment records stay for their 5-year legal hold (P9, P18); their payer fields
+        # were sealed with the shredded key and are cleared, the transaction facts remain.
+        await (
+            PaymentRecord.update(
+                {
+                    PaymentRecord.payer_name: None,
+                    PaymentRecord.payer_email: None,
+                    PaymentRecord.payer_email_index: None,
+                    PaymentRecord.payer_phone_index: None,
+                }
+            )
+            .where(PaymentRecord.org_id == org_id)
+            .run()
+        )
         await Organisation.delete().where(Organisation.id == org_id).run()
         await record(ctx, actor, org_id, "delete", "organisation", org_id, subject)
     return bool(found)

@@ -168,6 +168,23 @@ def test_deleting_an_organisation_shreds_its_key_and_a_backup_cannot_be_read(sta
     subprocess.run(["pg_dump", "--no-owner", "-f", str(backup), stack.dsns["eu"]], check=True, timeout=60)
     org_id = uuid.UUID(made["organisation_id"])
     assert read_backup(stack, backup, org_id, member["id"], "before") == member["email"], "the backup is readable"
+    # A payment (legal hold, P9) and a network-test result (support metadata) of the organisation.
+    payment, result = uuid.uuid4(), uuid.uuid4()
+    rows(
+        stack,
+        "INSERT INTO payment_record (id, org_id, provider, provider_reference, amount_minor, currency, card_brand,"
+        " card_last4, payer_name, payer_email_index, created_at, keep_until) VALUES ($1, $2, 'stripe', 'pi_123',"
+        " 4500, 'EUR', 'visa', '4242', 'kf1:sealed', 'idx', now(), now() + interval '5 years')",
+        payment,
+        org_id,
+    )
+    rows(
+        stack,
+        "INSERT INTO network_test_result (id, org_id, created_at, runner, transport, verdict, probes_sent,"
+        " probes_answered) VALUES ($1, $2, now(), 'visitor', 'udp', 'good', 10, 10)",
+        result,
+        org_id,
+    )
 
     refused = client.post(f"/api/v1/orgs/{made['slug']}/delete", json={"confirm": "wrong"})
     assert refused.status_code == 400
@@ -176,6 +193,14 @@ def test_deleting_an_organisation_shreds_its_key_and_a_backup_cannot_be_read(sta
 
     assert rows(stack, "SELECT count(*) AS n FROM member WHERE org_id = $1", org_id)[0]["n"] == 0
     assert rows(stack, "SELECT count(*) AS n FROM tenant_data_key WHERE org_id = $1", org_id)[0]["n"] == 0
+    assert rows(stack, "SELECT count(*) AS n FROM network_test_result WHERE id = $1", result)[0]["n"] == 0
+    # The payment stays for its legal hold, without the payer fields the shredded key sealed.
+    [kept] = rows(
+        stack,
+        "SELECT card_last4, amount_minor, payer_name, payer_email_index FROM payment_record WHERE id = $1",
+        payment,
+    )
+    assert kept == {"card_last4": "4242", "amount_minor": 4500, "payer_name": None, "payer_email_index": None}
     log = rows(
         stack, "SELECT action, object_type, outcome FROM access_log_entry WHERE org_id = $1 ORDER BY seq", org_id
     )
