@@ -176,6 +176,26 @@ async def _keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _purge(args: argparse.Namespace) -> int:
+    from konsil.compliance.retention.cli import run
+
+    return asyncio.run(run(args))
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from konsil.regions.tasks import run_worker
+
+    run_worker(load_settings(args.config), args.region, args.loglevel)
+    return 0
+
+
+def _beat(args: argparse.Namespace) -> int:
+    from konsil.regions.tasks import run_beat
+
+    run_beat(load_settings(args.config), args.region, args.loglevel)
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     print(
@@ -221,6 +241,22 @@ def parser() -> argparse.ArgumentParser:
     rotate.add_argument("--region", help="only this region")
     rotate.add_argument("--retire", action="store_true", help="then retire key versions no data key uses")
     rotate.set_defaults(func=lambda a: asyncio.run(_keys_rotate(a)))
+
+    purge = with_config(sub.add_parser("purge", help="delete what is past its retention now (progress bar)"))
+    purge.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    purge.add_argument("--region", help="only this region")
+    purge.add_argument("--org", help="only this organisation (by slug)")
+    purge.add_argument("--batch-size", type=int, choices=range(1, 10_001), metavar="1..10000", help="rows per batch")
+    purge.set_defaults(func=_purge)
+
+    for name, func, what in (
+        ("worker", _worker, "run a region's Celery worker (retention purges)"),
+        ("beat", _beat, "run a region's Celery beat (the purge schedule)"),
+    ):
+        runner = with_config(sub.add_parser(name, help=what))
+        runner.add_argument("--region", required=True, help="the region whose tasks it runs")
+        runner.add_argument("--loglevel", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        runner.set_defaults(func=func)
 
     # Parsed by the agent itself: main() hands it everything after "media-node".
     sub.add_parser("media-node", help="run a media node: media-node run --region ID --node-id ID --config FILE")

@@ -53,6 +53,16 @@ class VaultSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     cache_max_uses: Annotated[int, msgspec.Meta(ge=1, le=2**32)] = 1_000_000
 
 
+class LifecycleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A region's data-lifecycle tasks (retention purges): who runs them and how often.
+    ``runner = "auto"`` means Celery on the region's broker in services mode when
+    ``broker_url`` is set, else in-process inside the region service."""
+
+    runner: Literal["auto", "in-process", "celery"] = "auto"
+    purge_every_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400)] = 86_400
+    purge_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 5000
+
+
 class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     id: RegionId
     jurisdiction: Annotated[str, msgspec.Meta(min_length=2, max_length=120)]
@@ -74,6 +84,8 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # SHA-256 (hex) of the bearer tokens of the region's ops team (media-node ops API).
     # Only hashes are configured; the tokens themselves stay with the ops team.
     ops_token_hashes: list[Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]] = []
+    # Retention purges (compliance/retention): Celery workers and beat of this region, or in-process.
+    lifecycle: LifecycleSettings = LifecycleSettings()
 
     @property
     def base_url(self) -> str:

@@ -37,6 +37,7 @@ from konsil.regions.context import ControlLink, RegionContext
 from konsil.regions.internal import internal_router
 from konsil.regions.resources import build_tenant_keys
 from konsil.regions.tables import REGION_TABLES
+from konsil.regions.tasks import start_in_process
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize
 from konsil.tenants.keys.provider import KeyDestroyed, KeyUnavailable, UnwrapRefused
@@ -126,9 +127,12 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             except KeyUnavailable as exc:  # fail closed: calls are told no relay is available
                 log.error("the relays' TURN secret could not be read: %s", exc)
         follower = asyncio.create_task(sync_registry(media_nodes)) if media_nodes else None
+        lifecycle = start_in_process(ctx)  # the embedded default's purge schedule (else Celery beat)
         try:
             yield
         finally:
+            if lifecycle is not None:
+                await lifecycle.stop()
             if follower is not None:
                 follower.cancel()
             if consumer is not None:

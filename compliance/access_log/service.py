@@ -210,11 +210,30 @@ async def append_many(events: list[AccessEvent]) -> list[uuid.UUID]:
             record = msgspec.structs.replace(unhashed, entry_hash=chain.entry_hash(unhashed))
             records.append(record)
             last_seq, last_hash = record.seq, record.entry_hash
-        await AccessLogEntry.insert(*(AccessLogEntry(**msgspec.structs.asdict(r)) for r in records))
+        await _insert(engine, records)
         await AccessLogHead.update({AccessLogHead.seq: last_seq, AccessLogHead.entry_hash: last_hash}).where(
             AccessLogHead.org_id == org_id
         )
     return [r.id for r in records]
+
+
+_COLUMN_NAMES = tuple(column._meta.db_column_name for column in _ENTRY_COLUMNS)
+_ARRAY_TYPES = {"id": "uuid", "org_id": "uuid", "seq": "bigint", "at": "timestamptz"}
+# PostgreSQL: one INSERT of column arrays. Building a piccolo row object per entry cost
+# about 0.2 ms each, which dominated large appends (a purge logs one entry per visit).
+_UNNEST_INSERT = "INSERT INTO access_log_entry ({}) SELECT * FROM unnest({})".format(  # noqa: S608 - fixed names
+    ", ".join(_COLUMN_NAMES),
+    ", ".join("{}::" + _ARRAY_TYPES.get(name, "text") + "[]" for name in _COLUMN_NAMES),
+)
+
+
+async def _insert(engine: Engine, records: list[EntryRecord]) -> None:
+    if database.is_postgres(engine):
+        await AccessLogEntry.raw(
+            _UNNEST_INSERT, *([getattr(record, name) for record in records] for name in _COLUMN_NAMES)
+        )
+        return
+    await AccessLogEntry.insert(*(AccessLogEntry(**msgspec.structs.asdict(r)) for r in records))
 
 
 # --- reading -----------------------------------------------------------------------

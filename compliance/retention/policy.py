@@ -1,0 +1,47 @@
+"""What is kept how long (REQUIREMENTS.md, retention table) and the cutoff of each
+data class for a run's clock ``as_of``. Cutoffs come from the organisations'
+*current* settings, so a changed retention applies to existing data at the next run."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from typing import Literal
+
+DataClass = Literal["visits", "support_metadata", "member_contact", "payment_records"]
+DATA_CLASSES: tuple[DataClass, ...] = ("visits", "support_metadata", "member_contact", "payment_records")
+
+SUPPORT_METADATA_MONTHS = 9  # P10
+CONTACT_DAYS_AFTER_CONTRACT = 90  # P18
+MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 1, 90  # P7
+
+
+class RetentionPolicy:
+    """The cutoffs: a record older than its cutoff (strictly) is past retention."""
+
+    @staticmethod
+    def visits(as_of: dt.datetime, retention_days: int) -> dt.datetime:
+        """Visits, their calls, telemetry and relay receipts, by ``Visit.arrived_at``."""
+        if not MIN_RETENTION_DAYS <= retention_days <= MAX_RETENTION_DAYS:
+            # Never widen a purge on a bad setting: refuse it (the API already validates 1..90).
+            raise ValueError(f"retention of {retention_days} days is outside 1..90")
+        return as_of - dt.timedelta(days=retention_days)
+
+    @staticmethod
+    def support_metadata(as_of: dt.datetime) -> dt.datetime:
+        """Nine calendar months back (the 31st becomes the month's last day)."""
+        month = as_of.month - SUPPORT_METADATA_MONTHS
+        year = as_of.year + (month - 1) // 12
+        month = (month - 1) % 12 + 1
+        day = min(as_of.day, calendar.monthrange(year, month)[1])
+        return as_of.replace(year=year, month=month, day=day)
+
+    @staticmethod
+    def member_contact(as_of: dt.datetime) -> dt.date:
+        """Organisations whose contract ended before this date are past retention."""
+        return as_of.date() - dt.timedelta(days=CONTACT_DAYS_AFTER_CONTRACT)
+
+    @staticmethod
+    def payment_records(as_of: dt.datetime) -> dt.datetime:
+        """Payment records carry their own ``keep_until`` (5 years, set at creation)."""
+        return as_of

@@ -1,0 +1,547 @@
+"""Retention purges: delete what is past its retention, in small batches (one short
+transaction each, so no long locks), and record evidence of every run.
+
+Idempotent: a run has an id and a clock (``as_of``) from which every cutoff is
+computed. Each batch deletes rows and advances the run's evidence in one
+transaction, so a run interrupted anywhere and re-run with the same id ends in the
+same rows and the same evidence as a run that was never interrupted.
+
+Data classes (REQUIREMENTS.md, retention table):
+- ``visits``: visits past the organisation's *current* retention (by arrival), with
+  their calls, call telemetry and relay receipts;
+- ``member_contact``: organisations 90 days past their contract end: the tenant key
+  is shredded first, then the rows are removed; payment records stay (legal hold);
+- ``support_metadata``: network-test results older than 9 calendar months;
+- ``payment_records``: past their ``keep_until`` (5 years).
+
+Deletions of personal data are access-logged with the system actor; the entries
+hold pseudonymous ids only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from piccolo.columns import Column
+from piccolo.columns.combination import Combinable
+from piccolo.table import Table
+
+from konsil.compliance.access_log.service import AccessEvent, append_many
+from konsil.compliance.retention.policy import DataClass, RetentionPolicy
+from konsil.compliance.retention.tables import PurgeRun
+from konsil.platform import database
+from konsil.regions.context import RegionContext
+from konsil.tenants.keys.provider import KeyUnavailable
+from konsil.tenants.tables import (
+    TENANT_TABLES,
+    Call,
+    CallRelayReceipt,
+    CallTelemetry,
+    Organisation,
+    PaymentRecord,
+    Visit,
+)
+
+log = logging.getLogger("konsil.retention")
+
+SYSTEM_ACTOR = "system:retention"
+PURPOSE = "retention purge"
+LOG_CHUNK = 1000  # access-log entries per insert (PostgreSQL allows 32767 parameters)
+SUPPORT_METADATA_TABLE = "network_test_result"
+# Rows of a shredded organisation that are removed; payment records are kept by law (P9, P18).
+CONTRACT_END_KEEPS: frozenset[type[Table]] = frozenset({Organisation, PaymentRecord})
+
+OnBatch = Callable[[DataClass, int], None]
+
+
+class UnknownOrganisation(Exception):
+    """``--org`` named an organisation this region does not hold."""
+
+
+@dataclass(frozen=True)
+class PurgeRequest:
+    run_id: uuid.UUID
+    as_of: dt.datetime
+    trigger: str = "schedule"  # schedule | cli
+    org_slug: str | None = None  # only this organisation's data (support metadata is then not touched)
+    dry_run: bool = False
+    batch_size: int = 5000
+
+
+class ClassResult(msgspec.Struct, kw_only=True):
+    """What one data class (of one organisation) came to in a run."""
+
+    data_class: str
+    org_id: uuid.UUID | None
+    cutoff: dt.datetime | None
+    rows: dict[str, int]
+    outcome: str  # success | failure | skipped (dry runs: success, nothing removed)
+    message: str = ""
+
+    @property
+    def removed(self) -> int:
+        return sum(self.rows.values())
+
+
+@dataclass
+class _Evidence:
+    """A run's evidence row for one data class (and organisation), advanced per batch."""
+
+    id: uuid.UUID | None  # None in a dry run: nothing is written
+    rows: dict[str, int] = field(default_factory=dict)
+    done: bool = False
+
+    async def add(self, counts: dict[str, int]) -> None:
+        for table, n in counts.items():
+            self.rows[table] = self.rows.get(table, 0) + n
+        if self.id is not None:
+            await PurgeRun.update(
+                {
+                    PurgeRun.rows_removed: sum(self.rows.values()),
+                    PurgeRun.detail: msgspec.json.encode(self.rows).decode(),
+                }
+            ).where(PurgeRun.id == self.id)
+
+    async def finish(self, outcome: str, message: str = "") -> None:
+        if self.id is not None:
+            await PurgeRun.update(
+                {
+                    PurgeRun.outcome: outcome,
+                    PurgeRun.message: message[:200],
+                    PurgeRun.finished_at: dt.datetime.now(dt.UTC),
+                }
+            ).where(PurgeRun.id == self.id)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+async def _evidence(
+    ctx: RegionContext, req: PurgeRequest, data_class: DataClass, org_id: uuid.UUID | None, cutoff: dt.datetime | None
+) -> _Evidence:
+    """The run's evidence row for this class, made on first sight and found again on a re-run."""
+    if req.dry_run:
+        return _Evidence(None)
+    where = (PurgeRun.run_id == req.run_id) & (PurgeRun.data_class == data_class)
+    where &= PurgeRun.org_id.is_null() if org_id is None else PurgeRun.org_id == org_id
+    found = await PurgeRun.select(PurgeRun.id, PurgeRun.detail, PurgeRun.outcome).where(where).first()
+    if found is not None:
+        rows = msgspec.json.decode(found["detail"] or "{}", type=dict[str, int])
+        return _Evidence(found["id"], rows, done=found["outcome"] == "success")
+    row_id = uuid.uuid4()
+    await PurgeRun.insert(
+        PurgeRun(
+            id=row_id,
+            run_id=req.run_id,
+            region=ctx.region.id,
+            data_class=data_class,
+            org_id=org_id,
+            trigger=req.trigger,
+            as_of=req.as_of,
+            cutoff=cutoff,
+            started_at=dt.datetime.now(dt.UTC),
+            outcome="running",
+        )
+    )
+    return _Evidence(row_id)
+
+
+def _deletion(
+    ctx: RegionContext, org_id: uuid.UUID, object_type: str, object_id: uuid.UUID, subject: str
+) -> AccessEvent:
+    return AccessEvent(
+        org_id=org_id,
+        actor=SYSTEM_ACTOR,
+        actor_role="system",
+        on_behalf_of="system",
+        subject_ref=subject,
+        action="delete",
+        object_type=object_type,
+        object_id=str(object_id),
+        source_address="local",
+        outcome="success",
+        purpose=PURPOSE,
+        source=ctx.source,
+    )
+
+
+async def _log(events: list[AccessEvent]) -> None:
+    by_org: dict[uuid.UUID, list[AccessEvent]] = {}
+    for event in events:
+        by_org.setdefault(event.org_id, []).append(event)
+    for org_events in by_org.values():
+        for start in range(0, len(org_events), LOG_CHUNK):
+            await append_many(org_events[start : start + LOG_CHUNK])
+
+
+async def _deleted(query: Any) -> int:
+    return len(await query)
+
+
+# --- visits, calls, telemetry, relay receipts ----------------------------------------------
+
+
+async def _visit_batch(org_id: uuid.UUID, cutoff: dt.datetime | None, after: uuid.UUID | None, size: int) -> list[Any]:
+    where: Combinable = Visit.org_id == org_id
+    if cutoff is not None:
+        where &= Visit.arrived_at < cutoff
+    if after is not None:
+        where &= Visit.id > after
+    rows = await Visit.select(Visit.id).where(where).order_by(Visit.id).limit(size)
+    return [row["id"] for row in rows]
+
+
+async def _count_visits(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int) -> dict[str, int]:
+    """What a purge of these visits would remove (dry run), walked in batches by id."""
+    counts = {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0}
+    after = None
+    while ids := await _visit_batch(org_id, cutoff, after, size):
+        after = ids[-1]
+        calls = [r["id"] for r in await Call.select(Call.id).where((Call.org_id == org_id) & Call.visit_id.is_in(ids))]
+        counts["visit"] += len(ids)
+        counts["call"] += len(calls)
+        counts["call_telemetry"] += await CallTelemetry.count().where(
+            (CallTelemetry.org_id == org_id) & CallTelemetry.visit_id.is_in(ids)
+        )
+        if calls:
+            counts["call_relay_receipt"] += await CallRelayReceipt.count().where(
+                (CallRelayReceipt.org_id == org_id) & CallRelayReceipt.call_id.is_in(calls)
+            )
+    return counts
+
+
+# PostgreSQL: one statement per batch deletes the visits, their calls, telemetry and
+# relay receipts, and returns only the counts (no ids travel back and forth).
+_PG_VISIT_BATCH = """
+WITH doomed AS (
+    SELECT id FROM visit WHERE org_id = {} AND arrived_at < {} LIMIT {}
+), t AS (
+    DELETE FROM call_telemetry WHERE visit_id IN (SELECT id FROM doomed) RETURNING 1
+), c AS (
+    DELETE FROM call WHERE visit_id IN (SELECT id FROM doomed) RETURNING id
+), r AS (
+    DELETE FROM call_relay_receipt WHERE call_id IN (SELECT id FROM c) RETURNING 1
+), v AS (
+    DELETE FROM visit WHERE id IN (SELECT id FROM doomed) RETURNING 1
+)
+SELECT (SELECT count(*) FROM v) AS visit, (SELECT count(*) FROM c) AS call,
+       (SELECT count(*) FROM t) AS call_telemetry, (SELECT count(*) FROM r) AS call_relay_receipt
+"""
+_ALL_OF_THEM = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
+
+async def _delete_visit_batch(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int) -> dict[str, int]:
+    """Delete up to ``size`` of the organisation's visits before ``cutoff`` (all, when
+    None) with their calls, telemetry and receipts; the counts of what went."""
+    if database.is_postgres(Visit._meta.db):
+        [row] = await Visit.raw(_PG_VISIT_BATCH, org_id, cutoff or _ALL_OF_THEM, size)
+        return {name: int(row[name]) for name in ("visit", "call", "call_telemetry", "call_relay_receipt")}
+    ids = await _visit_batch(org_id, cutoff, None, size)
+    if not ids:
+        return {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0}
+    calls = [r["id"] for r in await Call.select(Call.id).where((Call.org_id == org_id) & Call.visit_id.is_in(ids))]
+    counts = {
+        "call_telemetry": await _deleted(
+            CallTelemetry.delete()
+            .where((CallTelemetry.org_id == org_id) & CallTelemetry.visit_id.is_in(ids))
+            .returning(CallTelemetry.id)
+        ),
+        "call_relay_receipt": await _deleted(
+            CallRelayReceipt.delete()
+            .where((CallRelayReceipt.org_id == org_id) & CallRelayReceipt.call_id.is_in(calls))
+            .returning(CallRelayReceipt.id)
+        )
+        if calls
+        else 0,
+        "call": await _deleted(Call.delete().where((Call.org_id == org_id) & Call.id.is_in(calls)).returning(Call.id))
+        if calls
+        else 0,
+    }
+    # Only what this transaction removed counts (another replica may have raced it).
+    counts["visit"] = await _deleted(
+        Visit.delete().where((Visit.org_id == org_id) & Visit.id.is_in(ids)).returning(Visit.id)
+    )
+    return counts
+
+
+async def _delete_visits(
+    ctx: RegionContext,
+    req: PurgeRequest,
+    org_id: uuid.UUID,
+    cutoff: dt.datetime | None,
+    evidence: _Evidence,
+    data_class: DataClass,
+    on_batch: OnBatch,
+) -> None:
+    """Delete the organisation's visits before ``cutoff`` (all, when None) with their
+    calls, telemetry and receipts: one transaction per batch of visits.
+
+    Each batch writes one access-log entry (system actor, the run as its reference, the
+    number of visits as its object): a visit past retention is gone with everything that
+    could name its visitor, and one entry per visit cost more than the deletion itself
+    (see bench/purge.py). The run's evidence keeps the counts per table."""
+    while True:
+        async with database.transaction(ctx.engine):
+            counts = await _delete_visit_batch(org_id, cutoff, req.batch_size)
+            if not counts["visit"]:
+                break
+            await evidence.add(counts)
+            await _log([_batch_deletion(ctx, org_id, req.run_id, counts["visit"])])
+        on_batch(data_class, sum(counts.values()))
+
+
+def _batch_deletion(ctx: RegionContext, org_id: uuid.UUID, run_id: uuid.UUID, visits: int) -> AccessEvent:
+    return AccessEvent(
+        org_id=org_id,
+        actor=SYSTEM_ACTOR,
+        actor_role="system",
+        on_behalf_of="system",
+        subject_ref=f"purge-run:{run_id}",
+        action="delete",
+        object_type="visit",
+        object_id=f"count:{visits}",
+        source_address="local",
+        outcome="success",
+        purpose=PURPOSE,
+        source=ctx.source,
+    )
+
+
+async def _purge_visits(ctx: RegionContext, req: PurgeRequest, org: dict[str, Any], on_batch: OnBatch) -> ClassResult:
+    try:
+        cutoff = RetentionPolicy.visits(req.as_of, int(org["retention_days"]))
+    except ValueError as exc:  # a bad setting in the database: purge nothing of it, say so
+        evidence = await _evidence(ctx, req, "visits", org["id"], None)
+        await evidence.finish("failure", str(exc))
+        return ClassResult(
+            data_class="visits", org_id=org["id"], cutoff=None, rows={}, outcome="failure", message=str(exc)
+        )
+    if req.dry_run:
+        counts = await _count_visits(org["id"], cutoff, req.batch_size)
+        return ClassResult(data_class="visits", org_id=org["id"], cutoff=cutoff, rows=counts, outcome="success")
+    evidence = await _evidence(ctx, req, "visits", org["id"], cutoff)
+    if not evidence.done:
+        await _delete_visits(ctx, req, org["id"], cutoff, evidence, "visits", on_batch)
+        await evidence.finish("success")
+    return ClassResult(data_class="visits", org_id=org["id"], cutoff=cutoff, rows=evidence.rows, outcome="success")
+
+
+# --- member contact data: organisations past contract end + 90 days --------------------------
+
+
+def _org_tables() -> list[type[Table]]:
+    """Tenant tables emptied when an organisation's contract has ended (visits go first)."""
+    skip = {Visit, Call, CallTelemetry, CallRelayReceipt, *CONTRACT_END_KEEPS}
+    return [t for t in TENANT_TABLES if t not in skip]
+
+
+async def _delete_org_rows(
+    ctx: RegionContext, req: PurgeRequest, table: type[Table], org_id: uuid.UUID, evidence: _Evidence, on_batch: OnBatch
+) -> None:
+    key: Column = table._meta.primary_key
+    org_column: Column = table.org_id  # type: ignore[attr-defined]
+    name = table._meta.tablename
+    while True:
+        rows = await table.select(key).where(org_column == org_id).limit(req.batch_size)
+        ids = [row[key._meta.name] for row in rows]
+        if not ids:
+            return
+        async with database.transaction(ctx.engine):
+            await table.delete().where((org_column == org_id) & key.is_in(ids))
+            await evidence.add({name: len(ids)})
+            if name == "member":  # personal data: one entry per member
+                await _log([_deletion(ctx, org_id, "member", member_id, f"member:{member_id}") for member_id in ids])
+        on_batch("member_contact", len(ids))
+
+
+async def _purge_contract_ended(
+    ctx: RegionContext, req: PurgeRequest, org: dict[str, Any], cutoff: dt.date, on_batch: OnBatch
+) -> ClassResult:
+    org_id = org["id"]
+    at = dt.datetime.combine(cutoff, dt.time(), dt.UTC)
+    if req.dry_run:
+        counts = await _count_visits(org_id, None, req.batch_size)
+        for table in _org_tables():
+            counts[table._meta.tablename] = await table.count().where(table.org_id == org_id)  # type: ignore[attr-defined]
+        counts["organisation"] = 1
+        return ClassResult(data_class="member_contact", org_id=org_id, cutoff=at, rows=counts, outcome="success")
+    evidence = await _evidence(ctx, req, "member_contact", org_id, at)
+    # Shred first: once the key is gone every copy of the personal data is unreadable,
+    # backups included; the rows are then removed batch by batch.
+    try:
+        await ctx.keys.shred(org_id)
+    except KeyUnavailable:
+        message = "the region's key service does not answer; nothing was deleted, retried next run"
+        await _log(
+            [
+                msgspec.structs.replace(
+                    _deletion(ctx, org_id, "organisation", org_id, f"org:{org_id}"), outcome="failure"
+                )
+            ]
+        )
+        await evidence.finish("failure", message)
+        return ClassResult(
+            data_class="member_contact",
+            org_id=org_id,
+            cutoff=at,
+            rows=evidence.rows,
+            outcome="failure",
+            message=message,
+        )
+    await _delete_visits(ctx, req, org_id, None, evidence, "member_contact", on_batch)
+    for table in _org_tables():
+        await _delete_org_rows(ctx, req, table, org_id, evidence, on_batch)
+    async with database.transaction(ctx.engine):
+        gone = await _deleted(Organisation.delete().where(Organisation.id == org_id).returning(Organisation.id))
+        await evidence.add({"organisation": gone})
+        await _log([_deletion(ctx, org_id, "organisation", org_id, f"org:{org_id}")])
+    await evidence.finish("success")
+    from konsil.tenants.organisations import tell_control_plane
+
+    if not await tell_control_plane(ctx, org_id):
+        log.warning("the control plane was not told of a removed organisation; its directory entry stays until retried")
+    return ClassResult(data_class="member_contact", org_id=org_id, cutoff=at, rows=evidence.rows, outcome="success")
+
+
+# --- support metadata and payment records -------------------------------------------------------
+
+
+def support_metadata_table() -> type[Table] | None:
+    """The network-test results table, once its area declares it."""
+    from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
+
+    return next((t for t in NETWORK_TEST_TABLES if t._meta.tablename == SUPPORT_METADATA_TABLE), None)
+
+
+async def _purge_by_time(
+    ctx: RegionContext,
+    req: PurgeRequest,
+    data_class: DataClass,
+    table: type[Table],
+    time_column: Column,
+    cutoff: dt.datetime,
+    org_id: uuid.UUID | None,
+    on_batch: OnBatch,
+    logged_as: str | None = None,
+) -> ClassResult:
+    key: Column = table._meta.primary_key
+    name = table._meta.tablename
+    where: Combinable = time_column < cutoff
+    if org_id is not None:
+        where &= table.org_id == org_id  # type: ignore[attr-defined]
+    if req.dry_run:
+        count = await table.count().where(where)
+        return ClassResult(data_class=data_class, org_id=org_id, cutoff=cutoff, rows={name: count}, outcome="success")
+    evidence = await _evidence(ctx, req, data_class, org_id, cutoff)
+    while not evidence.done:
+        columns = [key, table.org_id] if logged_as else [key]  # type: ignore[attr-defined]
+        rows = await table.select(*columns).where(where).order_by(key).limit(req.batch_size)
+        if not rows:
+            break
+        ids = [row[key._meta.name] for row in rows]
+        async with database.transaction(ctx.engine):
+            await table.delete().where(where & key.is_in(ids))
+            await evidence.add({name: len(ids)})
+            if logged_as:
+                await _log(
+                    [_deletion(ctx, row["org_id"], logged_as, row["id"], f"{logged_as}:{row['id']}") for row in rows]
+                )
+        on_batch(data_class, len(ids))
+    if not evidence.done:
+        await evidence.finish("success")
+    return ClassResult(data_class=data_class, org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success")
+
+
+async def _skipped(ctx: RegionContext, req: PurgeRequest, data_class: DataClass, message: str) -> ClassResult:
+    evidence = await _evidence(ctx, req, data_class, None, None)
+    await evidence.finish("skipped", message)
+    return ClassResult(data_class=data_class, org_id=None, cutoff=None, rows={}, outcome="skipped", message=message)
+
+
+# --- a run ------------------------------------------------------------------------------------
+
+
+async def run_as_of(run_id: uuid.UUID) -> dt.datetime | None:
+    """The clock of a run already begun (a redelivered task continues with it)."""
+    row = await PurgeRun.select(PurgeRun.as_of).where(PurgeRun.run_id == run_id).first()
+    return _aware(row["as_of"]) if row else None
+
+
+async def organisations(org_slug: str | None) -> list[dict[str, Any]]:
+    query = Organisation.select(
+        Organisation.id, Organisation.slug, Organisation.retention_days, Organisation.contract_end
+    ).order_by(Organisation.slug)
+    if org_slug is not None:
+        query = query.where(Organisation.slug == org_slug)
+    orgs = await query
+    if org_slug is not None and not orgs:
+        raise UnknownOrganisation(org_slug)
+    return list(orgs)
+
+
+async def purge(ctx: RegionContext, req: PurgeRequest, on_batch: OnBatch | None = None) -> list[ClassResult]:
+    """One purge run of this region (or of one organisation of it). A class that
+    fails is recorded as failed and the others go on; the next run retries it."""
+    report = on_batch or (lambda _class, _rows: None)
+    req = PurgeRequest(**{**req.__dict__, "as_of": _aware(req.as_of)})
+    orgs = await organisations(req.org_slug)
+    results: list[ClassResult] = []
+    contract_cutoff = RetentionPolicy.member_contact(req.as_of)
+
+    async def guarded(data_class: DataClass, org_id: uuid.UUID | None, step: Any) -> None:
+        try:
+            results.append(await step)
+        except Exception as exc:  # recorded, then the next class; the next run retries
+            log.exception("purge of %s failed", data_class)
+            message = f"{type(exc).__name__} (see the worker's log)"
+            if not req.dry_run:
+                evidence = await _evidence(ctx, req, data_class, org_id, None)
+                await evidence.finish("failure", message)
+            results.append(
+                ClassResult(
+                    data_class=data_class, org_id=org_id, cutoff=None, rows={}, outcome="failure", message=message
+                )
+            )
+
+    for org in orgs:
+        ended = org["contract_end"] is not None and org["contract_end"] < contract_cutoff
+        if ended:
+            await guarded("member_contact", org["id"], _purge_contract_ended(ctx, req, org, contract_cutoff, report))
+        else:
+            await guarded("visits", org["id"], _purge_visits(ctx, req, org, report))
+    org_id = orgs[0]["id"] if req.org_slug is not None else None
+    table = support_metadata_table()
+    if table is None:
+        results.append(await _skipped(ctx, req, "support_metadata", "no support-metadata table in this region yet"))
+    elif org_id is None or hasattr(table, "org_id"):
+        cutoff = RetentionPolicy.support_metadata(req.as_of)
+        step = _purge_by_time(ctx, req, "support_metadata", table, table.created_at, cutoff, org_id, report)  # type: ignore[attr-defined]
+        await guarded("support_metadata", org_id, step)
+    step = _purge_by_time(
+        ctx,
+        req,
+        "payment_records",
+        PaymentRecord,
+        PaymentRecord.keep_until,
+        RetentionPolicy.payment_records(req.as_of),
+        org_id,
+        report,
+        logged_as="payment_record",
+    )
+    await guarded("payment_records", org_id, step)
+    return results
+
+
+def summary(results: Sequence[ClassResult]) -> dict[str, int]:
+    """Rows removed (or, in a dry run, to remove) per data class."""
+    totals: dict[str, int] = {}
+    for result in results:
+        totals[result.data_class] = totals.get(result.data_class, 0) + result.removed
+    return totals

@@ -1,0 +1,246 @@
+"""A region's background tasks (the data lifecycle: retention purges) and who runs them.
+
+Two runners behind one interface (``TaskRunner``), chosen by configuration
+(``regions.<id>.lifecycle.runner``):
+
+- **Celery on the region's RabbitMQ** (services mode): ``konsil worker --region eu``
+  and ``konsil beat --region eu``. Region-pinned: the broker URL names the region's
+  own vhost (``konsil-eu``), the queue is ``konsil.eu.lifecycle``, and a worker
+  refuses a task addressed to another region, so an EU task is never run by a US
+  worker. Tasks are acknowledged late and rejected when their worker dies, so a
+  killed worker's task is redelivered; the task id is the purge run's id, so the
+  redelivered run continues where the dead one stopped and ends in the same state.
+- **In-process** (the embedded default): the region service runs the same task
+  functions on the same schedule in a background asyncio task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from konsil.platform.settings import RegionSettings, Settings
+from konsil.regions.context import RegionContext
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = logging.getLogger("konsil.tasks")
+
+PURGE = "konsil.lifecycle.purge"
+
+
+def queue_name(region_id: str) -> str:
+    return f"konsil.{region_id}.lifecycle"
+
+
+def uses_celery(settings: Settings, region: RegionSettings) -> bool:
+    runner = region.lifecycle.runner
+    if runner == "auto":
+        return settings.mode == "services" and bool(region.broker_url)
+    return runner == "celery"
+
+
+# --- the tasks (the same functions for both runners) ----------------------------------------
+
+
+class WrongRegion(Exception):
+    """A task addressed to another region reached this region's worker."""
+
+
+async def purge_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict[str, Any]:
+    """One scheduled purge run. Re-running the same ``run_id`` (a redelivered task)
+    keeps its first clock, so its cutoffs and final state do not move."""
+    from konsil.compliance.retention.purge import PurgeRequest, purge, run_as_of, summary
+
+    if region != ctx.region.id:
+        raise WrongRegion(f"a task of region {region!r} reached a worker of region {ctx.region.id!r}")
+    as_of = await run_as_of(run_id) or dt.datetime.now(dt.UTC)
+    request = PurgeRequest(
+        run_id=run_id, as_of=as_of, trigger="schedule", batch_size=ctx.region.lifecycle.purge_batch_size
+    )
+    results = await purge(ctx, request)
+    failed = [r.data_class for r in results if r.outcome == "failure"]
+    return {"run_id": str(run_id), "removed": summary(results), "failed": failed}
+
+
+TASKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {PURGE: purge_task}
+
+
+class TaskRunner(Protocol):
+    """Hands a region task to whoever runs this region's tasks; returns the task id."""
+
+    def submit(self, task: str, run_id: uuid.UUID | None = None) -> str: ...
+
+
+# --- in-process (embedded default) --------------------------------------------------------------
+
+
+class InProcessRunner:
+    """Runs tasks as asyncio tasks of the region service, one at a time."""
+
+    def __init__(self, ctx: RegionContext) -> None:
+        self.ctx = ctx
+        self._lock = asyncio.Lock()
+        self._running: set[asyncio.Task[None]] = set()
+
+    def submit(self, task: str, run_id: uuid.UUID | None = None) -> str:
+        run_id = run_id or uuid.uuid4()
+        job = asyncio.create_task(self._run(task, run_id))
+        self._running.add(job)
+        job.add_done_callback(self._running.discard)
+        return str(run_id)
+
+    async def _run(self, task: str, run_id: uuid.UUID) -> None:
+        async with self._lock:
+            try:
+                result = await TASKS[task](self.ctx, self.ctx.region.id, run_id)
+                log.info("task %s %s done: %s", task, run_id, result)
+            except Exception:  # logged; the next scheduled run tries again
+                log.exception("task %s %s failed", task, run_id)
+
+    async def stop(self) -> None:
+        for job in list(self._running):
+            job.cancel()
+        for job in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+
+
+class InProcessScheduler:
+    """The embedded default's beat: submits the purge every ``purge_every_seconds``
+    (the first one interval after start, as Celery beat does)."""
+
+    def __init__(self, runner: InProcessRunner, every_seconds: float) -> None:
+        self.runner = runner
+        self.every_seconds = every_seconds
+        self._loop: asyncio.Task[None] | None = None
+
+    def start(self) -> InProcessScheduler:
+        self._loop = asyncio.create_task(self._tick())
+        return self
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_seconds)
+            self.runner.submit(PURGE)
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        await self.runner.stop()
+
+
+def start_in_process(ctx: RegionContext) -> InProcessScheduler | None:
+    """For the region service's lifespan: the in-process scheduler, unless this
+    region's tasks run on Celery workers."""
+    if uses_celery(ctx.settings, ctx.region):
+        return None
+    return InProcessScheduler(InProcessRunner(ctx), ctx.region.lifecycle.purge_every_seconds).start()
+
+
+# --- Celery (services mode) ---------------------------------------------------------------------
+
+
+def celery_app(settings: Settings, region_id: str) -> Celery:
+    """The Celery app of one region: its own broker (vhost), queue and schedule only."""
+    from celery import Celery
+    from celery.exceptions import Reject
+    from kombu import Queue
+
+    settings = settings.for_region(region_id)
+    region = settings.region(region_id)
+    if not region.broker_url:
+        from konsil.platform.settings import ConfigError
+
+        raise ConfigError(f"regions.{region_id}.broker_url: required to run Celery workers or beat")
+    queue = queue_name(region_id)
+    app = Celery(f"konsil-{region_id}", broker=region.broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,  # a task is acknowledged when done, so a dead worker's task is redelivered
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(queue, routing_key=queue)],
+        task_default_queue=queue,
+        task_routes={"konsil.*": {"queue": queue}},
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        timezone="UTC",
+        enable_utc=True,
+        # The solo pool runs a task in the worker process itself (killing it kills the task);
+        # it cannot answer AMQP heartbeats while a task runs, so none are asked for.
+        broker_heartbeat=0,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        beat_schedule={
+            "purge": {
+                "task": PURGE,
+                "schedule": dt.timedelta(seconds=region.lifecycle.purge_every_seconds),
+                "kwargs": {"region": region_id},
+                "options": {"queue": queue},
+            }
+        },
+        beat_schedule_filename=str(Path(settings.data_dir) / f"celerybeat-{region_id}"),
+    )
+
+    @app.task(name=PURGE, bind=True)
+    def purge(self: Any, region: str) -> dict[str, Any]:
+        if region != region_id:  # never run another region's task; drop it, do not requeue
+            log.error("refused a task of region %r: this worker serves region %r", region, region_id)
+            raise Reject(f"task of region {region!r} refused by a worker of region {region_id!r}", requeue=False)
+        return asyncio.run(_in_region(settings, region_id, uuid.UUID(str(self.request.id))))
+
+    return app
+
+
+async def _in_region(settings: Settings, region_id: str, run_id: uuid.UUID) -> dict[str, Any]:
+    from konsil.regions.resources import open_region
+
+    async with open_region(settings, settings.region(region_id)) as ctx:
+        ctx.service_name = "worker"
+        return await purge_task(ctx, region_id, run_id)
+
+
+class CeleryRunner:
+    """Sends a region's tasks to its own queue on its own broker."""
+
+    def __init__(self, settings: Settings, region_id: str) -> None:
+        self.region_id = region_id
+        self.app = celery_app(settings, region_id)
+
+    def submit(self, task: str, run_id: uuid.UUID | None = None) -> str:
+        task_id = str(run_id or uuid.uuid4())
+        self.app.send_task(task, kwargs={"region": self.region_id}, task_id=task_id, queue=queue_name(self.region_id))
+        return task_id
+
+
+def run_worker(settings: Settings, region_id: str, loglevel: str = "INFO") -> None:
+    app = celery_app(settings, region_id)
+    app.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            f"--queues={queue_name(region_id)}",
+            f"--hostname=konsil-{region_id}@%h",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+def run_beat(settings: Settings, region_id: str, loglevel: str = "INFO") -> None:
+    app = celery_app(settings, region_id)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    app.start(["beat", f"--loglevel={loglevel}"])

@@ -1,0 +1,463 @@
+"""Retention purges on the real region databases (PostgreSQL, and a migrated SQLite
+file for the embedded default): exact boundaries, a retention change applied at the
+next run, one organisation only, contract end (crypto-shredding), support metadata,
+payment records, evidence, re-runs, dry runs and the in-process schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from konsil.compliance.access_log.tables import AccessLogEntry
+from konsil.compliance.retention.policy import RetentionPolicy
+from konsil.compliance.retention.purge import ClassResult, PurgeRequest, UnknownOrganisation, purge
+from konsil.compliance.retention.tables import PurgeRun
+from konsil.media_nodes.network_test.tables import NetworkTestResult
+from konsil.platform import database
+from konsil.platform.migrations import Target, migrate_target
+from konsil.platform.settings import LifecycleSettings, RegionSettings, Settings, VaultSettings
+from konsil.platform.signing import Verifier
+from konsil.regions.context import ControlLink, RegionContext
+from konsil.regions.resources import build_tenant_keys
+from konsil.regions.tables import REGION_TABLES
+from konsil.regions.tasks import InProcessRunner, InProcessScheduler
+from konsil.tenants.keys.provider import KeyDestroyed
+from konsil.tenants.tables import (
+    Call,
+    CallRelayReceipt,
+    CallTelemetry,
+    Member,
+    Organisation,
+    PaymentRecord,
+    Room,
+    Visit,
+)
+
+AS_OF = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
+SECOND = dt.timedelta(seconds=1)
+
+
+@pytest.fixture(scope="session")
+async def retention_dsns(
+    pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    sqlite = tmp_path_factory.mktemp("retention") / "region.sqlite"
+    migrate_target(Target("sqlite region", "region", f"sqlite://{sqlite}"))
+    return {
+        "postgres": await asyncio.to_thread(pg_database, "retention_region", "region"),
+        "sqlite": f"sqlite://{sqlite}",
+    }
+
+
+def region_settings(dsn: str, keyring: Path, **lifecycle: Any) -> Settings:
+    region = RegionSettings(
+        id="eu",
+        jurisdiction="EU/EEA",
+        public_url="http://127.0.0.1:9",
+        listen="127.0.0.1:9",
+        database=dsn,
+        internal_secret="eu-secret-for-tests-only",
+        vault=VaultSettings(backend="local", keyring_path=str(keyring)),
+        lifecycle=LifecycleSettings(**lifecycle),
+    )
+    return Settings(mode="embedded", discovery_key="discovery-key-for-tests", regions=[region])
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+async def ctx(
+    request: pytest.FixtureRequest, retention_dsns: dict[str, str], tmp_path: Path
+) -> AsyncIterator[RegionContext]:
+    """A region context on PostgreSQL or SQLite with a real local keyring. Table
+    binding is process-wide, so the previous one is put back afterwards."""
+    settings = region_settings(retention_dsns[request.param], tmp_path / "keyring", purge_batch_size=7)
+    region = settings.regions[0]
+    engine = database.engine_for(region.database)
+    previous = [table._meta._db for table in REGION_TABLES]
+    database.bind(REGION_TABLES, engine)
+    await database.start(engine)
+    context = RegionContext(
+        settings=settings,
+        region=region,
+        engine=engine,
+        keys=build_tenant_keys(settings, region),
+        verifier=Verifier({}, 60),
+        control=ControlLink("", "eu", region.internal_secret),
+        discovery_key="discovery-key-for-tests",
+        service_name="test",
+    )
+    try:
+        yield context
+    finally:
+        await context.keys.provider.close()
+        await database.stop(engine)
+        for table, db in zip(REGION_TABLES, previous, strict=True):
+            table._meta._db = db
+
+
+async def new_org(ctx: RegionContext, retention_days: int = 30, contract_end: dt.date | None = None) -> uuid.UUID:
+    org_id = uuid.uuid4()
+    await Organisation.insert(
+        Organisation(
+            id=org_id,
+            slug=f"org-{org_id.hex[:10]}",
+            name="Praxis",
+            retention_days=retention_days,
+            contract_end=contract_end,
+        )
+    )
+    await ctx.keys.provision(org_id)
+    return org_id
+
+
+async def slug_of(org_id: uuid.UUID) -> str:
+    row = await Organisation.select(Organisation.slug).where(Organisation.id == org_id).first()
+    assert row is not None
+    return str(row["slug"])
+
+
+async def new_visit(org_id: uuid.UUID, arrived_at: dt.datetime, telemetry: int = 2) -> uuid.UUID:
+    """A visit with a call, its telemetry and its relay receipt."""
+    visit_id, call_id, room_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    far = arrived_at + dt.timedelta(days=3650)  # expires_at is not what the purge goes by
+    await Visit.insert(
+        Visit(
+            id=visit_id,
+            org_id=org_id,
+            room_id=room_id,
+            name="kf1:sealed",
+            token_hash=uuid.uuid4().hex,
+            consented_at=arrived_at,
+            arrived_at=arrived_at,
+            expires_at=far,
+        )
+    )
+    await Call.insert(
+        Call(
+            id=call_id,
+            org_id=org_id,
+            room_id=room_id,
+            visit_id=visit_id,
+            expert_id=uuid.uuid4(),
+            started_at=arrived_at,
+            expires_at=far,
+        )
+    )
+    for n in range(telemetry):
+        await CallTelemetry.insert(
+            CallTelemetry(
+                id=uuid.uuid4(),
+                org_id=org_id,
+                call_id=call_id,
+                visit_id=visit_id,
+                participant="visitor",
+                kind="quality",
+                data=f'{{"n": {n}}}',
+                expires_at=far,
+            )
+        )
+    await CallRelayReceipt.insert(
+        CallRelayReceipt(id=uuid.uuid4(), org_id=org_id, call_id=call_id, body="{}", signature="s", expires_at=far)
+    )
+    return visit_id
+
+
+async def visits_of(org_id: uuid.UUID) -> set[uuid.UUID]:
+    return {row["id"] for row in await Visit.select(Visit.id).where(Visit.org_id == org_id)}
+
+
+async def rows_of(org_id: uuid.UUID) -> dict[str, int]:
+    tables = (Visit, Call, CallTelemetry, CallRelayReceipt)
+    return {t._meta.tablename: await t.count().where(t.org_id == org_id) for t in tables}
+
+
+def run(org_slug: str | None = None, **changes: Any) -> PurgeRequest:
+    return PurgeRequest(run_id=uuid.uuid4(), as_of=AS_OF, trigger="cli", org_slug=org_slug, batch_size=7, **changes)
+
+
+def only(results: list[ClassResult], data_class: str, org_id: uuid.UUID | None = None) -> ClassResult:
+    found = [r for r in results if r.data_class == data_class and (org_id is None or r.org_id == org_id)]
+    assert len(found) == 1, found
+    return found[0]
+
+
+async def evidence(run_id: uuid.UUID, data_class: str) -> list[dict[str, Any]]:
+    query = PurgeRun.select().where((PurgeRun.run_id == run_id) & (PurgeRun.data_class == data_class))
+    return list(await query)
+
+
+# --- visits, calls, telemetry -----------------------------------------------------------------
+
+
+async def test_a_visit_one_second_inside_retention_stays_and_one_second_past_goes(ctx: RegionContext) -> None:
+    org_id = await new_org(ctx, retention_days=30)
+    cutoff = AS_OF - dt.timedelta(days=30)
+    inside = await new_visit(org_id, cutoff + SECOND)
+    at_the_line = await new_visit(org_id, cutoff)
+    past = await new_visit(org_id, cutoff - SECOND)
+    request = run(await slug_of(org_id))
+
+    results = await purge(ctx, request)
+
+    assert await visits_of(org_id) == {inside, at_the_line} and past not in await visits_of(org_id)
+    assert await rows_of(org_id) == {"visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2}
+    result = only(results, "visits", org_id)
+    assert result.outcome == "success" and result.cutoff == cutoff
+    assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
+    [row] = await evidence(request.run_id, "visits")
+    assert row["org_id"] == org_id and row["outcome"] == "success" and row["rows_removed"] == 5
+    assert row["cutoff"] == cutoff and row["as_of"] == AS_OF and row["trigger"] == "cli"
+    assert row["started_at"] <= row["finished_at"]
+    # The deletion is access-logged by the system, with a pseudonym and no personal data.
+    logged = await AccessLogEntry.select().where(
+        (AccessLogEntry.org_id == org_id) & (AccessLogEntry.action == "delete")
+    )
+    # One entry per batch: the run is the reference, the number of visits the object.
+    assert [(e["actor"], e["subject_ref"], e["object_type"], e["object_id"]) for e in logged] == [
+        ("system:retention", f"purge-run:{request.run_id}", "visit", "count:1")
+    ]
+    assert "kf1" not in str(logged)
+
+
+async def test_a_shorter_retention_applies_to_existing_visits_at_the_next_run(ctx: RegionContext) -> None:
+    org_id = await new_org(ctx, retention_days=90)
+    two_days_old = await new_visit(org_id, AS_OF - dt.timedelta(days=2))
+    slug = await slug_of(org_id)
+    await purge(ctx, run(slug))
+    assert await visits_of(org_id) == {two_days_old}, "kept under 90 days"
+
+    await Organisation.update({Organisation.retention_days: 1}).where(Organisation.id == org_id)
+    results = await purge(ctx, run(slug))
+
+    assert await visits_of(org_id) == set()
+    assert only(results, "visits", org_id).cutoff == AS_OF - dt.timedelta(days=1)
+
+
+async def test_a_purge_never_touches_an_organisation_it_was_not_asked_about(ctx: RegionContext) -> None:
+    asked, other = await new_org(ctx, retention_days=1), await new_org(ctx, retention_days=1)
+    old = AS_OF - dt.timedelta(days=5)
+    await new_visit(asked, old)
+    kept = await new_visit(other, old)
+    for org_id in (asked, other):
+        await PaymentRecord.insert(
+            PaymentRecord(
+                id=uuid.uuid4(),
+                org_id=org_id,
+                provider_reference="pi_1",
+                amount_minor=100,
+                currency="EUR",
+                keep_until=AS_OF - SECOND,
+            )
+        )
+
+    await purge(ctx, run(await slug_of(asked)))
+
+    assert await visits_of(asked) == set()
+    assert await visits_of(other) == {kept}
+    assert await PaymentRecord.count().where(PaymentRecord.org_id == other) == 1
+    assert await PaymentRecord.count().where(PaymentRecord.org_id == asked) == 0
+    with pytest.raises(UnknownOrganisation):
+        await purge(ctx, run("no-such-org"))
+
+
+async def test_a_bad_retention_in_the_database_purges_nothing_and_says_so(ctx: RegionContext) -> None:
+    org_id = await new_org(ctx, retention_days=30)
+    await Organisation.update({Organisation.retention_days: 0}).where(Organisation.id == org_id)
+    visit = await new_visit(org_id, AS_OF - dt.timedelta(days=400))
+    request = run(await slug_of(org_id))
+
+    result = only(await purge(ctx, request), "visits", org_id)
+
+    assert result.outcome == "failure" and "outside 1..90" in result.message
+    assert await visits_of(org_id) == {visit}
+    [row] = await evidence(request.run_id, "visits")
+    assert row["outcome"] == "failure" and row["rows_removed"] == 0
+
+
+async def test_a_re_run_of_the_same_run_changes_nothing_more(ctx: RegionContext) -> None:
+    org_id = await new_org(ctx, retention_days=3)
+    for days in range(10):
+        await new_visit(org_id, AS_OF - dt.timedelta(days=days, hours=1))
+    request = run(await slug_of(org_id))
+    first = only(await purge(ctx, request), "visits", org_id)
+    again = only(await purge(ctx, request), "visits", org_id)
+
+    assert first.rows == again.rows == {"visit": 7, "call": 7, "call_telemetry": 14, "call_relay_receipt": 7}
+    [row] = await evidence(request.run_id, "visits")
+    assert row["rows_removed"] == 35
+    deletes = await AccessLogEntry.select(AccessLogEntry.object_id).where(
+        (AccessLogEntry.org_id == org_id) & (AccessLogEntry.action == "delete")
+    )
+    assert sum(int(e["object_id"].removeprefix("count:")) for e in deletes) == 7, "logged once, not twice"
+
+
+async def test_a_dry_run_counts_and_changes_nothing(ctx: RegionContext) -> None:
+    org_id = await new_org(ctx, retention_days=1)
+    await new_visit(org_id, AS_OF - dt.timedelta(days=2))
+    request = run(await slug_of(org_id), dry_run=True)
+
+    result = only(await purge(ctx, request), "visits", org_id)
+
+    assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
+    assert await rows_of(org_id) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
+    assert await PurgeRun.count().where(PurgeRun.run_id == request.run_id) == 0
+
+
+# --- support metadata, payment records, contract end ------------------------------------------
+
+
+async def test_support_metadata_goes_after_nine_calendar_months(ctx: RegionContext) -> None:
+    org_id = await new_org(ctx)
+    cutoff = RetentionPolicy.support_metadata(AS_OF)
+    assert cutoff == dt.datetime(2026, 2, 28, 12, 0, tzinfo=dt.UTC)
+    ids = {}
+    for label, at in (("inside", cutoff + SECOND), ("past", cutoff - SECOND)):
+        ids[label] = uuid.uuid4()
+        await NetworkTestResult.insert(
+            NetworkTestResult(
+                id=ids[label], org_id=org_id, created_at=at, runner="visitor", transport="udp", verdict="good"
+            )
+        )
+    request = run()
+
+    results = await purge(ctx, request)
+
+    left = {
+        r["id"] for r in await NetworkTestResult.select(NetworkTestResult.id).where(NetworkTestResult.org_id == org_id)
+    }
+    assert left == {ids["inside"]}
+    assert only(results, "support_metadata").cutoff == cutoff
+    [row] = await evidence(request.run_id, "support_metadata")
+    assert row["outcome"] == "success" and row["rows_removed"] >= 1
+
+
+async def test_payment_records_go_after_their_five_years(ctx: RegionContext) -> None:
+    org_id = await new_org(ctx)
+    made = {}
+    for label, keep_until in (("due", AS_OF - SECOND), ("kept", AS_OF + SECOND)):
+        made[label] = uuid.uuid4()
+        await PaymentRecord.insert(
+            PaymentRecord(
+                id=made[label],
+                org_id=org_id,
+                provider_reference=f"pi_{label}",
+                amount_minor=4500,
+                currency="EUR",
+                card_brand="visa",
+                card_last4="4242",
+                keep_until=keep_until,
+            )
+        )
+
+    await purge(ctx, run(await slug_of(org_id)))
+
+    left = {r["id"] for r in await PaymentRecord.select(PaymentRecord.id).where(PaymentRecord.org_id == org_id)}
+    assert left == {made["kept"]}
+    logged = await AccessLogEntry.select(AccessLogEntry.subject_ref).where(
+        (AccessLogEntry.org_id == org_id) & (AccessLogEntry.object_type == "payment_record")
+    )
+    assert logged == [{"subject_ref": f"payment_record:{made['due']}"}]
+
+
+async def test_contact_data_goes_90_days_after_contract_end_by_shredding_the_key_first(ctx: RegionContext) -> None:
+    today = AS_OF.date()
+    ended = await new_org(ctx, contract_end=today - dt.timedelta(days=91))
+    recent = await new_org(ctx, contract_end=today - dt.timedelta(days=89))
+    for org_id in (ended, recent):
+        await Member.insert(
+            Member(
+                id=uuid.uuid4(),
+                org_id=org_id,
+                name="kf1:x",
+                email="kf1:y",
+                email_lookup="l",
+                role="owner",
+                password_hash="h",
+            )
+        )
+        await Room.insert(Room(id=uuid.uuid4(), org_id=org_id, slug="r", title="R", expert_id=uuid.uuid4()))
+        await new_visit(org_id, AS_OF - dt.timedelta(hours=1))  # within retention, but the contract is over
+    await PaymentRecord.insert(
+        PaymentRecord(
+            id=uuid.uuid4(),
+            org_id=ended,
+            provider_reference="pi_kept",
+            amount_minor=1,
+            currency="EUR",
+            keep_until=AS_OF + dt.timedelta(days=1000),
+        )
+    )
+    request = run()
+
+    results = await purge(ctx, request)
+
+    result = only(results, "member_contact", ended)
+    assert result.outcome == "success"
+    assert result.rows["member"] == 1 and result.rows["room"] == 1 and result.rows["visit"] == 1
+    with pytest.raises(KeyDestroyed):
+        await ctx.keys.provider.key_info(ended)
+    assert not await Organisation.exists().where(Organisation.id == ended)
+    assert await Member.count().where(Member.org_id == ended) == 0
+    assert await rows_of(ended) == {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0}
+    assert await PaymentRecord.count().where(PaymentRecord.org_id == ended) == 1, "kept 5 years by law"
+    # The organisation 89 days past its contract keeps everything.
+    assert await Organisation.exists().where(Organisation.id == recent)
+    assert await Member.count().where(Member.org_id == recent) == 1
+    assert len(await visits_of(recent)) == 1
+    await ctx.keys.provider.key_info(recent)
+    [row] = await evidence(request.run_id, "member_contact")
+    assert row["org_id"] == ended and row["outcome"] == "success"
+
+
+# --- the embedded default's schedule ----------------------------------------------------------
+
+
+async def test_the_embedded_default_purges_on_its_own_schedule(ctx: RegionContext) -> None:
+    org_id = await new_org(ctx, retention_days=1)
+    await new_visit(org_id, dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+    fresh = await new_visit(org_id, dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+    scheduler = InProcessScheduler(InProcessRunner(ctx), every_seconds=0.3).start()
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if await visits_of(org_id) == {fresh}:
+                break
+    finally:
+        await scheduler.stop()
+    assert await visits_of(org_id) == {fresh}
+    runs = await PurgeRun.select().where((PurgeRun.org_id == org_id) & (PurgeRun.trigger == "schedule"))
+    assert runs and runs[0]["outcome"] == "success" and runs[0]["rows_removed"] == 5
+
+
+async def test_the_embedded_region_service_runs_the_purge_schedule(tmp_path: Path) -> None:
+    """The region service of the embedded default (SQLite, local keyring, no broker)
+    runs the purge in-process on its schedule."""
+    from litestar.testing import AsyncTestClient
+
+    from konsil.regions.app import create_region_app
+
+    dsn = f"sqlite://{tmp_path / 'region.sqlite'}"
+    migrate_target(Target("sqlite region", "region", dsn))
+    settings = region_settings(dsn, tmp_path / "keyring", purge_every_seconds=1)
+    previous = [table._meta._db for table in REGION_TABLES]
+    try:
+        async with AsyncTestClient(create_region_app(settings)) as client:
+            assert (await client.get("/healthz")).status_code == 200
+            org_id = uuid.uuid4()
+            await Organisation.insert(Organisation(id=org_id, slug="embedded", name="Praxis", retention_days=1))
+            await new_visit(org_id, dt.datetime.now(dt.UTC) - dt.timedelta(days=1, seconds=5))
+            for _ in range(60):
+                if not await visits_of(org_id):
+                    break
+                await asyncio.sleep(0.1)
+            assert await visits_of(org_id) == set()
+            [row] = await PurgeRun.select().where((PurgeRun.org_id == org_id) & (PurgeRun.rows_removed > 0))
+            assert row["trigger"] == "schedule" and row["outcome"] == "success" and row["rows_removed"] == 5
+    finally:
+        for table, db in zip(REGION_TABLES, previous, strict=True):
+            table._meta._db = db
