@@ -18,6 +18,7 @@ from konsil.media_nodes import receipts
 from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.platform import database, errors
 from konsil.regions.context import RegionContext
+from konsil.tenants import members
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.keys.cipher import FieldDecryptionError, OrgCipher
 from konsil.tenants.personal_data import FieldRef
@@ -111,6 +112,8 @@ async def arrive(
                 room_id=room["id"],
                 name=seal("name", form.name),
                 phone=seal("phone", form.phone) if form.phone else None,
+                # The blind index members use: a data-subject request finds the visit by phone.
+                phone_index=members.phone_index(cipher, form.phone) if form.phone else None,
                 status="waiting",
                 token_hash=token_hash(token),
                 consented_at=now,

@@ -1,5 +1,140 @@
-"""HTTP API of data-subject requests."""
+"""HTTP API and portal page of data-subject requests (P17), for an organisation's
+owners and admins (the controller answers its data subjects).
 
-from litestar import Router
+The subject's e-mail or phone travels only in POST bodies, never in a URL; a
+malformed one is a 400 naming the field. Filing answers the same for a subject the
+organisation knows and one it does not.
+"""
 
-dsr_router = Router(path="/", route_handlers=[])
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Request, Response, Router, get, post
+from litestar.response import Template
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from konsil.compliance.dsr import service
+from konsil.compliance.dsr.schemas import (
+    Erasure,
+    FulfilmentOut,
+    Rectification,
+    Rejection,
+    RequestDetail,
+    RequestIn,
+    RequestOut,
+    Status,
+    SubjectExport,
+)
+from konsil.regions.context import RegionContext
+from konsil.tenants.actors import actor_of
+from konsil.tenants.auth import authorize, rule
+
+MANAGERS = ("owner", "admin")
+BASE = "/api/v1/orgs/{slug:str}/dsr"
+
+Req = Request[Any, Any, Any]
+
+
+def _ctx(request: Req) -> RegionContext:
+    return request.app.state.region
+
+
+def _org(request: Req) -> dict[str, Any]:
+    return request.state.org
+
+
+@get(BASE, opt=rule(*MANAGERS), tags=["data-subject requests"])
+async def list_requests(request: Req, status: Status | None = None) -> list[RequestOut]:
+    """The organisation's requests with their due dates (4 weeks from receipt); open
+    ones first, earliest due first; ``overdue`` marks open ones past their due date."""
+    return await service.list_requests(_org(request)["id"], status)
+
+
+@post(BASE, opt=rule(*MANAGERS), status_code=HTTP_201_CREATED, tags=["data-subject requests"])
+async def file_request(request: Req, data: RequestIn) -> RequestOut:
+    """File a request received from a data subject, by their e-mail or phone."""
+    return await service.file(_ctx(request), actor_of(request), _org(request), data)
+
+
+@get(BASE + "/{dsr_id:uuid}", opt=rule(*MANAGERS), tags=["data-subject requests"])
+async def read_request(request: Req, dsr_id: uuid.UUID) -> RequestDetail:
+    """A request, its identifier, and how many records of the subject were found."""
+    return await service.detail(_ctx(request), actor_of(request), _org(request), dsr_id)
+
+
+@post(BASE + "/{dsr_id:uuid}/export", opt=rule(*MANAGERS), status_code=HTTP_200_OK, tags=["data-subject requests"])
+async def export_request(request: Req, dsr_id: uuid.UUID) -> Response[SubjectExport]:
+    """Everything held about the subject, machine-readable (format
+    ``konsil.data-subject-export``, version 1), with who accessed it. Fulfils an
+    access or portability request."""
+    data = await service.export(_ctx(request), actor_of(request), _org(request), dsr_id)
+    return Response(
+        data,
+        headers={
+            "content-disposition": f'attachment; filename="data-subject-export-{dsr_id}.json"',
+            "cache-control": "no-store",
+        },
+    )
+
+
+@post(BASE + "/{dsr_id:uuid}/overview", opt=rule(*MANAGERS), status_code=HTTP_200_OK, tags=["data-subject requests"])
+async def overview_request(request: Req, dsr_id: uuid.UUID) -> Response[str]:
+    """The same as the export, as a plain-text overview a person can read."""
+    data = await service.export(_ctx(request), actor_of(request), _org(request), dsr_id)
+    return Response(
+        service.overview_text(data), media_type="text/plain; charset=utf-8", headers={"cache-control": "no-store"}
+    )
+
+
+@post(BASE + "/{dsr_id:uuid}/rectify", opt=rule(*MANAGERS), status_code=HTTP_200_OK, tags=["data-subject requests"])
+async def rectify_request(request: Req, dsr_id: uuid.UUID, data: Rectification) -> FulfilmentOut:
+    """Correct the subject's name and/or phone on all their member and visit records."""
+    return await service.rectify(_ctx(request), actor_of(request), _org(request), dsr_id, data)
+
+
+@post(BASE + "/{dsr_id:uuid}/erase", opt=rule(*MANAGERS), status_code=HTTP_200_OK, tags=["data-subject requests"])
+async def erase_request(request: Req, dsr_id: uuid.UUID, data: Erasure) -> FulfilmentOut:
+    """Erase the subject's visits (with calls, telemetry, relay receipts) and member
+    accounts in this organisation; payment records stay (kept 5 years by law)."""
+    return await service.erase(_ctx(request), actor_of(request), _org(request), dsr_id)
+
+
+@post(BASE + "/{dsr_id:uuid}/reject", opt=rule(*MANAGERS), status_code=HTTP_200_OK, tags=["data-subject requests"])
+async def reject_request(request: Req, dsr_id: uuid.UUID, data: Rejection) -> RequestOut:
+    """Close a request without answering it (e.g. the requester's identity was not verified)."""
+    return await service.reject(_ctx(request), actor_of(request), _org(request), dsr_id, data.reason)
+
+
+@get("/{slug:str}/portal/dsr", opt={**rule(*MANAGERS), "page": True}, include_in_schema=False)
+async def dsr_page(request: Req) -> Template:
+    """The portal page: requests with due dates, file, view, export, rectify, erase."""
+    org = _org(request)
+    principal = request.state.principal
+    return Template(
+        "dsr.html",
+        context={
+            "org_name": org["name"],
+            "slug": org["slug"],
+            "csrf": principal.csrf_token,
+            "region": _ctx(request).region.id,
+        },
+    )
+
+
+dsr_router = Router(
+    path="/",
+    guards=[authorize],
+    route_handlers=[
+        list_requests,
+        file_request,
+        read_request,
+        export_request,
+        overview_request,
+        rectify_request,
+        erase_request,
+        reject_request,
+        dsr_page,
+    ],
+)

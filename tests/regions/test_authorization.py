@@ -47,7 +47,7 @@ class Org:
         base = stack.region_url("eu")
         self.clients: dict[str, httpx.Client] = {"owner": stack.login(base, self.slug, made["owner"]["email"])}
         owner = self.clients["owner"]
-        self.ids: dict[str, str] = {}
+        self.ids: dict[str, str] = {"node_id": "eu-relay-1"}  # media-node ops routes
         for role in ("admin", "expert", "auditor"):
             member = stack.add_member(owner, self.slug, role)
             self.clients[role] = stack.login(base, self.slug, member["email"])
@@ -57,6 +57,7 @@ class Org:
         self.ids["room_id"] = room.json()["id"]
         # Two visits: one stays waiting (visit_id), one is admitted (call_id).
         room_slug = room.json()["slug"]
+        self.ids["room_slug"] = room_slug  # visitor routes live under the visit's own path
         visit_ids = []
         for _ in range(2):
             joined = httpx.post(
@@ -77,6 +78,9 @@ class Org:
             assert made_token.status_code == 201, made_token.text
             self.tokens[scope] = made_token.json()["token"]
             self.ids["token_id"] = made_token.json()["id"]
+        dsr = owner.post(f"/api/v1/orgs/{self.slug}/dsr", json={"kind": "access", "email": "subject@authz.example"})
+        assert dsr.status_code == 201, dsr.text
+        self.ids["dsr_id"] = dsr.json()["id"]
 
     def token_client(self, base: str, scope: str) -> httpx.Client:
         return httpx.Client(base_url=base, headers={"authorization": f"Bearer {self.tokens[scope]}"}, timeout=30)

@@ -1,0 +1,692 @@
+"""Data-subject requests (P17): file, find the subject's records, export them
+(access, portability), rectify, erase, reject.
+
+A request is filed by the organisation (the controller) on the subject's behalf,
+with the subject's e-mail or phone. The identifier is stored sealed with the
+organisation's key, plus its blind index; records are found by the blind indexes
+members, visits and payment records carry (no plaintext search). Filing never
+looks at records, so its answer is the same whether or not the subject exists.
+
+Every step runs in one transaction with its access-log entries: a search, an
+export or a change of the subject's records logs one entry per record's data
+subject (``member:<id>``, ``visit:<id>``, ``payment:<id>``); the request itself is
+logged as ``dsr:<id>``. Payment records are under legal hold (P9): an erasure
+leaves them and says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from piccolo.columns.combination import Combinable
+
+from konsil.compliance.access_log.service import AccessEvent, append_many
+from konsil.compliance.access_log.tables import AccessLogEntry
+from konsil.compliance.dsr.schemas import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    AccessData,
+    CallData,
+    ExportOrganisation,
+    ExportRequest,
+    Found,
+    FulfilmentOut,
+    MemberData,
+    PaymentData,
+    Rectification,
+    RelayReceiptData,
+    RequestDetail,
+    RequestIn,
+    RequestOut,
+    SubjectExport,
+    TelemetryData,
+    VisitData,
+)
+from konsil.compliance.dsr.tables import DataSubjectRequest
+from konsil.media_nodes.receipts import ResidencyReceipt
+from konsil.platform import database, errors
+from konsil.regions.context import RegionContext
+from konsil.tenants import members, visits
+from konsil.tenants.actors import Actor, _event, record
+from konsil.tenants.keys.cipher import FieldDecryptionError, OrgCipher
+from konsil.tenants.personal_data import FieldRef
+from konsil.tenants.tables import (
+    Call,
+    CallRelayReceipt,
+    CallTelemetry,
+    Member,
+    PaymentRecord,
+    Room,
+    Visit,
+)
+
+DUE_AFTER = dt.timedelta(days=28)  # P17: a full answer within 4 weeks
+LIST_LIMIT = 500
+OPEN = "received"
+
+
+def dsr_subject(request_id: uuid.UUID) -> str:
+    return f"dsr:{request_id}"
+
+
+def payment_subject(payment_id: uuid.UUID) -> str:
+    return f"payment:{payment_id}"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _for(actor: Actor, kind: str) -> Actor:
+    return actor.for_purpose(f"data-subject request ({kind})")
+
+
+def to_out(row: dict[str, Any], now: dt.datetime | None = None) -> RequestOut:
+    now = now or _now()
+    return RequestOut(
+        id=row["id"],
+        kind=row["kind"],
+        identifier_kind=row["identifier_kind"],
+        received_at=row["received_at"],
+        due_at=row["due_at"],
+        status=row["status"],
+        overdue=row["status"] == OPEN and row["due_at"] < now,
+        completed_at=row["completed_at"],
+        fulfilled_by=row["fulfilled_by"],
+    )
+
+
+# --- filing and listing ---------------------------------------------------------------------
+
+
+def identifier_index(cipher: OrgCipher, kind: str, value: str) -> str:
+    """The same blind index members, visits and payment records carry."""
+    return members.email_index(cipher, value) if kind == "email" else members.phone_index(cipher, value)
+
+
+async def file(ctx: RegionContext, actor: Actor, org: dict[str, Any], data: RequestIn) -> RequestOut:
+    """Record a request. Looks at no records: the answer is the same for a subject the
+    organisation knows and one it does not."""
+    kind, value = data.identifier
+    request_id = uuid.uuid4()
+    now = _now()
+    cipher = await ctx.keys.cipher(org["id"])
+    row = {
+        "id": request_id,
+        "org_id": org["id"],
+        "kind": data.kind,
+        "identifier_kind": kind,
+        "identifier": cipher.seal(FieldRef(org["id"], "data_subject_request", "identifier", request_id), value),
+        "identifier_index": identifier_index(cipher, kind, value),
+        "received_at": now,
+        "due_at": now + DUE_AFTER,
+        "status": OPEN,
+        "filed_by": actor.actor[:80],
+        "completed_at": None,
+        "fulfilled_by": "",
+        "outcome": "",
+    }
+    async with database.transaction(ctx.engine):
+        await DataSubjectRequest.insert(DataSubjectRequest(**row)).run()
+        await record(
+            ctx,
+            _for(actor, data.kind),
+            org["id"],
+            "create",
+            "data_subject_request",
+            request_id,
+            dsr_subject(request_id),
+        )
+    return to_out(row, now)
+
+
+async def list_requests(org_id: uuid.UUID, status: str | None = None) -> list[RequestOut]:
+    """The organisation's requests, earliest due first (open ones before closed)."""
+    where: Combinable = DataSubjectRequest.org_id == org_id
+    if status is not None:
+        where &= DataSubjectRequest.status == status
+    rows = await DataSubjectRequest.select().where(where).order_by(DataSubjectRequest.due_at).limit(LIST_LIMIT).run()
+    now = _now()
+    shown = [to_out(row, now) for row in rows]
+    return sorted(shown, key=lambda r: (r.status != OPEN, r.due_at))
+
+
+async def get_row(org_id: uuid.UUID, request_id: uuid.UUID) -> dict[str, Any]:
+    row = (
+        await DataSubjectRequest.select()
+        .where((DataSubjectRequest.id == request_id) & (DataSubjectRequest.org_id == org_id))
+        .first()
+        .run()
+    )
+    if row is None:
+        raise errors.not_found("no such data-subject request")
+    return row
+
+
+def _open_identifier(cipher: OrgCipher, row: dict[str, Any]) -> str:
+    return cipher.open(FieldRef(row["org_id"], "data_subject_request", "identifier", row["id"]), row["identifier"])
+
+
+# --- finding the subject's records ----------------------------------------------------------
+
+
+@dataclass
+class Records:
+    """The subject's rows in one organisation."""
+
+    members: list[dict[str, Any]] = field(default_factory=list)
+    visits: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    telemetry: list[dict[str, Any]] = field(default_factory=list)
+    receipts: list[dict[str, Any]] = field(default_factory=list)
+    payments: list[dict[str, Any]] = field(default_factory=list)
+
+    def found(self) -> Found:
+        return Found(
+            members=len(self.members),
+            visits=len(self.visits),
+            calls=len(self.calls),
+            telemetry=len(self.telemetry),
+            relay_receipts=len(self.receipts),
+            payments=len(self.payments),
+        )
+
+    def subjects(self) -> list[tuple[str, uuid.UUID, str]]:
+        """(object type, id, subject reference) of each record a person is the subject of."""
+        return [
+            *(("member", m["id"], members.subject(m["id"])) for m in self.members),
+            *(("visit", v["id"], visits.visit_subject(v["id"])) for v in self.visits),
+            *(("payment_record", p["id"], payment_subject(p["id"])) for p in self.payments),
+        ]
+
+
+async def find(org_id: uuid.UUID, identifier_kind: str, index: str) -> Records:
+    """Every record of the subject in this organisation, by blind index. A visit's
+    calls, their telemetry and relay receipts go with the visit; payment records are
+    found by the payer's index or by the visit they paid for."""
+    found = Records()
+    if identifier_kind == "email":
+        found.members = await Member.select().where((Member.org_id == org_id) & (Member.email_index == index)).run()
+        paid_by: Combinable = PaymentRecord.payer_email_index == index
+    else:
+        found.members = await Member.select().where((Member.org_id == org_id) & (Member.phone_index == index)).run()
+        found.visits = (
+            await Visit.select()
+            .where((Visit.org_id == org_id) & (Visit.phone_index == index))
+            .order_by(Visit.arrived_at)
+            .run()
+        )
+        paid_by = PaymentRecord.payer_phone_index == index
+    visit_ids = [v["id"] for v in found.visits]
+    if visit_ids:
+        found.calls = (
+            await Call.select()
+            .where((Call.org_id == org_id) & Call.visit_id.is_in(visit_ids))
+            .order_by(Call.started_at)
+            .run()
+        )
+        found.telemetry = (
+            await CallTelemetry.select()
+            .where((CallTelemetry.org_id == org_id) & CallTelemetry.visit_id.is_in(visit_ids))
+            .order_by(CallTelemetry.at)
+            .run()
+        )
+        paid_by |= PaymentRecord.visit_id.is_in(visit_ids)
+    call_ids = [c["id"] for c in found.calls]
+    if call_ids:
+        found.receipts = (
+            await CallRelayReceipt.select()
+            .where((CallRelayReceipt.org_id == org_id) & CallRelayReceipt.call_id.is_in(call_ids))
+            .run()
+        )
+    found.payments = (
+        await PaymentRecord.select()
+        .where((PaymentRecord.org_id == org_id) & paid_by)
+        .order_by(PaymentRecord.created_at)
+        .run()
+    )
+    return found
+
+
+def _deleted(
+    ctx: RegionContext, actor: Actor, org_id: uuid.UUID, object_type: str, object_id: uuid.UUID, visit_id: uuid.UUID
+) -> AccessEvent:
+    return _event(ctx, actor, org_id, "delete", object_type, object_id, visits.visit_subject(visit_id), "success")
+
+
+async def _log_each(
+    ctx: RegionContext, actor: Actor, org_id: uuid.UUID, action: str, records: Records, outcome: str = "success"
+) -> None:
+    await append_many(
+        [_event(ctx, actor, org_id, action, kind, oid, subject, outcome) for kind, oid, subject in records.subjects()]
+    )
+
+
+async def _integrity_failure(
+    ctx: RegionContext, actor: Actor, org_id: uuid.UUID, object_type: str, object_id: uuid.UUID, subject: str
+) -> errors.AppError:
+    await record(ctx, actor, org_id, "read", object_type, object_id, subject, "failure")
+    return errors.AppError(
+        500,
+        "integrity_error",
+        f"a stored {object_type.replace('_', ' ')} failed its integrity check and was not shown; "
+        "the failure is in the access log",
+    )
+
+
+async def detail(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_id: uuid.UUID) -> RequestDetail:
+    """A request with its identifier and how many records of the subject were found
+    (an access-logged read of the identifier and search of the records)."""
+    row = await get_row(org["id"], request_id)
+    actor = _for(actor, row["kind"])
+    cipher = await ctx.keys.cipher(org["id"])
+    async with database.transaction(ctx.engine):
+        try:
+            identifier = _open_identifier(cipher, row)
+        except FieldDecryptionError:
+            raise await _integrity_failure(
+                ctx, actor, org["id"], "data_subject_request", request_id, dsr_subject(request_id)
+            ) from None
+        records = await find(org["id"], row["identifier_kind"], row["identifier_index"])
+        await record(ctx, actor, org["id"], "read", "data_subject_request", request_id, dsr_subject(request_id))
+        await _log_each(ctx, actor, org["id"], "search", records)
+    out = to_out(row)
+    outcome = json.loads(row["outcome"]) if row["outcome"] else {}
+    return RequestDetail(**msgspec.structs.asdict(out), identifier=identifier, found=records.found(), outcome=outcome)
+
+
+# --- access and portability: the export ----------------------------------------------------
+
+
+def _receipt(row: dict[str, Any]) -> RelayReceiptData:
+    body = msgspec.json.decode(row["body"], type=ResidencyReceipt)
+    return RelayReceiptData(body.region, body.jurisdiction, list(body.relays), body.issued_at, row["signature"])
+
+
+async def _who_accessed(org_id: uuid.UUID, refs: list[str]) -> list[AccessData]:
+    if not refs:
+        return []
+    rows = (
+        await AccessLogEntry.select(
+            AccessLogEntry.at,
+            AccessLogEntry.actor,
+            AccessLogEntry.actor_role,
+            AccessLogEntry.on_behalf_of,
+            AccessLogEntry.action,
+            AccessLogEntry.object_type,
+            AccessLogEntry.object_id,
+            AccessLogEntry.purpose,
+            AccessLogEntry.outcome,
+            AccessLogEntry.source,
+        )
+        .where((AccessLogEntry.org_id == org_id) & AccessLogEntry.subject_ref.is_in(refs))
+        .order_by(AccessLogEntry.seq)
+        .run()
+    )
+    return [AccessData(**row) for row in rows]
+
+
+NOTES = [
+    "Visits, calls and their troubleshooting data are deleted automatically after the organisation's "
+    "retention period (organisation.retention_days).",
+    "Payment records are kept for 5 years because the law requires it; an erasure request does not remove them.",
+    "Calls are end-to-end encrypted and never recorded: no audio or video is stored.",
+    "accessed_by lists every access to these records from the access log (pseudonymous references).",
+    "You may complain to the data-protection supervisory authority (in Norway: Datatilsynet).",
+]
+
+
+def _build(
+    ctx: RegionContext,
+    cipher: OrgCipher,
+    org: dict[str, Any],
+    row: dict[str, Any],
+    identifier: str,
+    records: Records,
+    rooms: dict[uuid.UUID, str],
+    accessed: list[AccessData],
+) -> SubjectExport:
+    """Raises FieldDecryptionError (with the failing record in ``failed``) rather than
+    export a wrong value."""
+    org_id = org["id"]
+
+    def opened(table: str, column: str, rid: uuid.UUID, stored: str | None) -> str | None:
+        if stored is None:
+            return None
+        try:
+            return cipher.open(FieldRef(org_id, table, column, rid), stored)
+        except FieldDecryptionError as exc:
+            raise _Unreadable(table, rid, exc.reason) from None
+
+    telemetry: dict[uuid.UUID, list[TelemetryData]] = {}
+    for t in records.telemetry:
+        telemetry.setdefault(t["call_id"], []).append(
+            TelemetryData(t["participant"], t["kind"], t["at"], msgspec.Raw(t["data"].encode()))
+        )
+    receipts = {r["call_id"]: _receipt(r) for r in records.receipts}
+    calls: dict[uuid.UUID, list[CallData]] = {}
+    for c in records.calls:
+        calls.setdefault(c["visit_id"], []).append(
+            CallData(
+                c["id"],
+                c["expert_id"],
+                c["started_at"],
+                c["ended_at"],
+                c["duration_seconds"],
+                telemetry.get(c["id"], []),
+                receipts.get(c["id"]),
+            )
+        )
+    return SubjectExport(
+        format=EXPORT_FORMAT,
+        version=EXPORT_VERSION,
+        generated_at=_now(),
+        organisation=ExportOrganisation(
+            org["slug"], org["name"], ctx.region.id, ctx.region.jurisdiction, org["retention_days"]
+        ),
+        request=ExportRequest(
+            row["id"],
+            row["kind"],
+            row["identifier_kind"],
+            identifier,
+            row["received_at"],
+            row["due_at"],
+            row["status"],
+        ),
+        members=[
+            MemberData(
+                m["id"],
+                opened("member", "name", m["id"], m["name"]) or "",
+                opened("member", "email", m["id"], m["email"]) or "",
+                opened("member", "phone", m["id"], m["phone"]),
+                m["role"],
+                m["created_at"],
+            )
+            for m in records.members
+        ],
+        visits=[
+            VisitData(
+                v["id"],
+                rooms.get(v["room_id"], ""),
+                opened("visit", "name", v["id"], v["name"]) or "",
+                opened("visit", "phone", v["id"], v["phone"]),
+                v["status"],
+                v["consented_at"],
+                v["arrived_at"],
+                v["admitted_at"],
+                v["ended_at"],
+                v["expires_at"],
+                calls.get(v["id"], []),
+            )
+            for v in records.visits
+        ],
+        payments=[
+            PaymentData(
+                p["id"],
+                p["visit_id"],
+                p["provider"],
+                p["provider_reference"],
+                p["amount_minor"],
+                p["currency"],
+                p["card_brand"],
+                p["card_last4"],
+                opened("payment_record", "payer_name", p["id"], p["payer_name"]),
+                opened("payment_record", "payer_email", p["id"], p["payer_email"]),
+                p["created_at"],
+                p["keep_until"],
+            )
+            for p in records.payments
+        ],
+        accessed_by=accessed,
+        notes=NOTES,
+    )
+
+
+class _Unreadable(Exception):
+    def __init__(self, table: str, row_id: uuid.UUID, reason: str) -> None:
+        super().__init__(reason)
+        self.table = table
+        self.row_id = row_id
+
+
+def _subject_of(table: str, row_id: uuid.UUID) -> str:
+    if table == "member":
+        return members.subject(row_id)
+    if table == "visit":
+        return visits.visit_subject(row_id)
+    return payment_subject(row_id)
+
+
+async def export(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_id: uuid.UUID) -> SubjectExport:
+    """Everything held about the subject, and who accessed it. Each record exported
+    is logged ("export"); an access or portability request is then fulfilled."""
+    row = await get_row(org["id"], request_id)
+    if row["status"] == "rejected":
+        raise errors.conflict("this request was rejected; file a new one to answer it")
+    actor = _for(actor, row["kind"])
+    cipher = await ctx.keys.cipher(org["id"])
+    async with database.transaction(ctx.engine):
+        records = await find(org["id"], row["identifier_kind"], row["identifier_index"])
+        rooms = {
+            r["id"]: r["slug"] for r in await Room.select(Room.id, Room.slug).where(Room.org_id == org["id"]).run()
+        }
+        accessed = await _who_accessed(org["id"], [subject for _, _, subject in records.subjects()])
+        try:
+            identifier = _open_identifier(cipher, row)
+            result = _build(ctx, cipher, org, row, identifier, records, rooms, accessed)
+        except FieldDecryptionError:
+            raise await _integrity_failure(
+                ctx, actor, org["id"], "data_subject_request", request_id, dsr_subject(request_id)
+            ) from None
+        except _Unreadable as bad:
+            raise await _integrity_failure(
+                ctx, actor, org["id"], bad.table, bad.row_id, _subject_of(bad.table, bad.row_id)
+            ) from None
+        await _log_each(ctx, actor, org["id"], "export", records)
+        await record(ctx, actor, org["id"], "export", "data_subject_request", request_id, dsr_subject(request_id))
+        if row["kind"] in ("access", "portability") and row["status"] == OPEN:
+            await _complete(row, actor, {**_counts(records)})
+            result.request.status = "completed"
+    return result
+
+
+def _counts(records: Records) -> dict[str, int]:
+    return msgspec.structs.asdict(records.found())
+
+
+async def _complete(row: dict[str, Any], actor: Actor, outcome: dict[str, Any]) -> None:
+    await (
+        DataSubjectRequest.update(
+            {
+                DataSubjectRequest.status: "completed",
+                DataSubjectRequest.completed_at: _now(),
+                DataSubjectRequest.fulfilled_by: actor.actor[:80],
+                DataSubjectRequest.outcome: json.dumps(outcome, sort_keys=True),
+            }
+        )
+        .where(DataSubjectRequest.id == row["id"])
+        .run()
+    )
+
+
+def overview_text(data: SubjectExport) -> str:
+    """The export as a plain-text overview a person can read."""
+    lines = [
+        f"Data held about {data.request.identifier} by {data.organisation.name} "
+        f"(region {data.organisation.region}, {data.organisation.jurisdiction})",
+        f"Request {data.request.id} ({data.request.kind}), received {data.request.received_at:%Y-%m-%d}, "
+        f"due {data.request.due_at:%Y-%m-%d}, {data.request.status}",
+        f"Generated {data.generated_at:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Member accounts: {len(data.members)}",
+    ]
+    for m in data.members:
+        lines.append(f"  - {m.name} <{m.email}> phone {m.phone or '-'}, role {m.role}, since {m.created_at:%Y-%m-%d}")
+    lines.append(f"Visits: {len(data.visits)}")
+    for v in data.visits:
+        lines.append(
+            f"  - {v.arrived_at:%Y-%m-%d %H:%M} room {v.room}: {v.name}, phone {v.phone or '-'}, {v.status}, "
+            f"deleted after {v.expires_at:%Y-%m-%d}"
+        )
+        for c in v.calls:
+            duration = f"{c.duration_seconds} s" if c.duration_seconds is not None else "ongoing"
+            relays = f", relayed in {c.relay_receipt.region}" if c.relay_receipt else ""
+            lines.append(
+                f"      call {c.started_at:%H:%M}, {duration}, {len(c.telemetry)} troubleshooting records{relays}"
+            )
+    lines.append(f"Payments (kept 5 years by law): {len(data.payments)}")
+    for p in data.payments:
+        lines.append(
+            f"  - {p.created_at:%Y-%m-%d} {p.amount_minor / 100:.2f} {p.currency}, {p.card_brand} "
+            f"…{p.card_last4}, kept until {p.keep_until:%Y-%m-%d}"
+        )
+    lines.append(f"Accesses to these records: {len(data.accessed_by)}")
+    for a in data.accessed_by:
+        lines.append(
+            f"  - {a.at:%Y-%m-%d %H:%M} {a.actor} ({a.actor_role}) {a.action} {a.object_type}: "
+            f"{a.purpose} [{a.outcome}]"
+        )
+    lines += ["", *data.notes]
+    return "\n".join(lines) + "\n"
+
+
+# --- rectification --------------------------------------------------------------------------
+
+
+def _fulfillable(row: dict[str, Any], kind: str) -> None:
+    if row["kind"] != kind:
+        raise errors.conflict(f"this is an {row['kind']} request, not {kind}")
+    if row["status"] == "rejected":
+        raise errors.conflict("this request was rejected; file a new one to answer it")
+
+
+async def rectify(
+    ctx: RegionContext, actor: Actor, org: dict[str, Any], request_id: uuid.UUID, change: Rectification
+) -> FulfilmentOut:
+    """Correct the subject's name and/or phone on every member and visit record that
+    holds it (sealed again, blind index renewed); each change is logged."""
+    row = await get_row(org["id"], request_id)
+    _fulfillable(row, "rectification")
+    actor = _for(actor, "rectification")
+    cipher = await ctx.keys.cipher(org["id"])
+    org_id = org["id"]
+    changed = {"members": 0, "visits": 0}
+    async with database.transaction(ctx.engine):
+        records = await find(org_id, row["identifier_kind"], row["identifier_index"])
+        for table, rows, key in ((Member, records.members, "members"), (Visit, records.visits, "visits")):
+            name = table._meta.tablename
+            for r in rows:
+                values: dict[Any, Any] = {}
+                if isinstance(change.name, str):
+                    values[table.name] = cipher.seal(FieldRef(org_id, name, "name", r["id"]), change.name)
+                if change.phone is not msgspec.UNSET:
+                    phone = change.phone
+                    values[table.phone] = (
+                        cipher.seal(FieldRef(org_id, name, "phone", r["id"]), phone) if phone else None
+                    )
+                    values[table.phone_index] = members.phone_index(cipher, phone) if phone else None
+                await table.update(values).where(table.id == r["id"]).run()
+                changed[key] += 1
+        await _log_each(ctx, actor, org_id, "update", Records(members=records.members, visits=records.visits))
+        outcome = {
+            **changed,
+            "fields": ",".join(f for f in ("name", "phone") if getattr(change, f) is not msgspec.UNSET),
+        }
+        if row["status"] == OPEN:
+            await _complete(row, actor, outcome)
+        await record(ctx, actor, org_id, "update", "data_subject_request", request_id, dsr_subject(request_id))
+        row = await get_row(org_id, request_id)
+    return FulfilmentOut(to_out(row), changed)
+
+
+# --- erasure --------------------------------------------------------------------------------
+
+
+async def erase(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_id: uuid.UUID) -> FulfilmentOut:
+    """Delete the subject's visits with their calls, telemetry and relay receipts, and
+    their member accounts, in this organisation only; payment records stay (legal
+    hold, P9). All or nothing: a member account that cannot be removed (the last
+    owner, or one still owning rooms) stops the erasure before anything is deleted."""
+    row = await get_row(org["id"], request_id)
+    _fulfillable(row, "erasure")
+    actor = _for(actor, "erasure")
+    org_id = org["id"]
+    async with database.transaction(ctx.engine):
+        records = await find(org_id, row["identifier_kind"], row["identifier_index"])
+        visit_ids = [v["id"] for v in records.visits]
+        call_ids = [c["id"] for c in records.calls]
+        if call_ids:
+            await (
+                CallRelayReceipt.delete()
+                .where((CallRelayReceipt.org_id == org_id) & CallRelayReceipt.call_id.is_in(call_ids))
+                .run()
+            )
+        if visit_ids:
+            await (
+                CallTelemetry.delete()
+                .where((CallTelemetry.org_id == org_id) & CallTelemetry.visit_id.is_in(visit_ids))
+                .run()
+            )
+            await Call.delete().where((Call.org_id == org_id) & Call.visit_id.is_in(visit_ids)).run()
+            await Visit.delete().where((Visit.org_id == org_id) & Visit.id.is_in(visit_ids)).run()
+        visit_of_call = {c["id"]: c["visit_id"] for c in records.calls}
+        events = [
+            *(
+                _deleted(ctx, actor, org_id, "residency_receipt", r["id"], visit_of_call[r["call_id"]])
+                for r in records.receipts
+            ),
+            *(_deleted(ctx, actor, org_id, "call", c["id"], c["visit_id"]) for c in records.calls),
+            *(_deleted(ctx, actor, org_id, "visit", v, v) for v in visit_ids),
+        ]
+        await append_many(events)
+        for m in records.members:
+            # Sessions, tokens and the control plane's login index go with the account.
+            await members.remove(ctx, actor, org, m["id"])
+        changed = {
+            "members": len(records.members),
+            "visits": len(visit_ids),
+            "calls": len(call_ids),
+            "telemetry": len(records.telemetry),
+            "relay_receipts": len(records.receipts),
+            "payments_kept": len(records.payments),
+        }
+        if row["status"] == OPEN:
+            await _complete(row, actor, changed)
+        await record(ctx, actor, org_id, "delete", "data_subject_request", request_id, dsr_subject(request_id))
+        row = await get_row(org_id, request_id)
+    if visit_ids:
+        visits.publish(ctx, visits.dashboard_channel(org_id), {"type": "waiting-changed"})
+    return FulfilmentOut(to_out(row), changed)
+
+
+# --- rejection ------------------------------------------------------------------------------
+
+
+async def reject(
+    ctx: RegionContext, actor: Actor, org: dict[str, Any], request_id: uuid.UUID, reason: str
+) -> RequestOut:
+    row = await get_row(org["id"], request_id)
+    if row["status"] != OPEN:
+        raise errors.conflict(f"this request is {row['status']} already")
+    actor = _for(actor, row["kind"])
+    async with database.transaction(ctx.engine):
+        await (
+            DataSubjectRequest.update(
+                {
+                    DataSubjectRequest.status: "rejected",
+                    DataSubjectRequest.completed_at: _now(),
+                    DataSubjectRequest.fulfilled_by: actor.actor[:80],
+                    DataSubjectRequest.outcome: json.dumps({"reason": reason}),
+                }
+            )
+            .where(DataSubjectRequest.id == request_id)
+            .run()
+        )
+        await record(ctx, actor, org["id"], "update", "data_subject_request", request_id, dsr_subject(request_id))
+        row = await get_row(org["id"], request_id)
+    return to_out(row)
