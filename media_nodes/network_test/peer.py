@@ -45,6 +45,7 @@ PROBE_PADDING = b"\0" * 60  # probes about the size of a small audio packet
 PROBE_GRACE_SECONDS = 1.0  # a probe not back this long after the last one was sent is lost
 BULK_GRACE_SECONDS = 2.0  # how long past the send window the peer waits for "sent"
 BULK_MAX_BYTES = 4 * 1024 * 1024  # caps the load on the region service (≈ 10 Mbit/s for 3 s)
+REPORT_WAIT_SECONDS = 5.0  # how long the result may take to reach the browser
 GATHER_TIMEOUT_SECONDS = 8.0  # allocating on the relay; beyond it the relay counts as unreachable
 
 _RAW_ADDRESS = re.compile(r" raddr \S+ rport \d+")
@@ -157,6 +158,7 @@ class ProbePeer:
         self.bulk = self.pc.createDataChannel("bulk", negotiated=True, id=BULK_CHANNEL_ID)
         self.probe.on("message", self._on_probe)
         self.bulk.on("message", self._on_bulk)
+        self.bulk.on("close", self._failed.set)  # the browser went (or the link did)
         try:
             answer = await self.pc.createAnswer()
             async with asyncio.timeout(GATHER_TIMEOUT_SECONDS):
@@ -262,10 +264,12 @@ class ProbePeer:
         if self.bulk is None or self.bulk.readyState != "open":
             return
         self.bulk.send(json.dumps({"type": "result", **result}))
-        deadline = self._now() + 2.0
-        while self.bulk.bufferedAmount > 0 and self._now() < deadline:  # noqa: ASYNC110 (no event for it)
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)  # the last SCTP chunk's acknowledgement
+        # The browser closes once it has the result. Until then the result may still need
+        # retransmitting (the relay path can be full of the browser's upload), so closing
+        # early would lose it; past REPORT_WAIT_SECONDS the peer gives up.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REPORT_WAIT_SECONDS):
+                await self._failed.wait()
 
     async def close(self) -> None:
         if self._closed:
