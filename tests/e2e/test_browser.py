@@ -286,6 +286,16 @@ def test_a_consultation_in_two_browsers_through_the_relay(stack: Stack, browser:
     wait_for_frames({"visitor": visitor, "expert": doctor})
     assert doctor.evaluate("window.__peers.length") >= 2, "the expert's side did not start a new connection"
 
+    # A quality sample with a bitrate needs two of the browser's periodic samples: wait
+    # for one before ending (a slow machine may not have reached it yet).
+    deadline = time.monotonic() + 30
+    while not any(
+        r["kind"] == "quality" and r["rtt_ms"] is not None and r["bitrate_kbps"] is not None
+        for r in telemetry(stack, call_id)
+    ):
+        assert time.monotonic() < deadline, "no quality sample with a bitrate within 30 s"
+        time.sleep(0.5)
+
     # The expert ends the call; the visitor sees it end.
     doctor.get_by_role("button", name="End call").click()
     expect(doctor.locator("main")).to_have_attribute("data-state", "ended")
