@@ -48,7 +48,7 @@ from bench.harness import (
     DATABASES,
     PG_SERVER,
     check_postgres,
-    drop_databases,
+    drop_quietly,
     event_loop_name,
     interrupt_on_terminate,
     log,
@@ -56,7 +56,6 @@ from bench.harness import (
     run_async,
     run_standalone,
     set_quiet,
-    signals_deferred,
     stack_settings,
 )
 from konsil.platform import database
@@ -298,14 +297,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             migrate_all(settings, echo=lambda line: None)
             result = run_async(measure(args, settings))
     finally:
-        with signals_deferred():
-            if names:
-                try:
-                    asyncio.run(drop_databases(names, PG_SERVER))
-                    log(f"dropped databases {' '.join(names)}")
-                except Exception as exc:  # report, never mask the original error
-                    print(f"[bench] WARNING: could not drop {' '.join(names)}: {exc}", file=sys.stderr)
-            shutil.rmtree(work, ignore_errors=True)
+        drop_quietly(names)
+        shutil.rmtree(work, ignore_errors=True)
     return {
         "benchmark": NAME,
         "database": args.database,

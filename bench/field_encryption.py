@@ -49,14 +49,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from bench.harness import (
     DATABASES,
     LOOPBACK,
-    PG_SERVER,
-    check_postgres,
-    drop_databases,
     event_loop_name,
     free_port,
     interrupt_on_terminate,
     log,
     machine,
+    migrated_postgres,
     run_async,
     run_standalone,
     set_quiet,
@@ -126,20 +124,8 @@ def keys_database(kind: str, work: Path) -> Iterator[str]:
         migrate_target(Target("keys", "region", dsn))
         yield dsn
         return
-    asyncio.run(check_postgres(PG_SERVER))
-    name = f"konsil_bench_{secrets.token_hex(4)}_keys"
-    dsn = f"{PG_SERVER.rstrip('/')}/{name}"
-    try:
-        log(f"migrating PostgreSQL database {name}")
-        migrate_target(Target("keys", "region", dsn))
+    with migrated_postgres("keys") as dsn:
         yield dsn
-    finally:
-        with signals_deferred():
-            try:
-                asyncio.run(drop_databases([name], PG_SERVER))
-                log(f"dropped database {name}")
-            except Exception as exc:  # report, never mask the original error
-                print(f"[bench] WARNING: could not drop {name}: {exc}", file=sys.stderr)
 
 
 def bao_binary() -> str:

@@ -40,7 +40,7 @@ import httpx
 from konsil.media_nodes.coturn import CoturnConfig, CoturnProcess
 from konsil.platform import launcher
 from konsil.platform.launcher import start_processes, stop_processes
-from konsil.platform.migrations import migrate_all
+from konsil.platform.migrations import Target, migrate_all, migrate_target
 from konsil.platform.settings import Settings, load_settings
 
 LOOPBACK = "127.0.0.1"
@@ -158,6 +158,33 @@ async def drop_databases(names: Sequence[str], server: str = PG_SERVER) -> None:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+def drop_quietly(names: Sequence[str], server: str = PG_SERVER) -> None:
+    """Drop a run's databases (signals deferred); report a failure, never mask the
+    error that ended the run."""
+    if not names:
+        return
+    with signals_deferred():
+        try:
+            asyncio.run(drop_databases(names, server))
+            log(f"dropped databases {' '.join(names)}")
+        except Exception as exc:
+            print(f"[bench] WARNING: could not drop {' '.join(names)}: {exc}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def migrated_postgres(label: str, app: str = "region") -> Iterator[str]:
+    """A fresh PostgreSQL database migrated for ``app``; dropped afterwards."""
+    asyncio.run(check_postgres(PG_SERVER))
+    name = f"konsil_bench_{secrets.token_hex(4)}_{label}"
+    dsn = f"{PG_SERVER.rstrip('/')}/{name}"
+    try:
+        log(f"migrating PostgreSQL database {name}")
+        migrate_target(Target(label, app, dsn))
+        yield dsn
+    finally:
+        drop_quietly([name])
 
 
 # --- the stack ------------------------------------------------------------------------------
@@ -348,12 +375,7 @@ def running_stack(
                         _wait_for_exit(procs, seconds=5)
                     stop_processes(procs)
                     log("stopped " + ", ".join(f"{name} (pid {p.pid})" for name, p in procs.items()))
-                if names:
-                    try:
-                        asyncio.run(drop_databases(names, server))
-                        log(f"dropped databases {' '.join(names)}")
-                    except Exception as exc:  # report, never mask the original error
-                        print(f"[bench] WARNING: could not drop {' '.join(names)}: {exc}", file=sys.stderr)
+                drop_quietly(names, server)
                 shutil.rmtree(work, ignore_errors=True)
 
 

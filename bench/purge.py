@@ -19,7 +19,6 @@ rows/s (aim: at least 0.5).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import datetime as dt
 import secrets
@@ -35,19 +34,15 @@ from typing import Any
 import asyncpg
 
 from bench.harness import (
-    PG_SERVER,
-    check_postgres,
-    drop_databases,
     interrupt_on_terminate,
     log,
     machine,
+    migrated_postgres,
     run_async,
     run_standalone,
     set_quiet,
-    signals_deferred,
 )
 from konsil.compliance.retention.purge import PurgeRequest, purge, summary
-from konsil.platform.migrations import Target, migrate_target
 from konsil.platform.settings import RegionSettings, Settings, VaultSettings
 from konsil.regions.resources import open_region
 
@@ -64,24 +59,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=1, help="rounds, each a baseline and a purge phase (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
-
-
-@contextlib.contextmanager
-def region_database() -> Iterator[str]:
-    asyncio.run(check_postgres(PG_SERVER))
-    name = f"konsil_bench_{secrets.token_hex(4)}_purge"
-    dsn = f"{PG_SERVER.rstrip('/')}/{name}"
-    try:
-        log(f"migrating PostgreSQL database {name}")
-        migrate_target(Target("purge", "region", dsn))
-        yield dsn
-    finally:
-        with signals_deferred():
-            try:
-                asyncio.run(drop_databases([name], PG_SERVER))
-                log(f"dropped database {name}")
-            except Exception as exc:  # report, never mask the original error
-                print(f"[bench] WARNING: could not drop {name}: {exc}", file=sys.stderr)
 
 
 async def seed(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
@@ -221,7 +198,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     host = machine()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="konsil-bench-purge-") as work, interrupt_on_terminate():
-        with region_database() as dsn:
+        with migrated_postgres("purge") as dsn:
             measured = run_async(measure(args, dsn, Path(work)))
     rounds = measured["rounds"]
     ratio = statistics.median(r["ratio"] for r in rounds)

@@ -48,7 +48,7 @@ from bench.harness import (
     PG_SERVER,
     check_postgres,
     coturn_node,
-    drop_databases,
+    drop_quietly,
     event_loop_name,
     interrupt_on_terminate,
     log,
@@ -132,12 +132,7 @@ def relay_stack(database: str, server: str = PG_SERVER) -> Iterator[Stack]:
                 if procs:
                     stop_processes(procs)
                     log("stopped " + ", ".join(f"{name} (pid {p.pid})" for name, p in procs.items()))
-                if names:
-                    try:
-                        asyncio.run(drop_databases(names, server))
-                        log(f"dropped databases {' '.join(names)}")
-                    except Exception as exc:  # report, never mask the original error
-                        print(f"[bench] WARNING: could not drop {' '.join(names)}: {exc}", file=sys.stderr)
+                drop_quietly(names, server)
 
 
 # --- the organisation -----------------------------------------------------------------------
