@@ -33,6 +33,29 @@ def pick_node(registry: NodeRegistry) -> NodeState | None:
     return best
 
 
+def eligible(registry: NodeRegistry, node: NodeState) -> bool:
+    """Alive, healthy, active and not cordoned: a node that may take new work."""
+    return (
+        not node.cordoned
+        and node.state == "active"
+        and node.healthy
+        and registry.now() - node.last_seen <= registry.dead_after
+    )
+
+
+def credentials_on(
+    registry: NodeRegistry, region: RegionSettings, node_id: str, ref: str, secret: str
+) -> list[IceServer] | None:
+    """ICE servers on one named node of this region (the other end of a connection whose
+    first end was allocated there), or None when that node may no longer take work.
+    Counts no new allocation: the first end already did."""
+    node = registry.node(node_id)
+    if registry.region_id != region.id or node is None or not eligible(registry, node):
+        return None
+    username, credential = turn_credentials(secret, ref, region.turn_credential_seconds)
+    return [IceServer(urls=list(node.turn_urls), username=username, credential=credential)]
+
+
 def allocate(registry: NodeRegistry, region: RegionSettings, call_ref: str) -> list[IceServer]:
     """ICE servers for one call on a node of ``region``; ``NoHealthyNode`` if there is none."""
     return allocate_node(registry, region, call_ref)[1]

@@ -95,10 +95,13 @@ def _no_relay(exc: service.NoRelay) -> Response[Any]:
 
 def _relays(request: Req, transport: Transport) -> Response[Any]:
     try:
-        servers = service.relays(_ctx(request), transport, service.test_ref())
+        found = service.relays(_ctx(request), transport, service.test_ref())
     except service.NoRelay as exc:
         return _no_relay(exc)
-    return Response(RelaysOut(transport=transport, ice_servers=servers), headers={"cache-control": "no-store"})
+    return Response(
+        RelaysOut(transport=transport, ice_servers=found.servers, relay=found.node_id),
+        headers={"cache-control": "no-store"},
+    )
 
 
 async def _start(request: Req, runner: Runner, data: NetworkTestIn) -> Response[Any]:

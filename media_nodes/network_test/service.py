@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from konsil.media_nodes.allocation import NoHealthyNode, allocate_node
+from konsil.media_nodes.allocation import NoHealthyNode, allocate_node, credentials_on
+from konsil.media_nodes.heartbeat import NodeId
 from konsil.media_nodes.ice import IceConfigError, IceServer, ice_servers
 from konsil.media_nodes.network_test.peer import Figures, OfferRefused, Plan, ProbePeer, check_offer
 from konsil.media_nodes.network_test.peer import relay_candidates_only as relay_candidates_only
@@ -67,6 +68,9 @@ class NetworkTestIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     bulk_seconds: Annotated[float, msgspec.Meta(ge=MIN_PHASE_SECONDS, le=MAX_BULK_SECONDS)] = DEFAULT_BULK_SECONDS
     browser: BrowserInfo | None = None
     language: Language | None = None
+    # The media node the browser's relays are on (``RelaysOut.relay``): the service's
+    # end of the test uses the same node.
+    relay: NodeId | None = None
 
 
 class RelaysOut(msgspec.Struct):
@@ -75,6 +79,7 @@ class RelaysOut(msgspec.Struct):
     transport: Transport
     ice_servers: list[IceServer]
     ice_transport_policy: Literal["relay"] = "relay"
+    relay: str | None = None  # the media node, in regions with a media-node registry
 
 
 class NetworkTestOut(msgspec.Struct):
@@ -135,17 +140,32 @@ def for_transport(servers: list[IceServer], transport: str) -> list[IceServer]:
     return chosen
 
 
-def relays(ctx: RegionContext, transport: str, ref: str) -> list[IceServer]:
-    """This region's TURN servers for one test over ``transport``; ``NoRelay`` if none."""
+@dataclass(frozen=True)
+class Relays:
+    servers: list[IceServer]
+    node_id: str | None  # the media node allocated (registry regions), else None
+
+
+def relays(ctx: RegionContext, transport: str, ref: str, node_id: str | None = None) -> Relays:
+    """This region's TURN servers for one test over ``transport``; ``NoRelay`` if none.
+
+    With a media-node registry the browser's end is allocated a node, and the service's
+    end asks for that same node (``node_id``), so the test measures one relay; should
+    it have gone meanwhile, the region's least-loaded node is used."""
     registry = ctx.extra.get("media_nodes")
+    chosen_node: str | None = None
     if isinstance(registry, NodeRegistry):
         secret = ctx.extra.get("turn_secret")
         if not isinstance(secret, str) or not secret:
             raise NoRelay(f"relay credentials are unavailable in region {ctx.region.id} right now")
-        try:
-            _, servers = allocate_node(registry, ctx.region, ref, secret)
-        except NoHealthyNode as exc:
-            raise NoRelay(str(exc)) from None  # never another region's relay
+        found = credentials_on(registry, ctx.region, node_id, ref, secret) if node_id else None
+        if found is not None:
+            servers, chosen_node = found, node_id
+        else:
+            try:
+                chosen_node, servers = allocate_node(registry, ctx.region, ref, secret)
+            except NoHealthyNode as exc:
+                raise NoRelay(str(exc)) from None  # never another region's relay
     else:
         try:
             servers = ice_servers(ctx.region, ref)
@@ -154,7 +174,7 @@ def relays(ctx: RegionContext, transport: str, ref: str) -> list[IceServer]:
     chosen = for_transport(servers, transport)
     if not chosen:
         raise NoRelay(f"no media relay over {transport.upper()} is available in region {ctx.region.id}")
-    return chosen
+    return Relays(chosen, chosen_node)
 
 
 def test_ref() -> str:
@@ -329,7 +349,7 @@ async def start(ctx: RegionContext, org_id: uuid.UUID, runner: Runner, data: Net
     tests = tests_of(ctx)
     if relay_count and tests.active >= tests.limit:
         raise TooManyTests()
-    servers = relays(ctx, data.transport, test_ref())
+    servers = relays(ctx, data.transport, test_ref(), data.relay).servers
     test_id = uuid.uuid4()
     if relay_count == 0:
         # The browser could not reach the relay over this transport: that is the result.

@@ -118,6 +118,7 @@ export async function runTransport(base, transport, { onProgress = () => {}, pro
     await pc.setLocalDescription(await pc.createOffer());
     await waitForGathering(pc);
     const body = { transport, sdp: pc.localDescription.sdp };
+    if (relayBody.relay) body.relay = relayBody.relay; // the service's end uses the same media node
     const browser = browserInfo();
     if (browser) body.browser = browser;
     const lang = language();

@@ -305,3 +305,19 @@ def test_ops_see_restarts_and_drain_a_node(stack: Stack, node: Node) -> None:
     assert back.status_code == 200 and back.json()["status"] == "active"
     time.sleep(2.5)
     assert relay_urls(asyncio.run(a_call(stack, practice, with_media=False))["joined"])
+
+
+async def test_the_network_test_runs_through_the_allocated_node(stack: Stack, node: Node) -> None:
+    from tests.e2e.test_network_test_e2e import Visit, run_test
+
+    await asyncio.to_thread(
+        wait_for, lambda: node_where(stack, lambda v: v["status"] == "active"), "the node never registered"
+    )
+    visit = await asyncio.to_thread(Visit, stack, "us")
+    async with visit.client() as http:
+        relays = await http.get(f"{visit.test_path}/relays", params={"transport": "udp"})
+        assert relays.json()["relay"] == NODE
+        assert relays.json()["ice_servers"][0]["urls"] == [f"turn:127.0.0.1:{node.port}?transport=udp"]
+        for transport in ("udp", "tcp"):
+            result = await run_test(http, visit.test_path, transport)
+            assert result["verdict"] in ("good", "may be unstable") and result["rtt_ms"] > 0, result

@@ -244,9 +244,11 @@ async def test_a_broken_offer_is_refused_not_crashed() -> None:
 def test_relays_come_only_from_this_region_and_this_transport() -> None:
     urls = ["turn:relay.eu.example:3478?transport=udp", "turn:relay.eu.example:3478?transport=tcp", "stun:s.example"]
     ctx = context(region(ice_servers=urls, turn_secret=SECRET))
-    udp = service.relays(ctx, "udp", "nt-1")
+    udp = service.relays(ctx, "udp", "nt-1").servers
     assert [s.urls for s in udp] == [["turn:relay.eu.example:3478?transport=udp"]] and udp[0].username
-    assert [s.urls for s in service.relays(ctx, "tcp", "nt-1")] == [["turn:relay.eu.example:3478?transport=tcp"]]
+    assert [s.urls for s in service.relays(ctx, "tcp", "nt-1").servers] == [
+        ["turn:relay.eu.example:3478?transport=tcp"]
+    ]
     with pytest.raises(service.NoRelay):
         service.relays(context(region()), "udp", "nt-1")  # no relay configured
     with pytest.raises(service.NoRelay):
@@ -307,3 +309,20 @@ async def test_a_result_is_stored_without_a_visit_and_read_back(region_engine: E
     assert listed.language == "nb-NO" and listed.rtt_ms == 420 and listed.transport == "tcp"
     with contextlib.suppress(Exception):
         await NetworkTestResult.delete().where(NetworkTestResult.org_id == org_id).run()
+
+
+def test_the_service_end_of_a_test_uses_the_browsers_media_node() -> None:
+    from tests.media_nodes.test_registry import beat, registry, send
+
+    nodes = registry()
+    send(nodes, beat("eu-1", allocations=0))
+    send(nodes, beat("eu-2", allocations=5))
+    ctx = context(region(turn_secret=SECRET), media_nodes=nodes, turn_secret=SECRET)
+    browser_end = service.relays(ctx, "udp", "nt-1")
+    assert browser_end.node_id == "eu-1" and browser_end.servers[0].urls == ["turn:eu-1.example:3478?transport=udp"]
+    service_end = service.relays(ctx, "udp", "nt-2", browser_end.node_id)
+    assert service_end.node_id == "eu-1" and service_end.servers[0].urls == browser_end.servers[0].urls
+    assert nodes.node("eu-1").pending == 1, "one test, one allocation"  # type: ignore[union-attr]
+    # The browser's node was cordoned meanwhile: the service's end goes to a node that may take work.
+    nodes.cordon("eu-1")
+    assert service.relays(ctx, "udp", "nt-3", "eu-1").node_id == "eu-2"
