@@ -27,6 +27,7 @@ from piccolo.engine.base import Engine
 
 from konsil.platform import database
 from konsil.platform.migrations import Target, migrate_target
+from konsil.platform.settings import RegionSettings
 
 PG_SERVER = os.environ.get("KONSIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 SESSION_TAG = f"konsil_t{secrets.token_hex(3)}"
@@ -154,6 +155,19 @@ def coturn_server(secret: str, realm: str = "konsil.test") -> Iterator[int]:
         yield coturn.config.listening_port
     finally:
         coturn.stop()
+
+
+def bare_region(region_id: str = "eu", **extra: Any) -> RegionSettings:
+    """Settings of a region that is never started (unit tests of one area's logic)."""
+    return RegionSettings(
+        id=region_id,
+        jurisdiction="EU",
+        public_url="http://127.0.0.1:1",
+        listen="127.0.0.1:1",
+        database="sqlite:///x.db",
+        internal_secret="0123456789abcdef",
+        **extra,
+    )
 
 
 def free_port() -> int:

@@ -3,18 +3,11 @@ import pytest
 
 from konsil.media_nodes.ice import IceConfigError, ice_servers
 from konsil.platform.settings import RegionSettings
+from tests.conftest import bare_region
 
 
 def region(*urls: str) -> RegionSettings:
-    return RegionSettings(
-        id="eu",
-        jurisdiction="EU",
-        public_url="http://127.0.0.1:1",
-        listen="127.0.0.1:1",
-        database="sqlite:///x.db",
-        internal_secret="0123456789abcdef",
-        ice_servers=list(urls),
-    )
+    return bare_region(ice_servers=list(urls))
 
 
 def test_configured_servers_are_offered_as_one_ice_entry() -> None:

@@ -36,7 +36,7 @@ from konsil.media_nodes.network_test.tables import NetworkTestResult
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.platform.settings import RegionSettings
 from konsil.regions.context import RegionContext
-from tests.conftest import coturn_server
+from tests.conftest import bare_region, coturn_server
 
 CHUNK = b"\x5a" * 16_384
 MAX_BUFFERED = 1_000_000
@@ -97,15 +97,7 @@ class BrowserPeer:
 
 
 def region(**extra: Any) -> RegionSettings:
-    return RegionSettings(
-        id="eu",
-        jurisdiction="EU",
-        public_url="http://127.0.0.1:1",
-        listen="127.0.0.1:1",
-        database="sqlite:///x.db",
-        internal_secret="0123456789abcdef",
-        **extra,
-    )
+    return bare_region(**extra)
 
 
 def context(settings: RegionSettings, **extra: Any) -> RegionContext:

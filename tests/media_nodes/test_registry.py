@@ -14,6 +14,7 @@ from konsil.media_nodes.allocation import NoHealthyNode, allocate
 from konsil.media_nodes.heartbeat import Heartbeat, HeartbeatRejected
 from konsil.media_nodes.registry import HeartbeatConsumer, NodeRegistry
 from konsil.platform.settings import RegionSettings
+from tests.conftest import bare_region
 
 KEY = "media-node-key-0123456789"
 TURN_SECRET = "turn-secret-0123456789"
@@ -56,17 +57,7 @@ def send(reg: NodeRegistry, hb: Heartbeat, key: str = KEY) -> Heartbeat:
 
 
 def region_settings(region_id: str = "eu") -> RegionSettings:
-    return RegionSettings(
-        id=region_id,
-        jurisdiction="EU",
-        public_url="http://127.0.0.1:1",
-        listen="127.0.0.1:1",
-        database="sqlite:///x.db",
-        internal_secret="0123456789abcdef",
-        turn_secret=TURN_SECRET,
-        turn_credential_seconds=600,
-        media_node_key=KEY,
-    )
+    return bare_region(region_id, turn_secret=TURN_SECRET, turn_credential_seconds=600, media_node_key=KEY)
 
 
 def test_a_signed_heartbeat_registers_the_node() -> None:
