@@ -220,34 +220,50 @@ async def _count_visits(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int
 
 
 # PostgreSQL: one statement per batch deletes the visits, their calls, telemetry and
-# relay receipts, and returns only the counts (no ids travel back and forth).
+# relay receipts, and returns only the counts (no ids travel back and forth). The visits
+# go by their row addresses (a TID scan: no index walk for rows just found); the org and
+# cutoff are checked again, so a visit updated meanwhile is deleted only if it still
+# qualifies (a visit updated meanwhile has a new address: the batch skips it and the
+# next batch picks it up again). Their children go by one sorted array of the ids actually deleted: an index
+# scan that walks the array in order, much cheaper than one nested-loop probe per visit
+# (bench/purge.py: ratio to a plain DELETE about 0.4 with the probes, about 0.8 with this).
 _PG_VISIT_BATCH = """
-WITH doomed AS (
-    SELECT id FROM visit WHERE org_id = {} AND arrived_at < {} LIMIT {}
+WITH picked AS MATERIALIZED (
+    SELECT ctid AS tid FROM visit WHERE org_id = {} AND arrived_at < {} LIMIT {}
+), v AS (
+    DELETE FROM visit WHERE ctid = ANY(ARRAY(SELECT tid FROM picked)) AND org_id = {} AND arrived_at < {}
+    RETURNING id
+), doomed AS MATERIALIZED (
+    SELECT coalesce(array_agg(id ORDER BY id), ARRAY[]::uuid[]) AS ids FROM v
 ), t AS (
-    DELETE FROM call_telemetry WHERE visit_id IN (SELECT id FROM doomed) RETURNING 1
+    DELETE FROM call_telemetry WHERE visit_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING 1
 ), c AS (
-    DELETE FROM call WHERE visit_id IN (SELECT id FROM doomed) RETURNING id
+    DELETE FROM call WHERE visit_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING id
 ), r AS (
     DELETE FROM call_relay_receipt WHERE call_id IN (SELECT id FROM c) RETURNING 1
-), v AS (
-    DELETE FROM visit WHERE id IN (SELECT id FROM doomed) RETURNING 1
 )
-SELECT (SELECT count(*) FROM v) AS visit, (SELECT count(*) FROM c) AS call,
+SELECT (SELECT count(*) FROM picked) AS picked,
+       (SELECT count(*) FROM v) AS visit, (SELECT count(*) FROM c) AS call,
        (SELECT count(*) FROM t) AS call_telemetry, (SELECT count(*) FROM r) AS call_relay_receipt
 """
 _ALL_OF_THEM = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+_VISIT_TABLES = ("visit", "call", "call_telemetry", "call_relay_receipt")
+# Batches in a row that picked visits but deleted none (each changed meanwhile) before the
+# class stops for this run; the next run picks them up again.
+_FRUITLESS_BATCHES = 3
 
 
-async def _delete_visit_batch(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int) -> dict[str, int]:
+async def _delete_visit_batch(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int) -> tuple[int, dict[str, int]]:
     """Delete up to ``size`` of the organisation's visits before ``cutoff`` (all, when
-    None) with their calls, telemetry and receipts; the counts of what went."""
+    None) with their calls, telemetry and receipts: how many visits the batch picked,
+    and the counts of what went (fewer visits when some changed or went meanwhile)."""
     if database.is_postgres(Visit._meta.db):
-        [row] = await Visit.raw(_PG_VISIT_BATCH, org_id, cutoff or _ALL_OF_THEM, size)
-        return {name: int(row[name]) for name in ("visit", "call", "call_telemetry", "call_relay_receipt")}
+        until = cutoff or _ALL_OF_THEM
+        [row] = await Visit.raw(_PG_VISIT_BATCH, org_id, until, size, org_id, until)
+        return int(row["picked"]), {name: int(row[name]) for name in _VISIT_TABLES}
     ids = await _visit_batch(org_id, cutoff, None, size)
     if not ids:
-        return {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0}
+        return 0, dict.fromkeys(_VISIT_TABLES, 0)
     calls = [r["id"] for r in await Call.select(Call.id).where((Call.org_id == org_id) & Call.visit_id.is_in(ids))]
     counts = {
         "call_telemetry": await _deleted(
@@ -270,7 +286,7 @@ async def _delete_visit_batch(org_id: uuid.UUID, cutoff: dt.datetime | None, siz
     counts["visit"] = await _deleted(
         Visit.delete().where((Visit.org_id == org_id) & Visit.id.is_in(ids)).returning(Visit.id)
     )
-    return counts
+    return len(ids), counts
 
 
 async def _delete_visits(
@@ -289,13 +305,16 @@ async def _delete_visits(
     number of visits as its object): a visit past retention is gone with everything that
     could name its visitor, and one entry per visit cost more than the deletion itself
     (see bench/purge.py). The run's evidence keeps the counts per table."""
-    while True:
+    fruitless = 0
+    while fruitless < _FRUITLESS_BATCHES:
         async with database.transaction(ctx.engine):
-            counts = await _delete_visit_batch(org_id, cutoff, req.batch_size)
-            if not counts["visit"]:
+            picked, counts = await _delete_visit_batch(org_id, cutoff, req.batch_size)
+            if not picked:
                 break
-            await evidence.add(counts)
-            await _log([_batch_deletion(ctx, org_id, req.run_id, counts["visit"])])
+            if counts["visit"]:
+                await evidence.add(counts)
+                await _log([_batch_deletion(ctx, org_id, req.run_id, counts["visit"])])
+        fruitless = 0 if counts["visit"] else fruitless + 1
         on_batch(data_class, sum(counts.values()))
 
 

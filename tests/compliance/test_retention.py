@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from konsil.compliance.access_log.tables import AccessLogEntry
@@ -263,6 +264,41 @@ async def test_a_purge_never_touches_an_organisation_it_was_not_asked_about(ctx:
     assert await PaymentRecord.count().where(PaymentRecord.org_id == asked) == 0
     with pytest.raises(UnknownOrganisation):
         await purge(ctx, run("no-such-org"))
+
+
+@pytest.mark.parametrize("ctx", ["postgres"], indirect=True)  # SQLite deletes by id, one writer at a time
+async def test_a_visit_changed_while_its_batch_waits_is_deleted_only_if_it_still_qualifies(
+    ctx: RegionContext,
+) -> None:
+    """PostgreSQL deletes a batch's visits by row address; a visit another transaction
+    updates meanwhile is deleted only if it still belongs to the organisation and is
+    still past the cutoff (in the same run), and its calls and telemetry follow its visit."""
+    org_id = await new_org(ctx, retention_days=1)
+    old = AS_OF - dt.timedelta(days=5)
+    rescued, touched = await new_visit(org_id, old), await new_visit(org_id, old)
+    other = await asyncpg.connect(ctx.region.database)
+    try:
+        held = other.transaction()
+        await held.start()
+        await other.execute("UPDATE visit SET arrived_at = $1 WHERE id = $2", AS_OF, rescued)
+        await other.execute("UPDATE visit SET status = 'ended' WHERE id = $1", touched)
+        purging = asyncio.create_task(purge(ctx, run(await slug_of(org_id))))
+        for _ in range(200):  # until the purge waits for the updating transaction's row locks
+            waiting = await other.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting, "the purge never waited for the row lock"
+        await held.commit()
+        result = only(await purging, "visits", org_id)
+    finally:
+        await other.close()
+
+    assert await visits_of(org_id) == {rescued}
+    assert await rows_of(org_id) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
+    assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
 
 
 async def test_a_bad_retention_in_the_database_purges_nothing_and_says_so(ctx: RegionContext) -> None:
