@@ -13,6 +13,8 @@ def _count(n: int) -> str:
 def format_report(report: VerifyReport, slug: str) -> str:
     prefix = f"audit log of org {slug!r}"
     problem = report.problem
+    if report.pruned:
+        prefix += f" (entries #1 to #{report.pruned} removed by retention)"
     if report.ok or problem is None:
         return f"{prefix}: OK, {_count(report.checked)} verified"
     entry = f"entry #{problem.seq}"

@@ -46,6 +46,7 @@ __all__ = [
     "append",
     "entries",
     "iter_entries",
+    "prune",
     "verify",
 ]
 
@@ -80,6 +81,12 @@ class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
     ok: bool
     checked: int  # entries that verified before the first problem (all of them when ok)
     problem: Problem | None = None
+    pruned: int = 0  # entries #1..#pruned removed by retention; the walk starts after them
+
+
+class PruneRefused(Exception):
+    """The entries retention would remove do not form an intact chain: removing them
+    would erase the evidence of tampering, so nothing is removed."""
 
 
 _ENTRY_COLUMNS = (
@@ -300,6 +307,14 @@ async def _head(org_id: uuid.UUID) -> tuple[int, str] | None:
     return (int(rows[0]["seq"]), str(rows[0]["entry_hash"])) if rows else None
 
 
+async def _pruned_point(org_id: uuid.UUID) -> tuple[int, str]:
+    """The last entry removed by retention and its hash (0 and genesis: none)."""
+    rows = await AccessLogHead.select(AccessLogHead.pruned_seq, AccessLogHead.pruned_hash).where(
+        AccessLogHead.org_id == org_id
+    )
+    return (int(rows[0]["pruned_seq"]), str(rows[0]["pruned_hash"])) if rows else (0, GENESIS_HASH)
+
+
 async def _find(
     org_id: uuid.UUID, *, entry_hash: str | None = None, prev_hash: str | None = None
 ) -> EntryRecord | None:
@@ -414,19 +429,30 @@ async def verify(org_id: uuid.UUID, *, batch_size: int = 1000) -> VerifyReport:
     """
     head = await _head(org_id)
     head_seq = head[0] if head is not None else 0
-    seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    pruned, pruned_hash = await _pruned_point(org_id)
+    seq, prev_hash, checked = pruned + 1, pruned_hash, 0
     last: EntryRecord | None = None
     upto = head[0] if head is not None else None
-    async for batch in _batches(org_id, after_seq=None, upto_seq=upto, batch_size=batch_size):
+    after = pruned or None  # entries up to the pruned point were removed by retention
+    async for batch in _batches(org_id, after_seq=after, upto_seq=upto, batch_size=batch_size):
         for record in batch:
             problem = await _check(org_id, record, seq, prev_hash, head_seq)
             if problem is not None:
-                return VerifyReport(ok=False, checked=checked, problem=problem)
+                return VerifyReport(ok=False, checked=checked, problem=problem, pruned=pruned)
             checked += 1
             seq += 1
             prev_hash = record.entry_hash
             last = record
 
+    report = await _check_head(org_id, head, seq, prev_hash, checked, last)
+    return msgspec.structs.replace(report, pruned=pruned)
+
+
+async def _check_head(
+    org_id: uuid.UUID, head: tuple[int, str] | None, seq: int, prev_hash: str, checked: int, last: EntryRecord | None
+) -> VerifyReport:
+    """After the walk: the head must record exactly where the chain ended."""
+    head_seq = head[0] if head is not None else 0
     if head is None:
         if last is None:
             return VerifyReport(ok=True, checked=0)
@@ -501,3 +527,60 @@ async def _beyond_head(org_id: uuid.UUID, head_seq: int) -> EntryRecord | None:
         .limit(1)
     )
     return _record(rows[0]) if rows else None
+
+
+# --- retention ----------------------------------------------------------------------
+
+
+async def prune(org_id: uuid.UUID, before: datetime, *, limit: int) -> int:
+    """Remove up to ``limit`` of the organisation's oldest entries written before
+    ``before`` (REQUIREMENTS.md: the access log is kept at least 6 years), and return
+    how many went.
+
+    Only a leading run of the chain goes, and only if it is intact: each entry must
+    hash correctly and follow the one before it, starting from the last pruned point.
+    Otherwise nothing is removed (``PruneRefused``): retention never erases the evidence
+    of tampering. The head records the last removed entry and its hash, in the same
+    transaction, so ``verify`` starts there and still notices anything else missing.
+    Joins the caller's transaction when there is one."""
+    engine = _engine()
+    async with database.transaction(engine):
+        query = AccessLogHead.select(AccessLogHead.pruned_seq, AccessLogHead.pruned_hash).where(
+            AccessLogHead.org_id == org_id
+        )
+        if database.is_postgres(engine):
+            query = query.lock_rows("UPDATE")  # appends wait; they touch only the newest entries
+        rows = await query
+        if not rows:
+            return 0
+        seq, prev_hash = int(rows[0]["pruned_seq"]), str(rows[0]["pruned_hash"])
+        candidates = await (
+            AccessLogEntry.select(*_ENTRY_COLUMNS)
+            .where((AccessLogEntry.org_id == org_id) & (AccessLogEntry.seq > seq))
+            .order_by(AccessLogEntry.seq, AccessLogEntry.id)
+            .limit(limit)
+        )
+        doomed: list[EntryRecord] = []
+        for row in candidates:
+            record = _record(row)
+            at = record.at if record.at.tzinfo else record.at.replace(tzinfo=UTC)
+            if at >= before:
+                break
+            if record.seq != seq + 1 or record.prev_hash != prev_hash or chain.entry_hash(record) != record.entry_hash:
+                raise PruneRefused(f"entry #{seq + 1} of the chain is not intact; run `konsil audit verify`")
+            doomed.append(record)
+            seq, prev_hash = record.seq, record.entry_hash
+        if not doomed:
+            return 0
+        await AccessLogEntry.delete().where(
+            (AccessLogEntry.org_id == org_id) & AccessLogEntry.id.is_in([r.id for r in doomed])
+        )
+        await AccessLogHead.update({AccessLogHead.pruned_seq: seq, AccessLogHead.pruned_hash: prev_hash}).where(
+            AccessLogHead.org_id == org_id
+        )
+    return len(doomed)
+
+
+async def organisations_with_a_log() -> list[uuid.UUID]:
+    """Every organisation with a chain in this region, also those already removed."""
+    return [uuid.UUID(str(row["org_id"])) for row in await AccessLogHead.select(AccessLogHead.org_id)]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from piccolo.columns import UUID, BigInt, Timestamptz, Varchar
 from piccolo.table import Table
 
+from konsil.compliance.access_log.chain import GENESIS_HASH
+
 
 class AccessLogEntry(Table, tablename="access_log_entry"):
     id = UUID(primary_key=True)
@@ -29,11 +31,16 @@ class AccessLogEntry(Table, tablename="access_log_entry"):
 
 class AccessLogHead(Table, tablename="access_log_head"):
     """The last sequence number and hash per organisation: appends lock this row,
-    and verification compares against it so a deleted tail is noticed."""
+    and verification compares against it so a deleted tail is noticed.
+
+    ``pruned_seq``/``pruned_hash``: the last entry removed by retention (6 years) and
+    its hash; verification starts after it. 0 and the genesis hash: nothing removed."""
 
     org_id = UUID(primary_key=True)
     seq = BigInt()
     entry_hash = Varchar(length=64)
+    pruned_seq = BigInt(default=0)
+    pruned_hash = Varchar(length=64, default=GENESIS_HASH)
 
 
 ACCESS_LOG_TABLES = [AccessLogEntry, AccessLogHead]

@@ -8,10 +8,17 @@ import calendar
 import datetime as dt
 from typing import Literal
 
-DataClass = Literal["visits", "support_metadata", "member_contact", "payment_records"]
-DATA_CLASSES: tuple[DataClass, ...] = ("visits", "support_metadata", "member_contact", "payment_records")
+DataClass = Literal["visits", "support_metadata", "member_contact", "payment_records", "access_log"]
+DATA_CLASSES: tuple[DataClass, ...] = (
+    "visits",
+    "support_metadata",
+    "member_contact",
+    "payment_records",
+    "access_log",
+)
 
 SUPPORT_METADATA_MONTHS = 9  # P10
+ACCESS_LOG_YEARS = 6  # HIPAA documentation rule (and more than NEN 7513's Dutch practice of 5)
 CONTACT_DAYS_AFTER_CONTRACT = 90  # P18
 MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 1, 90  # P7
 
@@ -30,11 +37,12 @@ class RetentionPolicy:
     @staticmethod
     def support_metadata(as_of: dt.datetime) -> dt.datetime:
         """Nine calendar months back (the 31st becomes the month's last day)."""
-        month = as_of.month - SUPPORT_METADATA_MONTHS
-        year = as_of.year + (month - 1) // 12
-        month = (month - 1) % 12 + 1
-        day = min(as_of.day, calendar.monthrange(year, month)[1])
-        return as_of.replace(year=year, month=month, day=day)
+        return _months_back(as_of, SUPPORT_METADATA_MONTHS)
+
+    @staticmethod
+    def access_log(as_of: dt.datetime) -> dt.datetime:
+        """Six calendar years back (29 February becomes the 28th)."""
+        return _months_back(as_of, 12 * ACCESS_LOG_YEARS)
 
     @staticmethod
     def member_contact(as_of: dt.datetime) -> dt.date:
@@ -45,3 +53,12 @@ class RetentionPolicy:
     def payment_records(as_of: dt.datetime) -> dt.datetime:
         """Payment records carry their own ``keep_until`` (5 years, set at creation)."""
         return as_of
+
+
+def _months_back(as_of: dt.datetime, months: int) -> dt.datetime:
+    """Calendar months back; a day the target month lacks becomes its last day."""
+    month = as_of.month - months
+    year = as_of.year + (month - 1) // 12
+    month = (month - 1) % 12 + 1
+    day = min(as_of.day, calendar.monthrange(year, month)[1])
+    return as_of.replace(year=year, month=month, day=day)

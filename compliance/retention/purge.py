@@ -12,7 +12,9 @@ Data classes (REQUIREMENTS.md, retention table):
 - ``member_contact``: organisations 90 days past their contract end: the tenant key
   is shredded first, then the rows are removed; payment records stay (legal hold);
 - ``support_metadata``: network-test results older than 9 calendar months;
-- ``payment_records``: past their ``keep_until`` (5 years).
+- ``payment_records``: past their ``keep_until`` (5 years);
+- ``access_log``: access-log entries older than 6 calendar years, a leading run of each
+  organisation's chain at a time, only while it is intact (``access_log.service.prune``).
 
 Deletions of personal data are access-logged with the system actor; the entries
 hold pseudonymous ids only.
@@ -33,7 +35,14 @@ from piccolo.columns import Column
 from piccolo.columns.combination import Combinable
 from piccolo.table import Table
 
-from konsil.compliance.access_log.service import AccessEvent, append_many
+from konsil.compliance.access_log.service import (
+    AccessEvent,
+    PruneRefused,
+    append_many,
+    organisations_with_a_log,
+    prune,
+)
+from konsil.compliance.access_log.tables import AccessLogEntry
 from konsil.compliance.retention.policy import DataClass, RetentionPolicy
 from konsil.compliance.retention.tables import PurgeRun
 from konsil.platform import database
@@ -318,7 +327,9 @@ async def _delete_visits(
         on_batch(data_class, sum(counts.values()))
 
 
-def _batch_deletion(ctx: RegionContext, org_id: uuid.UUID, run_id: uuid.UUID, visits: int) -> AccessEvent:
+def _batch_deletion(
+    ctx: RegionContext, org_id: uuid.UUID, run_id: uuid.UUID, count: int, object_type: str = "visit"
+) -> AccessEvent:
     return AccessEvent(
         org_id=org_id,
         actor=SYSTEM_ACTOR,
@@ -326,8 +337,8 @@ def _batch_deletion(ctx: RegionContext, org_id: uuid.UUID, run_id: uuid.UUID, vi
         on_behalf_of="system",
         subject_ref=f"purge-run:{run_id}",
         action="delete",
-        object_type="visit",
-        object_id=f"count:{visits}",
+        object_type=object_type,
+        object_id=f"count:{count}",
         source_address="local",
         outcome="success",
         purpose=PURPOSE,
@@ -480,6 +491,54 @@ async def _purge_by_time(
     return ClassResult(data_class=data_class, org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success")
 
 
+async def _purge_access_log(
+    ctx: RegionContext, req: PurgeRequest, org_id: uuid.UUID | None, on_batch: OnBatch
+) -> ClassResult:
+    """Access-log entries past 6 years, organisation by organisation (also of
+    organisations already removed: their log outlives them). Each batch logs one entry
+    in the same chain, so the chain itself says what retention removed from it. A chain
+    that is not intact is left whole and the class fails, naming the organisation."""
+    cutoff = RetentionPolicy.access_log(req.as_of)
+    name = AccessLogEntry._meta.tablename
+    where: Combinable = AccessLogEntry.at < cutoff
+    if org_id is not None:
+        where &= AccessLogEntry.org_id == org_id
+    if req.dry_run:
+        count = await AccessLogEntry.count().where(where)
+        return ClassResult(data_class="access_log", org_id=org_id, cutoff=cutoff, rows={name: count}, outcome="success")
+    evidence = await _evidence(ctx, req, "access_log", org_id, cutoff)
+    refused: list[str] = []
+    if not evidence.done:
+        org_ids = [org_id] if org_id is not None else await organisations_with_a_log()
+        for chain_org in org_ids:
+            try:
+                while True:
+                    async with database.transaction(ctx.engine):
+                        removed = await prune(chain_org, cutoff, limit=req.batch_size)
+                        if not removed:
+                            break
+                        await evidence.add({name: removed})
+                        await _log([_batch_deletion(ctx, chain_org, req.run_id, removed, "access_log_entry")])
+                    on_batch("access_log", removed)
+            except PruneRefused:
+                refused.append(str(chain_org))
+        if refused:
+            message = f"the access log of org {refused[0]} is not intact; nothing of it was removed"
+            if len(refused) > 1:
+                message += f" (and {len(refused) - 1} more)"
+            await evidence.finish("failure", message)
+            return ClassResult(
+                data_class="access_log",
+                org_id=org_id,
+                cutoff=cutoff,
+                rows=evidence.rows,
+                outcome="failure",
+                message=message,
+            )
+        await evidence.finish("success")
+    return ClassResult(data_class="access_log", org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success")
+
+
 async def _skipped(ctx: RegionContext, req: PurgeRequest, data_class: DataClass, message: str) -> ClassResult:
     evidence = await _evidence(ctx, req, data_class, None, None)
     await evidence.finish("skipped", message)
@@ -565,6 +624,7 @@ async def purge(ctx: RegionContext, req: PurgeRequest, on_batch: OnBatch | None 
         logged_as="payment_record",
     )
     await guarded("payment_records", org_id, step)
+    await guarded("access_log", org_id, _purge_access_log(ctx, req, org_id, report))
     return results
 
 

@@ -21,11 +21,13 @@ from konsil.compliance.access_log import chain
 from konsil.compliance.access_log.cli import format_report
 from konsil.compliance.access_log.service import (
     AccessEvent,
+    PruneRefused,
     VerifyReport,
     append,
     append_many,
     entries,
     iter_entries,
+    prune,
     verify,
 )
 from konsil.compliance.access_log.tables import ACCESS_LOG_TABLES, AccessLogEntry, AccessLogHead
@@ -406,3 +408,60 @@ async def test_tampering_in_one_organisation_leaves_another_intact(log_engine: E
 
     assert problem_of(await verify(tampered)) == (2, None, "deleted")
     assert await verify(bystander) == VerifyReport(ok=True, checked=4)
+
+
+# --- retention (6 years) ---------------------------------------------------------------
+
+
+async def times_of(org_id: uuid.UUID) -> dict[int, datetime]:
+    rows = await AccessLogEntry.select(AccessLogEntry.seq, AccessLogEntry.at).where(AccessLogEntry.org_id == org_id)
+    return {int(r["seq"]): r["at"] if r["at"].tzinfo else r["at"].replace(tzinfo=UTC) for r in rows}
+
+
+async def fill_apart(org_id: uuid.UUID, count: int) -> dict[int, datetime]:
+    """``count`` entries, each appended at a later time than the one before."""
+    for n in range(count):
+        await append(event(org_id, n))
+        await asyncio.sleep(0.002)
+    return await times_of(org_id)
+
+
+async def test_retention_removes_a_leading_run_and_verification_starts_after_it(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    at = await fill_apart(org_id, 6)
+
+    assert await prune(org_id, at[4], limit=2) == 2, "a batch is bounded"
+    assert await prune(org_id, at[4], limit=100) == 1, "entry #4 was written at the cutoff: it stays"
+    assert await prune(org_id, at[4], limit=100) == 0
+
+    assert sorted(await times_of(org_id)) == [4, 5, 6]
+    report = await verify(org_id)
+    assert report.ok and report.checked == 3 and report.pruned == 3
+    assert format_report(report, "acme") == (
+        "audit log of org 'acme' (entries #1 to #3 removed by retention): OK, 3 entries verified"
+    )
+    await append(event(org_id, 7))
+    assert (await verify(org_id)).checked == 4, "appends go on after a prune"
+
+
+async def test_after_a_prune_a_deleted_entry_is_still_named(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    at = await fill_apart(org_id, 6)
+    await prune(org_id, at[3], limit=100)
+    await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", org_id, 3)
+
+    report = await verify(org_id)
+    assert problem_of(report) == (3, None, "deleted") and report.pruned == 2
+
+
+async def test_retention_never_removes_a_tampered_entry(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    at = await fill_apart(org_id, 5)
+    await sql("UPDATE access_log_entry SET actor = {} WHERE org_id = {} AND seq = {}", "member:evil", org_id, 2)
+
+    with pytest.raises(PruneRefused, match="entry #2"):
+        await prune(org_id, at[5], limit=100)
+
+    assert sorted(await times_of(org_id)) == [1, 2, 3, 4, 5], "nothing removed, the evidence stays"
+    assert problem_of(await verify(org_id))[:1] == (2,)
+    assert await prune(uuid.uuid4(), at[5], limit=100) == 0, "an organisation without a log"

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from konsil.compliance.access_log.service import AccessEvent, append, verify
 from konsil.compliance.access_log.tables import AccessLogEntry
 from konsil.compliance.retention.policy import RetentionPolicy
 from konsil.compliance.retention.purge import ClassResult, PurgeRequest, UnknownOrganisation, purge
@@ -178,7 +179,8 @@ async def rows_of(org_id: uuid.UUID) -> dict[str, int]:
 
 
 def run(org_slug: str | None = None, **changes: Any) -> PurgeRequest:
-    return PurgeRequest(run_id=uuid.uuid4(), as_of=AS_OF, trigger="cli", org_slug=org_slug, batch_size=7, **changes)
+    fields: dict[str, Any] = {"as_of": AS_OF, "batch_size": 7, **changes}
+    return PurgeRequest(run_id=uuid.uuid4(), trigger="cli", org_slug=org_slug, **fields)
 
 
 def only(results: list[ClassResult], data_class: str, org_id: uuid.UUID | None = None) -> ClassResult:
@@ -398,6 +400,72 @@ async def test_payment_records_go_after_their_five_years(ctx: RegionContext) -> 
         (AccessLogEntry.org_id == org_id) & (AccessLogEntry.object_type == "payment_record")
     )
     assert logged == [{"subject_ref": f"payment_record:{made['due']}"}]
+
+
+async def logged_times(org_id: uuid.UUID) -> list[tuple[int, dt.datetime]]:
+    rows = await AccessLogEntry.select(AccessLogEntry.seq, AccessLogEntry.at).where(AccessLogEntry.org_id == org_id)
+    return sorted((int(r["seq"]), r["at"] if r["at"].tzinfo else r["at"].replace(tzinfo=dt.UTC)) for r in rows)
+
+
+async def test_access_log_entries_go_after_six_years_and_the_chain_says_so(ctx: RegionContext) -> None:
+    org_id = await new_org(ctx)
+    for n in range(3):
+        await append(_read_event(ctx, org_id, n))
+        await asyncio.sleep(0.002)
+    entries = await logged_times(org_id)
+    second_at = entries[1][1]
+    slug = await slug_of(org_id)
+    # Six years after the second entry was written, to the microsecond: it is exactly at
+    # the cutoff and stays; the one before it goes.
+    as_of = second_at.replace(year=second_at.year + 6)
+    plan = only(await purge(ctx, run(slug, as_of=as_of, dry_run=True)), "access_log", org_id)
+    request = run(slug, as_of=as_of)
+
+    result = only(await purge(ctx, request), "access_log", org_id)
+
+    assert plan.rows == result.rows == {"access_log_entry": 1}
+    assert result.cutoff == second_at and result.outcome == "success"
+    left = await logged_times(org_id)
+    assert [seq for seq, _ in left][:2] == [2, 3]
+    [logged] = await AccessLogEntry.select(AccessLogEntry.object_type, AccessLogEntry.object_id).where(
+        (AccessLogEntry.org_id == org_id) & (AccessLogEntry.subject_ref == f"purge-run:{request.run_id}")
+    )
+    assert logged == {"object_type": "access_log_entry", "object_id": "count:1"}
+    report = await verify(org_id)
+    assert report.ok and report.pruned == 1
+    [row] = await evidence(request.run_id, "access_log")
+    assert row["outcome"] == "success" and row["rows_removed"] == 1
+
+
+async def test_a_tampered_access_log_is_kept_whole_and_the_purge_says_so(ctx: RegionContext) -> None:
+    org_id = await new_org(ctx)
+    for n in range(3):
+        await append(_read_event(ctx, org_id, n))
+    await AccessLogEntry.update({AccessLogEntry.actor: "member:evil"}).where(
+        (AccessLogEntry.org_id == org_id) & (AccessLogEntry.seq == 2)
+    )
+    later = dt.datetime.now(dt.UTC).replace(year=dt.datetime.now(dt.UTC).year + 7)
+
+    result = only(await purge(ctx, run(await slug_of(org_id), as_of=later)), "access_log", org_id)
+
+    assert result.outcome == "failure" and str(org_id) in result.message
+    assert [seq for seq, _ in await logged_times(org_id)] == [1, 2, 3]
+
+
+def _read_event(ctx: RegionContext, org_id: uuid.UUID, n: int) -> AccessEvent:
+    return AccessEvent(
+        org_id=org_id,
+        actor="member:m",
+        actor_role="expert",
+        subject_ref=f"visit:{n}",
+        action="read",
+        object_type="visit",
+        object_id=str(n),
+        source_address="203.0.113.7",
+        outcome="success",
+        purpose="provide the consultation",
+        source=ctx.source,
+    )
 
 
 async def test_contact_data_goes_90_days_after_contract_end_by_shredding_the_key_first(ctx: RegionContext) -> None:
