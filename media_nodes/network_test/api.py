@@ -7,7 +7,12 @@ Who may run it:
   have their own routes.
 - a logged-in member (any role), under ``/api/v1/orgs/{slug}/network-tests``.
 Members of the organisation read its results (support metadata, P12). Results hold
-no visit identity, so no access-log entry is written for them.
+no visit identity, so no access-log entry is written for them (an entry naming the
+visitor would be the very link P10 rules out).
+
+Deletion on request (P10): the visitor deletes the result of a test their browser ran
+(its id came back when it started; ids are random and shown to nobody else but the
+organisation's members), and owners and admins delete any of the organisation's results.
 
 Signaling is plain HTTP and non-trickle: the browser asks for the relays of one
 transport, gathers its relay candidates, POSTs its offer, and gets the service
@@ -17,9 +22,10 @@ stored for support.
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Parameter
@@ -173,9 +179,42 @@ async def list_network_tests(
     return await service.results(request.state.org["id"], limit)
 
 
+async def _delete(request: Req, test_id: uuid.UUID) -> None:
+    if not await service.delete_result(request.state.org["id"], test_id):
+        raise errors.not_found("no such test result")
+
+
+@delete(
+    f"{VISIT_PATH}/{{test_id:uuid}}",
+    opt=VISITOR_ONLY,
+    guards=[visitor_of_this_visit],
+    summary="Delete the result of a test this visitor's browser ran (P10: on request)",
+)
+async def visitor_delete_network_test(request: Req, test_id: uuid.UUID) -> None:
+    await _delete(request, test_id)
+
+
+@delete(
+    f"{MEMBER_PATH}/{{test_id:uuid}}",
+    opt=rule("owner", "admin"),
+    guards=[authorize],
+    summary="Delete one of the organisation's test results (P10: on request)",
+)
+async def delete_network_test(request: Req, test_id: uuid.UUID) -> None:
+    await _delete(request, test_id)
+
+
 network_test_router = Router(
     path="/",
-    route_handlers=[visitor_relays, visitor_network_test, member_relays, member_network_test, list_network_tests],
+    route_handlers=[
+        visitor_relays,
+        visitor_network_test,
+        member_relays,
+        member_network_test,
+        list_network_tests,
+        visitor_delete_network_test,
+        delete_network_test,
+    ],
     tags=["network test"],
 )
 

@@ -212,6 +212,32 @@ export function summary(results) {
   return { verdict: 'cannot connect', text: 'A call cannot connect from this network. See the advice below.' };
 }
 
+// P10: the stored results go after 9 months, or now if the visitor asks.
+function offerDeletion(root, base, found, status) {
+  const ids = Object.values(found).map((result) => result && result.id).filter(Boolean);
+  if (!ids.length) return;
+  const remove = document.createElement('button');
+  remove.type = 'button';
+  remove.className = 'secondary small';
+  remove.dataset.networkTestDelete = '';
+  remove.textContent = 'Delete my test results';
+  remove.addEventListener('click', async () => {
+    remove.disabled = true;
+    const answers = await Promise.all(ids.map((id) =>
+      fetch(`${base}/${encodeURIComponent(id)}`, { method: 'DELETE', credentials: 'same-origin' })
+        .then((response) => response.ok || response.status === 404)
+        .catch(() => false)));
+    if (answers.every(Boolean)) {
+      remove.remove();
+      status.textContent = 'Your test results were deleted.';
+    } else {
+      remove.disabled = false;
+      status.textContent = 'Your test results could not be deleted; please try again.';
+    }
+  });
+  root.querySelector('[data-network-test-results]').append(remove);
+}
+
 export function wireNetworkTest(root) {
   const button = root.querySelector('[data-network-test-run]');
   const status = root.querySelector('[data-network-test-status]');
@@ -247,6 +273,7 @@ export function wireNetworkTest(root) {
       status.className = `small ${VERDICT_CLASS[overall.verdict]}`;
       root.dataset.verdict = overall.verdict;
       root.dataset.state = 'done';
+      offerDeletion(root, base, found, status);
     } finally {
       button.disabled = false;
       button.textContent = 'Test again';

@@ -7,6 +7,7 @@ has a media-node registry with no node running: its answer is "cannot connect"."
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Stack, fetch
+from tests.conftest import Stack, fetch, stored_network_test_result
 from tests.media_nodes.test_network_test import BrowserPeer
 
 pytestmark = pytest.mark.e2e
@@ -117,6 +118,33 @@ def test_who_may_run_it(stack: Stack, visit: Visit) -> None:
     assert httpx.get(f"{visit.base}/api/v1/orgs/{visit.slug}/network-tests").status_code == 401
     # A member of another organisation sees nothing of this one's results.
     assert other.owner.get(f"/api/v1/orgs/{visit.slug}/network-tests").status_code == 404
+
+
+async def test_a_result_is_deleted_on_request(stack: Stack, visit: Visit) -> None:
+    """P10: support metadata goes after 9 months or on request: the visitor deletes the
+    result their browser got, owners and admins any of the organisation's."""
+    mine = await stored_network_test_result(stack.dsns["eu"], visit.slug)
+    another = await stored_network_test_result(stack.dsns["eu"], visit.slug)
+    other = Visit(stack)
+    async with visit.client() as http:
+        assert (await http.delete(f"{visit.test_path}/{mine}")).status_code == 204
+        gone = await http.delete(f"{visit.test_path}/{mine}")
+        assert gone.status_code == 404 and mine not in gone.text
+        assert (await http.delete(f"{visit.test_path}/not-a-uuid")).status_code in (400, 404)
+    async with other.client() as http:  # another organisation's visitor, with that result's id
+        assert (await http.delete(f"{other.test_path}/{another}")).status_code == 404
+    async with visit.client(with_token=False) as anonymous:
+        assert (await anonymous.delete(f"{visit.test_path}/{another}")).status_code == 401
+    assert other.owner.delete(f"/api/v1/orgs/{visit.slug}/network-tests/{another}").status_code == 404
+    assert other.owner.delete(f"/api/v1/orgs/{other.slug}/network-tests/{another}").status_code == 404
+    assert await fetch(stack.dsns["eu"], "SELECT id FROM network_test_result WHERE id = $1", uuid.UUID(another))
+
+    assert visit.owner.delete(f"/api/v1/orgs/{visit.slug}/network-tests/{another}").status_code == 204
+    assert not await fetch(
+        stack.dsns["eu"],
+        "SELECT id FROM network_test_result WHERE id = ANY($1::uuid[])",
+        [uuid.UUID(mine), uuid.UUID(another)],
+    )
 
 
 async def test_bad_input_is_refused_with_400(visit: Visit) -> None:
@@ -242,18 +270,27 @@ def test_the_visitor_page_runs_the_test_in_chromium(stack: Stack) -> None:
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "fits a phone"
             SHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOTS / "network-test-phone.png"), full_page=True)
+            stored = stored_rows(stack, made["slug"])
+            assert [(r["transport"], r["browser"], r["language"]) for r in stored] == [
+                ("tcp", "chrome", "nb-NO"),
+                ("udp", "chrome", "nb-NO"),
+            ]
+            # P10: deleted on request, from the same page.
+            page.get_by_role("button", name="Delete my test results").click()
+            expect(page.locator("[data-network-test-status]")).to_have_text("Your test results were deleted.")
         finally:
             browser.close()
     assert not [e for e in errors if "network-test" in e or "RTCPeerConnection" in e], errors
-    rows = asyncio.run(
-        fetch(
-            stack.dsns["eu"],
-            "SELECT transport, browser, language FROM network_test_result WHERE org_id = "
-            "(SELECT id FROM organisation WHERE slug = $1) ORDER BY transport",
-            made["slug"],
-        )
+    assert stored_rows(stack, made["slug"]) == []
+
+
+def stored_rows(stack: Stack, slug: str) -> list[Any]:
+    """The organisation's stored results (read in a thread: Playwright's loop runs here)."""
+    query = fetch(
+        stack.dsns["eu"],
+        "SELECT transport, browser, language FROM network_test_result WHERE org_id = "
+        "(SELECT id FROM organisation WHERE slug = $1) ORDER BY transport",
+        slug,
     )
-    assert [(r["transport"], r["browser"], r["language"]) for r in rows] == [
-        ("tcp", "chrome", "nb-NO"),
-        ("udp", "chrome", "nb-NO"),
-    ]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, query).result()

@@ -8,6 +8,7 @@ organisation B; a role (or token scope) below the route's requirement gets 403.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from konsil.regions.app import create_region_app
 from konsil.tenants.auth import Rule
-from tests.conftest import Stack
+from tests.conftest import Stack, stored_network_test_result
 
 pytestmark = pytest.mark.e2e
 
@@ -81,6 +82,7 @@ class Org:
         dsr = owner.post(f"/api/v1/orgs/{self.slug}/dsr", json={"kind": "access", "email": "subject@authz.example"})
         assert dsr.status_code == 201, dsr.text
         self.ids["dsr_id"] = dsr.json()["id"]
+        self.ids["test_id"] = asyncio.run(stored_network_test_result(stack.dsns["eu"], self.slug))
 
     def token_client(self, base: str, scope: str) -> httpx.Client:
         return httpx.Client(base_url=base, headers={"authorization": f"Bearer {self.tokens[scope]}"}, timeout=30)
