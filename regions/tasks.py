@@ -21,10 +21,11 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from konsil.platform import database
 from konsil.platform.settings import RegionSettings, Settings
 from konsil.regions.context import RegionContext
 
@@ -54,18 +55,74 @@ class WrongRegion(Exception):
     """A task addressed to another region reached this region's worker."""
 
 
+# PostgreSQL advisory-lock key of a region's scheduled purge (any fixed 64-bit number).
+_PURGE_LOCK = 0x4B6F6E73696C5055  # "KonsilPU"
+REDELIVERED_WAIT_SECONDS = 60.0
+
+
+@contextlib.asynccontextmanager
+async def _only_one(ctx: RegionContext, wait_seconds: float = 0) -> AsyncIterator[bool]:
+    """Whether this process may run the region's scheduled purge now: on PostgreSQL,
+    one session-level advisory lock per region database, held on a connection of its
+    own for the run (a killed worker's connection closes and frees it), waited for up
+    to ``wait_seconds``. SQLite is the embedded default, a single process."""
+    if not database.is_postgres(ctx.engine):
+        yield True
+        return
+    conn = await ctx.engine.get_new_connection()  # type: ignore[attr-defined]
+    try:
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while not (got := bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _PURGE_LOCK))):
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.5)
+        try:
+            yield got
+        finally:
+            if got:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _PURGE_LOCK)
+    finally:
+        await conn.close()
+
+
+async def _ran_recently(ctx: RegionContext, run_id: uuid.UUID) -> bool:
+    """Another scheduled run began within half an interval (another replica's schedule)."""
+    from konsil.compliance.retention.tables import PurgeRun
+
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ctx.region.lifecycle.purge_every_seconds / 2)
+    return bool(
+        await PurgeRun.exists().where(
+            (PurgeRun.trigger == "schedule") & (PurgeRun.started_at > since) & (PurgeRun.run_id != run_id)
+        )
+    )
+
+
 async def purge_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict[str, Any]:
     """One scheduled purge run. Re-running the same ``run_id`` (a redelivered task)
-    keeps its first clock, so its cutoffs and final state do not move."""
+    keeps its first clock, so its cutoffs and final state do not move.
+
+    One run at a time per region: a run that finds another running (a second
+    replica's in-process schedule, a duplicated beat) does nothing, and so does a new
+    run within half an interval of another one's start."""
     from konsil.compliance.retention.purge import PurgeRequest, purge, run_as_of, summary
 
     if region != ctx.region.id:
         raise WrongRegion(f"a task of region {region!r} reached a worker of region {ctx.region.id!r}")
-    as_of = await run_as_of(run_id) or dt.datetime.now(dt.UTC)
-    request = PurgeRequest(
-        run_id=run_id, as_of=as_of, trigger="schedule", batch_size=ctx.region.lifecycle.purge_batch_size
-    )
-    results = await purge(ctx, request)
+    begun = await run_as_of(run_id)
+    # A redelivered run waits a while: its killed worker's lock goes when the database
+    # notices the closed connection.
+    async with _only_one(ctx, wait_seconds=0 if begun is None else REDELIVERED_WAIT_SECONDS) as mine:
+        if not mine:
+            return {"run_id": str(run_id), "skipped": "another purge of this region is running"}
+        if begun is None and await _ran_recently(ctx, run_id):
+            return {"run_id": str(run_id), "skipped": "another replica's scheduled purge ran within half an interval"}
+        request = PurgeRequest(
+            run_id=run_id,
+            as_of=begun or dt.datetime.now(dt.UTC),
+            trigger="schedule",
+            batch_size=ctx.region.lifecycle.purge_batch_size,
+        )
+        results = await purge(ctx, request)
     failed = [r.data_class for r in results if r.outcome == "failure"]
     return {"run_id": str(run_id), "removed": summary(results), "failed": failed}
 

@@ -25,6 +25,7 @@ from konsil.platform import database
 from konsil.platform.migrations import Target, migrate_target
 from konsil.platform.settings import LifecycleSettings, RegionSettings, Settings, VaultSettings
 from konsil.platform.signing import Verifier
+from konsil.regions import tasks
 from konsil.regions.context import ControlLink, RegionContext
 from konsil.regions.resources import build_tenant_keys
 from konsil.regions.tables import REGION_TABLES
@@ -536,6 +537,29 @@ async def test_the_embedded_default_purges_on_its_own_schedule(ctx: RegionContex
     assert await visits_of(org_id) == {fresh}
     runs = await PurgeRun.select().where((PurgeRun.org_id == org_id) & (PurgeRun.trigger == "schedule"))
     assert runs and runs[0]["outcome"] == "success" and runs[0]["rows_removed"] == 5
+
+
+@pytest.mark.parametrize("ctx", ["postgres"], indirect=True)  # SQLite: one process, the embedded default
+async def test_one_scheduled_purge_at_a_time_per_region(ctx: RegionContext) -> None:
+    """Two replicas without a broker each run the schedule: while one purges, the other's
+    run does nothing, and a run within half an interval of another's start does nothing."""
+    await PurgeRun.delete().where(PurgeRun.trigger == "schedule")  # no scheduled run yet (earlier tests')
+    org_id = await new_org(ctx, retention_days=1)
+    await new_visit(org_id, dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+    other_replica = await asyncpg.connect(ctx.region.database)
+    try:
+        assert await other_replica.fetchval("SELECT pg_try_advisory_lock($1)", tasks._PURGE_LOCK)
+        busy = await tasks.purge_task(ctx, "eu", uuid.uuid4())
+        assert busy["skipped"] == "another purge of this region is running"
+        assert await visits_of(org_id), "nothing purged meanwhile"
+    finally:
+        await other_replica.close()  # the other replica's run ends (or it dies): the lock goes
+
+    first = await tasks.purge_task(ctx, "eu", uuid.uuid4())
+    assert first["removed"]["visits"] == 5 and await visits_of(org_id) == set()
+    again = await tasks.purge_task(ctx, "eu", uuid.uuid4())
+    assert "skipped" in again and "half an interval" in again["skipped"]
+    assert not await PurgeRun.exists().where(PurgeRun.run_id == uuid.UUID(again["run_id"]))
 
 
 async def test_the_embedded_region_service_runs_the_purge_schedule(tmp_path: Path) -> None:
