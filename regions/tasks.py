@@ -86,13 +86,14 @@ async def _only_one(ctx: RegionContext, wait_seconds: float = 0) -> AsyncIterato
 
 
 async def _ran_recently(ctx: RegionContext, run_id: uuid.UUID) -> bool:
-    """Another scheduled run began within half an interval (another replica's schedule)."""
+    """Another scheduled run began within half an interval (another replica's schedule);
+    ``as_of`` is a run's clock, taken when it began (a class's own start can be later)."""
     from konsil.compliance.retention.tables import PurgeRun
 
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ctx.region.lifecycle.purge_every_seconds / 2)
     return bool(
         await PurgeRun.exists().where(
-            (PurgeRun.trigger == "schedule") & (PurgeRun.started_at > since) & (PurgeRun.run_id != run_id)
+            (PurgeRun.trigger == "schedule") & (PurgeRun.as_of > since) & (PurgeRun.run_id != run_id)
         )
     )
 

@@ -328,13 +328,14 @@ async def fetch(dsn: str, sql: str, *args: Any) -> list[Any]:
         await conn.close()
 
 
-async def stored_network_test_result(dsn: str, slug: str) -> str:
+async def stored_network_test_result(dsn: str, slug: str, runner: str = "visitor") -> str:
     """A stored network-test result of the organisation, as a finished test leaves it; its id."""
     [row] = await fetch(
         dsn,
         "INSERT INTO network_test_result (id, org_id, created_at, runner, transport, verdict, probes_sent, "
-        "probes_answered) SELECT gen_random_uuid(), id, now(), 'visitor', 'udp', 'good', 10, 10 "
+        "probes_answered) SELECT gen_random_uuid(), id, now(), $2, 'udp', 'good', 10, 10 "
         "FROM organisation WHERE slug = $1 RETURNING id",
         slug,
+        runner,
     )
     return str(row["id"])

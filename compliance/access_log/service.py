@@ -424,14 +424,29 @@ async def verify(org_id: uuid.UUID, *, batch_size: int = 1000) -> VerifyReport:
 
     Reads the head first and checks entries up to it: an append commits its entry and
     the head together, so entries appended while verifying do not count as tampering.
+    A retention purge that removes old entries meanwhile moves the head's pruned point:
+    the walk then starts again from there (a few times at most).
     This shows changes made beside the service; someone who rewrites the chain and the
     head consistently is caught only by comparing with a head hash kept elsewhere.
     """
+    for _ in range(3):
+        pruned_before = await _pruned_point(org_id)
+        report = await _verify_once(org_id, batch_size)
+        if report.ok or await _pruned_point(org_id) == pruned_before:
+            return report
+    return report
+
+
+async def _verify_once(org_id: uuid.UUID, batch_size: int) -> VerifyReport:
     head = await _head(org_id)
     head_seq = head[0] if head is not None else 0
     pruned, pruned_hash = await _pruned_point(org_id)
+    problem = await _check_pruned_range(org_id, pruned, head_seq)
+    if problem is not None:
+        return VerifyReport(ok=False, checked=0, problem=problem, pruned=pruned)
     seq, prev_hash, checked = pruned + 1, pruned_hash, 0
     last: EntryRecord | None = None
+    last_retention_note: str | None = None
     upto = head[0] if head is not None else None
     after = pruned or None  # entries up to the pruned point were removed by retention
     async for batch in _batches(org_id, after_seq=after, upto_seq=upto, batch_size=batch_size):
@@ -443,9 +458,50 @@ async def verify(org_id: uuid.UUID, *, batch_size: int = 1000) -> VerifyReport:
             seq += 1
             prev_hash = record.entry_hash
             last = record
+            if _is_retention_note(record):
+                last_retention_note = record.object_id
 
     report = await _check_head(org_id, head, seq, prev_hash, checked, last)
+    if report.ok and pruned and not (last_retention_note or "").endswith(_pruned_mark(pruned, pruned_hash)):
+        report = VerifyReport(
+            ok=False,
+            checked=checked,
+            problem=Problem(
+                seq=pruned,
+                entry_id=None,
+                kind="modified",
+                detail=f"the chain head says entries #1 to #{pruned} were removed by retention, "
+                "but the chain's last retention entry does not record that point",
+            ),
+        )
     return msgspec.structs.replace(report, pruned=pruned)
+
+
+async def _check_pruned_range(org_id: uuid.UUID, pruned: int, head_seq: int) -> Problem | None:
+    """Nothing may lie in the range retention removed, nor the range beyond the head."""
+    if pruned > head_seq:
+        return Problem(
+            seq=pruned,
+            entry_id=None,
+            kind="modified",
+            detail=f"the chain head's retention point #{pruned} lies beyond its last entry #{head_seq}",
+        )
+    if not pruned:
+        return None
+    rows = (
+        await AccessLogEntry.select(AccessLogEntry.id, AccessLogEntry.seq)
+        .where((AccessLogEntry.org_id == org_id) & (AccessLogEntry.seq <= pruned))
+        .order_by(AccessLogEntry.seq)
+        .limit(1)
+    )
+    if not rows:
+        return None
+    return Problem(
+        seq=int(rows[0]["seq"]),
+        entry_id=uuid.UUID(str(rows[0]["id"])),
+        kind="modified",
+        detail=f"it lies in the range #1 to #{pruned} that retention removed: the head's retention point was moved",
+    )
 
 
 async def _check_head(
@@ -532,16 +588,29 @@ async def _beyond_head(org_id: uuid.UUID, head_seq: int) -> EntryRecord | None:
 # --- retention ----------------------------------------------------------------------
 
 
-async def prune(org_id: uuid.UUID, before: datetime, *, limit: int) -> int:
+RETENTION_ACTOR = "system:retention"
+
+
+def _pruned_mark(seq: int, hash_: str) -> str:
+    return f"upto:{seq}:{hash_[:32]}"
+
+
+def _is_retention_note(record: EntryRecord) -> bool:
+    return record.actor == RETENTION_ACTOR and record.action == "delete" and record.object_type == "access_log_entry"
+
+
+async def prune(org_id: uuid.UUID, before: datetime, *, limit: int, reference: str, source: str) -> int:
     """Remove up to ``limit`` of the organisation's oldest entries written before
     ``before`` (REQUIREMENTS.md: the access log is kept at least 6 years), and return
     how many went.
 
     Only a leading run of the chain goes, and only if it is intact: each entry must
-    hash correctly and follow the one before it, starting from the last pruned point.
-    Otherwise nothing is removed (``PruneRefused``): retention never erases the evidence
-    of tampering. The head records the last removed entry and its hash, in the same
-    transaction, so ``verify`` starts there and still notices anything else missing.
+    hash correctly and follow the one before it, starting from the last pruned point,
+    and nothing else may be left at or below the new point. Otherwise this batch
+    removes nothing (``PruneRefused``): retention stops before the first entry that is
+    not intact and never erases the evidence of tampering. In the same transaction the
+    head records the new pruned point, and the chain gets an entry saying so
+    (``count:<n>;upto:<seq>:<hash prefix>``), which ``verify`` checks the head against.
     Joins the caller's transaction when there is one."""
     engine = _engine()
     async with database.transaction(engine):
@@ -554,15 +623,15 @@ async def prune(org_id: uuid.UUID, before: datetime, *, limit: int) -> int:
         if not rows:
             return 0
         seq, prev_hash = int(rows[0]["pruned_seq"]), str(rows[0]["pruned_hash"])
-        candidates = await (
-            AccessLogEntry.select(*_ENTRY_COLUMNS)
+        candidates = [
+            _record(row)
+            for row in await AccessLogEntry.select(*_ENTRY_COLUMNS)
             .where((AccessLogEntry.org_id == org_id) & (AccessLogEntry.seq > seq))
             .order_by(AccessLogEntry.seq, AccessLogEntry.id)
-            .limit(limit)
-        )
+            .limit(limit + 1)  # one more: a forged twin of the last one must not slip past
+        ]
         doomed: list[EntryRecord] = []
-        for row in candidates:
-            record = _record(row)
+        for record in candidates[:limit]:
             at = record.at if record.at.tzinfo else record.at.replace(tzinfo=UTC)
             if at >= before:
                 break
@@ -572,11 +641,33 @@ async def prune(org_id: uuid.UUID, before: datetime, *, limit: int) -> int:
             seq, prev_hash = record.seq, record.entry_hash
         if not doomed:
             return 0
+        following = candidates[len(doomed)] if len(candidates) > len(doomed) else None
+        if following is not None and following.seq <= seq:
+            raise PruneRefused(f"entry #{following.seq} of the chain is not intact; run `konsil audit verify`")
         await AccessLogEntry.delete().where(
             (AccessLogEntry.org_id == org_id) & AccessLogEntry.id.is_in([r.id for r in doomed])
         )
+        left = await AccessLogEntry.count().where((AccessLogEntry.org_id == org_id) & (AccessLogEntry.seq <= seq))
+        if left:  # rolled back with the transaction
+            raise PruneRefused(f"entries at or before #{seq} remain beside the chain; run `konsil audit verify`")
         await AccessLogHead.update({AccessLogHead.pruned_seq: seq, AccessLogHead.pruned_hash: prev_hash}).where(
             AccessLogHead.org_id == org_id
+        )
+        await append(
+            AccessEvent(
+                org_id=org_id,
+                actor=RETENTION_ACTOR,
+                actor_role="system",
+                on_behalf_of="system",
+                subject_ref=reference,
+                action="delete",
+                object_type="access_log_entry",
+                object_id=f"count:{len(doomed)};{_pruned_mark(seq, prev_hash)}",
+                source_address="local",
+                outcome="success",
+                purpose="retention purge",
+                source=source,
+            )
         )
     return len(doomed)
 

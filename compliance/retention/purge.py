@@ -36,6 +36,7 @@ from piccolo.columns.combination import Combinable
 from piccolo.table import Table
 
 from konsil.compliance.access_log.service import (
+    RETENTION_ACTOR,
     AccessEvent,
     PruneRefused,
     append_many,
@@ -60,7 +61,7 @@ from konsil.tenants.tables import (
 
 log = logging.getLogger("konsil.retention")
 
-SYSTEM_ACTOR = "system:retention"
+SYSTEM_ACTOR = RETENTION_ACTOR
 PURPOSE = "retention purge"
 ORG_CONCURRENCY = 2  # organisations purged at once on PostgreSQL
 LOG_CHUNK = 1000  # access-log entries per insert (PostgreSQL allows 32767 parameters)
@@ -230,12 +231,14 @@ async def _count_visits(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int
 
 # PostgreSQL: one statement per batch deletes the visits, their calls, telemetry and
 # relay receipts, and returns only the counts (no ids travel back and forth). The visits
-# go by their row addresses (a TID scan: no index walk for rows just found); the org and
-# cutoff are checked again, so a visit updated meanwhile is deleted only if it still
-# qualifies (a visit updated meanwhile has a new address: the batch skips it and the
-# next batch picks it up again). Their children go by one sorted array of the ids actually deleted: an index
-# scan that walks the array in order, much cheaper than one nested-loop probe per visit
-# (bench/purge.py: ratio to a plain DELETE about 0.4 with the probes, about 0.8 with this).
+# go by their row addresses (a TID scan: no index walk for rows just found). A visit
+# another transaction updated meanwhile has a new address: depending on the server's
+# version the statement skips it (``picked`` counts it, the next batch finds it again) or
+# deletes its newest version, and the org and cutoff checked again decide, so a visit
+# goes only if it still qualifies. Their children go by one sorted array of the ids
+# actually deleted: an index scan that walks the array in order, much cheaper than one
+# nested-loop probe per visit (bench/purge.py: ratio to a plain DELETE about 0.4 with the
+# probes, about 0.8 with this).
 _PG_VISIT_BATCH = """
 WITH picked AS MATERIALIZED (
     SELECT ctid AS tid FROM visit WHERE org_id = {} AND arrived_at < {} LIMIT {}
@@ -260,6 +263,7 @@ _VISIT_TABLES = ("visit", "call", "call_telemetry", "call_relay_receipt")
 # Batches in a row that picked visits but deleted none (each changed meanwhile) before the
 # class stops for this run; the next run picks them up again.
 _FRUITLESS_BATCHES = 3
+STOPPED_EARLY = "some visits kept changing while being purged; the next run removes them"
 
 
 async def _delete_visit_batch(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int) -> tuple[int, dict[str, int]]:
@@ -306,16 +310,19 @@ async def _delete_visits(
     evidence: _Evidence,
     data_class: DataClass,
     on_batch: OnBatch,
-) -> None:
+) -> str:
     """Delete the organisation's visits before ``cutoff`` (all, when None) with their
-    calls, telemetry and receipts: one transaction per batch of visits.
+    calls, telemetry and receipts: one transaction per batch of visits. Returns a note
+    for the evidence when it stopped with visits left (empty when it did not).
 
     Each batch writes one access-log entry (system actor, the run as its reference, the
     number of visits as its object): a visit past retention is gone with everything that
     could name its visitor, and one entry per visit cost more than the deletion itself
     (see bench/purge.py). The run's evidence keeps the counts per table."""
     fruitless = 0
-    while fruitless < _FRUITLESS_BATCHES:
+    while True:
+        if fruitless >= _FRUITLESS_BATCHES:
+            return STOPPED_EARLY
         async with database.transaction(ctx.engine):
             picked, counts = await _delete_visit_batch(org_id, cutoff, req.batch_size)
             if not picked:
@@ -325,11 +332,10 @@ async def _delete_visits(
                 await _log([_batch_deletion(ctx, org_id, req.run_id, counts["visit"])])
         fruitless = 0 if counts["visit"] else fruitless + 1
         on_batch(data_class, sum(counts.values()))
+    return ""
 
 
-def _batch_deletion(
-    ctx: RegionContext, org_id: uuid.UUID, run_id: uuid.UUID, count: int, object_type: str = "visit"
-) -> AccessEvent:
+def _batch_deletion(ctx: RegionContext, org_id: uuid.UUID, run_id: uuid.UUID, count: int) -> AccessEvent:
     return AccessEvent(
         org_id=org_id,
         actor=SYSTEM_ACTOR,
@@ -337,7 +343,7 @@ def _batch_deletion(
         on_behalf_of="system",
         subject_ref=f"purge-run:{run_id}",
         action="delete",
-        object_type=object_type,
+        object_type="visit",
         object_id=f"count:{count}",
         source_address="local",
         outcome="success",
@@ -360,8 +366,8 @@ async def _purge_visits(ctx: RegionContext, req: PurgeRequest, org: dict[str, An
         return ClassResult(data_class="visits", org_id=org["id"], cutoff=cutoff, rows=counts, outcome="success")
     evidence = await _evidence(ctx, req, "visits", org["id"], cutoff)
     if not evidence.done:
-        await _delete_visits(ctx, req, org["id"], cutoff, evidence, "visits", on_batch)
-        await evidence.finish("success")
+        note = await _delete_visits(ctx, req, org["id"], cutoff, evidence, "visits", on_batch)
+        await evidence.finish("success", note)
     return ClassResult(data_class="visits", org_id=org["id"], cutoff=cutoff, rows=evidence.rows, outcome="success")
 
 
@@ -427,7 +433,12 @@ async def _purge_contract_ended(
             outcome="failure",
             message=message,
         )
-    await _delete_visits(ctx, req, org_id, None, evidence, "member_contact", on_batch)
+    note = await _delete_visits(ctx, req, org_id, None, evidence, "member_contact", on_batch)
+    if note:  # the organisation stays until its visits are gone, so the next run finds them
+        await evidence.finish("failure", note)
+        return ClassResult(
+            data_class="member_contact", org_id=org_id, cutoff=at, rows=evidence.rows, outcome="failure", message=note
+        )
     for table in _org_tables():
         await _delete_org_rows(ctx, req, table, org_id, evidence, on_batch)
     async with database.transaction(ctx.engine):
@@ -496,8 +507,10 @@ async def _purge_access_log(
 ) -> ClassResult:
     """Access-log entries past 6 years, organisation by organisation (also of
     organisations already removed: their log outlives them). Each batch logs one entry
-    in the same chain, so the chain itself says what retention removed from it. A chain
-    that is not intact is left whole and the class fails, naming the organisation."""
+    in the same chain (``prune`` writes it), so the chain itself says what retention
+    removed from it. A chain
+    that is not intact keeps the first bad entry and all after it, and the class fails,
+    naming the organisation."""
     cutoff = RetentionPolicy.access_log(req.as_of)
     name = AccessLogEntry._meta.tablename
     where: Combinable = AccessLogEntry.at < cutoff
@@ -508,22 +521,27 @@ async def _purge_access_log(
         return ClassResult(data_class="access_log", org_id=org_id, cutoff=cutoff, rows={name: count}, outcome="success")
     evidence = await _evidence(ctx, req, "access_log", org_id, cutoff)
     refused: list[str] = []
+    # The entries each batch writes about itself are newer than this, so never removed by
+    # the same run (a clock set in the future, as tests do, cannot make it chase them).
+    until = min(cutoff, dt.datetime.now(dt.UTC))
+    reference = f"purge-run:{req.run_id}"
     if not evidence.done:
         org_ids = [org_id] if org_id is not None else await organisations_with_a_log()
         for chain_org in org_ids:
             try:
                 while True:
                     async with database.transaction(ctx.engine):
-                        removed = await prune(chain_org, cutoff, limit=req.batch_size)
+                        removed = await prune(
+                            chain_org, until, limit=req.batch_size, reference=reference, source=ctx.source
+                        )
                         if not removed:
                             break
                         await evidence.add({name: removed})
-                        await _log([_batch_deletion(ctx, chain_org, req.run_id, removed, "access_log_entry")])
                     on_batch("access_log", removed)
             except PruneRefused:
                 refused.append(str(chain_org))
         if refused:
-            message = f"the access log of org {refused[0]} is not intact; nothing of it was removed"
+            message = f"the access log of org {refused[0]} is not intact; removal stopped before the first bad entry"
             if len(refused) > 1:
                 message += f" (and {len(refused) - 1} more)"
             await evidence.finish("failure", message)

@@ -179,8 +179,8 @@ async def list_network_tests(
     return await service.results(request.state.org["id"], limit)
 
 
-async def _delete(request: Req, test_id: uuid.UUID) -> None:
-    if not await service.delete_result(request.state.org["id"], test_id):
+async def _delete(request: Req, test_id: uuid.UUID, runner: str | None = None) -> None:
+    if not await service.delete_result(request.state.org["id"], test_id, runner):
         raise errors.not_found("no such test result")
 
 
@@ -191,7 +191,7 @@ async def _delete(request: Req, test_id: uuid.UUID) -> None:
     summary="Delete the result of a test this visitor's browser ran (P10: on request)",
 )
 async def visitor_delete_network_test(request: Req, test_id: uuid.UUID) -> None:
-    await _delete(request, test_id)
+    await _delete(request, test_id, runner="visitor")  # never a member's result
 
 
 @delete(

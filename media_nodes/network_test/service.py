@@ -320,15 +320,13 @@ async def results(org_id: uuid.UUID, limit: int) -> list[NetworkTestOut]:
     return [to_out(row) for row in rows]
 
 
-async def delete_result(org_id: uuid.UUID, test_id: uuid.UUID) -> bool:
+async def delete_result(org_id: uuid.UUID, test_id: uuid.UUID, runner: str | None = None) -> bool:
     """Delete one result on request (P10: support metadata goes after 9 months or on
-    request); False when the organisation has no such result."""
-    gone = (
-        await NetworkTestResult.delete()
-        .where((NetworkTestResult.id == test_id) & (NetworkTestResult.org_id == org_id))
-        .returning(NetworkTestResult.id)
-        .run()
-    )
+    request), only one a ``runner`` ran when given; False when there is no such result."""
+    where = (NetworkTestResult.id == test_id) & (NetworkTestResult.org_id == org_id)
+    if runner is not None:
+        where &= NetworkTestResult.runner == runner
+    gone = await NetworkTestResult.delete().where(where).returning(NetworkTestResult.id).run()
     return bool(gone)
 
 

@@ -143,6 +143,7 @@ export async function runTransport(base, transport, { onProgress = () => {}, pro
       return await result;
     } catch {
       return {
+        id: started.id, // the service stores its side's result (a timeout) under this id
         transport,
         verdict: 'cannot connect',
         advice: ['The test connection did not get through. Your network may block the media relay.'],
@@ -213,8 +214,12 @@ export function summary(results) {
 }
 
 // P10: the stored results go after 9 months, or now if the visitor asks.
+// Every result this page stored, over all runs ("Test again" included).
+const storedIds = new Set();
+
 function offerDeletion(root, base, found, status) {
-  const ids = Object.values(found).map((result) => result && result.id).filter(Boolean);
+  for (const result of Object.values(found)) if (result && result.id) storedIds.add(result.id);
+  const ids = [...storedIds];
   if (!ids.length) return;
   const remove = document.createElement('button');
   remove.type = 'button';
@@ -228,6 +233,7 @@ function offerDeletion(root, base, found, status) {
         .then((response) => response.ok || response.status === 404)
         .catch(() => false)));
     if (answers.every(Boolean)) {
+      for (const id of ids) storedIds.delete(id);
       remove.remove();
       status.textContent = 'Your test results were deleted.';
     } else {

@@ -426,32 +426,60 @@ async def fill_apart(org_id: uuid.UUID, count: int) -> dict[int, datetime]:
     return await times_of(org_id)
 
 
+async def prune_before(org_id: uuid.UUID, before: datetime, limit: int = 100) -> int:
+    return await prune(org_id, before, limit=limit, reference="purge-run:test", source="region:eu/test")
+
+
 async def test_retention_removes_a_leading_run_and_verification_starts_after_it(log_engine: Engine) -> None:
     org_id = uuid.uuid4()
     at = await fill_apart(org_id, 6)
 
-    assert await prune(org_id, at[4], limit=2) == 2, "a batch is bounded"
-    assert await prune(org_id, at[4], limit=100) == 1, "entry #4 was written at the cutoff: it stays"
-    assert await prune(org_id, at[4], limit=100) == 0
+    assert await prune_before(org_id, at[4], limit=2) == 2, "a batch is bounded"
+    assert await prune_before(org_id, at[4]) == 1, "entry #4 was written at the cutoff: it stays"
+    assert await prune_before(org_id, at[4]) == 0
 
-    assert sorted(await times_of(org_id)) == [4, 5, 6]
+    # Each batch wrote an entry saying what it removed (#7 and #8).
+    assert sorted(await times_of(org_id)) == [4, 5, 6, 7, 8]
+    notes = [e.object_id for e in await entries(org_id) if e.actor == "system:retention"]
+    assert [n.split(";")[0] for n in notes] == ["count:2", "count:1"]
+    assert notes[-1].startswith("count:1;upto:3:")
     report = await verify(org_id)
-    assert report.ok and report.checked == 3 and report.pruned == 3
+    assert report.ok and report.checked == 5 and report.pruned == 3
     assert format_report(report, "acme") == (
-        "audit log of org 'acme' (entries #1 to #3 removed by retention): OK, 3 entries verified"
+        "audit log of org 'acme' (entries #1 to #3 removed by retention): OK, 5 entries verified"
     )
-    await append(event(org_id, 7))
-    assert (await verify(org_id)).checked == 4, "appends go on after a prune"
+    await append(event(org_id, 9))
+    assert (await verify(org_id)).checked == 6, "appends go on after a prune"
 
 
 async def test_after_a_prune_a_deleted_entry_is_still_named(log_engine: Engine) -> None:
     org_id = uuid.uuid4()
     at = await fill_apart(org_id, 6)
-    await prune(org_id, at[3], limit=100)
+    await prune_before(org_id, at[3])
     await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", org_id, 3)
 
     report = await verify(org_id)
     assert problem_of(report) == (3, None, "deleted") and report.pruned == 2
+
+
+async def test_a_retention_point_moved_by_hand_is_noticed(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    await fill_apart(org_id, 5)
+    third = next(e for e in await entries(org_id) if e.seq == 3)
+    move = "UPDATE access_log_head SET pruned_seq = {}, pruned_hash = {} WHERE org_id = {}"
+    await sql(move, 3, third.entry_hash, org_id)
+
+    report = await verify(org_id)  # the entries are all still there
+    assert problem_of(report)[0] == 1 and problem_of(report)[2] == "modified"
+    assert "range #1 to #3 that retention removed" in format_report(report, "acme")
+
+    await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq <= {}", org_id, 3)  # and gone
+    report = await verify(org_id)
+    assert problem_of(report) == (3, None, "modified")
+    assert "no" in report.problem.detail and "retention entry" in report.problem.detail  # type: ignore[union-attr]
+
+    await sql(move, 9, third.entry_hash, org_id)
+    assert "beyond its last entry" in format_report(await verify(org_id), "acme")
 
 
 async def test_retention_never_removes_a_tampered_entry(log_engine: Engine) -> None:
@@ -460,8 +488,28 @@ async def test_retention_never_removes_a_tampered_entry(log_engine: Engine) -> N
     await sql("UPDATE access_log_entry SET actor = {} WHERE org_id = {} AND seq = {}", "member:evil", org_id, 2)
 
     with pytest.raises(PruneRefused, match="entry #2"):
-        await prune(org_id, at[5], limit=100)
+        await prune_before(org_id, at[5])
 
     assert sorted(await times_of(org_id)) == [1, 2, 3, 4, 5], "nothing removed, the evidence stays"
     assert problem_of(await verify(org_id))[:1] == (2,)
-    assert await prune(uuid.uuid4(), at[5], limit=100) == 0, "an organisation without a log"
+    assert await prune_before(uuid.uuid4(), at[5]) == 0, "an organisation without a log"
+
+
+async def test_retention_never_lets_a_forged_twin_slip_past_a_batch_end(log_engine: Engine) -> None:
+    org_id = uuid.uuid4()
+    at = await fill_apart(org_id, 5)
+    # A copy of entry #2 under an id that sorts after the real one's: a batch of two
+    # (#1, #2) must not end between them.
+    await sql(
+        "INSERT INTO access_log_entry SELECT {}, org_id, seq, at, actor, actor_role, on_behalf_of, subject_ref, "
+        "action, object_type, object_id, source_address, outcome, purpose, source, prev_hash, entry_hash "
+        "FROM access_log_entry WHERE org_id = {} AND seq = 2",
+        uuid.UUID("ffffffff-ffff-4fff-bfff-ffffffffffff"),
+        org_id,
+    )
+
+    with pytest.raises(PruneRefused, match="entry #2"):
+        await prune_before(org_id, at[5], limit=2)
+    assert (
+        len(await times_of(org_id)) == 5 and (await AccessLogEntry.count().where(AccessLogEntry.org_id == org_id)) == 6
+    )

@@ -131,6 +131,8 @@ async def test_a_result_is_deleted_on_request(stack: Stack, visit: Visit) -> Non
         gone = await http.delete(f"{visit.test_path}/{mine}")
         assert gone.status_code == 404 and mine not in gone.text
         assert (await http.delete(f"{visit.test_path}/not-a-uuid")).status_code in (400, 404)
+        members = await stored_network_test_result(stack.dsns["eu"], visit.slug, runner="member")
+        assert (await http.delete(f"{visit.test_path}/{members}")).status_code == 404, "a member's result"
     async with other.client() as http:  # another organisation's visitor, with that result's id
         assert (await http.delete(f"{other.test_path}/{another}")).status_code == 404
     async with visit.client(with_token=False) as anonymous:
