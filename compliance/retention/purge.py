@@ -40,7 +40,7 @@ from konsil.compliance.access_log.service import (
     AccessEvent,
     PruneRefused,
     append_many,
-    organisations_with_a_log,
+    organisations_due,
     prune,
 )
 from konsil.compliance.access_log.tables import AccessLogEntry
@@ -526,7 +526,7 @@ async def _purge_access_log(
     until = min(cutoff, dt.datetime.now(dt.UTC))
     reference = f"purge-run:{req.run_id}"
     if not evidence.done:
-        org_ids = [org_id] if org_id is not None else await organisations_with_a_log()
+        org_ids = [org_id] if org_id is not None else await organisations_due(until)
         for chain_org in org_ids:
             try:
                 while True:

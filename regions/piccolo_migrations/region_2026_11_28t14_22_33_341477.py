@@ -4,7 +4,7 @@ from piccolo.columns.indexes import IndexMethod
 
 ID = "2026-11-28T14:22:33:341477"
 VERSION = "1.38.0"
-DESCRIPTION = "Access-log head: the last entry removed by retention (6 years) and its hash."
+DESCRIPTION = "Access-log head: the last entry removed by retention (6 years) and its hash; chain-order index."
 
 
 async def forwards():
@@ -53,4 +53,12 @@ async def forwards():
         schema=None,
     )
 
+    async def access_log_by_org_and_seq() -> None:
+        # Chain order per organisation: verification, paging and the retention purge's
+        # "oldest entry still kept" read walk it without sorting the organisation's log.
+        from konsil.platform.piccolo_conf import DB
+
+        await DB.run_ddl("CREATE INDEX IF NOT EXISTS access_log_entry_org_seq ON access_log_entry (org_id, seq)")
+
+    manager.add_raw(access_log_by_org_and_seq)
     return manager

@@ -27,6 +27,7 @@ from konsil.compliance.access_log.service import (
     append_many,
     entries,
     iter_entries,
+    organisations_due,
     prune,
     verify,
 )
@@ -513,3 +514,17 @@ async def test_retention_never_lets_a_forged_twin_slip_past_a_batch_end(log_engi
     assert (
         len(await times_of(org_id)) == 5 and (await AccessLogEntry.count().where(AccessLogEntry.org_id == org_id)) == 6
     )
+
+
+async def test_the_chains_due_for_retention_are_found_in_one_read(log_engine: Engine) -> None:
+    old, young = uuid.uuid4(), uuid.uuid4()
+    at = await fill_apart(old, 2)
+    await fill_apart(young, 1)
+
+    due = await organisations_due(at[2])
+    if database.is_postgres(log_engine):  # exactly the chains whose oldest kept entry is older
+        assert old in due and young not in due
+        await prune_before(old, at[2])
+        assert old not in await organisations_due(at[2]), "its oldest kept entry is now #2, at the cutoff"
+    else:  # the embedded default looks at every chain
+        assert {old, young} <= set(due)
