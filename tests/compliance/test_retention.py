@@ -320,6 +320,7 @@ async def test_visits_that_keep_changing_stop_the_class_and_keep_their_organisat
 
     monkeypatch.setattr(module, "_delete_visit_batch", always_changed)
     org_id = await new_org(ctx, retention_days=1)
+    await new_visit(org_id, AS_OF - dt.timedelta(days=2))
     ended = await new_org(ctx, contract_end=(AS_OF - dt.timedelta(days=200)).date())
 
     visits = only(await purge(ctx, run(await slug_of(org_id))), "visits", org_id)
@@ -335,6 +336,23 @@ async def test_visits_that_keep_changing_stop_the_class_and_keep_their_organisat
 async def evidence_of(org_id: uuid.UUID, data_class: str) -> list[dict[str, Any]]:
     query = PurgeRun.select().where((PurgeRun.org_id == org_id) & (PurgeRun.data_class == data_class))
     return list(await query)
+
+
+async def test_an_organisation_with_nothing_due_gets_its_evidence_once(ctx: RegionContext) -> None:
+    quiet = await new_org(ctx, retention_days=30)
+    kept = await new_visit(quiet, AS_OF - dt.timedelta(days=29))
+    request = run()  # the whole region: on PostgreSQL such organisations are recorded in one go
+
+    first = only(await purge(ctx, request), "visits", quiet)
+    again = only(await purge(ctx, request), "visits", quiet)
+
+    assert first.outcome == again.outcome == "success" and not first.removed and not again.removed
+    assert first.cutoff == again.cutoff == AS_OF - dt.timedelta(days=30)
+    [row] = await evidence_of(quiet, "visits")
+    assert row["outcome"] == "success" and row["rows_removed"] == 0 and row["finished_at"] is not None
+    assert await visits_of(quiet) == {kept}
+    planned = only(await purge(ctx, run(dry_run=True)), "visits", quiet)
+    assert planned.removed == 0
 
 
 async def test_a_bad_retention_in_the_database_purges_nothing_and_says_so(ctx: RegionContext) -> None:
