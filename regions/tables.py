@@ -7,7 +7,7 @@ from konsil.compliance.dsr.tables import DSR_TABLES
 from konsil.compliance.retention.tables import RETENTION_TABLES
 from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 from konsil.media_nodes.tables import MEDIA_NODE_TABLES
-from konsil.tenants.tables import TENANT_TABLES
+from konsil.tenants.tables import TENANT_TABLES, Organisation, PaymentRecord
 
 REGION_TABLES: list[type[Table]] = [
     *TENANT_TABLES,
@@ -16,4 +16,10 @@ REGION_TABLES: list[type[Table]] = [
     *NETWORK_TEST_TABLES,
     *RETENTION_TABLES,
     *DSR_TABLES,
+]
+
+# The rows that go with their organisation (contract end + 90 days, `konsil org delete`),
+# before the organisation's own row; payment records stay for their legal hold (P9, P18).
+ORGANISATION_OWNED: list[type[Table]] = [
+    t for t in [*TENANT_TABLES, *NETWORK_TEST_TABLES, *DSR_TABLES] if t not in (Organisation, PaymentRecord)
 ]

@@ -9,14 +9,13 @@ from typing import Any
 import httpx
 import msgspec
 
-from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 from konsil.platform import database, errors
 from konsil.regions.context import RegionContext
 from konsil.tenants import members
 from konsil.tenants.actors import Actor, record
 from konsil.tenants.keys.provider import KeyUnavailable
 from konsil.tenants.schemas import CreatedOrganisation, NewOrganisation, OrganisationOut, OrganisationPatch
-from konsil.tenants.tables import TENANT_TABLES, Organisation, PaymentRecord
+from konsil.tenants.tables import Organisation, PaymentRecord
 
 
 def to_out(ctx: RegionContext, org: dict[str, Any]) -> OrganisationOut:
@@ -78,27 +77,32 @@ async def delete(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, *, require
         await record(ctx, actor, org_id, "delete", "organisation", org_id, subject, "failure")
         if require_shred:
             raise
+    from konsil.regions.tables import ORGANISATION_OWNED
+
     async with database.transaction(ctx.engine):
-        for table in [*TENANT_TABLES, *NETWORK_TEST_TABLES]:
-            if table not in (Organisation, PaymentRecord):
-                await table.delete().where(table.org_id == org_id).run()  # type: ignore[attr-defined]
-        # Payment records stay for their 5-year legal hold (P9, P18); their payer fields
-        # were sealed with the shredded key and are cleared, the transaction facts remain.
-        await (
-            PaymentRecord.update(
-                {
-                    PaymentRecord.payer_name: None,
-                    PaymentRecord.payer_email: None,
-                    PaymentRecord.payer_email_index: None,
-                    PaymentRecord.payer_phone_index: None,
-                }
-            )
-            .where(PaymentRecord.org_id == org_id)
-            .run()
-        )
+        for table in ORGANISATION_OWNED:
+            await table.delete().where(table.org_id == org_id).run()  # type: ignore[attr-defined]
+        await clear_payers(org_id)
         await Organisation.delete().where(Organisation.id == org_id).run()
         await record(ctx, actor, org_id, "delete", "organisation", org_id, subject)
     return bool(found)
+
+
+async def clear_payers(org_id: uuid.UUID) -> None:
+    """Payment records stay for their 5-year legal hold (P9, P18); their payer fields
+    were sealed with the shredded key and are cleared, the transaction facts remain."""
+    await (
+        PaymentRecord.update(
+            {
+                PaymentRecord.payer_name: None,
+                PaymentRecord.payer_email: None,
+                PaymentRecord.payer_email_index: None,
+                PaymentRecord.payer_phone_index: None,
+            }
+        )
+        .where(PaymentRecord.org_id == org_id)
+        .run()
+    )
 
 
 async def tell_control_plane(ctx: RegionContext, org_id: uuid.UUID) -> bool:

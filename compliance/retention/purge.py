@@ -51,7 +51,6 @@ from konsil.platform import database
 from konsil.regions.context import RegionContext
 from konsil.tenants.keys.provider import KeyUnavailable
 from konsil.tenants.tables import (
-    TENANT_TABLES,
     Call,
     CallRelayReceipt,
     CallTelemetry,
@@ -67,8 +66,6 @@ PURPOSE = "retention purge"
 ORG_CONCURRENCY = 2  # organisations purged at once on PostgreSQL
 LOG_CHUNK = 1000  # access-log entries per insert (PostgreSQL allows 32767 parameters)
 SUPPORT_METADATA_TABLE = "network_test_result"
-# Rows of a shredded organisation that are removed; payment records are kept by law (P9, P18).
-CONTRACT_END_KEEPS: frozenset[type[Table]] = frozenset({Organisation, PaymentRecord})
 
 OnBatch = Callable[[DataClass, int], None]
 
@@ -376,9 +373,12 @@ async def _purge_visits(ctx: RegionContext, req: PurgeRequest, org: dict[str, An
 
 
 def _org_tables() -> list[type[Table]]:
-    """Tenant tables emptied when an organisation's contract has ended (visits go first)."""
-    skip = {Visit, Call, CallTelemetry, CallRelayReceipt, *CONTRACT_END_KEEPS}
-    return [t for t in TENANT_TABLES if t not in skip]
+    """Tables emptied when an organisation's contract has ended, after its visits (which
+    go with their calls, telemetry and receipts); payment records stay (P9, P18)."""
+    from konsil.regions.tables import ORGANISATION_OWNED
+
+    visits = {Visit, Call, CallTelemetry, CallRelayReceipt}
+    return [t for t in ORGANISATION_OWNED if t not in visits]
 
 
 async def _delete_org_rows(
@@ -442,13 +442,14 @@ async def _purge_contract_ended(
         )
     for table in _org_tables():
         await _delete_org_rows(ctx, req, table, org_id, evidence, on_batch)
+    from konsil.tenants.organisations import clear_payers, tell_control_plane
+
     async with database.transaction(ctx.engine):
+        await clear_payers(org_id)
         gone = await _deleted(Organisation.delete().where(Organisation.id == org_id).returning(Organisation.id))
         await evidence.add({"organisation": gone})
         await _log([_deletion(ctx, org_id, "organisation", org_id, f"org:{org_id}")])
     await evidence.finish("success")
-    from konsil.tenants.organisations import tell_control_plane
-
     if not await tell_control_plane(ctx, org_id):
         log.warning("the control plane was not told of a removed organisation; its directory entry stays until retried")
     return ClassResult(data_class="member_contact", org_id=org_id, cutoff=at, rows=evidence.rows, outcome="success")

@@ -17,6 +17,7 @@ import pytest
 
 from konsil.compliance.access_log.service import AccessEvent, append, verify
 from konsil.compliance.access_log.tables import AccessLogEntry
+from konsil.compliance.dsr.tables import DataSubjectRequest
 from konsil.compliance.retention.policy import RetentionPolicy
 from konsil.compliance.retention.purge import ClassResult, PurgeRequest, UnknownOrganisation, purge
 from konsil.compliance.retention.tables import PurgeRun
@@ -545,9 +546,28 @@ async def test_contact_data_goes_90_days_after_contract_end_by_shredding_the_key
             provider_reference="pi_kept",
             amount_minor=1,
             currency="EUR",
+            payer_email_index="e" * 64,
+            payer_phone_index="p" * 64,
             keep_until=AS_OF + dt.timedelta(days=1000),
         )
     )
+    for org_id in (ended, recent):  # an open request and a network-test result go with the organisation too
+        await DataSubjectRequest.insert(
+            DataSubjectRequest(
+                id=uuid.uuid4(),
+                org_id=org_id,
+                kind="access",
+                identifier_kind="email",
+                identifier="kf1:sealed",
+                identifier_index="i" * 64,
+                received_at=AS_OF - dt.timedelta(days=2),
+                due_at=AS_OF + dt.timedelta(days=26),
+                filed_by="member:x",
+            )
+        )
+        await NetworkTestResult.insert(
+            NetworkTestResult(id=uuid.uuid4(), org_id=org_id, runner="visitor", transport="udp", verdict="good")
+        )
     request = run()
 
     results = await purge(ctx, request)
@@ -560,7 +580,12 @@ async def test_contact_data_goes_90_days_after_contract_end_by_shredding_the_key
     assert not await Organisation.exists().where(Organisation.id == ended)
     assert await Member.count().where(Member.org_id == ended) == 0
     assert await rows_of(ended) == {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0}
-    assert await PaymentRecord.count().where(PaymentRecord.org_id == ended) == 1, "kept 5 years by law"
+    [payment] = await PaymentRecord.select().where(PaymentRecord.org_id == ended)
+    assert payment["provider_reference"] == "pi_kept", "kept 5 years by law"
+    assert payment["payer_email_index"] is None and payment["payer_phone_index"] is None, "unlinkable"
+    assert result.rows["data_subject_request"] == 1 and result.rows["network_test_result"] == 1
+    assert not await DataSubjectRequest.exists().where(DataSubjectRequest.org_id == ended)
+    assert await DataSubjectRequest.exists().where(DataSubjectRequest.org_id == recent)
     # The organisation 89 days past its contract keeps everything.
     assert await Organisation.exists().where(Organisation.id == recent)
     assert await Member.count().where(Member.org_id == recent) == 1

@@ -186,6 +186,9 @@ def test_deleting_an_organisation_shreds_its_key_and_a_backup_cannot_be_read(sta
         org_id,
     )
 
+    filed = client.post(f"/api/v1/orgs/{made['slug']}/dsr", json={"kind": "access", "email": "subject@keys.example"})
+    assert filed.status_code == 201, filed.text
+
     refused = client.post(f"/api/v1/orgs/{made['slug']}/delete", json={"confirm": "wrong"})
     assert refused.status_code == 400
     deleted = client.post(f"/api/v1/orgs/{made['slug']}/delete", json={"confirm": made["slug"]})
@@ -194,6 +197,7 @@ def test_deleting_an_organisation_shreds_its_key_and_a_backup_cannot_be_read(sta
     assert rows(stack, "SELECT count(*) AS n FROM member WHERE org_id = $1", org_id)[0]["n"] == 0
     assert rows(stack, "SELECT count(*) AS n FROM tenant_data_key WHERE org_id = $1", org_id)[0]["n"] == 0
     assert rows(stack, "SELECT count(*) AS n FROM network_test_result WHERE id = $1", result)[0]["n"] == 0
+    assert rows(stack, "SELECT count(*) AS n FROM data_subject_request WHERE org_id = $1", org_id)[0]["n"] == 0
     # The payment stays for its legal hold, without the payer fields the shredded key sealed.
     [kept] = rows(
         stack,
