@@ -61,6 +61,10 @@ class LifecycleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     runner: Literal["auto", "in-process", "celery"] = "auto"
     purge_every_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400)] = 86_400
     purge_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 5000
+    # Closed data-subject requests (with the identifier the person gave, sealed) are kept
+    # this long after closing, as the controller's proof of answering, then deleted:
+    # 3 years, the regular limitation period for claims (BGB §195). Open ones stay.
+    dsr_keep_days: Annotated[int, msgspec.Meta(ge=28, le=3650)] = 1095
 
 
 class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -8,12 +8,13 @@ import calendar
 import datetime as dt
 from typing import Literal
 
-DataClass = Literal["visits", "support_metadata", "member_contact", "payment_records", "access_log"]
+DataClass = Literal["visits", "support_metadata", "member_contact", "payment_records", "dsr_records", "access_log"]
 DATA_CLASSES: tuple[DataClass, ...] = (
     "visits",
     "support_metadata",
     "member_contact",
     "payment_records",
+    "dsr_records",
     "access_log",
 )
 
@@ -38,6 +39,11 @@ class RetentionPolicy:
     def support_metadata(as_of: dt.datetime) -> dt.datetime:
         """Nine calendar months back (the 31st becomes the month's last day)."""
         return _months_back(as_of, SUPPORT_METADATA_MONTHS)
+
+    @staticmethod
+    def dsr_records(as_of: dt.datetime, keep_days: int) -> dt.datetime:
+        """Closed data-subject requests, by ``completed_at`` (open ones never match)."""
+        return as_of - dt.timedelta(days=keep_days)
 
     @staticmethod
     def access_log(as_of: dt.datetime) -> dt.datetime:

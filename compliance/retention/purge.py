@@ -13,6 +13,7 @@ Data classes (REQUIREMENTS.md, retention table):
   is shredded first, then the rows are removed; payment records stay (legal hold);
 - ``support_metadata``: network-test results older than 9 calendar months;
 - ``payment_records``: past their ``keep_until`` (5 years);
+- ``dsr_records``: data-subject requests closed more than ``dsr_keep_days`` ago (3 years);
 - ``access_log``: access-log entries older than 6 calendar years, a leading run of each
   organisation's chain at a time, only while it is intact (``access_log.service.prune``).
 
@@ -45,6 +46,7 @@ from konsil.compliance.access_log.service import (
     prune,
 )
 from konsil.compliance.access_log.tables import AccessLogEntry
+from konsil.compliance.dsr.tables import DataSubjectRequest
 from konsil.compliance.retention.policy import DataClass, RetentionPolicy
 from konsil.compliance.retention.tables import PurgeRun
 from konsil.platform import database
@@ -705,6 +707,18 @@ async def purge(ctx: RegionContext, req: PurgeRequest, on_batch: OnBatch | None 
         logged_as="payment_record",
     )
     await guarded("payment_records", org_id, step)
+    step = _purge_by_time(
+        ctx,
+        req,
+        "dsr_records",
+        DataSubjectRequest,
+        DataSubjectRequest.completed_at,
+        RetentionPolicy.dsr_records(req.as_of, ctx.region.lifecycle.dsr_keep_days),
+        org_id,
+        report,
+        logged_as="data_subject_request",
+    )
+    await guarded("dsr_records", org_id, step)
     await guarded("access_log", org_id, _purge_access_log(ctx, req, org_id, report))
     return results
 

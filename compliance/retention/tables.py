@@ -13,7 +13,7 @@ class PurgeRun(Table, tablename="purge_run"):
     id = UUID(primary_key=True)
     run_id = UUID(index=True)
     region = Varchar(length=2)
-    data_class = Varchar(length=24)  # visits | support_metadata | member_contact | payment_records | access_log
+    data_class = Varchar(length=24)  # one of policy.DATA_CLASSES
     org_id = UUID(null=True, default=None, index=True)
     trigger = Varchar(length=16)  # schedule | cli
     as_of = Timestamptz()  # the run's clock: every cutoff is computed from it

@@ -455,6 +455,47 @@ async def test_payment_records_go_after_their_five_years(ctx: RegionContext) -> 
     assert logged == [{"subject_ref": f"payment_record:{made['due']}"}]
 
 
+async def test_closed_data_subject_requests_go_three_years_after_closing(ctx: RegionContext) -> None:
+    org_id = await new_org(ctx)
+    keep = dt.timedelta(days=ctx.region.lifecycle.dsr_keep_days)
+    made: dict[str, uuid.UUID] = {}
+    for label, status, completed_at in (
+        ("due", "completed", AS_OF - keep - SECOND),
+        ("rejected_due", "rejected", AS_OF - keep - SECOND),
+        ("kept", "completed", AS_OF - keep + SECOND),
+        ("open", "received", None),  # open, however old: never deleted
+    ):
+        made[label] = uuid.uuid4()
+        await DataSubjectRequest.insert(
+            DataSubjectRequest(
+                id=made[label],
+                org_id=org_id,
+                kind="erasure",
+                identifier_kind="phone",
+                identifier="kf1:sealed",
+                identifier_index="i" * 64,
+                received_at=AS_OF - keep - dt.timedelta(days=60),
+                due_at=AS_OF - keep - dt.timedelta(days=32),
+                status=status,
+                filed_by="member:x",
+                completed_at=completed_at,
+            )
+        )
+
+    result = only(await purge(ctx, run(await slug_of(org_id))), "dsr_records", org_id)
+
+    assert keep == dt.timedelta(days=1095) and result.rows == {"data_subject_request": 2}
+    left = await DataSubjectRequest.select(DataSubjectRequest.id).where(DataSubjectRequest.org_id == org_id)
+    assert {r["id"] for r in left} == {made["kept"], made["open"]}
+    logged = await AccessLogEntry.select(AccessLogEntry.subject_ref).where(
+        (AccessLogEntry.org_id == org_id) & (AccessLogEntry.object_type == "data_subject_request")
+    )
+    assert {e["subject_ref"] for e in logged} == {
+        f"data_subject_request:{made['due']}",
+        f"data_subject_request:{made['rejected_due']}",
+    }
+
+
 async def logged_times(org_id: uuid.UUID) -> list[tuple[int, dt.datetime]]:
     rows = await AccessLogEntry.select(AccessLogEntry.seq, AccessLogEntry.at).where(AccessLogEntry.org_id == org_id)
     return sorted((int(r["seq"]), r["at"] if r["at"].tzinfo else r["at"].replace(tzinfo=dt.UTC)) for r in rows)
