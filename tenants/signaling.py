@@ -302,6 +302,14 @@ async def _receive_loop(socket: WebSocket[Any, Any, Any], session: CallSession, 
             await _send(socket, {"type": "error", "message": exc.message})
 
 
+async def _still_here(ctx: RegionContext, visit: dict[str, Any], session: CallSession) -> None:
+    """While this page waits, say so now and then: another tab of the same visit that
+    closed marked it away, and this one is still here."""
+    while session.call is None:
+        await asyncio.sleep(visits.PRESENCE_REFRESH_SECONDS)
+        await visits.visitor_present(ctx, visit, True)
+
+
 @websocket("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/ws", opt={"public": True})
 async def visitor_socket(socket: WebSocket[Any, Any, Any], slug: str, room_slug: str, visit_id: uuid.UUID) -> None:
     """The visitor's one socket: waiting, admission, the call's signaling, the end."""
@@ -339,6 +347,8 @@ async def visitor_socket(socket: WebSocket[Any, Any, Any], slug: str, room_slug:
     session.tasks.append(asyncio.create_task(_pump(socket, visit_subscriber, "visitor", on_visit_event)))
     try:
         if visit["status"] == "waiting":
+            await visits.visitor_present(ctx, visit, True)
+            session.tasks.append(asyncio.create_task(_still_here(ctx, visit, session)))
             await _send(socket, {"type": "waiting"})
         elif visit["status"] == "admitted":
             call = await visits.Call.select().where(visits.Call.visit_id == visit_id).first().run()
@@ -362,6 +372,9 @@ async def visitor_socket(socket: WebSocket[Any, Any, Any], slug: str, room_slug:
         await session.close()
         with contextlib.suppress(Exception):
             await socket.close()
+        if session.call is None:  # still waiting (a hang-up has set it "left" already)
+            with contextlib.suppress(Exception):
+                await visits.visitor_present(ctx, visit, False)
 
 
 @websocket("/{slug:str}/calls/{call_id:uuid}/ws", opt=rule("owner", "admin", "expert"))

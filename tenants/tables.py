@@ -95,6 +95,9 @@ class Visit(Table, tablename="visit"):
     # data-subject request find this visit (P17); it links nothing across organisations.
     phone_index = Varchar(length=64, index=True, null=True, default=None)
     status = Varchar(length=12, default="waiting")  # waiting | admitted | ended | left
+    # While waiting: since when the visitor's page has had no socket open (closed tab,
+    # lost network); None while it is connected. Long enough away, the visit is "left".
+    away_since = Timestamptz(null=True, default=None)
     token_hash = Varchar(length=64, unique=True)  # the visitor's token for this visit only
     consented_at = Timestamptz()
     arrived_at = Timestamptz(default=TimestamptzNow())

@@ -41,6 +41,7 @@ class WaitingVisit(msgspec.Struct):
     phone: str | None
     arrived_at: dt.datetime
     status: str
+    away_since: dt.datetime | None = None  # the visitor's page has had no socket open since
 
 
 class CallOut(msgspec.Struct):
@@ -140,7 +141,9 @@ def _shown(cipher: OrgCipher, row: dict[str, Any], rooms: dict[uuid.UUID, str]) 
     """A visit as the expert sees it; raises FieldDecryptionError rather than show it wrong."""
     name = cipher.open(FieldRef(row["org_id"], "visit", "name", row["id"]), row["name"])
     phone = cipher.open(FieldRef(row["org_id"], "visit", "phone", row["id"]), row["phone"]) if row["phone"] else None
-    return WaitingVisit(row["id"], rooms[row["room_id"]], name, phone, row["arrived_at"], row["status"])
+    return WaitingVisit(
+        row["id"], rooms[row["room_id"]], name, phone, row["arrived_at"], row["status"], row.get("away_since")
+    )
 
 
 async def _visible_rooms(org: dict[str, Any], member_id: uuid.UUID, role: str) -> dict[uuid.UUID, str]:
@@ -158,6 +161,7 @@ async def waiting_list(
     rooms = await _visible_rooms(org, member_id, role)
     if not rooms:
         return []
+    await _gone_for_good(org["id"])
     rows = (
         await Visit.select()
         .where((Visit.org_id == org["id"]) & Visit.room_id.is_in(list(rooms)) & (Visit.status == "waiting"))
@@ -259,6 +263,41 @@ async def end_call(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, call_id:
     publish(ctx, visit_channel(call["visit_id"]), {"type": "ended"})
     publish(ctx, dashboard_channel(org_id), {"type": "calls-changed"})
     return CallOut(call_id, call["visit_id"], "", call["started_at"], now, duration)
+
+
+# A waiting visitor whose page has had no socket open this long has left: the tab was
+# closed or the network is gone. A reload or a short network break comes back sooner.
+AWAY_LIMIT = dt.timedelta(minutes=10)
+PRESENCE_REFRESH_SECONDS = 60.0  # a waiting page's socket says it is still there
+
+
+async def visitor_present(ctx: RegionContext, visit: dict[str, Any], present: bool) -> None:
+    """The waiting visitor's page opened (``present``) or lost its socket: the waiting
+    list shows who is away, and since when."""
+    waiting = (Visit.id == visit["id"]) & (Visit.status == "waiting")
+    if present:
+        changed = (
+            await Visit.update({Visit.away_since: None})
+            .where(waiting & Visit.away_since.is_not_null())
+            .returning(Visit.id)
+        )
+    else:
+        changed = (
+            await Visit.update({Visit.away_since: _now()})
+            .where(waiting & Visit.away_since.is_null())
+            .returning(Visit.id)
+        )
+    if changed:
+        publish(ctx, dashboard_channel(visit["org_id"]), {"type": "waiting-changed"})
+
+
+async def _gone_for_good(org_id: uuid.UUID) -> None:
+    """Waiting visitors away longer than ``AWAY_LIMIT`` have left (read time is enough:
+    only the waiting list shows them, and every replica agrees on it)."""
+    now = _now()
+    await Visit.update({Visit.status: "left", Visit.ended_at: now}).where(
+        (Visit.org_id == org_id) & (Visit.status == "waiting") & (Visit.away_since < now - AWAY_LIMIT)
+    )
 
 
 async def leave(ctx: RegionContext, visit: dict[str, Any]) -> None:

@@ -85,11 +85,16 @@ function renderWaiting(visits) {
       `Arrived ${clock(visit.arrived_at)} · `,
       el('span', { dataset: { waitingSince: visit.arrived_at } }, waitedText(visit.arrived_at)),
       ` · room ${visit.room}`);
+    // The visitor's page closed or lost its network: they may come back (listed as left after 10 min).
+    const away = visit.away_since
+      ? el('div', { className: 'small away', dataset: { awaySince: visit.away_since } },
+        `Left the page at ${clock(visit.away_since)}; may come back`)
+      : null;
     const phone = visit.phone
       ? el('div', { className: 'small' }, 'Phone: ', el('a', { href: `tel:${visit.phone}` }, visit.phone))
       : null;
     return el('li', { dataset: { visitId: visit.id } },
-      el('div', { className: 'who' }, el('strong', { className: 'name' }, visit.name), details, phone),
+      el('div', { className: 'who' }, el('strong', { className: 'name' }, visit.name), details, phone, away),
       admit);
   });
   $('waiting').replaceChildren(...items);
