@@ -63,7 +63,6 @@ from konsil.tenants.tables import (
 
 log = logging.getLogger("konsil.retention")
 
-SYSTEM_ACTOR = RETENTION_ACTOR
 PURPOSE = "retention purge"
 ORG_CONCURRENCY = 2  # organisations purged at once on PostgreSQL
 LOG_CHUNK = 1000  # access-log entries per insert (PostgreSQL allows 32767 parameters)
@@ -170,7 +169,7 @@ def _deletion(
 ) -> AccessEvent:
     return AccessEvent(
         org_id=org_id,
-        actor=SYSTEM_ACTOR,
+        actor=RETENTION_ACTOR,
         actor_role="system",
         on_behalf_of="system",
         subject_ref=subject,
@@ -338,7 +337,7 @@ async def _delete_visits(
 def _batch_deletion(ctx: RegionContext, org_id: uuid.UUID, run_id: uuid.UUID, count: int) -> AccessEvent:
     return AccessEvent(
         org_id=org_id,
-        actor=SYSTEM_ACTOR,
+        actor=RETENTION_ACTOR,
         actor_role="system",
         on_behalf_of="system",
         subject_ref=f"purge-run:{run_id}",

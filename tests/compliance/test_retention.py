@@ -119,6 +119,26 @@ async def new_org(ctx: RegionContext, retention_days: int = 30, contract_end: dt
     return org_id
 
 
+async def new_request(org_id: uuid.UUID, received_at: dt.datetime, **fields: Any) -> uuid.UUID:
+    """A data-subject request (open unless ``status``/``completed_at`` say otherwise)."""
+    request_id = uuid.uuid4()
+    await DataSubjectRequest.insert(
+        DataSubjectRequest(
+            id=request_id,
+            org_id=org_id,
+            kind="access",
+            identifier_kind="email",
+            identifier="kf1:sealed",
+            identifier_index="i" * 64,
+            received_at=received_at,
+            due_at=received_at + dt.timedelta(days=28),
+            filed_by="member:x",
+            **fields,
+        )
+    )
+    return request_id
+
+
 async def slug_of(org_id: uuid.UUID) -> str:
     row = await Organisation.select(Organisation.slug).where(Organisation.id == org_id).first()
     assert row is not None
@@ -465,21 +485,8 @@ async def test_closed_data_subject_requests_go_three_years_after_closing(ctx: Re
         ("kept", "completed", AS_OF - keep + SECOND),
         ("open", "received", None),  # open, however old: never deleted
     ):
-        made[label] = uuid.uuid4()
-        await DataSubjectRequest.insert(
-            DataSubjectRequest(
-                id=made[label],
-                org_id=org_id,
-                kind="erasure",
-                identifier_kind="phone",
-                identifier="kf1:sealed",
-                identifier_index="i" * 64,
-                received_at=AS_OF - keep - dt.timedelta(days=60),
-                due_at=AS_OF - keep - dt.timedelta(days=32),
-                status=status,
-                filed_by="member:x",
-                completed_at=completed_at,
-            )
+        made[label] = await new_request(
+            org_id, AS_OF - keep - dt.timedelta(days=60), status=status, completed_at=completed_at
         )
 
     result = only(await purge(ctx, run(await slug_of(org_id))), "dsr_records", org_id)
@@ -593,19 +600,7 @@ async def test_contact_data_goes_90_days_after_contract_end_by_shredding_the_key
         )
     )
     for org_id in (ended, recent):  # an open request and a network-test result go with the organisation too
-        await DataSubjectRequest.insert(
-            DataSubjectRequest(
-                id=uuid.uuid4(),
-                org_id=org_id,
-                kind="access",
-                identifier_kind="email",
-                identifier="kf1:sealed",
-                identifier_index="i" * 64,
-                received_at=AS_OF - dt.timedelta(days=2),
-                due_at=AS_OF + dt.timedelta(days=26),
-                filed_by="member:x",
-            )
-        )
+        await new_request(org_id, AS_OF - dt.timedelta(days=2))
         await NetworkTestResult.insert(
             NetworkTestResult(id=uuid.uuid4(), org_id=org_id, runner="visitor", transport="udp", verdict="good")
         )
