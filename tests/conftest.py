@@ -171,11 +171,27 @@ def bare_region(region_id: str = "eu", **extra: Any) -> RegionSettings:
 
 
 def free_port() -> int:
+    return free_port_run(1)
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports (``konsil up`` listens on a
+    port and the next ones). Chosen below the kernel's ephemeral range (32768 and up), so
+    an outgoing connection cannot take one between this check and the server's bind, as
+    happened once with a port the kernel had handed out."""
+    import random
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(200):
+        base = random.randrange(20_000, 32_000 - count)  # not a secret
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
 
 
 class Stack:

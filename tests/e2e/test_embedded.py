@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port_run
 
 pytestmark = pytest.mark.e2e
 
 
 def test_konsil_up_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_port_run(3)  # the control plane, then the EU and US regions
     env = {k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")}
     proc = subprocess.Popen(
         [
