@@ -14,12 +14,20 @@ log = logging.getLogger("konsil.errors")
 
 
 class AppError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers or {}
 
 
 def bad_request(message: str, code: str = "invalid_input") -> AppError:
@@ -54,7 +62,7 @@ def _body(code: str, message: str, details: list[str] | None = None) -> dict[str
 
 
 def app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
-    return Response(_body(exc.code, exc.message, exc.details), status_code=exc.status)
+    return Response(_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=exc.headers)
 
 
 def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
