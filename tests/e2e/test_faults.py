@@ -11,24 +11,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import hvac
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
 
 from konsil.platform.launcher import start_processes, stop_processes, wait_healthy
 from konsil.platform.migrations import Target, migrate_target
 from konsil.platform.settings import Settings, load_settings
-from tests.conftest import fetch, free_port
+from tests.conftest import bao_binary, fetch, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -279,3 +283,188 @@ async def wait_for(check: Callable[[], Any], within: float, what: str) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
+
+
+# --- 3. the region's OpenBao sealed during a call ----------------------------------------------
+
+
+@dataclass
+class Bao:
+    url: str
+    token: str
+    unseal_key: str
+
+    def client(self) -> hvac.Client:
+        return hvac.Client(url=self.url, token=self.token, timeout=5)
+
+
+@contextlib.contextmanager
+def openbao_with_unseal_key(tmp: Path) -> Iterator[Bao]:
+    """An OpenBao dev server whose unseal key (printed at start) is kept, so the test
+    can seal it and unseal it again; Transit enabled."""
+    port = free_port()
+    token = f"root-{secrets.token_hex(8)}"
+    home = tmp / "bao-home"  # the dev server writes a token file into $HOME
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))} | {"HOME": str(home)}
+    output = tmp / "bao.log"
+    with output.open("wb") as out:
+        proc = subprocess.Popen(
+            [bao_binary(), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        key = wait_until(
+            lambda: re.search(r"Unseal Key: (\S+)", output.read_text(errors="replace")), 20, "OpenBao to start"
+        ).group(1)
+        bao = Bao(f"http://127.0.0.1:{port}", token, key)
+        wait_until(lambda: bao.client().sys.is_initialized() and not bao.client().sys.is_sealed(), 20, "unsealed")
+        bao.client().sys.enable_secrets_engine("transit", path="transit")
+        yield bao
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def ws(base: str, path: str, **cookies: str) -> AsyncIterator[ClientConnection]:
+    headers = {"cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+    async with connect(base.replace("http://", "ws://", 1) + path, additional_headers=headers, open_timeout=10) as conn:
+        yield conn
+
+
+async def receive(conn: ClientConnection, skip: tuple[str, ...] = ("hello", "present")) -> dict[str, Any]:
+    async with asyncio.timeout(15):
+        while True:
+            message: dict[str, Any] = json.loads(await conn.recv())
+            if message["type"] not in skip:
+                return message
+
+
+async def relayed(sender: ClientConnection, receiver: ClientConnection, port: int) -> None:
+    candidate = f"candidate:1 1 udp 16777215 127.0.0.1 {port} typ relay raddr 0.0.0.0 rport 9"
+    await sender.send(json.dumps({"type": "ice", "candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0}))
+    got = await receive(receiver)
+    assert got["type"] == "ice" and got["candidate"] == candidate, got
+
+
+async def arrive(http: httpx.AsyncClient, slug: str, room: str, name: str, phone: str) -> httpx.Response:
+    return await http.post(f"/{slug}/{room}/visits", data={"name": name, "phone": phone, "consent": "yes"})
+
+
+async def test_the_regions_openbao_sealed_during_a_call(pg_database: Callable[[str, str], str], tmp_path: Path) -> None:
+    """Sealed mid-call: what needs personal data is a clear 503 and nothing is written
+    (the refused visitor's name and phone are nowhere in the region's database), the
+    running call's signaling goes on, and once unsealed the region serves again by
+    itself. The data-key cache is kept to one second so the sealed Vault is reached."""
+    with openbao_with_unseal_key(tmp_path) as bao:
+        region_dsn = await asyncio.to_thread(pg_database, "fault_bao_eu", "region")
+        control_dsn = await asyncio.to_thread(pg_database, "fault_bao_control", "control")
+        vault = [
+            "[regions.vault]",
+            'backend = "vault"',
+            f'url = "{bao.url}"',
+            f'token = "{bao.token}"',
+            "timeout_seconds = 2",
+            "cache_max_age_seconds = 1",
+        ]
+        settings = services_config(tmp_path, control_dsn, region_dsn, vault)
+        slug, room = f"sealed-{secrets.token_hex(3)}", "consultation"
+        marker_name, marker_phone = f"Sealtest {secrets.token_hex(4)}", f"+4799{secrets.randbelow(10**6):06d}"
+        with running(settings, tmp_path):
+            owner = await asyncio.to_thread(signup_and_login, settings, slug)
+            base = settings.region("eu").public_url
+            async with (
+                httpx.AsyncClient(
+                    base_url=base, cookies=dict(owner.cookies), headers={"x-csrf-token": owner.headers["x-csrf-token"]}
+                ) as expert,
+                httpx.AsyncClient(base_url=base, timeout=15) as visitor_http,
+            ):
+                session = owner.cookies["konsil_session"]
+                owner.close()
+                made = await expert.post(f"/api/v1/orgs/{slug}/rooms", json={"slug": room, "title": "Sprechstunde"})
+                assert made.status_code == 201, made.text
+                joined = await arrive(visitor_http, slug, room, "Vera Visitor", "+4712345678")
+                assert joined.status_code == 303, joined.text
+                visit_path = joined.headers["location"]
+                visit_id = visit_path.rsplit("/", 1)[1]
+                async with ws(base, f"{visit_path}/ws", konsil_visit=joined.cookies["konsil_visit"]) as visitor_ws:
+                    assert await receive(visitor_ws) == {"type": "waiting"}
+                    admitted = await expert.post(f"/api/v1/orgs/{slug}/visits/{visit_id}/admit")
+                    assert admitted.status_code == 200, admitted.text
+                    call_id = admitted.json()["id"]
+                    assert (await receive(visitor_ws))["type"] == "joined"
+                    async with ws(base, f"/{slug}/calls/{call_id}/ws", konsil_session=session) as expert_ws:
+                        assert (await receive(expert_ws))["type"] == "joined"
+                        await relayed(visitor_ws, expert_ws, 40001)
+                        visits_before = await fetch(region_dsn, "SELECT count(*) AS n FROM visit")
+
+                        bao.client().sys.seal()
+                        assert bao.client().sys.is_sealed()
+                        await asyncio.sleep(1.2)  # past the data-key cache's maximum age
+
+                        # What needs personal data: a clear 503, nothing written.
+                        refused = await arrive(visitor_http, slug, room, marker_name, marker_phone)
+                        assert_key_service_down(refused)
+                        assert_key_service_down(await expert.get(f"/api/v1/orgs/{slug}/visits/{visit_id}"))
+                        assert_key_service_down(await expert.get(f"/api/v1/orgs/{slug}/visits/waiting"))
+                        assert_key_service_down(
+                            await expert.post(
+                                f"/api/v1/orgs/{slug}/members",
+                                json={
+                                    "name": marker_name,
+                                    "email": f"{slug}@members.example",
+                                    "phone": marker_phone,
+                                    "role": "expert",
+                                    "password": PASSWORD,
+                                },
+                            )
+                        )
+                        assert await fetch(region_dsn, "SELECT count(*) AS n FROM visit") == visits_before
+                        # The running call's signaling needs no key: it goes on.
+                        await relayed(expert_ws, visitor_ws, 40002)
+                        await relayed(visitor_ws, expert_ws, 40003)
+
+                        dump = await asyncio.to_thread(
+                            subprocess.run, ["pg_dump", "--data-only", region_dsn], capture_output=True, check=True
+                        )
+                        text = dump.stdout.decode()
+                        assert marker_name not in text and marker_phone not in text
+                        assert marker_phone.removeprefix("+") not in text
+                        for row in await fetch(region_dsn, "SELECT name, phone FROM visit"):
+                            assert row["name"].startswith("kf1:") and (row["phone"] or "kf1:").startswith("kf1:")
+
+                        bao.client().sys.submit_unseal_key(bao.unseal_key)
+                        assert not bao.client().sys.is_sealed()
+
+                        # Recovered by itself: nothing of Konsil was restarted.
+                        async def served() -> bool:
+                            answer = await expert.get(f"/api/v1/orgs/{slug}/visits/{visit_id}")
+                            return answer.status_code == 200
+
+                        await wait_for_async(served, 15, "the region to read personal data again")
+                        read = await expert.get(f"/api/v1/orgs/{slug}/visits/{visit_id}")
+                        assert read.json()["name"] == "Vera Visitor"
+                        again = await arrive(visitor_http, slug, room, marker_name, marker_phone)
+                        assert again.status_code == 303, again.text
+                        await relayed(visitor_ws, expert_ws, 40004)
+        stored = await fetch(region_dsn, "SELECT count(*) AS n FROM visit")
+        assert stored[0]["n"] == visits_before[0]["n"] + 1, "the refused visit was not stored; the later one once"
+
+
+def assert_key_service_down(response: httpx.Response) -> None:
+    assert_clear_unavailable(response)
+    assert "key service" in response.json()["message"]
+
+
+async def wait_for_async(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
