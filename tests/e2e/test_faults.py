@@ -16,9 +16,12 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +32,13 @@ import hvac
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from konsil.compliance.retention.policy import DATA_CLASSES
 from konsil.platform.launcher import start_processes, stop_processes, wait_healthy
 from konsil.platform.migrations import Target, migrate_target
 from konsil.platform.settings import Settings, load_settings
+from konsil.regions.tasks import PURGE, CeleryRunner, queue_name
 from tests.conftest import bao_binary, fetch, free_port
+from tests.e2e import test_purge_workers as purge_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -283,6 +289,210 @@ async def wait_for(check: Callable[[], Any], within: float, what: str) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
+
+
+# --- 2. RabbitMQ restarted during a purge -----------------------------------------------------
+
+
+def _rabbit_bin(name: str) -> str:
+    beside = Path("/usr/lib/rabbitmq/bin") / name  # not the wrapper in sbin, which switches user
+    return str(beside) if beside.exists() else shutil.which(name) or name
+
+
+@dataclass
+class PrivateRabbit:
+    """A RabbitMQ node of its own: its own name, ports, Erlang port mapper, files."""
+
+    base: Path
+    port: int
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def start(self) -> None:
+        with (self.base / "server.log").open("ab") as out:
+            self.process = subprocess.Popen(
+                [_rabbit_bin("rabbitmq-server")], stdout=out, stderr=subprocess.STDOUT, env=self.env
+            )
+        wait_until(self.accepting, 60, "the private RabbitMQ to accept connections", every=0.2)
+
+    def accepting(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, "the private RabbitMQ stopped"
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+        return False
+
+    def ctl(self, *args: str) -> str:
+        done = subprocess.run(
+            [_rabbit_bin("rabbitmqctl"), "-q", *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def stop(self) -> None:
+        self.ctl("stop")
+        assert self.process is not None
+        self.process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def private_rabbitmq() -> Iterator[PrivateRabbit]:
+    base = Path(tempfile.mkdtemp(prefix="konsil-mq-"))
+    port, dist, epmd = free_port(), free_port(), free_port()
+    (base / "enabled_plugins").write_text("[].\n")  # no management plugin
+    (base / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{port}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))} | {
+        "HOME": str(base),  # its own Erlang cookie
+        "RABBITMQ_NODENAME": f"konsil-fault-{secrets.token_hex(4)}@localhost",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(dist),
+        "ERL_EPMD_PORT": str(epmd),  # its own port mapper, not the shared broker's
+        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(base / "log"),
+        "RABBITMQ_PID_FILE": str(base / "pid"),
+        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+    }
+    rabbit = PrivateRabbit(base, port, env)
+    try:
+        rabbit.start()
+        yield rabbit
+    finally:
+        if rabbit.process is not None and rabbit.process.poll() is None:
+            with contextlib.suppress(AssertionError, subprocess.SubprocessError):
+                rabbit.ctl("stop")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                rabbit.process.wait(timeout=30)
+            if rabbit.process.poll() is None:
+                rabbit.process.kill()
+        epmd_bin = shutil.which("epmd") or next(iter(glob.glob("/usr/lib/erlang/erts-*/bin/epmd")), "epmd")
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run([epmd_bin, "-kill"], env=env, capture_output=True, timeout=10)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+PURGE_VISITS = 3000  # each with a call and two telemetry samples
+PURGE_BATCH = 2  # small batches: the purge runs long enough for the broker to go in the middle
+
+
+async def test_rabbitmq_restarted_during_a_purge(pg_database: Callable[[str, str], str], tmp_path: Path) -> None:
+    """The region's broker stops while its worker purges and starts again: the worker
+    reconnects by itself, the purge's task is finished and acknowledged, every expired
+    row is removed once, the run's evidence is written once, and the organisation's
+    access-log chain still verifies."""
+    with private_rabbitmq() as rabbit:
+        dsn = await asyncio.to_thread(pg_database, "fault_mq_eu", "region")
+        lines = [
+            'mode = "services"',
+            f'data_dir = "{tmp_path}"',
+            f'discovery_key = "{secrets.token_urlsafe(24)}"',
+            "[[regions]]",
+            'id = "eu"',
+            'jurisdiction = "EU"',
+            'public_url = "http://127.0.0.1:9"',
+            'listen = "127.0.0.1:9"',
+            f'database = "{dsn}"',
+            f'internal_secret = "eu-{secrets.token_urlsafe(24)}"',
+            f'broker_url = "{rabbit.url}"',
+            "[regions.lifecycle]",
+            f"purge_batch_size = {PURGE_BATCH}",
+            "[regions.vault]",
+            'backend = "local"',
+            f'keyring_path = "{tmp_path / "keyring-eu"}"',
+        ]
+        (tmp_path / "konsil.toml").write_text("\n".join(lines) + "\n")
+        settings = load_settings(tmp_path / "konsil.toml")
+        expired = await purge_workers.seed(dsn, PURGE_VISITS, days_old=3)
+        fresh = await purge_workers.seed(dsn, 5, days_old=0.5)
+        [org] = await fetch(dsn, "SELECT slug FROM organisation WHERE id = $1", expired)
+        run_id = uuid.uuid4()
+
+        async def purge_state() -> str | None:
+            rows = await fetch(
+                dsn, "SELECT outcome, rows_removed FROM purge_run WHERE run_id = $1 AND org_id = $2", run_id, expired
+            )
+            if not rows:
+                return None
+            return "running" if rows[0]["outcome"] == "running" and rows[0]["rows_removed"] > 0 else rows[0]["outcome"]
+
+        async def purging() -> bool:
+            return await purge_state() == "running"
+
+        async def finished() -> list[dict[str, Any]] | None:
+            rows = await purge_workers.run_evidence(dsn, run_id)
+            classes = {r["data_class"] for r in rows}
+            done = all(r["outcome"] in {"success", "skipped"} for r in rows)
+            return rows if done and set(DATA_CLASSES) - {"member_contact"} <= classes else None
+
+        queue = queue_name("eu")
+
+        def queue_empty() -> bool:
+            for line in rabbit.ctl("list_queues", "name", "messages", "messages_unacknowledged").splitlines():
+                if line.split()[:1] == [queue]:
+                    return line.split()[1:] == ["0", "0"]
+            return False
+
+        with purge_workers.konsil(settings, "worker", "--region", "eu") as worker:
+            CeleryRunner(settings, "eu").submit(PURGE, run_id)
+            await purge_workers.wait_for(purging, within=30, every=0.01)
+            await asyncio.to_thread(rabbit.stop)
+            assert await purge_state() == "running", "the broker went while the purge ran"
+            await asyncio.sleep(1)  # the worker notices the lost connection
+            await asyncio.to_thread(rabbit.start)
+            evidence = await purge_workers.wait_for(finished, within=40, every=0.1)
+            await asyncio.to_thread(wait_until, queue_empty, 30, "the task to be acknowledged", 0.5)
+            assert worker.poll() is None, "the worker kept running through the broker's restart"
+            log = worker.log.read_text(errors="replace")  # type: ignore[attr-defined]
+
+        assert await purge_workers.counts(dsn, expired) == {"visit": 0, "call": 0, "call_telemetry": 0}
+        assert await purge_workers.counts(dsn, fresh) == {"visit": 5, "call": 5, "call_telemetry": 10}
+        # Evidence once per class, with the exact counts of an uninterrupted run.
+        pairs = [(r["data_class"], r["org_id"]) for r in evidence]
+        assert len(pairs) == len(set(pairs)), "evidence written twice"
+        assert {r["data_class"] for r in evidence} == set(DATA_CLASSES) - {"member_contact"}
+        visits = [r for r in evidence if r["data_class"] == "visits" and r["org_id"] == expired]
+        assert len(visits) == 1 and visits[0]["rows_removed"] == PURGE_VISITS * 4
+        assert json.loads(visits[0]["detail"]) == {
+            "visit": PURGE_VISITS,
+            "call": PURGE_VISITS,
+            "call_telemetry": PURGE_VISITS * 2,
+            "call_relay_receipt": 0,
+        }
+        all_runs = await fetch(dsn, "SELECT run_id, data_class, org_id FROM purge_run WHERE org_id = $1", expired)
+        assert [(r["run_id"], r["data_class"]) for r in all_runs] == [(run_id, "visits")], "one run, one row"
+        logged = await fetch(
+            dsn, "SELECT subject_ref, object_id FROM access_log_entry WHERE org_id = $1 AND action = 'delete'", expired
+        )
+        assert {e["subject_ref"] for e in logged} == {f"purge-run:{run_id}"}
+        assert sum(int(e["object_id"].removeprefix("count:")) for e in logged) == PURGE_VISITS, "each batch once"
+        verified = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "konsil.platform.cli",
+                "audit",
+                "verify",
+                "--org",
+                org["slug"],
+                "--config",
+                str(tmp_path / "konsil.toml"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")},
+        )
+        assert verified.returncode == 0 and ": OK" in verified.stdout, verified.stdout + verified.stderr
+        # What the worker says: the broker went, it reconnected by itself, and the task it
+        # could not acknowledge came back and ended the same run again (doing nothing twice).
+        assert "Connection to broker lost" in log and "Connected to amqp://" in log, log[-3000:]
+        assert log.count(f"Task {PURGE}[{run_id}] received") == 2, log[-3000:]
+        assert log.count(f"Task {PURGE}[{run_id}] succeeded") >= 1, log[-3000:]
 
 
 # --- 3. the region's OpenBao sealed during a call ----------------------------------------------
