@@ -261,9 +261,16 @@ async def test_the_region_database_restarted_during_traffic(
             async with (
                 httpx.AsyncClient(base_url=base, cookies=cookies, headers=headers, timeout=15) as w,
                 httpx.AsyncClient(base_url=base, cookies=cookies, headers=headers, timeout=15) as r,
+                ws(base, f"/{slug}/portal/ws", konsil_session=cookies["konsil_session"]) as dashboard,
             ):
+                assert (await receive(dashboard))["type"] == "ready"
                 await asyncio.gather(writer(w), reader(r), control())
-            recovery = time.monotonic() - phase["up_again"]
+                recovery = time.monotonic() - phase["up_again"]
+                # Live events (LISTEN/NOTIFY between replicas) work again too: a dashboard
+                # open since before the restart hears of a new visitor, and a call's
+                # signaling relays.
+                await call_relays_signaling(w, slug, cookies["konsil_session"])
+                assert (await receive(dashboard, skip=()))["type"] == "waiting-changed"
 
         assert set(outcomes.values()) <= {201, 503}, [(a.status_code, a.text) for a in odd]
         assert set(reads) <= {200, 503}, sorted(set(reads))
@@ -666,6 +673,26 @@ async def test_the_regions_openbao_sealed_during_a_call(pg_database: Callable[[s
                         await relayed(visitor_ws, expert_ws, 40004)
         stored = await fetch(region_dsn, "SELECT count(*) AS n FROM visit")
         assert stored[0]["n"] == visits_before[0]["n"] + 1, "the refused visit was not stored; the later one once"
+
+
+async def call_relays_signaling(expert: httpx.AsyncClient, slug: str, session: str) -> None:
+    """A visitor arrives in the expert's first room, is admitted, and both sides of the
+    call exchange a candidate over the signaling sockets."""
+    base = str(expert.base_url)
+    room = (await expert.get(f"/api/v1/orgs/{slug}/rooms")).json()[0]["slug"]
+    async with httpx.AsyncClient(base_url=base, timeout=15) as http:
+        joined = await arrive(http, slug, room, "Vera Visitor", "+4712345678")
+    assert joined.status_code == 303, joined.text
+    visit_path = joined.headers["location"]
+    async with ws(base, f"{visit_path}/ws", konsil_visit=joined.cookies["konsil_visit"]) as visitor_ws:
+        assert await receive(visitor_ws) == {"type": "waiting"}
+        admitted = await expert.post(f"/api/v1/orgs/{slug}/visits/{visit_path.rsplit('/', 1)[1]}/admit")
+        assert admitted.status_code == 200, admitted.text
+        assert (await receive(visitor_ws))["type"] == "joined"
+        async with ws(base, f"/{slug}/calls/{admitted.json()['id']}/ws", konsil_session=session) as expert_ws:
+            assert (await receive(expert_ws))["type"] == "joined"
+            await relayed(visitor_ws, expert_ws, 40010)
+            await relayed(expert_ws, visitor_ws, 40011)
 
 
 def assert_key_service_down(response: httpx.Response) -> None:
