@@ -68,20 +68,42 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def make_private(root: Path, echo: Any = print) -> None:
-    """Create ``root`` 0700, and tighten an existing one (and everything in it) that
-    group or others could read to 0700 for folders and 0600 for files."""
+# What konsil up keeps in its data directory (a folder chosen by hand may hold other things,
+# which the folder's own 0700 then keeps from others without changing their modes).
+KONSIL_FILES = ("konsil.toml", "*.db", "*.db-*", "demo.json", DEMO_LOGINS, "run", "keyring-*", "celerybeat-*")
+
+
+def make_private(root: Path, settings: Settings | None = None, echo: Any = print) -> None:
+    """Create ``root`` 0700; in an existing one, take every permission of group and
+    others away from the folder, Konsil's files in it (keyrings and the run folder
+    with everything inside) and the SQLite databases the settings name, with their
+    journal and WAL files. Says so when anything was open."""
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    paths = {root}
+    for pattern in KONSIL_FILES:
+        for found in root.glob(pattern):
+            paths |= {found, *(found.rglob("*") if found.is_dir() else ())}
+    for dsn in [settings.control.database] if settings and settings.control else []:
+        paths |= _sqlite_files(dsn)
+    for region in settings.regions if settings else []:
+        paths |= _sqlite_files(region.database)
     loose = 0
-    for path in [root, *root.rglob("*")]:
-        if path.is_symlink():
+    for path in sorted(paths):
+        if path.is_symlink() or not path.exists():
             continue
-        mode = path.stat().st_mode
-        if stat.S_IMODE(mode) & 0o077:
-            path.chmod(0o700 if stat.S_ISDIR(mode) else 0o600)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
             loose += 1
     if loose:
-        echo(f"tightened {loose} files and folders in {root} that group or others could read (now 0600/0700)")
+        echo(f"made {loose} files and folders in {root} private: group and others could read them")
+
+
+def _sqlite_files(dsn: str) -> set[Path]:
+    if not dsn.startswith("sqlite://"):
+        return set()
+    database = Path(dsn[len("sqlite://") :])
+    return {database, *(database.with_name(database.name + suffix) for suffix in ("-journal", "-wal", "-shm"))}
 
 
 def resolve_settings(config: str | None, data_dir: str, port: int) -> tuple[Settings, Path]:
@@ -226,7 +248,7 @@ def demo_login_lines(seeded: list[dict[str, Any]]) -> list[str]:
 def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = print) -> int:
     os.umask(PRIVATE_UMASK)  # before the first file: the config, the databases, the keyrings
     settings, root = resolve_settings(config, data_dir, port)
-    make_private(root, echo)
+    make_private(root, settings, echo)
     control = settings.require_control()
     migrate_all(settings, echo=lambda line: None)
     procs = start_processes(settings, root / "run")

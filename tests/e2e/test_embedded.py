@@ -113,14 +113,17 @@ def test_the_data_directory_and_demo_logins_are_private(tmp_path: Path) -> None:
     # An older data directory made with a loose umask: konsil up tightens it, and says so.
     data.mkdir(mode=0o755)
     data.chmod(0o755)
-    (data / "notes.txt").write_text("left by an older version")
-    (data / "notes.txt").chmod(0o644)
+    (data / "demo-logins.txt").write_text("left by an older version")
+    (data / "region-eu.db").touch()  # an empty file is an empty SQLite database
+    (data / "keyring-eu").mkdir()
+    for path in ("demo-logins.txt", "region-eu.db", "keyring-eu"):
+        (data / path).chmod(0o755 if path.startswith("keyring") else 0o644)
     port = free_port_run(3)
     proc = start_up(data, port)
     lines: list[str] = []
     try:
         output = read_until(proc, lines, "readable only by you")
-        assert f"tightened 2 files and folders in {data}" in output
+        assert f"made 4 files and folders in {data} private" in output
         entries = [p.name for p in data.iterdir()]
         assert {"control.db", "region-eu.db", "region-us.db", "demo-logins.txt"} <= set(entries)
         assert open_to_others(data) == []
