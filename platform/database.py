@@ -7,6 +7,7 @@ embedded default) and PostgreSQL (services mode).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,26 @@ from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.table import Table
 
+# A server that does not answer at all (a dead host) fails a new connection after this
+# long instead of asyncpg's 60 s, so requests get their 503 while it is away.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+class _WithoutTraceback(logging.Filter):
+    """asyncpg's pool logs a full traceback every time it fails to reopen a connection
+    while the server is away; one line naming the error is enough (the pool retries,
+    and requests reconnect by themselves once the server is back)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__})"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_WithoutTraceback())
+
 
 def engine_for(dsn: str) -> Engine:
     parsed = urlparse(dsn)
@@ -25,7 +46,7 @@ def engine_for(dsn: str) -> Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
         return SQLiteEngine(path=str(path), timeout=30)
     if parsed.scheme in {"postgresql", "postgres"}:
-        return PostgresEngine(config={"dsn": dsn}, log_queries=False)
+        return PostgresEngine(config={"dsn": dsn, "timeout": CONNECT_TIMEOUT_SECONDS}, log_queries=False)
     raise ValueError(f"unsupported database scheme {parsed.scheme!r}")
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -21,6 +22,10 @@ from konsil.platform.migrations import migrate_all
 from konsil.platform.settings import Settings, dump_settings, load_settings
 
 DEFAULT_REGIONS = (("eu", "EU/EEA (GDPR)"), ("us", "United States (HIPAA)"))
+# The data directory holds password hashes, blind indexes and keyrings: only its owner
+# may read it. SQLite creates its -journal/-wal/-shm files with the database file's mode.
+PRIVATE_UMASK = 0o077
+DEMO_LOGINS = "demo-logins.txt"
 
 
 def embedded_config_text(data_dir: Path, port: int) -> str:
@@ -61,6 +66,44 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+# What konsil up keeps in its data directory (a folder chosen by hand may hold other things,
+# which the folder's own 0700 then keeps from others without changing their modes).
+KONSIL_FILES = ("konsil.toml", "*.db", "*.db-*", "demo.json", DEMO_LOGINS, "run", "keyring-*", "celerybeat-*")
+
+
+def make_private(root: Path, settings: Settings | None = None, echo: Any = print) -> None:
+    """Create ``root`` 0700; in an existing one, take every permission of group and
+    others away from the folder, Konsil's files in it (keyrings and the run folder
+    with everything inside) and the SQLite databases the settings name, with their
+    journal and WAL files. Says so when anything was open."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    paths = {root}
+    for pattern in KONSIL_FILES:
+        for found in root.glob(pattern):
+            paths |= {found, *(found.rglob("*") if found.is_dir() else ())}
+    for dsn in [settings.control.database] if settings and settings.control else []:
+        paths |= _sqlite_files(dsn)
+    for region in settings.regions if settings else []:
+        paths |= _sqlite_files(region.database)
+    loose = 0
+    for path in sorted(paths):
+        if path.is_symlink() or not path.exists():
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
+            loose += 1
+    if loose:
+        echo(f"made {loose} files and folders in {root} private: group and others could read them")
+
+
+def _sqlite_files(dsn: str) -> set[Path]:
+    if not dsn.startswith("sqlite://"):
+        return set()
+    database = Path(dsn[len("sqlite://") :])
+    return {database, *(database.with_name(database.name + suffix) for suffix in ("-journal", "-wal", "-shm"))}
 
 
 def resolve_settings(config: str | None, data_dir: str, port: int) -> tuple[Settings, Path]:
@@ -105,7 +148,10 @@ def start_processes(
     control_config = run_dir / "control.toml"
     _write_private(control_config, dump_settings(settings.for_control()))
     procs["control"] = subprocess.Popen(
-        [*cli, "serve", "control", "--config", str(control_config)], env=_child_env(), start_new_session=True
+        [*cli, "serve", "control", "--config", str(control_config)],
+        env=_child_env(),
+        start_new_session=True,
+        umask=PRIVATE_UMASK,
     )
     for region in settings.regions:
         if regions is not None and region.id not in regions:
@@ -113,7 +159,10 @@ def start_processes(
         path = run_dir / f"region-{region.id}.toml"
         _write_private(path, dump_settings(settings.for_region(region.id)))
         procs[f"region {region.id}"] = subprocess.Popen(
-            [*cli, "serve", "region", "--config", str(path)], env=_child_env(), start_new_session=True
+            [*cli, "serve", "region", "--config", str(path)],
+            env=_child_env(),
+            start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
     return procs
 
@@ -182,8 +231,24 @@ def seed_demo(settings: Settings, data_dir: Path) -> list[dict[str, Any]]:
     return seeded
 
 
+def demo_login_lines(seeded: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for org in seeded:
+        lines += [
+            f"demo organisation {org['organisation']} (region {org['region']})",
+            f"  log in:   {org['portal']}",
+            f"  owner:    {org['owner']['email']} / {org['owner']['password']}",
+            f"  expert:   {org['expert']['email']} / {org['expert']['password']}",
+            f"  room:     {org['room']}",
+            "",
+        ]
+    return lines
+
+
 def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = print) -> int:
+    os.umask(PRIVATE_UMASK)  # before the first file: the config, the databases, the keyrings
     settings, root = resolve_settings(config, data_dir, port)
+    make_private(root, settings, echo)
     control = settings.require_control()
     migrate_all(settings, echo=lambda line: None)
     procs = start_processes(settings, root / "run")
@@ -204,12 +269,12 @@ def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = pri
         for region in settings.regions:
             echo(f"  region {region.id:<8} {region.public_url}   {region.jurisdiction}")
         if demo:
-            for org in seed_demo(settings, root):
-                echo(f"\n  demo organisation {org['organisation']} (region {org['region']})")
-                echo(f"    log in:   {org['portal']}")
-                echo(f"    owner:    {org['owner']['email']} / {org['owner']['password']}")
-                echo(f"    expert:   {org['expert']['email']} / {org['expert']['password']}")
-                echo(f"    room:     {org['room']}")
+            lines = demo_login_lines(seed_demo(settings, root))
+            for line in ["", *lines[:-1]]:
+                echo(f"  {line}" if line else "")
+            logins = root / DEMO_LOGINS
+            _write_private(logins, "\n".join(lines))
+            echo(f"\n  These logins are also in {logins} (readable only by you).")
         sys.stdout.flush()
         while not stopping:
             for name, proc in procs.items():

@@ -28,6 +28,7 @@ from konsil.media_nodes.registry import HeartbeatConsumer, NodeRegistry
 from konsil.media_nodes.registry_store import sync_registry
 from konsil.media_nodes.turn_secret import read_turn_secret
 from konsil.platform import database
+from konsil.platform.db_errors import DATABASE_UNAVAILABLE_HANDLERS
 from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.signing import Verifier
@@ -161,6 +162,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         middleware=[DefineMiddleware(SignedCalls, verifier=ctx.verifier, max_body=settings.max_body_bytes)],
         exception_handlers={
             **EXCEPTION_HANDLERS,
+            **DATABASE_UNAVAILABLE_HANDLERS,
             LoginRequired: _to_login,
             KeyUnavailable: _key_unavailable,
             KeyDestroyed: _key_destroyed,

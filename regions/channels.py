@@ -44,12 +44,52 @@ class PgNotifyChannels(AsyncPgChannelsBackend):
         super().__init__(dsn=dsn)
         self._publisher: asyncpg.Connection | None = None
         self._publish_lock = asyncio.Lock()
+        self._stopping = False
+
+    async def on_startup(self) -> None:
+        await super().on_startup()
+        self._listener_conn.add_termination_listener(self._listen_again)
 
     async def on_shutdown(self) -> None:
+        self._stopping = True
         if self._publisher is not None:
             await self._publisher.close()
             self._publisher = None
         await super().on_shutdown()
+
+    async def _listen_again(self, _lost: object = None) -> None:
+        """The listening connection closed (the database restarted): listen again on
+        every subscribed channel, retrying until the database is back, so open sockets
+        get their events again without restarting the region."""
+        delay = 0.2
+        while not self._stopping:
+            try:
+                await self._reopen()
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("live events: the database is not back yet (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _reopen(self) -> None:
+        async with self._listener_lock:
+            if not self._listener_conn.is_closed():
+                return
+            conn = await self._connect()
+            try:
+                for channel in self._subscribed_channels:
+                    await conn.add_listener(channel, self._listener)
+            except BaseException:
+                conn.terminate()
+                raise
+            conn.add_termination_listener(self._listen_again)
+            self._listener_conn = conn
+        log.warning("live events: listening again after the database connection was lost")
+
+    async def subscribe(self, channels: Iterable[str]) -> None:
+        if self._listener_conn.is_closed():  # not listening again yet: try now (raises while it is down)
+            await self._reopen()
+        await super().subscribe(channels)
 
     async def publish(self, data: bytes, channels: Iterable[str]) -> None:
         payload = pack(data)

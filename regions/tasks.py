@@ -239,6 +239,14 @@ def celery_app(settings: Settings, region_id: str) -> Celery:
         # it cannot answer AMQP heartbeats while a task runs, so none are asked for.
         broker_heartbeat=0,
         broker_connection_retry_on_startup=True,
+        # A broker that restarts or is away for a while: the worker reconnects by itself
+        # (every 2, 4, ... up to 30 s) for as long as it takes, instead of exiting after 100
+        # tries. A purge running when the connection goes finishes (the solo pool cannot
+        # cancel it); its acknowledgement is lost, so the broker redelivers the task, and the
+        # redelivered run (same run id) ends the same run without removing or counting twice.
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         beat_schedule={

@@ -19,6 +19,7 @@ from konsil.platform.control import discovery, signup
 from konsil.platform.control.context import ControlContext, new_client, new_gateway_pool
 from konsil.platform.control.gateway import Directory, browser_redirect, forward
 from konsil.platform.control.tables import CONTROL_TABLES, RegionRecord
+from konsil.platform.db_errors import DATABASE_UNAVAILABLE_HANDLERS
 from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import Settings
 from konsil.platform.signing import Verifier
@@ -123,7 +124,7 @@ def create_control_app(settings: Settings) -> Litestar:
             browser_redirect,
         ],
         middleware=[DefineMiddleware(SignedCalls, verifier=ctx.verifier, max_body=settings.max_body_bytes)],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, **DATABASE_UNAVAILABLE_HANDLERS},
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Konsil control plane", version="1", path="/schema"),

@@ -19,6 +19,7 @@ import binascii
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import secrets
@@ -43,6 +44,7 @@ from konsil.tenants.keys.provider import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("konsil.keys")
 
 MASTER_FILE = "master.key"
 KEYRING_FILE = "keyring.json"
@@ -140,6 +142,9 @@ class LocalKeyring:
     def _open_master(self) -> bytes:
         """Create the keyring on first use; refuse a master key others can read."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if stat.S_IMODE(self.directory.stat().st_mode) & 0o077:  # made by hand or an older version
+            self.directory.chmod(0o700)
+            log.warning("the local keyring's folder %s was open to group or others: now 0700", self.directory)
         with self._flock():
             if not self._master_path.exists():
                 if self._keyring_path.exists():

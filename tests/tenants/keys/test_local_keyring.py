@@ -28,6 +28,13 @@ async def test_first_use_creates_a_private_master_key(keyring_dir: Path) -> None
     assert mode(keyring_dir) == 0o700
 
 
+def test_a_keyring_folder_others_can_read_is_made_private(keyring_dir: Path) -> None:
+    LocalKeyring(keyring_dir)
+    keyring_dir.chmod(0o755)
+    LocalKeyring(keyring_dir)
+    assert mode(keyring_dir) == 0o700
+
+
 async def test_refuses_a_master_key_others_can_read(keyring_dir: Path) -> None:
     LocalKeyring(keyring_dir)
     (keyring_dir / "master.key").chmod(0o640)
