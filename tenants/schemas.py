@@ -80,7 +80,8 @@ class MemberIn(Strict):
     name: PersonName
     email: Email
     role: Role
-    password: Password
+    # Optional: a member added without one cannot log in. Integration tokens may not set it.
+    password: Password | None = None
     phone: Phone | None = None
 
 
