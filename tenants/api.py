@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from konsil.media_nodes import receipts
 from konsil.platform import errors
+from konsil.platform.text import LINE_PATTERN
 from konsil.regions.context import RegionContext
 from konsil.tenants import api_tokens, members, organisations, rooms, visits
 from konsil.tenants.actors import actor_of, source_address
@@ -73,7 +74,9 @@ async def update_organisation(request: Req, data: OrganisationPatch) -> Organisa
 
 
 class DeleteOrganisation(msgspec.Struct, forbid_unknown_fields=True):
-    confirm: Annotated[str, msgspec.Meta(max_length=40, description="the organisation's slug, to confirm")]
+    confirm: Annotated[
+        str, msgspec.Meta(max_length=40, pattern=LINE_PATTERN, description="the organisation's slug, to confirm")
+    ]
 
 
 @post("/delete", opt=rule("owner"), status_code=HTTP_200_OK)

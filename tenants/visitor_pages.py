@@ -68,7 +68,9 @@ async def join_page(request: Req, slug: str, room_slug: str) -> Template:
 @post("/{slug:str}/{room_slug:str}/visits", opt={"public": True}, include_in_schema=False)
 async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[JoinForm, Form]) -> Response[Any]:
     org, room = await _org_and_room(slug, room_slug)
-    raw = {"name": data.name.strip(), "consent": data.consent == "yes", "phone": data.phone.replace(" ", "") or None}
+    # Only spaces are trimmed: a control character anywhere is refused by the same
+    # rule as every other text field (konsil.platform.text), not quietly cut off.
+    raw = {"name": data.name.strip(" "), "consent": data.consent == "yes", "phone": data.phone.replace(" ", "") or None}
     try:
         form = msgspec.convert(raw, visits.VisitorForm)
     except msgspec.ValidationError as exc:
