@@ -30,7 +30,8 @@ RejectReason = Literal["identity_not_verified", "manifestly_unfounded", "duplica
 EXPORT_FORMAT = "konsil.data-subject-export"
 EXPORT_VERSION = 1
 
-_EMAIL = re.compile(rf"^{EMAIL_LOCAL_CHAR}{{1,64}}@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+\Z")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_EMAIL = re.compile(rf"^{EMAIL_LOCAL_CHAR}{{1,64}}@{_LABEL}(?:\.{_LABEL})+\Z")
 _PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
 
