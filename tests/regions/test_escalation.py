@@ -321,3 +321,17 @@ def test_tokens_carry_no_scope_their_maker_lacks(stack: Stack, org: Org) -> None
                 assert response.status_code == 201, (who, scope, response.text)
             else:
                 assert response.status_code == 403, (who, scope, response.status_code, response.text)
+
+
+def test_no_caller_sets_a_password_by_changing_a_member(stack: Stack, org: Org) -> None:
+    target = org.member_ids["expert"]
+
+    def stored_hash() -> str:
+        rows = asyncio.run(fetch(stack.dsns["eu"], "SELECT password_hash FROM member WHERE id = $1", uuid.UUID(target)))
+        return str(rows[0]["password_hash"])
+
+    before = stored_hash()
+    for who in (*ROLES, *TOKEN_CALLERS):
+        response = org.caller(who).patch(f"/api/v1/orgs/{org.slug}/members/{target}", json={"password": PASSWORD + "!"})
+        assert response.status_code == (400 if may_write_members(who) else 403), (who, response.text)
+    assert stored_hash() == before
