@@ -144,6 +144,9 @@ class DenialBound:
 
 
 DENIALS = DenialBound(DENIALS_PER_MINUTE)
+# And per organisation, whoever the actors: many addresses together cannot fill it either.
+DENIALS_PER_ORGANISATION_MINUTE = 600
+ORGANISATION_DENIALS = DenialBound(DENIALS_PER_ORGANISATION_MINUTE)
 
 
 async def record_denial(
@@ -156,9 +159,14 @@ async def record_denial(
     verdict = DENIALS.admit(f"{org_id}/{who}")
     if verdict is None:
         return
+    for_organisation = ORGANISATION_DENIALS.admit(str(org_id))
+    if for_organisation is None:
+        return
     purpose = f"refused: {reason}"
     if verdict == "summary":
         purpose = f"refused: over {DENIALS_PER_MINUTE} this minute, more not logged"
+    if for_organisation == "summary":
+        purpose = f"refused: over {DENIALS_PER_ORGANISATION_MINUTE} for all, more not logged"
     object_id: str = "*"  # a list: every subject the route would have shown
     subject_ref = "*"
     for name, kind in _SUBJECT_PARAMS.items():

@@ -9,8 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar.testing import AsyncTestClient
 
 from konsil.compliance.access_log.api import MAX_PAGE
+from konsil.regions.app import create_region_app
+from konsil.regions.tables import REGION_TABLES
+from konsil.tenants import actors
 from konsil.tenants.actors import DENIALS_PER_MINUTE, DenialBound
 from tests.conftest import Stack
 
@@ -155,3 +159,26 @@ def test_the_denial_bound_counts_per_key_and_minute() -> None:
     assert bound.admit("c") is None, "past max_keys a new key is not tracked"
     now[0] = 60.0
     assert bound.admit("a") == "log", "a new minute starts afresh"
+
+
+@pytest.mark.e2e
+async def test_refusals_from_many_actors_are_bounded_per_organisation(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An in-process region app (the stack's database) with a small bound per organisation."""
+    org = Org(stack, "log-many")
+    monkeypatch.setattr(actors, "ORGANISATION_DENIALS", DenialBound(5))
+    previous = [table._meta._db for table in REGION_TABLES]
+    try:
+        async with AsyncTestClient(create_region_app(stack.settings.for_region("eu"))) as region:
+            # Ten refusals, under the bound per actor (30): the one per organisation (5) stops them.
+            for number in range(10):
+                headers = {"authorization": f"Bearer ksl_eu_guess-{number}"}
+                response = await region.get(f"/api/v1/orgs/{org.slug}/members", headers=headers)
+                assert response.status_code == 401
+    finally:
+        for table, db in zip(REGION_TABLES, previous, strict=True):
+            table._meta._db = db
+    denied = org.log(outcome="denied")["entries"]
+    assert len(denied) == 6
+    assert "more not logged" in denied[0]["purpose"] and denied[0]["source_address"] == "testclient"
