@@ -20,7 +20,7 @@ EXCHANGE = "konsil.media_nodes"
 SIGNATURE_HEADER = "x-konsil-signature"
 MAX_BODY_BYTES = 4096
 
-NodeId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+NodeId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}\Z")]
 NodeState = Literal["active", "draining", "leaving"]
 
 

@@ -20,6 +20,7 @@ from konsil.media_nodes.heartbeat import NodeId
 from konsil.media_nodes.registry import NodeRegistry, NodeState
 from konsil.media_nodes.tables import MediaNode, MediaNodeCordon
 from konsil.platform import errors
+from konsil.platform.text import LINE_CHAR
 from konsil.regions.context import RegionContext
 from konsil.tenants.auth import OPS, authorize
 
@@ -31,7 +32,8 @@ Status = Literal["active", "unhealthy", "cordoned", "draining", "drained", "dead
 
 
 class CordonIn(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    # Single-line text (konsil.platform.text); empty means no reason given.
+    reason: Annotated[str, msgspec.Meta(max_length=200, pattern=rf"^(?!\s+\Z){LINE_CHAR}*\Z")] = ""
 
 
 class NodeOut(msgspec.Struct):

@@ -21,6 +21,7 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+from konsil.compliance.access_log.api import access_log_router
 from konsil.compliance.dsr.api import dsr_router
 from konsil.media_nodes.network_test.api import network_test_router
 from konsil.media_nodes.ops_api import ops_router
@@ -154,6 +155,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             visitor_router,
             network_test_router,
             dsr_router,
+            access_log_router,
             ops_router,
             Router(path="/", guards=[authorize], route_handlers=SOCKETS),
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),

@@ -14,8 +14,9 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from konsil.media_nodes import receipts
 from konsil.platform import errors
+from konsil.platform.text import LINE_PATTERN
 from konsil.regions.context import RegionContext
-from konsil.tenants import api_tokens, members, organisations, rooms, visits
+from konsil.tenants import api_tokens, limits, members, organisations, rooms, visits
 from konsil.tenants.actors import actor_of, source_address
 from konsil.tenants.auth import PUBLIC, SESSION_COOKIE, Principal, authorize, end_session, rule, start_session
 from konsil.tenants.schemas import (
@@ -73,7 +74,9 @@ async def update_organisation(request: Req, data: OrganisationPatch) -> Organisa
 
 
 class DeleteOrganisation(msgspec.Struct, forbid_unknown_fields=True):
-    confirm: Annotated[str, msgspec.Meta(max_length=40, description="the organisation's slug, to confirm")]
+    confirm: Annotated[
+        str, msgspec.Meta(max_length=40, pattern=LINE_PATTERN, description="the organisation's slug, to confirm")
+    ]
 
 
 @post("/delete", opt=rule("owner"), status_code=HTTP_200_OK)
@@ -90,27 +93,32 @@ async def delete_organisation(request: Req, data: DeleteOrganisation) -> dict[st
 # --- members --------------------------------------------------------------------------------
 
 
-@get("/members", opt=rule(*MANAGERS, scope="members:read"))
+@get("/members", opt=rule(*MANAGERS, scope="members:read", personal_data="member"))
 async def list_members(request: Req) -> list[MemberOut]:
     return await members.list_members(_ctx(request), actor_of(request), _org(request))
 
 
-@post("/members", opt=rule(*MANAGERS, scope="members:write"))
+@post("/members", opt=rule(*MANAGERS, scope="members:write", personal_data="member"))
 async def invite_member(request: Req, data: MemberIn) -> MemberOut:
+    limits.invitation(_org(request)["id"])
     return await members.invite(_ctx(request), actor_of(request), _org(request), data)
 
 
-@get("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:read"))
+@get("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:read", personal_data="member"))
 async def read_member(request: Req, member_id: uuid.UUID) -> MemberOut:
     return await members.get(_ctx(request), actor_of(request), _org(request), member_id)
 
 
-@patch("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:write"))
+@patch("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:write", personal_data="member"))
 async def change_member(request: Req, member_id: uuid.UUID, data: MemberPatch) -> MemberOut:
     return await members.change(_ctx(request), actor_of(request), _org(request), member_id, data)
 
 
-@delete("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:write"), status_code=HTTP_204_NO_CONTENT)
+@delete(
+    "/members/{member_id:uuid}",
+    opt=rule(*MANAGERS, scope="members:write", personal_data="member"),
+    status_code=HTTP_204_NO_CONTENT,
+)
 async def remove_member(request: Req, member_id: uuid.UUID) -> None:
     await members.remove(_ctx(request), actor_of(request), _org(request), member_id)
 
@@ -145,14 +153,14 @@ async def remove_room(request: Req, room_id: uuid.UUID) -> None:
 EXPERTS = ("owner", "admin", "expert")
 
 
-@get("/visits/waiting", opt=rule(*EXPERTS))
+@get("/visits/waiting", opt=rule(*EXPERTS, personal_data="visit"))
 async def waiting_visits(request: Req) -> list[visits.WaitingVisit]:
     """Visitors waiting in your rooms (all rooms for owners and admins)."""
     principal = _principal(request)
     return await visits.waiting_list(_ctx(request), actor_of(request), _org(request), principal.id, principal.role)
 
 
-@get("/visits/{visit_id:uuid}", opt=rule(*EXPERTS))
+@get("/visits/{visit_id:uuid}", opt=rule(*EXPERTS, personal_data="visit"))
 async def open_visit(request: Req, visit_id: uuid.UUID) -> visits.WaitingVisit:
     """One visit of your rooms (an access-logged read of the visitor's data)."""
     principal = _principal(request)
@@ -161,7 +169,7 @@ async def open_visit(request: Req, visit_id: uuid.UUID) -> visits.WaitingVisit:
     )
 
 
-@post("/visits/{visit_id:uuid}/admit", opt=rule(*EXPERTS), status_code=HTTP_200_OK)
+@post("/visits/{visit_id:uuid}/admit", opt=rule(*EXPERTS, personal_data="visit"), status_code=HTTP_200_OK)
 async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
     """Let a waiting visitor in: the call starts. 503 when the call could not connect
     (relay only, and no healthy relay in the region): the visitor keeps waiting."""
@@ -177,7 +185,7 @@ async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
     return await visits.admit(_ctx(request), actor_of(request), _org(request), visit_id, principal.id, principal.role)
 
 
-@get("/calls/today", opt=rule(*EXPERTS))
+@get("/calls/today", opt=rule(*EXPERTS, personal_data="call"))
 async def calls_today(request: Req, since: dt.datetime | None = None) -> list[visits.CallOut]:
     """Today's calls in your rooms, with start, end and duration. ``since`` is the
     start of the caller's day (the browser's local midnight); default UTC midnight."""
@@ -190,7 +198,7 @@ async def calls_today(request: Req, since: dt.datetime | None = None) -> list[vi
     return await visits.calls_today(_org(request), principal.id, principal.role, since)
 
 
-@get("/calls/{call_id:uuid}/receipt", opt=rule("owner", "admin", "expert", "auditor"))
+@get("/calls/{call_id:uuid}/receipt", opt=rule("owner", "admin", "expert", "auditor", personal_data="call"))
 async def call_receipt(request: Req, call_id: uuid.UUID) -> visits.ReceiptOut:
     """The call's signed residency receipt: the region and relays that carried it."""
     principal = _principal(request)
@@ -201,7 +209,7 @@ async def call_receipt(request: Req, call_id: uuid.UUID) -> visits.ReceiptOut:
     return await visits.receipt_of(_ctx(request), org, call)
 
 
-@post("/calls/{call_id:uuid}/end", opt=rule(*EXPERTS), status_code=HTTP_200_OK)
+@post("/calls/{call_id:uuid}/end", opt=rule(*EXPERTS, personal_data="call"), status_code=HTTP_200_OK)
 async def end_call(request: Req, call_id: uuid.UUID) -> dict[str, Any]:
     principal = _principal(request)
     org = _org(request)

@@ -9,11 +9,30 @@ from typing import Any
 from konsil.platform import errors
 from konsil.regions.context import RegionContext
 from konsil.tenants.auth import Principal, new_secret_token, token_hash, utcnow
-from konsil.tenants.schemas import TokenCreated, TokenIn, TokenOut
+from konsil.tenants.schemas import SCOPES, TokenCreated, TokenIn, TokenOut
 from konsil.tenants.tables import ApiToken
+
+# What each member role may do through the API, as scopes: a token is never minted
+# with more than its maker has (tests/regions/test_escalation.py derives the same
+# table from the routes' rules).
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "owner": frozenset(SCOPES),
+    "admin": frozenset(SCOPES),
+    "expert": frozenset({"org:read", "rooms:read", "rooms:write"}),
+    "auditor": frozenset({"org:read", "rooms:read"}),
+}
+
+
+def allowed_scopes(principal: Principal) -> frozenset[str]:
+    if principal.kind == "token":
+        return principal.scopes
+    return ROLE_SCOPES.get(principal.role, frozenset())
 
 
 async def issue(ctx: RegionContext, principal: Principal, org: dict[str, Any], new: TokenIn) -> TokenCreated:
+    beyond = sorted(set(new.scopes) - allowed_scopes(principal))
+    if beyond:
+        raise errors.forbidden(f"you cannot give a token scopes you do not have: {' '.join(beyond)}")
     token = new_secret_token(f"ksl_{ctx.region.id}")
     token_id = uuid.uuid4()
     await ApiToken.insert(

@@ -22,6 +22,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from konsil.platform import errors
 from konsil.regions.context import RegionContext
+from konsil.tenants.actors import record_denial
 from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation
 
 SESSION_COOKIE = "konsil_session"
@@ -35,15 +36,20 @@ class LoginRequired(Exception):
 
 @dataclass(frozen=True)
 class Rule:
-    """Who may call a route: member roles, and the scope an integration token needs."""
+    """Who may call a route: member roles, and the scope an integration token needs.
+
+    ``personal_data`` names what the route reads or changes (the access log's object
+    type, e.g. "member") when that is personal data: a refused call of such a route is
+    logged in the organisation's access log with outcome ``denied``."""
 
     roles: frozenset[str]
     scope: str | None = None
     org_scoped: bool = True
+    personal_data: str | None = None
 
 
-def rule(*roles: str, scope: str | None = None) -> dict[str, Any]:
-    return {"auth": Rule(frozenset(roles), scope)}
+def rule(*roles: str, scope: str | None = None, personal_data: str | None = None) -> dict[str, Any]:
+    return {"auth": Rule(frozenset(roles), scope, personal_data=personal_data)}
 
 
 PUBLIC: dict[str, Any] = {"public": True}
@@ -170,18 +176,40 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         if org is None:
             raise errors.not_found("no such organisation in this region")
         connection.state.org = org
-    principal = await identify(connection, ctx)
+    try:
+        principal = await identify(connection, ctx)
+    except errors.AppError:
+        await _refused(connection, found, None, "invalid credentials")
+        raise
     if principal is None:
+        await _refused(connection, found, None, "not logged in")
         if opt.get("page"):
             raise LoginRequired()
         raise errors.unauthorized()
     if found.org_scoped and principal.org_id != connection.state.org["id"]:
+        await _refused(connection, found, principal, "another organisation")
         raise errors.not_found("no such organisation in this region")
     if principal.kind == "token":
         if found.scope is None or found.scope not in principal.scopes:
+            await _refused(connection, found, principal, "token scope")
             raise errors.forbidden("the API token lacks the scope this route needs")
     elif principal.role not in found.roles:
+        await _refused(connection, found, principal, "role")
         raise errors.forbidden()
     if opt.get("csrf") != "form":  # form routes check their own hidden field
-        _check_csrf(connection, principal)
+        try:
+            _check_csrf(connection, principal)
+        except errors.AppError:
+            await _refused(connection, found, principal, "csrf")
+            raise
     connection.state.principal = principal
+
+
+async def _refused(
+    connection: ASGIConnection[Any, Any, Any, Any], found: Rule, principal: Principal | None, reason: str
+) -> None:
+    """A refused call of a route that would have touched personal data goes into the
+    organisation's own access log (outcome denied), within the per-actor bound."""
+    if found.personal_data is None or not found.org_scoped:
+        return
+    await record_denial(connection, connection.state.org["id"], found.personal_data, principal, reason)

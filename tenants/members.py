@@ -18,6 +18,7 @@ import msgspec
 from konsil.platform import database, errors
 from konsil.platform.lookup import email_lookup, normalise_email
 from konsil.regions.context import RegionContext
+from konsil.tenants import limits
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.auth import utcnow
 from konsil.tenants.keys.cipher import FieldDecryptionError, OrgCipher
@@ -101,7 +102,7 @@ async def insert(
     email: str,
     phone: str | None,
     role: str,
-    password: str,
+    password: str | None,
 ) -> tuple[uuid.UUID, str]:
     """Insert a member inside the caller's transaction; return (id, e-mail lookup hash)."""
     member_id = uuid.uuid4()
@@ -121,16 +122,52 @@ async def insert(
             phone=cipher.seal(_ref(org_id, member_id, "phone"), phone) if phone else None,
             phone_index=phone_index(cipher, phone) if phone else None,
             role=role,
-            password_hash=hash_password(password),
+            password_hash=hash_password(password) if password else NO_PASSWORD,
         )
     ).run()
     await record(ctx, actor, org_id, "create", "member", member_id, subject(member_id))
     return member_id, lookup
 
 
+# Roles that manage other members. Only an owner grants, takes or touches them:
+# nothing may grant more than its holder has (an admin cannot make an admin, an
+# integration token cannot make any manager).
+MANAGER_ROLES = frozenset({"owner", "admin"})
+# Stored instead of a hash for a member without a password: it never verifies
+# (authenticate treats it as no password at all).
+NO_PASSWORD = "!no-password"  # noqa: S105 - a marker, not a secret
+
+
+def _is_token(actor: Actor) -> bool:
+    return actor.actor.startswith("token:")
+
+
+def _check_grant(actor: Actor, role: str) -> None:
+    """Whether ``actor`` may give a member ``role`` (by invitation or by a change)."""
+    if role not in MANAGER_ROLES:
+        return
+    if _is_token(actor):
+        raise errors.forbidden("an integration token cannot give a member a role above expert")
+    if actor.role != "owner":
+        raise errors.forbidden(f"only an owner can give a member the {role} role")
+
+
+def _check_target(actor: Actor, row: dict[str, Any], *, personal_data_only: bool) -> None:
+    """Whether ``actor`` may change or remove the member ``row``: an owner or admin only
+    by an owner (an admin may still correct their own name and phone)."""
+    if row["role"] not in MANAGER_ROLES or actor.role == "owner":
+        return
+    if personal_data_only and actor.actor == subject(row["id"]) and not _is_token(actor):
+        return
+    if _is_token(actor):
+        raise errors.forbidden("an integration token cannot change or remove an owner or admin")
+    raise errors.forbidden(f"only an owner can change or remove an {row['role']}")
+
+
 async def invite(ctx: RegionContext, actor: Actor, org: dict[str, Any], new: MemberIn) -> MemberOut:
-    if new.role == "owner" and actor.role != "owner":
-        raise errors.forbidden("only an owner can add an owner")
+    if new.password is not None and _is_token(actor):
+        raise errors.forbidden("an integration token cannot set a member's password; leave password out")
+    _check_grant(actor, new.role)
     async with database.transaction(ctx.engine):
         member_id, lookup = await insert(ctx, actor, org["id"], new.name, new.email, new.phone, new.role, new.password)
         await _sync_login_index(ctx, org["id"], add=[lookup], remove=[])
@@ -169,10 +206,11 @@ async def change(
 ) -> MemberOut:
     async with database.transaction(ctx.engine):
         row = await _get_row(org, member_id)
+        role_change = patch.role is not msgspec.UNSET and patch.role != row["role"]
+        _check_target(actor, row, personal_data_only=not role_change)
         values: dict[Any, Any] = {}
         if patch.role is not msgspec.UNSET and patch.role != row["role"]:
-            if "owner" in (patch.role, row["role"]) and actor.role != "owner":
-                raise errors.forbidden("only an owner can grant or take the owner role")
+            _check_grant(actor, patch.role)
             if row["role"] == "owner" and await _owners(org["id"]) <= 1:
                 raise errors.conflict("an organisation keeps at least one owner")
             values[Member.role] = patch.role
@@ -194,9 +232,8 @@ async def change(
 async def remove(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_id: uuid.UUID) -> None:
     async with database.transaction(ctx.engine):
         row = await _get_row(org, member_id)
+        _check_target(actor, row, personal_data_only=False)
         if row["role"] == "owner":
-            if actor.role != "owner":
-                raise errors.forbidden("only an owner can remove an owner")
             if await _owners(org["id"]) <= 1:
                 raise errors.conflict("an organisation keeps at least one owner")
         if await Room.exists().where(Room.expert_id == member_id).run():
@@ -218,6 +255,10 @@ async def remove(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_i
             await _sync_login_index(ctx, org["id"], add=[], remove=[row["email_lookup"]])
 
 
+def _usable_hash(stored: str | None) -> str | None:
+    return stored if stored and stored.startswith("$argon2") else None
+
+
 async def authenticate(
     ctx: RegionContext, email: str, password: str, org_slug: str | None, source_address: str
 ) -> tuple[dict[str, Any], dict[str, Any]] | list[str]:
@@ -227,10 +268,16 @@ async def authenticate(
     organisation slugs to choose from when the same login opens several.
     Unknown e-mail and wrong password look the same to the caller. Failed
     attempts on a known member and every successful login are access-logged.
+    Failures are rate-limited per account and per address (tenants/limits.py: 429).
     """
+    limits.check_login(email, source_address)
     lookup = email_lookup(ctx.discovery_key, email)
     rows = await Member.select().where(Member.email_lookup == lookup).run()
-    matches: list[dict[str, Any]] = [row for row in rows if verify_password(row["password_hash"], password)]
+    # A member without a password (NO_PASSWORD, or anything that is not an argon2 hash)
+    # costs the same dummy verification as an unknown e-mail and never matches.
+    matches: list[dict[str, Any]] = [
+        row for row in rows if verify_password(_usable_hash(row["password_hash"]), password)
+    ]
     if not rows:
         verify_password(None, password)  # same work as for a known e-mail
     orgs = {
@@ -246,6 +293,7 @@ async def authenticate(
         if row not in matches:
             await record(ctx, anonymous, row["org_id"], "read", "member", row["id"], subject(row["id"]), "failure")
     if not matches:
+        limits.login_failed(email, source_address)
         raise errors.unauthorized("e-mail address or password is wrong")
     if len(matches) > 1:
         return sorted(orgs[m["org_id"]]["slug"] for m in matches)

@@ -39,7 +39,11 @@ class CsrfForm(msgspec.Struct):
 
 
 def _login_page(
-    request: Req, error: str | None = None, organisations: list[str] | None = None, status: int = 200
+    request: Req,
+    error: str | None = None,
+    organisations: list[str] | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Template:
     token = secrets.token_urlsafe(24)
     ctx = request.app.state.region
@@ -47,6 +51,7 @@ def _login_page(
         "login.html",
         context={"csrf": token, "error": error, "organisations": organisations or [], "region": ctx.region.id},
         status_code=status,
+        headers=headers,
         cookies=[
             Cookie(
                 key=LOGIN_CSRF_COOKIE,
@@ -84,7 +89,11 @@ async def login_submit(request: Req, data: Annotated[LoginForm, Form]) -> Respon
             data.organisation or None,
             source_address(request),
         )
-    except errors.AppError:
+    except errors.AppError as exc:
+        if exc.status == 429:
+            wait = exc.headers.get("retry-after", "60")
+            message = f"Too many attempts. Please wait {wait} seconds, then try again."
+            return _login_page(request, message, status=429, headers={"retry-after": wait})
         return _login_page(request, "E-mail address or password is wrong.", status=401)
     if isinstance(found, list):
         return _login_page(request, "Choose the organisation to open.", organisations=found, status=409)

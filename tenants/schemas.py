@@ -8,25 +8,34 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from konsil.platform.text import LINE_CHAR, LINE_PATTERN
+
 Role = Literal["owner", "admin", "expert", "auditor"]
 ROLES: tuple[str, ...] = ("owner", "admin", "expert", "auditor")
 
-Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$", max_length=40)]
-RoomSlug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{1,58}[a-z0-9])$", max_length=60)]
-PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f<>]*\S[^\x00-\x1f<>]*$")]
-OrgName = Annotated[str, msgspec.Meta(min_length=2, max_length=200, pattern=r"^[^\x00-\x1f<>]*\S[^\x00-\x1f<>]*$")]
+Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])\Z", max_length=40)]
+RoomSlug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{1,58}[a-z0-9])\Z", max_length=60)]
+# Free text: the shared single-line rule (konsil.platform.text), spelt out as Annotated
+# so that mypy sees a type.
+PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=LINE_PATTERN)]
+OrgName = Annotated[str, msgspec.Meta(min_length=2, max_length=200, pattern=LINE_PATTERN)]
+# The local part: any single-line character (konsil.platform.text) except the ones an
+# address cannot carry unquoted; the domain: letters, digits and hyphens.
+EMAIL_LOCAL_CHAR = rf"(?:(?![@\s<>\"(),;:]){LINE_CHAR})"
 Email = Annotated[
     str,
     msgspec.Meta(
         max_length=254,
-        pattern=r"^[^@\s<>\"(),;:]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$",
+        pattern=rf"^{EMAIL_LOCAL_CHAR}{{1,64}}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+\Z",
     ),
 ]
-Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, e.g. +4712345678")]
-Password = Annotated[str, msgspec.Meta(min_length=12, max_length=200)]
+Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}\Z", description="E.164, e.g. +4712345678")]
+# Any characters but controls (spaces and symbols are a password's business).
+PASSWORD_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\ud800-\udfff]*\Z"  # noqa: S105 - a pattern
+Password = Annotated[str, msgspec.Meta(min_length=12, max_length=200, pattern=PASSWORD_PATTERN)]
 RetentionDays = Annotated[int, msgspec.Meta(ge=1, le=90, description="visitor data retention, 1..90 days")]
-RoomTitle = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f<>]*\S[^\x00-\x1f<>]*$")]
-TokenLabel = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f<>]+$")]
+RoomTitle = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=LINE_PATTERN)]
+TokenLabel = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=LINE_PATTERN)]
 Scope = Literal["org:read", "members:read", "members:write", "rooms:read", "rooms:write"]
 SCOPES: tuple[str, ...] = ("org:read", "members:read", "members:write", "rooms:read", "rooms:write")
 
@@ -80,7 +89,8 @@ class MemberIn(Strict):
     name: PersonName
     email: Email
     role: Role
-    password: Password
+    # Optional: a member added without one cannot log in. Integration tokens may not set it.
+    password: Password | None = None
     phone: Phone | None = None
 
 
@@ -133,7 +143,7 @@ class TokenCreated(msgspec.Struct):
 
 class LoginIn(Strict):
     email: Email
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=PASSWORD_PATTERN)]
     organisation: Slug | None = None
 
 

@@ -15,7 +15,7 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from konsil.platform import errors
-from konsil.tenants import visits
+from konsil.tenants import limits, visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.signaling import VISIT_COOKIE
 from konsil.tenants.tables import Organisation
@@ -45,6 +45,7 @@ def _join_page(
     error: str | None = None,
     values: JoinForm | None = None,
     status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Template:
     return Template(
         "join.html",
@@ -56,6 +57,7 @@ def _join_page(
             "region": request.app.state.region.region.id,
         },
         status_code=status,
+        headers=headers,
     )
 
 
@@ -68,7 +70,9 @@ async def join_page(request: Req, slug: str, room_slug: str) -> Template:
 @post("/{slug:str}/{room_slug:str}/visits", opt={"public": True}, include_in_schema=False)
 async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[JoinForm, Form]) -> Response[Any]:
     org, room = await _org_and_room(slug, room_slug)
-    raw = {"name": data.name.strip(), "consent": data.consent == "yes", "phone": data.phone.replace(" ", "") or None}
+    # Only spaces are trimmed: a control character anywhere is refused by the same
+    # rule as every other text field (konsil.platform.text), not quietly cut off.
+    raw = {"name": data.name.strip(" "), "consent": data.consent == "yes", "phone": data.phone.replace(" ", "") or None}
     try:
         form = msgspec.convert(raw, visits.VisitorForm)
     except msgspec.ValidationError as exc:
@@ -86,6 +90,19 @@ async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[J
             values=data,
             status=400,
             error="Please agree to the processing described above to continue.",
+        )
+    try:
+        limits.join(room["id"], source_address(request))
+    except errors.AppError as exc:
+        wait = exc.headers.get("retry-after", "60")
+        return _join_page(
+            request,
+            org,
+            room,
+            values=data,
+            status=429,
+            headers={"retry-after": wait},
+            error=f"Too many people are joining right now. Please wait {wait} seconds and send the form again.",
         )
     visit_id, token = await visits.arrive(request.app.state.region, org, room, form, source_address(request))
     path = f"/{slug}/{room_slug}/visits/{visit_id}"

@@ -44,8 +44,10 @@ __all__ = [
     "ProblemKind",
     "VerifyReport",
     "append",
+    "count",
     "entries",
     "iter_entries",
+    "page",
     "prune",
     "verify",
 ]
@@ -297,6 +299,46 @@ async def entries(
         AccessLogEntry.select(*_ENTRY_COLUMNS).where(where).order_by(AccessLogEntry.seq, AccessLogEntry.id).limit(limit)
     )
     return [_record(row) for row in rows]
+
+
+async def page(
+    org_id: uuid.UUID,
+    *,
+    limit: int,
+    before_seq: int | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[EntryRecord]:
+    """The newest ``limit`` entries (before ``before_seq``), newest first, filtered by
+    outcome and time (``since`` inclusive, ``until`` exclusive): the organisation's view."""
+    where = _filter(org_id, outcome, since, until)
+    if before_seq is not None:
+        where &= AccessLogEntry.seq < before_seq
+    rows = await (
+        AccessLogEntry.select(*_ENTRY_COLUMNS)
+        .where(where)
+        .order_by(AccessLogEntry.seq, AccessLogEntry.id, ascending=False)
+        .limit(limit)
+    )
+    return [_record(row) for row in rows]
+
+
+async def count(
+    org_id: uuid.UUID, *, outcome: str | None = None, since: datetime | None = None, until: datetime | None = None
+) -> int:
+    return int(await AccessLogEntry.count().where(_filter(org_id, outcome, since, until)))
+
+
+def _filter(org_id: uuid.UUID, outcome: str | None, since: datetime | None, until: datetime | None) -> Combinable:
+    where: Combinable = AccessLogEntry.org_id == org_id
+    if outcome is not None:
+        where &= AccessLogEntry.outcome == outcome
+    if since is not None:
+        where &= AccessLogEntry.at >= since
+    if until is not None:
+        where &= AccessLogEntry.at < until
+    return where
 
 
 # --- verifying ---------------------------------------------------------------------

@@ -45,26 +45,31 @@ def _org(request: Req) -> dict[str, Any]:
     return request.state.org
 
 
-@get(BASE, opt=rule(*MANAGERS), tags=["data-subject requests"])
+@get(BASE, opt=rule(*MANAGERS, personal_data="dsr"), tags=["data-subject requests"])
 async def list_requests(request: Req, status: Status | None = None) -> list[RequestOut]:
     """The organisation's requests with their due dates (4 weeks from receipt); open
     ones first, earliest due first; ``overdue`` marks open ones past their due date."""
     return await service.list_requests(_org(request)["id"], status)
 
 
-@post(BASE, opt=rule(*MANAGERS), status_code=HTTP_201_CREATED, tags=["data-subject requests"])
+@post(BASE, opt=rule(*MANAGERS, personal_data="dsr"), status_code=HTTP_201_CREATED, tags=["data-subject requests"])
 async def file_request(request: Req, data: RequestIn) -> RequestOut:
     """File a request received from a data subject, by their e-mail or phone."""
     return await service.file(_ctx(request), actor_of(request), _org(request), data)
 
 
-@get(BASE + "/{dsr_id:uuid}", opt=rule(*MANAGERS), tags=["data-subject requests"])
+@get(BASE + "/{dsr_id:uuid}", opt=rule(*MANAGERS, personal_data="dsr"), tags=["data-subject requests"])
 async def read_request(request: Req, dsr_id: uuid.UUID) -> RequestDetail:
     """A request, its identifier, and how many records of the subject were found."""
     return await service.detail(_ctx(request), actor_of(request), _org(request), dsr_id)
 
 
-@post(BASE + "/{dsr_id:uuid}/export", opt=rule(*MANAGERS), status_code=HTTP_200_OK, tags=["data-subject requests"])
+@post(
+    BASE + "/{dsr_id:uuid}/export",
+    opt=rule(*MANAGERS, personal_data="dsr"),
+    status_code=HTTP_200_OK,
+    tags=["data-subject requests"],
+)
 async def export_request(request: Req, dsr_id: uuid.UUID) -> Response[SubjectExport]:
     """Everything held about the subject, machine-readable (format
     ``konsil.data-subject-export``, version 1), with who accessed it. Fulfils an
@@ -79,7 +84,12 @@ async def export_request(request: Req, dsr_id: uuid.UUID) -> Response[SubjectExp
     )
 
 
-@post(BASE + "/{dsr_id:uuid}/overview", opt=rule(*MANAGERS), status_code=HTTP_200_OK, tags=["data-subject requests"])
+@post(
+    BASE + "/{dsr_id:uuid}/overview",
+    opt=rule(*MANAGERS, personal_data="dsr"),
+    status_code=HTTP_200_OK,
+    tags=["data-subject requests"],
+)
 async def overview_request(request: Req, dsr_id: uuid.UUID) -> Response[str]:
     """The same as the export, as a plain-text overview a person can read."""
     data = await service.export(_ctx(request), actor_of(request), _org(request), dsr_id)
@@ -88,20 +98,35 @@ async def overview_request(request: Req, dsr_id: uuid.UUID) -> Response[str]:
     )
 
 
-@post(BASE + "/{dsr_id:uuid}/rectify", opt=rule(*MANAGERS), status_code=HTTP_200_OK, tags=["data-subject requests"])
+@post(
+    BASE + "/{dsr_id:uuid}/rectify",
+    opt=rule(*MANAGERS, personal_data="dsr"),
+    status_code=HTTP_200_OK,
+    tags=["data-subject requests"],
+)
 async def rectify_request(request: Req, dsr_id: uuid.UUID, data: Rectification) -> FulfilmentOut:
     """Correct the subject's name and/or phone on all their member and visit records."""
     return await service.rectify(_ctx(request), actor_of(request), _org(request), dsr_id, data)
 
 
-@post(BASE + "/{dsr_id:uuid}/erase", opt=rule(*MANAGERS), status_code=HTTP_200_OK, tags=["data-subject requests"])
+@post(
+    BASE + "/{dsr_id:uuid}/erase",
+    opt=rule(*MANAGERS, personal_data="dsr"),
+    status_code=HTTP_200_OK,
+    tags=["data-subject requests"],
+)
 async def erase_request(request: Req, dsr_id: uuid.UUID, data: Erasure) -> FulfilmentOut:
     """Erase the subject's visits (with calls, telemetry, relay receipts) and member
     accounts in this organisation; payment records stay (kept 5 years by law)."""
     return await service.erase(_ctx(request), actor_of(request), _org(request), dsr_id)
 
 
-@post(BASE + "/{dsr_id:uuid}/reject", opt=rule(*MANAGERS), status_code=HTTP_200_OK, tags=["data-subject requests"])
+@post(
+    BASE + "/{dsr_id:uuid}/reject",
+    opt=rule(*MANAGERS, personal_data="dsr"),
+    status_code=HTTP_200_OK,
+    tags=["data-subject requests"],
+)
 async def reject_request(request: Req, dsr_id: uuid.UUID, data: Rejection) -> RequestOut:
     """Close a request without answering it (e.g. the requester's identity was not verified)."""
     return await service.reject(_ctx(request), actor_of(request), _org(request), dsr_id, data.reason)

@@ -18,7 +18,8 @@ from typing import Annotated, Literal
 import msgspec
 
 from konsil.platform.lookup import normalise_email
-from konsil.tenants.schemas import PersonName
+from konsil.platform.text import LINE_PATTERN
+from konsil.tenants.schemas import EMAIL_LOCAL_CHAR, PersonName
 
 Kind = Literal["access", "rectification", "erasure", "portability"]
 KINDS: tuple[str, ...] = ("access", "rectification", "erasure", "portability")
@@ -29,13 +30,20 @@ RejectReason = Literal["identity_not_verified", "manifestly_unfounded", "duplica
 EXPORT_FORMAT = "konsil.data-subject-export"
 EXPORT_VERSION = 1
 
-_EMAIL = re.compile(r"^[^@\s<>\"(),;:]{1,64}@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_EMAIL = re.compile(rf"^{EMAIL_LOCAL_CHAR}{{1,64}}@{_LABEL}(?:\.{_LABEL})+\Z")
 _PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
 
-RawEmail = Annotated[str, msgspec.Meta(max_length=320, description="the data subject's e-mail address")]
+# Raw identifiers, normalised below: still single-line text (konsil.platform.text).
+RawEmail = Annotated[
+    str, msgspec.Meta(max_length=320, pattern=LINE_PATTERN, description="the data subject's e-mail address")
+]
 RawPhone = Annotated[
-    str, msgspec.Meta(max_length=40, description="the data subject's phone, with country code: +47 123 45 678")
+    str,
+    msgspec.Meta(
+        max_length=40, pattern=LINE_PATTERN, description="the data subject's phone, with country code: +47 123 45 678"
+    ),
 ]
 
 

@@ -25,6 +25,7 @@ from konsil.media_nodes.network_test.peer import Figures, OfferRefused, Plan, Pr
 from konsil.media_nodes.network_test.peer import relay_candidates_only as relay_candidates_only
 from konsil.media_nodes.network_test.tables import NetworkTestResult
 from konsil.media_nodes.registry import NodeRegistry
+from konsil.platform.text import MULTILINE_PATTERN
 from konsil.regions.context import RegionContext
 
 log = logging.getLogger("konsil.network_test")
@@ -50,7 +51,7 @@ GOOD_LOSS_PERCENT = 2.0  # audio and video conceal this much loss
 GOOD_THROUGHPUT_KBPS = 1_000.0  # a clear video picture upwards, with audio
 
 BrowserFamily = Literal["chrome", "edge", "firefox", "safari", "opera", "samsung", "other"]
-Language = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$", max_length=35)]
+Language = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}\Z", max_length=35)]
 Seconds = Annotated[float, msgspec.Meta(ge=MIN_PHASE_SECONDS)]
 
 
@@ -63,7 +64,7 @@ class NetworkTestIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The browser's offer (non-trickle: its relay candidates inside) and what to test."""
 
     transport: Transport
-    sdp: Annotated[str, msgspec.Meta(min_length=10, max_length=MAX_SDP_CHARS)]
+    sdp: Annotated[str, msgspec.Meta(min_length=10, max_length=MAX_SDP_CHARS, pattern=MULTILINE_PATTERN)]
     probe_seconds: Annotated[float, msgspec.Meta(ge=MIN_PHASE_SECONDS, le=MAX_PROBE_SECONDS)] = DEFAULT_PROBE_SECONDS
     bulk_seconds: Annotated[float, msgspec.Meta(ge=MIN_PHASE_SECONDS, le=MAX_BULK_SECONDS)] = DEFAULT_BULK_SECONDS
     browser: BrowserInfo | None = None

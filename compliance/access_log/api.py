@@ -1,0 +1,108 @@
+"""The organisation's access-log view: who read or changed personal data, and who was
+refused (NEN 7513 fields; entries hold pseudonymous references only, never decrypted
+personal data). For owners, admins and auditors; reading it is itself access-logged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Router, get
+from litestar.params import Parameter
+
+from konsil.compliance.access_log import service
+from konsil.compliance.access_log.service import EntryRecord, Outcome
+from konsil.platform import errors
+from konsil.tenants.actors import actor_of, record
+from konsil.tenants.auth import authorize, rule
+
+Req = Request[Any, Any, Any]
+MAX_PAGE = 500
+READERS = ("owner", "admin", "auditor")
+
+
+class EntryOut(msgspec.Struct):
+    """One entry, in NEN 7513 terms."""
+
+    seq: int
+    at: dt.datetime
+    actor: str
+    actor_role: str
+    on_behalf_of: str
+    subject_ref: str
+    action: str
+    object_type: str
+    object_id: str
+    source_address: str
+    outcome: str
+    purpose: str
+    source: str
+
+
+class AccessLogPage(msgspec.Struct):
+    entries: list[EntryOut]
+    # Pass as ``cursor`` for the next (older) page; null when there is none.
+    next_cursor: int | None
+    # Entries with outcome "denied" in the period asked for (since/until), all pages together.
+    denied: int
+
+
+def _out(record: EntryRecord) -> EntryOut:
+    return EntryOut(
+        seq=record.seq,
+        at=record.at,
+        actor=record.actor,
+        actor_role=record.actor_role,
+        on_behalf_of=record.on_behalf_of,
+        subject_ref=record.subject_ref,
+        action=record.action,
+        object_type=record.object_type,
+        object_id=record.object_id,
+        source_address=record.source_address,
+        outcome=record.outcome,
+        purpose=record.purpose,
+        source=record.source,
+    )
+
+
+@get("/api/v1/orgs/{slug:str}/access-log", opt=rule(*READERS, personal_data="access_log"), tags=["access log"])
+async def read_access_log(
+    request: Req,
+    outcome: Outcome | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[int | None, Parameter(ge=1, description="next_cursor of the page before")] = None,
+) -> AccessLogPage:
+    """The organisation's access log, newest first: every read or change of personal
+    data and every refused attempt. ``since`` is inclusive, ``until`` exclusive; both
+    need a time zone."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise errors.bad_request(f"{name} needs a time zone, e.g. 2026-11-28T00:00:00Z")
+    if since is not None and until is not None and since >= until:
+        raise errors.bad_request("since must be before until")
+    org = request.state.org
+    org_id: uuid.UUID = org["id"]
+    records = await service.page(org_id, limit=limit + 1, before_seq=cursor, outcome=outcome, since=since, until=until)
+    denied = await service.count(org_id, outcome="denied", since=since, until=until)
+    shown = records[:limit]
+    await record(
+        request.app.state.region,
+        actor_of(request).for_purpose("review the access log"),
+        org_id,
+        "read",
+        "access_log",
+        f"entries:{len(shown)}",
+        "access_log",
+    )
+    return AccessLogPage(
+        entries=[_out(r) for r in shown],
+        next_cursor=shown[-1].seq if len(records) > limit else None,
+        denied=denied,
+    )
+
+
+access_log_router = Router(path="/", guards=[authorize], route_handlers=[read_access_log])
