@@ -93,6 +93,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self.transport.is_closing():
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False  # a pipelined head: close once the answer before it is out
+            return
         if self._head_started:  # a connection that never said anything is just closed
             log.info("client too slow: request head not complete within %s s; closed", self.header_timeout)
             self.transport.write(_plain_answer(408, "timeout", "the request head did not arrive in time"))
@@ -152,10 +155,10 @@ class GuardedWebSocketsProtocol(WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol whose close does not wait for the peer.
 
     uvicorn waits until the transport is writable before sending anything, a close
-    included; a peer that never reads keeps it waiting forever, and a closing
-    transport with unsent data is never closed. Here a close to a peer whose buffer is
-    full drops the connection (and the unsent data) at once; any other close drops it
-    if the peer has not answered within ``close_timeout``."""
+    included, so a peer that never reads keeps it waiting forever; and a transport
+    closed with unsent data stays open until that data is gone. Here the close frame
+    is queued at once, and if the peer has not answered it within
+    ``drop_after_seconds`` the connection is dropped with whatever it did not read."""
 
     drop_after_seconds: float = 5.0
 
@@ -174,10 +177,7 @@ class GuardedWebSocketsProtocol(WebSocketsSansIOProtocol):
         reason = message.get("reason", "") or ""
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.close_sent = True
-        if not self.writable.is_set():  # the peer has not read what it was sent: cut it off
-            self.transport.abort()
-            return
-        self.conn.send_close(code, reason)
+        self.conn.send_close(code, reason)  # behind what the peer has not read yet, if anything
         self.transport.write(b"".join(self.conn.data_to_send()))
         if self.read_paused:
             self.read_paused = False

@@ -421,7 +421,8 @@ async def test_a_peer_that_never_reads_is_cut_off_not_buffered(stack: Stack) -> 
         # The expert's connection: no compression, and a small fixed receive buffer, so
         # that a client that does not read holds up the server soon (a browser's tab
         # that hangs fills the kernel's buffers the same way, only later).
-        raw = pysocket.create_connection(p.base.removeprefix("http://").split(":"))
+        host, port = p.base.removeprefix("http://").split(":")
+        raw = pysocket.create_connection((host, int(port)))
         raw.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_RCVBUF, 64 * 1024)
         async with socket(p.base, f"{visitor.path}/ws", konsil_visit=visitor.token) as visitor_ws:
             assert await receive(visitor_ws) == {"type": "waiting"}

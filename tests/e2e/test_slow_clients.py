@@ -182,6 +182,12 @@ def test_requests_in_time_are_served_on_a_kept_alive_connection(servers: dict[st
         sock.sendall(body[byte : byte + 8])
     answer = answer_and_close(sock)
     assert answer.startswith(b"HTTP/1.1 200 "), answer
+    # The next request on a kept-alive connection has the same deadline for its head.
+    sock = connect(url)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /healthz HTTP/1.1\r\nho")
+    answer = answer_and_close(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"HTTP/1.1 ") == 2, answer
+    assert b"HTTP/1.1 408 " in answer, answer
 
 
 def test_a_client_that_went_away_is_one_plain_log_line(servers: dict[str, tuple[str, Path]]) -> None:
