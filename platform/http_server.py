@@ -132,17 +132,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is None:  # the next request on a kept-alive connection
             self._head_timer = self.loop.call_later(self.header_timeout, self._head_too_slow)
 
-    def _count_head(self, size: int) -> None:
-        self._head_bytes += size
+    def on_url(self, url: bytes) -> None:
+        self._head_bytes += len(url)
         if self._head_bytes > self.max_header_bytes:
             raise _HeadTooLarge
-
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
+        self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self._head_bytes > self.max_header_bytes:
+            raise _HeadTooLarge
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
