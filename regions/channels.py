@@ -11,7 +11,9 @@ Each subscriber (one per socket and channel set) holds the events its socket has
 sent yet. Litestar's queue for them has no bound, so a peer that never reads would
 make it grow without end; ``BoundedSubscriber`` caps it in events and bytes, and past
 either cap drops the backlog and tells its socket, which is then closed: a slow
-consumer is cut off, not buffered (tenants/signaling.py).
+consumer is cut off, not buffered (tenants/signaling.py). ``RegionChannels`` makes
+such subscribers, and forgets a channel when its last subscriber leaves (Litestar
+keeps an empty entry for every channel ever used: a few hundred bytes per call).
 """
 
 from __future__ import annotations
@@ -21,14 +23,13 @@ import base64
 import logging
 import zlib
 from collections.abc import AsyncGenerator, Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import asyncpg
+from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.asyncpg import AsyncPgChannelsBackend
+from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.subscriber import BacklogStrategy, Subscriber
-
-if TYPE_CHECKING:
-    from litestar.channels import ChannelsPlugin
 
 log = logging.getLogger("konsil.channels")
 
@@ -142,3 +143,17 @@ class BoundedSubscriber(Subscriber):
         async for item in super().iter_events():
             self.backlog_bytes -= len(item)
             yield item
+
+
+class RegionChannels(ChannelsPlugin):
+    """The region's channels plugin: bounded subscribers, no entries left behind."""
+
+    def __init__(self, backend: ChannelsBackend, **options: Any) -> None:
+        super().__init__(backend, arbitrary_channels_allowed=True, subscriber_class=BoundedSubscriber, **options)
+
+    async def unsubscribe(self, subscriber: Subscriber, channels: str | Iterable[str] | None = None) -> None:
+        left = [channels] if isinstance(channels, str) else list(channels if channels is not None else self._channels)
+        await super().unsubscribe(subscriber, left)
+        for channel in left:
+            if not self._channels.get(channel, True):
+                del self._channels[channel]

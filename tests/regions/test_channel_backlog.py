@@ -13,14 +13,12 @@ import pytest
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
 
-from konsil.regions.channels import BoundedSubscriber
+from konsil.regions.channels import BoundedSubscriber, RegionChannels
 
 
 @pytest.fixture
 async def plugin() -> AsyncIterator[ChannelsPlugin]:
-    channels = ChannelsPlugin(
-        backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True, subscriber_class=BoundedSubscriber
-    )
+    channels = RegionChannels(MemoryChannelsBackend())
     async with channels:
         yield channels
 
@@ -70,3 +68,19 @@ async def test_a_reader_that_does_not_read_is_cut_off(plugin: ChannelsPlugin, si
     assert subscriber.overflowed and told == ["overflow"]  # told once
     assert subscriber.backlog == 1 and subscriber.backlog_bytes == 0  # only the end-of-stream mark
     assert [event async for event in subscriber.iter_events()] == []  # the stream has ended
+
+
+async def test_channels_are_forgotten_when_their_last_subscriber_leaves(plugin: ChannelsPlugin) -> None:
+    """Litestar keeps an entry for every channel ever subscribed; a region serves
+    calls for months, four channels each."""
+    for call in range(500):
+        channels = [f"call:{call}", f"call:{call}:visitor"]
+        first, second = await plugin.subscribe(channels), await plugin.subscribe(channels[:1])
+        await plugin.unsubscribe(first, channels)
+        await plugin.wait_published(b"still relayed", channels[:1])
+        async with asyncio.timeout(5):
+            async for event in second.iter_events():
+                assert event == b"still relayed"
+                break
+        await plugin.unsubscribe(second, channels[:1])
+    assert plugin._channels == {}
