@@ -13,8 +13,9 @@ it likes. Here:
   application only runs once the whole body is in, so it never sees a half body;
 - a client that goes away in the middle of its request is logged as one plain line,
   "client went away", not as an error;
-- a WebSocket close does not wait for a peer that does not read: its connection is
-  dropped with whatever was still unsent (tenants/signaling.py closes such sockets).
+- a WebSocket close does not wait for a peer that does not read: the close frame is
+  queued at once, and a peer that has not answered it within a few seconds is
+  dropped with whatever it did not read (tenants/signaling.py closes such sockets).
 
 Log lines name no client address and no path: both can identify a person.
 """
@@ -40,7 +41,6 @@ from konsil.platform.web import SECURITY_HEADERS
 log = logging.getLogger("konsil.http")
 
 CLIENT_WENT_AWAY = "client went away"
-
 
 _PHRASES = {408: "Request Timeout", 413: "Content Too Large", 431: "Request Header Fields Too Large"}
 
