@@ -20,6 +20,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from konsil.tenants.visits import TELEMETRY_LIMITS
 from tests.conftest import Stack, fetch
 
 pytestmark = pytest.mark.e2e
@@ -373,11 +374,13 @@ async def test_telemetry_is_bounded_per_participant_and_call(stack: Stack) -> No
         actions = await flood(c.visitor_ws, [{"type": "action", "action": "mute"}] * 300)
         elapsed = asyncio.get_running_loop().time() - started
 
+        # A burst, then one per interval (a burst of 5, one per 4 s; for actions 30, one per s).
+        q, a = TELEMETRY_LIMITS["quality"], TELEMETRY_LIMITS["action"]
         stored = await telemetry_count(stack, c.id, "visitor", "quality")
-        assert 5 <= stored <= 5 + elapsed / 4 + 1, (stored, elapsed)  # a burst of 5, then one per 4 s
+        assert q.burst <= stored <= q.burst + elapsed / q.every_seconds + 1, (stored, elapsed)
         assert len(errors) == 2000 - stored and all("was not stored" in e for e in errors)
         stored_actions = await telemetry_count(stack, c.id, "visitor", "action")
-        assert 30 <= stored_actions <= 30 + elapsed + 1, (stored_actions, elapsed)
+        assert a.burst <= stored_actions <= a.burst + elapsed / a.every_seconds + 1, (stored_actions, elapsed)
         assert len(actions) == 300 - stored_actions
 
         # Reconnecting does not reset the budget.
@@ -387,7 +390,7 @@ async def test_telemetry_is_bounded_per_participant_and_call(stack: Stack) -> No
             more = await flood(again, [quality] * 20)
         elapsed = asyncio.get_running_loop().time() - started
         now_stored = await telemetry_count(stack, c.id, "visitor", "quality")
-        assert now_stored <= 5 + elapsed / 4 + 1 and len(more) == 20 - (now_stored - stored)
+        assert now_stored <= q.burst + elapsed / q.every_seconds + 1 and len(more) == 20 - (now_stored - stored)
 
         # The other participant has a budget of its own; the total per call holds too,
         # counted from what is stored (as after a reconnect to another replica).
@@ -395,11 +398,12 @@ async def test_telemetry_is_bounded_per_participant_and_call(stack: Stack) -> No
             stack.dsns["eu"],
             "INSERT INTO call_telemetry (id, org_id, call_id, visit_id, participant, kind, data, at, expires_at) "
             "SELECT gen_random_uuid(), c.org_id, c.id, c.visit_id, 'expert', 'quality', '{}', now(), now() "
-            'FROM "call" c, generate_series(1, 7199) WHERE c.id = $1',
+            'FROM "call" c, generate_series(1, $2) WHERE c.id = $1',
             uuid.UUID(c.id),
+            q.per_call - 1,
         )
         refused_samples = await flood(c.expert_ws, [quality] * 3)
-        assert await telemetry_count(stack, c.id, "expert", "quality") == 7200
+        assert await telemetry_count(stack, c.id, "expert", "quality") == q.per_call == 7200
         assert len(refused_samples) == 2 and all("7200" in e for e in refused_samples)
 
 
