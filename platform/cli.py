@@ -14,7 +14,7 @@ from konsil.platform.settings import ConfigError, Settings, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from konsil.platform.http_server import serve
 
     settings = load_settings(args.config)
     if args.what == "control":
@@ -27,17 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         app = create_region_app(settings, args.region)
         listen = settings.region(args.region or settings.regions[0].id).listen
-    host, _, port = listen.rpartition(":")
-    # No access log: request lines are not needed and logs must stay free of personal data.
-    uvicorn.run(
-        app,
-        host=host.strip("[]"),
-        port=int(port),
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
+    serve(app, settings, listen)
     return 0
 
 

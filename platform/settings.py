@@ -118,6 +118,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     session_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 30
     signature_window_seconds: Annotated[int, msgspec.Meta(ge=5, le=600)] = 60
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
+    # Slow clients (platform/http_server.py): a request head must be complete this soon
+    # after its first byte and this small; a request body this soon after the head.
+    header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 32 * 1024
+    body_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     # Key of the keyed hash of normalised e-mail addresses (login discovery). The
     # control plane and the regions share it; regions send only the hash.
     discovery_key: Secret | None = None

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, Response, Router
-from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.contrib.jinja import JinjaTemplateEngine
@@ -34,7 +33,7 @@ from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.signing import Verifier
 from konsil.platform.web import LOGGING, SignedCalls, healthz, security_headers, strict_json_body
-from konsil.regions.channels import PgNotifyChannels
+from konsil.regions.channels import PgNotifyChannels, RegionChannels
 from konsil.regions.context import ControlLink, RegionContext
 from konsil.regions.internal import internal_router
 from konsil.regions.resources import build_tenant_keys
@@ -143,7 +142,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             await ctx.keys.provider.close()
             await database.stop(engine)
 
-    channels = ChannelsPlugin(backend=channels_backend(region), arbitrary_channels_allowed=True)
+    channels = RegionChannels(channels_backend(region))
     ctx.extra["channels"] = channels
     app = Litestar(
         route_handlers=[

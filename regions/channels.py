@@ -6,6 +6,14 @@ one keeps a publishing connection, reconnects once on failure and logs (never
 raises) when an event cannot be sent, so one database hiccup does not silence the
 region's live events. NOTIFY payloads are limited to 8000 bytes: larger events are
 compressed, and an event that still does not fit is dropped with a warning.
+
+Each subscriber (one per socket and channel set) holds the events its socket has not
+sent yet. Litestar's queue for them has no bound, so a peer that never reads would
+make it grow without end; ``BoundedSubscriber`` caps it in events and bytes, and past
+either cap drops the backlog and tells its socket, which is then closed: a slow
+consumer is cut off, not buffered (tenants/signaling.py). ``RegionChannels`` makes
+such subscribers, and forgets a channel when its last subscriber leaves (Litestar
+keeps an empty entry for every channel ever used: a few hundred bytes per call).
 """
 
 from __future__ import annotations
@@ -14,10 +22,14 @@ import asyncio
 import base64
 import logging
 import zlib
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
+from typing import Any
 
 import asyncpg
+from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.asyncpg import AsyncPgChannelsBackend
+from litestar.channels.backends.base import ChannelsBackend
+from litestar.channels.subscriber import BacklogStrategy, Subscriber
 
 log = logging.getLogger("konsil.channels")
 
@@ -115,3 +127,73 @@ class PgNotifyChannels(AsyncPgChannelsBackend):
                 self._queue.put_nowait((channel, unpack(payload)))
             except (ValueError, zlib.error):
                 log.warning("an unreadable live event on %s was ignored", channel[:12])
+
+
+class BoundedSubscriber(Subscriber):
+    """A subscriber whose backlog is bounded: at most ``MAX_EVENTS`` events and
+    ``MAX_BYTES`` bytes wait for its consumer. Past either bound the backlog is dropped,
+    the subscriber takes no more events, its stream ends and ``on_overflow`` is called
+    (the socket it feeds is closed: its reader is too slow)."""
+
+    # A call's burst (an offer of up to 20 kB and a few dozen ICE candidates) fits many
+    # times over; a peer that does not read for a while does not.
+    MAX_EVENTS = 200
+    MAX_BYTES = 512 * 1024
+
+    def __init__(
+        self, plugin: ChannelsPlugin, max_backlog: int | None = None, backlog_strategy: BacklogStrategy = "backoff"
+    ) -> None:
+        super().__init__(plugin)  # an unbounded queue: the bounds are kept here, with bytes
+        self.backlog_bytes = 0
+        self.overflowed = False
+        self.channels: list[str] = []  # what it was subscribed to (to unsubscribe just those)
+        self.on_overflow: Callable[[], None] | None = None
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def put_nowait(self, item: bytes | None) -> bool:
+        if self.overflowed:
+            return False
+        if item is not None:
+            if self._queue.qsize() >= self.MAX_EVENTS or self.backlog_bytes + len(item) > self.MAX_BYTES:
+                self._overflow()
+                return False
+            self.backlog_bytes += len(item)
+        return super().put_nowait(item)
+
+    async def put(self, item: bytes | None) -> None:
+        if item is None:
+            await super().put(None)  # the end of the stream (unsubscribed)
+        else:
+            self.put_nowait(item)
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._queue.task_done()
+        self.backlog_bytes = 0
+        self._queue.put_nowait(None)  # ends iter_events
+        if self.on_overflow is not None:
+            self.on_overflow()
+
+    async def iter_events(self) -> AsyncGenerator[bytes, None]:
+        async for item in super().iter_events():
+            self.backlog_bytes -= len(item)
+            yield item
+
+
+class RegionChannels(ChannelsPlugin):
+    """The region's channels plugin: bounded subscribers, no entries left behind."""
+
+    def __init__(self, backend: ChannelsBackend, **options: Any) -> None:
+        super().__init__(backend, arbitrary_channels_allowed=True, subscriber_class=BoundedSubscriber, **options)
+
+    async def unsubscribe(self, subscriber: Subscriber, channels: str | Iterable[str] | None = None) -> None:
+        left = [channels] if isinstance(channels, str) else list(channels if channels is not None else self._channels)
+        await super().unsubscribe(subscriber, left)
+        for channel in left:
+            if not self._channels.get(channel, True):
+                del self._channels[channel]

@@ -6,12 +6,19 @@ pass by; only telemetry samples and in-call actions are kept, per call, P5). A b
 message gets an error reply and the call goes on. Events travel through Litestar
 channels, so participants may sit on different region replicas (in-memory backend
 in the embedded mode, PostgreSQL LISTEN/NOTIFY in services mode).
+
+A socket whose peer does not take its messages in time is closed with code 4408
+(the page reconnects): its backlog is bounded (regions/channels.py) and a message it
+has not taken within ``SEND_TIMEOUT_SECONDS`` ends it. Nothing is buffered without
+bound for a slow reader. Telemetry is bounded per participant and call
+(tenants/visits.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections import OrderedDict
 from typing import Annotated, Any, Literal
@@ -25,14 +32,20 @@ from konsil.media_nodes.allocation import NoHealthyNode, allocate_node, pick_nod
 from konsil.media_nodes.ice import IceServer, ice_servers
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.platform import errors
+from konsil.regions.channels import BoundedSubscriber
 from konsil.regions.context import RegionContext
 from konsil.tenants import visits
 from konsil.tenants.actors import Actor, actor_of, source_address
 from konsil.tenants.auth import rule
 from konsil.tenants.tables import Organisation
 
+log = logging.getLogger("konsil.signaling")
+
 MAX_MESSAGE_BYTES = 32 * 1024
 VISIT_COOKIE = "konsil_visit"
+# A peer that has not taken a message this long after it was sent is cut off.
+SEND_TIMEOUT_SECONDS = 15.0
+TOO_SLOW = 4408  # close code: the page did not read its messages in time (it reconnects)
 
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
 Ms = Annotated[float, msgspec.Meta(ge=0, le=600_000)]
@@ -134,8 +147,39 @@ def _origin_ok(socket: WebSocket[Any, Any, Any]) -> bool:
     return origin.rstrip("/") in {public, f"http://{host}", f"https://{host}"}
 
 
+class TooSlow(Exception):
+    """The socket's peer does not take its messages: it is closed with ``TOO_SLOW``."""
+
+
 async def _send(socket: WebSocket[Any, Any, Any], event: dict[str, Any]) -> None:
-    await socket.send_text(msgspec.json.encode(event).decode())
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+            await socket.send_text(msgspec.json.encode(event).decode())
+    except TimeoutError:
+        raise TooSlow(f"a message was not taken within {SEND_TIMEOUT_SECONDS:g} s") from None
+
+
+async def _cut_off(socket: WebSocket[Any, Any, Any], why: str) -> None:
+    """Close a socket whose peer does not read; what it had not taken is dropped."""
+    log.warning("signaling socket closed, its peer is too slow: %s", why)
+    with contextlib.suppress(Exception):
+        await socket.close(code=TOO_SLOW, reason="too slow: messages were not read in time")
+
+
+async def _subscribe(
+    socket: WebSocket[Any, Any, Any], channels: list[str], tasks: list[asyncio.Task[None]]
+) -> BoundedSubscriber:
+    """A subscriber for this socket: when its backlog overflows, the socket is closed."""
+    subscriber = await _channels(socket).subscribe(channels)
+    assert isinstance(subscriber, BoundedSubscriber)
+    subscriber.channels = channels
+    why = f"more than {subscriber.MAX_EVENTS} events or {subscriber.MAX_BYTES} bytes were waiting"
+
+    def overflowed() -> None:
+        tasks.append(asyncio.create_task(_cut_off(socket, why)))
+
+    subscriber.on_overflow = overflowed
+    return subscriber
 
 
 def _relays_for(ctx: RegionContext, call_id: uuid.UUID) -> tuple[list[IceServer], str | None, str | None]:
@@ -209,19 +253,28 @@ def _call_setup(
 
 async def _pump(socket: WebSocket[Any, Any, Any], subscriber: Any, me: str, on_event: Any = None) -> None:
     """Channel events → this socket (skipping what this participant sent itself)."""
-    async for raw in subscriber.iter_events():
-        event = msgspec.json.decode(raw)
-        if event.get("from") == me:
-            continue
-        if on_event is not None and await on_event(event):
-            continue
-        if "msg" in event:
-            await _send(socket, {**event["msg"], "from": event["from"]})
-        else:
-            await _send(socket, event)
-        if (event.get("msg") or event).get("type") == "ended":
-            await socket.close()  # the call is over: the receive loop ends with the socket
-            return
+    try:
+        async for raw in subscriber.iter_events():
+            event = msgspec.json.decode(raw)
+            if event.get("from") == me:
+                continue
+            if on_event is not None and await on_event(event):
+                continue
+            if "msg" in event:
+                await _send(socket, {**event["msg"], "from": event["from"]})
+            else:
+                await _send(socket, event)
+            if (event.get("msg") or event).get("type") == "ended":
+                await socket.close()  # the call is over: the receive loop ends with the socket
+                return
+    except TooSlow as exc:
+        await _cut_off(socket, str(exc))
+
+
+def _inbox(call_id: uuid.UUID, role: str) -> str:
+    """What one participant of a call is sent by the other (never its own messages back:
+    a sender's echo would fill its own backlog). The call's channel carries the rest."""
+    return f"{visits.call_channel(call_id)}:{role}"
 
 
 class CallSession:
@@ -234,27 +287,28 @@ class CallSession:
         self.actor = actor
         self.call: dict[str, Any] | None = None
         self.tasks: list[asyncio.Task[None]] = []
-        self.subscribers: list[Any] = []
+        self.subscribers: list[BoundedSubscriber] = []
 
     async def join(self, call: dict[str, Any]) -> None:
         ctx = _ctx(self.socket)
         self.call = call
-        subscriber = await _channels(self.socket).subscribe([visits.call_channel(call["id"])])
+        channels = [visits.call_channel(call["id"]), _inbox(call["id"], self.role)]
+        subscriber = await _subscribe(self.socket, channels, self.tasks)
         self.subscribers.append(subscriber)
         self.tasks.append(asyncio.create_task(_pump(self.socket, subscriber, self.role)))
         joined, node_id = _call_setup(ctx, self.org, call["id"], self.role)
         if node_id is not None:
             await visits.record_relay(ctx, self.actor, call, node_id)
         await _send(self.socket, joined)
-        self.relay(Hello())
+        await self.relay(Hello())
 
-    def relay(self, message: ClientMessage) -> None:
+    async def relay(self, message: ClientMessage) -> None:
+        """To the other participant. Published before the next message is read, so a
+        sender cannot outrun the channel (no queue of its own grows behind it)."""
         assert self.call is not None
-        visits.publish(
-            _ctx(self.socket),
-            visits.call_channel(self.call["id"]),
-            {"from": self.role, "msg": msgspec.to_builtins(message)},
-        )
+        event = msgspec.json.encode({"from": self.role, "msg": msgspec.to_builtins(message)})
+        peer = "expert" if self.role == "visitor" else "visitor"
+        await _channels(self.socket).wait_published(event, [_inbox(self.call["id"], peer)])
 
     async def handle(self, message: ClientMessage) -> bool:
         """Act on one message; False when the session is over."""
@@ -262,7 +316,7 @@ class CallSession:
         if self.call is None:
             raise BadMessage("not in a call yet")
         if isinstance(message, RELAYED):
-            self.relay(message)
+            await self.relay(message)
         elif isinstance(message, Quality | Action):
             kind = "quality" if isinstance(message, Quality) else "action"
             fields = {name: getattr(message, name) for name in message.__struct_fields__ if name != "call_id"}
@@ -282,7 +336,7 @@ class CallSession:
                 await task
         for subscriber in self.subscribers:
             with contextlib.suppress(Exception):
-                await _channels(self.socket).unsubscribe(subscriber)
+                await _channels(self.socket).unsubscribe(subscriber, subscriber.channels)
 
 
 async def _receive_loop(socket: WebSocket[Any, Any, Any], session: CallSession, on_message: Any) -> None:
@@ -292,14 +346,18 @@ async def _receive_loop(socket: WebSocket[Any, Any, Any], session: CallSession, 
         except WebSocketDisconnect:
             return
         try:
-            call_id = session.call["id"] if session.call else None
-            message = decode(raw, call_id)
-            if not await on_message(message):
-                return
-        except BadMessage as exc:
-            await _send(socket, {"type": "error", "message": str(exc)})
-        except errors.AppError as exc:
-            await _send(socket, {"type": "error", "message": exc.message})
+            try:
+                call_id = session.call["id"] if session.call else None
+                message = decode(raw, call_id)
+                if not await on_message(message):
+                    return
+            except BadMessage as exc:
+                await _send(socket, {"type": "error", "message": str(exc)})
+            except errors.AppError as exc:
+                await _send(socket, {"type": "error", "message": exc.message})
+        except TooSlow as exc:
+            await _cut_off(socket, str(exc))
+            return
 
 
 async def _still_here(ctx: RegionContext, visit: dict[str, Any], session: CallSession) -> None:
@@ -328,7 +386,6 @@ async def visitor_socket(socket: WebSocket[Any, Any, Any], slug: str, room_slug:
     ctx = _ctx(socket)
     actor = Actor(f"visitor:{visit_id}", "visitor", f"visitor:{visit_id}", source_address(socket), "video consultation")
     session = CallSession(socket, org, "visitor", actor)
-    channels = _channels(socket)
     admitted = asyncio.Event()
 
     async def on_visit_event(event: dict[str, Any]) -> bool:
@@ -342,7 +399,7 @@ async def visitor_socket(socket: WebSocket[Any, Any, Any], slug: str, room_slug:
             return True
         return False
 
-    visit_subscriber = await channels.subscribe([visits.visit_channel(visit_id)])
+    visit_subscriber = await _subscribe(socket, [visits.visit_channel(visit_id)], session.tasks)
     session.subscribers.append(visit_subscriber)
     session.tasks.append(asyncio.create_task(_pump(socket, visit_subscriber, "visitor", on_visit_event)))
     try:
@@ -414,18 +471,23 @@ async def dashboard_socket(socket: WebSocket[Any, Any, Any]) -> None:
         return
     org = socket.state.org
     await socket.accept()
-    async with _channels(socket).start_subscription([visits.dashboard_channel(org["id"])]) as subscriber:
-        pump = asyncio.create_task(_pump(socket, subscriber, "dashboard"))
+    tasks: list[asyncio.Task[None]] = []
+    subscriber = await _subscribe(socket, [visits.dashboard_channel(org["id"])], tasks)
+    tasks.append(asyncio.create_task(_pump(socket, subscriber, "dashboard")))
+    try:
         await _send(socket, {"type": "ready"})
-        try:
-            while True:
-                await socket.receive_data(mode="text")  # the dashboard only listens
-        except WebSocketDisconnect:
-            pass
-        finally:
-            pump.cancel()
+        while True:
+            await socket.receive_data(mode="text")  # the dashboard only listens
+    except (WebSocketDisconnect, TooSlow):
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump
+                await task
+        with contextlib.suppress(Exception):
+            await _channels(socket).unsubscribe(subscriber, subscriber.channels)
 
 
 SOCKETS = [visitor_socket, expert_call_socket, dashboard_socket]

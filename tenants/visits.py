@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
+import time
 import uuid
-from typing import Any
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -24,6 +28,8 @@ from konsil.tenants.keys.cipher import FieldDecryptionError, OrgCipher
 from konsil.tenants.personal_data import FieldRef
 from konsil.tenants.schemas import PersonName, Phone
 from konsil.tenants.tables import Call, CallRelayReceipt, CallTelemetry, Room, Visit
+
+log = logging.getLogger("konsil.visits")
 
 MANAGERS = {"owner", "admin"}
 
@@ -396,7 +402,74 @@ async def receipt_of(ctx: RegionContext, org: dict[str, Any], call: dict[str, An
     return ReceiptOut(receipt, row["signature"], public, receipts.verify(public, receipt, row["signature"]))
 
 
+class TelemetryLimit(NamedTuple):
+    every_seconds: float  # one sample per this many seconds on average
+    burst: int  # samples that may come at once
+    per_call: int  # samples of one participant in one call, at most
+
+
+TELEMETRY_LIMITS = {
+    # The call pages sample network quality every 5 s (TELEMETRY_SECONDS in call.js);
+    # a little faster allows for timer jitter and the last sample at hang-up. 7,200
+    # samples are ten hours of a call.
+    "quality": TelemetryLimit(every_seconds=4.0, burst=5, per_call=7_200),
+    # In-call actions are clicks (mute, camera, screen share) and permission changes.
+    "action": TelemetryLimit(every_seconds=1.0, burst=30, per_call=2_000),
+}
+
+
+@dataclass
+class _TelemetryBudget:
+    tokens: float
+    at: float  # time.monotonic() of the last refill
+    stored: int  # this participant's samples of this kind in this call
+    dropped: int = 0
+
+
+# Per (call, participant, kind), shared by all sockets of this process, so reconnecting
+# does not reset them. A budget starts from the rows already stored (a reconnect to
+# another replica, or one evicted here), so the total holds across both.
+_budgets: OrderedDict[tuple[uuid.UUID, str, str], _TelemetryBudget] = OrderedDict()
+MAX_BUDGETS = 10_000
+
+
+async def _telemetry_budget(call_id: uuid.UUID, participant: str, kind: str) -> _TelemetryBudget:
+    key = (call_id, participant, kind)
+    budget = _budgets.get(key)
+    if budget is not None:
+        _budgets.move_to_end(key)
+        return budget
+    stored = await CallTelemetry.count().where(
+        (CallTelemetry.call_id == call_id) & (CallTelemetry.participant == participant) & (CallTelemetry.kind == kind)
+    )
+    budget = _budgets.setdefault(key, _TelemetryBudget(TELEMETRY_LIMITS[kind].burst, time.monotonic(), stored))
+    while len(_budgets) > MAX_BUDGETS:
+        _budgets.popitem(last=False)
+    return budget
+
+
+def _take(budget: _TelemetryBudget, limit: TelemetryLimit, kind: str) -> None:
+    """Count one sample against the budget; raise 429 (the socket is told) when over."""
+    now = time.monotonic()
+    budget.tokens = min(limit.burst, budget.tokens + (now - budget.at) / limit.every_seconds)
+    budget.at = now
+    if budget.stored >= limit.per_call:
+        why = f"this call has its {limit.per_call} {kind} samples already"
+    elif budget.tokens < 1:
+        why = f"at most one {kind} sample every {limit.every_seconds:g} s"
+    else:
+        budget.tokens -= 1
+        budget.stored += 1
+        return
+    budget.dropped += 1
+    if budget.dropped == 1:
+        log.warning("call telemetry over its limit (%s); further %s samples are dropped", why, kind)
+    raise errors.AppError(429, "too_many_requests", f"{why}; this one was not stored")
+
+
 async def store_telemetry(org_id: uuid.UUID, call: dict[str, Any], participant: str, kind: str, data: bytes) -> None:
+    """Keep one sample, within the participant's budget for the call (429 past it)."""
+    _take(await _telemetry_budget(call["id"], participant, kind), TELEMETRY_LIMITS[kind], kind)
     await CallTelemetry.insert(
         CallTelemetry(
             id=uuid.uuid4(),

@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket as pysocket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +20,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from konsil.tenants.visits import TELEMETRY_LIMITS
 from tests.conftest import Stack, fetch
 
 pytestmark = pytest.mark.e2e
@@ -323,3 +326,137 @@ async def test_sockets_refuse_a_foreign_origin(stack: Stack) -> None:
             assert (await receive(ws))["type"] == "joined"
         async with socket(p.base, f"{visitor.path}/ws", p.base + "/", konsil_visit=visitor.token) as ws:
             assert (await receive(ws))["type"] == "joined"
+
+
+# --- bounds: telemetry per participant and call, the relay per socket ------------------------
+
+
+async def telemetry_count(stack: Stack, call_id: str, participant: str, kind: str) -> int:
+    rows = await fetch(
+        stack.dsns["eu"],
+        "SELECT count(*) AS n FROM call_telemetry WHERE call_id = $1 AND participant = $2 AND kind = $3",
+        uuid.UUID(call_id),
+        participant,
+        kind,
+    )
+    return int(rows[0]["n"])
+
+
+async def flood(ws: ClientConnection, messages: list[dict[str, Any]]) -> list[str]:
+    """Send all at once while reading the replies; the error replies to them. A last
+    malformed message marks the end: its reply comes after all the others."""
+    errors: list[str] = []
+
+    async def read() -> None:
+        while True:
+            message = json.loads(await ws.recv())
+            if message["type"] == "error":
+                if "not valid JSON" in message["message"]:
+                    return
+                errors.append(message["message"])
+
+    reader = asyncio.create_task(read())
+    for message in messages:
+        await send(ws, message)
+    await send(ws, "{")
+    async with asyncio.timeout(TIMEOUT):
+        await reader
+    return errors
+
+
+async def test_telemetry_is_bounded_per_participant_and_call(stack: Stack) -> None:
+    """The attack run wrote 2,001 samples for one call in 3 s: now a flood stores a
+    burst and then one sample per interval; the rest is refused, told and not stored."""
+    async with practice(stack) as p, call(p) as c:
+        started = asyncio.get_running_loop().time()
+        quality = {"type": "quality", "rtt_ms": 20, "jitter_ms": 1, "packet_loss": 0, "bitrate_kbps": 900}
+        errors = await flood(c.visitor_ws, [quality] * 2000)
+        actions = await flood(c.visitor_ws, [{"type": "action", "action": "mute"}] * 300)
+        elapsed = asyncio.get_running_loop().time() - started
+
+        # A burst, then one per interval (a burst of 5, one per 4 s; for actions 30, one per s).
+        q, a = TELEMETRY_LIMITS["quality"], TELEMETRY_LIMITS["action"]
+        stored = await telemetry_count(stack, c.id, "visitor", "quality")
+        assert q.burst <= stored <= q.burst + elapsed / q.every_seconds + 1, (stored, elapsed)
+        assert len(errors) == 2000 - stored and all("was not stored" in e for e in errors)
+        stored_actions = await telemetry_count(stack, c.id, "visitor", "action")
+        assert a.burst <= stored_actions <= a.burst + elapsed / a.every_seconds + 1, (stored_actions, elapsed)
+        assert len(actions) == 300 - stored_actions
+
+        # Reconnecting does not reset the budget.
+        await c.visitor_ws.close()
+        async with socket(p.base, f"{c.visitor.path}/ws", konsil_visit=c.visitor.token) as again:
+            assert (await receive(again))["type"] == "joined"
+            more = await flood(again, [quality] * 20)
+        elapsed = asyncio.get_running_loop().time() - started
+        now_stored = await telemetry_count(stack, c.id, "visitor", "quality")
+        assert now_stored <= q.burst + elapsed / q.every_seconds + 1 and len(more) == 20 - (now_stored - stored)
+
+        # The other participant has a budget of its own; the total per call holds too,
+        # counted from what is stored (as after a reconnect to another replica).
+        await fetch(
+            stack.dsns["eu"],
+            "INSERT INTO call_telemetry (id, org_id, call_id, visit_id, participant, kind, data, at, expires_at) "
+            "SELECT gen_random_uuid(), c.org_id, c.id, c.visit_id, 'expert', 'quality', '{}', now(), now() "
+            'FROM "call" c, generate_series(1, $2) WHERE c.id = $1',
+            uuid.UUID(c.id),
+            q.per_call - 1,
+        )
+        refused_samples = await flood(c.expert_ws, [quality] * 3)
+        assert await telemetry_count(stack, c.id, "expert", "quality") == q.per_call == 7200
+        assert len(refused_samples) == 2 and all("7200" in e for e in refused_samples)
+
+
+def resident_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_peer_that_never_reads_is_cut_off_not_buffered(stack: Stack) -> None:
+    """The attack run queued 3,000 offers for a peer that never read (the region grew
+    by 63 MiB). Now that peer's socket is closed once its backlog is full; the other
+    side goes on, and the peer may reconnect."""
+    offer = {"type": "offer", "sdp": "v=0\r\na=x-filler:" + "y" * 19_900}  # 20 kB on the expert's wire
+    region = stack.procs["region eu"].pid
+    async with practice(stack) as p:
+        visitor = await arrive(p)
+        # The expert's connection: no compression, and a small fixed receive buffer, so
+        # that a client that does not read holds up the server soon (a browser's tab
+        # that hangs fills the kernel's buffers the same way, only later).
+        host, port = p.base.removeprefix("http://").split(":")
+        raw = pysocket.create_connection((host, int(port)))
+        raw.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_RCVBUF, 64 * 1024)
+        async with socket(p.base, f"{visitor.path}/ws", konsil_visit=visitor.token) as visitor_ws:
+            assert await receive(visitor_ws) == {"type": "waiting"}
+            call_id = await admit(p, visitor)
+            assert (await receive(visitor_ws))["type"] == "joined"
+            url = p.base.replace("http://", "ws://", 1) + f"/{p.slug}/calls/{call_id}/ws"
+            headers = {"cookie": f"konsil_session={p.session}"}
+            async with connect(url, additional_headers=headers, compression=None, max_queue=4, sock=raw) as expert_ws:
+                assert (await receive(expert_ws))["type"] == "joined"
+                before = resident_kib(region)
+                for number in range(3000):  # the expert's socket is not read from here on
+                    await send(visitor_ws, offer)
+                    if number % 100 == 0:  # the visitor's socket stays open and answers
+                        assert "not valid JSON" in await error_for(visitor_ws, "{")
+                assert "not valid JSON" in await error_for(visitor_ws, "{")  # all of them were handled
+                grown = resident_kib(region) - before
+
+                # The expert's client now reads what had reached it, then finds the socket closed.
+                taken = 0
+                with pytest.raises(ConnectionClosed) as closed:
+                    async with asyncio.timeout(TIMEOUT):
+                        while True:
+                            taken += json.loads(await expert_ws.recv())["type"] == "offer"
+            assert taken < 1000, taken  # not the whole flood: the rest was dropped with the socket
+            # Closed as too slow (4408), or dropped outright when its buffers were full.
+            assert closed.value.rcvd is None or closed.value.rcvd.code == 4408, closed.value
+            assert grown < 30 * 1024, f"the region grew by {grown} KiB"  # 3,000 offers are 60 MB
+
+            # The expert's page reconnects and the call goes on.
+            async with socket(p.base, f"/{p.slug}/calls/{call_id}/ws", konsil_session=p.session) as again:
+                assert (await receive(again))["type"] == "joined"
+                await relayed(visitor_ws, again, 44001)
+                await relayed(again, visitor_ws, 44002)
