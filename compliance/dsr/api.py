@@ -83,9 +83,7 @@ async def export_request(request: Req, dsr_id: uuid.UUID) -> Response[SubjectExp
 async def overview_request(request: Req, dsr_id: uuid.UUID) -> Response[str]:
     """The same as the export, as a plain-text overview a person can read."""
     data = await service.export(_ctx(request), actor_of(request), _org(request), dsr_id)
-    return Response(
-        service.overview_text(data), media_type="text/plain; charset=utf-8", headers={"cache-control": "no-store"}
-    )
+    return Response(service.overview_text(data), media_type="text/plain", headers={"cache-control": "no-store"})
 
 
 @post(BASE + "/{dsr_id:uuid}/rectify", opt=rule(*MANAGERS), status_code=HTTP_200_OK, tags=["data-subject requests"])
