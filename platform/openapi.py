@@ -5,8 +5,11 @@ each handler (body, parameters, public or not), not by hand per route."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Reference, Schema
 from litestar.routes import HTTPRoute
@@ -55,11 +58,14 @@ def _error_response(description: str) -> OpenAPIResponse:
 
 
 def error_statuses(
-    operation: Operation, *, method: str, public: bool, has_body: bool, extra: Mapping[int, str]
+    operation: Operation, *, method: str, opt: Mapping[str, Any], has_body: bool, extra: Mapping[int, str]
 ) -> dict[int, str]:
-    """The error statuses an operation may answer, with their descriptions."""
+    """The error statuses an operation may answer, with their descriptions. A handler
+    names statuses of its own in ``opt["errors"]`` (a public login answers 401)."""
     statuses = dict(ALWAYS)
     statuses.update(extra)
+    statuses.update(opt.get("errors", {}))
+    public = bool(opt.get("public"))
     parameters = operation.parameters or []
     if parameters or has_body:
         statuses.update(INPUT)
@@ -74,13 +80,71 @@ def error_statuses(
     return statuses
 
 
+def _portable_patterns(node: object, seen: set[int]) -> None:
+    """Patterns in the document in the dialect JSON Schema uses (ECMA-262), which
+    clients and schemathesis read: Python's ``\\Z`` (end of the value) is ``$`` there
+    (without the multiline flag ``$`` matches only at the very end), and the surrogate
+    range is left out (a JSON text in UTF-8 cannot carry an unpaired surrogate; the
+    decoder refuses one before any pattern runs, and the range breaks ECMA parsers)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, Schema) and node.pattern:
+        node.pattern = node.pattern.replace(r"\Z", "$").replace(r"\ud800-\udfff", "")
+    if isinstance(node, dict):
+        children: list[object] = list(node.values())
+    elif isinstance(node, list | tuple):
+        children = list(node)
+    elif dataclasses.is_dataclass(node):
+        children = [getattr(node, field.name) for field in dataclasses.fields(node)]
+    else:
+        return
+    for child in children:
+        _portable_patterns(child, seen)
+
+
+def _closed_struct_names(app: Litestar) -> set[str]:
+    """Names of the request-body Structs (and the Structs inside them) that refuse
+    unknown fields: their schemas say so (``additionalProperties: false``)."""
+    annotations = [
+        field.annotation
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+        for handler in route.route_handlers
+        if (field := handler.parsed_fn_signature.parameters.get("data")) is not None
+    ]
+    names: set[str] = set()
+    seen: set[int] = set()
+
+    def walk(node: object) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, msgspec.inspect.StructType) and node.forbid_unknown_fields:
+            names.add(node.cls.__name__)
+        if isinstance(node, msgspec.inspect.Type | msgspec.inspect.Field):
+            for name in node.__struct_fields__:
+                walk(getattr(node, name))
+        elif isinstance(node, tuple | list):
+            for child in node:
+                walk(child)
+
+    walk(msgspec.inspect.multi_type_info(annotations))
+    return names
+
+
 def document_errors(app: Litestar, extra: Mapping[int, str] | None = None) -> None:
-    """Add the shared error schema and each operation's error responses to the app's
+    """Make patterns portable, add the shared error schema and each operation's error responses to the app's
     OpenAPI document (built now; Litestar serves the same object later). ``extra``:
     statuses the app's own exception handlers may answer on any operation."""
     openapi = app.openapi_schema
+    _portable_patterns(openapi, set())
     if openapi.components.schemas is None:
         openapi.components.schemas = {}
+    closed = _closed_struct_names(app)
+    for component in openapi.components.schemas.values():
+        if component.title in closed:
+            component.additional_properties = False
     openapi.components.schemas[ERROR_SCHEMA_NAME] = ERROR_SCHEMA
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
@@ -98,7 +162,7 @@ def document_errors(app: Litestar, extra: Mapping[int, str] | None = None) -> No
                 statuses = error_statuses(
                     operation,
                     method=method,
-                    public=bool(handler.opt.get("public")),
+                    opt=handler.opt,
                     has_body=operation.request_body is not None,
                     extra=extra or {},
                 )
