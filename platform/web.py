@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any, NamedTuple
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 from litestar import Request, get
@@ -116,23 +117,38 @@ class _JsonBody(NamedTuple):
     optional: bool  # ``data: X | None = None``: an empty body is allowed
 
 
-_bodies: dict[BaseRouteHandler, _JsonBody | None] = {}
+_FORM = "form"  # a URL-encoded form: its values must be UTF-8 once percent-decoded
+_bodies: dict[BaseRouteHandler, _JsonBody | str | None] = {}
 
 
-def _json_body_of(handler: BaseRouteHandler) -> _JsonBody | None:
-    """The strict decoder of a handler whose ``data`` is a JSON msgspec Struct, else None."""
+def _body_of(handler: BaseRouteHandler) -> _JsonBody | str | None:
+    """How a handler's ``data`` is checked: a strict decoder for a JSON msgspec Struct,
+    ``_FORM`` for a URL-encoded form, else None."""
     if handler in _bodies:
         return _bodies[handler]
-    found = None
+    found: _JsonBody | str | None = None
     field = handler.parsed_fn_signature.parameters.get("data")
     media_type = getattr(field.kwarg_definition, "media_type", RequestEncodingType.JSON) if field else None
-    if field is not None and media_type == RequestEncodingType.JSON:
+    if field is not None and media_type == RequestEncodingType.URL_ENCODED:
+        found = _FORM
+    elif field is not None and media_type == RequestEncodingType.JSON:
         candidates = [field.annotation, *(inner.annotation for inner in field.inner_types)]
         struct = next((t for t in candidates if isinstance(t, type) and issubclass(t, msgspec.Struct)), None)
         if struct is not None:
             found = _JsonBody(msgspec.json.Decoder(struct, strict=True), field.is_optional)
     _bodies[handler] = found
     return found
+
+
+def _check_form(body: bytes) -> None:
+    """Litestar decodes form bytes that are not UTF-8 into U+FFFD, which would store
+    something other than what was sent: refused instead."""
+    try:
+        for pair in body.split(b"&"):
+            for part in pair.split(b"=", 1):
+                unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise AppError(400, "invalid_input", "the form in the request body is not valid UTF-8") from None
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -160,12 +176,15 @@ async def strict_json_body(request: Request[Any, Any, Any]) -> None:
     refused at the edge, so JSON bodies are checked here before the handler's own
     parsing runs: JSON content type (415), UTF-8 (400), strict types (400), no key
     given twice in one object (400, the two copies could be read differently by
-    different parsers).
+    different parsers). URL-encoded forms are checked for UTF-8 only.
     """
-    body_spec = _json_body_of(request.route_handler)
+    body_spec = _body_of(request.route_handler)
     if body_spec is None:
         return None
     body = await request.body()
+    if isinstance(body_spec, str):
+        _check_form(body)
+        return None
     if body_spec.optional and not body.strip():
         return None
     if not is_json_media_type(request.content_type[0]):

@@ -3,7 +3,7 @@ operation is called with generated valid and invalid input (authenticated as an
 organisation's owner on the region), and the run fails on any 5xx, any status the
 OpenAPI document does not list, and any body or content type that does not conform
 to it. Bounded: a few examples per operation, a fixed seed (reproducible; set
-KONSIL_SCHEMATHESIS_SEED to explore others)."""
+CONFORMANCE_SEED to explore others)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def schemathesis(
         "--max-examples",
         "8",
         "--seed",
-        os.environ.get("KONSIL_SCHEMATHESIS_SEED", "11"),
+        os.environ.get("CONFORMANCE_SEED", "11"),
         # One worker: hypothesis parses lambdas' source with ast, which is not thread-safe on
         # Python 3.11 ("AST constructor recursion depth mismatch", CPython gh-106905).
         "--workers",

@@ -211,3 +211,18 @@ def test_every_answer_carries_the_security_headers(stack: Stack, org: dict[str, 
         if status >= 400:
             assert_error(response, status)
     assert int(answers[-1][1].headers["retry-after"]) >= 1
+
+
+def test_bad_bytes_in_forms_are_a_4xx(stack: Stack, org: dict[str, Any]) -> None:
+    eu, slug = stack.region_url("eu"), org["slug"]
+    room = org["owner_client"].post(f"/api/v1/orgs/{slug}/rooms", json={"slug": stack.unique("form"), "title": "Room"})
+    assert room.status_code == 201, room.text
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    join = f"{eu}/{slug}/{room.json()['slug']}/visits"
+    for body in (b"name=%ff%fe&consent=yes", b"name=\xff\xfe&consent=yes", b"%ff=1"):
+        response = httpx.post(join, content=body, headers=form, follow_redirects=False)
+        assert 400 <= response.status_code < 500, (body, response.status_code, response.text[:300])
+        assert_security_headers(response)
+    for body in (b"email=%ff%40x.example&password=x&csrf=y", b"email=\xff@x.example&password=x&csrf=y"):
+        response = httpx.post(f"{eu}/login", content=body, headers=form, follow_redirects=False)
+        assert 400 <= response.status_code < 500, (body, response.status_code, response.text[:300])
