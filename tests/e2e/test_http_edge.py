@@ -226,3 +226,14 @@ def test_bad_bytes_in_forms_are_a_4xx(stack: Stack, org: dict[str, Any]) -> None
     for body in (b"email=%ff%40x.example&password=x&csrf=y", b"email=\xff@x.example&password=x&csrf=y"):
         response = httpx.post(f"{eu}/login", content=body, headers=form, follow_redirects=False)
         assert 400 <= response.status_code < 500, (body, response.status_code, response.text[:300])
+
+
+def test_the_data_subject_overview_names_its_charset_once(org: dict[str, Any]) -> None:
+    owner, slug = org["owner_client"], org["slug"]
+    made = owner.post(f"/api/v1/orgs/{slug}/dsr", json={"kind": "access", "email": "subject@x.example"})
+    assert made.status_code == 201, made.text
+    overview = owner.post(f"/api/v1/orgs/{slug}/dsr/{made.json()['id']}/overview")
+    assert overview.status_code == 200, overview.text
+    assert overview.headers["content-type"] == "text/plain; charset=utf-8"
+    assert_security_headers(overview)
+    assert overview.headers["cache-control"] == "no-store"
