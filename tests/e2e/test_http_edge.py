@@ -237,3 +237,33 @@ def test_the_data_subject_overview_names_its_charset_once(org: dict[str, Any]) -
     assert overview.headers["content-type"] == "text/plain; charset=utf-8"
     assert_security_headers(overview)
     assert overview.headers["cache-control"] == "no-store"
+
+
+def raw_request(base: str, request: bytes) -> tuple[int, bytes]:
+    """Send bytes no HTTP client library would send; the status and the whole answer."""
+    import socket
+
+    host, port = base.split("://", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+def test_odd_bytes_in_the_request_line_and_headers_are_never_a_5xx(stack: Stack, org: dict[str, Any]) -> None:
+    slug = org["slug"]
+    for base in (stack.control_url, stack.region_url("eu")):
+        for request in (
+            f"GET /api/v1/orgs/{slug}/rooms/\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(
+                "latin-1"
+            ),
+            f"GET /api/v1/orgs/{slug}/rooms?q=\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode("latin-1"),
+            f"GET /api/v1/orgs/{slug}/rooms HTTP/1.1\r\nHost: x\r\nX-Odd: a\x01b\xff\r\n"
+            "Connection: close\r\n\r\n".encode("latin-1"),
+            f"GET /api/v1/orgs/{slug}/rooms HTTP/1.1\r\nHost: x\r\nCookie: konsil_session=\xff\x00\r\n"
+            "Connection: close\r\n\r\n".encode("latin-1"),
+        ):
+            status, answer = raw_request(base, request)
+            assert 400 <= status < 500, (base, request, answer[:500])
