@@ -122,7 +122,7 @@ _bodies: dict[BaseRouteHandler, _JsonBody | str | None] = {}
 
 
 def _body_of(handler: BaseRouteHandler) -> _JsonBody | str | None:
-    """How a handler's ``data`` is checked: a strict decoder for a JSON msgspec Struct,
+    """How a handler's ``data`` is checked: a strict decoder of its type for a JSON body,
     ``_FORM`` for a URL-encoded form, else None."""
     if handler in _bodies:
         return _bodies[handler]
@@ -131,11 +131,11 @@ def _body_of(handler: BaseRouteHandler) -> _JsonBody | str | None:
     media_type = getattr(field.kwarg_definition, "media_type", RequestEncodingType.JSON) if field else None
     if field is not None and media_type == RequestEncodingType.URL_ENCODED:
         found = _FORM
-    elif field is not None and media_type == RequestEncodingType.JSON:
-        candidates = [field.annotation, *(inner.annotation for inner in field.inner_types)]
-        struct = next((t for t in candidates if isinstance(t, type) and issubclass(t, msgspec.Struct)), None)
-        if struct is not None:
-            found = _JsonBody(msgspec.json.Decoder(struct, strict=True), field.is_optional)
+    elif field is not None and media_type == RequestEncodingType.JSON and field.annotation not in (bytes, str):
+        try:  # a Struct, X | None, list[X], dict[...]: whatever msgspec can check strictly
+            found = _JsonBody(msgspec.json.Decoder(field.annotation, strict=True), field.is_optional)
+        except TypeError:  # a type msgspec does not know: Litestar's own parsing only
+            found = None
     _bodies[handler] = found
     return found
 
@@ -169,7 +169,7 @@ def is_json_media_type(media_type: str) -> bool:
 
 
 async def strict_json_body(request: Request[Any, Any, Any]) -> None:
-    """Validate a JSON body strictly against the handler's msgspec Struct.
+    """Validate a JSON body strictly against the type of the handler's ``data``.
 
     Litestar converts request data leniently (``"30"`` becomes ``30``), decodes any
     content type as JSON and keeps the last of duplicate keys; all of that must be
