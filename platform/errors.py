@@ -83,10 +83,10 @@ def http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]
         403: "forbidden",
         404: "not_found",
         405: "method_not_allowed",
-        413: "too_large",
-        415: "unsupported_media_type",
         409: "conflict",
         410: "gone",
+        413: "too_large",
+        415: "unsupported_media_type",
         429: "too_many_requests",
         503: "unavailable",
     }
