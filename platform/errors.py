@@ -83,12 +83,18 @@ def http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]
         403: "forbidden",
         404: "not_found",
         405: "method_not_allowed",
+        409: "conflict",
+        410: "gone",
         413: "too_large",
         415: "unsupported_media_type",
         429: "too_many_requests",
+        503: "unavailable",
     }
     message = exc.detail if exc.status_code < 500 else "the service could not answer"
-    return Response(_body(codes.get(exc.status_code, "error"), str(message)), status_code=exc.status_code)
+    # Keep the exception's headers: 405 must name the allowed methods (Allow).
+    return Response(
+        _body(codes.get(exc.status_code, "error"), str(message)), status_code=exc.status_code, headers=exc.headers
+    )
 
 
 def internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -106,6 +106,11 @@ class ControlSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     listen: Listen
     public_url: Url
     internal_url: str = ""
+    # Rate limits of the cheap public routes (429 with Retry-After): signups per source
+    # address and hour; login discoveries per source address and per e-mail address a minute.
+    signups_per_address_hour: Annotated[int, msgspec.Meta(ge=1)] = 10
+    discoveries_per_address_minute: Annotated[int, msgspec.Meta(ge=1)] = 30
+    discoveries_per_email_minute: Annotated[int, msgspec.Meta(ge=1)] = 10
 
     @property
     def base_url(self) -> str:

@@ -46,3 +46,12 @@ _LINE = re.compile(LINE_PATTERN)
 def is_clean_line(value: str) -> bool:
     """The same rule for values that arrive outside a msgspec Struct (path or query)."""
     return _LINE.search(value) is not None
+
+
+# An e-mail address: a local part of printable characters (no controls, spaces,
+# surrogates or the characters that end an address in a header), a dotted host name.
+EMAIL_PATTERN = (
+    r"^[^@\s<>\"(),;:\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,64}"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+\Z"
+)
+Email = Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN, description="an e-mail address")]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import unquote_to_bytes
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Request, get
+from litestar.enums import RequestEncodingType
+from litestar.handlers.base import BaseRouteHandler
 from litestar.logging.config import LoggingConfig
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from konsil.platform.errors import AppError
 from konsil.platform.signing import SIGNATURE_HEADER, SignatureError, Verifier
@@ -108,31 +112,97 @@ async def healthz() -> dict[str, Any]:
     return {"ok": True}
 
 
-_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+class _JsonBody(NamedTuple):
+    decoder: msgspec.json.Decoder[Any]
+    optional: bool  # ``data: X | None = None``: an empty body is allowed
+
+
+_FORM = "form"  # a URL-encoded form: its values must be UTF-8 once percent-decoded
+_bodies: dict[BaseRouteHandler, _JsonBody | str | None] = {}
+
+
+def _body_of(handler: BaseRouteHandler) -> _JsonBody | str | None:
+    """How a handler's ``data`` is checked: a strict decoder of its type for a JSON body,
+    ``_FORM`` for a URL-encoded form, else None."""
+    if handler in _bodies:
+        return _bodies[handler]
+    found: _JsonBody | str | None = None
+    field = handler.parsed_fn_signature.parameters.get("data")
+    media_type = getattr(field.kwarg_definition, "media_type", RequestEncodingType.JSON) if field else None
+    if field is not None and media_type == RequestEncodingType.URL_ENCODED:
+        found = _FORM
+    elif field is not None and media_type == RequestEncodingType.JSON and field.annotation not in (bytes, str):
+        try:  # a Struct, X | None, list[X], dict[...]: whatever msgspec can check strictly
+            found = _JsonBody(msgspec.json.Decoder(field.annotation, strict=True), field.is_optional)
+        except TypeError:  # a type msgspec does not know: Litestar's own parsing only
+            found = None
+    _bodies[handler] = found
+    return found
+
+
+def _check_form(body: bytes) -> None:
+    """Litestar decodes form bytes that are not UTF-8 into U+FFFD, which would store
+    something other than what was sent: refused instead."""
+    try:
+        for pair in body.split(b"&"):
+            for part in pair.split(b"=", 1):
+                unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise AppError(400, "invalid_input", "the form in the request body is not valid UTF-8") from None
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def is_json_media_type(media_type: str) -> bool:
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
 async def strict_json_body(request: Request[Any, Any, Any]) -> None:
-    """Validate a JSON body strictly against the handler's msgspec Struct.
+    """Validate a JSON body strictly against the type of the handler's ``data``.
 
-    Litestar converts request data leniently (``"30"`` becomes ``30``); wrong types
-    must be refused at the edge, so JSON bodies are checked with ``strict=True``
-    before the handler's own parsing runs.
+    Litestar converts request data leniently (``"30"`` becomes ``30``), decodes any
+    content type as JSON and keeps the last of duplicate keys; all of that must be
+    refused at the edge, so JSON bodies are checked here before the handler's own
+    parsing runs: JSON content type (415), UTF-8 (400), strict types (400), no key
+    given twice in one object (400, the two copies could be read differently by
+    different parsers). URL-encoded forms are checked for UTF-8 only.
     """
-    field = request.route_handler.parsed_fn_signature.parameters.get("data")
-    annotation = field.annotation if field is not None else None
-    if not (isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)):
+    body_spec = _body_of(request.route_handler)
+    if body_spec is None:
         return None
-    if request.content_type[0] not in ("application/json", ""):
+    body = await request.body()
+    if isinstance(body_spec, str):
+        _check_form(body)
         return None
-    decoder = _decoders.get(annotation)
-    if decoder is None:
-        decoder = _decoders[annotation] = msgspec.json.Decoder(annotation, strict=True)
+    if body_spec.optional and not body.strip():
+        return None
+    if not is_json_media_type(request.content_type[0]):
+        raise AppError(415, "unsupported_media_type", "the request body must be sent as application/json")
     try:
-        decoder.decode(await request.body())
+        body_spec.decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise AppError(400, "invalid_input", "the request is not valid", [str(exc)]) from None
-    except msgspec.DecodeError:
-        raise AppError(400, "invalid_input", "the request body is not valid JSON") from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        # msgspec reports bytes that are not UTF-8 inside a string as UnicodeDecodeError.
+        raise AppError(400, "invalid_input", "the request body is not valid JSON in UTF-8") from None
+    try:
+        # Bodies are bounded (max_body_bytes); the standard parser reports every object's pairs.
+        json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+    except _DuplicateKey:
+        raise AppError(400, "invalid_input", "the request body gives a key twice in one object") from None
+    except (ValueError, RecursionError):
+        raise AppError(400, "invalid_input", "the request body is not valid JSON in UTF-8") from None
     return None
 
 
@@ -147,7 +217,21 @@ SECURITY_HEADERS = {
 }
 
 
-async def security_headers(response: Response[Any]) -> Response[Any]:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+_SECURITY_HEADERS = [(name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+_SECURITY_NAMES = frozenset(name for name, _ in _SECURITY_HEADERS)
+
+
+async def security_headers(message: Message, _: Scope) -> None:
+    """``before_send`` hook: every HTTP response gets the security headers, also those
+    answered by exception handlers, raw ASGI handlers and forwarded from a region;
+    a header the response already sets is kept."""
+    if message["type"] != "http.response.start":
+        return
+    headers = message.get("headers")
+    if headers is None:
+        message["headers"] = list(_SECURITY_HEADERS)
+        return
+    present = {bytes(name).lower() for name, _ in headers} & _SECURITY_NAMES
+    missing = [header for header in _SECURITY_HEADERS if header[0] not in present]
+    if missing:
+        message["headers"] = [*headers, *missing]

@@ -30,6 +30,7 @@ from konsil.media_nodes.turn_secret import read_turn_secret
 from konsil.platform import database
 from konsil.platform.db_errors import DATABASE_UNAVAILABLE_HANDLERS
 from konsil.platform.errors import EXCEPTION_HANDLERS
+from konsil.platform.openapi import document_errors
 from konsil.platform.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.signing import Verifier
 from konsil.platform.web import LOGGING, SignedCalls, healthz, security_headers, strict_json_body
@@ -175,8 +176,9 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         logging_config=LOGGING,
         before_request=strict_json_body,
-        after_request=security_headers,
+        before_send=[security_headers],
         debug=False,
     )
     app.state.region = ctx
+    document_errors(app, {410: "The organisation's data was deleted (its key no longer exists)."})
     return app

@@ -257,12 +257,16 @@ async def _login(request: Req, data: LoginIn, org_slug: str | None) -> Response[
     return Response(body, status_code=HTTP_200_OK, cookies=[session_cookie(ctx, request, cookie)])
 
 
-@post("/auth/login", opt=PUBLIC, status_code=HTTP_200_OK)
+# Public, and answers 401 to a wrong password (documented in the OpenAPI document).
+PUBLIC_LOGIN = {**PUBLIC, "errors": {401: "The e-mail address or password is wrong."}}
+
+
+@post("/auth/login", opt=PUBLIC_LOGIN, status_code=HTTP_200_OK)
 async def org_login(request: Req, slug: str, data: LoginIn) -> Response[Any]:
     return await _login(request, data, slug)
 
 
-@post("/api/v1/login", opt=PUBLIC, status_code=HTTP_200_OK)
+@post("/api/v1/login", opt=PUBLIC_LOGIN, status_code=HTTP_200_OK)
 async def region_login(request: Req, data: LoginIn) -> Response[Any]:
     return await _login(request, data, data.organisation)
 

@@ -21,23 +21,36 @@ from konsil.platform.control.gateway import Directory, browser_redirect, forward
 from konsil.platform.control.tables import CONTROL_TABLES, RegionRecord
 from konsil.platform.db_errors import DATABASE_UNAVAILABLE_HANDLERS
 from konsil.platform.errors import EXCEPTION_HANDLERS
+from konsil.platform.lookup import normalise_email
+from konsil.platform.openapi import document_errors
+from konsil.platform.ratelimit import RateLimit
 from konsil.platform.settings import Settings
 from konsil.platform.signing import Verifier
-from konsil.platform.web import LOGGING, SignedCalls, healthz, strict_json_body
+from konsil.platform.web import LOGGING, SignedCalls, healthz, security_headers, strict_json_body
 
 Req = Request[Any, Any, Any]
+
+
+def source_address(request: Req) -> str:
+    """The caller's address as this process sees it (the control plane is the edge)."""
+    return request.client.host if request.client else "unknown"
 
 
 @post("/api/v1/signup", status_code=HTTP_201_CREATED, tags=["signup"])
 async def signup_route(request: Req, data: signup.SignupIn) -> signup.SignupOut:
     """Create an organisation and its first owner in the chosen region."""
-    return await signup.signup(request.app.state.control, data)
+    ctx: ControlContext = request.app.state.control
+    ctx.signups_per_address.hit(source_address(request))
+    return await signup.signup(ctx, data)
 
 
 @post("/api/v1/login-discovery", status_code=HTTP_200_OK, tags=["login"])
 async def discovery_route(request: Req, data: discovery.DiscoveryIn) -> discovery.DiscoveryOut:
     """Where to log in for an e-mail address (does not reveal whether it exists)."""
-    return await discovery.discover(request.app.state.control, data)
+    ctx: ControlContext = request.app.state.control
+    ctx.discoveries_per_address.hit(source_address(request))
+    ctx.discoveries_per_email.hit(normalise_email(data.email))
+    return await discovery.discover(ctx, data)
 
 
 @get("/api/v1/regions", tags=["signup"])
@@ -99,6 +112,9 @@ def create_control_app(settings: Settings) -> Litestar:
         discovery_key=settings.require_discovery_key(),
         client=new_client(),
         pool=new_gateway_pool(),
+        signups_per_address=RateLimit("signup per address", control.signups_per_address_hour, 3600),
+        discoveries_per_address=RateLimit("discovery per address", control.discoveries_per_address_minute, 60),
+        discoveries_per_email=RateLimit("discovery per e-mail", control.discoveries_per_email_minute, 60),
     )
 
     @asynccontextmanager
@@ -130,8 +146,10 @@ def create_control_app(settings: Settings) -> Litestar:
         openapi_config=OpenAPIConfig(title="Konsil control plane", version="1", path="/schema"),
         logging_config=LOGGING,
         before_request=strict_json_body,
+        before_send=[security_headers],
         debug=False,
     )
     app.state.control = ctx
     app.state.directory = Directory()
+    document_errors(app)
     return app

@@ -11,6 +11,7 @@ import httpcore
 import httpx
 from piccolo.engine.base import Engine
 
+from konsil.platform.ratelimit import RateLimit
 from konsil.platform.settings import RegionSettings, Settings
 from konsil.platform.signing import Verifier, sign
 
@@ -24,6 +25,9 @@ class ControlContext:
     discovery_key: str
     client: httpx.AsyncClient  # internal calls (signup)
     pool: httpcore.AsyncConnectionPool  # the gateway: raw, cookie-less, keep-alive
+    signups_per_address: RateLimit
+    discoveries_per_address: RateLimit
+    discoveries_per_email: RateLimit
 
     def signed_headers(self, region_id: str, method: str, path: str, body: bytes) -> dict[str, str]:
         return sign(self.regions[region_id].internal_secret, method, path, body, signer="control")

@@ -19,7 +19,7 @@ from konsil.platform import errors
 from konsil.platform.control.context import ControlContext
 from konsil.platform.control.tables import DirectoryOrganisation, LoginIndexEntry
 from konsil.platform.lookup import email_lookup, normalise_email
-from konsil.tenants.schemas import Email
+from konsil.platform.text import Email
 
 
 class DiscoveryIn(msgspec.Struct, forbid_unknown_fields=True):

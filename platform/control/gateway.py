@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from litestar.types import Receive, Scope, Send
 
 from konsil.platform import errors
 from konsil.platform.control.context import ControlContext
+from konsil.platform.control.signup import SLUG_PATTERN
 from konsil.platform.control.tables import DirectoryOrganisation
 from konsil.platform.signing import FORWARDED_FOR, SIGNED_HEADERS
 from konsil.platform.web import read_body, send_json_error
@@ -42,6 +44,7 @@ _DROP_REQUEST = {
         *SIGNED_HEADERS,
     )
 }
+_SLUG = re.compile(SLUG_PATTERN)
 _DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"server", b"date"}
 
 
@@ -53,6 +56,8 @@ class Directory:
         self._cache: dict[str, tuple[float, str | None]] = {}
 
     async def region_of(self, slug: str) -> str | None:
+        if _SLUG.match(slug) is None:  # not an organisation address (and never sent to the database)
+            return None
         now = time.monotonic()
         hit = self._cache.get(slug)
         if hit and hit[0] > now:

@@ -19,7 +19,7 @@ import msgspec
 from konsil.platform import database, errors
 from konsil.platform.control.context import ControlContext
 from konsil.platform.control.tables import DirectoryOrganisation, LoginIndexEntry
-from konsil.tenants.schemas import OrgName, OwnerIn, RetentionDays, Slug
+from konsil.platform.text import LINE_PATTERN, Email
 
 log = logging.getLogger("konsil.signup")
 
@@ -45,14 +45,39 @@ RESERVED_SLUGS = frozenset(
 )
 
 
+# What signup accepts, validated here at the edge with the shared text validator (the
+# region validates the same values again when it creates the organisation).
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])\Z"
+Slug = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=SLUG_PATTERN,
+        max_length=40,
+        description="the organisation's address: lower-case letters, digits and hyphens",
+    ),
+]
+RetentionDays = Annotated[int, msgspec.Meta(ge=1, le=90, description="visitor data retention, 1..90 days")]
+Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}\Z", description="E.164, e.g. +4712345678")]
+Password = Annotated[str, msgspec.Meta(min_length=12, max_length=200)]
+OrgName = Annotated[str, msgspec.Meta(min_length=2, max_length=200, pattern=LINE_PATTERN)]
+PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=LINE_PATTERN)]
+
+
 class OrganisationIn(msgspec.Struct, forbid_unknown_fields=True):
     name: OrgName
     slug: Slug
     retention_days: RetentionDays = 30
 
 
+class OwnerIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: PersonName
+    email: Email
+    password: Password
+    phone: Phone | None = None
+
+
 class SignupIn(msgspec.Struct, forbid_unknown_fields=True):
-    region: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}$", description="region id, e.g. eu or us")]
+    region: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}\Z", description="region id, e.g. eu or us")]
     organisation: OrganisationIn
     owner: OwnerIn
 

@@ -117,6 +117,8 @@ def test_region_refusal_rolls_back_the_directory_entry(stack: Stack) -> None:
         (lambda b: b | {"owner": b["owner"] | {"phone": "12345"}}, 400),
         (lambda b: b | {"owner": b["owner"] | {"name": 42}}, 400),
         (lambda b: b | {"organisation": b["organisation"] | {"slug": "Bad Slug!"}}, 400),
+        (lambda b: b | {"organisation": b["organisation"] | {"slug": b["organisation"]["slug"] + "\n"}}, 400),
+        (lambda b: b | {"owner": b["owner"] | {"phone": "+4712345678\n"}}, 400),
         (lambda b: b | {"organisation": b["organisation"] | {"slug": "api"}}, 409),
         (lambda b: b | {"unexpected": True}, 400),
     ],
