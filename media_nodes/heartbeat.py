@@ -25,7 +25,7 @@ NodeState = Literal["active", "draining", "leaving"]
 
 
 class Heartbeat(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    region: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}$")]
+    region: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}\Z")]
     node_id: NodeId
     seq: Annotated[int, msgspec.Meta(ge=0)]
     sent_at: float  # unix time

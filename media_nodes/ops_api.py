@@ -26,7 +26,7 @@ from konsil.tenants.auth import OPS, authorize
 
 log = logging.getLogger("konsil.media_nodes")
 Req = Request[Any, Any, Any]
-NodePath = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="media node id")]
+NodePath = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,62}\Z", description="media node id")]
 
 Status = Literal["active", "unhealthy", "cordoned", "draining", "drained", "dead", "left"]
 

@@ -18,11 +18,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-RegionId = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}$", description="two-letter region id")]
-Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
+RegionId = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}\Z", description="two-letter region id")]
+Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+(/[^\s]*)?\Z")]
 Dsn = Annotated[str, msgspec.Meta(pattern=r"^(sqlite|postgresql|postgres)://")]
 Secret = Annotated[str, msgspec.Meta(min_length=16)]
-Listen = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-zA-Z.\-\[\]:]+:[0-9]{1,5}$")]
+Listen = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-zA-Z.\-\[\]:]+:[0-9]{1,5}\Z")]
 
 
 class ConfigError(Exception):
@@ -35,7 +35,7 @@ class VaultSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     backend: Literal["local", "vault"] = "local"
     url: str = ""
-    mount: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_/-]+$")] = "transit"
+    mount: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_/-]+\Z")] = "transit"
     auth: Literal["token", "approle", "kubernetes"] = "token"
     token: str = ""
     role_id: str = ""
@@ -87,7 +87,7 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     media_node_key: str = ""
     # SHA-256 (hex) of the bearer tokens of the region's ops team (media-node ops API).
     # Only hashes are configured; the tokens themselves stay with the ops team.
-    ops_token_hashes: list[Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]] = []
+    ops_token_hashes: list[Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z")]] = []
     # Retention purges (compliance/retention): Celery workers and beat of this region, or in-process.
     lifecycle: LifecycleSettings = LifecycleSettings()
 
