@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import typing
 from typing import Any, NamedTuple
 from urllib.parse import unquote_to_bytes
 
@@ -168,7 +170,38 @@ def is_json_media_type(media_type: str) -> bool:
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
-async def strict_json_body(request: Request[Any, Any, Any]) -> None:
+_time_params: dict[BaseRouteHandler, tuple[str, ...]] = {}
+
+
+def _time_parameters(handler: BaseRouteHandler) -> tuple[str, ...]:
+    """Names of the handler's date-time parameters (plain or optional)."""
+    found = _time_params.get(handler)
+    if found is None:
+        names = []
+        for name, field in handler.parsed_fn_signature.parameters.items():
+            kinds = typing.get_args(field.annotation) or (field.annotation,)
+            if any(kind in (dt.datetime, dt.date) for kind in kinds):
+                names.append(name)
+        found = _time_params[handler] = tuple(names)
+    return found
+
+
+def _check_query_times(request: Request[Any, Any, Any]) -> None:
+    """A date-time in the query must be ISO 8601 text, as documented: Litestar would also
+    take a number (``until=0.5``) as seconds since 1970."""
+    for name in _time_parameters(request.route_handler):
+        raw = request.query_params.get(name)
+        if raw is None:
+            continue
+        try:
+            dt.datetime.fromisoformat(raw)
+        except ValueError:
+            raise AppError(
+                400, "invalid_input", f"{name} must be a date and time such as 2026-11-28T00:00:00+01:00"
+            ) from None
+
+
+async def strict_input(request: Request[Any, Any, Any]) -> None:
     """Validate a JSON body strictly against the type of the handler's ``data``.
 
     Litestar converts request data leniently (``"30"`` becomes ``30``), decodes any
@@ -178,6 +211,7 @@ async def strict_json_body(request: Request[Any, Any, Any]) -> None:
     given twice in one object (400, the two copies could be read differently by
     different parsers). URL-encoded forms are checked for UTF-8 only.
     """
+    _check_query_times(request)
     body_spec = _body_of(request.route_handler)
     if body_spec is None:
         return None

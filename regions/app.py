@@ -33,7 +33,7 @@ from konsil.platform.errors import EXCEPTION_HANDLERS
 from konsil.platform.openapi import document_errors
 from konsil.platform.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.signing import Verifier
-from konsil.platform.web import LOGGING, SignedCalls, healthz, security_headers, strict_json_body
+from konsil.platform.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
 from konsil.regions.channels import PgNotifyChannels, RegionChannels
 from konsil.regions.context import ControlLink, RegionContext
 from konsil.regions.internal import internal_router
@@ -175,7 +175,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         openapi_config=OpenAPIConfig(title=f"Konsil region {region.id}", version="1", path="/schema"),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         logging_config=LOGGING,
-        before_request=strict_json_body,
+        before_request=strict_input,
         before_send=[security_headers],
         debug=False,
     )

@@ -26,7 +26,7 @@ from konsil.platform.openapi import document_errors
 from konsil.platform.ratelimit import RateLimit
 from konsil.platform.settings import Settings
 from konsil.platform.signing import Verifier
-from konsil.platform.web import LOGGING, SignedCalls, healthz, security_headers, strict_json_body
+from konsil.platform.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
 
 Req = Request[Any, Any, Any]
 
@@ -145,7 +145,7 @@ def create_control_app(settings: Settings) -> Litestar:
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Konsil control plane", version="1", path="/schema"),
         logging_config=LOGGING,
-        before_request=strict_json_body,
+        before_request=strict_input,
         before_send=[security_headers],
         debug=False,
     )

@@ -267,3 +267,15 @@ def test_odd_bytes_in_the_request_line_and_headers_are_never_a_5xx(stack: Stack,
         ):
             status, answer = raw_request(base, request)
             assert 400 <= status < 500, (base, request, answer[:500])
+
+
+def test_a_date_time_in_the_query_must_be_iso_text(org: dict[str, Any]) -> None:
+    """Found by the conformance run: ``until=0.5`` was taken as seconds since 1970."""
+    owner, slug = org["owner_client"], org["slug"]
+    for name, value in (("until", "0.5"), ("since", "12"), ("until", "tomorrow")):
+        body = assert_error(owner.get(f"/api/v1/orgs/{slug}/access-log", params={name: value}), 400, "invalid_input")
+        assert name in body["message"]
+    assert (
+        owner.get(f"/api/v1/orgs/{slug}/access-log", params={"since": "2026-01-01T00:00:00+00:00"}).status_code == 200
+    )
+    assert_error(owner.get(f"/api/v1/orgs/{slug}/calls/today", params={"since": "1"}), 400, "invalid_input")
