@@ -23,6 +23,11 @@ async def engine(pg_database: Callable[[str, str], str]) -> AsyncIterator[Postgr
     await database.stop(engine)
 
 
+def pool(engine: PostgresEngine) -> asyncpg.Pool:
+    assert engine.pool is not None
+    return engine.pool
+
+
 async def backend(engine: PostgresEngine, pid: int) -> asyncpg.Record:
     """What PostgreSQL says a pooled connection's backend is doing, seen from outside."""
     conn = await asyncpg.connect(engine.config["dsn"])
@@ -33,7 +38,7 @@ async def backend(engine: PostgresEngine, pid: int) -> asyncpg.Record:
 
 
 async def test_releasing_a_connection_sends_no_reset(engine: PostgresEngine) -> None:
-    async with engine.pool.acquire() as conn:
+    async with pool(engine).acquire() as conn:
         pid = conn.get_server_pid()
         await conn.fetch("SELECT 'the last statement' AS marker")
     seen = await backend(engine, pid)
@@ -42,7 +47,7 @@ async def test_releasing_a_connection_sends_no_reset(engine: PostgresEngine) -> 
 
 
 async def test_a_transaction_left_open_is_still_rolled_back_on_release(engine: PostgresEngine) -> None:
-    async with engine.pool.acquire() as conn:
+    async with pool(engine).acquire() as conn:
         pid = conn.get_server_pid()
         await conn.execute("BEGIN")
         await conn.execute("CREATE TEMP TABLE left_open (x int) ON COMMIT DROP")
@@ -56,8 +61,8 @@ async def test_a_failed_transaction_leaves_nothing_open(engine: PostgresEngine) 
     with pytest.raises(asyncpg.UndefinedTableError):
         async with database.transaction(engine):
             await engine.run_ddl("SELECT * FROM no_such_table")
-    for _ in range(engine.pool.get_size()):  # every pooled connection
-        async with engine.pool.acquire() as conn:
+    for _ in range(pool(engine).get_size()):  # every pooled connection
+        async with pool(engine).acquire() as conn:
             assert not conn.is_in_transaction()  # the server's own transaction status
 
 
