@@ -34,6 +34,7 @@ import httpx
 
 from bench import gateway_vs_direct
 from bench.harness import (
+    DATABASES,
     LOOPBACK,
     LoadResult,
     Stack,
@@ -71,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=4, help="interleaved rounds per side")
     p.add_argument("--warmup", type=int, default=400, help="discarded requests per side before the first round")
     p.add_argument("--rooms", type=int, default=5, help="rooms in the listed organisation")
+    p.add_argument("--database", choices=DATABASES, default="postgres", help="postgres only (the lean app's)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -237,6 +239,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.requests < 1 or args.concurrency < 1 or args.rounds < 1 or args.seconds <= 0:
         raise SystemExit("--requests, --concurrency, --rounds and --seconds must be positive")
     set_quiet(args.quiet)
+    if args.database != "postgres":  # e.g. `python -m bench -- --database sqlite` for the whole suite
+        return {"benchmark": NAME, "database": args.database, "skipped": "the lean app runs on PostgreSQL only"}
     host = machine()
     with running_stack("postgres") as stack:
         fx = run_async(gateway_vs_direct.prepare(stack, args.rooms))
