@@ -66,7 +66,7 @@ SIDES = ("region", "lean")
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--requests", type=int, default=4000, help="measured requests per side, over all rounds")
+    p.add_argument("--requests", type=int, default=6000, help="measured requests per side, over all rounds")
     p.add_argument("--concurrency", type=int, default=8, help="closed-loop workers")
     p.add_argument("--seconds", type=float, default=80.0, help="cap on the measured time, both sides together")
     p.add_argument("--rounds", type=int, default=4, help="interleaved rounds per side")
