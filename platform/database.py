@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import asyncpg
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
@@ -66,11 +67,52 @@ def transaction(engine: Engine) -> Any:
     return engine.transaction()
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing beyond asyncpg's own part of it.
+
+    asyncpg's default reset sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`` on every release, a round trip each time a query borrows a
+    connection (three per authenticated read, about half of PostgreSQL's CPU for it).
+    Nothing here leaves such session state on a pooled connection: transactions are
+    opened and closed by ``transaction()`` (and asyncpg still rolls back one left open
+    and drops listeners before calling this); the live events LISTEN on the channels
+    backend's own connections (regions/channels.py) and the purge takes its
+    session-level advisory lock on a connection of its own (regions/tasks.py); nothing
+    runs SET, DECLARE … WITH HOLD or PREPARE on a pooled connection.
+    """
+
+
 async def start(engine: Engine) -> None:
     if isinstance(engine, PostgresEngine):
-        await engine.start_connection_pool(min_size=1, max_size=10)
+        await engine.start_connection_pool(min_size=1, max_size=10, reset=_keep_session)
 
 
 async def stop(engine: Engine) -> None:
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()
+
+
+async def fetch(engine: Engine, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Run fixed PostgreSQL SQL (``$1`` placeholders) for a hot path; rows as piccolo's
+    ``select`` gives them (dicts of the same Python values).
+
+    Building and compiling a piccolo query costs more CPU than PostgreSQL spends running
+    a simple one; fixed SQL skips that, and asyncpg prepares each statement once per
+    pooled connection. Runs on the connection of the piccolo transaction this task is
+    in, if any, else on the pool (or a connection of its own before the pool starts).
+    """
+    if not isinstance(engine, PostgresEngine):
+        raise TypeError("fixed SQL runs on PostgreSQL only; use piccolo queries elsewhere")
+    current = engine.current_transaction.get()
+    if current is not None:
+        rows = await current.connection.fetch(sql, *args)
+    elif engine.pool is not None:
+        async with engine.pool.acquire() as connection:
+            rows = await connection.fetch(sql, *args)
+    else:
+        connection = await engine.get_new_connection()
+        try:
+            rows = await connection.fetch(sql, *args)
+        finally:
+            await connection.close()
+    return [dict(row) for row in rows]

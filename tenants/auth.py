@@ -20,7 +20,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from konsil.platform import errors
+from konsil.platform import database, errors
 from konsil.regions.context import RegionContext
 from konsil.tenants.actors import record_denial
 from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation
@@ -101,9 +101,89 @@ async def end_session(session_id: str) -> None:
     await MemberSession.delete().where(MemberSession.id == session_id).run()
 
 
-async def _from_session(ctx: RegionContext, cookie: str) -> Principal | None:
-    sid = token_hash(cookie)
+# The guard's lookups on PostgreSQL, as fixed SQL: the organisation and the caller's
+# token or session in one statement (building a piccolo query costs more CPU than
+# PostgreSQL spends on it, and each borrowed connection is a round trip). A credential
+# of another organisation comes back too and is refused as before (404). The
+# organisation's columns are those piccolo's select() gives (a test compares the two,
+# so a new column cannot be missed here).
+_ORGANISATION_SQL = """
+SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at
+FROM organisation o
+WHERE o.slug = $1"""
+_ORGANISATION_AND_INTEGRATION_SQL = """
+SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at,
+       t.id AS caller_id, t.org_id AS caller_org_id, t.scopes AS caller_scopes
+FROM organisation o
+LEFT JOIN api_token t ON t.token_hash = $2 AND t.revoked_at IS NULL
+WHERE o.slug = $1"""
+_ORGANISATION_AND_SESSION_SQL = """
+SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at,
+       s.org_id AS caller_org_id, s.member_id AS caller_member_id, s.csrf_token AS caller_csrf_token,
+       s.last_seen_at AS caller_last_seen_at, m.role AS caller_role
+FROM organisation o
+LEFT JOIN member_session s ON s.id = $2
+LEFT JOIN member m ON m.id = s.member_id
+WHERE o.slug = $1"""
+_CALLER = "caller_"
+_PREFETCHED = "konsil.caller"
+
+
+def _credential(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[str, str] | None:
+    """The credential the request presents, as (token | session, SHA-256), if well formed."""
+    auth = connection.headers.get("authorization", "")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return None  # identify refuses it
+        return "token", token_hash(value.strip())
+    cookie = connection.cookies.get(SESSION_COOKIE)
+    return ("session", token_hash(cookie)) if cookie else None
+
+
+async def find_organisation(
+    connection: ASGIConnection[Any, Any, Any, Any], ctx: RegionContext, slug: str
+) -> dict[str, Any] | None:
+    """The organisation named by ``slug``. On PostgreSQL the caller's token or session
+    row comes in the same statement and is kept for ``identify``."""
+    if not database.is_postgres(ctx.engine):
+        return await Organisation.select().where(Organisation.slug == slug).first().run()
+    credential = _credential(connection)
+    if credential is None:
+        rows = await database.fetch(ctx.engine, _ORGANISATION_SQL, slug)
+    else:
+        sql = _ORGANISATION_AND_INTEGRATION_SQL if credential[0] == "token" else _ORGANISATION_AND_SESSION_SQL
+        rows = await database.fetch(ctx.engine, sql, slug, credential[1])
+    if not rows:
+        return None
+    org = rows[0]
+    caller = {key.removeprefix(_CALLER): org.pop(key) for key in list(org) if key.startswith(_CALLER)}
+    if credential is not None:
+        # Kept in the request's own state (the scope's dict behind connection.state).
+        connection.scope.setdefault("state", {})[_PREFETCHED] = (
+            credential,
+            caller if caller["org_id"] is not None else None,
+        )
+    return org
+
+
+def _prefetched(connection: ASGIConnection[Any, Any, Any, Any], kind: str, hashed: str) -> tuple[bool, Any]:
+    """(found, row) of this credential if it was fetched with the organisation."""
+    kept = connection.scope.get("state", {}).get(_PREFETCHED)
+    if kept is None or kept[0] != (kind, hashed):
+        return False, None
+    return True, kept[1]
+
+
+async def _session_row(sid: str) -> dict[str, Any] | None:
     row = await MemberSession.select().where(MemberSession.id == sid).first().run()
+    if row is None:
+        return None
+    member = await Member.select(Member.role).where(Member.id == row["member_id"]).first().run()
+    return row | {"role": member["role"] if member else None}
+
+
+async def _from_session(ctx: RegionContext, sid: str, row: dict[str, Any] | None) -> Principal | None:
     if row is None:
         return None
     now = utcnow()
@@ -111,24 +191,26 @@ async def _from_session(ctx: RegionContext, cookie: str) -> Principal | None:
     if row["last_seen_at"] + idle < now:
         await end_session(sid)
         return None
-    member = await Member.select(Member.role).where(Member.id == row["member_id"]).first().run()
-    if member is None:
+    if row["role"] is None:  # the member is gone
         await end_session(sid)
         return None
     if now - row["last_seen_at"] > dt.timedelta(seconds=30):
         await MemberSession.update({MemberSession.last_seen_at: now}).where(MemberSession.id == sid).run()
     return Principal(
-        "member", row["org_id"], row["member_id"], member["role"], session_id=sid, csrf_token=row["csrf_token"]
+        "member", row["org_id"], row["member_id"], row["role"], session_id=sid, csrf_token=row["csrf_token"]
     )
 
 
-async def _from_token(token: str) -> Principal | None:
-    row = (
-        await ApiToken.select()
-        .where((ApiToken.token_hash == token_hash(token)) & ApiToken.revoked_at.is_null())
+async def _token_row(hashed: str) -> dict[str, Any] | None:
+    return (
+        await ApiToken.select(ApiToken.id, ApiToken.org_id, ApiToken.scopes)
+        .where((ApiToken.token_hash == hashed) & ApiToken.revoked_at.is_null())
         .first()
         .run()
     )
+
+
+def _from_token(row: dict[str, Any] | None) -> Principal | None:
     if row is None:
         return None
     return Principal("token", row["org_id"], row["id"], "integration", frozenset(row["scopes"].split()))
@@ -143,13 +225,16 @@ async def identify(connection: ASGIConnection[Any, Any, Any, Any], ctx: RegionCo
         hashed = token_hash(value.strip())
         if any(hmac.compare_digest(hashed, known) for known in ctx.region.ops_token_hashes):
             return Principal("ops", NO_ORGANISATION, uuid.UUID(hashed[:32]), "ops")
-        principal = await _from_token(value.strip())
+        found, row = _prefetched(connection, "token", hashed)
+        principal = _from_token(row if found else await _token_row(hashed))
         if principal is None:
             raise errors.unauthorized("the API token is not valid or was revoked")
         return principal
     cookie = connection.cookies.get(SESSION_COOKIE)
     if cookie:
-        return await _from_session(ctx, cookie)
+        sid = token_hash(cookie)
+        found, row = _prefetched(connection, "session", sid)
+        return await _from_session(ctx, sid, row if found else await _session_row(sid))
     return None
 
 
@@ -172,7 +257,7 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     ctx: RegionContext = connection.app.state.region
     if found.org_scoped:
         slug = connection.path_params.get("slug")
-        org = await Organisation.select().where(Organisation.slug == slug).first().run() if slug else None
+        org = await find_organisation(connection, ctx, slug) if slug else None
         if org is None:
             raise errors.not_found("no such organisation in this region")
         connection.state.org = org

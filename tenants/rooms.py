@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from konsil.platform import errors
+from konsil.platform import database, errors
 from konsil.tenants.auth import Principal
 from konsil.tenants.schemas import RoomIn, RoomOut
 from konsil.tenants.tables import Member, Room
@@ -20,8 +20,16 @@ def to_out(org: dict[str, Any], row: dict[str, Any]) -> RoomOut:
     return RoomOut(row["id"], row["slug"], row["title"], row["expert_id"], f"/{org['slug']}/{row['slug']}")
 
 
+# A hot read (the room list of every dashboard and integration): fixed SQL on PostgreSQL.
+_LIST_SQL = "SELECT id, slug, title, expert_id FROM room WHERE org_id = $1 ORDER BY slug"
+
+
 async def list_rooms(org: dict[str, Any]) -> list[RoomOut]:
-    rows = await Room.select().where(Room.org_id == org["id"]).order_by(Room.slug).run()
+    engine = Room._meta.db
+    if database.is_postgres(engine):
+        rows = await database.fetch(engine, _LIST_SQL, org["id"])
+    else:
+        rows = await Room.select().where(Room.org_id == org["id"]).order_by(Room.slug).run()
     return [to_out(org, row) for row in rows]
 
 
