@@ -67,6 +67,17 @@ class LifecycleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     dsr_keep_days: Annotated[int, msgspec.Meta(ge=28, le=3650)] = 1095
 
 
+class RegionLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Rate limits of a region's cheap routes (429 with Retry-After; each replica counts
+    its own callers). Only failed logins count, so staff behind one address log in freely."""
+
+    login_failures_per_account_15_minutes: Annotated[int, msgspec.Meta(ge=1)] = 10
+    login_failures_per_address_minute: Annotated[int, msgspec.Meta(ge=1)] = 30
+    joins_per_address_minute: Annotated[int, msgspec.Meta(ge=1)] = 20
+    joins_per_room_minute: Annotated[int, msgspec.Meta(ge=1)] = 60
+    invitations_per_organisation_minute: Annotated[int, msgspec.Meta(ge=1)] = 60
+
+
 class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     id: RegionId
     jurisdiction: Annotated[str, msgspec.Meta(min_length=2, max_length=120)]
@@ -90,6 +101,7 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ops_token_hashes: list[Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z")]] = []
     # Retention purges (compliance/retention): Celery workers and beat of this region, or in-process.
     lifecycle: LifecycleSettings = LifecycleSettings()
+    limits: RegionLimits = RegionLimits()
 
     @property
     def base_url(self) -> str:

@@ -10,6 +10,7 @@ from piccolo.engine.base import Engine
 from konsil.platform.settings import RegionSettings, Settings
 from konsil.platform.signing import Verifier, sign
 from konsil.tenants.keys.service import TenantKeys
+from konsil.tenants.limits import TenantLimits
 
 
 @dataclass
@@ -46,6 +47,10 @@ class RegionContext:
     discovery_key: str
     service_name: str = "region-service"
     extra: dict[str, object] = field(default_factory=dict)
+    limits: TenantLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limits = TenantLimits(self.region.limits)
 
     @property
     def source(self) -> str:

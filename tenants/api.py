@@ -16,7 +16,7 @@ from konsil.media_nodes import receipts
 from konsil.platform import errors
 from konsil.platform.text import LINE_PATTERN
 from konsil.regions.context import RegionContext
-from konsil.tenants import api_tokens, limits, members, organisations, rooms, visits
+from konsil.tenants import api_tokens, members, organisations, rooms, visits
 from konsil.tenants.actors import actor_of, source_address
 from konsil.tenants.auth import PUBLIC, SESSION_COOKIE, Principal, authorize, end_session, rule, start_session
 from konsil.tenants.schemas import (
@@ -100,7 +100,7 @@ async def list_members(request: Req) -> list[MemberOut]:
 
 @post("/members", opt=rule(*MANAGERS, scope="members:write", personal_data="member"))
 async def invite_member(request: Req, data: MemberIn) -> MemberOut:
-    limits.invitation(_org(request)["id"])
+    _ctx(request).limits.invitation(_org(request)["id"])
     return await members.invite(_ctx(request), actor_of(request), _org(request), data)
 
 

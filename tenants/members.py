@@ -18,7 +18,6 @@ import msgspec
 from konsil.platform import database, errors
 from konsil.platform.lookup import email_lookup, normalise_email
 from konsil.regions.context import RegionContext
-from konsil.tenants import limits
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.auth import utcnow
 from konsil.tenants.keys.cipher import FieldDecryptionError, OrgCipher
@@ -270,7 +269,7 @@ async def authenticate(
     attempts on a known member and every successful login are access-logged.
     Failures are rate-limited per account and per address (tenants/limits.py: 429).
     """
-    limits.check_login(email, source_address)
+    ctx.limits.check_login(email, source_address)
     lookup = email_lookup(ctx.discovery_key, email)
     rows = await Member.select().where(Member.email_lookup == lookup).run()
     # A member without a password (NO_PASSWORD, or anything that is not an argon2 hash)
@@ -293,7 +292,7 @@ async def authenticate(
         if row not in matches:
             await record(ctx, anonymous, row["org_id"], "read", "member", row["id"], subject(row["id"]), "failure")
     if not matches:
-        limits.login_failed(email, source_address)
+        ctx.limits.login_failed(email, source_address)
         raise errors.unauthorized("e-mail address or password is wrong")
     if len(matches) > 1:
         return sorted(orgs[m["org_id"]]["slug"] for m in matches)

@@ -15,7 +15,7 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from konsil.platform import errors
-from konsil.tenants import limits, visits
+from konsil.tenants import visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.signaling import VISIT_COOKIE
 from konsil.tenants.tables import Organisation
@@ -92,7 +92,7 @@ async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[J
             error="Please agree to the processing described above to continue.",
         )
     try:
-        limits.join(room["id"], source_address(request))
+        request.app.state.region.limits.join(room["id"], source_address(request))
     except errors.AppError as exc:
         wait = exc.headers.get("retry-after", "60")
         return _join_page(

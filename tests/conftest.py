@@ -307,6 +307,8 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
                 f'media_node_key = "{secrets.token_urlsafe(24)}"',
                 f'ops_token_hashes = ["{hashlib.sha256(ops_token.encode()).hexdigest()}"]',
             ]
+        # Every test joins and logs in from 127.0.0.1: the per-address limits are tested apart.
+        lines += ["[regions.limits]", "joins_per_address_minute = 100000", "login_failures_per_address_minute = 100000"]
         if region_id in vault:
             lines += [
                 "[regions.vault]",

@@ -4,7 +4,7 @@ answers 429 with Retry-After; the pages show a human message, not JSON.
 
 Limits per account and per organisation are hit on the running stack with their real
 numbers. Limits per address are hit in an in-process region app (the stack's database
-and key service, its own client address) with small limits swapped in, so that the
+and key service, its own client address) with small limits in its settings, so that the
 stack's other tests, all calling from 127.0.0.1, are not locked out.
 """
 
@@ -15,16 +15,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from konsil.platform.ratelimit import RateLimit
+from konsil.platform.settings import RegionLimits
 from konsil.regions.app import create_region_app
 from konsil.regions.tables import REGION_TABLES
-from konsil.tenants import limits
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.e2e
+DEFAULTS = RegionLimits()
 
 
 def retry_after(response: httpx.Response, at_most: float) -> int:
@@ -39,12 +40,12 @@ def test_failed_logins_lock_the_account_for_a_while(stack: Stack) -> None:
     owner = stack.login(stack.region_url("eu"), org["slug"], org["owner"]["email"])
     member = stack.add_member(owner, org["slug"], "expert")
     login = f"{stack.region_url('eu')}/api/v1/orgs/{org['slug']}/auth/login"
-    for _ in range(limits.LOGIN_FAILURES_PER_ACCOUNT.limit):
+    for _ in range(DEFAULTS.login_failures_per_account_15_minutes):
         wrong = httpx.post(login, json={"email": member["email"], "password": "not the password"})
         assert wrong.status_code == 401, wrong.text
     # The right password too now waits: the account is locked, whoever asks.
     locked = httpx.post(login, json={"email": member["email"].upper(), "password": member["password"]})
-    retry_after(locked, limits.LOGIN_FAILURES_PER_ACCOUNT.per_seconds)
+    retry_after(locked, 15 * 60)
     assert locked.json()["error"] == "too_many_requests"
     # Another account from the same address is not affected.
     assert stack.login(stack.region_url("eu"), org["slug"], org["owner"]["email"])
@@ -54,13 +55,13 @@ def test_invitations_are_limited_per_organisation(stack: Stack) -> None:
     org = stack.signup("eu")
     owner = stack.login(stack.region_url("eu"), org["slug"], org["owner"]["email"])
     path = f"/api/v1/orgs/{org['slug']}/members"
-    for number in range(limits.INVITATIONS_PER_ORGANISATION.limit):
+    for number in range(DEFAULTS.invitations_per_organisation_minute):
         body = {"name": f"Member {number}", "email": f"m{number}@{org['slug']}.example", "role": "expert"}
         assert owner.post(path, json=body).status_code == 201
     over = owner.post(path, json={"name": "One More", "email": f"more@{org['slug']}.example", "role": "expert"})
-    retry_after(over, limits.INVITATIONS_PER_ORGANISATION.per_seconds)
+    retry_after(over, 60)
     listed = owner.get(path).json()
-    assert len(listed) == limits.INVITATIONS_PER_ORGANISATION.limit + 1, "the refused one was not added"
+    assert len(listed) == DEFAULTS.invitations_per_organisation_minute + 1, "the refused one was not added"
     # Another organisation invites as usual.
     other = stack.signup("eu")
     other_owner = stack.login(stack.region_url("eu"), other["slug"], other["owner"]["email"])
@@ -69,14 +70,14 @@ def test_invitations_are_limited_per_organisation(stack: Stack) -> None:
 
 
 @pytest.fixture
-async def region(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncTestClient[Any]]:
-    """The EU region app in this process, with small limits per address and room."""
-    monkeypatch.setattr(limits, "LOGIN_FAILURES_PER_ADDRESS", RateLimit("test login address", 3, 60))
-    monkeypatch.setattr(limits, "JOINS_PER_ADDRESS", RateLimit("test joins address", 3, 60))
-    monkeypatch.setattr(limits, "JOINS_PER_ROOM", RateLimit("test joins room", 2, 60))
+async def region(stack: Stack) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The EU region app in this process, with small limits per address and room (settings)."""
+    small = RegionLimits(login_failures_per_address_minute=3, joins_per_address_minute=3, joins_per_room_minute=2)
+    settings = stack.settings.for_region("eu")
+    settings = msgspec.structs.replace(settings, regions=[msgspec.structs.replace(settings.regions[0], limits=small)])
     previous = [table._meta._db for table in REGION_TABLES]
     try:
-        async with AsyncTestClient(create_region_app(stack.settings.for_region("eu"))) as client:
+        async with AsyncTestClient(create_region_app(settings)) as client:
             yield client
     finally:
         for table, db in zip(REGION_TABLES, previous, strict=True):
