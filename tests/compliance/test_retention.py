@@ -668,7 +668,9 @@ async def test_one_scheduled_purge_at_a_time_per_region(ctx: RegionContext) -> N
         await other_replica.close()  # the other replica's run ends (or it dies): the lock goes
 
     first = await tasks.purge_task(ctx, "eu", uuid.uuid4())
-    assert first["removed"]["visits"] == 5 and await visits_of(org_id) == set()
+    # At least this organisation's rows: a scheduled run of an earlier test that was stopped
+    # mid-way (a busy machine) leaves other organisations' expired visits for this run.
+    assert first["removed"]["visits"] >= 5 and await visits_of(org_id) == set()
     again = await tasks.purge_task(ctx, "eu", uuid.uuid4())
     assert "skipped" in again and "half an interval" in again["skipped"]
     assert not await PurgeRun.exists().where(PurgeRun.run_id == uuid.UUID(again["run_id"]))
