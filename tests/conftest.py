@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ import httpx
 import hvac
 import pytest
 from piccolo.engine.base import Engine
+from piccolo.table import Table
 
 from konsil.platform import database
 from konsil.platform.migrations import Target, migrate_target
@@ -68,6 +69,19 @@ async def region_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator
     database.bind(REGION_TABLES, engine)
     yield engine
     await database.stop(engine)
+
+
+@contextlib.contextmanager
+def bindings_restored(tables: Iterable[type[Table]]) -> Iterator[None]:
+    """Put back the tables' database binding afterwards (an unbound table stays unbound):
+    the binding is process-wide, and a test that binds them itself, or starts an app that
+    does, must not leave them on its database for the tests that follow."""
+    previous = [(table, table._meta._db) for table in tables]
+    try:
+        yield
+    finally:
+        for table, db in previous:
+            table._meta._db = db
 
 
 def bao_binary() -> str:
