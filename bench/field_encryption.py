@@ -61,6 +61,7 @@ from bench.harness import (
     signals_deferred,
 )
 from konsil.platform import database
+from konsil.platform.launcher import stop_processes
 from konsil.platform.migrations import Target, migrate_target
 from konsil.regions.tables import REGION_TABLES
 from konsil.tenants.keys.cipher import OrgCipher, associated_data
@@ -173,12 +174,7 @@ def openbao_server(work: Path) -> Iterator[tuple[str, str]]:
         yield url, token
     finally:
         with signals_deferred():
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_processes({"OpenBao": proc})
             log(f"stopped OpenBao (pid {proc.pid})")
 
 

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,7 @@ from piccolo.engine.base import Engine
 from piccolo.table import Table
 
 from konsil.platform import database
+from konsil.platform.launcher import stop_processes
 from konsil.platform.migrations import Target, migrate_target
 from konsil.platform.settings import RegionSettings
 
@@ -86,7 +88,6 @@ def bindings_restored(tables: Iterable[type[Table]]) -> Iterator[None]:
 
 def bao_binary() -> str:
     import shutil
-    from pathlib import Path
 
     beside = Path(sys.executable).parent / "bao"
     found = str(beside) if beside.exists() else shutil.which("bao")
@@ -95,25 +96,35 @@ def bao_binary() -> str:
 
 
 @contextlib.contextmanager
+def bao_dev_process(home: Path, output: Any = subprocess.DEVNULL) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """An OpenBao dev server process on a free loopback port, its output (the unseal key
+    among it) to ``output``: yields (url, root token, process) at once, before it answers;
+    always stopped (woken first if a test froze it)."""
+    port = free_port()
+    token = f"root-{secrets.token_hex(8)}"
+    # The dev server writes a token file into $HOME.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))} | {"HOME": str(home)}
+    proc = subprocess.Popen(
+        [bao_binary(), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", token, proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)  # never leave it frozen
+        stop_processes({"OpenBao": proc})
+
+
+@contextlib.contextmanager
 def openbao_server() -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     """A real OpenBao dev server on a free loopback port with Transit enabled:
     yields (url, root token, process)."""
     import tempfile
 
-    import hvac
-
-    port = free_port()
-    token = f"root-{secrets.token_hex(8)}"
-    home = tempfile.mkdtemp(prefix="konsil-bao-")  # the dev server writes a token file into $HOME
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))} | {"HOME": home}
-    proc = subprocess.Popen(
-        [bao_binary(), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with bao_dev_process(Path(tempfile.mkdtemp(prefix="konsil-bao-"))) as (url, token, proc):
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -125,15 +136,6 @@ def openbao_server() -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
             time.sleep(0.05)
         hvac.Client(url=url, token=token).sys.enable_secrets_engine("transit", path="transit")
         yield url, token, proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGCONT)  # never leave it frozen
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass

@@ -37,7 +37,7 @@ from konsil.platform.launcher import start_processes, stop_processes, wait_healt
 from konsil.platform.migrations import Target, migrate_target
 from konsil.platform.settings import Settings, load_settings
 from konsil.regions.tasks import PURGE, CeleryRunner, queue_name
-from tests.conftest import bao_binary, fetch, free_port
+from tests.conftest import bao_dev_process, fetch, free_port
 from tests.e2e import test_purge_workers as purge_workers
 
 pytestmark = pytest.mark.e2e
@@ -519,34 +519,17 @@ class Bao:
 def openbao_with_unseal_key(tmp: Path) -> Iterator[Bao]:
     """An OpenBao dev server whose unseal key (printed at start) is kept, so the test
     can seal it and unseal it again; Transit enabled."""
-    port = free_port()
-    token = f"root-{secrets.token_hex(8)}"
-    home = tmp / "bao-home"  # the dev server writes a token file into $HOME
+    home = tmp / "bao-home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))} | {"HOME": str(home)}
     output = tmp / "bao.log"
-    with output.open("wb") as out:
-        proc = subprocess.Popen(
-            [bao_binary(), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
+    with output.open("wb") as out, bao_dev_process(home, out) as (url, token, _):
         key = wait_until(
             lambda: re.search(r"Unseal Key: (\S+)", output.read_text(errors="replace")), 20, "OpenBao to start"
         ).group(1)
-        bao = Bao(f"http://127.0.0.1:{port}", token, key)
+        bao = Bao(url, token, key)
         wait_until(lambda: bao.client().sys.is_initialized() and not bao.client().sys.is_sealed(), 20, "unsealed")
         bao.client().sys.enable_secrets_engine("transit", path="transit")
         yield bao
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.asynccontextmanager
