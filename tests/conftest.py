@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from piccolo.table import Table
 from konsil.platform import database
 from konsil.platform.launcher import stop_processes
 from konsil.platform.migrations import Target, migrate_target
-from konsil.platform.settings import RegionSettings
+from konsil.platform.settings import RegionSettings, Settings, load_settings
 
 PG_SERVER = os.environ.get("KONSIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 SESSION_TAG = f"konsil_t{secrets.token_hex(3)}"
@@ -84,6 +84,40 @@ def bindings_restored(tables: Iterable[type[Table]]) -> Iterator[None]:
     finally:
         for table, db in previous:
             table._meta._db = db
+
+
+def services_config(
+    run_dir: Path,
+    control_dsn: str,
+    region_dsn: str,
+    region_lines: list[str] | None = None,
+    top_lines: Sequence[str] = (),
+) -> Settings:
+    """``run_dir/konsil.toml`` for the control plane and region ``eu`` in services mode on
+    loopback ports, with ``top_lines`` among the top-level settings and ``region_lines``
+    (default: a local keyring) at the end of the region's; its settings as loaded."""
+    ports = {name: free_port() for name in ("control", "eu")}
+    lines = [
+        'mode = "services"',
+        f'data_dir = "{run_dir}"',
+        f'discovery_key = "{secrets.token_urlsafe(24)}"',
+        *top_lines,
+        "[control]",
+        f'database = "{control_dsn}"',
+        f'listen = "127.0.0.1:{ports["control"]}"',
+        f'public_url = "http://127.0.0.1:{ports["control"]}"',
+        "[[regions]]",
+        'id = "eu"',
+        'jurisdiction = "EU/EEA"',
+        f'public_url = "http://127.0.0.1:{ports["eu"]}"',
+        f'listen = "127.0.0.1:{ports["eu"]}"',
+        f'database = "{region_dsn}"',
+        f'internal_secret = "eu-{secrets.token_urlsafe(24)}"',
+        *(region_lines or ["[regions.vault]", 'backend = "local"', f'keyring_path = "{run_dir / "keyring-eu"}"']),
+    ]
+    config = run_dir / "konsil.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return load_settings(config)
 
 
 def bao_binary() -> str:

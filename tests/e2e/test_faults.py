@@ -37,7 +37,7 @@ from konsil.platform.launcher import start_processes, stop_processes, wait_healt
 from konsil.platform.migrations import Target, migrate_target
 from konsil.platform.settings import Settings, load_settings
 from konsil.regions.tasks import PURGE, CeleryRunner, queue_name
-from tests.conftest import bao_dev_process, fetch, free_port
+from tests.conftest import bao_dev_process, fetch, free_port, services_config
 from tests.e2e import test_purge_workers as purge_workers
 
 pytestmark = pytest.mark.e2e
@@ -113,33 +113,6 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 
 # --- a running control plane and region --------------------------------------------------------
-
-
-def services_config(
-    run_dir: Path, control_dsn: str, region_dsn: str, region_lines: list[str] | None = None
-) -> Settings:
-    """The control plane and region ``eu`` in services mode on loopback ports."""
-    ports = {name: free_port() for name in ("control", "eu")}
-    lines = [
-        'mode = "services"',
-        f'data_dir = "{run_dir}"',
-        f'discovery_key = "{secrets.token_urlsafe(24)}"',
-        "[control]",
-        f'database = "{control_dsn}"',
-        f'listen = "127.0.0.1:{ports["control"]}"',
-        f'public_url = "http://127.0.0.1:{ports["control"]}"',
-        "[[regions]]",
-        'id = "eu"',
-        'jurisdiction = "EU/EEA"',
-        f'public_url = "http://127.0.0.1:{ports["eu"]}"',
-        f'listen = "127.0.0.1:{ports["eu"]}"',
-        f'database = "{region_dsn}"',
-        f'internal_secret = "eu-{secrets.token_urlsafe(24)}"',
-        *(region_lines or ["[regions.vault]", 'backend = "local"', f'keyring_path = "{run_dir / "keyring-eu"}"']),
-    ]
-    config = run_dir / "konsil.toml"
-    config.write_text("\n".join(lines) + "\n")
-    return load_settings(config)
 
 
 @contextlib.contextmanager
