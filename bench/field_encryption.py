@@ -58,10 +58,9 @@ from bench.harness import (
     run_async,
     run_standalone,
     set_quiet,
-    signals_deferred,
+    stop_server,
 )
 from konsil.platform import database
-from konsil.platform.launcher import stop_processes
 from konsil.platform.migrations import Target, migrate_target
 from konsil.regions.tables import REGION_TABLES
 from konsil.tenants.keys.cipher import OrgCipher, associated_data
@@ -173,9 +172,7 @@ def openbao_server(work: Path) -> Iterator[tuple[str, str]]:
         log(f"OpenBao dev server up at {url} (pid {proc.pid})")
         yield url, token
     finally:
-        with signals_deferred():
-            stop_processes({"OpenBao": proc})
-            log(f"stopped OpenBao (pid {proc.pid})")
+        stop_server("OpenBao", proc)
 
 
 # --- part A: cost per record -------------------------------------------------------------------

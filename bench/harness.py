@@ -128,6 +128,14 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def stop_server(what: str, proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server process the benchmark started (SIGTERM, a kill after 10 s), a
+    second Ctrl-C ignored meanwhile, and say so."""
+    with signals_deferred():
+        stop_processes({what: proc})
+        log(f"stopped {what} (pid {proc.pid})")
+
+
 # --- PostgreSQL databases -------------------------------------------------------------------
 
 

@@ -52,10 +52,9 @@ from bench.harness import (
     run_standalone,
     running_stack,
     set_quiet,
-    signals_deferred,
+    stop_server,
     summarise,
 )
-from konsil.platform.launcher import stop_processes
 
 NAME = "region_vs_lean"
 # Region server CPU per request at most 1.3 times the lean app's (an outside run measured 2.7-3.1).
@@ -104,9 +103,7 @@ def lean_server(dsn: str, timeout: float = 30.0) -> Iterator[tuple[str, subproce
         log(f"lean app is up: {base} (pid {proc.pid})")
         yield base, proc
     finally:
-        with signals_deferred():
-            stop_processes({"lean": proc})
-            log(f"stopped the lean app (pid {proc.pid})")
+        stop_server("the lean app", proc)
 
 
 async def sanity_check(urls: dict[str, str], token: str, rooms: int) -> int:
