@@ -58,7 +58,7 @@ from bench.harness import (
     run_async,
     run_standalone,
     set_quiet,
-    signals_deferred,
+    stop_server,
 )
 from konsil.platform import database
 from konsil.platform.migrations import Target, migrate_target
@@ -172,14 +172,7 @@ def openbao_server(work: Path) -> Iterator[tuple[str, str]]:
         log(f"OpenBao dev server up at {url} (pid {proc.pid})")
         yield url, token
     finally:
-        with signals_deferred():
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log(f"stopped OpenBao (pid {proc.pid})")
+        stop_server("OpenBao", proc)
 
 
 # --- part A: cost per record -------------------------------------------------------------------

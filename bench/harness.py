@@ -8,7 +8,9 @@
 * ``closed_loop``: a closed-loop HTTP load generator (N workers, each sends its
   next request when the previous answered), bounded by a request count and a
   time limit, with a discarded warm-up; reports requests/s and p50/p90/p99.
-* ``summarise`` / ``emit``: merge rounds and print JSON on stdout.
+* ``interleaved_rounds``: the same read against two sides in ABBA rounds (``abba``).
+* ``summarise`` / ``ratio`` / ``conditions`` / ``emit``: merge rounds, compare the
+  sides, say what else ran, and print JSON on stdout.
 
 Progress goes to stderr; stdout carries JSON only (the servers' own output is
 sent to stderr as well). All traffic stays on 127.0.0.1.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -123,6 +126,14 @@ def signals_deferred() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def stop_server(what: str, proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server process the benchmark started (SIGTERM, a kill after 10 s), a
+    second Ctrl-C ignored meanwhile, and say so."""
+    with signals_deferred():
+        stop_processes({what: proc})
+        log(f"stopped {what} (pid {proc.pid})")
 
 
 # --- PostgreSQL databases -------------------------------------------------------------------
@@ -530,6 +541,78 @@ async def closed_loop(
     return result
 
 
+def abba(sides: Sequence[str], rounds: int) -> list[str]:
+    """``rounds`` rounds of each of two sides, interleaved A, B, B, A, A, B, …, so that
+    drift (caches, CPU frequency, other load) hits both sides alike."""
+    first, second = sides
+    return [side for number in range(rounds) for side in ((first, second) if number % 2 == 0 else (second, first))]
+
+
+async def interleaved_rounds(
+    urls: Mapping[str, str],
+    *,
+    headers: Mapping[str, str] | None,
+    concurrency: int,
+    requests: int,
+    rounds: int,
+    seconds: float,
+    warmup: int,
+    warmup_seconds: float = 30.0,
+    cpu_probe: Callable[[], Mapping[str, float | None]] | None = None,
+    before_round: Callable[[], None] = lambda: None,
+    describe: Callable[[str, LoadResult], str] = lambda side, result: "",
+) -> dict[str, list[LoadResult]]:
+    """The same read against two sides (``urls``: side → URL, A then B), each on its own
+    keep-alive client: ``warmup`` discarded requests per side, then ``rounds`` closed-loop
+    rounds per side in ABBA order, ``requests`` per side over all rounds, ``seconds`` the
+    cap of all rounds together. ``before_round`` may raise (a server stopped); each round
+    is logged with its requests/s and ``describe(side, result)``."""
+    per_round = math.ceil(requests / rounds)
+    round_seconds = seconds / (2 * rounds)
+    order = abba(list(urls), rounds)
+    width = max(len(side) for side in urls)
+    results: dict[str, list[LoadResult]] = {side: [] for side in urls}
+    clients = {side: load_client(concurrency) for side in urls}
+    try:
+        for side, url in urls.items():
+            log(f"warm-up {side}: {warmup} requests")
+            await closed_loop(
+                clients[side], url, headers=headers, concurrency=concurrency, requests=warmup, seconds=warmup_seconds
+            )
+        for number, side in enumerate(order, start=1):
+            before_round()
+            result = await closed_loop(
+                clients[side],
+                urls[side],
+                headers=headers,
+                concurrency=concurrency,
+                requests=per_round,
+                seconds=round_seconds,
+                label=side,
+                cpu_probe=cpu_probe,
+            )
+            log(f"round {number}/{len(order)} {side:<{width}} {result.rps:8.1f} req/s  {describe(side, result)}")
+            results[side].append(result)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return results
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator`` to three places; None when either is missing or zero."""
+    if not numerator or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def require_positive(args: Any, *names: str) -> None:
+    """Refuse a run whose named options (``--name``) are not all above zero."""
+    if any(getattr(args, name.replace("-", "_")) <= 0 for name in names):
+        listed = [f"--{name}" for name in names]
+        raise SystemExit(f"{', '.join(listed[:-1])} and {listed[-1]} must be positive")
+
+
 def summarise(results: Sequence[LoadResult]) -> dict[str, Any]:
     """Merge phases (e.g. interleaved rounds) into one figure set: requests/s over the
     summed measured time, percentiles over all latency samples."""
@@ -579,6 +662,18 @@ def machine() -> dict[str, Any]:
     with contextlib.suppress(OSError):
         found["load_average_1m"] = round(os.getloadavg()[0], 2)
     return found
+
+
+def conditions(before: Mapping[str, Any], *, http_client: bool = False) -> dict[str, Any]:
+    """A result's ``load_generator`` and ``machine`` entries: this process (its event loop,
+    with ``http_client`` the httpx version) shares the machine with the servers, and the
+    load average before (``before``, taken by ``machine()`` at the start) and after the
+    run says how much other work skewed the figures."""
+    generator: dict[str, Any] = {"client": f"httpx {httpx.__version__}"} if http_client else {}
+    return {
+        "load_generator": generator | {"event_loop": event_loop_name(), "same_host": True},
+        "machine": dict(before) | {"load_average_1m_after": machine().get("load_average_1m")},
+    }
 
 
 def emit(result: Any, stream: Any = None) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import statistics
 import subprocess
@@ -41,20 +40,21 @@ from bench.harness import (
     _cpu_seconds_of,
     _database_cpu_seconds,
     _machine_busy_seconds,
-    closed_loop,
-    event_loop_name,
+    abba,
+    conditions,
     free_port,
-    load_client,
+    interleaved_rounds,
     log,
     machine,
+    ratio,
+    require_positive,
     run_async,
     run_standalone,
     running_stack,
     set_quiet,
-    signals_deferred,
+    stop_server,
     summarise,
 )
-from konsil.platform.launcher import stop_processes
 
 NAME = "region_vs_lean"
 # Region server CPU per request at most 1.3 times the lean app's (an outside run measured 2.7-3.1).
@@ -103,9 +103,7 @@ def lean_server(dsn: str, timeout: float = 30.0) -> Iterator[tuple[str, subproce
         log(f"lean app is up: {base} (pid {proc.pid})")
         yield base, proc
     finally:
-        with signals_deferred():
-            stop_processes({"lean": proc})
-            log(f"stopped the lean app (pid {proc.pid})")
+        stop_server("the lean app", proc)
 
 
 async def sanity_check(urls: dict[str, str], token: str, rooms: int) -> int:
@@ -129,14 +127,6 @@ async def sanity_check(urls: dict[str, str], token: str, rooms: int) -> int:
     if len(httpx.Response(200, content=bodies["region"]).json()) != rooms:
         raise RuntimeError(f"expected {rooms} rooms")
     return len(bodies["region"])
-
-
-def round_order(rounds: int) -> list[str]:
-    """ABBA: region, lean, lean, region, …"""
-    order: list[str] = []
-    for number in range(rounds):
-        order += list(SIDES) if number % 2 == 0 else list(reversed(SIDES))
-    return order
 
 
 def _system_seconds_of(pid: int) -> float | None:
@@ -168,48 +158,27 @@ def cpu_probe(stack: Stack, lean: subprocess.Popen[bytes]) -> Callable[[], dict[
 async def measure(
     stack: Stack, urls: dict[str, str], token: str, lean: subprocess.Popen[bytes], args: argparse.Namespace
 ) -> dict[str, list[LoadResult]]:
-    headers = {"authorization": f"Bearer {token}"}
-    per_round = math.ceil(args.requests / args.rounds)
-    round_seconds = args.seconds / (2 * args.rounds)
-    probe = cpu_probe(stack, lean)
-    results: dict[str, list[LoadResult]] = {side: [] for side in SIDES}
-    clients = {side: load_client(args.concurrency) for side in SIDES}
-    try:
-        for side in SIDES:
-            log(f"warm-up {side}: {args.warmup} requests")
-            await closed_loop(
-                clients[side], urls[side], headers=headers, concurrency=args.concurrency, requests=args.warmup
-            )
-        for number, side in enumerate(round_order(args.rounds), start=1):
-            stack.check_alive()
-            if lean.poll() is not None:
-                raise RuntimeError(f"the lean app stopped (exit code {lean.returncode})")
-            result = await closed_loop(
-                clients[side],
-                urls[side],
-                headers=headers,
-                concurrency=args.concurrency,
-                requests=per_round,
-                seconds=round_seconds,
-                label=side,
-                cpu_probe=probe,
-            )
-            server_ms = result.cpu_seconds.get(side, 0.0) * 1000 / max(1, result.ok)
-            log(
-                f"round {number}/{2 * args.rounds} {side:<6} {result.rps:8.1f} req/s  "
-                f"server {server_ms:.3f} ms CPU/request, {result.errors} errors"
-            )
-            results[side].append(result)
-    finally:
-        for client in clients.values():
-            await client.aclose()
-    return results
+    def both_running() -> None:
+        stack.check_alive()
+        if lean.poll() is not None:
+            raise RuntimeError(f"the lean app stopped (exit code {lean.returncode})")
 
+    def server_cpu(side: str, result: LoadResult) -> str:
+        server_ms = result.cpu_seconds.get(side, 0.0) * 1000 / max(1, result.ok)
+        return f"server {server_ms:.3f} ms CPU/request, {result.errors} errors"
 
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if not numerator or not denominator:
-        return None
-    return round(numerator / denominator, 3)
+    return await interleaved_rounds(
+        {side: urls[side] for side in SIDES},
+        headers={"authorization": f"Bearer {token}"},
+        concurrency=args.concurrency,
+        requests=args.requests,
+        rounds=args.rounds,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        cpu_probe=cpu_probe(stack, lean),
+        before_round=both_running,
+        describe=server_cpu,
+    )
 
 
 def _server_ms(result: LoadResult, side: str) -> float | None:
@@ -236,8 +205,7 @@ def side_figures(summary: dict[str, Any], side: str) -> dict[str, Any]:
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser().parse_args(argv)
-    if args.requests < 1 or args.concurrency < 1 or args.rounds < 1 or args.seconds <= 0:
-        raise SystemExit("--requests, --concurrency, --rounds and --seconds must be positive")
+    require_positive(args, "requests", "concurrency", "rounds", "seconds")
     set_quiet(args.quiet)
     if args.database != "postgres":  # e.g. `python -m bench -- --database sqlite` for the whole suite
         return {"benchmark": NAME, "database": args.database, "skipped": "the lean app runs on PostgreSQL only"}
@@ -251,9 +219,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             log(f"bodies identical ({body_bytes} bytes); measuring {args.requests} requests per side")
             results = run_async(measure(stack, urls, fx.token, lean, args))
     figures = {side: side_figures(summarise(results[side]), side) for side in SIDES}
-    ratio = _ratio(figures["region"]["server_cpu_ms_per_request"], figures["lean"]["server_cpu_ms_per_request"])
+    cpu_ratio = ratio(figures["region"]["server_cpu_ms_per_request"], figures["lean"]["server_cpu_ms_per_request"])
     pairs = [
-        _ratio(_server_ms(r, "region"), _server_ms(lean_round, "lean"))
+        ratio(_server_ms(r, "region"), _server_ms(lean_round, "lean"))
         for r, lean_round in zip(results["region"], results["lean"], strict=True)
     ]
 
@@ -269,26 +237,25 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "requests": args.requests,
         "rounds": args.rounds,
-        "order": round_order(args.rounds),
+        "order": abba(SIDES, args.rounds),
         "read": f"GET /api/v1/orgs/{{slug}}/rooms (Bearer token, scope rooms:read, {args.rooms} rooms)",
         "body_bytes": body_bytes,
         "bodies_identical": True,
         "region": figures["region"],
         "lean": figures["lean"],
-        "cpu_ratio": ratio,
+        "cpu_ratio": cpu_ratio,
         "pair_cpu_ratios": pairs,
         "pair_cpu_ratio_median": round(statistics.median([p for p in pairs if p]), 3) if any(pairs) else None,
-        "cpu_ratio_with_database": _ratio(with_database("region"), with_database("lean")),
-        "database_cpu_ratio": _ratio(
+        "cpu_ratio_with_database": ratio(with_database("region"), with_database("lean")),
+        "database_cpu_ratio": ratio(
             figures["region"]["cpu_ms_per_request"].get("database (our backends)"),
             figures["lean"]["cpu_ms_per_request"].get("database (our backends)"),
         ),
-        "throughput_ratio": _ratio(figures["region"]["rps"], figures["lean"]["rps"]),
+        "throughput_ratio": ratio(figures["region"]["rps"], figures["lean"]["rps"]),
         "aim": {"cpu_ratio_at_most": AIM},
-        "meets_aim": ratio is not None and ratio <= AIM and not errors,
+        "meets_aim": cpu_ratio is not None and cpu_ratio <= AIM and not errors,
         "servers": "uvicorn (uvloop, httptools), one process each, log level warning, no access log",
-        "load_generator": {"client": f"httpx {httpx.__version__}", "event_loop": event_loop_name(), "same_host": True},
-        "machine": host | {"load_average_1m_after": machine().get("load_average_1m")},
+        **conditions(host, http_client=True),
     }
 
 

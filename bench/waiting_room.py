@@ -46,14 +46,16 @@ from bench.harness import (
     DATABASES,
     LOOPBACK,
     PG_SERVER,
+    abba,
     check_postgres,
+    conditions,
     coturn_node,
     drop_quietly,
-    event_loop_name,
     interrupt_on_terminate,
     log,
     machine,
     percentile,
+    ratio,
     run_async,
     run_standalone,
     set_quiet,
@@ -238,10 +240,6 @@ def _cpu_ms_per(before: dict[str, float | None], after: dict[str, float | None],
     return {name: round(value, 2) for name, value in spent.items()}
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
-
-
 # --- part A: arrivals -----------------------------------------------------------------------
 
 
@@ -273,20 +271,23 @@ class Dashboard:
 
     async def listen(self, ws: Any) -> None:
         async for raw in ws:
-            now = time.perf_counter()
-            event = json.loads(raw)
-            room = event.get("room_id") if event.get("type") == "waiting-changed" else None
-            if room is None:
-                self.other_events += 1
-                continue
-            queue = self.pending.get(room)
-            if not queue:
-                self.unmatched += 1
-                continue
-            queue.popleft().heard = now
-            self.matched += 1
-            if self.matched >= self.expected:
-                self.heard_all.set()
+            self.hear(raw, time.perf_counter())
+
+    def hear(self, raw: str | bytes, now: float) -> None:
+        """One message of the dashboard socket, received at ``now``."""
+        event = json.loads(raw)
+        room = event.get("room_id") if event.get("type") == "waiting-changed" else None
+        if room is None:
+            self.other_events += 1
+            return
+        queue = self.pending.get(room)
+        if not queue:
+            self.unmatched += 1
+            return
+        queue.popleft().heard = now
+        self.matched += 1
+        if self.matched >= self.expected:
+            self.heard_all.set()
 
 
 async def _visitor(
@@ -324,20 +325,46 @@ async def _visitor(
             dashboard.pending[room_id].remove(arrival)
 
 
-async def arrivals(stack: Stack, practice: Practice, visitors: int, rate: float, grace: float) -> dict[str, Any]:
-    base = stack.region_url()
-    dashboard = Dashboard(expected=visitors)
+@contextlib.asynccontextmanager
+async def dashboard_and_visitors(
+    base: str, practice: Practice, request_timeout: float
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient, contextlib.AsyncExitStack]]:
+    """The expert's dashboard socket (it said ready), the visitors' HTTP client, and the
+    exit stack their sockets stay open in; all closed at the end."""
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     # Visitors share keep-alive connections but no cookie jar (each reads its own cookie
     # from its response; a jar of hundreds of path-bound cookies would slow every request).
     no_jar = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    visitors = httpx.AsyncClient(base_url=base, timeout=request_timeout, trust_env=False, limits=limits, cookies=no_jar)
     async with (
         ws_open(base, f"/{practice.slug}/portal/ws", konsil_session=practice.session) as board,
-        httpx.AsyncClient(base_url=base, timeout=30, trust_env=False, limits=limits, cookies=no_jar) as client,
+        visitors as client,
         contextlib.AsyncExitStack() as sockets,
     ):
         if await next_message(board) != {"type": "ready"}:
             raise RuntimeError("the dashboard socket did not say ready")
+        yield board, client, sockets
+
+
+def arrival_figures(people: Sequence[Arrival]) -> dict[str, Any]:
+    """Failed arrivals (by kind), events the dashboard missed, and the times of the form
+    POST and of the dashboard's event, both from the start of the POST."""
+    ok = [a for a in people if a.error is None]
+    heard = [a for a in ok if a.heard is not None]
+    errors = collections.Counter(a.error.split(":")[0] for a in people if a.error)
+    return {
+        "errors": sum(errors.values()),
+        **({"error_kinds": dict(errors)} if errors else {}),
+        "events_missed": len(ok) - len(heard),
+        "form_post": _stats([(a.posted - a.started) * 1000 for a in ok if a.posted]),
+        "dashboard_event": _stats([(a.heard - a.started) * 1000 for a in heard]),  # type: ignore[operator]
+    }
+
+
+async def arrivals(stack: Stack, practice: Practice, visitors: int, rate: float, grace: float) -> dict[str, Any]:
+    base = stack.region_url()
+    dashboard = Dashboard(expected=visitors)
+    async with dashboard_and_visitors(base, practice, request_timeout=30) as (board, client, sockets):
         listener = asyncio.create_task(dashboard.listen(board))
         people = [Arrival(i, practice.rooms[i % len(practice.rooms)][0]) for i in range(visitors)]
         room_ids = dict(practice.rooms)
@@ -369,27 +396,21 @@ async def arrivals(stack: Stack, practice: Practice, visitors: int, rate: float,
         log(f"closing {visitors} visitor sockets")
     started = sorted(a.started for a in people)
     ok = [a for a in people if a.error is None]
-    posts = [(a.posted - a.started) * 1000 for a in ok if a.posted]
     heard = [a for a in ok if a.heard is not None]
-    events = [(a.heard - a.started) * 1000 for a in heard]  # type: ignore[operator]
     after_post = [(a.heard - a.posted) * 1000 for a in heard if a.posted]  # type: ignore[operator]
     socket_wait = [(a.waiting - a.socket_opened_at) * 1000 for a in ok if a.waiting and a.socket_opened_at]
-    post, event = _stats(posts), _stats(events)
-    errors = collections.Counter(a.error.split(":")[0] for a in people if a.error)
+    common = arrival_figures(people)
+    post, event = common["form_post"], common["dashboard_event"]
     return {
         "visitors": visitors,
         "arrival_rate_per_s": round((len(started) - 1) / (started[-1] - started[0]), 1) if len(started) > 1 else None,
         "all_waiting_after_s": round(arrived_in, 1),
-        "errors": sum(errors.values()),
-        **({"error_kinds": dict(errors)} if errors else {}),
+        **common,
         "events_heard": len(heard),
-        "events_missed": len(ok) - len(heard),
         "events_unmatched": dashboard.unmatched,
-        "form_post": post,
-        "dashboard_event": event,
         "event_after_post_response": _stats(after_post),
-        "p50_ratio": _ratio(event["p50_ms"], post["p50_ms"]),
-        "p99_ratio": _ratio(event["p99_ms"], post["p99_ms"]),
+        "p50_ratio": ratio(event["p50_ms"], post["p50_ms"]),
+        "p99_ratio": ratio(event["p99_ms"], post["p99_ms"]),
         "visitor_socket_to_waiting": _stats(socket_wait),
         "cpu_ms_per_arrival": _cpu_ms_per(cpu_before, cpu_after, visitors),
         "waiting_list_fetch": {"waiting": waiting_now, **_stats(fetches)},
@@ -582,7 +603,7 @@ async def calls(stack: Stack, practice: Practice, pairs: int) -> dict[str, Any]:
     runs: dict[str, list[dict[str, float]]] = {"konsil": [], "direct": []}
     failures: collections.Counter[str] = collections.Counter()
     await direct_pair(stack)  # warm-up (imports, codecs), discarded
-    order = [side for n in range(pairs) for side in (("konsil", "direct") if n % 2 == 0 else ("direct", "konsil"))]
+    order = abba(("konsil", "direct"), pairs)
     for number, side in enumerate(order, start=1):
         try:
             took = await (konsil_pair(stack, practice) if side == "konsil" else direct_pair(stack))
@@ -608,7 +629,7 @@ async def calls(stack: Stack, practice: Practice, pairs: int) -> dict[str, Any]:
     }
     for metric in ("ice_connected", "connected"):
         for q in ("p50_ms", "p99_ms"):
-            result[f"{metric}_{q.removesuffix('_ms')}_ratio"] = _ratio(
+            result[f"{metric}_{q.removesuffix('_ms')}_ratio"] = ratio(
                 konsil.get(metric, {}).get(q), direct.get(metric, {}).get(q)
             )
     if failures:
@@ -670,8 +691,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         },
         "meets_aim": meets,
         "seconds": round(time.monotonic() - started, 1),
-        "load_generator": {"event_loop": event_loop_name(), "same_host": True},
-        "machine": host | {"load_average_1m_after": machine().get("load_average_1m")},
+        **conditions(host),
     }
 
 

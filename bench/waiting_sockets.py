@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
-import http.cookiejar
-import json
 import resource
 import sys
 import time
@@ -38,9 +35,10 @@ import httpx
 from bench.harness import (
     DATABASES,
     Stack,
-    event_loop_name,
+    conditions,
     log,
     machine,
+    ratio,
     run_async,
     run_standalone,
     running_stack,
@@ -51,12 +49,10 @@ from bench.waiting_room import (
     Dashboard,
     Practice,
     _cpu_ms_per,
-    _ratio,
-    _stats,
     _visitor,
-    next_message,
+    arrival_figures,
+    dashboard_and_visitors,
     prepare,
-    ws_open,
 )
 
 NAME = "waiting_sockets"
@@ -114,17 +110,7 @@ class Crowd:
     async def listen(self, board: Any) -> None:
         """As ``Dashboard.listen``, matching each event in the current phase's dashboard."""
         async for raw in board:
-            now = time.perf_counter()
-            event = json.loads(raw)
-            dashboard = self.dashboard
-            queue = dashboard.pending.get(event.get("room_id")) if event.get("type") == "waiting-changed" else None
-            if not queue:
-                dashboard.unmatched += 1
-                continue
-            queue.popleft().heard = now
-            dashboard.matched += 1
-            if dashboard.matched >= dashboard.expected:
-                dashboard.heard_all.set()
+            self.dashboard.hear(raw, time.perf_counter())
 
     async def arrive(self, count: int, rate: float, grace: float) -> list[Arrival]:
         self.dashboard = dashboard = Dashboard(expected=count)
@@ -156,32 +142,13 @@ class Crowd:
 
 
 def figures(people: list[Arrival]) -> dict[str, Any]:
-    ok = [a for a in people if a.error is None]
-    heard = [a for a in ok if a.heard is not None]
-    errors = collections.Counter(a.error.split(":")[0] for a in people if a.error)
-    return {
-        "arrivals": len(people),
-        "errors": sum(errors.values()),
-        **({"error_kinds": dict(errors)} if errors else {}),
-        "events_missed": len(ok) - len(heard),
-        "form_post": _stats([(a.posted - a.started) * 1000 for a in ok if a.posted]),
-        "dashboard_event": _stats([(a.heard - a.started) * 1000 for a in heard]),  # type: ignore[operator]
-    }
+    return {"arrivals": len(people), **arrival_figures(people)}
 
 
 async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     practice = await prepare(stack, args.rooms)  # type: ignore[arg-type]
-    base = stack.region_url()
     region = stack.procs[REGION].pid
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    no_jar = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    async with (
-        ws_open(base, f"/{practice.slug}/portal/ws", konsil_session=practice.session) as board,
-        httpx.AsyncClient(base_url=base, timeout=60, trust_env=False, limits=limits, cookies=no_jar) as client,
-        contextlib.AsyncExitStack() as sockets,
-    ):
-        if await next_message(board) != {"type": "ready"}:
-            raise RuntimeError("the dashboard socket did not say ready")
+    async with dashboard_and_visitors(stack.region_url(), practice, request_timeout=60) as (board, client, sockets):
         crowd = Crowd(stack, practice, client, sockets)
         listener = asyncio.create_task(crowd.listen(board))
         try:
@@ -234,7 +201,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         found = run_async(measure(stack, args))
     base_p99 = found["baseline"]["dashboard_event"]["p99_ms"]
     loaded_p99 = found["loaded"]["dashboard_event"]["p99_ms"]
-    ratio = _ratio(loaded_p99, base_p99)
+    p99_ratio = ratio(loaded_p99, base_p99)
     per_socket = found["region_memory"]["kib_per_socket"]
     missed = found["baseline"]["events_missed"] + found["loaded"]["events_missed"]
     return {
@@ -244,10 +211,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "probes_per_phase": args.probes,
         "probe_rate_per_s": args.probe_rate,
         **found,
-        "p50_ratio": _ratio(
+        "p50_ratio": ratio(
             found["loaded"]["dashboard_event"]["p50_ms"], found["baseline"]["dashboard_event"]["p50_ms"]
         ),
-        "p99_ratio": ratio,
+        "p99_ratio": p99_ratio,
         "aim": {
             "loaded_event_p99_ms_at_most": AIM_EVENT_P99_MS,
             "p99_ratio_at_most": AIM_P99_RATIO,
@@ -256,16 +223,15 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "meets_aim": bool(
             loaded_p99 is not None
             and loaded_p99 <= AIM_EVENT_P99_MS
-            and ratio is not None
-            and ratio <= AIM_P99_RATIO
+            and p99_ratio is not None
+            and p99_ratio <= AIM_P99_RATIO
             and per_socket is not None
             and per_socket <= AIM_KIB_PER_SOCKET
             and not found["failed_joins"]
             and not missed
         ),
         "open_file_limit": fd_limit,
-        "load_generator": {"event_loop": event_loop_name(), "same_host": True},
-        "machine": host | {"load_average_1m_after": machine().get("load_average_1m")},
+        **conditions(host),
     }
 
 

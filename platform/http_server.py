@@ -36,7 +36,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.protocol import State
 
 from konsil.platform.settings import Settings
-from konsil.platform.web import SECURITY_HEADERS
+from konsil.platform.web import SECURITY_HEADERS, replaying
 
 log = logging.getLogger("konsil.http")
 
@@ -225,17 +225,7 @@ class CompleteBodies:
             log.info("client too slow: request body not complete within %s s; answered 408", self.body_timeout)
             await _answer_and_close(send, 408, "timeout", "the request body did not arrive in time")
             return
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
 
 def _declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int:

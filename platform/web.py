@@ -61,6 +61,21 @@ async def read_body(receive: Receive, send: Send, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` for the app after a middleware read the whole body: ``body`` as one
+    message first, then whatever the client sends next (its disconnect)."""
+    replayed = False
+
+    async def replay() -> Any:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class SignedCalls:
     """ASGI middleware: verifies signed internal calls before any route runs.
 
@@ -97,16 +112,7 @@ class SignedCalls:
             log.warning("refused internal call to %s: %s", path, exc)
             await send_json_error(send, 401, "bad_signature", str(exc))
             return
-        sent = False
-
-        async def replay() -> Any:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 @get("/healthz", opt={"public": True}, include_in_schema=False)

@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -24,10 +25,12 @@ import httpx
 import hvac
 import pytest
 from piccolo.engine.base import Engine
+from piccolo.table import Table
 
 from konsil.platform import database
+from konsil.platform.launcher import stop_processes
 from konsil.platform.migrations import Target, migrate_target
-from konsil.platform.settings import RegionSettings
+from konsil.platform.settings import RegionSettings, Settings, load_settings
 
 PG_SERVER = os.environ.get("KONSIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 SESSION_TAG = f"konsil_t{secrets.token_hex(3)}"
@@ -70,9 +73,55 @@ async def region_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator
     await database.stop(engine)
 
 
+@contextlib.contextmanager
+def bindings_restored(tables: Iterable[type[Table]]) -> Iterator[None]:
+    """Put back the tables' database binding afterwards (an unbound table stays unbound):
+    the binding is process-wide, and a test that binds them itself, or starts an app that
+    does, must not leave them on its database for the tests that follow."""
+    previous = [(table, table._meta._db) for table in tables]
+    try:
+        yield
+    finally:
+        for table, db in previous:
+            table._meta._db = db
+
+
+def services_config(
+    run_dir: Path,
+    control_dsn: str,
+    region_dsn: str,
+    region_lines: list[str] | None = None,
+    top_lines: Sequence[str] = (),
+) -> Settings:
+    """``run_dir/konsil.toml`` for the control plane and region ``eu`` in services mode on
+    loopback ports, with ``top_lines`` among the top-level settings and ``region_lines``
+    (default: a local keyring) at the end of the region's; its settings as loaded."""
+    ports = {name: free_port() for name in ("control", "eu")}
+    lines = [
+        'mode = "services"',
+        f'data_dir = "{run_dir}"',
+        f'discovery_key = "{secrets.token_urlsafe(24)}"',
+        *top_lines,
+        "[control]",
+        f'database = "{control_dsn}"',
+        f'listen = "127.0.0.1:{ports["control"]}"',
+        f'public_url = "http://127.0.0.1:{ports["control"]}"',
+        "[[regions]]",
+        'id = "eu"',
+        'jurisdiction = "EU/EEA"',
+        f'public_url = "http://127.0.0.1:{ports["eu"]}"',
+        f'listen = "127.0.0.1:{ports["eu"]}"',
+        f'database = "{region_dsn}"',
+        f'internal_secret = "eu-{secrets.token_urlsafe(24)}"',
+        *(region_lines or ["[regions.vault]", 'backend = "local"', f'keyring_path = "{run_dir / "keyring-eu"}"']),
+    ]
+    config = run_dir / "konsil.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return load_settings(config)
+
+
 def bao_binary() -> str:
     import shutil
-    from pathlib import Path
 
     beside = Path(sys.executable).parent / "bao"
     found = str(beside) if beside.exists() else shutil.which("bao")
@@ -81,25 +130,35 @@ def bao_binary() -> str:
 
 
 @contextlib.contextmanager
+def bao_dev_process(home: Path, output: Any = subprocess.DEVNULL) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """An OpenBao dev server process on a free loopback port, its output (the unseal key
+    among it) to ``output``: yields (url, root token, process) at once, before it answers;
+    always stopped (woken first if a test froze it)."""
+    port = free_port()
+    token = f"root-{secrets.token_hex(8)}"
+    # The dev server writes a token file into $HOME.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))} | {"HOME": str(home)}
+    proc = subprocess.Popen(
+        [bao_binary(), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", token, proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)  # never leave it frozen
+        stop_processes({"OpenBao": proc})
+
+
+@contextlib.contextmanager
 def openbao_server() -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     """A real OpenBao dev server on a free loopback port with Transit enabled:
     yields (url, root token, process)."""
     import tempfile
 
-    import hvac
-
-    port = free_port()
-    token = f"root-{secrets.token_hex(8)}"
-    home = tempfile.mkdtemp(prefix="konsil-bao-")  # the dev server writes a token file into $HOME
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))} | {"HOME": home}
-    proc = subprocess.Popen(
-        [bao_binary(), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with bao_dev_process(Path(tempfile.mkdtemp(prefix="konsil-bao-"))) as (url, token, proc):
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -111,15 +170,6 @@ def openbao_server() -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
             time.sleep(0.05)
         hvac.Client(url=url, token=token).sys.enable_secrets_engine("transit", path="transit")
         yield url, token, proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGCONT)  # never leave it frozen
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass

@@ -34,6 +34,7 @@ from konsil.compliance.access_log.service import (
 from konsil.compliance.access_log.tables import ACCESS_LOG_TABLES, AccessLogEntry, AccessLogHead
 from konsil.platform import database
 from konsil.platform.migrations import Target, migrate_target
+from tests.conftest import bindings_restored
 
 
 @pytest.fixture(scope="session")
@@ -70,13 +71,9 @@ async def log_engine(
     """The access-log tables bound to PostgreSQL or to SQLite (embedded mode). The binding
     is process-wide, so the previous one is put back for the tests that follow."""
     engine = pg_region_engine if request.param == "postgres" else sqlite_region_engine
-    previous = [table._meta._db for table in ACCESS_LOG_TABLES]  # unbound stays unbound
-    database.bind(ACCESS_LOG_TABLES, engine)
-    try:
+    with bindings_restored(ACCESS_LOG_TABLES):
+        database.bind(ACCESS_LOG_TABLES, engine)
         yield engine
-    finally:
-        for table, db in zip(ACCESS_LOG_TABLES, previous, strict=True):
-            table._meta._db = db
 
 
 def event(org_id: uuid.UUID, n: int = 0, **changes: str) -> AccessEvent:

@@ -16,7 +16,7 @@ from konsil.regions.app import create_region_app
 from konsil.regions.tables import REGION_TABLES
 from konsil.tenants import actors
 from konsil.tenants.actors import DENIALS_PER_MINUTE, DenialBound
-from tests.conftest import Stack
+from tests.conftest import Stack, bindings_restored
 
 
 class Org:
@@ -168,17 +168,13 @@ async def test_refusals_from_many_actors_are_bounded_per_organisation(
     """An in-process region app (the stack's database) with a small bound per organisation."""
     org = Org(stack, "log-many")
     monkeypatch.setattr(actors, "ORGANISATION_DENIALS", DenialBound(5))
-    previous = [table._meta._db for table in REGION_TABLES]
-    try:
+    with bindings_restored(REGION_TABLES):
         async with AsyncTestClient(create_region_app(stack.settings.for_region("eu"))) as region:
             # Ten refusals, under the bound per actor (30): the one per organisation (5) stops them.
             for number in range(10):
                 headers = {"authorization": f"Bearer ksl_eu_guess-{number}"}
                 response = await region.get(f"/api/v1/orgs/{org.slug}/members", headers=headers)
                 assert response.status_code == 401
-    finally:
-        for table, db in zip(REGION_TABLES, previous, strict=True):
-            table._meta._db = db
     denied = org.log(outcome="denied")["entries"]
     assert len(denied) == 6
     assert "more not logged" in denied[0]["purpose"] and denied[0]["source_address"] == "testclient"

@@ -32,12 +32,11 @@ import hvac
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from konsil.compliance.retention.policy import DATA_CLASSES
 from konsil.platform.launcher import start_processes, stop_processes, wait_healthy
 from konsil.platform.migrations import Target, migrate_target
 from konsil.platform.settings import Settings, load_settings
 from konsil.regions.tasks import PURGE, CeleryRunner, queue_name
-from tests.conftest import bao_binary, fetch, free_port
+from tests.conftest import bao_dev_process, fetch, free_port, services_config
 from tests.e2e import test_purge_workers as purge_workers
 
 pytestmark = pytest.mark.e2e
@@ -113,33 +112,6 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 
 # --- a running control plane and region --------------------------------------------------------
-
-
-def services_config(
-    run_dir: Path, control_dsn: str, region_dsn: str, region_lines: list[str] | None = None
-) -> Settings:
-    """The control plane and region ``eu`` in services mode on loopback ports."""
-    ports = {name: free_port() for name in ("control", "eu")}
-    lines = [
-        'mode = "services"',
-        f'data_dir = "{run_dir}"',
-        f'discovery_key = "{secrets.token_urlsafe(24)}"',
-        "[control]",
-        f'database = "{control_dsn}"',
-        f'listen = "127.0.0.1:{ports["control"]}"',
-        f'public_url = "http://127.0.0.1:{ports["control"]}"',
-        "[[regions]]",
-        'id = "eu"',
-        'jurisdiction = "EU/EEA"',
-        f'public_url = "http://127.0.0.1:{ports["eu"]}"',
-        f'listen = "127.0.0.1:{ports["eu"]}"',
-        f'database = "{region_dsn}"',
-        f'internal_secret = "eu-{secrets.token_urlsafe(24)}"',
-        *(region_lines or ["[regions.vault]", 'backend = "local"', f'keyring_path = "{run_dir / "keyring-eu"}"']),
-    ]
-    config = run_dir / "konsil.toml"
-    config.write_text("\n".join(lines) + "\n")
-    return load_settings(config)
 
 
 @contextlib.contextmanager
@@ -429,12 +401,6 @@ async def test_rabbitmq_restarted_during_a_purge(pg_database: Callable[[str, str
         async def purging() -> bool:
             return await purge_state() == "running"
 
-        async def finished() -> list[dict[str, Any]] | None:
-            rows = await purge_workers.run_evidence(dsn, run_id)
-            classes = {r["data_class"] for r in rows}
-            done = all(r["outcome"] in {"success", "skipped"} for r in rows)
-            return rows if done and set(DATA_CLASSES) - {"member_contact"} <= classes else None
-
         queue = queue_name("eu")
 
         def queue_empty() -> bool:
@@ -450,32 +416,19 @@ async def test_rabbitmq_restarted_during_a_purge(pg_database: Callable[[str, str
             assert await purge_state() == "running", "the broker went while the purge ran"
             await asyncio.sleep(1)  # the worker notices the lost connection
             await asyncio.to_thread(rabbit.start)
-            evidence = await purge_workers.wait_for(finished, within=40, every=0.1)
+            evidence = await purge_workers.wait_for(
+                lambda: purge_workers.finished_run(dsn, run_id), within=40, every=0.1
+            )
             await asyncio.to_thread(wait_until, queue_empty, 30, "the task to be acknowledged", 0.5)
             assert worker.poll() is None, "the worker kept running through the broker's restart"
             log = worker.log.read_text(errors="replace")  # type: ignore[attr-defined]
 
-        assert await purge_workers.counts(dsn, expired) == {"visit": 0, "call": 0, "call_telemetry": 0}
-        assert await purge_workers.counts(dsn, fresh) == {"visit": 5, "call": 5, "call_telemetry": 10}
         # Evidence once per class, with the exact counts of an uninterrupted run.
         pairs = [(r["data_class"], r["org_id"]) for r in evidence]
         assert len(pairs) == len(set(pairs)), "evidence written twice"
-        assert {r["data_class"] for r in evidence} == set(DATA_CLASSES) - {"member_contact"}
-        visits = [r for r in evidence if r["data_class"] == "visits" and r["org_id"] == expired]
-        assert len(visits) == 1 and visits[0]["rows_removed"] == PURGE_VISITS * 4
-        assert json.loads(visits[0]["detail"]) == {
-            "visit": PURGE_VISITS,
-            "call": PURGE_VISITS,
-            "call_telemetry": PURGE_VISITS * 2,
-            "call_relay_receipt": 0,
-        }
+        await purge_workers.assert_as_one_uninterrupted_run(dsn, run_id, evidence, expired, fresh, PURGE_VISITS)
         all_runs = await fetch(dsn, "SELECT run_id, data_class, org_id FROM purge_run WHERE org_id = $1", expired)
         assert [(r["run_id"], r["data_class"]) for r in all_runs] == [(run_id, "visits")], "one run, one row"
-        logged = await fetch(
-            dsn, "SELECT subject_ref, object_id FROM access_log_entry WHERE org_id = $1 AND action = 'delete'", expired
-        )
-        assert {e["subject_ref"] for e in logged} == {f"purge-run:{run_id}"}
-        assert sum(int(e["object_id"].removeprefix("count:")) for e in logged) == PURGE_VISITS, "each batch once"
         verified = await asyncio.to_thread(
             subprocess.run,
             [
@@ -519,34 +472,17 @@ class Bao:
 def openbao_with_unseal_key(tmp: Path) -> Iterator[Bao]:
     """An OpenBao dev server whose unseal key (printed at start) is kept, so the test
     can seal it and unseal it again; Transit enabled."""
-    port = free_port()
-    token = f"root-{secrets.token_hex(8)}"
-    home = tmp / "bao-home"  # the dev server writes a token file into $HOME
+    home = tmp / "bao-home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))} | {"HOME": str(home)}
     output = tmp / "bao.log"
-    with output.open("wb") as out:
-        proc = subprocess.Popen(
-            [bao_binary(), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
+    with output.open("wb") as out, bao_dev_process(home, out) as (url, token, _):
         key = wait_until(
             lambda: re.search(r"Unseal Key: (\S+)", output.read_text(errors="replace")), 20, "OpenBao to start"
         ).group(1)
-        bao = Bao(f"http://127.0.0.1:{port}", token, key)
+        bao = Bao(url, token, key)
         wait_until(lambda: bao.client().sys.is_initialized() and not bao.client().sys.is_sealed(), 20, "unsealed")
         bao.client().sys.enable_secrets_engine("transit", path="transit")
         yield bao
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.asynccontextmanager

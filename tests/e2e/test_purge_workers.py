@@ -167,6 +167,39 @@ async def wait_for(check: Callable[[], Any], within: float = 20, every: float = 
         await asyncio.sleep(every)
 
 
+async def finished_run(dsn: str, run_id: uuid.UUID) -> list[dict[str, Any]] | None:
+    """The run's evidence once every class has its row and none is still running; else None."""
+    rows = await run_evidence(dsn, run_id)
+    classes = {r["data_class"] for r in rows}
+    done = all(r["outcome"] in {"success", "skipped"} for r in rows)
+    # The run's last classes get their evidence rows only once the visits are done.
+    return rows if done and set(DATA_CLASSES) - {"member_contact"} <= classes else None
+
+
+async def assert_as_one_uninterrupted_run(
+    dsn: str, run_id: uuid.UUID, evidence: list[dict[str, Any]], expired: uuid.UUID, fresh: uuid.UUID, visits: int
+) -> None:
+    """A purge run that was interrupted (its worker killed, its broker restarted) ends as
+    one without the interruption: every expired row gone and the fresh ones kept, one
+    evidence row per class with the exact counts, each batch access-logged once."""
+    assert await counts(dsn, expired) == {"visit": 0, "call": 0, "call_telemetry": 0}
+    assert await counts(dsn, fresh) == {"visit": 5, "call": 5, "call_telemetry": 10}
+    assert {r["data_class"] for r in evidence} == set(DATA_CLASSES) - {"member_contact"}
+    removed = [r for r in evidence if r["data_class"] == "visits" and r["org_id"] == expired]
+    assert len(removed) == 1 and removed[0]["rows_removed"] == visits * 4
+    assert json.loads(removed[0]["detail"]) == {
+        "visit": visits,
+        "call": visits,
+        "call_telemetry": visits * 2,
+        "call_relay_receipt": 0,
+    }
+    logged = await fetch(
+        dsn, "SELECT subject_ref, object_id FROM access_log_entry WHERE org_id = $1 AND action = 'delete'", expired
+    )
+    assert {e["subject_ref"] for e in logged} == {f"purge-run:{run_id}"}
+    assert sum(int(e["object_id"].removeprefix("count:")) for e in logged) == visits, "each batch logged once"
+
+
 async def test_a_worker_killed_mid_purge_and_restarted_ends_as_an_uninterrupted_run(lifecycle: Settings) -> None:
     dsn = lifecycle.region("eu").database
     expired = await seed(dsn, VISITS, days_old=3)
@@ -191,33 +224,10 @@ async def test_a_worker_killed_mid_purge_and_restarted_ends_as_an_uninterrupted_
     assert 0 < removed_before_restart["visit"] < VISITS, "killed in the middle"
 
     with konsil(lifecycle, "worker", "--region", "eu"):  # the redelivered task continues the same run
+        evidence = await wait_for(lambda: finished_run(dsn, run_id))
 
-        async def finished() -> list[dict[str, Any]] | None:
-            rows = await run_evidence(dsn, run_id)
-            classes = {r["data_class"] for r in rows}
-            done = all(r["outcome"] in {"success", "skipped"} for r in rows)
-            # The run's last classes get their evidence rows only once the visits are done.
-            return rows if done and set(DATA_CLASSES) - {"member_contact"} <= classes else None
-
-        evidence = await wait_for(finished)
-
-    assert await counts(dsn, expired) == {"visit": 0, "call": 0, "call_telemetry": 0}
-    assert await counts(dsn, fresh) == {"visit": 5, "call": 5, "call_telemetry": 10}
     # The evidence is that of a run without the kill: one row per class, exact counts.
-    visits = [r for r in evidence if r["data_class"] == "visits" and r["org_id"] == expired]
-    assert len(visits) == 1 and visits[0]["rows_removed"] == VISITS * 4
-    assert json.loads(visits[0]["detail"]) == {
-        "visit": VISITS,
-        "call": VISITS,
-        "call_telemetry": VISITS * 2,
-        "call_relay_receipt": 0,
-    }
-    assert {r["data_class"] for r in evidence} == set(DATA_CLASSES) - {"member_contact"}
-    logged = await fetch(
-        dsn, "SELECT subject_ref, object_id FROM access_log_entry WHERE org_id = $1 AND action = 'delete'", expired
-    )
-    assert {e["subject_ref"] for e in logged} == {f"purge-run:{run_id}"}
-    assert sum(int(e["object_id"].removeprefix("count:")) for e in logged) == VISITS, "each batch logged once"
+    await assert_as_one_uninterrupted_run(dsn, run_id, evidence, expired, fresh, VISITS)
 
 
 async def test_an_eu_task_is_never_run_by_a_us_worker(lifecycle: Settings) -> None:

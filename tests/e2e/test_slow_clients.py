@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from konsil.platform.launcher import wait_healthy
-from tests.conftest import free_port
+from tests.conftest import services_config
 
 pytestmark = pytest.mark.e2e
 
@@ -36,35 +36,15 @@ def servers(
 ) -> Iterator[dict[str, tuple[str, Path]]]:
     """A control plane and an EU region with short timeouts; name → (url, log file)."""
     run_dir = tmp_path_factory.mktemp("slow")
-    ports = {"control": free_port(), "eu": free_port()}
     control_dsn = pg_database("slow_control", "control")
     region_dsn = pg_database("slow_eu", "region")
+    timeouts = [
+        f"header_timeout_seconds = {HEADER_TIMEOUT}",
+        f"body_timeout_seconds = {BODY_TIMEOUT}",
+        f"max_header_bytes = {MAX_HEADER}",
+    ]
+    settings = services_config(run_dir, control_dsn, region_dsn, top_lines=timeouts)
     config = run_dir / "konsil.toml"
-    config.write_text(
-        "\n".join(
-            [
-                'mode = "services"',
-                f'discovery_key = "{secrets.token_urlsafe(24)}"',
-                f"header_timeout_seconds = {HEADER_TIMEOUT}",
-                f"body_timeout_seconds = {BODY_TIMEOUT}",
-                f"max_header_bytes = {MAX_HEADER}",
-                "[control]",
-                f'database = "{control_dsn}"',
-                f'listen = "127.0.0.1:{ports["control"]}"',
-                f'public_url = "http://127.0.0.1:{ports["control"]}"',
-                "[[regions]]",
-                'id = "eu"',
-                'jurisdiction = "EU/EEA"',
-                f'public_url = "http://127.0.0.1:{ports["eu"]}"',
-                f'listen = "127.0.0.1:{ports["eu"]}"',
-                f'database = "{region_dsn}"',
-                f'internal_secret = "{secrets.token_urlsafe(24)}"',
-                "[regions.vault]",
-                f'keyring_path = "{run_dir / "keyring"}"',
-            ]
-        )
-        + "\n"
-    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs: dict[str, Path] = {}
@@ -80,7 +60,7 @@ def servers(
                 start_new_session=True,
             )
         try:
-            urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+            urls = {"control": settings.require_control().public_url, "eu": settings.region("eu").public_url}
             wait_healthy(urls, procs)
             yield {name: (urls[name], logs[name]) for name in urls}
         finally:

@@ -14,6 +14,7 @@ from litestar.testing import AsyncTestClient
 from konsil.platform.control.app import create_control_app
 from konsil.platform.control.tables import CONTROL_TABLES
 from konsil.platform.settings import ControlSettings, RegionSettings, Settings
+from tests.conftest import bindings_restored
 
 DISCOVERY = "/api/v1/login-discovery"
 
@@ -43,13 +44,9 @@ async def control(pg_database: Callable[[str, str], str]) -> AsyncIterator[Async
             )
         ],
     )
-    previous = [table._meta._db for table in CONTROL_TABLES]
-    try:
+    with bindings_restored(CONTROL_TABLES):
         async with AsyncTestClient(create_control_app(settings.for_control())) as client:
             yield client
-    finally:
-        for table, db in zip(CONTROL_TABLES, previous, strict=True):
-            table._meta._db = db
 
 
 def signup_body(n: int) -> dict[str, Any]:

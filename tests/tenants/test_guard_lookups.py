@@ -22,6 +22,7 @@ from konsil.platform.migrations import Target, migrate_target
 from konsil.regions.context import RegionContext
 from konsil.tenants import auth
 from konsil.tenants.tables import TENANT_TABLES, ApiToken, Member, MemberSession, Organisation
+from tests.conftest import bindings_restored
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +44,9 @@ def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 async def engine(request: pytest.FixtureRequest, pg_engine: Engine, sqlite_engine: Engine) -> AsyncIterator[Engine]:
     """The tenant tables bound to either database; the previous binding is put back."""
     chosen = pg_engine if request.param == "postgres" else sqlite_engine
-    previous = [table._meta._db for table in TENANT_TABLES]
-    database.bind(TENANT_TABLES, chosen)
-    try:
+    with bindings_restored(TENANT_TABLES):
+        database.bind(TENANT_TABLES, chosen)
         yield chosen
-    finally:
-        for table, db in zip(TENANT_TABLES, previous, strict=True):
-            table._meta._db = db
 
 
 def region(engine: Engine) -> RegionContext:

@@ -22,7 +22,7 @@ from litestar.testing import AsyncTestClient
 from konsil.platform.settings import RegionLimits
 from konsil.regions.app import create_region_app
 from konsil.regions.tables import REGION_TABLES
-from tests.conftest import Stack
+from tests.conftest import Stack, bindings_restored
 
 pytestmark = pytest.mark.e2e
 DEFAULTS = RegionLimits()
@@ -75,13 +75,9 @@ async def region(stack: Stack) -> AsyncIterator[AsyncTestClient[Any]]:
     small = RegionLimits(login_failures_per_address_minute=3, joins_per_address_minute=3, joins_per_room_minute=2)
     settings = stack.settings.for_region("eu")
     settings = msgspec.structs.replace(settings, regions=[msgspec.structs.replace(settings.regions[0], limits=small)])
-    previous = [table._meta._db for table in REGION_TABLES]
-    try:
+    with bindings_restored(REGION_TABLES):
         async with AsyncTestClient(create_region_app(settings)) as client:
             yield client
-    finally:
-        for table, db in zip(REGION_TABLES, previous, strict=True):
-            table._meta._db = db
 
 
 async def test_failed_logins_are_limited_per_address_on_the_api_and_the_page(
