@@ -45,6 +45,25 @@ def sign(secret: str, method: str, path: str, body: bytes, signer: str, now: flo
     }
 
 
+class RequestSigner:
+    """``sign`` for one secret and signer, as header lines ready for a request head:
+    the key is prepared once, not per request (the gateway signs every forwarded call)."""
+
+    def __init__(self, secret: str, signer: str) -> None:
+        self._mac = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+        self._signer = signer
+        self._signer_line = f"{SIGNER_HEADER}: {signer}\r\n".encode()
+
+    def header_lines(self, method: str, path: str, body: bytes, now: float | None = None) -> bytes:
+        timestamp = str(int(now if now is not None else time.time()))
+        nonce = secrets.token_hex(16)
+        mac = self._mac.copy()
+        mac.update(_message(method, path, hashlib.sha256(body).hexdigest(), timestamp, nonce, self._signer))
+        return (
+            f"{SIGNATURE_HEADER}: {mac.hexdigest()}\r\n{TIMESTAMP_HEADER}: {timestamp}\r\n{NONCE_HEADER}: {nonce}\r\n"
+        ).encode() + self._signer_line
+
+
 class NonceCache:
     """Nonces seen inside the replay window, bounded so a flood cannot grow it."""
 
