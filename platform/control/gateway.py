@@ -49,6 +49,7 @@ _DROP_REQUEST = {
     )
 }
 _SLUG = re.compile(SLUG_PATTERN)
+_NO_CONTENT_METHODS = {"GET", "HEAD", "DELETE", "OPTIONS"}
 _DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"server", b"date"}
 
 
@@ -106,15 +107,10 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     for name, value in scope["headers"]:
         if name.lower() not in _DROP_REQUEST:
             parts += (b"\r\n", name, b": ", value)
-    parts += (
-        b"\r\n" + FORWARDED_FOR_LINE,
-        (client[0] if client else "unknown").encode("latin-1"),
-        b"\r\ncontent-length: ",
-        str(len(body)).encode(),
-        b"\r\n",
-        route.signer.header_lines(method, target.decode("latin-1"), body),
-        b"\r\n",
-    )
+    parts += (b"\r\n" + FORWARDED_FOR_LINE, (client[0] if client else "unknown").encode("latin-1"), b"\r\n")
+    if body or method not in _NO_CONTENT_METHODS:  # RFC 9110 §8.6: none where no content is expected
+        parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
+    parts += (route.signer.header_lines(method, target.decode("latin-1"), body), b"\r\n")
     pool = ctx.pool
     try:
         answer = await pool.request(route.origin, b"".join(parts), body, method == "HEAD")
