@@ -73,6 +73,6 @@ def new_client() -> httpx.AsyncClient:
 
 
 def new_gateway_pool() -> RegionPool:
-    # Our own pool on a C parser: no cookie jar at all, no header re-encoding, about half
-    # the CPU per forwarded request of httpcore's (bench/gateway_vs_direct.py).
+    # Our own pool on a C parser: no cookie jar, no header re-encoding; the control plane's
+    # CPU per forwarded request fell from 1.2-1.6 to 0.3-0.4 ms (bench/gateway_vs_direct.py).
     return RegionPool(max_connections=200, max_idle=64)
