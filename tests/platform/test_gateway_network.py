@@ -283,3 +283,30 @@ def test_the_gateway_signature_lines_are_accepted_once_by_the_region() -> None:
         verifier.verify("POST", "/api/v1/orgs/x/rooms?a=1", b"{}", headers)
     again = RequestSigner("s3cret", "control").header_lines("POST", "/api/v1/orgs/x/rooms?a=1", b"{}")
     assert again != lines and NONCE_HEADER in again.decode()
+
+
+async def test_a_large_answer_pauses_the_region_until_the_client_reads(region: tuple[Region, Origin]) -> None:
+    peer, origin = region
+    body = bytes(range(256)) * 8192  # 2 MiB
+    peer.replies = [b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body]
+    pool = RegionPool()
+    answer = await pool.request(origin, head(), b"")
+    await asyncio.sleep(0.2)  # a slow client: the pool stops reading instead of buffering it all
+    assert answer._paused and answer._buffered < len(body)
+    parts = []
+    while chunk := await answer.read_body():
+        parts.append(chunk)
+    assert b"".join(parts) == body
+    pool.release(answer)
+    assert (await fetch(pool, origin))[1] == b"ok" and peer.connections == 1
+    await pool.aclose()
+
+
+async def test_a_region_speaking_on_an_idle_connection_loses_it(region: tuple[Region, Origin]) -> None:
+    peer, origin = region
+    pool = RegionPool()
+    await fetch(pool, origin)
+    peer.writers[0].write(OK)  # an answer nobody asked for
+    await asyncio.sleep(0.05)
+    assert (await fetch(pool, origin))[1] == b"ok" and peer.connections == 2
+    await pool.aclose()
