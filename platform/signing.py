@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import threading
 import time
@@ -43,6 +44,26 @@ def sign(secret: str, method: str, path: str, body: bytes, signer: str, now: flo
         NONCE_HEADER: nonce,
         SIGNER_HEADER: signer,
     }
+
+
+class RequestSigner:
+    """``sign`` for one secret and signer, as header lines ready for a request head
+    (the gateway signs every forwarded call): no dict, no re-encoding, the key encoded
+    once. A one-shot HMAC: copying a prepared HMAC object costs more than making one."""
+
+    def __init__(self, secret: str, signer: str) -> None:
+        self._key = secret.encode()
+        self._signer = signer
+        self._signer_line = f"{SIGNER_HEADER}: {signer}\r\n".encode()
+
+    def header_lines(self, method: str, path: str, body: bytes, now: float | None = None) -> bytes:
+        timestamp = str(int(now if now is not None else time.time()))
+        nonce = os.urandom(16).hex()  # what secrets.token_hex(16) does, minus two calls
+        message = _message(method, path, hashlib.sha256(body).hexdigest(), timestamp, nonce, self._signer)
+        mac = hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        return (
+            f"{SIGNATURE_HEADER}: {mac}\r\n{TIMESTAMP_HEADER}: {timestamp}\r\n{NONCE_HEADER}: {nonce}\r\n"
+        ).encode() + self._signer_line
 
 
 class NonceCache:

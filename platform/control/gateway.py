@@ -11,13 +11,13 @@ import re
 import time
 from typing import Any
 
-import httpcore
 from litestar import Request, Response, asgi, get
 from litestar.response import Redirect
 from litestar.types import Receive, Scope, Send
 
 from konsil.platform import errors
 from konsil.platform.control.context import ControlContext
+from konsil.platform.control.network import RegionUnavailable
 from konsil.platform.control.signup import SLUG_PATTERN
 from konsil.platform.control.tables import DirectoryOrganisation
 from konsil.platform.signing import FORWARDED_FOR, SIGNED_HEADERS
@@ -26,8 +26,11 @@ from konsil.platform.web import read_body, send_json_error
 log = logging.getLogger("konsil.gateway")
 
 API_PREFIX = "/api/v1/orgs/"
+_PREFIX = API_PREFIX.encode()
+FORWARDED_FOR_LINE = f"{FORWARDED_FOR}: ".encode()
+_UNSAFE_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 # Not forwarded: hop-by-hop headers, and anything a client might use to pose as us.
-_TIMEOUTS = {"timeout": {"connect": 3.0, "read": 15.0, "write": 15.0, "pool": 15.0}}
+# (``expect``: the gateway has read the whole body before it forwards it.)
 _DROP_REQUEST = {
     name.encode()
     for name in (
@@ -40,11 +43,13 @@ _DROP_REQUEST = {
         "proxy-authorization",
         "te",
         "trailer",
+        "expect",
         FORWARDED_FOR,
         *SIGNED_HEADERS,
     )
 }
 _SLUG = re.compile(SLUG_PATTERN)
+_NO_CONTENT_METHODS = {"GET", "HEAD", "DELETE", "OPTIONS"}
 _DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"server", b"date"}
 
 
@@ -78,12 +83,11 @@ class Directory:
 @asgi(API_PREFIX.rstrip("/"), is_mount=True, opt={"public": True}, copy_scope=True)
 async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     app = scope["app"]
-    method = str(scope.get("method", "GET"))
     ctx: ControlContext = app.state.control
     directory: Directory = app.state.directory
-    raw_path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
-    rest = raw_path[len(API_PREFIX) :] if raw_path.startswith(API_PREFIX) else ""
-    slug = rest.split("/", 1)[0]
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    rest = raw_path[len(_PREFIX) :] if raw_path.startswith(_PREFIX) else b""
+    slug = rest.split(b"/", 1)[0].decode("latin-1")
     region_id = await directory.region_of(slug) if slug else None
     if region_id is None or region_id not in ctx.regions:
         await send_json_error(send, 404, "not_found", "no such organisation")
@@ -91,36 +95,48 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     body = await read_body(receive, send, ctx.settings.max_body_bytes)
     if body is None:
         return
-    query = scope.get("query_string", b"").decode("latin-1")
-    target = raw_path + (f"?{query}" if query else "")
-    region = ctx.regions[region_id]
-    headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _DROP_REQUEST]
+    query: bytes = scope.get("query_string", b"")
+    target = raw_path + b"?" + query if query else raw_path
+    if _UNSAFE_TARGET.search(target):  # never from uvicorn's parser; refused rather than sent on
+        await send_json_error(send, 400, "bad_request", "the request target is malformed")
+        return
+    method = str(scope.get("method", "GET"))
+    route = ctx.route(region_id)
     client = scope.get("client")
-    headers.append((FORWARDED_FOR.encode(), (client[0] if client else "unknown").encode("latin-1")))
-    headers.append((b"host", region.host_header))
-    headers.append((b"content-length", str(len(body)).encode()))
-    headers.extend((k.encode(), v.encode()) for k, v in ctx.signed_headers(region_id, method, target, body).items())
+    parts = [method.encode("ascii"), b" ", route.origin.prefix, target, b" HTTP/1.1\r\nhost: ", route.host_header]
+    for name, value in scope["headers"]:
+        if name.lower() not in _DROP_REQUEST:
+            parts += (b"\r\n", name, b": ", value)
+    parts += (b"\r\n" + FORWARDED_FOR_LINE, (client[0] if client else "unknown").encode("latin-1"), b"\r\n")
+    if body or method not in _NO_CONTENT_METHODS:  # RFC 9110 §8.6: none where no content is expected
+        parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
+    parts += (route.signer.header_lines(method, target.decode("latin-1"), body), b"\r\n")
+    pool = ctx.pool
     try:
-        async with ctx.pool.stream(
-            method, region.base_url + target, headers=headers, content=body, extensions=_TIMEOUTS
-        ) as response:
-            out_headers = [(k, v) for k, v in response.headers if k.lower() not in _DROP_RESPONSE]
-            start: Any = {"type": "http.response.start", "status": response.status, "headers": out_headers}
-            await send(start)
-            async for chunk in response.aiter_stream():
-                part: Any = {"type": "http.response.body", "body": chunk, "more_body": True}
-                await send(part)
-            end: Any = {"type": "http.response.body", "body": b"", "more_body": False}
-            await send(end)
-    except httpcore.TimeoutException as exc:
-        log.warning("region %s timed out: %s", region_id, type(exc).__name__)
-        await _unavailable(send, region_id)
-    except (httpcore.ConnectError, httpcore.NetworkError, httpcore.RemoteProtocolError) as exc:
-        log.warning("region %s unreachable: %s", region_id, type(exc).__name__)
-        await _unavailable(send, region_id)
+        answer = await pool.request(route.origin, b"".join(parts), body, method == "HEAD")
+    except RegionUnavailable as exc:
+        await _unavailable(send, region_id, exc)
+        return
+    try:
+        out_headers = [(k, v) for k, v in answer.headers if k.lower() not in _DROP_RESPONSE]
+        start: Any = {"type": "http.response.start", "status": answer.status, "headers": out_headers}
+        await send(start)
+        while True:
+            chunk = await answer.read_body()
+            # Usually the whole body came with the head: one message, then done.
+            more = bool(chunk) and not (answer.complete and not answer.chunks)
+            part: Any = {"type": "http.response.body", "body": chunk, "more_body": more}
+            await send(part)
+            if not more:
+                break
+    except RegionUnavailable as exc:
+        await _unavailable(send, region_id, exc)
+    finally:
+        pool.release(answer)
 
 
-async def _unavailable(send: Send, region_id: str) -> None:
+async def _unavailable(send: Send, region_id: str, exc: RegionUnavailable) -> None:
+    log.warning("region %s unavailable: %s", region_id, exc)
     try:
         await send_json_error(send, 503, "unavailable", f"region {region_id} is not reachable; try again shortly")
     except RuntimeError:  # the response had already started: nothing more can be said
