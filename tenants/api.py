@@ -46,11 +46,13 @@ def _ctx(request: Req) -> RegionContext:
 
 
 def _org(request: Req) -> dict[str, Any]:
-    return request.state.org
+    org: dict[str, Any] = request.scope["state"]["org"]  # set by the guard
+    return org
 
 
 def _principal(request: Req) -> Principal:
-    return request.state.principal
+    principal: Principal = request.scope["state"]["principal"]  # set by the guard
+    return principal
 
 
 def session_cookie(ctx: RegionContext, request: Req, value: str, max_age: int | None = None) -> Cookie:

@@ -19,6 +19,7 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Empty, EmptyType
 
 from konsil.platform import database, errors
 from konsil.regions.context import RegionContext
@@ -129,27 +130,46 @@ _CALLER = "caller_"
 _PREFETCHED = "konsil.caller"
 
 
-def _credential(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[str, str] | None:
-    """The credential the request presents, as (token | session, SHA-256), if well formed."""
-    auth = connection.headers.get("authorization", "")
+def _header(connection: ASGIConnection[Any, Any, Any, Any], name: bytes) -> str:
+    """One request header straight from the scope (no Headers object on the hot path)."""
+    for key, value in connection.scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+# A credential: ("token" | "session", its SHA-256), or MALFORMED for an Authorization
+# header that is not a bearer token (identify refuses it), or None for none.
+Credential = tuple[str, str]
+MALFORMED: Credential = ("malformed", "")
+
+
+def _credential(connection: ASGIConnection[Any, Any, Any, Any]) -> Credential | None:
+    """The credential the request presents, hashed once per request."""
+    auth = _header(connection, b"authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            return None  # identify refuses it
+            return MALFORMED
         return "token", token_hash(value.strip())
     cookie = connection.cookies.get(SESSION_COOKIE)
     return ("session", token_hash(cookie)) if cookie else None
 
 
 async def find_organisation(
-    connection: ASGIConnection[Any, Any, Any, Any], ctx: RegionContext, slug: str
+    connection: ASGIConnection[Any, Any, Any, Any],
+    ctx: RegionContext,
+    slug: str,
+    credential: Credential | EmptyType | None = Empty,
 ) -> dict[str, Any] | None:
     """The organisation named by ``slug``. On PostgreSQL the caller's token or session
     row comes in the same statement and is kept for ``identify``."""
     if not database.is_postgres(ctx.engine):
         return await Organisation.select().where(Organisation.slug == slug).first().run()
-    credential = _credential(connection)
-    if credential is None:
+    if credential is Empty:
+        credential = _credential(connection)
+    if credential is None or credential is MALFORMED:
+        credential = None
         rows = await database.fetch(ctx.engine, _ORGANISATION_SQL, slug)
     else:
         sql = _ORGANISATION_AND_INTEGRATION_SQL if credential[0] == "token" else _ORGANISATION_AND_SESSION_SQL
@@ -216,13 +236,19 @@ def _from_token(row: dict[str, Any] | None) -> Principal | None:
     return Principal("token", row["org_id"], row["id"], "integration", frozenset(row["scopes"].split()))
 
 
-async def identify(connection: ASGIConnection[Any, Any, Any, Any], ctx: RegionContext) -> Principal | None:
-    auth = connection.headers.get("authorization", "")
-    if auth:
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise errors.unauthorized("use 'Authorization: Bearer <token>'")
-        hashed = token_hash(value.strip())
+async def identify(
+    connection: ASGIConnection[Any, Any, Any, Any],
+    ctx: RegionContext,
+    credential: Credential | EmptyType | None = Empty,
+) -> Principal | None:
+    if credential is Empty:
+        credential = _credential(connection)
+    if credential is None:
+        return None
+    kind, hashed = credential
+    if kind == "malformed":
+        raise errors.unauthorized("use 'Authorization: Bearer <token>'")
+    if kind == "token":
         if any(hmac.compare_digest(hashed, known) for known in ctx.region.ops_token_hashes):
             return Principal("ops", NO_ORGANISATION, uuid.UUID(hashed[:32]), "ops")
         found, row = _prefetched(connection, "token", hashed)
@@ -230,18 +256,14 @@ async def identify(connection: ASGIConnection[Any, Any, Any, Any], ctx: RegionCo
         if principal is None:
             raise errors.unauthorized("the API token is not valid or was revoked")
         return principal
-    cookie = connection.cookies.get(SESSION_COOKIE)
-    if cookie:
-        sid = token_hash(cookie)
-        found, row = _prefetched(connection, "session", sid)
-        return await _from_session(ctx, sid, row if found else await _session_row(sid))
-    return None
+    found, row = _prefetched(connection, "session", hashed)
+    return await _from_session(ctx, hashed, row if found else await _session_row(hashed))
 
 
 def _check_csrf(connection: ASGIConnection[Any, Any, Any, Any], principal: Principal) -> None:
     if principal.kind != "member" or connection.scope.get("method") not in UNSAFE:
         return
-    sent = connection.headers.get(CSRF_HEADER, "")
+    sent = _header(connection, CSRF_HEADER.encode())
     if not principal.csrf_token or not hmac.compare_digest(sent, principal.csrf_token):
         raise errors.AppError(403, "csrf", "missing or wrong X-CSRF-Token header")
 
@@ -255,14 +277,17 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     if not isinstance(found, Rule):
         raise errors.forbidden("this route has no authorization rule")
     ctx: RegionContext = connection.app.state.region
+    # The request's state dict (what connection.state wraps, without a State per access).
+    state = connection.scope.setdefault("state", {})
+    credential = _credential(connection)
     if found.org_scoped:
         slug = connection.path_params.get("slug")
-        org = await find_organisation(connection, ctx, slug) if slug else None
+        org = await find_organisation(connection, ctx, slug, credential) if slug else None
         if org is None:
             raise errors.not_found("no such organisation in this region")
-        connection.state.org = org
+        state["org"] = org
     try:
-        principal = await identify(connection, ctx)
+        principal = await identify(connection, ctx, credential)
     except errors.AppError:
         await _refused(connection, found, None, "invalid credentials")
         raise
@@ -271,7 +296,7 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         if opt.get("page"):
             raise LoginRequired()
         raise errors.unauthorized()
-    if found.org_scoped and principal.org_id != connection.state.org["id"]:
+    if found.org_scoped and principal.org_id != state["org"]["id"]:
         await _refused(connection, found, principal, "another organisation")
         raise errors.not_found("no such organisation in this region")
     if principal.kind == "token":
@@ -287,7 +312,7 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         except errors.AppError:
             await _refused(connection, found, principal, "csrf")
             raise
-    connection.state.principal = principal
+    state["principal"] = principal
 
 
 async def _refused(
