@@ -41,7 +41,7 @@ from konsil.regions.resources import build_tenant_keys
 from konsil.regions.tables import REGION_TABLES
 from konsil.regions.tasks import start_in_process
 from konsil.tenants.api import org_router, region_login_router
-from konsil.tenants.auth import LoginRequired, authorize
+from konsil.tenants.auth import LoginRequired, authorize, authorize_request
 from konsil.tenants.keys.provider import KeyDestroyed, KeyUnavailable, UnwrapRefused
 from konsil.tenants.pages import pages_router
 from konsil.tenants.signaling import SOCKETS
@@ -89,6 +89,13 @@ def _unwrap_refused(_: Request[Any, Any, Any], __: UnwrapRefused) -> Response[An
         {"error": "integrity_error", "message": "a stored data key was refused by the key service; nothing was shown"},
         status_code=500,
     )
+
+
+async def _authorized_and_strict(request: Request[Any, Any, Any]) -> None:
+    """Before every HTTP handler: who may call it (tenants.auth), then the strict edge
+    checks of its input (platform.web), in that order (401/403 before 400/415)."""
+    await authorize_request(request)
+    await strict_input(request)
 
 
 def create_region_app(settings: Settings, region_id: str | None = None) -> Litestar:
@@ -158,7 +165,9 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             access_log_router,
             ops_router,
             Router(path="/", guards=[authorize], route_handlers=SOCKETS),
-            create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+            create_static_files_router(
+                path="/static", directories=[STATIC], include_in_schema=False, opt={"public": True}
+            ),
         ],
         plugins=[channels],
         middleware=[DefineMiddleware(SignedCalls, verifier=ctx.verifier, max_body=settings.max_body_bytes)],
@@ -172,10 +181,14 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         },
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title=f"Konsil region {region.id}", version="1", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title=f"Konsil region {region.id}",
+            version="1",
+            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}, include_in_schema=False),
+        ),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         logging_config=LOGGING,
-        before_request=strict_input,
+        before_request=_authorized_and_strict,
         before_send=[security_headers],
         debug=False,
     )

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Empty, EmptyType
@@ -313,6 +314,17 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
             await _refused(connection, found, principal, "csrf")
             raise
     state["principal"] = principal
+
+
+async def authorize_request(request: Request[Any, Any, Any]) -> None:
+    """The region app's ``before_request``: every HTTP route is authorized here, before
+    its handler, by ``authorize``. (A Litestar guard would do the same, but Litestar
+    copies the route handler for every guard call, a cost on every request.) A route
+    with a guard of its own (a visitor's cookie, then ``authorize``) decides there;
+    WebSocket routes keep ``authorize`` as their guard."""
+    handler = request.route_handler
+    if not handler.resolve_guards():
+        await authorize(request, handler)
 
 
 async def _refused(

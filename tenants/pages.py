@@ -19,7 +19,7 @@ from konsil.platform import errors
 from konsil.tenants import members, visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.api import session_cookie
-from konsil.tenants.auth import PUBLIC, authorize, end_session, rule, start_session
+from konsil.tenants.auth import PUBLIC, end_session, rule, start_session
 from konsil.tenants.schemas import Email
 
 LOGIN_CSRF_COOKIE = "konsil_login_csrf"
@@ -159,6 +159,4 @@ async def logout_submit(request: Req, data: Annotated[CsrfForm, Form]) -> Respon
     )
 
 
-pages_router = Router(
-    path="/", guards=[authorize], route_handlers=[login_page, login_submit, portal, call_page, logout_submit]
-)
+pages_router = Router(path="/", route_handlers=[login_page, login_submit, portal, call_page, logout_submit])

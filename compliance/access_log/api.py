@@ -16,7 +16,7 @@ from konsil.compliance.access_log import service
 from konsil.compliance.access_log.service import EntryRecord, Outcome
 from konsil.platform import errors
 from konsil.tenants.actors import actor_of, record
-from konsil.tenants.auth import authorize, rule
+from konsil.tenants.auth import rule
 
 Req = Request[Any, Any, Any]
 MAX_PAGE = 500
@@ -105,4 +105,4 @@ async def read_access_log(
     )
 
 
-access_log_router = Router(path="/", guards=[authorize], route_handlers=[read_access_log])
+access_log_router = Router(path="/", route_handlers=[read_access_log])

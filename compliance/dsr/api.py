@@ -29,7 +29,7 @@ from konsil.compliance.dsr.schemas import (
 )
 from konsil.regions.context import RegionContext
 from konsil.tenants.actors import actor_of
-from konsil.tenants.auth import authorize, rule
+from konsil.tenants.auth import rule
 
 MANAGERS = ("owner", "admin")
 BASE = "/api/v1/orgs/{slug:str}/dsr"
@@ -149,7 +149,6 @@ async def dsr_page(request: Req) -> Template:
 
 dsr_router = Router(
     path="/",
-    guards=[authorize],
     route_handlers=[
         list_requests,
         file_request,
