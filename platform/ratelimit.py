@@ -70,3 +70,11 @@ def too_many_requests(retry_after: int) -> AppError:
         f"too many attempts; try again in {retry_after} seconds",
         headers={"retry-after": str(retry_after)},
     )
+
+
+def wait_in_words(retry_after: str) -> str:
+    """A Retry-After value as a person reads it: "20 seconds", "about 4 minutes"."""
+    seconds = int(retry_after) if retry_after.isdigit() else 60
+    if seconds < 90:
+        return f"{seconds} seconds"
+    return f"about {math.ceil(seconds / 60)} minutes"

@@ -16,6 +16,7 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from konsil.platform import errors
+from konsil.platform.ratelimit import wait_in_words
 from konsil.tenants import members, visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.api import session_cookie
@@ -92,7 +93,7 @@ async def login_submit(request: Req, data: Annotated[LoginForm, Form]) -> Respon
     except errors.AppError as exc:
         if exc.status == 429:
             wait = exc.headers.get("retry-after", "60")
-            message = f"Too many attempts. Please wait {wait} seconds, then try again."
+            message = f"Too many attempts. Please wait {wait_in_words(wait)}, then try again."
             return _login_page(request, message, status=429, headers={"retry-after": wait})
         return _login_page(request, "E-mail address or password is wrong.", status=401)
     if isinstance(found, list):

@@ -15,6 +15,7 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from konsil.platform import errors
+from konsil.platform.ratelimit import wait_in_words
 from konsil.tenants import visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.signaling import VISIT_COOKIE
@@ -102,7 +103,7 @@ async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[J
             values=data,
             status=429,
             headers={"retry-after": wait},
-            error=f"Too many people are joining right now. Please wait {wait} seconds and send the form again.",
+            error=f"Too many people are joining right now. Please wait {wait_in_words(wait)} and send the form again.",
         )
     visit_id, token = await visits.arrive(request.app.state.region, org, room, form, source_address(request))
     path = f"/{slug}/{room_slug}/visits/{visit_id}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from konsil.platform.errors import AppError
-from konsil.platform.ratelimit import RateLimit
+from konsil.platform.ratelimit import RateLimit, wait_in_words
 
 
 class Clock:
@@ -49,3 +49,9 @@ def test_keys_are_not_kept_in_clear() -> None:
 def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError):
         RateLimit("x", 0, 10)
+
+
+def test_the_wait_is_said_as_a_person_reads_it() -> None:
+    assert wait_in_words("19") == "19 seconds"
+    assert wait_in_words("199") == "about 4 minutes"
+    assert wait_in_words("junk") == "60 seconds"
