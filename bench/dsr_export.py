@@ -58,8 +58,8 @@ from bench.harness import (
     set_quiet,
     stack_settings,
 )
-from konsil.platform import database
-from konsil.platform.migrations import migrate_all
+from konsil.platform.cli.migrations import migrate_all
+from konsil.platform.core import database
 
 NAME = "dsr_export"
 # This benchmark's own aims (P17 sets none beyond "within 4 weeks"): the export of a
@@ -191,8 +191,8 @@ def _access_columns() -> list[Any]:
 async def baseline_round(ctx: Any, org: dict[str, Any]) -> tuple[float, int, int]:
     """The same rows with plain SQL, opened with the same cipher; no service code."""
     from konsil.compliance.access_log.tables import AccessLogEntry
+    from konsil.platform.core.keys.cipher import FieldRef
     from konsil.tenants import members
-    from konsil.tenants.personal_data import FieldRef
     from konsil.tenants.tables import Visit
 
     begun = time.perf_counter()
@@ -236,7 +236,7 @@ async def baseline_round(ctx: Any, org: dict[str, Any]) -> tuple[float, int, int
 
 
 async def measure(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
-    from konsil.regions.resources import open_region
+    from konsil.regions.container import open_region
 
     async with open_region(settings, settings.regions[0]) as ctx:
         log(f"making {args.visits} visits of one data subject")

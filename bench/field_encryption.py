@@ -60,14 +60,13 @@ from bench.harness import (
     set_quiet,
     stop_server,
 )
-from konsil.platform import database
-from konsil.platform.migrations import Target, migrate_target
+from konsil.platform.cli.migrations import Target, migrate_target
+from konsil.platform.core import database
+from konsil.platform.core.keys.cipher import FieldRef, OrgCipher, associated_data
+from konsil.platform.core.keys.local import LocalKeyring
+from konsil.platform.core.keys.service import TenantKeys
+from konsil.platform.core.keys.vault import VaultTransitProvider
 from konsil.regions.tables import REGION_TABLES
-from konsil.tenants.keys.cipher import OrgCipher, associated_data
-from konsil.tenants.keys.local import LocalKeyring
-from konsil.tenants.keys.service import TenantKeys
-from konsil.tenants.keys.vault import VaultTransitProvider
-from konsil.tenants.personal_data import FieldRef
 
 NAME = "field_encryption"
 AIM_RATIO = 1.5  # Konsil time per record / raw AES-GCM time per record, at most

@@ -41,10 +41,10 @@ from urllib.parse import urlparse
 import httpx
 
 from konsil.media_nodes.coturn import CoturnConfig, CoturnProcess
-from konsil.platform import launcher
-from konsil.platform.launcher import start_processes, stop_processes
-from konsil.platform.migrations import Target, migrate_all, migrate_target
-from konsil.platform.settings import Settings, load_settings
+from konsil.platform.cli import launcher
+from konsil.platform.cli.launcher import start_processes, stop_processes
+from konsil.platform.cli.migrations import Target, migrate_all, migrate_target
+from konsil.platform.core.settings import Settings, load_settings
 
 LOOPBACK = "127.0.0.1"
 # The PostgreSQL server benchmarks create their databases on (trust auth, loopback only).

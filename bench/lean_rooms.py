@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--listen", required=True, help="host:port")
     args = p.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
-    # The settings ``konsil serve`` runs the region with (platform/cli.py).
+    # The settings ``konsil serve`` runs the region with (platform/cli/main.py).
     uvicorn.run(
         create_app(args.database),
         host=host,

@@ -58,7 +58,7 @@ from konsil.media_nodes.allocation import allocate, pick_node
 from konsil.media_nodes.coturn import CoturnProcess
 from konsil.media_nodes.ice import turn_credentials
 from konsil.media_nodes.registry import NodeRegistry
-from konsil.platform.settings import RegionSettings
+from konsil.platform.core.settings import RegionSettings
 
 NAME = "media_nodes"
 # Aims (this benchmark's own; the requirements set no figures): an allocation decision

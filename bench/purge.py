@@ -44,8 +44,8 @@ from bench.harness import (
     set_quiet,
 )
 from konsil.compliance.retention.purge import PurgeRequest, purge, summary
-from konsil.platform.settings import RegionSettings, Settings, VaultSettings
-from konsil.regions.resources import open_region
+from konsil.platform.core.settings import RegionSettings, Settings, VaultSettings
+from konsil.regions.container import open_region
 
 NAME = "purge"
 AIM_RATIO = 0.5  # purge rows/s / plain DELETE rows/s, at least

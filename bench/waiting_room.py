@@ -63,8 +63,8 @@ from bench.harness import (
     stack_settings,
     wait_healthy,
 )
-from konsil.platform.launcher import start_processes, stop_processes
-from konsil.platform.migrations import migrate_all
+from konsil.platform.cli.launcher import start_processes, stop_processes
+from konsil.platform.cli.migrations import migrate_all
 
 NAME = "waiting_room"
 # Aims (this benchmark's own; the requirements set no figures): at the largest crowd the

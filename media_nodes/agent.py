@@ -37,6 +37,9 @@ import pika.exceptions
 
 from konsil.media_nodes import heartbeat
 from konsil.media_nodes.coturn import CoturnConfig, CoturnError, CoturnProcess
+from konsil.media_nodes.turn_secret import read_turn_secret
+from konsil.platform.core.keys.provider import KeyUnavailable
+from konsil.platform.core.settings import ConfigError, load_settings
 
 log = logging.getLogger("konsil.media_nodes.agent")
 
@@ -319,9 +322,6 @@ class NodeAgent:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``konsil media-node run --region eu --node-id N --config FILE [...]``."""
-    from konsil.media_nodes.turn_secret import read_turn_secret
-    from konsil.platform.settings import ConfigError, load_settings
-    from konsil.tenants.keys.provider import KeyUnavailable
 
     parser = argparse.ArgumentParser(prog="konsil media-node", description="Run a TURN media node of a region.")
     sub = parser.add_subparsers(dest="command", required=True)

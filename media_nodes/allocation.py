@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from konsil.media_nodes.ice import IceConfigError, IceServer, turn_credentials
 from konsil.media_nodes.registry import NodeRegistry, NodeState
-from konsil.platform.settings import RegionSettings
+from konsil.platform.core.settings import RegionSettings
 
 
 class NoHealthyNode(Exception):

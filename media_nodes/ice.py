@@ -11,17 +11,10 @@ import hmac
 import re
 import time
 
-import msgspec
-
-from konsil.platform.settings import RegionSettings
+from konsil.platform.core.region import IceServer
+from konsil.platform.core.settings import RegionSettings
 
 _ICE_URL = re.compile(r"^(stun|turn|turns):(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?(\?transport=(udp|tcp))?$")
-
-
-class IceServer(msgspec.Struct, omit_defaults=True):
-    urls: list[str]
-    username: str | None = None
-    credential: str | None = None
 
 
 class IceConfigError(ValueError):

@@ -1,6 +1,6 @@
 """Ops API of a region's media nodes: see each node's state, cordon it (no new calls),
 drain it (cordon, then watch its calls end) and uncordon it. Callers are the region's
-ops team (bearer tokens whose hash is configured; see tenants/auth.py ``OPS``).
+ops team (bearer tokens whose hash is configured; see platform/core/authz.py ``OPS``).
 
 Cordons and drains are written to the region DB, which every replica's registry follows
 within seconds; this replica applies them at once."""
@@ -18,11 +18,12 @@ from litestar.params import Parameter
 
 from konsil.media_nodes.heartbeat import NodeId
 from konsil.media_nodes.registry import NodeRegistry, NodeState
+from konsil.media_nodes.relays import RegionRelays
 from konsil.media_nodes.tables import MediaNode, MediaNodeCordon
-from konsil.platform import errors
-from konsil.platform.text import LINE_CHAR
-from konsil.regions.context import RegionContext
-from konsil.tenants.auth import OPS
+from konsil.platform.core import errors
+from konsil.platform.core.authz import OPS
+from konsil.platform.core.region import RegionContext
+from konsil.platform.core.text import LINE_CHAR
 
 log = logging.getLogger("konsil.media_nodes")
 Req = Request[Any, Any, Any]
@@ -32,7 +33,7 @@ Status = Literal["active", "unhealthy", "cordoned", "draining", "drained", "dead
 
 
 class CordonIn(msgspec.Struct, forbid_unknown_fields=True):
-    # Single-line text (konsil.platform.text); empty means no reason given.
+    # Single-line text (konsil.platform.core.text); empty means no reason given.
     reason: Annotated[str, msgspec.Meta(max_length=200, pattern=rf"^(?!\s+\Z){LINE_CHAR}*\Z")] = ""
 
 
@@ -63,8 +64,8 @@ def _ctx(request: Req) -> RegionContext:
 
 
 def _registry(request: Req) -> NodeRegistry | None:
-    found = _ctx(request).extra.get("media_nodes")
-    return found if isinstance(found, NodeRegistry) else None
+    relays: RegionRelays = request.app.state.relays  # set by the region service (regions/app.py)
+    return relays.registry
 
 
 def status_of(alive: bool, healthy: bool, state: str, cordoned: bool, drain: bool, allocations: int) -> Status:

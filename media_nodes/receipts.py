@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from konsil.platform.settings import RegionSettings
+from konsil.platform.core.settings import RegionSettings
 
 
 class ResidencyReceipt(msgspec.Struct, frozen=True):

@@ -4,8 +4,10 @@ configuration files hold it."""
 
 from __future__ import annotations
 
-from konsil.platform.settings import ConfigError, RegionSettings, Settings
-from konsil.tenants.keys.provider import KeyProvider
+from konsil.platform.core.keys.build import build_key_provider
+from konsil.platform.core.keys.provider import KeyProvider
+from konsil.platform.core.keys.vault import VaultTransitProvider
+from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 
 
 async def read_turn_secret(settings: Settings, region: RegionSettings, provider: KeyProvider | None = None) -> str:
@@ -17,8 +19,6 @@ async def read_turn_secret(settings: Settings, region: RegionSettings, provider:
     vault = region.vault
     if vault.backend != "vault" or not vault.turn_secret_path:
         return ""
-    from konsil.regions.resources import build_key_provider
-    from konsil.tenants.keys.vault import VaultTransitProvider
 
     own = provider is None
     provider = provider or build_key_provider(settings, region)

@@ -22,27 +22,24 @@ from litestar.template import TemplateConfig
 
 from konsil.compliance.access_log.api import access_log_router
 from konsil.compliance.dsr.api import dsr_router
-from konsil.media_nodes.network_test.api import network_test_router
 from konsil.media_nodes.ops_api import ops_router
-from konsil.media_nodes.registry import HeartbeatConsumer, NodeRegistry
+from konsil.media_nodes.registry import HeartbeatConsumer
 from konsil.media_nodes.registry_store import sync_registry
 from konsil.media_nodes.turn_secret import read_turn_secret
-from konsil.platform import database
-from konsil.platform.db_errors import DATABASE_UNAVAILABLE_HANDLERS
-from konsil.platform.errors import EXCEPTION_HANDLERS
-from konsil.platform.openapi import document_errors
-from konsil.platform.settings import ConfigError, RegionSettings, Settings
-from konsil.platform.signing import Verifier
-from konsil.platform.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
-from konsil.regions.channels import PgNotifyChannels, RegionChannels
-from konsil.regions.context import ControlLink, RegionContext
+from konsil.platform.core.channels import PgNotifyChannels, RegionChannels
+from konsil.platform.core.db_errors import DATABASE_UNAVAILABLE_HANDLERS
+from konsil.platform.core.errors import EXCEPTION_HANDLERS
+from konsil.platform.core.keys.provider import KeyDestroyed, KeyUnavailable, UnwrapRefused
+from konsil.platform.core.openapi import document_errors
+from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
+from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
+from konsil.regions import container
+from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
-from konsil.regions.resources import build_tenant_keys
-from konsil.regions.tables import REGION_TABLES
 from konsil.regions.tasks import start_in_process
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
-from konsil.tenants.keys.provider import KeyDestroyed, KeyUnavailable, UnwrapRefused
+from konsil.tenants.network_test_api import network_test_router
 from konsil.tenants.pages import pages_router
 from konsil.tenants.signaling import SOCKETS
 from konsil.tenants.visitor_pages import visitor_router
@@ -104,38 +101,21 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             raise ConfigError("regions: a region service needs exactly one region (or --region)")
         region_id = settings.regions[0].id
     region = settings.region(region_id)
-    engine = database.engine_for(region.database)
-    ctx = RegionContext(
-        settings=settings,
-        region=region,
-        engine=engine,
-        keys=build_tenant_keys(settings, region),
-        verifier=Verifier({"control": region.internal_secret}, settings.signature_window_seconds),
-        control=ControlLink(
-            settings.control_url or (settings.control.base_url if settings.control else ""),
-            region.id,
-            region.internal_secret,
-        ),
-        discovery_key=settings.require_discovery_key(),
-    )
-
-    # Media nodes: heartbeats from this region's relays only, when the region has a broker.
-    media_nodes = (
-        NodeRegistry(region.id, region.media_node_key) if region.media_node_key and region.broker_url else None
-    )
-    ctx.extra["media_nodes"] = media_nodes
+    channels = RegionChannels(channels_backend(region))
+    relays = region_relays(region)
+    ctx = build_region(settings, region, live=channels, relays=relays)
+    registry = relays.registry  # heartbeats from this region's relays only, when it has a broker
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        database.bind(REGION_TABLES, engine)
-        await database.start(engine)
-        consumer = HeartbeatConsumer(media_nodes, region.broker_url).start() if media_nodes else None
-        if media_nodes:
+        await container.start(ctx)
+        consumer = HeartbeatConsumer(registry, region.broker_url).start() if registry else None
+        if registry:
             try:
-                ctx.extra["turn_secret"] = await read_turn_secret(settings, region, ctx.keys.provider)
+                relays.turn_secret = await read_turn_secret(settings, region, ctx.keys.provider)
             except KeyUnavailable as exc:  # fail closed: calls are told no relay is available
                 log.error("the relays' TURN secret could not be read: %s", exc)
-        follower = asyncio.create_task(sync_registry(media_nodes)) if media_nodes else None
+        follower = asyncio.create_task(sync_registry(registry)) if registry else None
         lifecycle = start_in_process(ctx)  # the embedded default's purge schedule (else Celery beat)
         try:
             yield
@@ -146,12 +126,8 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
                 follower.cancel()
             if consumer is not None:
                 await asyncio.to_thread(consumer.stop)
-            await ctx.control.close()
-            await ctx.keys.provider.close()
-            await database.stop(engine)
+            await container.stop(ctx)
 
-    channels = RegionChannels(channels_backend(region))
-    ctx.extra["channels"] = channels
     app = Litestar(
         route_handlers=[
             healthz,
@@ -193,5 +169,6 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         debug=False,
     )
     app.state.region = ctx
+    app.state.relays = relays
     document_errors(app, {410: "The organisation's data was deleted (its key no longer exists)."})
     return app

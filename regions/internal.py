@@ -11,7 +11,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.status_codes import HTTP_200_OK
 
-from konsil.platform import errors
+from konsil.platform.core import errors
 from konsil.tenants import organisations
 from konsil.tenants.actors import Actor, source_address
 from konsil.tenants.schemas import CreatedOrganisation, NewOrganisation

@@ -25,9 +25,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from konsil.platform import database
-from konsil.platform.settings import RegionSettings, Settings
-from konsil.regions.context import RegionContext
+from konsil.compliance.retention.purge import PurgeRequest, purge, run_as_of, summary
+from konsil.compliance.retention.tables import PurgeRun
+from konsil.platform.core import database
+from konsil.platform.core.region import RegionContext
+from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
+from konsil.regions.container import open_region
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -88,7 +91,6 @@ async def _only_one(ctx: RegionContext, wait_seconds: float = 0) -> AsyncIterato
 async def _ran_recently(ctx: RegionContext, run_id: uuid.UUID) -> bool:
     """Another scheduled run began within half an interval (another replica's schedule);
     ``as_of`` is a run's clock, taken when it began (a class's own start can be later)."""
-    from konsil.compliance.retention.tables import PurgeRun
 
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ctx.region.lifecycle.purge_every_seconds / 2)
     return bool(
@@ -105,7 +107,6 @@ async def purge_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict
     One run at a time per region: a run that finds another running (a second
     replica's in-process schedule, a duplicated beat) does nothing, and so does a new
     run within half an interval of another one's start."""
-    from konsil.compliance.retention.purge import PurgeRequest, purge, run_as_of, summary
 
     if region != ctx.region.id:
         raise WrongRegion(f"a task of region {region!r} reached a worker of region {ctx.region.id!r}")
@@ -217,8 +218,6 @@ def celery_app(settings: Settings, region_id: str) -> Celery:
     settings = settings.for_region(region_id)
     region = settings.region(region_id)
     if not region.broker_url:
-        from konsil.platform.settings import ConfigError
-
         raise ConfigError(f"regions.{region_id}.broker_url: required to run Celery workers or beat")
     queue = queue_name(region_id)
     app = Celery(f"konsil-{region_id}", broker=region.broker_url, set_as_current=False)
@@ -271,7 +270,6 @@ def celery_app(settings: Settings, region_id: str) -> Celery:
 
 
 async def _in_region(settings: Settings, region_id: str, run_id: uuid.UUID) -> dict[str, Any]:
-    from konsil.regions.resources import open_region
 
     async with open_region(settings, settings.region(region_id)) as ctx:
         ctx.service_name = "worker"

@@ -12,9 +12,9 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 
-from konsil.compliance.access_log.service import AccessEvent, append, append_many
-from konsil.platform.signing import FORWARDED_FOR
-from konsil.regions.context import RegionContext
+from konsil.platform.core.access import AccessEvent
+from konsil.platform.core.region import RegionContext
+from konsil.platform.core.signing import FORWARDED_FOR
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,14 @@ async def record(
     subject_ref: str,
     outcome: str = "success",
 ) -> None:
-    await append(_event(ctx, actor, org_id, action, object_type, object_id, subject_ref, outcome))
+    await ctx.access_log.append_many([_event(ctx, actor, org_id, action, object_type, object_id, subject_ref, outcome)])
 
 
 async def record_reads(
     ctx: RegionContext, actor: Actor, org_id: uuid.UUID, object_type: str, subjects: list[tuple[uuid.UUID, str]]
 ) -> None:
     """One "read" entry per data subject shown by a list, appended in one go."""
-    await append_many(
+    await ctx.access_log.append_many(
         [
             _event(ctx, actor, org_id, "read", object_type, object_id, subject, "success")
             for object_id, subject in subjects

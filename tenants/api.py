@@ -13,12 +13,13 @@ from litestar.datastructures import Cookie
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from konsil.media_nodes import receipts
-from konsil.platform import errors
-from konsil.platform.text import LINE_PATTERN
-from konsil.regions.context import RegionContext
+from konsil.platform.core import errors
+from konsil.platform.core.authz import PUBLIC, rule
+from konsil.platform.core.region import RegionContext
+from konsil.platform.core.text import LINE_PATTERN
 from konsil.tenants import api_tokens, members, organisations, rooms, visits
 from konsil.tenants.actors import actor_of, source_address
-from konsil.tenants.auth import PUBLIC, SESSION_COOKIE, Principal, end_session, rule, start_session
+from konsil.tenants.auth import SESSION_COOKIE, Principal, end_session, start_session
 from konsil.tenants.schemas import (
     LoginIn,
     LoginOut,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from konsil.platform import errors
-from konsil.regions.context import RegionContext
+from konsil.platform.core import errors
+from konsil.platform.core.region import RegionContext
 from konsil.tenants.auth import Principal, new_secret_token, token_hash, utcnow
 from konsil.tenants.schemas import SCOPES, TokenCreated, TokenIn, TokenOut
 from konsil.tenants.tables import ApiToken

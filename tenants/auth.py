@@ -22,8 +22,9 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Empty, EmptyType
 
-from konsil.platform import database, errors
-from konsil.regions.context import RegionContext
+from konsil.platform.core import database, errors
+from konsil.platform.core.authz import Rule
+from konsil.platform.core.region import RegionContext
 from konsil.tenants.actors import record_denial
 from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation
 
@@ -36,28 +37,6 @@ class LoginRequired(Exception):
     """A page asked for a member session; the app answers with a redirect to /login."""
 
 
-@dataclass(frozen=True)
-class Rule:
-    """Who may call a route: member roles, and the scope an integration token needs.
-
-    ``personal_data`` names what the route reads or changes (the access log's object
-    type, e.g. "member") when that is personal data: a refused call of such a route is
-    logged in the organisation's access log with outcome ``denied``."""
-
-    roles: frozenset[str]
-    scope: str | None = None
-    org_scoped: bool = True
-    personal_data: str | None = None
-
-
-def rule(*roles: str, scope: str | None = None, personal_data: str | None = None) -> dict[str, Any]:
-    return {"auth": Rule(frozenset(roles), scope, personal_data=personal_data)}
-
-
-PUBLIC: dict[str, Any] = {"public": True}
-# The region's ops team (media-node operations): bearer tokens whose SHA-256 is in
-# regions.<id>.ops_token_hashes. Not a member of any organisation.
-OPS: dict[str, Any] = {"auth": Rule(frozenset({"ops"}), None, org_scoped=False)}
 NO_ORGANISATION = uuid.UUID(int=0)
 SIGNED_INTERNAL: dict[str, Any] = {"internal": True}
 

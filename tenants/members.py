@@ -15,14 +15,13 @@ from typing import Any
 import httpx
 import msgspec
 
-from konsil.platform import database, errors
-from konsil.platform.lookup import email_lookup, normalise_email
-from konsil.regions.context import RegionContext
+from konsil.platform.core import database, errors
+from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
+from konsil.platform.core.lookup import email_lookup, normalise_email
+from konsil.platform.core.region import RegionContext
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.auth import utcnow
-from konsil.tenants.keys.cipher import FieldDecryptionError, OrgCipher
 from konsil.tenants.passwords import hash_password, verify_password
-from konsil.tenants.personal_data import FieldRef
 from konsil.tenants.schemas import MemberIn, MemberOut, MemberPatch
 from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation, Room
 
@@ -267,7 +266,7 @@ async def authenticate(
     organisation slugs to choose from when the same login opens several.
     Unknown e-mail and wrong password look the same to the caller. Failed
     attempts on a known member and every successful login are access-logged.
-    Failures are rate-limited per account and per address (tenants/limits.py: 429).
+    Failures are rate-limited per account and per address (platform/core/limits.py: 429).
     """
     ctx.limits.check_login(email, source_address)
     lookup = email_lookup(ctx.discovery_key, email)

@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import msgspec
 
-from konsil.platform import database, errors
-from konsil.regions.context import RegionContext
+from konsil.platform.core import database, errors
+from konsil.platform.core.keys.provider import KeyUnavailable
+from konsil.platform.core.region import RegionContext
 from konsil.tenants import members
 from konsil.tenants.actors import Actor, record
-from konsil.tenants.keys.provider import KeyUnavailable
 from konsil.tenants.schemas import CreatedOrganisation, NewOrganisation, OrganisationOut, OrganisationPatch
 from konsil.tenants.tables import Organisation, PaymentRecord
 
@@ -77,10 +77,8 @@ async def delete(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, *, require
         await record(ctx, actor, org_id, "delete", "organisation", org_id, subject, "failure")
         if require_shred:
             raise
-    from konsil.regions.tables import ORGANISATION_OWNED
-
     async with database.transaction(ctx.engine):
-        for table in ORGANISATION_OWNED:
+        for table in ctx.organisation_tables:
             await table.delete().where(table.org_id == org_id).run()  # type: ignore[attr-defined]
         await clear_payers(org_id)
         await Organisation.delete().where(Organisation.id == org_id).run()

@@ -15,12 +15,13 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
 
-from konsil.platform import errors
-from konsil.platform.ratelimit import wait_in_words
+from konsil.platform.core import errors
+from konsil.platform.core.authz import PUBLIC, rule
+from konsil.platform.core.ratelimit import wait_in_words
 from konsil.tenants import members, visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.api import session_cookie
-from konsil.tenants.auth import PUBLIC, end_session, rule, start_session
+from konsil.tenants.auth import end_session, start_session
 from konsil.tenants.schemas import Email
 
 LOGIN_CSRF_COOKIE = "konsil_login_csrf"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from konsil.platform import database, errors
+from konsil.platform.core import database, errors
 from konsil.tenants.auth import Principal
 from konsil.tenants.schemas import RoomIn, RoomOut
 from konsil.tenants.tables import Member, Room

@@ -8,18 +8,18 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from konsil.platform.text import LINE_CHAR, LINE_PATTERN
+from konsil.platform.core.text import LINE_CHAR, LINE_PATTERN
 
 Role = Literal["owner", "admin", "expert", "auditor"]
 ROLES: tuple[str, ...] = ("owner", "admin", "expert", "auditor")
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])\Z", max_length=40)]
 RoomSlug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{1,58}[a-z0-9])\Z", max_length=60)]
-# Free text: the shared single-line rule (konsil.platform.text), spelt out as Annotated
+# Free text: the shared single-line rule (konsil.platform.core.text), spelt out as Annotated
 # so that mypy sees a type.
 PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=LINE_PATTERN)]
 OrgName = Annotated[str, msgspec.Meta(min_length=2, max_length=200, pattern=LINE_PATTERN)]
-# The local part: any single-line character (konsil.platform.text) except the ones an
+# The local part: any single-line character (konsil.platform.core.text) except the ones an
 # address cannot carry unquoted; the domain: letters, digits and hyphens.
 EMAIL_LOCAL_CHAR = rf"(?:(?![@\s<>\"(),;:]){LINE_CHAR})"
 Email = Annotated[

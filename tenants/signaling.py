@@ -8,7 +8,7 @@ channels, so participants may sit on different region replicas (in-memory backen
 in the embedded mode, PostgreSQL LISTEN/NOTIFY in services mode).
 
 A socket whose peer does not take its messages in time is closed with code 4408
-(the page reconnects): its backlog is bounded (regions/channels.py) and a message it
+(the page reconnects): its backlog is bounded (platform/core/channels.py) and a message it
 has not taken within ``SEND_TIMEOUT_SECONDS`` ends it. Nothing is buffered without
 bound for a slow reader. Telemetry is bounded per participant and call
 (tenants/visits.py).
@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -28,15 +27,12 @@ from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.exceptions import WebSocketDisconnect
 
-from konsil.media_nodes.allocation import NoHealthyNode, allocate_node, pick_node
-from konsil.media_nodes.ice import IceServer, ice_servers
-from konsil.media_nodes.registry import NodeRegistry
-from konsil.platform import errors
-from konsil.regions.channels import BoundedSubscriber
-from konsil.regions.context import RegionContext
+from konsil.platform.core import errors
+from konsil.platform.core.authz import rule
+from konsil.platform.core.channels import BoundedSubscriber
+from konsil.platform.core.region import RegionContext
 from konsil.tenants import visits
 from konsil.tenants.actors import Actor, actor_of, source_address
-from konsil.tenants.auth import rule
 from konsil.tenants.tables import Organisation
 
 log = logging.getLogger("konsil.signaling")
@@ -133,7 +129,9 @@ def _ctx(socket: WebSocket[Any, Any, Any]) -> RegionContext:
 
 
 def _channels(socket: WebSocket[Any, Any, Any]) -> ChannelsPlugin:
-    return socket.app.state.region.extra["channels"]
+    live = _ctx(socket).live
+    assert live is not None, "the region service always has live events"
+    return live
 
 
 def _origin_ok(socket: WebSocket[Any, Any, Any]) -> bool:
@@ -182,58 +180,24 @@ async def _subscribe(
     return subscriber
 
 
-def _relays_for(ctx: RegionContext, call_id: uuid.UUID) -> tuple[list[IceServer], str | None, str | None]:
-    """The call's ICE servers, the relay node (if allocated) and why none is available.
-
-    With a media-node registry, a relay of this region only (the same one for both
-    participants on this replica); else the region's configured servers."""
-    registry = ctx.extra.get("media_nodes")
-    if not isinstance(registry, NodeRegistry):
-        return ice_servers(ctx.region, str(call_id)), None, None
-    allocations = ctx.extra.setdefault("allocations", OrderedDict())
-    assert isinstance(allocations, OrderedDict)
-    if call_id in allocations:
-        node_id, servers = allocations[call_id]
-        return servers, node_id, None
-    stun = [s for s in ice_servers(ctx.region, str(call_id)) if all(u.startswith("stun:") for u in s.urls)]
-    secret = ctx.extra.get("turn_secret")
-    if not isinstance(secret, str) or not secret:
-        return stun, None, f"relay credentials are unavailable in region {ctx.region.id} right now"
-    try:
-        node_id, relays = allocate_node(registry, ctx.region, str(call_id), secret)
-    except NoHealthyNode as exc:
-        return stun, None, str(exc)  # never another region's relay
-    allocations[call_id] = (node_id, stun + relays)
-    while len(allocations) > 10_000:
-        allocations.popitem(last=False)
-    return stun + relays, node_id, None
-
-
 def relay_unavailable(ctx: RegionContext, org: dict[str, Any]) -> str | None:
     """Why a new call of ``org`` could not connect right now, else None: it must go
     through a relay and the region's registry has no healthy node (or no TURN secret).
     Checked before a call starts, so the visitor keeps waiting instead."""
-    registry = ctx.extra.get("media_nodes")
-    if not org["relay_only"] or not isinstance(registry, NodeRegistry):
-        return None
-    secret = ctx.extra.get("turn_secret")
-    if not isinstance(secret, str) or not secret:
-        return f"relay credentials are unavailable in region {ctx.region.id} right now"
-    if pick_node(registry) is None:
-        return str(NoHealthyNode(ctx.region.id))
-    return None
+    return ctx.relays.unavailable() if org["relay_only"] else None
 
 
 def _call_setup(
     ctx: RegionContext, org: dict[str, Any], call_id: uuid.UUID, role: str
 ) -> tuple[dict[str, Any], str | None]:
     """The ``joined`` message, and the relay node the call was given (if any)."""
-    servers, node_id, unavailable = _relays_for(ctx, call_id)
+    offer = ctx.relays.for_call(str(call_id))
+    servers, node_id, unavailable = offer.servers, offer.node_id, offer.unavailable
     has_relay = any(url.startswith("turn") for server in servers for url in server.urls)
     relay_only = bool(org["relay_only"])
     notice = None
     if relay_only and not has_relay:
-        if ctx.settings.mode == "embedded" and ctx.extra.get("media_nodes") is None:
+        if ctx.settings.mode == "embedded" and not ctx.relays.registered:
             # The embedded default runs on one machine with no relay: calls go direct.
             relay_only = False
             notice = "This trial setup has no relay: the call connects directly on this machine."

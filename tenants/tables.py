@@ -1,25 +1,17 @@
 """Region tables of the tenant area: organisations, members, rooms, tokens, sessions.
 
-These live only in a region database. Personal-data columns are listed in
-``PERSONAL_COLUMNS`` and are written and read only through the tenant's
-``PersonalDataCodec`` (tenants/personal_data.py).
+These live only in a region database. Personal-data columns (``EncryptedText``,
+listed in ``PERSONAL_COLUMNS``) hold only values sealed with the organisation's
+``OrgCipher`` (platform/core/keys/cipher.py).
 """
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, BigInt, Boolean, Date, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import UUID, Boolean, Date, Integer, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
-
-class EncryptedText(Text):
-    """A personal-data column: holds only ``kf1:…`` ciphertext sealed with the
-    organisation's data key (tenants/keys/cipher.py). Declaring personal data any
-    other way fails the architecture test (tests/tenants/test_architecture.py)."""
-
-    @property
-    def column_type(self) -> str:
-        return "TEXT"  # piccolo would otherwise name the SQL type after the class
+from konsil.platform.core.keys.tables import EncryptedText, TenantDataKey
 
 
 class Organisation(Table, tablename="organisation"):
@@ -169,22 +161,6 @@ class PaymentRecord(Table, tablename="payment_record"):
     payer_phone_index = Varchar(length=64, index=True, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     keep_until = Timestamptz(index=True)
-
-
-class TenantDataKey(Table, tablename="tenant_data_key"):
-    """A data key, stored only wrapped by the organisation's key in the region's
-    Vault. ``purpose`` is ``field`` (AES-256-GCM for fields) or ``index`` (HMAC key
-    of blind indexes). Deleting the organisation's key makes these useless."""
-
-    id = Varchar(length=32, primary_key=True)
-    org_id = UUID(index=True)
-    purpose = Varchar(length=8)
-    wrapped = Text()
-    key_version = Integer()
-    # Encryptions made under this key, written back by each process when its cache
-    # entry is renewed, so ``cache_max_uses`` bounds a key's use across reloads.
-    encryptions = BigInt(default=0)
-    created_at = Timestamptz(default=TimestamptzNow())
 
 
 TENANT_TABLES: list[type[Table]] = [

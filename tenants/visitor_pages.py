@@ -14,8 +14,8 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
 
-from konsil.platform import errors
-from konsil.platform.ratelimit import wait_in_words
+from konsil.platform.core import errors
+from konsil.platform.core.ratelimit import wait_in_words
 from konsil.tenants import visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.signaling import VISIT_COOKIE
@@ -72,7 +72,7 @@ async def join_page(request: Req, slug: str, room_slug: str) -> Template:
 async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[JoinForm, Form]) -> Response[Any]:
     org, room = await _org_and_room(slug, room_slug)
     # Only spaces are trimmed: a control character anywhere is refused by the same
-    # rule as every other text field (konsil.platform.text), not quietly cut off.
+    # rule as every other text field (konsil.platform.core.text), not quietly cut off.
     raw = {"name": data.name.strip(" "), "consent": data.consent == "yes", "phone": data.phone.replace(" ", "") or None}
     try:
         form = msgspec.convert(raw, visits.VisitorForm)

@@ -20,12 +20,11 @@ import msgspec
 
 from konsil.media_nodes import receipts
 from konsil.media_nodes.receipts import ResidencyReceipt
-from konsil.platform import database, errors
-from konsil.regions.context import RegionContext
+from konsil.platform.core import database, errors
+from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
+from konsil.platform.core.region import RegionContext
 from konsil.tenants import members
 from konsil.tenants.actors import Actor, record, record_reads
-from konsil.tenants.keys.cipher import FieldDecryptionError, OrgCipher
-from konsil.tenants.personal_data import FieldRef
 from konsil.tenants.schemas import PersonName, Phone
 from konsil.tenants.tables import Call, CallRelayReceipt, CallTelemetry, Room, Visit
 
@@ -80,9 +79,8 @@ def call_channel(call_id: uuid.UUID) -> str:
 
 
 def publish(ctx: RegionContext, channel: str, event: dict[str, Any]) -> None:
-    channels = ctx.extra.get("channels")
-    if channels is not None:
-        channels.publish(msgspec.json.encode(event), [channel])  # type: ignore[attr-defined]
+    if ctx.live is not None:
+        ctx.live.publish(msgspec.json.encode(event), [channel])
 
 
 def _now() -> dt.datetime:

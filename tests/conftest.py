@@ -27,10 +27,10 @@ import pytest
 from piccolo.engine.base import Engine
 from piccolo.table import Table
 
-from konsil.platform import database
-from konsil.platform.launcher import stop_processes
-from konsil.platform.migrations import Target, migrate_target
-from konsil.platform.settings import RegionSettings, Settings, load_settings
+from konsil.platform.cli.launcher import stop_processes
+from konsil.platform.cli.migrations import Target, migrate_target
+from konsil.platform.core import database
+from konsil.platform.core.settings import RegionSettings, Settings, load_settings
 
 PG_SERVER = os.environ.get("KONSIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 SESSION_TAG = f"konsil_t{secrets.token_hex(3)}"
@@ -308,8 +308,8 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from konsil.platform.launcher import start_processes, stop_processes, wait_healthy
-    from konsil.platform.settings import load_settings
+    from konsil.platform.cli.launcher import start_processes, stop_processes, wait_healthy
+    from konsil.platform.core.settings import load_settings
 
     run_dir = tmp_path_factory.mktemp("stack")
     vaults = contextlib.ExitStack()

@@ -14,9 +14,9 @@ from litestar.params import Parameter
 
 from konsil.compliance.access_log import service
 from konsil.compliance.access_log.service import EntryRecord, Outcome
-from konsil.platform import errors
+from konsil.platform.core import errors
+from konsil.platform.core.authz import rule
 from konsil.tenants.actors import actor_of, record
-from konsil.tenants.auth import rule
 
 Req = Request[Any, Any, Any]
 MAX_PAGE = 500

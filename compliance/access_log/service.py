@@ -14,7 +14,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import msgspec
 from piccolo.columns import Varchar
@@ -24,14 +24,10 @@ from piccolo.engine.base import Engine
 from konsil.compliance.access_log import chain
 from konsil.compliance.access_log.chain import GENESIS_HASH, EntryRecord
 from konsil.compliance.access_log.tables import AccessLogEntry, AccessLogHead
-from konsil.platform import database
+from konsil.platform.core import database
+from konsil.platform.core.access import ACTIONS, OUTCOMES, AccessEvent, Action, Outcome
 
-Action = Literal["create", "read", "update", "delete", "export", "search"]
-Outcome = Literal["success", "failure", "denied"]
 ProblemKind = Literal["modified", "deleted", "reordered"]
-
-ACTIONS: frozenset[str] = frozenset(get_args(Action))
-OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
 
 __all__ = [
     "ACTIONS",
@@ -51,25 +47,6 @@ __all__ = [
     "prune",
     "verify",
 ]
-
-
-class AccessEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One access to personal data, in NEN 7513 terms. References are pseudonymous
-    ("member:<uuid>", "token:<uuid>", "system", "anonymous"), never names or e-mails:
-    the log outlives the data it describes."""
-
-    org_id: uuid.UUID
-    actor: str
-    actor_role: str
-    subject_ref: str
-    action: Action
-    object_type: str
-    object_id: str
-    source_address: str
-    outcome: Outcome
-    purpose: str
-    source: str  # the system that wrote it, e.g. "region:eu/region-service"
-    on_behalf_of: str = ""  # the responsible user; empty means the actor itself
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -733,3 +710,11 @@ async def organisations_due(before: datetime) -> list[uuid.UUID]:
     else:
         rows = await AccessLogHead.select(AccessLogHead.org_id).order_by(AccessLogHead.org_id)
     return [uuid.UUID(str(row["org_id"])) for row in rows]
+
+
+class ChainedAccessLog:
+    """The region container's access log (``platform.core.access.AccessLog``): entries
+    hash-chained per organisation in the region's own database."""
+
+    async def append_many(self, events: list[AccessEvent]) -> list[uuid.UUID]:
+        return await append_many(events)

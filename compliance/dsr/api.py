@@ -27,9 +27,9 @@ from konsil.compliance.dsr.schemas import (
     Status,
     SubjectExport,
 )
-from konsil.regions.context import RegionContext
+from konsil.platform.core.authz import rule
+from konsil.platform.core.region import RegionContext
 from konsil.tenants.actors import actor_of
-from konsil.tenants.auth import rule
 
 MANAGERS = ("owner", "admin")
 BASE = "/api/v1/orgs/{slug:str}/dsr"

@@ -17,8 +17,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from konsil.platform.lookup import normalise_email
-from konsil.platform.text import LINE_PATTERN
+from konsil.platform.core.lookup import normalise_email
+from konsil.platform.core.text import LINE_PATTERN
 from konsil.tenants.schemas import EMAIL_LOCAL_CHAR, PersonName
 
 Kind = Literal["access", "rectification", "erasure", "portability"]
@@ -35,7 +35,7 @@ _EMAIL = re.compile(rf"^{EMAIL_LOCAL_CHAR}{{1,64}}@{_LABEL}(?:\.{_LABEL})+\Z")
 _PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
 
-# Raw identifiers, normalised below: still single-line text (konsil.platform.text).
+# Raw identifiers, normalised below: still single-line text (konsil.platform.core.text).
 RawEmail = Annotated[
     str, msgspec.Meta(max_length=320, pattern=LINE_PATTERN, description="the data subject's e-mail address")
 ]

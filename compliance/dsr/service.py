@@ -49,12 +49,11 @@ from konsil.compliance.dsr.schemas import (
 )
 from konsil.compliance.dsr.tables import DataSubjectRequest
 from konsil.media_nodes.receipts import ResidencyReceipt
-from konsil.platform import database, errors
-from konsil.regions.context import RegionContext
+from konsil.platform.core import database, errors
+from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
+from konsil.platform.core.region import RegionContext
 from konsil.tenants import members, visits
 from konsil.tenants.actors import Actor, _event, record
-from konsil.tenants.keys.cipher import FieldDecryptionError, OrgCipher
-from konsil.tenants.personal_data import FieldRef
 from konsil.tenants.tables import (
     Call,
     CallRelayReceipt,

@@ -49,9 +49,11 @@ from konsil.compliance.access_log.tables import AccessLogEntry
 from konsil.compliance.dsr.tables import DataSubjectRequest
 from konsil.compliance.retention.policy import DataClass, RetentionPolicy
 from konsil.compliance.retention.tables import PurgeRun
-from konsil.platform import database
-from konsil.regions.context import RegionContext
-from konsil.tenants.keys.provider import KeyUnavailable
+from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
+from konsil.platform.core import database
+from konsil.platform.core.keys.provider import KeyUnavailable
+from konsil.platform.core.region import RegionContext
+from konsil.tenants.organisations import clear_payers, tell_control_plane
 from konsil.tenants.tables import (
     Call,
     CallRelayReceipt,
@@ -373,13 +375,11 @@ async def _purge_visits(ctx: RegionContext, req: PurgeRequest, org: dict[str, An
 # --- member contact data: organisations past contract end + 90 days --------------------------
 
 
-def _org_tables() -> list[type[Table]]:
+def _org_tables(ctx: RegionContext) -> list[type[Table]]:
     """Tables emptied when an organisation's contract has ended, after its visits (which
     go with their calls, telemetry and receipts); payment records stay (P9, P18)."""
-    from konsil.regions.tables import ORGANISATION_OWNED
-
     visits = {Visit, Call, CallTelemetry, CallRelayReceipt}
-    return [t for t in ORGANISATION_OWNED if t not in visits]
+    return [t for t in ctx.organisation_tables if t not in visits]
 
 
 async def _delete_org_rows(
@@ -408,7 +408,7 @@ async def _purge_contract_ended(
     at = dt.datetime.combine(cutoff, dt.time(), dt.UTC)
     if req.dry_run:
         counts = await _count_visits(org_id, None, req.batch_size)
-        for table in _org_tables():
+        for table in _org_tables(ctx):
             counts[table._meta.tablename] = await table.count().where(table.org_id == org_id)  # type: ignore[attr-defined]
         counts["organisation"] = 1
         return ClassResult(data_class="member_contact", org_id=org_id, cutoff=at, rows=counts, outcome="success")
@@ -441,10 +441,8 @@ async def _purge_contract_ended(
         return ClassResult(
             data_class="member_contact", org_id=org_id, cutoff=at, rows=evidence.rows, outcome="failure", message=note
         )
-    for table in _org_tables():
+    for table in _org_tables(ctx):
         await _delete_org_rows(ctx, req, table, org_id, evidence, on_batch)
-    from konsil.tenants.organisations import clear_payers, tell_control_plane
-
     async with database.transaction(ctx.engine):
         await clear_payers(org_id)
         gone = await _deleted(Organisation.delete().where(Organisation.id == org_id).returning(Organisation.id))
@@ -461,7 +459,6 @@ async def _purge_contract_ended(
 
 def support_metadata_table() -> type[Table] | None:
     """The network-test results table, once its area declares it."""
-    from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 
     return next((t for t in NETWORK_TEST_TABLES if t._meta.tablename == SUPPORT_METADATA_TABLE), None)
 

@@ -13,20 +13,18 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from konsil.media_nodes.allocation import NoHealthyNode, allocate_node, credentials_on
 from konsil.media_nodes.heartbeat import NodeId
-from konsil.media_nodes.ice import IceConfigError, IceServer, ice_servers
+from konsil.media_nodes.ice import IceServer
 from konsil.media_nodes.network_test.peer import Figures, OfferRefused, Plan, ProbePeer, check_offer
 from konsil.media_nodes.network_test.peer import relay_candidates_only as relay_candidates_only
 from konsil.media_nodes.network_test.tables import NetworkTestResult
-from konsil.media_nodes.registry import NodeRegistry
-from konsil.platform.text import MULTILINE_PATTERN
-from konsil.regions.context import RegionContext
+from konsil.platform.core.region import NetworkTests, RegionContext, RelayUnavailable
+from konsil.platform.core.text import MULTILINE_PATTERN
 
 log = logging.getLogger("konsil.network_test")
 
@@ -35,7 +33,6 @@ Verdict = Literal["good", "may be unstable", "cannot connect"]
 Runner = Literal["visitor", "member"]
 
 # How much of the region service one test may take.
-MAX_CONCURRENT_TESTS = 4  # probe peers at once per region service process (429 beyond)
 CONNECT_TIMEOUT_SECONDS = 10.0
 DEFAULT_PROBE_SECONDS = 2.5
 MAX_PROBE_SECONDS = 3.0
@@ -153,29 +150,14 @@ def relays(ctx: RegionContext, transport: str, ref: str, node_id: str | None = N
     With a media-node registry the browser's end is allocated a node, and the service's
     end asks for that same node (``node_id``), so the test measures one relay; should
     it have gone meanwhile, the region's least-loaded node is used."""
-    registry = ctx.extra.get("media_nodes")
-    chosen_node: str | None = None
-    if isinstance(registry, NodeRegistry):
-        secret = ctx.extra.get("turn_secret")
-        if not isinstance(secret, str) or not secret:
-            raise NoRelay(f"relay credentials are unavailable in region {ctx.region.id} right now")
-        found = credentials_on(registry, ctx.region, node_id, ref, secret) if node_id else None
-        if found is not None:
-            servers, chosen_node = found, node_id
-        else:
-            try:
-                chosen_node, servers = allocate_node(registry, ctx.region, ref, secret)
-            except NoHealthyNode as exc:
-                raise NoRelay(str(exc)) from None  # never another region's relay
-    else:
-        try:
-            servers = ice_servers(ctx.region, ref)
-        except IceConfigError:
-            raise NoRelay(f"the relays of region {ctx.region.id} are misconfigured") from None
-    chosen = for_transport(servers, transport)
+    try:
+        offer = ctx.relays.for_test(ref, node_id)
+    except RelayUnavailable as exc:
+        raise NoRelay(str(exc)) from None
+    chosen = for_transport(offer.servers, transport)
     if not chosen:
         raise NoRelay(f"no media relay over {transport.upper()} is available in region {ctx.region.id}")
-    return Relays(chosen, chosen_node)
+    return Relays(chosen, offer.node_id)
 
 
 def test_ref() -> str:
@@ -334,30 +316,13 @@ async def delete_result(org_id: uuid.UUID, test_id: uuid.UUID, runner: str | Non
 # --- running tests ----------------------------------------------------------------------------
 
 
-@dataclass
-class NetworkTests:
-    """This region service's probe peers: at most ``limit`` at once, each closed by its
-    own deadline, none left behind."""
-
-    limit: int = MAX_CONCURRENT_TESTS
-    active: int = 0
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-
-def tests_of(ctx: RegionContext) -> NetworkTests:
-    found = ctx.extra.get("network_tests")
-    if not isinstance(found, NetworkTests):
-        found = ctx.extra["network_tests"] = NetworkTests()
-    return found
-
-
 async def start(ctx: RegionContext, org_id: uuid.UUID, runner: Runner, data: NetworkTestIn) -> NetworkTestStarted:
     """Answer the browser's offer with a probe peer and run the test in the background.
 
     Raises ``OfferRefused`` (400), ``TooManyTests`` (429), ``NoRelay`` (503)."""
     check_offer(data.sdp)
     offer, relay_count = relay_candidates_only(data.sdp)
-    tests = tests_of(ctx)
+    tests = ctx.network_tests
     if relay_count and tests.active >= tests.limit:
         raise TooManyTests()
     servers = relays(ctx, data.transport, test_ref(), data.relay).servers

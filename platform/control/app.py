@@ -14,19 +14,19 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from konsil.platform import database, errors
 from konsil.platform.control import discovery, signup
 from konsil.platform.control.context import ControlContext, new_client, new_gateway_pool
 from konsil.platform.control.gateway import Directory, browser_redirect, forward
 from konsil.platform.control.tables import CONTROL_TABLES, RegionRecord
-from konsil.platform.db_errors import DATABASE_UNAVAILABLE_HANDLERS
-from konsil.platform.errors import EXCEPTION_HANDLERS
-from konsil.platform.lookup import normalise_email
-from konsil.platform.openapi import document_errors
-from konsil.platform.ratelimit import RateLimit
-from konsil.platform.settings import Settings
-from konsil.platform.signing import Verifier
-from konsil.platform.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
+from konsil.platform.core import database, errors
+from konsil.platform.core.db_errors import DATABASE_UNAVAILABLE_HANDLERS
+from konsil.platform.core.errors import EXCEPTION_HANDLERS
+from konsil.platform.core.lookup import normalise_email
+from konsil.platform.core.openapi import document_errors
+from konsil.platform.core.ratelimit import RateLimit
+from konsil.platform.core.settings import Settings
+from konsil.platform.core.signing import Verifier
+from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
 
 Req = Request[Any, Any, Any]
 

@@ -11,9 +11,9 @@ import httpx
 from piccolo.engine.base import Engine
 
 from konsil.platform.control.network import Origin, RegionPool
-from konsil.platform.ratelimit import RateLimit
-from konsil.platform.settings import RegionSettings, Settings
-from konsil.platform.signing import RequestSigner, Verifier, sign
+from konsil.platform.core.ratelimit import RateLimit
+from konsil.platform.core.settings import RegionSettings, Settings
+from konsil.platform.core.signing import RequestSigner, Verifier, sign
 
 
 @dataclass(frozen=True)

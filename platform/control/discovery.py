@@ -15,11 +15,11 @@ from typing import Any
 
 import msgspec
 
-from konsil.platform import errors
 from konsil.platform.control.context import ControlContext
 from konsil.platform.control.tables import DirectoryOrganisation, LoginIndexEntry
-from konsil.platform.lookup import email_lookup, normalise_email
-from konsil.platform.text import Email
+from konsil.platform.core import errors
+from konsil.platform.core.lookup import email_lookup, normalise_email
+from konsil.platform.core.text import Email
 
 
 class DiscoveryIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -5,7 +5,6 @@ streamed back. Browser paths ``/{slug}/…`` answer 307 to the region's public U
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -15,13 +14,13 @@ from litestar import Request, Response, asgi, get
 from litestar.response import Redirect
 from litestar.types import Receive, Scope, Send
 
-from konsil.platform import errors
 from konsil.platform.control.context import ControlContext
 from konsil.platform.control.network import RegionUnavailable
 from konsil.platform.control.signup import SLUG_PATTERN
 from konsil.platform.control.tables import DirectoryOrganisation
-from konsil.platform.signing import FORWARDED_FOR, SIGNED_HEADERS
-from konsil.platform.web import read_body, send_json_error
+from konsil.platform.core import errors
+from konsil.platform.core.signing import FORWARDED_FOR, SIGNED_HEADERS
+from konsil.platform.core.web import read_body, send_json_error
 
 log = logging.getLogger("konsil.gateway")
 
@@ -155,8 +154,3 @@ def _redirect(request: Request[Any, Any, Any], region_id: str | None) -> Respons
 @get(["/{slug:str}", "/{slug:str}/{rest:path}"], opt={"public": True}, include_in_schema=False)
 async def browser_redirect(request: Request[Any, Any, Any], slug: str) -> Response[Any]:
     return _redirect(request, await request.app.state.directory.region_of(slug))
-
-
-def slug_digest(slug: str) -> str:
-    """For logs: which organisation without the slug itself."""
-    return hashlib.sha256(slug.encode()).hexdigest()[:12]

@@ -16,10 +16,10 @@ from typing import Annotated, Literal
 import httpx
 import msgspec
 
-from konsil.platform import database, errors
 from konsil.platform.control.context import ControlContext
 from konsil.platform.control.tables import DirectoryOrganisation, LoginIndexEntry
-from konsil.platform.text import LINE_PATTERN, Email
+from konsil.platform.core import database, errors
+from konsil.platform.core.text import LINE_PATTERN, Email
 
 log = logging.getLogger("konsil.signup")
 

@@ -4,7 +4,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
 
-from konsil.tenants.tables import EncryptedText
+from konsil.platform.core.keys.tables import EncryptedText
 
 ID = "2026-11-28T10:00:00:000000"
 VERSION = "1.38.0"

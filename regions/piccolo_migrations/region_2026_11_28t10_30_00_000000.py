@@ -9,7 +9,7 @@ async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="region", description=DESCRIPTION)
 
     async def room_slug_unique_per_organisation() -> None:
-        from konsil.platform.piccolo_conf import DB
+        from konsil.platform.core.piccolo_conf import DB
 
         await DB.run_ddl("CREATE UNIQUE INDEX room_org_slug ON room (org_id, slug)")
 

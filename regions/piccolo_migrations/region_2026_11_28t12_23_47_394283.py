@@ -4,7 +4,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
 
-from konsil.tenants.tables import EncryptedText
+from konsil.platform.core.keys.tables import EncryptedText
 
 ID = "2026-11-28T12:23:47:394283"
 VERSION = "1.38.0"

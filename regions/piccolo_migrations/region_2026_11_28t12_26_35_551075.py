@@ -4,7 +4,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
 
-from konsil.tenants.tables import EncryptedText
+from konsil.platform.core.keys.tables import EncryptedText
 
 ID = "2026-11-28T12:26:35:551075"
 VERSION = "1.38.0"
@@ -303,7 +303,7 @@ async def forwards():
     async def access_log_by_subject() -> None:
         # "Who accessed my data": a data-subject export reads the entries about a
         # subject's records without scanning the organisation's whole log.
-        from konsil.platform.piccolo_conf import DB
+        from konsil.platform.core.piccolo_conf import DB
 
         await DB.run_ddl(
             "CREATE INDEX IF NOT EXISTS access_log_entry_org_subject ON access_log_entry (org_id, subject_ref)"

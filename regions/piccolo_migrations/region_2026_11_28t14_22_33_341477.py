@@ -56,7 +56,7 @@ async def forwards():
     async def access_log_by_org_and_seq() -> None:
         # Chain order per organisation: verification, paging and the retention purge's
         # "oldest entry still kept" read walk it without sorting the organisation's log.
-        from konsil.platform.piccolo_conf import DB
+        from konsil.platform.core.piccolo_conf import DB
 
         await DB.run_ddl("CREATE INDEX IF NOT EXISTS access_log_entry_org_seq ON access_log_entry (org_id, seq)")
 

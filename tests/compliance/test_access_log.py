@@ -18,7 +18,6 @@ import pytest
 from piccolo.engine.base import Engine
 
 from konsil.compliance.access_log import chain
-from konsil.compliance.access_log.cli import format_report
 from konsil.compliance.access_log.service import (
     AccessEvent,
     PruneRefused,
@@ -32,8 +31,9 @@ from konsil.compliance.access_log.service import (
     verify,
 )
 from konsil.compliance.access_log.tables import ACCESS_LOG_TABLES, AccessLogEntry, AccessLogHead
-from konsil.platform import database
-from konsil.platform.migrations import Target, migrate_target
+from konsil.platform.cli.audit import format_report
+from konsil.platform.cli.migrations import Target, migrate_target
+from konsil.platform.core import database
 from tests.conftest import bindings_restored
 
 

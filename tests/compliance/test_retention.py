@@ -22,16 +22,15 @@ from konsil.compliance.retention.policy import RetentionPolicy
 from konsil.compliance.retention.purge import ClassResult, PurgeRequest, UnknownOrganisation, purge
 from konsil.compliance.retention.tables import PurgeRun
 from konsil.media_nodes.network_test.tables import NetworkTestResult
-from konsil.platform import database
-from konsil.platform.migrations import Target, migrate_target
-from konsil.platform.settings import LifecycleSettings, RegionSettings, Settings, VaultSettings
-from konsil.platform.signing import Verifier
+from konsil.platform.cli.migrations import Target, migrate_target
+from konsil.platform.core import database
+from konsil.platform.core.keys.provider import KeyDestroyed
+from konsil.platform.core.region import RegionContext
+from konsil.platform.core.settings import LifecycleSettings, RegionSettings, Settings, VaultSettings
 from konsil.regions import tasks
-from konsil.regions.context import ControlLink, RegionContext
-from konsil.regions.resources import build_tenant_keys
+from konsil.regions.container import build_region
 from konsil.regions.tables import REGION_TABLES
 from konsil.regions.tasks import InProcessRunner, InProcessScheduler
-from konsil.tenants.keys.provider import KeyDestroyed
 from konsil.tenants.tables import (
     Call,
     CallRelayReceipt,
@@ -81,20 +80,11 @@ async def ctx(
     binding is process-wide, so the previous one is put back afterwards."""
     settings = region_settings(retention_dsns[request.param], tmp_path / "keyring", purge_batch_size=7)
     region = settings.regions[0]
-    engine = database.engine_for(region.database)
     previous = [table._meta._db for table in REGION_TABLES]
+    context = build_region(settings, region, service_name="test")
+    engine = context.engine
     database.bind(REGION_TABLES, engine)
     await database.start(engine)
-    context = RegionContext(
-        settings=settings,
-        region=region,
-        engine=engine,
-        keys=build_tenant_keys(settings, region),
-        verifier=Verifier({}, 60),
-        control=ControlLink("", "eu", region.internal_secret),
-        discovery_key="discovery-key-for-tests",
-        service_name="test",
-    )
     try:
         yield context
     finally:

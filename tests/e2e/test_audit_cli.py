@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 def verify(stack: Stack, slug: str) -> subprocess.CompletedProcess[str]:
     config = stack.run_dir / "region-eu.toml"
     return subprocess.run(
-        [sys.executable, "-m", "konsil.platform.cli", "audit", "verify", "--org", slug, "--config", str(config)],
+        [sys.executable, "-m", "konsil.platform.cli.main", "audit", "verify", "--org", slug, "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 def dsr(stack: Stack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     config = stack.run_dir / "region-eu.toml"
     return subprocess.run(
-        [sys.executable, "-m", "konsil.platform.cli", "dsr", *args, "--config", str(config)],
+        [sys.executable, "-m", "konsil.platform.cli.main", "dsr", *args, "--config", str(config)],
         input=stdin,
         capture_output=True,
         text=True,

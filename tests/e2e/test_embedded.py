@@ -27,7 +27,7 @@ def start_up(data: Path, port: int) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "konsil.platform.cli",
+            "konsil.platform.cli.main",
             "up",
             "--demo",
             "--data-dir",

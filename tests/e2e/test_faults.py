@@ -32,9 +32,9 @@ import hvac
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from konsil.platform.launcher import start_processes, stop_processes, wait_healthy
-from konsil.platform.migrations import Target, migrate_target
-from konsil.platform.settings import Settings, load_settings
+from konsil.platform.cli.launcher import start_processes, stop_processes, wait_healthy
+from konsil.platform.cli.migrations import Target, migrate_target
+from konsil.platform.core.settings import Settings, load_settings
 from konsil.regions.tasks import PURGE, CeleryRunner, queue_name
 from tests.conftest import bao_dev_process, fetch, free_port, services_config
 from tests.e2e import test_purge_workers as purge_workers
@@ -434,7 +434,7 @@ async def test_rabbitmq_restarted_during_a_purge(pg_database: Callable[[str, str
             [
                 sys.executable,
                 "-m",
-                "konsil.platform.cli",
+                "konsil.platform.cli.main",
                 "audit",
                 "verify",
                 "--org",

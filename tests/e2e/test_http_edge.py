@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from konsil.platform.web import SECURITY_HEADERS
+from konsil.platform.core.web import SECURITY_HEADERS
 from tests.conftest import Stack, fetch
 
 pytestmark = pytest.mark.e2e

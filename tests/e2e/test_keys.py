@@ -14,12 +14,12 @@ import uuid
 import httpx
 import pytest
 
-from konsil.platform import database
+from konsil.platform.core import database
+from konsil.platform.core.keys.cipher import FieldRef
+from konsil.platform.core.keys.provider import KeyDestroyed
+from konsil.platform.core.keys.service import TenantKeys
+from konsil.platform.core.keys.vault import VaultTransitProvider
 from konsil.regions.tables import REGION_TABLES
-from konsil.tenants.keys.provider import KeyDestroyed
-from konsil.tenants.keys.service import TenantKeys
-from konsil.tenants.keys.vault import VaultTransitProvider
-from konsil.tenants.personal_data import FieldRef
 from konsil.tenants.tables import Member
 from tests.conftest import PG_SERVER, SESSION_TAG, Stack, fetch
 
@@ -140,7 +140,7 @@ def test_the_key_service_down_fails_closed_and_recovers_by_itself(stack: Stack) 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "konsil.platform.cli", *args, "--config", str(stack.run_dir / "region-eu.toml")],
+        [sys.executable, "-m", "konsil.platform.cli.main", *args, "--config", str(stack.run_dir / "region-eu.toml")],
         capture_output=True,
         text=True,
         timeout=120,

@@ -96,7 +96,7 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         [
             sys.executable,
             "-m",
-            "konsil.platform.cli",
+            "konsil.platform.cli.main",
             "media-node",
             "run",
             "--region",
@@ -163,7 +163,7 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         eu_joined = asyncio.run(joined_of_a_new_call(stack, "eu", eu))
         assert all(str(port) not in url for url in relay_urls(eu_joined))
         # Ops cordon the node: new calls get no relay; uncordoned, they do again.
-        ops = [sys.executable, "-m", "konsil.platform.cli", "media-nodes"]
+        ops = [sys.executable, "-m", "konsil.platform.cli.main", "media-nodes"]
         config = ["--region", "us", "--config", str(stack.run_dir / "region-us.toml")]
         done = subprocess.run(
             [*ops, "cordon", "us-relay-1", "--reason", "kernel update", *config],

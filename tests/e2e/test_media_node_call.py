@@ -36,7 +36,7 @@ pytestmark = pytest.mark.e2e
 
 NODE = "us-relay-tls"
 RELAY_PORTS = (45200, 45299)
-OPS_CLI = [sys.executable, "-m", "konsil.platform.cli", "media-nodes"]
+OPS_CLI = [sys.executable, "-m", "konsil.platform.cli.main", "media-nodes"]
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -101,7 +101,7 @@ def node(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nod
         "--tls-key": str(key),
         "--tls-port": str(tls_port),
     }
-    command = [sys.executable, "-m", "konsil.platform.cli", "media-node", "run"]
+    command = [sys.executable, "-m", "konsil.platform.cli.main", "media-node", "run"]
     argv = [*command, *(x for pair in args.items() for x in pair), "--loopback-only"]
     process = subprocess.Popen(argv, env=env, start_new_session=True)
     try:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from konsil.compliance.retention.policy import DATA_CLASSES
-from konsil.platform.settings import Settings, load_settings
+from konsil.platform.core.settings import Settings, load_settings
 from konsil.regions.tasks import PURGE, CeleryRunner, queue_name
 from tests.conftest import SESSION_TAG, fetch
 
@@ -83,7 +83,7 @@ def konsil(settings: Settings, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     log = Path(settings.data_dir) / f"{args[0]}-{args[2]}-{uuid.uuid4().hex[:6]}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "konsil.platform.cli", *args, "--config", config_path(settings)],
+            [sys.executable, "-m", "konsil.platform.cli.main", *args, "--config", config_path(settings)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")},
@@ -280,7 +280,7 @@ async def test_beat_schedules_the_purge_on_the_regions_workers(lifecycle: Settin
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "konsil.platform.cli", "purge", *args, "--config", config_path(settings)],
+        [sys.executable, "-m", "konsil.platform.cli.main", "purge", *args, "--config", config_path(settings)],
         capture_output=True,
         text=True,
         timeout=60,

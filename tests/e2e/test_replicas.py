@@ -14,7 +14,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from konsil.platform.launcher import stop_processes, wait_healthy
+from konsil.platform.cli.launcher import stop_processes, wait_healthy
 from tests.conftest import Stack, free_port
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,7 @@ def test_a_call_across_two_replicas(stack: Stack) -> None:
     env |= {"KONSIL_REGIONS__EU__LISTEN": f"127.0.0.1:{port}", "KONSIL_REGIONS__EU__PUBLIC_URL": replica_url}
     config = stack.run_dir / "region-eu.toml"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "konsil.platform.cli", "serve", "region", "--config", str(config)],
+        [sys.executable, "-m", "konsil.platform.cli.main", "serve", "region", "--config", str(config)],
         env=env,
         start_new_session=True,
     )

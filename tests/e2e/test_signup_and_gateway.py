@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from konsil.platform.signing import sign
+from konsil.platform.core.signing import sign
 from tests.conftest import Stack, fetch
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from konsil.platform.launcher import wait_healthy
+from konsil.platform.cli.launcher import wait_healthy
 from tests.conftest import services_config
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +53,7 @@ def servers(
             logs[name] = run_dir / f"{name}.log"
             out = files.enter_context(logs[name].open("wb"))
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "konsil.platform.cli", "serve", *what, "--config", str(config)],
+                [sys.executable, "-m", "konsil.platform.cli.main", "serve", *what, "--config", str(config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -2,7 +2,7 @@ import msgspec
 import pytest
 
 from konsil.media_nodes.ice import IceConfigError, ice_servers
-from konsil.platform.settings import RegionSettings
+from konsil.platform.core.settings import RegionSettings
 from tests.conftest import bare_region
 
 

@@ -34,8 +34,9 @@ from konsil.media_nodes.network_test.peer import (
 )
 from konsil.media_nodes.network_test.tables import NetworkTestResult
 from konsil.media_nodes.registry import NodeRegistry
-from konsil.platform.settings import RegionSettings
-from konsil.regions.context import RegionContext
+from konsil.media_nodes.relays import RegionRelays
+from konsil.platform.core.region import RegionContext
+from konsil.platform.core.settings import RegionSettings
 from tests.conftest import bare_region, coturn_server
 
 CHUNK = b"\x5a" * 16_384
@@ -100,11 +101,11 @@ def region(**extra: Any) -> RegionSettings:
     return bare_region(**extra)
 
 
-def context(settings: RegionSettings, **extra: Any) -> RegionContext:
-    # Only .region and .extra are read on the relay path.
+def context(settings: RegionSettings, media_nodes: NodeRegistry | None = None, turn_secret: str = "") -> RegionContext:
+    # Only .region and .relays are read on the relay path.
     ctx = RegionContext.__new__(RegionContext)
     ctx.region = settings
-    ctx.extra = dict(extra)
+    ctx.relays = RegionRelays(settings, media_nodes, turn_secret)
     return ctx
 
 

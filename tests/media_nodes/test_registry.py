@@ -13,7 +13,7 @@ from konsil.media_nodes import heartbeat
 from konsil.media_nodes.allocation import NoHealthyNode, allocate
 from konsil.media_nodes.heartbeat import Heartbeat, HeartbeatRejected
 from konsil.media_nodes.registry import HeartbeatConsumer, NodeRegistry
-from konsil.platform.settings import RegionSettings
+from konsil.platform.core.settings import RegionSettings
 from tests.conftest import bare_region
 
 KEY = "media-node-key-0123456789"

@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from konsil.platform.control.app import create_control_app
 from konsil.platform.control.tables import CONTROL_TABLES
-from konsil.platform.settings import ControlSettings, RegionSettings, Settings
+from konsil.platform.core.settings import ControlSettings, RegionSettings, Settings
 from tests.conftest import bindings_restored
 
 DISCOVERY = "/api/v1/login-discovery"

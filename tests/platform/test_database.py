@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from piccolo.engine.postgres import PostgresEngine
 
-from konsil.platform import database
+from konsil.platform.core import database
 
 
 @pytest.fixture(scope="module")

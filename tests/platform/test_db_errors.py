@@ -9,8 +9,8 @@ import pytest
 from litestar import Litestar, get
 from litestar.testing import TestClient
 
-from konsil.platform.db_errors import DATABASE_UNAVAILABLE_HANDLERS, database_down
-from konsil.platform.errors import EXCEPTION_HANDLERS
+from konsil.platform.core.db_errors import DATABASE_UNAVAILABLE_HANDLERS, database_down
+from konsil.platform.core.errors import EXCEPTION_HANDLERS
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 
 from konsil.platform.control import network
 from konsil.platform.control.network import Answer, Origin, RegionPool, RegionTimeout, RegionUnavailable
-from konsil.platform.signing import NONCE_HEADER, RequestSigner, Verifier
+from konsil.platform.core.signing import NONCE_HEADER, RequestSigner, Verifier
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
 

@@ -156,8 +156,8 @@ def test_every_module_of_the_wheel_imports_from_the_wheel(
     wheel: Wheel, tmp_path: Path, child_env: Callable[..., dict[str, str]]
 ) -> None:
     modules = wheel.modules
-    assert "konsil.platform.cli" in modules
-    assert "konsil.platform.settings" in modules
+    assert "konsil.platform.cli.main" in modules
+    assert "konsil.platform.core.settings" in modules
     migrations = [m for m in modules if ".piccolo_migrations." in m]
     assert any(m.startswith("konsil.platform.control.piccolo_migrations.") for m in migrations), modules
     assert any(m.startswith("konsil.regions.piccolo_migrations.") for m in migrations), modules
@@ -294,7 +294,7 @@ STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 PROBE = (
     "import platform, uuid; "
     "assert uuid.uuid4().version == 4 and platform.python_implementation(); "
-    "import konsil.platform.settings as s; "
+    "import konsil.platform.core.settings as s; "
     "print(platform.__file__); print(s.__file__)"
 )
 
@@ -330,7 +330,7 @@ def test_import_platform_gives_the_standard_library(
     assert Path(platform_file).resolve().parent == STDLIB
     assert Path(platform_file).name == "platform.py"
     # The area folder is still importable as konsil.platform next to the stdlib module.
-    assert Path(settings_file).resolve() == (REPO_ROOT / "platform" / "settings.py").resolve()
+    assert Path(settings_file).resolve() == (REPO_ROOT / "platform" / "core" / "settings.py").resolve()
 
 
 def test_python_m_platform_from_the_root_runs_the_standard_library(child_env: Callable[..., dict[str, str]]) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from konsil.platform.errors import AppError
-from konsil.platform.ratelimit import RateLimit, wait_in_words
+from konsil.platform.core.errors import AppError
+from konsil.platform.core.ratelimit import RateLimit, wait_in_words
 
 
 class Clock:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from konsil.platform.settings import (
+from konsil.platform.core.settings import (
     ConfigError,
     RegionSettings,
     Settings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from konsil.platform.signing import (
+from konsil.platform.core.signing import (
     NONCE_HEADER,
     SIGNATURE_HEADER,
     SIGNER_HEADER,

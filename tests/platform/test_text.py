@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from konsil.platform.text import is_clean_line, line, multiline
+from konsil.platform.core.text import is_clean_line, line, multiline
 
 
 class Form(msgspec.Struct):

@@ -10,8 +10,8 @@ import pytest
 from litestar import Litestar
 
 from konsil.platform.control.app import create_control_app
-from konsil.platform.settings import ControlSettings, RegionSettings, Settings, VaultSettings
-from konsil.platform.web import SECURITY_HEADERS, security_headers
+from konsil.platform.core.settings import ControlSettings, RegionSettings, Settings, VaultSettings
+from konsil.platform.core.web import SECURITY_HEADERS, security_headers
 from konsil.regions.app import create_region_app
 
 

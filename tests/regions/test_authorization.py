@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from konsil.platform.core.authz import Rule
 from konsil.regions.app import create_region_app
-from konsil.tenants.auth import Rule
 from tests.conftest import Stack, stored_network_test_result
 
 pytestmark = pytest.mark.e2e

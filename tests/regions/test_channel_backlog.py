@@ -13,7 +13,7 @@ import pytest
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
 
-from konsil.regions.channels import BoundedSubscriber, RegionChannels
+from konsil.platform.core.channels import BoundedSubscriber, RegionChannels
 
 
 @pytest.fixture

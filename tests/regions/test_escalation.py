@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from konsil.platform.core.authz import Rule
 from konsil.regions.app import create_region_app
 from konsil.tenants.api_tokens import ROLE_SCOPES
-from konsil.tenants.auth import Rule
 from konsil.tenants.schemas import SCOPES
 from tests.conftest import Stack, fetch
 

@@ -12,8 +12,8 @@ import msgspec
 from piccolo.columns import Text, Varchar
 from piccolo.table import Table
 
-from konsil.platform.settings import Settings, VaultSettings
-from konsil.platform.text import LINE_CHAR, MULTILINE_CHAR
+from konsil.platform.core.settings import Settings, VaultSettings
+from konsil.platform.core.text import LINE_CHAR, MULTILINE_CHAR
 from konsil.regions.app import create_region_app
 from konsil.regions.tables import REGION_TABLES
 from konsil.tenants.tables import PERSONAL_COLUMNS, EncryptedText
@@ -75,7 +75,7 @@ def test_the_control_plane_imports_no_region_data_model() -> None:
     assert offenders == []
 
 
-# --- every text field of every request body follows konsil.platform.text ----------------------
+# --- every text field of every request body follows konsil.platform.core.text ----------------------
 
 # Fields with a pattern of their own rather than the shared line/multiline rule: each refuses
 # every control character too (checked below), and says why it differs.
@@ -155,7 +155,7 @@ def test_every_text_field_of_a_request_body_uses_the_shared_validator(tmp_path: 
             continue
         shared = LINE_CHAR in info.pattern or MULTILINE_CHAR in info.pattern
         if not shared and name not in OWN_PATTERNS:
-            problems.append(f"{name}: a pattern of its own ({info.pattern!r}) instead of konsil.platform.text")
+            problems.append(f"{name}: a pattern of its own ({info.pattern!r}) instead of konsil.platform.core.text")
         if info.pattern.endswith("$"):
             problems.append(f"{name}: ends with $, which also matches before a final line feed (use \\Z)")
         for bad in REFUSED_EVERYWHERE + ([] if MULTILINE_CHAR in info.pattern else ["a\n"]):

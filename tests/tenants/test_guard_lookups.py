@@ -17,9 +17,9 @@ import pytest
 from litestar.connection import ASGIConnection
 from piccolo.engine.base import Engine
 
-from konsil.platform import database, errors
-from konsil.platform.migrations import Target, migrate_target
-from konsil.regions.context import RegionContext
+from konsil.platform.cli.migrations import Target, migrate_target
+from konsil.platform.core import database, errors
+from konsil.platform.core.region import RegionContext
 from konsil.tenants import auth
 from konsil.tenants.tables import TENANT_TABLES, ApiToken, Member, MemberSession, Organisation
 from tests.conftest import bindings_restored

@@ -19,7 +19,7 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from konsil.platform.settings import RegionLimits
+from konsil.platform.core.settings import RegionLimits
 from konsil.regions.app import create_region_app
 from konsil.regions.tables import REGION_TABLES
 from tests.conftest import Stack, bindings_restored

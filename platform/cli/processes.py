@@ -1,0 +1,45 @@
+"""The commands that start a process: ``konsil up``, ``serve``, ``worker``, ``beat``,
+and ``migrate``, each building its own process from the configuration."""
+
+from __future__ import annotations
+
+import argparse
+
+from konsil.platform.cli.launcher import up as launch
+from konsil.platform.cli.migrations import migrate_all
+from konsil.platform.control.app import create_control_app
+from konsil.platform.core.http_server import serve as serve_app
+from konsil.platform.core.settings import load_settings
+from konsil.regions.app import create_region_app
+from konsil.regions.tasks import run_beat, run_worker
+
+
+def up(args: argparse.Namespace) -> int:
+    return launch(args.config, args.data_dir, args.port, args.demo)
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if args.what == "control":
+        app = create_control_app(settings)
+        listen = settings.require_control().listen
+    else:
+        app = create_region_app(settings, args.region)
+        listen = settings.region(args.region or settings.regions[0].id).listen
+    serve_app(app, settings, listen)
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    migrate_all(load_settings(args.config))
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    run_worker(load_settings(args.config), args.region, args.loglevel)
+    return 0
+
+
+def beat(args: argparse.Namespace) -> int:
+    run_beat(load_settings(args.config), args.region, args.loglevel)
+    return 0

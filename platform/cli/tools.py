@@ -1,0 +1,124 @@
+"""The operator's region tools: ``konsil org delete``, ``konsil keys rotate`` and
+``konsil audit verify``, each on the region that holds the organisation."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from rich.progress import Progress
+
+from konsil.compliance.access_log.service import verify
+from konsil.platform.cli.audit import format_report
+from konsil.platform.core import database
+from konsil.platform.core.keys.provider import KeyUnavailable
+from konsil.platform.core.settings import Settings, load_settings
+from konsil.regions.container import open_region
+from konsil.regions.tables import REGION_TABLES
+from konsil.tenants import organisations
+from konsil.tenants.actors import Actor
+from konsil.tenants.tables import Organisation
+
+
+async def verify_chain(settings: Settings, slug: str) -> int:
+    for region in settings.regions:
+        engine = database.engine_for(region.database)
+        database.bind(REGION_TABLES, engine)
+        await database.start(engine)
+        try:
+            org = await Organisation.select(Organisation.id).where(Organisation.slug == slug).first().run()
+            if org is None:
+                continue
+            report = await verify(org["id"])
+            print(format_report(report, slug))
+            return 0 if report.ok else 1
+        finally:
+            await database.stop(engine)
+    print(f"no organisation {slug!r} in the configured region(s)", file=sys.stderr)
+    return 2
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if args.region:
+        settings = settings.for_region(args.region)
+    return asyncio.run(verify_chain(settings, args.org))
+
+
+def _regions(args: argparse.Namespace) -> tuple[Settings, list[Any]]:
+    settings = load_settings(args.config)
+    regions = [settings.region(args.region)] if args.region else list(settings.regions)
+    return settings, regions
+
+
+async def _find_org(settings: Settings, regions: list[Any], slug: str) -> Any:
+    """The region holding the organisation, or None."""
+    for region in regions:
+        async with open_region(settings, region):
+            if await Organisation.exists().where(Organisation.slug == slug).run():
+                return region
+    return None
+
+
+async def org_delete(args: argparse.Namespace) -> int:
+    settings, regions = _regions(args)
+    region = await _find_org(settings, regions, args.slug)
+    if region is None:
+        print(f"no organisation {args.slug!r} in the configured region(s)", file=sys.stderr)
+        return 2
+    if not args.yes:
+        question = f"Delete organisation {args.slug!r} in region {region.id} for good? Type its slug: "
+        answer = await asyncio.to_thread(input, question)
+        if answer.strip() != args.slug:
+            print("not deleted")
+            return 1
+    async with open_region(settings, region) as ctx:
+        org = await Organisation.select(Organisation.id).where(Organisation.slug == args.slug).first().run()
+        assert org is not None
+        actor = Actor("operator:cli", "operator", "operator:cli", "local", "delete the customer account")
+        try:
+            await organisations.delete(ctx, actor, org["id"])
+        except KeyUnavailable:
+            print("the region's key service does not answer; nothing was deleted", file=sys.stderr)
+            return 1
+        told = await organisations.tell_control_plane(ctx, org["id"])
+    print(f"organisation {args.slug!r} deleted: key destroyed (crypto-shredded), rows removed")
+    if not told:
+        print(
+            "warning: the control plane could not be told; its directory entry is removed on the next try",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def keys_rotate(args: argparse.Namespace) -> int:
+    settings, regions = _regions(args)
+    done = 0
+    for region in regions:
+        async with open_region(settings, region) as ctx:
+            query = Organisation.select(Organisation.id, Organisation.slug).order_by(Organisation.slug)
+            if not args.all:
+                query = query.where(Organisation.slug == args.org)
+            orgs = await query.run()
+            if not orgs:
+                continue
+            with Progress(transient=False) as progress:
+                task = progress.add_task(f"region {region.id}: rotating", total=len(orgs))
+                for org in orgs:
+                    result = await ctx.keys.rotate(org["id"])
+                    line = f"{org['slug']}: key version {result.key_version}, {result.rewrapped} data keys rewrapped"
+                    if args.retire:
+                        info = await ctx.keys.retire_old_versions(org["id"])
+                        line += f", versions below {info.min_decryption_version} retired"
+                    progress.console.print(line)
+                    progress.advance(task)
+                    done += 1
+    if done == 0:
+        print(
+            f"no organisation {args.org!r} in the configured region(s)" if args.org else "no organisations",
+            file=sys.stderr,
+        )
+        return 2
+    return 0

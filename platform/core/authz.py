@@ -1,0 +1,32 @@
+"""Who may call a route, declared on the route (``opt``) and enforced for every route
+by one app-level check (``tenants.auth.authorize_request``): a route without a rule
+is refused (fail closed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may call a route: member roles, and the scope an integration token needs.
+
+    ``personal_data`` names what the route reads or changes (the access log's object
+    type, e.g. "member") when that is personal data: a refused call of such a route is
+    logged in the organisation's access log with outcome ``denied``."""
+
+    roles: frozenset[str]
+    scope: str | None = None
+    org_scoped: bool = True
+    personal_data: str | None = None
+
+
+def rule(*roles: str, scope: str | None = None, personal_data: str | None = None) -> dict[str, Any]:
+    return {"auth": Rule(frozenset(roles), scope, personal_data=personal_data)}
+
+
+PUBLIC: dict[str, Any] = {"public": True}
+# The region's ops team (media-node operations): bearer tokens whose SHA-256 is in
+# regions.<id>.ops_token_hashes. Not a member of any organisation.
+OPS: dict[str, Any] = {"auth": Rule(frozenset({"ops"}), None, org_scoped=False)}

@@ -1,0 +1,127 @@
+"""The region container: what a region's processes are built from, its own region's
+settings and services only. ``regions.container.build_region`` builds it, once per
+process (region service, worker, CLI, benchmarks); the areas receive it and use its
+named services, typed by the interfaces below, never the other areas' internals."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+import msgspec
+from piccolo.engine.base import Engine
+from piccolo.table import Table
+
+from konsil.platform.core.access import AccessLog
+from konsil.platform.core.channels import RegionChannels
+from konsil.platform.core.keys.service import TenantKeys
+from konsil.platform.core.limits import TenantLimits
+from konsil.platform.core.settings import RegionSettings, Settings
+from konsil.platform.core.signing import Verifier, sign
+
+
+class IceServer(msgspec.Struct, omit_defaults=True):
+    """One entry of a browser's ``iceServers`` list."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class RelayOffer(msgspec.Struct, frozen=True):
+    """The ICE servers one call is offered, the media node allocated to it (regions
+    with a registry) and, when there is no relay, why in words a person can read."""
+
+    servers: list[IceServer]
+    node_id: str | None = None
+    unavailable: str | None = None
+
+
+class RelayUnavailable(Exception):
+    """No relay of this region can be handed out right now (never another region's)."""
+
+
+class Relays(Protocol):
+    """The region's TURN relays (``media_nodes.relays.RegionRelays``)."""
+
+    @property
+    def registered(self) -> bool:
+        """Relays come from the media-node registry (services mode with a broker)."""
+        ...
+
+    def for_call(self, call_ref: str) -> RelayOffer:
+        """The same relay for every participant of a call on this replica."""
+        ...
+
+    def unavailable(self) -> str | None:
+        """Why a relay-only call could not connect right now, else None."""
+        ...
+
+    def for_test(self, ref: str, node_id: str | None) -> RelayOffer:
+        """Relays for one network test (``node_id``: the node the browser's end got).
+        Raises RelayUnavailable."""
+        ...
+
+
+@dataclass
+class NetworkTests:
+    """This region service's network-test probe peers: at most ``limit`` at once, each
+    closed by its own deadline, none left behind."""
+
+    limit: int = 4  # probe peers at once per region service process (429 beyond)
+    active: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+@dataclass
+class ControlLink:
+    """Signed calls from a region to the control plane (login-discovery index)."""
+
+    base_url: str
+    region_id: str
+    secret: str
+    client: httpx.AsyncClient | None = None
+
+    async def post(self, path: str, body: bytes) -> httpx.Response:
+        if not self.base_url:
+            raise httpx.ConnectError("no control plane configured")
+        if self.client is None:
+            self.client = httpx.AsyncClient(timeout=10.0)
+        headers = sign(self.secret, "POST", path, body, signer=f"region:{self.region_id}")
+        headers["content-type"] = "application/json"
+        return await self.client.post(self.base_url + path, content=body, headers=headers)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+@dataclass
+class RegionContext:
+    settings: Settings
+    region: RegionSettings
+    engine: Engine
+    keys: TenantKeys
+    verifier: Verifier
+    control: ControlLink
+    discovery_key: str
+    access_log: AccessLog
+    relays: Relays
+    # The tables whose rows go with their organisation when it is removed, from every
+    # area (regions/tables.py ORGANISATION_OWNED); payment records stay for their hold.
+    organisation_tables: tuple[type[Table], ...]
+    # Live events between the sockets of this region's replicas; None outside the web
+    # service (CLI, worker), where nobody listens.
+    live: RegionChannels | None = None
+    network_tests: NetworkTests = field(default_factory=NetworkTests)
+    service_name: str = "region-service"
+    limits: TenantLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limits = TenantLimits(self.region.limits)
+
+    @property
+    def source(self) -> str:
+        return f"region:{self.region.id}/{self.service_name}"

@@ -1,0 +1,83 @@
+"""The one function that builds a region's container (``platform.core.region``):
+used by the region service, the Celery worker, the ``konsil`` commands and the
+benchmarks, so each process of a region is built from its own region's settings and
+services only, the same way."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from konsil.compliance.access_log.service import ChainedAccessLog
+from konsil.media_nodes.registry import NodeRegistry
+from konsil.media_nodes.relays import RegionRelays
+from konsil.platform.core import database
+from konsil.platform.core.channels import RegionChannels
+from konsil.platform.core.keys.service import build_tenant_keys
+from konsil.platform.core.region import ControlLink, RegionContext
+from konsil.platform.core.settings import RegionSettings, Settings
+from konsil.platform.core.signing import Verifier
+from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
+
+log = logging.getLogger("konsil.region")
+
+
+def build_region(
+    settings: Settings,
+    region: RegionSettings,
+    *,
+    service_name: str = "region-service",
+    live: RegionChannels | None = None,
+    relays: RegionRelays | None = None,
+) -> RegionContext:
+    """The region's container, not started yet (``start``, ``stop``). The region service
+    passes its ``live`` events and ``relays`` (see ``region_relays``)."""
+    control_url = settings.control_url or (settings.control.base_url if settings.control else "")
+    # Only the region service takes signed calls from the control plane.
+    callers = {"control": region.internal_secret} if service_name == "region-service" else {}
+    return RegionContext(
+        settings=settings,
+        region=region,
+        engine=database.engine_for(region.database),
+        keys=build_tenant_keys(settings, region),
+        verifier=Verifier(callers, settings.signature_window_seconds),
+        control=ControlLink(control_url, region.id, region.internal_secret),
+        discovery_key=settings.require_discovery_key(),
+        access_log=ChainedAccessLog(),
+        relays=relays or RegionRelays(region),
+        organisation_tables=tuple(ORGANISATION_OWNED),
+        live=live,
+        service_name=service_name,
+    )
+
+
+def region_relays(region: RegionSettings) -> RegionRelays:
+    """The region service's relays: its media nodes' registry when the region has a
+    broker and a media-node key (heartbeats from this region's relays only)."""
+    registry = NodeRegistry(region.id, region.media_node_key) if region.media_node_key and region.broker_url else None
+    return RegionRelays(region, registry)
+
+
+async def start(ctx: RegionContext) -> None:
+    database.bind(REGION_TABLES, ctx.engine)
+    await database.start(ctx.engine)
+
+
+async def stop(ctx: RegionContext) -> None:
+    await ctx.control.close()
+    await ctx.keys.provider.close()
+    await database.stop(ctx.engine)
+
+
+@asynccontextmanager
+async def open_region(
+    settings: Settings, region: RegionSettings, *, service_name: str = "cli"
+) -> AsyncIterator[RegionContext]:
+    """A started region container outside the web service (commands, worker, benchmarks)."""
+    ctx = build_region(settings, region, service_name=service_name)
+    await start(ctx)
+    try:
+        yield ctx
+    finally:
+        await stop(ctx)
