@@ -22,7 +22,7 @@ from konsil.media_nodes.relays import RegionRelays
 from konsil.media_nodes.tables import MediaNode, MediaNodeCordon
 from konsil.platform.core import errors
 from konsil.platform.core.authz import OPS
-from konsil.platform.core.region import RegionContext
+from konsil.platform.core.region import region_of
 from konsil.platform.core.text import LINE_CHAR
 
 log = logging.getLogger("konsil.media_nodes")
@@ -57,10 +57,6 @@ class NodesOut(msgspec.Struct):
     nodes: list[NodeOut]
     heartbeats_accepted: int
     heartbeats_rejected: dict[str, int]
-
-
-def _ctx(request: Req) -> RegionContext:
-    return request.app.state.region
 
 
 def _registry(request: Req) -> NodeRegistry | None:
@@ -158,7 +154,7 @@ async def list_nodes(request: Req) -> NodesOut:
     registry = _registry(request)
     stats: dict[str, Any] = registry.stats() if registry else {"accepted": 0, "rejected": {}}
     return NodesOut(
-        region=_ctx(request).region.id,
+        region=region_of(request).region.id,
         registry=registry is not None,
         nodes=await node_views(registry),
         heartbeats_accepted=stats["accepted"],

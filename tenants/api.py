@@ -14,8 +14,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from konsil.media_nodes import receipts
 from konsil.platform.core import errors
-from konsil.platform.core.authz import PUBLIC, rule
-from konsil.platform.core.region import RegionContext
+from konsil.platform.core.authz import MANAGERS, PUBLIC, rule
+from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.core.text import LINE_PATTERN
 from konsil.tenants import api_tokens, members, organisations, rooms, visits
 from konsil.tenants.actors import actor_of, source_address
@@ -37,13 +37,8 @@ from konsil.tenants.schemas import (
 from konsil.tenants.signaling import relay_unavailable
 
 ALL_MEMBERS = ("owner", "admin", "expert", "auditor")
-MANAGERS = ("owner", "admin")
 
 Req = Request[Any, Any, Any]
-
-
-def _ctx(request: Req) -> RegionContext:
-    return request.app.state.region
 
 
 def _org(request: Req) -> dict[str, Any]:
@@ -68,12 +63,12 @@ def session_cookie(ctx: RegionContext, request: Req, value: str, max_age: int | 
 
 @get("/", opt=rule(*ALL_MEMBERS, scope="org:read"))
 async def read_organisation(request: Req) -> OrganisationOut:
-    return organisations.to_out(_ctx(request), _org(request))
+    return organisations.to_out(region_of(request), _org(request))
 
 
 @patch("/", opt=rule(*MANAGERS))
 async def update_organisation(request: Req, data: OrganisationPatch) -> OrganisationOut:
-    return await organisations.update(_ctx(request), actor_of(request), _org(request), data)
+    return await organisations.update(region_of(request), actor_of(request), _org(request), data)
 
 
 class DeleteOrganisation(msgspec.Struct, forbid_unknown_fields=True):
@@ -88,7 +83,7 @@ async def delete_organisation(request: Req, data: DeleteOrganisation) -> dict[st
     org = _org(request)
     if data.confirm != org["slug"]:
         raise errors.bad_request("confirm with the organisation's slug")
-    ctx = _ctx(request)
+    ctx = region_of(request)
     await organisations.delete(ctx, actor_of(request), org["id"])
     return {"deleted": True, "directory_updated": await organisations.tell_control_plane(ctx, org["id"])}
 
@@ -98,23 +93,23 @@ async def delete_organisation(request: Req, data: DeleteOrganisation) -> dict[st
 
 @get("/members", opt=rule(*MANAGERS, scope="members:read", personal_data="member"))
 async def list_members(request: Req) -> list[MemberOut]:
-    return await members.list_members(_ctx(request), actor_of(request), _org(request))
+    return await members.list_members(region_of(request), actor_of(request), _org(request))
 
 
 @post("/members", opt=rule(*MANAGERS, scope="members:write", personal_data="member"))
 async def invite_member(request: Req, data: MemberIn) -> MemberOut:
-    _ctx(request).limits.invitation(_org(request)["id"])
-    return await members.invite(_ctx(request), actor_of(request), _org(request), data)
+    region_of(request).limits.invitation(_org(request)["id"])
+    return await members.invite(region_of(request), actor_of(request), _org(request), data)
 
 
 @get("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:read", personal_data="member"))
 async def read_member(request: Req, member_id: uuid.UUID) -> MemberOut:
-    return await members.get(_ctx(request), actor_of(request), _org(request), member_id)
+    return await members.get(region_of(request), actor_of(request), _org(request), member_id)
 
 
 @patch("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:write", personal_data="member"))
 async def change_member(request: Req, member_id: uuid.UUID, data: MemberPatch) -> MemberOut:
-    return await members.change(_ctx(request), actor_of(request), _org(request), member_id, data)
+    return await members.change(region_of(request), actor_of(request), _org(request), member_id, data)
 
 
 @delete(
@@ -123,7 +118,7 @@ async def change_member(request: Req, member_id: uuid.UUID, data: MemberPatch) -
     status_code=HTTP_204_NO_CONTENT,
 )
 async def remove_member(request: Req, member_id: uuid.UUID) -> None:
-    await members.remove(_ctx(request), actor_of(request), _org(request), member_id)
+    await members.remove(region_of(request), actor_of(request), _org(request), member_id)
 
 
 # --- rooms ----------------------------------------------------------------------------------
@@ -160,7 +155,7 @@ EXPERTS = ("owner", "admin", "expert")
 async def waiting_visits(request: Req) -> list[visits.WaitingVisit]:
     """Visitors waiting in your rooms (all rooms for owners and admins)."""
     principal = _principal(request)
-    return await visits.waiting_list(_ctx(request), actor_of(request), _org(request), principal.id, principal.role)
+    return await visits.waiting_list(region_of(request), actor_of(request), _org(request), principal.id, principal.role)
 
 
 @get("/visits/{visit_id:uuid}", opt=rule(*EXPERTS, personal_data="visit"))
@@ -168,7 +163,7 @@ async def open_visit(request: Req, visit_id: uuid.UUID) -> visits.WaitingVisit:
     """One visit of your rooms (an access-logged read of the visitor's data)."""
     principal = _principal(request)
     return await visits.open_visit(
-        _ctx(request), actor_of(request), _org(request), visit_id, principal.id, principal.role
+        region_of(request), actor_of(request), _org(request), visit_id, principal.id, principal.role
     )
 
 
@@ -177,7 +172,7 @@ async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
     """Let a waiting visitor in: the call starts. 503 when the call could not connect
     (relay only, and no healthy relay in the region): the visitor keeps waiting."""
     principal = _principal(request)
-    unavailable = relay_unavailable(_ctx(request), _org(request))
+    unavailable = relay_unavailable(region_of(request), _org(request))
     if unavailable is not None:
         raise errors.AppError(
             503,
@@ -185,7 +180,9 @@ async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
             f"{unavailable.capitalize()}; the call would not connect, so the visitor keeps "
             "waiting. Try again in a minute.",
         )
-    return await visits.admit(_ctx(request), actor_of(request), _org(request), visit_id, principal.id, principal.role)
+    return await visits.admit(
+        region_of(request), actor_of(request), _org(request), visit_id, principal.id, principal.role
+    )
 
 
 @get("/calls/today", opt=rule(*EXPERTS, personal_data="call"))
@@ -209,7 +206,7 @@ async def call_receipt(request: Req, call_id: uuid.UUID) -> visits.ReceiptOut:
     # Auditors see every call's receipt, as owners and admins do; experts their own.
     role = "admin" if principal.role == "auditor" else principal.role
     call = await visits.call_for_member(org, call_id, principal.id, role)
-    return await visits.receipt_of(_ctx(request), org, call)
+    return await visits.receipt_of(region_of(request), org, call)
 
 
 @post("/calls/{call_id:uuid}/end", opt=rule(*EXPERTS, personal_data="call"), status_code=HTTP_200_OK)
@@ -217,7 +214,7 @@ async def end_call(request: Req, call_id: uuid.UUID) -> dict[str, Any]:
     principal = _principal(request)
     org = _org(request)
     await visits.call_for_member(org, call_id, principal.id, principal.role)
-    ended = await visits.end_call(_ctx(request), actor_of(request), org["id"], call_id)
+    ended = await visits.end_call(region_of(request), actor_of(request), org["id"], call_id)
     return {"ended": True, "duration_seconds": ended.duration_seconds if ended else None}
 
 
@@ -231,7 +228,7 @@ async def list_tokens(request: Req) -> list[TokenOut]:
 
 @post("/tokens", opt=rule(*MANAGERS))
 async def issue_token(request: Req, data: TokenIn) -> TokenCreated:
-    return await api_tokens.issue(_ctx(request), _principal(request), _org(request), data)
+    return await api_tokens.issue(region_of(request), _principal(request), _org(request), data)
 
 
 @delete("/tokens/{token_id:uuid}", opt=rule(*MANAGERS), status_code=HTTP_204_NO_CONTENT)
@@ -243,7 +240,7 @@ async def revoke_token(request: Req, token_id: uuid.UUID) -> None:
 
 
 async def _login(request: Req, data: LoginIn, org_slug: str | None) -> Response[Any]:
-    ctx = _ctx(request)
+    ctx = region_of(request)
     found = await members.authenticate(ctx, data.email, data.password, org_slug, source_address(request))
     if isinstance(found, list):
         return Response(
@@ -285,13 +282,13 @@ async def logout(request: Req) -> Response[Any]:
     principal = _principal(request)
     if principal.session_id:
         await end_session(principal.session_id)
-    return Response({"ok": True}, cookies=[session_cookie(_ctx(request), request, "", max_age=0)])
+    return Response({"ok": True}, cookies=[session_cookie(region_of(request), request, "", max_age=0)])
 
 
 @get("/.well-known/konsil/receipt-key", opt=PUBLIC)
 async def receipt_key(request: Req) -> dict[str, str]:
     """The region's public key for checking residency receipts (Ed25519, base64)."""
-    region = _ctx(request).region
+    region = region_of(request).region
     return {"region": region.id, "algorithm": "Ed25519", "public_key": receipts.public_key_b64(region)}
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from konsil.platform.core import errors
+from konsil.platform.core import clock, errors
+from konsil.platform.core.authz import token_hash
 from konsil.platform.core.region import RegionContext
-from konsil.tenants.auth import Principal, new_secret_token, token_hash, utcnow
+from konsil.tenants.auth import Principal, new_secret_token
 from konsil.tenants.schemas import SCOPES, TokenCreated, TokenIn, TokenOut
 from konsil.tenants.tables import ApiToken
 
@@ -59,4 +60,4 @@ async def revoke(org: dict[str, Any], token_id: uuid.UUID) -> None:
     found = await ApiToken.exists().where((ApiToken.id == token_id) & (ApiToken.org_id == org["id"])).run()
     if not found:
         raise errors.not_found("no such token")
-    await ApiToken.update({ApiToken.revoked_at: utcnow()}).where(ApiToken.id == token_id).run()
+    await ApiToken.update({ApiToken.revoked_at: clock.now()}).where(ApiToken.id == token_id).run()

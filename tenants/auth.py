@@ -10,7 +10,6 @@ organisation of another region (or none) answers 404.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import secrets
 import uuid
@@ -22,8 +21,8 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Empty, EmptyType
 
-from konsil.platform.core import database, errors
-from konsil.platform.core.authz import Rule
+from konsil.platform.core import clock, database, errors
+from konsil.platform.core.authz import Rule, token_hash
 from konsil.platform.core.region import RegionContext
 from konsil.tenants.actors import record_denial
 from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation
@@ -56,16 +55,8 @@ class Principal:
         return f"{self.kind}:{self.id}"
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def new_secret_token(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(32)}"
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 async def start_session(member: dict[str, Any]) -> tuple[str, str]:
@@ -186,7 +177,7 @@ async def _session_row(sid: str) -> dict[str, Any] | None:
 async def _from_session(ctx: RegionContext, sid: str, row: dict[str, Any] | None) -> Principal | None:
     if row is None:
         return None
-    now = utcnow()
+    now = clock.now()
     idle = dt.timedelta(minutes=ctx.settings.session_idle_minutes)
     if row["last_seen_at"] + idle < now:
         await end_session(sid)

@@ -15,12 +15,11 @@ from typing import Any
 import httpx
 import msgspec
 
-from konsil.platform.core import database, errors
+from konsil.platform.core import clock, database, errors
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
 from konsil.platform.core.lookup import email_lookup, normalise_email
 from konsil.platform.core.region import RegionContext
 from konsil.tenants.actors import Actor, record, record_reads
-from konsil.tenants.auth import utcnow
 from konsil.tenants.passwords import hash_password, verify_password
 from konsil.tenants.schemas import MemberIn, MemberOut, MemberPatch
 from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation, Room
@@ -238,7 +237,7 @@ async def remove(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_i
             raise errors.conflict("this member still owns rooms; remove or reassign them first")
         await MemberSession.delete().where(MemberSession.member_id == member_id).run()
         await (
-            ApiToken.update({ApiToken.revoked_at: utcnow()})
+            ApiToken.update({ApiToken.revoked_at: clock.now()})
             .where((ApiToken.created_by == member_id) & ApiToken.revoked_at.is_null())
             .run()
         )

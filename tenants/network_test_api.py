@@ -44,7 +44,7 @@ from konsil.media_nodes.network_test.service import (
 )
 from konsil.platform.core import errors
 from konsil.platform.core.authz import Rule, rule
-from konsil.platform.core.region import RegionContext
+from konsil.platform.core.region import region_of
 from konsil.tenants import visits
 from konsil.tenants.auth import authorize
 from konsil.tenants.signaling import VISIT_COOKIE
@@ -83,10 +83,6 @@ async def visitor_of_this_visit(connection: ASGIConnection[Any, Any, Any, Any], 
     await authorize(connection, handler)
 
 
-def _ctx(request: Req) -> RegionContext:
-    return request.app.state.region
-
-
 def _no_relay(exc: service.NoRelay) -> Response[Any]:
     # A clear "cannot connect", never another region's relay.
     return Response(
@@ -103,7 +99,7 @@ def _no_relay(exc: service.NoRelay) -> Response[Any]:
 
 def _relays(request: Req, transport: Transport) -> Response[Any]:
     try:
-        found = service.relays(_ctx(request), transport, service.test_ref())
+        found = service.relays(region_of(request), transport, service.test_ref())
     except service.NoRelay as exc:
         return _no_relay(exc)
     return Response(
@@ -115,7 +111,7 @@ def _relays(request: Req, transport: Transport) -> Response[Any]:
 async def _start(request: Req, runner: Runner, data: NetworkTestIn) -> Response[Any]:
     org = request.state.org
     try:
-        started = await service.start(_ctx(request), org["id"], runner, data)
+        started = await service.start(region_of(request), org["id"], runner, data)
     except OfferRefused as exc:
         raise errors.bad_request(str(exc), code="invalid_offer") from None
     except service.TooManyTests:

@@ -7,11 +7,11 @@ import uuid
 from typing import Any
 
 from konsil.platform.core import database, errors
+from konsil.platform.core.authz import MANAGERS
 from konsil.tenants.auth import Principal
 from konsil.tenants.schemas import RoomIn, RoomOut
 from konsil.tenants.tables import Member, Room
 
-MANAGERS = {"owner", "admin"}
 # Room addresses that would collide with the organisation's own pages.
 RESERVED_ROOM_SLUGS = frozenset({"portal", "logout", "login", "api", "static", "settings", "dashboard", "calls"})
 

@@ -30,7 +30,7 @@ from litestar.exceptions import WebSocketDisconnect
 from konsil.platform.core import errors
 from konsil.platform.core.authz import rule
 from konsil.platform.core.channels import BoundedSubscriber
-from konsil.platform.core.region import RegionContext
+from konsil.platform.core.region import RegionContext, region_of
 from konsil.tenants import visits
 from konsil.tenants.actors import Actor, actor_of, source_address
 from konsil.tenants.tables import Organisation
@@ -124,12 +124,8 @@ def decode(raw: str | bytes, call_id: uuid.UUID | None) -> ClientMessage:
     return message
 
 
-def _ctx(socket: WebSocket[Any, Any, Any]) -> RegionContext:
-    return socket.app.state.region
-
-
 def _channels(socket: WebSocket[Any, Any, Any]) -> ChannelsPlugin:
-    live = _ctx(socket).live
+    live = region_of(socket).live
     assert live is not None, "the region service always has live events"
     return live
 
@@ -140,7 +136,7 @@ def _origin_ok(socket: WebSocket[Any, Any, Any]) -> bool:
     origin = socket.headers.get("origin")
     if origin is None:
         return True
-    public = _ctx(socket).region.public_url.rstrip("/")
+    public = region_of(socket).region.public_url.rstrip("/")
     host = socket.headers.get("host", "")
     return origin.rstrip("/") in {public, f"http://{host}", f"https://{host}"}
 
@@ -254,7 +250,7 @@ class CallSession:
         self.subscribers: list[BoundedSubscriber] = []
 
     async def join(self, call: dict[str, Any]) -> None:
-        ctx = _ctx(self.socket)
+        ctx = region_of(self.socket)
         self.call = call
         channels = [visits.call_channel(call["id"]), _inbox(call["id"], self.role)]
         subscriber = await _subscribe(self.socket, channels, self.tasks)
@@ -276,7 +272,7 @@ class CallSession:
 
     async def handle(self, message: ClientMessage) -> bool:
         """Act on one message; False when the session is over."""
-        ctx = _ctx(self.socket)
+        ctx = region_of(self.socket)
         if self.call is None:
             raise BadMessage("not in a call yet")
         if isinstance(message, RELAYED):
@@ -347,7 +343,7 @@ async def visitor_socket(socket: WebSocket[Any, Any, Any], slug: str, room_slug:
         await socket.close(code=4404, reason="no such visit")
         return
     await socket.accept()
-    ctx = _ctx(socket)
+    ctx = region_of(socket)
     actor = Actor(f"visitor:{visit_id}", "visitor", f"visitor:{visit_id}", source_address(socket), "video consultation")
     session = CallSession(socket, org, "visitor", actor)
     admitted = asyncio.Event()

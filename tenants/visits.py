@@ -7,7 +7,6 @@ retention (P7). Live events go to the organisation's channels (tenants/signaling
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import secrets
 import time
@@ -20,7 +19,8 @@ import msgspec
 
 from konsil.media_nodes import receipts
 from konsil.media_nodes.receipts import ResidencyReceipt
-from konsil.platform.core import database, errors
+from konsil.platform.core import clock, database, errors
+from konsil.platform.core.authz import MANAGERS, token_hash
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import members
@@ -29,8 +29,6 @@ from konsil.tenants.schemas import PersonName, Phone
 from konsil.tenants.tables import Call, CallRelayReceipt, CallTelemetry, Room, Visit
 
 log = logging.getLogger("konsil.visits")
-
-MANAGERS = {"owner", "admin"}
 
 
 class VisitorForm(msgspec.Struct, forbid_unknown_fields=True):
@@ -62,10 +60,6 @@ def visit_subject(visit_id: uuid.UUID) -> str:
     return f"visit:{visit_id}"
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def dashboard_channel(org_id: uuid.UUID) -> str:
     return f"org:{org_id}:dashboard"
 
@@ -83,10 +77,6 @@ def publish(ctx: RegionContext, channel: str, event: dict[str, Any]) -> None:
         ctx.live.publish(msgspec.json.encode(event), [channel])
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 async def room_by_slug(org: dict[str, Any], room_slug: str) -> dict[str, Any]:
     room = await Room.select().where((Room.org_id == org["id"]) & (Room.slug == room_slug)).first().run()
     if room is None:
@@ -102,7 +92,7 @@ async def arrive(
         raise errors.bad_request("please agree to the processing described above to continue")
     visit_id = uuid.uuid4()
     token = secrets.token_urlsafe(32)
-    now = _now()
+    now = clock.now()
     cipher = await ctx.keys.cipher(org["id"])
 
     def seal(column: str, value: str) -> str:
@@ -218,7 +208,7 @@ async def admit(
     if row["status"] != "waiting":
         raise errors.conflict(f"this visit is {row['status']}, not waiting")
     call_id = uuid.uuid4()
-    now = _now()
+    now = clock.now()
     async with database.transaction(ctx.engine):
         updated = (
             await Visit.update({Visit.status: "admitted", Visit.admitted_at: now})
@@ -253,7 +243,7 @@ async def end_call(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, call_id:
         raise errors.not_found("no such call")
     if call["ended_at"] is not None:
         return None
-    now = _now()
+    now = clock.now()
     duration = max(0, int((now - call["started_at"]).total_seconds()))
     async with database.transaction(ctx.engine):
         await (
@@ -287,7 +277,7 @@ async def visitor_present(ctx: RegionContext, visit: dict[str, Any], present: bo
         )
     else:
         changed = (
-            await Visit.update({Visit.away_since: _now()})
+            await Visit.update({Visit.away_since: clock.now()})
             .where(waiting & Visit.away_since.is_null())
             .returning(Visit.id)
         )
@@ -298,7 +288,7 @@ async def visitor_present(ctx: RegionContext, visit: dict[str, Any], present: bo
 async def _gone_for_good(org_id: uuid.UUID) -> None:
     """Waiting visitors away longer than ``AWAY_LIMIT`` have left (read time is enough:
     only the waiting list shows them, and every replica agrees on it)."""
-    now = _now()
+    now = clock.now()
     await Visit.update({Visit.status: "left", Visit.ended_at: now}).where(
         (Visit.org_id == org_id) & (Visit.status == "waiting") & (Visit.away_since < now - AWAY_LIMIT)
     )
@@ -308,7 +298,7 @@ async def leave(ctx: RegionContext, visit: dict[str, Any]) -> None:
     """A waiting visitor leaves before being admitted."""
     if visit["status"] == "waiting":
         await (
-            Visit.update({Visit.status: "left", Visit.ended_at: _now()})
+            Visit.update({Visit.status: "left", Visit.ended_at: clock.now()})
             .where((Visit.id == visit["id"]) & (Visit.status == "waiting"))
             .run()
         )
@@ -319,7 +309,7 @@ async def calls_today(
     org: dict[str, Any], member_id: uuid.UUID, role: str, since: dt.datetime | None = None
 ) -> list[CallOut]:
     rooms = await _visible_rooms(org, member_id, role)
-    midnight = since or _now().replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = since or clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
     rows = (
         await Call.select()
         .where((Call.org_id == org["id"]) & (Call.started_at >= midnight))
@@ -352,7 +342,7 @@ async def record_relay(ctx: RegionContext, actor: Actor, call: dict[str, Any], n
         region=ctx.region.id,
         jurisdiction=ctx.region.jurisdiction,
         relays=[*relays, node_id],
-        issued_at=_now().isoformat(),
+        issued_at=clock.now().isoformat(),
     )
     body, signature = msgspec.json.encode(receipt).decode(), receipts.sign(ctx.region, receipt)
     receipt_id = existing["id"] if existing else uuid.uuid4()

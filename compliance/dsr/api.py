@@ -27,18 +27,13 @@ from konsil.compliance.dsr.schemas import (
     Status,
     SubjectExport,
 )
-from konsil.platform.core.authz import rule
-from konsil.platform.core.region import RegionContext
+from konsil.platform.core.authz import MANAGERS, rule
+from konsil.platform.core.region import region_of
 from konsil.tenants.actors import actor_of
 
-MANAGERS = ("owner", "admin")
 BASE = "/api/v1/orgs/{slug:str}/dsr"
 
 Req = Request[Any, Any, Any]
-
-
-def _ctx(request: Req) -> RegionContext:
-    return request.app.state.region
 
 
 def _org(request: Req) -> dict[str, Any]:
@@ -55,13 +50,13 @@ async def list_requests(request: Req, status: Status | None = None) -> list[Requ
 @post(BASE, opt=rule(*MANAGERS, personal_data="dsr"), status_code=HTTP_201_CREATED, tags=["data-subject requests"])
 async def file_request(request: Req, data: RequestIn) -> RequestOut:
     """File a request received from a data subject, by their e-mail or phone."""
-    return await service.file(_ctx(request), actor_of(request), _org(request), data)
+    return await service.file(region_of(request), actor_of(request), _org(request), data)
 
 
 @get(BASE + "/{dsr_id:uuid}", opt=rule(*MANAGERS, personal_data="dsr"), tags=["data-subject requests"])
 async def read_request(request: Req, dsr_id: uuid.UUID) -> RequestDetail:
     """A request, its identifier, and how many records of the subject were found."""
-    return await service.detail(_ctx(request), actor_of(request), _org(request), dsr_id)
+    return await service.detail(region_of(request), actor_of(request), _org(request), dsr_id)
 
 
 @post(
@@ -74,7 +69,7 @@ async def export_request(request: Req, dsr_id: uuid.UUID) -> Response[SubjectExp
     """Everything held about the subject, machine-readable (format
     ``konsil.data-subject-export``, version 1), with who accessed it. Fulfils an
     access or portability request."""
-    data = await service.export(_ctx(request), actor_of(request), _org(request), dsr_id)
+    data = await service.export(region_of(request), actor_of(request), _org(request), dsr_id)
     return Response(
         data,
         headers={
@@ -93,7 +88,7 @@ async def export_request(request: Req, dsr_id: uuid.UUID) -> Response[SubjectExp
 )
 async def overview_request(request: Req, dsr_id: uuid.UUID) -> Response[str]:
     """The same as the export, as a plain-text overview a person can read."""
-    data = await service.export(_ctx(request), actor_of(request), _org(request), dsr_id)
+    data = await service.export(region_of(request), actor_of(request), _org(request), dsr_id)
     return Response(service.overview_text(data), media_type="text/plain", headers={"cache-control": "no-store"})
 
 
@@ -105,7 +100,7 @@ async def overview_request(request: Req, dsr_id: uuid.UUID) -> Response[str]:
 )
 async def rectify_request(request: Req, dsr_id: uuid.UUID, data: Rectification) -> FulfilmentOut:
     """Correct the subject's name and/or phone on all their member and visit records."""
-    return await service.rectify(_ctx(request), actor_of(request), _org(request), dsr_id, data)
+    return await service.rectify(region_of(request), actor_of(request), _org(request), dsr_id, data)
 
 
 @post(
@@ -117,7 +112,7 @@ async def rectify_request(request: Req, dsr_id: uuid.UUID, data: Rectification) 
 async def erase_request(request: Req, dsr_id: uuid.UUID, data: Erasure) -> FulfilmentOut:
     """Erase the subject's visits (with calls, telemetry, relay receipts) and member
     accounts in this organisation; payment records stay (kept 5 years by law)."""
-    return await service.erase(_ctx(request), actor_of(request), _org(request), dsr_id)
+    return await service.erase(region_of(request), actor_of(request), _org(request), dsr_id)
 
 
 @post(
@@ -128,7 +123,7 @@ async def erase_request(request: Req, dsr_id: uuid.UUID, data: Erasure) -> Fulfi
 )
 async def reject_request(request: Req, dsr_id: uuid.UUID, data: Rejection) -> RequestOut:
     """Close a request without answering it (e.g. the requester's identity was not verified)."""
-    return await service.reject(_ctx(request), actor_of(request), _org(request), dsr_id, data.reason)
+    return await service.reject(region_of(request), actor_of(request), _org(request), dsr_id, data.reason)
 
 
 @get("/{slug:str}/portal/dsr", opt={**rule(*MANAGERS), "page": True}, include_in_schema=False)
@@ -142,7 +137,7 @@ async def dsr_page(request: Req) -> Template:
             "org_name": org["name"],
             "slug": org["slug"],
             "csrf": principal.csrf_token,
-            "region": _ctx(request).region.id,
+            "region": region_of(request).region.id,
         },
     )
 

@@ -49,7 +49,7 @@ from konsil.compliance.dsr.schemas import (
 )
 from konsil.compliance.dsr.tables import DataSubjectRequest
 from konsil.media_nodes.receipts import ResidencyReceipt
-from konsil.platform.core import database, errors
+from konsil.platform.core import clock, database, errors
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import members, visits
@@ -77,16 +77,12 @@ def payment_subject(payment_id: uuid.UUID) -> str:
     return f"payment:{payment_id}"
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _for(actor: Actor, kind: str) -> Actor:
     return actor.for_purpose(f"data-subject request ({kind})")
 
 
 def to_out(row: dict[str, Any], now: dt.datetime | None = None) -> RequestOut:
-    now = now or _now()
+    now = now or clock.now()
     return RequestOut(
         id=row["id"],
         kind=row["kind"],
@@ -113,7 +109,7 @@ async def file(ctx: RegionContext, actor: Actor, org: dict[str, Any], data: Requ
     organisation knows and one it does not."""
     kind, value = data.identifier
     request_id = uuid.uuid4()
-    now = _now()
+    now = clock.now()
     cipher = await ctx.keys.cipher(org["id"])
     row = {
         "id": request_id,
@@ -150,7 +146,7 @@ async def list_requests(org_id: uuid.UUID, status: str | None = None) -> list[Re
     if status is not None:
         where &= DataSubjectRequest.status == status
     rows = await DataSubjectRequest.select().where(where).order_by(DataSubjectRequest.due_at).limit(LIST_LIMIT).run()
-    now = _now()
+    now = clock.now()
     shown = [to_out(row, now) for row in rows]
     return sorted(shown, key=lambda r: (r.status != OPEN, r.due_at))
 
@@ -384,7 +380,7 @@ def _build(
     return SubjectExport(
         format=EXPORT_FORMAT,
         version=EXPORT_VERSION,
-        generated_at=_now(),
+        generated_at=clock.now(),
         organisation=ExportOrganisation(
             org["slug"], org["name"], ctx.region.id, ctx.region.jurisdiction, org["retention_days"]
         ),
@@ -503,7 +499,7 @@ async def _complete(row: dict[str, Any], actor: Actor, outcome: dict[str, Any]) 
         DataSubjectRequest.update(
             {
                 DataSubjectRequest.status: "completed",
-                DataSubjectRequest.completed_at: _now(),
+                DataSubjectRequest.completed_at: clock.now(),
                 DataSubjectRequest.fulfilled_by: actor.actor[:80],
                 DataSubjectRequest.outcome: json.dumps(outcome, sort_keys=True),
             }
@@ -678,7 +674,7 @@ async def reject(
             DataSubjectRequest.update(
                 {
                     DataSubjectRequest.status: "rejected",
-                    DataSubjectRequest.completed_at: _now(),
+                    DataSubjectRequest.completed_at: clock.now(),
                     DataSubjectRequest.fulfilled_by: actor.actor[:80],
                     DataSubjectRequest.outcome: json.dumps({"reason": reason}),
                 }

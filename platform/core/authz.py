@@ -4,6 +4,7 @@ is refused (fail closed)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,3 +31,11 @@ PUBLIC: dict[str, Any] = {"public": True}
 # The region's ops team (media-node operations): bearer tokens whose SHA-256 is in
 # regions.<id>.ops_token_hashes. Not a member of any organisation.
 OPS: dict[str, Any] = {"auth": Rule(frozenset({"ops"}), None, org_scoped=False)}
+
+# The roles that manage an organisation's members, rooms, retention and requests.
+MANAGERS: frozenset[str] = frozenset({"owner", "admin"})
+
+
+def token_hash(token: str) -> str:
+    """What is stored of a bearer token or a session id: its SHA-256."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import msgspec
+from litestar.connection import ASGIConnection
 from piccolo.engine.base import Engine
 from piccolo.table import Table
 
@@ -125,3 +126,9 @@ class RegionContext:
     @property
     def source(self) -> str:
         return f"region:{self.region.id}/{self.service_name}"
+
+
+def region_of(connection: ASGIConnection[Any, Any, Any, Any]) -> RegionContext:
+    """The container of the region service handling this request or socket."""
+    region: RegionContext = connection.app.state.region
+    return region

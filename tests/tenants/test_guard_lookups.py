@@ -18,7 +18,8 @@ from litestar.connection import ASGIConnection
 from piccolo.engine.base import Engine
 
 from konsil.platform.cli.migrations import Target, migrate_target
-from konsil.platform.core import database, errors
+from konsil.platform.core import clock, database, errors
+from konsil.platform.core.authz import token_hash
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import auth
 from konsil.tenants.tables import TENANT_TABLES, ApiToken, Member, MemberSession, Organisation
@@ -87,7 +88,7 @@ async def new_token(org: dict[str, Any], scopes: str = "rooms:read") -> tuple[st
             id=token_id,
             org_id=org["id"],
             label="t",
-            token_hash=auth.token_hash(token),
+            token_hash=token_hash(token),
             scopes=scopes,
             created_by=org["id"],
         )
@@ -137,7 +138,7 @@ async def test_a_token_is_found_with_its_organisation(engine: Engine) -> None:
 async def test_revoked_and_unknown_tokens_are_refused(engine: Engine) -> None:
     org = await new_org()
     token, token_id = await new_token(org)
-    await ApiToken.update({ApiToken.revoked_at: auth.utcnow()}).where(ApiToken.id == token_id).run()
+    await ApiToken.update({ApiToken.revoked_at: clock.now()}).where(ApiToken.id == token_id).run()
     for presented in (token, "kst_" + secrets.token_urlsafe(32)):
         with pytest.raises(errors.AppError) as refused:
             await caller(engine, org["slug"], token=presented)
@@ -149,7 +150,7 @@ async def test_a_session_is_found_with_its_member_role(engine: Engine) -> None:
     cookie, member_id = await new_session(org, "auditor")
     _, principal = await caller(engine, org["slug"], cookie=cookie)
     assert principal is not None and (principal.kind, principal.id, principal.role) == ("member", member_id, "auditor")
-    assert principal.org_id == org["id"] and principal.session_id == auth.token_hash(cookie)
+    assert principal.org_id == org["id"] and principal.session_id == token_hash(cookie)
     assert principal.csrf_token
 
 
@@ -158,13 +159,9 @@ async def test_a_session_of_a_removed_member_or_past_its_idle_time_ends(engine: 
     gone, member_id = await new_session(org)
     await Member.delete().where(Member.id == member_id).run()
     idle, _ = await new_session(org)
-    long_ago = auth.utcnow() - dt.timedelta(minutes=31)
-    await (
-        MemberSession.update({MemberSession.last_seen_at: long_ago})
-        .where(MemberSession.id == auth.token_hash(idle))
-        .run()
-    )
+    long_ago = clock.now() - dt.timedelta(minutes=31)
+    await MemberSession.update({MemberSession.last_seen_at: long_ago}).where(MemberSession.id == token_hash(idle)).run()
     for cookie in (gone, idle, secrets.token_urlsafe(32)):
         found, principal = await caller(engine, org["slug"], cookie=cookie)
         assert found == org and principal is None
-        assert not await MemberSession.exists().where(MemberSession.id == auth.token_hash(cookie)).run()
+        assert not await MemberSession.exists().where(MemberSession.id == token_hash(cookie)).run()

@@ -36,8 +36,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from konsil.platform.core.keys.provider import (
     DataKey,
     KeyDestroyed,
-    KeyError_,
     KeyInfo,
+    KeyServiceError,
     KeyUnavailable,
     UnwrapRefused,
     wrapped_version,
@@ -250,7 +250,7 @@ class LocalKeyring:
         with self._thread_lock:
             try:
                 return fn(self._load())
-            except KeyError_:
+            except KeyServiceError:
                 raise
             except OSError as exc:
                 raise KeyUnavailable(f"local keyring unreadable ({type(exc).__name__})") from None
@@ -265,7 +265,7 @@ class LocalKeyring:
                     if changed:
                         self._write(state)
                     return result
-            except KeyError_:
+            except KeyServiceError:
                 raise
             except OSError as exc:
                 raise KeyUnavailable(f"local keyring unavailable ({type(exc).__name__})") from None

@@ -13,19 +13,19 @@ from typing import Protocol
 import msgspec
 
 
-class KeyError_(Exception):
+class KeyServiceError(Exception):
     """Base of key-service failures. Messages name no key material."""
 
 
-class KeyUnavailable(KeyError_):
+class KeyUnavailable(KeyServiceError):
     """The key service cannot be reached or failed: fail closed (HTTP 503)."""
 
 
-class KeyDestroyed(KeyError_):
+class KeyDestroyed(KeyServiceError):
     """The organisation's key does not exist (deleted: crypto-shredded; HTTP 410)."""
 
 
-class UnwrapRefused(KeyError_):
+class UnwrapRefused(KeyServiceError):
     """A wrapped data key that this organisation's key will not open: another
     organisation's, tampered, or of a retired key version."""
 

@@ -28,8 +28,8 @@ import requests
 from konsil.platform.core.keys.provider import (
     DataKey,
     KeyDestroyed,
-    KeyError_,
     KeyInfo,
+    KeyServiceError,
     KeyUnavailable,
     UnwrapRefused,
     key_name,
@@ -59,7 +59,7 @@ def _reason(exc: hvac_errors.VaultError) -> str:
     return text[:200] or type(exc).__name__
 
 
-def _translate(exc: Exception, *, unwrapping: bool) -> KeyError_:
+def _translate(exc: Exception, *, unwrapping: bool) -> KeyServiceError:
     """Map an hvac/requests failure onto the provider's errors."""
     if isinstance(exc, requests.exceptions.RequestException):
         return KeyUnavailable(f"key service unreachable ({type(exc).__name__})")
