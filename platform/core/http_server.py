@@ -35,7 +35,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
-from konsil.platform.core.settings import Settings
+from konsil.platform.core.settings import ServiceSettings
 from konsil.platform.core.web import SECURITY_HEADERS, replaying
 
 log = logging.getLogger("konsil.http")
@@ -252,7 +252,7 @@ async def _answer_and_close(send: Send, status: int, code: str, message: str) ->
     await send(end)
 
 
-def protocol_classes(settings: Settings) -> tuple[type[HttpToolsProtocol], type[WebSocketsSansIOProtocol]]:
+def protocol_classes(settings: ServiceSettings) -> tuple[type[HttpToolsProtocol], type[WebSocketsSansIOProtocol]]:
     """The HTTP and WebSocket protocols, configured from the settings."""
     http = type(
         "KonsilHttpProtocol",
@@ -262,7 +262,7 @@ def protocol_classes(settings: Settings) -> tuple[type[HttpToolsProtocol], type[
     return http, GuardedWebSocketsProtocol
 
 
-def server_config(app: ASGIApp, settings: Settings, listen: str) -> uvicorn.Config:
+def server_config(app: ASGIApp, settings: ServiceSettings, listen: str) -> uvicorn.Config:
     host, _, port = listen.rpartition(":")
     http, ws = protocol_classes(settings)
     return uvicorn.Config(
@@ -279,7 +279,7 @@ def server_config(app: ASGIApp, settings: Settings, listen: str) -> uvicorn.Conf
     )
 
 
-def serve(app: ASGIApp, settings: Settings, listen: str) -> None:
+def serve(app: ASGIApp, settings: ServiceSettings, listen: str) -> None:
     """Run ``app`` on ``listen`` (``host:port``) until stopped."""
     # Slow and vanishing clients are logged at INFO: expected now and then, never an error.
     log.setLevel(logging.INFO)
