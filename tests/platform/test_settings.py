@@ -7,9 +7,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 import msgspec
+import pytest
 
 from konsil.platform.core.settings import (
     ConfigError,
