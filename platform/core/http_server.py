@@ -30,6 +30,7 @@ from typing import Any
 import httptools
 import msgspec
 import uvicorn
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -197,7 +198,7 @@ class CompleteBodies:
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        declared = _declared_length(scope["headers"]) if scope["type"] == "http" else 0
+        declared = _declared_length(scope["headers"]) if scope["type"] == ScopeType.HTTP else 0
         if declared == 0:
             await self.app(scope, receive, send)
             return

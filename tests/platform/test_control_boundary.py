@@ -17,7 +17,7 @@ US_VAULT_TOKEN = "us-vault-token-f00dcafe"
 US_VAULT_SECRET_ID = "us-approle-secret-1234"
 US_TURN_SECRET = "us-turn-secret-0123456789"
 US_NODE_KEY = "us-heartbeat-key-0123456789"
-CREDENTIALS = (EU_DSN, "eu-pass-4412", US_DSN, "us-pass-9923", US_VAULT_TOKEN, US_VAULT_SECRET_ID)
+CREDENTIALS: tuple[str, ...] = (EU_DSN, "eu-pass-4412", US_DSN, "us-pass-9923", US_VAULT_TOKEN, US_VAULT_SECRET_ID)
 CREDENTIALS += (US_TURN_SECRET, US_NODE_KEY, "/keys/eu")
 
 
