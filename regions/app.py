@@ -25,11 +25,11 @@ from konsil.compliance.dsr.api import dsr_router
 from konsil.media_nodes.ops_api import ops_router
 from konsil.media_nodes.registry import HeartbeatConsumer
 from konsil.media_nodes.registry_store import sync_registry
-from konsil.media_nodes.turn_secret import read_turn_secret
+from konsil.media_nodes.turn_secret import read_with_key_service
 from konsil.platform.core.channels import PgNotifyChannels, RegionChannels
 from konsil.platform.core.db_errors import DATABASE_UNAVAILABLE_HANDLERS
 from konsil.platform.core.errors import EXCEPTION_HANDLERS
-from konsil.platform.core.keys.provider import KeyDestroyed, KeyUnavailable, UnwrapRefused
+from konsil.platform.core.keys.provider import KeyDestroyed, KeyProvider, KeyUnavailable, UnwrapRefused
 from konsil.platform.core.openapi import document_errors
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
@@ -55,6 +55,17 @@ def channels_backend(region: RegionSettings) -> ChannelsBackend:
     if region.database.startswith(("postgresql://", "postgres://")):
         return PgNotifyChannels(dsn=region.database)
     return MemoryChannelsBackend()
+
+
+async def turn_secret(region: RegionSettings, provider: KeyProvider) -> str:
+    """The region relays' TURN secret: from the settings, or read from the region's Vault
+    (KV v2) with its key service's login; "" when neither is configured (no relays)."""
+    if region.turn_secret:
+        return region.turn_secret
+    vault = region.vault
+    if vault.backend != "vault" or not vault.turn_secret_path:
+        return ""
+    return await read_with_key_service(region.id, provider, vault.turn_secret_path, vault.kv_mount)
 
 
 def _to_login(_: Request[Any, Any, Any], __: LoginRequired) -> Response[Any]:
@@ -112,7 +123,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         consumer = HeartbeatConsumer(registry, region.broker_url).start() if registry else None
         if registry:
             try:
-                relays.turn_secret = await read_turn_secret(settings, region, ctx.keys.provider)
+                relays.turn_secret = await turn_secret(region, ctx.keys.provider)
             except KeyUnavailable as exc:  # fail closed: calls are told no relay is available
                 log.error("the relays' TURN secret could not be read: %s", exc)
         follower = asyncio.create_task(sync_registry(registry)) if registry else None

@@ -40,7 +40,7 @@ class _WithoutTraceback(logging.Filter):
 logging.getLogger("asyncpg.pool").addFilter(_WithoutTraceback())
 
 
-def engine_for(dsn: str) -> Engine:
+def engine_for(dsn: str) -> Engine[Any]:
     parsed = urlparse(dsn)
     if parsed.scheme == "sqlite":
         path = Path(dsn[len("sqlite://") :])
@@ -51,16 +51,16 @@ def engine_for(dsn: str) -> Engine:
     raise ValueError(f"unsupported database scheme {parsed.scheme!r}")
 
 
-def is_postgres(engine: Engine) -> bool:
+def is_postgres(engine: Engine[Any]) -> bool:
     return engine.engine_type in {"postgres", "cockroach"}
 
 
-def bind(tables: Iterable[type[Table]], engine: Engine) -> None:
+def bind(tables: Iterable[type[Table]], engine: Engine[Any]) -> None:
     for table in tables:
         table._meta.db = engine
 
 
-def transaction(engine: Engine) -> Any:
+def transaction(engine: Engine[Any]) -> Any:
     """A write transaction; SQLite takes its lock up front to avoid upgrade deadlocks."""
     if isinstance(engine, SQLiteEngine):
         return engine.transaction(transaction_type=TransactionType.immediate)
@@ -82,17 +82,17 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     """
 
 
-async def start(engine: Engine) -> None:
+async def start(engine: Engine[Any]) -> None:
     if isinstance(engine, PostgresEngine):
         await engine.start_connection_pool(min_size=1, max_size=10, reset=_keep_session)
 
 
-async def stop(engine: Engine) -> None:
+async def stop(engine: Engine[Any]) -> None:
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()
 
 
-async def fetch(engine: Engine, sql: str, *args: Any) -> list[dict[str, Any]]:
+async def fetch(engine: Engine[Any], sql: str, *args: Any) -> list[dict[str, Any]]:
     """Run fixed PostgreSQL SQL (``$1`` placeholders) for a hot path; rows as piccolo's
     ``select`` gives them (dicts of the same Python values).
 
