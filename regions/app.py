@@ -4,6 +4,7 @@ that region's settings, database and secrets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ from konsil.regions import container
 from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
 from konsil.regions.tasks import start_in_process
+from konsil.tenants import login_index
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
 from konsil.tenants.network_test_api import network_test_router
@@ -128,9 +130,14 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
                 log.error("the relays' TURN secret could not be read: %s", exc)
         follower = asyncio.create_task(sync_registry(registry)) if registry else None
         lifecycle = start_in_process(ctx)  # the embedded default's purge schedule (else Celery beat)
+        # Login-index changes the control plane has not taken yet (it was down), retried.
+        login_index_retries = asyncio.create_task(login_index.keep_delivering(ctx))
         try:
             yield
         finally:
+            login_index_retries.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await login_index_retries
             if lifecycle is not None:
                 await lifecycle.stop()
             if follower is not None:

@@ -7,8 +7,10 @@ embedded default) and PostgreSQL (services mode).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -65,6 +67,38 @@ def transaction(engine: Engine[Any]) -> Any:
     if isinstance(engine, SQLiteEngine):
         return engine.transaction(transaction_type=TransactionType.immediate)
     return engine.transaction()
+
+
+def in_transaction(engine: Engine[Any]) -> bool:
+    """Whether this task is inside a transaction (a nested ``transaction()`` joins it,
+    so what it writes is committed only when the outermost one ends)."""
+    current: Any = getattr(engine, "current_transaction", None)
+    return current is not None and current.get() is not None
+
+
+@contextlib.asynccontextmanager
+async def advisory_lock(engine: Engine[Any], key: int, wait_seconds: float = 0) -> AsyncIterator[bool]:
+    """Whether this process holds the database-wide lock ``key`` (any fixed 64-bit
+    number) now: on PostgreSQL a session-level advisory lock, held on a connection of
+    its own for the block (a killed process's connection closes and frees it), waited
+    for up to ``wait_seconds``. SQLite is the embedded default, a single process: yes."""
+    if not isinstance(engine, PostgresEngine):
+        yield True
+        return
+    conn = await engine.get_new_connection()
+    try:
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while not (got := bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))):
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        try:
+            yield got
+        finally:
+            if got:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    finally:
+        await conn.close()
 
 
 async def _keep_session(_: asyncpg.Connection) -> None:
