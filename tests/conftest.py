@@ -1,7 +1,8 @@
 """Shared fixtures: real PostgreSQL databases created per test session.
 
 Databases are named ``konsil_t<random>_<label>`` and dropped at the end of the
-session. ``KONSIL_TEST_PG`` points at the server (default: local trust auth).
+session. ``KONSIL_TEST_PG`` points at the server (default: local trust auth),
+``KONSIL_TEST_AMQP`` at the RabbitMQ the media-node tests use.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -32,8 +33,42 @@ from konsil.platform.launcher import stop_processes
 from konsil.platform.migrations import Target, migrate_target
 from konsil.platform.settings import RegionSettings, Settings, load_settings
 
-PG_SERVER = os.environ.get("KONSIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+if TYPE_CHECKING:
+    from konsil.tenants.keys.provider import KeyProvider
+
+# The tests' own settings, taken out of the environment: Konsil reads every KONSIL_*
+# variable as one of its settings, and an unknown one is a configuration error.
+TEST_SETTINGS = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("KONSIL_TEST_")}
+PG_SERVER = TEST_SETTINGS.get("KONSIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+AMQP_SERVER = TEST_SETTINGS.get("KONSIL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
 SESSION_TAG = f"konsil_t{secrets.token_hex(3)}"
+
+
+# --- markers ----------------------------------------------------------------------------------
+
+E2E_FOLDER = Path(__file__).parent / "e2e"
+# Fixtures that reach a running service (PostgreSQL, an OpenBao server, the whole stack): a
+# test using one of them, or a fixture that depends on one, is marked ``services``.
+SERVICE_FIXTURES = frozenset({"pg_database", "bao", "stack"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e (the multi-process tests) is marked ``e2e``, and only
+    those: an ``e2e`` mark elsewhere fails the collection, so ``pytest tests/e2e`` and
+    ``-m e2e`` select the same tests. Tests that use a service fixture are marked
+    ``services``, so ``-m "not e2e and not services"`` needs no server at all."""
+    misplaced = []
+    for item in items:
+        if item.path.is_relative_to(E2E_FOLDER):
+            item.add_marker(pytest.mark.e2e)
+        elif item.get_closest_marker("e2e") is not None:
+            misplaced.append(item.nodeid)
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+    if misplaced:
+        raise pytest.UsageError(
+            "tests marked e2e outside tests/e2e (move them there; the folder marks its tests): " + ", ".join(misplaced)
+        )
 
 
 async def _drop(names: list[str]) -> None:
@@ -191,6 +226,82 @@ class BaoServer:
             yield
         finally:
             self.process.send_signal(signal.SIGCONT)
+
+
+APPROLE_POLICY = """
+path "transit/keys/*" { capabilities = ["create", "read", "update", "delete"] }
+path "transit/datakey/plaintext/*" { capabilities = ["update"] }
+path "transit/decrypt/*" { capabilities = ["update"] }
+path "transit/rewrap/*" { capabilities = ["update"] }
+"""
+# Short, so outage tests (a paused server) fail over in about a second.
+KEY_CLIENT_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="session")
+def bao() -> Iterator[BaoServer]:
+    """A real OpenBao dev server with transit and AppRole, for the whole session."""
+    with openbao_server() as (url, token, process):
+        server = BaoServer(url=url, root_token=token, process=process)
+        root = server.client()
+        root.sys.enable_auth_method("approle", path="approle")
+        root.sys.create_or_update_policy("konsil-transit", APPROLE_POLICY)
+        root.auth.approle.create_or_update_approle("konsil-region", token_policies=["konsil-transit"], token_ttl="20m")
+        server.role_id = root.auth.approle.read_role_id("konsil-region")["data"]["role_id"]
+        server.secret_id = root.auth.approle.generate_secret_id("konsil-region")["data"]["secret_id"]
+        yield server
+
+
+@pytest.fixture
+def keyring_dir(tmp_path: Path) -> Path:
+    return tmp_path / "keyring"
+
+
+def make_provider(kind: str, request: pytest.FixtureRequest, keyring_dir: Path) -> KeyProvider:
+    """The key provider of one ``kind``: "local" (a keyring folder) needs no server;
+    "vault-token" and "vault-approle" use the session's OpenBao (tests/e2e only)."""
+    from konsil.tenants.keys.local import LocalKeyring
+    from konsil.tenants.keys.vault import VaultTransitProvider
+
+    if kind == "local":
+        return LocalKeyring(keyring_dir)
+    server: BaoServer = request.getfixturevalue("bao")
+    if kind == "vault-token":
+        return VaultTransitProvider(server.url, token=server.root_token, timeout=KEY_CLIENT_TIMEOUT)
+    return VaultTransitProvider(
+        server.url, auth="approle", role_id=server.role_id, secret_id=server.secret_id, timeout=KEY_CLIENT_TIMEOUT
+    )
+
+
+@pytest.fixture
+async def provider(kind: str, request: pytest.FixtureRequest, keyring_dir: Path) -> AsyncIterator[KeyProvider]:
+    """A key provider per ``kind`` (a fixture each folder gives its own kinds)."""
+    impl = make_provider(kind, request, keyring_dir)
+    try:
+        yield impl
+    finally:
+        await impl.close()
+
+
+@pytest.fixture
+def outage(
+    kind: str, request: pytest.FixtureRequest, keyring_dir: Path
+) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A context manager that takes the provider's key service away and gives it back."""
+    if kind != "local":
+        server: BaoServer = request.getfixturevalue("bao")
+        return server.paused
+
+    @contextlib.contextmanager
+    def keyring_moved_away() -> Iterator[None]:
+        away = keyring_dir.with_name("keyring-away")
+        keyring_dir.rename(away)
+        try:
+            yield
+        finally:
+            away.rename(keyring_dir)
+
+    return keyring_moved_away
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import Stack, fetch, stored_network_test_result
-from tests.media_nodes.test_network_test import BrowserPeer
+from tests.e2e.test_network_test_relay import BrowserPeer
 
 pytestmark = pytest.mark.e2e
 

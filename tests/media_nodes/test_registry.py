@@ -14,7 +14,7 @@ from konsil.media_nodes.allocation import NoHealthyNode, allocate
 from konsil.media_nodes.heartbeat import Heartbeat, HeartbeatRejected
 from konsil.media_nodes.registry import HeartbeatConsumer, NodeRegistry
 from konsil.platform.settings import RegionSettings
-from tests.conftest import bare_region
+from tests.conftest import AMQP_SERVER, bare_region
 
 KEY = "media-node-key-0123456789"
 TURN_SECRET = "turn-secret-0123456789"
@@ -225,9 +225,10 @@ def test_a_flood_from_one_node_is_rate_limited_and_others_still_get_through() ->
     assert accepted_other == 10 and reg.is_alive("eu-2")
 
 
+@pytest.mark.services  # RabbitMQ
 def test_consumer_against_rabbitmq_takes_only_its_regions_signed_heartbeats() -> None:
     pika = pytest.importorskip("pika")
-    url = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    url = AMQP_SERVER
     reg = NodeRegistry("eu", KEY)
     consumer = HeartbeatConsumer(reg, url, poll_seconds=0.05).start()
     try:

@@ -1,32 +1,25 @@
 """TenantKeys: the data-key cache (no key-service round trip after warm-up; bounded
-age and uses; emptied when the key is deleted), blind indexes, field binding."""
+age and uses; emptied when the key is deleted), blind indexes, field binding. Over
+the local keyring here; tests/e2e/test_tenant_keys_vault.py runs them over OpenBao."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 
 import pytest
 from piccolo.engine.base import Engine
 
 from konsil.tenants.keys.cipher import FieldDecryptionError
-from konsil.tenants.keys.local import LocalKeyring
-from konsil.tenants.keys.provider import KeyDestroyed
+from konsil.tenants.keys.provider import KeyDestroyed, KeyProvider
 from konsil.tenants.keys.service import TenantKeys
-from konsil.tenants.keys.vault import VaultTransitProvider
 from konsil.tenants.personal_data import FieldRef
 from konsil.tenants.tables import TenantDataKey
-from tests.conftest import BaoServer
 
 
-@pytest.fixture(params=["vault", "local"])
-def keys(request: pytest.FixtureRequest, region_engine: Engine, tmp_path: Path) -> TenantKeys:
-    if request.param == "vault":
-        bao: BaoServer = request.getfixturevalue("bao")
-        provider = VaultTransitProvider(bao.url, token=bao.root_token, timeout=2)
-    else:
-        provider = LocalKeyring(tmp_path / "keyring")
+@pytest.fixture
+def keys(provider: KeyProvider, region_engine: Engine) -> TenantKeys:
+    """Over the local keyring here; over OpenBao in tests/e2e/test_tenant_keys_vault.py."""
     return TenantKeys(provider, max_age_seconds=300, max_uses=1000)
 
 
