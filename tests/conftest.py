@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import asyncpg
 import httpx
@@ -69,6 +70,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             "tests marked e2e outside tests/e2e (move them there; the folder marks its tests): " + ", ".join(misplaced)
         )
+
+
+# --- waiting -----------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T | None], what: str, within: float = 20.0, every: float = 0.1) -> T:
+    """The first true answer of ``check``, asked every ``every`` seconds; fails saying
+    ``what`` did not happen within ``within`` seconds. Tests wait on what they can see
+    (an API answer, a row, a log line), never on a sleep that hopes a background step ran."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = check()
+        if answer:
+            return answer
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {within:g} s waiting for {what} (last answer: {answer!r:.300})")
+        time.sleep(every)
+
+
+@overload
+async def wait_until_async(
+    check: Callable[[], Awaitable[T | None]], what: str, within: float = ..., every: float = ...
+) -> T: ...
+@overload
+async def wait_until_async(check: Callable[[], T | None], what: str, within: float = ..., every: float = ...) -> T: ...
+async def wait_until_async(check: Callable[[], Any], what: str, within: float = 20.0, every: float = 0.1) -> Any:
+    """``wait_until`` on the event loop: ``check`` may be a coroutine function."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = check()
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer:
+            return answer
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {within:g} s waiting for {what} (last answer: {answer!r:.300})")
+        await asyncio.sleep(every)
 
 
 async def _drop(names: list[str]) -> None:
@@ -194,15 +234,15 @@ def openbao_server() -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     import tempfile
 
     with bao_dev_process(Path(tempfile.mkdtemp(prefix="konsil-bao-"))) as (url, token, proc):
-        deadline = time.monotonic() + 20
-        while True:
+
+        def healthy() -> bool:
+            assert proc.poll() is None, "the OpenBao server exited"
             try:
-                if httpx.get(f"{url}/v1/sys/health", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{url}/v1/sys/health", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "OpenBao did not start"
-            time.sleep(0.05)
+                return False
+
+        wait_until(healthy, "OpenBao to start", every=0.05)
         hvac.Client(url=url, token=token).sys.enable_secrets_engine("transit", path="transit")
         yield url, token, proc
 
@@ -316,6 +356,25 @@ def coturn_server(secret: str, realm: str = "konsil.test") -> Iterator[int]:
         yield coturn.config.listening_port
     finally:
         coturn.stop()
+
+
+class TurnClient(asyncio.DatagramProtocol):
+    """The receiving end of a TURN allocation (aioice) that knows when the allocation is
+    gone: aioice calls ``connection_lost`` once the relay confirmed the deletion (or it
+    was given up)."""
+
+    def __init__(self) -> None:
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def release_turn(transport: Any, client: TurnClient, within: float = 10) -> None:
+    """Close a TURN allocation and wait until the relay has let it go."""
+    transport.close()
+    await asyncio.wait_for(client.closed, within)
 
 
 def bare_region(region_id: str = "eu", **extra: Any) -> RegionSettings:

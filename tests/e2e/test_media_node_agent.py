@@ -20,7 +20,7 @@ from aioice.turn import create_turn_endpoint
 from konsil.media_nodes import heartbeat
 from konsil.media_nodes.agent import NodeAgent
 from konsil.media_nodes.ice import turn_credentials
-from tests.conftest import AMQP_SERVER, free_port
+from tests.conftest import AMQP_SERVER, TurnClient, free_port, release_turn
 
 BROKER = AMQP_SERVER
 INTERVAL = 0.5
@@ -95,12 +95,11 @@ def node(tmp_path: Path) -> Iterator[tuple[NodeAgent, Heartbeats, str, str]]:
 
 
 async def allocate(port: int, username: str, password: str) -> tuple[str, int]:
-    transport, _ = await asyncio.wait_for(
-        create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", port), username, password, lifetime=60), 5
+    transport, client = await asyncio.wait_for(
+        create_turn_endpoint(TurnClient, ("127.0.0.1", port), username, password, lifetime=60), 5
     )
     relayed = transport.get_extra_info("sockname")
-    transport.close()
-    await asyncio.sleep(0.1)  # let the deallocation go out
+    await release_turn(transport, client)
     return relayed
 
 

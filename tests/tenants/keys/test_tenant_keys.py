@@ -55,7 +55,7 @@ async def test_the_maximum_age_refreshes_the_cache(keys: TenantKeys) -> None:
     await keys.provision(org)
     await keys.cipher(org)
     before = keys.provider.round_trips
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # time past the maximum age (read when the cache is used; no poller)
     await keys.cipher(org)
     assert keys.provider.round_trips == before + 2
 
@@ -90,7 +90,7 @@ async def test_the_use_budget_of_a_data_key_survives_cache_reloads(keys: TenantK
     cipher = await keys.cipher(org)
     assert cipher.active_key_id == first_key and cipher.encryptions == 2
     cipher.seal(ref(org, org), "c")
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # expires again
     cipher = await keys.cipher(org)
     assert cipher.active_key_id != first_key, "a spent key is not used again after a reload"
     rows = await TenantDataKey.select().where(TenantDataKey.id == first_key).run()
