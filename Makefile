@@ -1,11 +1,12 @@
-# The two commands of the README:
-#   make up     install and run Konsil on its embedded default (SQLite, no other server)
-#   make test   install, start the services the tests need, lint, type-check and run the tests
+# The commands of the README:
+#   make up         install and run Konsil on its embedded default (SQLite, no other server)
+#   make test       install, start the services the tests need, lint, type-check and run the tests
+#   make test-fast  the tests that need no service and start no process (seconds, not minutes)
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench clean
+.PHONY: up test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,12 @@ test: $(STAMP)
 	scripts/ensure-services
 	scripts/lint
 	$(VENV)/bin/pytest
+
+# Markers from tests/conftest.py: e2e = everything under tests/e2e (other processes:
+# the stack, OpenBao, coturn, Chromium, `konsil` commands); services = a PostgreSQL,
+# RabbitMQ or OpenBao it talks to.
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -m "not e2e and not services"
 
 lint: $(STAMP)
 	scripts/lint

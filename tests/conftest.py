@@ -1,7 +1,8 @@
 """Shared fixtures: real PostgreSQL databases created per test session.
 
 Databases are named ``konsil_t<random>_<label>`` and dropped at the end of the
-session. ``KONSIL_TEST_PG`` points at the server (default: local trust auth).
+session. ``KONSIL_TEST_PG`` points at the server (default: local trust auth),
+``KONSIL_TEST_AMQP`` at the RabbitMQ the media-node tests use.
 """
 
 from __future__ import annotations
@@ -9,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import asyncpg
 import httpx
@@ -32,8 +34,81 @@ from konsil.platform.cli.migrations import Target, migrate_target
 from konsil.platform.core import database
 from konsil.platform.core.settings import RegionSettings, Settings, load_settings
 
-PG_SERVER = os.environ.get("KONSIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+if TYPE_CHECKING:
+    from konsil.platform.core.keys.provider import KeyProvider
+
+# The tests' own settings, taken out of the environment: Konsil reads every KONSIL_*
+# variable as one of its settings, and an unknown one is a configuration error.
+TEST_SETTINGS = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("KONSIL_TEST_")}
+PG_SERVER = TEST_SETTINGS.get("KONSIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+AMQP_SERVER = TEST_SETTINGS.get("KONSIL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
 SESSION_TAG = f"konsil_t{secrets.token_hex(3)}"
+
+
+# --- markers ----------------------------------------------------------------------------------
+
+E2E_FOLDER = Path(__file__).parent / "e2e"
+# Fixtures that reach a running service (PostgreSQL, an OpenBao server, the whole stack): a
+# test using one of them, or a fixture that depends on one, is marked ``services``.
+SERVICE_FIXTURES = frozenset({"pg_database", "bao", "stack"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e (the multi-process tests) is marked ``e2e``, and only
+    those: an ``e2e`` mark elsewhere fails the collection, so ``pytest tests/e2e`` and
+    ``-m e2e`` select the same tests. Tests that use a service fixture are marked
+    ``services``, so ``-m "not e2e and not services"`` needs no server at all."""
+    misplaced = []
+    for item in items:
+        if item.path.is_relative_to(E2E_FOLDER):
+            item.add_marker(pytest.mark.e2e)
+        elif item.get_closest_marker("e2e") is not None:
+            misplaced.append(item.nodeid)
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+    if misplaced:
+        raise pytest.UsageError(
+            "tests marked e2e outside tests/e2e (move them there; the folder marks its tests): " + ", ".join(misplaced)
+        )
+
+
+# --- waiting -----------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T | None], what: str, within: float = 20.0, every: float = 0.1) -> T:
+    """The first true answer of ``check``, asked every ``every`` seconds; fails saying
+    ``what`` did not happen within ``within`` seconds. Tests wait on what they can see
+    (an API answer, a row, a log line), never on a sleep that hopes a background step ran."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = check()
+        if answer:
+            return answer
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {within:g} s waiting for {what} (last answer: {answer!r:.300})")
+        time.sleep(every)
+
+
+@overload
+async def wait_until_async(
+    check: Callable[[], Awaitable[T | None]], what: str, within: float = ..., every: float = ...
+) -> T: ...
+@overload
+async def wait_until_async(check: Callable[[], T | None], what: str, within: float = ..., every: float = ...) -> T: ...
+async def wait_until_async(check: Callable[[], Any], what: str, within: float = 20.0, every: float = 0.1) -> Any:
+    """``wait_until`` on the event loop: ``check`` may be a coroutine function."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = check()
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer:
+            return answer
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {within:g} s waiting for {what} (last answer: {answer!r:.300})")
+        await asyncio.sleep(every)
 
 
 async def _drop(names: list[str]) -> None:
@@ -159,15 +234,15 @@ def openbao_server() -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     import tempfile
 
     with bao_dev_process(Path(tempfile.mkdtemp(prefix="konsil-bao-"))) as (url, token, proc):
-        deadline = time.monotonic() + 20
-        while True:
+
+        def healthy() -> bool:
+            assert proc.poll() is None, "the OpenBao server exited"
             try:
-                if httpx.get(f"{url}/v1/sys/health", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{url}/v1/sys/health", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "OpenBao did not start"
-            time.sleep(0.05)
+                return False
+
+        wait_until(healthy, "OpenBao to start", every=0.05)
         hvac.Client(url=url, token=token).sys.enable_secrets_engine("transit", path="transit")
         yield url, token, proc
 
@@ -193,6 +268,82 @@ class BaoServer:
             self.process.send_signal(signal.SIGCONT)
 
 
+APPROLE_POLICY = """
+path "transit/keys/*" { capabilities = ["create", "read", "update", "delete"] }
+path "transit/datakey/plaintext/*" { capabilities = ["update"] }
+path "transit/decrypt/*" { capabilities = ["update"] }
+path "transit/rewrap/*" { capabilities = ["update"] }
+"""
+# Short, so outage tests (a paused server) fail over in about a second.
+KEY_CLIENT_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="session")
+def bao() -> Iterator[BaoServer]:
+    """A real OpenBao dev server with transit and AppRole, for the whole session."""
+    with openbao_server() as (url, token, process):
+        server = BaoServer(url=url, root_token=token, process=process)
+        root = server.client()
+        root.sys.enable_auth_method("approle", path="approle")
+        root.sys.create_or_update_policy("konsil-transit", APPROLE_POLICY)
+        root.auth.approle.create_or_update_approle("konsil-region", token_policies=["konsil-transit"], token_ttl="20m")
+        server.role_id = root.auth.approle.read_role_id("konsil-region")["data"]["role_id"]
+        server.secret_id = root.auth.approle.generate_secret_id("konsil-region")["data"]["secret_id"]
+        yield server
+
+
+@pytest.fixture
+def keyring_dir(tmp_path: Path) -> Path:
+    return tmp_path / "keyring"
+
+
+def make_provider(kind: str, request: pytest.FixtureRequest, keyring_dir: Path) -> KeyProvider:
+    """The key provider of one ``kind``: "local" (a keyring folder) needs no server;
+    "vault-token" and "vault-approle" use the session's OpenBao (tests/e2e only)."""
+    from konsil.platform.core.keys.local import LocalKeyring
+    from konsil.platform.core.keys.vault import VaultTransitProvider
+
+    if kind == "local":
+        return LocalKeyring(keyring_dir)
+    server: BaoServer = request.getfixturevalue("bao")
+    if kind == "vault-token":
+        return VaultTransitProvider(server.url, token=server.root_token, timeout=KEY_CLIENT_TIMEOUT)
+    return VaultTransitProvider(
+        server.url, auth="approle", role_id=server.role_id, secret_id=server.secret_id, timeout=KEY_CLIENT_TIMEOUT
+    )
+
+
+@pytest.fixture
+async def provider(kind: str, request: pytest.FixtureRequest, keyring_dir: Path) -> AsyncIterator[KeyProvider]:
+    """A key provider per ``kind`` (a fixture each folder gives its own kinds)."""
+    impl = make_provider(kind, request, keyring_dir)
+    try:
+        yield impl
+    finally:
+        await impl.close()
+
+
+@pytest.fixture
+def outage(
+    kind: str, request: pytest.FixtureRequest, keyring_dir: Path
+) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A context manager that takes the provider's key service away and gives it back."""
+    if kind != "local":
+        server: BaoServer = request.getfixturevalue("bao")
+        return server.paused
+
+    @contextlib.contextmanager
+    def keyring_moved_away() -> Iterator[None]:
+        away = keyring_dir.with_name("keyring-away")
+        keyring_dir.rename(away)
+        try:
+            yield
+        finally:
+            away.rename(keyring_dir)
+
+    return keyring_moved_away
+
+
 @contextlib.contextmanager
 def coturn_server(secret: str, realm: str = "konsil.test") -> Iterator[int]:
     """A real coturn TURN relay on loopback (DESIGN.md section 4), authenticating with
@@ -205,6 +356,25 @@ def coturn_server(secret: str, realm: str = "konsil.test") -> Iterator[int]:
         yield coturn.config.listening_port
     finally:
         coturn.stop()
+
+
+class TurnClient(asyncio.DatagramProtocol):
+    """The receiving end of a TURN allocation (aioice) that knows when the allocation is
+    gone: aioice calls ``connection_lost`` once the relay confirmed the deletion (or it
+    was given up)."""
+
+    def __init__(self) -> None:
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def release_turn(transport: Any, client: TurnClient, within: float = 10) -> None:
+    """Close a TURN allocation and wait until the relay has let it go."""
+    transport.close()
+    await asyncio.wait_for(client.closed, within)
 
 
 def bare_region(region_id: str = "eu", **extra: Any) -> RegionSettings:

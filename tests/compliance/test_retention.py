@@ -41,6 +41,7 @@ from konsil.tenants.tables import (
     Room,
     Visit,
 )
+from tests.conftest import wait_until_async
 
 AS_OF = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 SECOND = dt.timedelta(seconds=1)
@@ -297,14 +298,14 @@ async def test_a_visit_changed_while_its_batch_waits_is_deleted_only_if_it_still
         await other.execute("UPDATE visit SET arrived_at = $1 WHERE id = $2", AS_OF, rescued)
         await other.execute("UPDATE visit SET status = 'ended' WHERE id = $1", touched)
         purging = asyncio.create_task(purge(ctx, run(await slug_of(org_id))))
-        for _ in range(200):  # until the purge waits for the updating transaction's row locks
-            waiting = await other.fetchval(
+        await wait_until_async(
+            lambda: other.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            if waiting:
-                break
-            await asyncio.sleep(0.05)
-        assert waiting, "the purge never waited for the row lock"
+            ),
+            "the purge to wait for the updating transaction's row locks",
+            within=10,
+            every=0.05,
+        )
         await held.commit()
         result = only(await purging, "visits", org_id)
     finally:
@@ -636,11 +637,11 @@ async def test_the_embedded_default_purges_on_its_own_schedule(ctx: RegionContex
         runs = await PurgeRun.select().where((PurgeRun.org_id == org_id) & (PurgeRun.trigger == "schedule"))
         return any(run["outcome"] == "success" for run in runs)
 
+    async def purged() -> bool:
+        return await visits_of(org_id) == {fresh} and await finished()
+
     try:
-        for _ in range(100):
-            await asyncio.sleep(0.1)
-            if await visits_of(org_id) == {fresh} and await finished():
-                break
+        await wait_until_async(purged, "a scheduled run to purge the expired visit and record success", within=10)
     finally:
         await scheduler.stop()
     assert await visits_of(org_id) == {fresh}
@@ -692,11 +693,11 @@ async def test_the_embedded_region_service_runs_the_purge_schedule(tmp_path: Pat
             org_id = uuid.uuid4()
             await Organisation.insert(Organisation(id=org_id, slug="embedded", name="Praxis", retention_days=1))
             await new_visit(org_id, dt.datetime.now(dt.UTC) - dt.timedelta(days=1, seconds=5))
-            for _ in range(60):
-                if not await visits_of(org_id):
-                    break
-                await asyncio.sleep(0.1)
-            assert await visits_of(org_id) == set()
+
+            async def purged() -> bool:
+                return not await visits_of(org_id)
+
+            await wait_until_async(purged, "the schedule to purge the expired visit", within=6)
             [row] = await PurgeRun.select().where((PurgeRun.org_id == org_id) & (PurgeRun.rows_removed > 0))
             assert row["trigger"] == "schedule" and row["outcome"] == "success" and row["rows_removed"] == 5
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Response, ViewportSize, expect, sync_playwright
 
-from tests.conftest import Stack, fetch
+from tests.conftest import Stack, fetch, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -129,13 +128,15 @@ def media_stats(page: Page) -> dict[str, Any]:
 def wait_for_frames(pages: dict[str, Page], more_than: int = 15, timeout: float = 20) -> dict[str, dict[str, Any]]:
     """Poll until each page decoded more video frames from its peer than at the start."""
     start = {name: media_stats(page)["frames"] for name, page in pages.items()}
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def flowing() -> dict[str, dict[str, Any]] | None:
         now = {name: media_stats(page) for name, page in pages.items()}
-        if all(now[name]["frames"] > start[name] + more_than for name in pages):
-            return now
-        assert time.monotonic() < deadline, f"video frames did not flow both ways: {start} → {now}"
-        time.sleep(0.25)
+        return now if all(now[name]["frames"] > start[name] + more_than for name in pages) else None
+
+    found: dict[str, dict[str, Any]] = wait_until(
+        flowing, f"video frames to flow both ways (from {start})", within=timeout, every=0.25
+    )
+    return found
 
 
 def telemetry(stack: Stack, call_id: str) -> list[dict[str, Any]]:
@@ -288,13 +289,15 @@ def test_a_consultation_in_two_browsers_through_the_relay(stack: Stack, browser:
 
     # A quality sample with a bitrate needs two of the browser's periodic samples: wait
     # for one before ending (a slow machine may not have reached it yet).
-    deadline = time.monotonic() + 30
-    while not any(
-        r["kind"] == "quality" and r["rtt_ms"] is not None and r["bitrate_kbps"] is not None
-        for r in telemetry(stack, call_id)
-    ):
-        assert time.monotonic() < deadline, "no quality sample with a bitrate within 30 s"
-        time.sleep(0.5)
+    wait_until(
+        lambda: any(
+            r["kind"] == "quality" and r["rtt_ms"] is not None and r["bitrate_kbps"] is not None
+            for r in telemetry(stack, call_id)
+        ),
+        "a quality sample with a bitrate",
+        within=30,
+        every=0.5,
+    )
 
     # The expert ends the call; the visitor sees it end.
     doctor.get_by_role("button", name="End call").click()

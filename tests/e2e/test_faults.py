@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from konsil.platform.cli.launcher import start_processes, stop_processes, wait_h
 from konsil.platform.cli.migrations import Target, migrate_target
 from konsil.platform.core.settings import Settings, load_settings
 from konsil.regions.tasks import PURGE, CeleryRunner, queue_name
-from tests.conftest import bao_dev_process, fetch, free_port, services_config
+from tests.conftest import bao_dev_process, fetch, free_port, services_config, wait_until, wait_until_async
 from tests.e2e import test_purge_workers as purge_workers
 
 pytestmark = pytest.mark.e2e
@@ -151,16 +151,6 @@ def assert_clear_unavailable(response: httpx.Response) -> None:
     assert "Traceback" not in response.text and "asyncpg" not in response.text
 
 
-def wait_until(check: Callable[[], Any], within: float, what: str, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
-
-
 # --- 1. PostgreSQL restarted during traffic ----------------------------------------------------
 
 
@@ -212,18 +202,23 @@ async def test_the_region_database_restarted_during_traffic(
                     await asyncio.sleep(0.01)
 
             async def control() -> None:
-                await wait_for(lambda: sum(s == 201 for s in outcomes.values()) >= 10, 20, "writes before the stop")
+                await wait_until_async(
+                    lambda: sum(s == 201 for s in outcomes.values()) >= 10, "writes before the stop", every=0.05
+                )
                 await asyncio.to_thread(pg.ctl, "-m", "fast", "-w", "stop")  # what a restart begins with
-                await wait_for(lambda: len(unavailable) >= 6 and 503 in reads, 20, "503s while the database is down")
+                await wait_until_async(
+                    lambda: len(unavailable) >= 6 and 503 in reads, "503s while the database is down", every=0.05
+                )
                 await asyncio.to_thread(pg.ctl, "-w", "start")
                 phase["up_again"] = time.monotonic()
                 recovered = len(outcomes)
-                await wait_for(
+                await wait_until_async(
                     lambda: (
                         sum(s == 201 for r, s in outcomes.items() if int(r.removeprefix("room-")) > recovered) >= 10
                     ),
-                    30,
                     "writes to succeed again without restarting the region",
+                    within=30,
+                    every=0.05,
                 )
                 phase["done"] = True
 
@@ -263,13 +258,6 @@ async def test_the_region_database_restarted_during_traffic(
         assert recovery < 30
 
 
-async def wait_for(check: Callable[[], Any], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 # --- 2. RabbitMQ restarted during a purge -----------------------------------------------------
 
 
@@ -296,7 +284,7 @@ class PrivateRabbit:
             self.process = subprocess.Popen(
                 [_rabbit_bin("rabbitmq-server")], stdout=out, stderr=subprocess.STDOUT, env=self.env
             )
-        wait_until(self.accepting, 60, "the private RabbitMQ to accept connections", every=0.2)
+        wait_until(self.accepting, "the private RabbitMQ to accept connections", within=60, every=0.2)
 
     def accepting(self) -> bool:
         assert self.process is not None and self.process.poll() is None, "the private RabbitMQ stopped"
@@ -411,15 +399,18 @@ async def test_rabbitmq_restarted_during_a_purge(pg_database: Callable[[str, str
 
         with purge_workers.konsil(settings, "worker", "--region", "eu") as worker:
             CeleryRunner(settings, "eu").submit(PURGE, run_id)
-            await purge_workers.wait_for(purging, within=30, every=0.01)
+            await wait_until_async(purging, "the purge to be running", within=30, every=0.01)
             await asyncio.to_thread(rabbit.stop)
             assert await purge_state() == "running", "the broker went while the purge ran"
-            await asyncio.sleep(1)  # the worker notices the lost connection
-            await asyncio.to_thread(rabbit.start)
-            evidence = await purge_workers.wait_for(
-                lambda: purge_workers.finished_run(dsn, run_id), within=40, every=0.1
+            log_of = worker.log.read_text  # type: ignore[attr-defined]
+            await wait_until_async(
+                lambda: "Connection to broker lost" in log_of(errors="replace"), "the worker to notice the broker gone"
             )
-            await asyncio.to_thread(wait_until, queue_empty, 30, "the task to be acknowledged", 0.5)
+            await asyncio.to_thread(rabbit.start)
+            evidence = await wait_until_async(
+                lambda: purge_workers.finished_run(dsn, run_id), "the run to finish", within=40, every=0.1
+            )
+            await asyncio.to_thread(wait_until, queue_empty, "the task to be acknowledged", 30, 0.5)
             assert worker.poll() is None, "the worker kept running through the broker's restart"
             log = worker.log.read_text(errors="replace")  # type: ignore[attr-defined]
 
@@ -477,10 +468,10 @@ def openbao_with_unseal_key(tmp: Path) -> Iterator[Bao]:
     output = tmp / "bao.log"
     with output.open("wb") as out, bao_dev_process(home, out) as (url, token, _):
         key = wait_until(
-            lambda: re.search(r"Unseal Key: (\S+)", output.read_text(errors="replace")), 20, "OpenBao to start"
+            lambda: re.search(r"Unseal Key: (\S+)", output.read_text(errors="replace")), "OpenBao to start"
         ).group(1)
         bao = Bao(url, token, key)
-        wait_until(lambda: bao.client().sys.is_initialized() and not bao.client().sys.is_sealed(), 20, "unsealed")
+        wait_until(lambda: bao.client().sys.is_initialized() and not bao.client().sys.is_sealed(), "it to unseal")
         bao.client().sys.enable_secrets_engine("transit", path="transit")
         yield bao
 
@@ -560,7 +551,17 @@ async def test_the_regions_openbao_sealed_during_a_call(pg_database: Callable[[s
 
                         bao.client().sys.seal()
                         assert bao.client().sys.is_sealed()
-                        await asyncio.sleep(1.2)  # past the data-key cache's maximum age
+
+                        # The region serves from its data-key cache (at most 1 s old) until
+                        # the entry expires; from then on what needs personal data is refused.
+                        async def read_refused() -> httpx.Response | None:
+                            read = await expert.get(f"/api/v1/orgs/{slug}/visits/{visit_id}")
+                            assert read.status_code in (200, 503), read.text
+                            return read if read.status_code == 503 else None
+
+                        assert_key_service_down(
+                            await wait_until_async(read_refused, "reads to need the sealed key service", every=0.1)
+                        )
 
                         # What needs personal data: a clear 503, nothing written.
                         refused = await arrive(visitor_http, slug, room, marker_name, marker_phone)
@@ -601,7 +602,7 @@ async def test_the_regions_openbao_sealed_during_a_call(pg_database: Callable[[s
                             answer = await expert.get(f"/api/v1/orgs/{slug}/visits/{visit_id}")
                             return answer.status_code == 200
 
-                        await wait_for_async(served, 15, "the region to read personal data again")
+                        await wait_until_async(served, "the region to read personal data again", within=15, every=0.2)
                         read = await expert.get(f"/api/v1/orgs/{slug}/visits/{visit_id}")
                         assert read.json()["name"] == "Vera Visitor"
                         again = await arrive(visitor_http, slug, room, marker_name, marker_phone)
@@ -635,10 +636,3 @@ async def call_relays_signaling(expert: httpx.AsyncClient, slug: str, session: s
 def assert_key_service_down(response: httpx.Response) -> None:
     assert_clear_unavailable(response)
     assert "key service" in response.json()["message"]
-
-
-async def wait_for_async(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)

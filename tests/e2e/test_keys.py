@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import httpx
@@ -21,7 +20,7 @@ from konsil.platform.core.keys.service import TenantKeys
 from konsil.platform.core.keys.vault import VaultTransitProvider
 from konsil.regions.tables import REGION_TABLES
 from konsil.tenants.tables import Member
-from tests.conftest import PG_SERVER, SESSION_TAG, Stack, fetch
+from tests.conftest import PG_SERVER, SESSION_TAG, Stack, fetch, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -105,11 +104,17 @@ def test_the_key_service_down_fails_closed_and_recovers_by_itself(stack: Stack) 
     made, client, member = org_with_member(stack)
     bao = stack.vault["eu"][2]
     before = rows(stack, "SELECT count(*) AS n FROM member")[0]["n"]
-    time.sleep(3.2)  # past the data-key cache's maximum age
     os.kill(bao.pid, signal.SIGSTOP)
     try:
-        read = client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}")
-        assert read.status_code == 503 and "nothing was written" in read.json()["message"]
+        # The region serves from its data-key cache (at most 3 s old here) until the entry
+        # expires; from then on each read needs the key service, and is refused.
+        def refused() -> httpx.Response | None:
+            read = client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}")
+            assert read.status_code in (200, 503), read.text
+            return read if read.status_code == 503 else None
+
+        read = wait_until(refused, "reads to need the key service (the cached data keys to expire)", every=0.2)
+        assert "nothing was written" in read.json()["message"]
         write = client.post(
             f"/api/v1/orgs/{made['slug']}/members",
             json={
@@ -157,8 +162,20 @@ def test_rotation_rewraps_data_keys_and_retires_old_versions(stack: Stack) -> No
         stack, "SELECT wrapped, key_version FROM tenant_data_key WHERE org_id = $1", uuid.UUID(made["organisation_id"])
     )
     assert all(k["wrapped"].startswith("vault:v2:") and k["key_version"] == 2 for k in keys)
-    time.sleep(3.2)  # the region service reloads its cached keys: now from the v2 wrapping
-    assert client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}").json()["name"] == member["name"]
+    # The region service still holds the data keys it unwrapped before the rotation (its
+    # cache, at most 3 s here). The first use after that adds its use count to the stored
+    # one, then unwraps them again, now from v2 only (v1 is retired): every read until
+    # the count moves gives the name, and so does the one that reloaded.
+    used = "SELECT sum(encryptions) AS n FROM tenant_data_key WHERE org_id = $1"
+    org_id = uuid.UUID(made["organisation_id"])
+    before = rows(stack, used, org_id)[0]["n"]
+
+    def reloaded() -> bool:
+        read = client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}")
+        assert read.status_code == 200 and read.json()["name"] == member["name"], read.text
+        return bool(rows(stack, used, org_id)[0]["n"] > before)
+
+    wait_until(reloaded, "the region service to reload the organisation's data keys", every=0.2)
     assert cli(stack, "keys", "rotate", "--org", "no-such-org").returncode == 2
 
 
@@ -261,7 +278,13 @@ def test_a_tenant_whose_key_is_gone_gets_410(stack: Stack) -> None:
     name = f"org-{made['organisation_id']}"
     vault.secrets.transit.update_key_configuration(name=name, deletion_allowed=True)
     vault.secrets.transit.delete_key(name=name)
-    time.sleep(3.2)  # past the data-key cache's maximum age
-    response = client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}")
-    assert response.status_code == 410 and response.json()["error"] == "gone"
+
+    # Served from the data-key cache (at most 3 s old here) until the entry expires.
+    def gone() -> httpx.Response | None:
+        read = client.get(f"/api/v1/orgs/{made['slug']}/members/{member['id']}")
+        assert read.status_code in (200, 410), read.text
+        return read if read.status_code == 410 else None
+
+    response = wait_until(gone, "reads to find the key gone (the cached data keys to expire)", every=0.2)
+    assert response.json()["error"] == "gone"
     assert member["email"] not in response.text

@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 
 from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.media_nodes.receipts import verify as verify_receipt
-from tests.conftest import Stack, fetch, free_port
+from tests.conftest import Stack, TurnClient, fetch, free_port, release_turn, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -63,13 +63,12 @@ def admit_refused(stack: Stack, region: str, practice: dict) -> str:  # type: ig
 async def turn_allocate(port: int, username: str, password: str) -> bool:
     """A real TURN Allocate against a relay on loopback: does it accept the credentials?"""
     try:
-        transport, _ = await asyncio.wait_for(
-            create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", port), username, password, lifetime=60), 5
+        transport, client = await asyncio.wait_for(
+            create_turn_endpoint(TurnClient, ("127.0.0.1", port), username, password, lifetime=60), 5
         )
     except TransactionFailed:  # the relay answered 401
         return False
-    transport.close()
-    await asyncio.sleep(0.1)
+    await release_turn(transport, client)
     return True
 
 
@@ -82,6 +81,13 @@ def practice_in(stack: Stack, region: str) -> dict:  # type: ignore[type-arg]
 
 def relay_urls(joined: dict) -> list[str]:  # type: ignore[type-arg]
     return [url for server in joined["ice_servers"] for url in server["urls"] if url.startswith("turn")]
+
+
+def relay_status(ops_api: httpx.Client) -> str | None:
+    """The node's status in the US region service's registry (its ops API), if listed."""
+    listed = ops_api.get("/ops/v1/media-nodes/")
+    assert listed.status_code == 200, listed.text
+    return next((n["status"] for n in listed.json()["nodes"] if n["node_id"] == "us-relay-1"), None)
 
 
 def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
@@ -126,11 +132,10 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         start_new_session=True,
     )
     try:
-        ops = httpx.Client(base_url=stack.region_url("us"), headers={"authorization": f"Bearer {stack.ops_token}"})
-        deadline = time.monotonic() + 20
-        while not any(n["node_id"] == "us-relay-1" for n in ops.get("/ops/v1/media-nodes/").json()["nodes"]):
-            assert time.monotonic() < deadline, "the node's heartbeats never reached the registry"
-            time.sleep(0.3)
+        ops_api = httpx.Client(
+            base_url=stack.region_url("us"), headers={"authorization": f"Bearer {stack.ops_token}"}, timeout=30
+        )
+        wait_until(lambda: relay_status(ops_api) == "active", "the node's heartbeats to reach the registry", every=0.3)
         joined = asyncio.run(joined_of_a_new_call(stack, "us", us))
         assert relay_urls(joined) == [f"turn:127.0.0.1:{port}?transport=udp", f"turn:127.0.0.1:{port}?transport=tcp"]
         server = next(s for s in joined["ice_servers"] if s.get("username"))
@@ -176,10 +181,12 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         assert done.returncode == 0 and "cordoned" in done.stdout, done.stderr
         listed = subprocess.run([*ops, "cordons", *config], capture_output=True, text=True, env=env, check=False)
         assert "us-relay-1" in listed.stdout and "kernel update" in listed.stdout
-        time.sleep(2.5)  # every replica re-reads the cordons every 2 s
+        # The command writes the region DB; the region service's registry follows it (it
+        # re-reads the cordons every 2 s) and its ops API shows the registry's state.
+        wait_until(lambda: relay_status(ops_api) == "cordoned", "the region service to follow the cordon")
         assert "no media relay" in admit_refused(stack, "us", us).lower()
         subprocess.run([*ops, "uncordon", "us-relay-1", *config], check=True, env=env, timeout=60, capture_output=True)
-        time.sleep(2.5)
+        wait_until(lambda: relay_status(ops_api) == "active", "the region service to follow the uncordon")
         assert relay_urls(asyncio.run(joined_of_a_new_call(stack, "us", us)))
     finally:
         agent.send_signal(signal.SIGTERM)

@@ -14,7 +14,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from cryptography.x509.oid import NameOID
 
 from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.media_nodes.receipts import verify as verify_receipt
-from tests.conftest import Stack, fetch, free_port
+from tests.conftest import Stack, TurnClient, fetch, free_port, release_turn, wait_until
 from tests.e2e.test_call_aiortc import LUMA, Peer, arrive, frames_from, login, mean_luma, receive, socket
 
 pytestmark = pytest.mark.e2e
@@ -119,16 +118,6 @@ def ops(stack: Stack) -> httpx.Client:
     )
 
 
-def wait_for(check: Any, what: str, within: float = 20.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)
-
-
 def node_view(stack: Stack) -> dict[str, Any] | None:
     listed = ops(stack).get("/")
     assert listed.status_code == 200, listed.text
@@ -136,7 +125,7 @@ def node_view(stack: Stack) -> dict[str, Any] | None:
 
 
 def node_where(stack: Stack, wanted: Any) -> dict[str, Any] | None:
-    """The node's view if ``wanted(view)`` holds, else None (for ``wait_for``)."""
+    """The node's view if ``wanted(view)`` holds, else None (for ``wait_until``)."""
     view = node_view(stack)
     return view if view is not None and wanted(view) else None
 
@@ -197,9 +186,9 @@ def relay_urls(joined: dict[str, Any]) -> list[str]:
 
 async def turn_allocate_over_tls(node: Node, username: str, password: str) -> bool:
     context = ssl.create_default_context(cafile=str(node.cert))
-    transport, _ = await asyncio.wait_for(
+    transport, client = await asyncio.wait_for(
         create_turn_endpoint(
-            asyncio.DatagramProtocol,
+            TurnClient,
             ("127.0.0.1", node.tls_port),
             username,
             password,
@@ -210,13 +199,12 @@ async def turn_allocate_over_tls(node: Node, username: str, password: str) -> bo
         10,
     )
     relayed = transport.get_extra_info("sockname")
-    transport.close()
-    await asyncio.sleep(0.1)
+    await release_turn(transport, client)
     return bool(relayed) and RELAY_PORTS[0] <= relayed[1] <= RELAY_PORTS[1]
 
 
 def test_media_flows_through_the_allocated_node_and_tls_works(stack: Stack, node: Node) -> None:
-    wait_for(lambda: node_where(stack, lambda v: v["status"] == "active"), "the node never registered")
+    wait_until(lambda: node_where(stack, lambda v: v["status"] == "active"), "the node to register", every=0.3)
     practice = us_practice(stack)
     call = asyncio.run(a_call(stack, practice, with_media=True))
     joined = call["joined"]
@@ -242,7 +230,7 @@ def test_media_flows_through_the_allocated_node_and_tls_works(stack: Stack, node
 
 
 def test_ops_see_restarts_and_drain_a_node(stack: Stack, node: Node) -> None:
-    wait_for(lambda: node_where(stack, lambda v: v["status"] == "active"), "the node never registered")
+    wait_until(lambda: node_where(stack, lambda v: v["status"] == "active"), "the node to register", every=0.3)
     client = ops(stack)
     # Only the region's ops team: anonymous callers, members and integration tokens are refused.
     assert httpx.get(f"{stack.region_url('us')}/ops/v1/media-nodes/").status_code == 401
@@ -261,22 +249,25 @@ def test_ops_see_restarts_and_drain_a_node(stack: Stack, node: Node) -> None:
     before = node_view(stack)
     assert before is not None and before["turn_urls"][-1].startswith("turns:")
     os.kill(node.coturn_pid(), signal.SIGKILL)
-    after = wait_for(
+    after = wait_until(
         lambda: node_where(stack, lambda v: v["restarts"] > before["restarts"] and v["status"] == "active"),
-        "the restart never showed",
+        "the restart to show",
+        every=0.3,
     )
     assert after["alive"] is True
-    rows = wait_for(
+    rows = wait_until(
         lambda: asyncio.run(
             fetch(stack.dsns["us"], "SELECT restarts, last_seq, state FROM media_node WHERE node_id = $1", NODE)
         ),
-        "the registry never wrote the node to the region DB",
+        "the registry to write the node to the region DB",
+        every=0.3,
     )
-    wait_for(
+    wait_until(
         lambda: asyncio.run(
             fetch(stack.dsns["us"], "SELECT 1 FROM media_node WHERE node_id = $1 AND restarts >= 1", NODE)
         ),
-        "the restart count never reached the region DB",
+        "the restart count to reach the region DB",
+        every=0.3,
     )
     assert rows[0]["state"] == "active" and rows[0]["last_seq"] > 0
 
@@ -284,12 +275,14 @@ def test_ops_see_restarts_and_drain_a_node(stack: Stack, node: Node) -> None:
     drained = client.post(f"/{NODE}/drain", json={"reason": "kernel update"})
     assert drained.status_code == 200, drained.text
     assert drained.json()["status"] in ("draining", "drained") and drained.json()["drain_requested"] is True
-    time.sleep(2.5)  # every replica follows the region DB's cordons within 2 s
+    # This replica applies the drain at once (others follow the region DB within 2 s):
+    # its registry, which the ops API shows, is what the admission below asks.
+    wait_until(lambda: node_where(stack, lambda v: v["drain_requested"]), "the registry to hold the drain")
     visit = httpx.post(f"{practice['base']}/{practice['slug']}/room/visits", data={"name": "V", "consent": "yes"})
     visit_id = visit.headers["location"].rsplit("/", 1)[1]
     refused = practice["client"].post(f"/api/v1/orgs/{practice['slug']}/visits/{visit_id}/admit")
     assert refused.status_code == 503 and "no media relay is available in region us" in refused.text.lower()
-    wait_for(lambda: node_where(stack, lambda v: v["status"] == "drained"), "the node never showed drained")
+    wait_until(lambda: node_where(stack, lambda v: v["status"] == "drained"), "the node to show drained", every=0.3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")}
     listed = subprocess.run(
         [*OPS_CLI, "list", "--region", "us", "--config", str(stack.run_dir / "region-us.toml")],
@@ -303,7 +296,7 @@ def test_ops_see_restarts_and_drain_a_node(stack: Stack, node: Node) -> None:
 
     back = client.post(f"/{NODE}/uncordon")
     assert back.status_code == 200 and back.json()["status"] == "active"
-    time.sleep(2.5)
+    wait_until(lambda: node_where(stack, lambda v: v["status"] == "active"), "the registry to take the node back")
     assert relay_urls(asyncio.run(a_call(stack, practice, with_media=False))["joined"])
 
 
@@ -311,7 +304,7 @@ async def test_the_network_test_runs_through_the_allocated_node(stack: Stack, no
     from tests.e2e.test_network_test_e2e import Visit, run_test
 
     await asyncio.to_thread(
-        wait_for, lambda: node_where(stack, lambda v: v["status"] == "active"), "the node never registered"
+        wait_until, lambda: node_where(stack, lambda v: v["status"] == "active"), "the node to register", every=0.3
     )
     visit = await asyncio.to_thread(Visit, stack, "us")
     async with visit.client() as http:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Stack, fetch, stored_network_test_result
-from tests.media_nodes.test_network_test import BrowserPeer
+from tests.conftest import Stack, fetch, stored_network_test_result, wait_until_async
+from tests.e2e.test_network_test_relay import BrowserPeer
 
 pytestmark = pytest.mark.e2e
 
@@ -201,14 +202,18 @@ async def test_concurrent_tests_are_bounded_with_429(stack: Stack, visit: Visit)
         browsers = [BrowserPeer(relays) for _ in range(5)]
         try:
             offers = [await browser.offer() for browser in browsers]
+
+            async def started_with(offer: str) -> httpx.Response | None:
+                """The test started (or refused otherwise), unless all places are taken."""
+                started = await http.post(visit.test_path, json={"transport": "udp", "sdp": offer, **SHORT})
+                return None if started.status_code == 429 else started
+
             answers = []
             for offer in offers[:4]:
-                async with asyncio.timeout(15):  # an earlier test's peers may still be closing
-                    while True:
-                        started = await http.post(visit.test_path, json={"transport": "udp", "sdp": offer, **SHORT})
-                        if started.status_code != 429:
-                            break
-                        await asyncio.sleep(0.3)
+                # An earlier test's peers may still be closing.
+                started = await wait_until_async(
+                    functools.partial(started_with, offer), "a free place for a test", within=15, every=0.3
+                )
                 assert started.status_code == 201, started.text
                 answers.append(started.json()["sdp"])
             refused = await http.post(visit.test_path, json={"transport": "udp", "sdp": offers[4], **SHORT})
@@ -219,12 +224,9 @@ async def test_concurrent_tests_are_bounded_with_429(stack: Stack, visit: Visit)
             async with asyncio.timeout(40):
                 results = await asyncio.gather(*(browser.result for browser in browsers[:4]))
             assert all(result["rtt_ms"] for result in results)
-            async with asyncio.timeout(10):
-                while True:
-                    again = await http.post(visit.test_path, json={"transport": "udp", "sdp": offers[4], **SHORT})
-                    if again.status_code != 429:
-                        break
-                    await asyncio.sleep(0.3)
+            again = await wait_until_async(
+                functools.partial(started_with, offers[4]), "a place given back", within=10, every=0.3
+            )
             assert again.status_code == 201, again.text
         finally:
             for browser in browsers:

@@ -6,7 +6,6 @@ schedules the purge; ``konsil purge`` by hand, with a dry run and a progress bar
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -14,7 +13,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 from konsil.compliance.retention.policy import DATA_CLASSES
 from konsil.platform.core.settings import Settings, load_settings
 from konsil.regions.tasks import PURGE, CeleryRunner, queue_name
-from tests.conftest import SESSION_TAG, fetch
+from tests.conftest import SESSION_TAG, fetch, wait_until_async
 
 pytestmark = pytest.mark.e2e
 
@@ -157,16 +155,6 @@ async def run_evidence(dsn: str, run_id: uuid.UUID) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-async def wait_for(check: Callable[[], Any], within: float = 20, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(every)
-
-
 async def finished_run(dsn: str, run_id: uuid.UUID) -> list[dict[str, Any]] | None:
     """The run's evidence once every class has its row and none is still running; else None."""
     rows = await run_evidence(dsn, run_id)
@@ -217,14 +205,14 @@ async def test_a_worker_killed_mid_purge_and_restarted_ends_as_an_uninterrupted_
 
     with konsil(lifecycle, "worker", "--region", "eu") as worker:
         CeleryRunner(lifecycle, "eu").submit(PURGE, run_id)
-        await wait_for(purging, every=0.01)
+        await wait_until_async(purging, "the purge to be running", every=0.01)
         os.killpg(worker.pid, signal.SIGKILL)  # mid-purge: no chance to finish or acknowledge
         worker.wait()
     removed_before_restart = await counts(dsn, expired)
     assert 0 < removed_before_restart["visit"] < VISITS, "killed in the middle"
 
     with konsil(lifecycle, "worker", "--region", "eu"):  # the redelivered task continues the same run
-        evidence = await wait_for(lambda: finished_run(dsn, run_id))
+        evidence = await wait_until_async(lambda: finished_run(dsn, run_id), "the run to finish", every=0.05)
 
     # The evidence is that of a run without the kill: one row per class, exact counts.
     await assert_as_one_uninterrupted_run(dsn, run_id, evidence, expired, fresh, VISITS)
@@ -244,7 +232,7 @@ async def test_an_eu_task_is_never_run_by_a_us_worker(lifecycle: Settings) -> No
         async def refused() -> bool:
             return "refused a task of region 'eu'" in us_worker.log.read_text(errors="replace")  # type: ignore[attr-defined]
 
-        await wait_for(refused)
+        await wait_until_async(refused, "the US worker to refuse the EU task", every=0.05)
         assert await run_evidence(us, forged) == [] and await run_evidence(eu, forged) == []
         assert (await counts(us, us_org))["visit"] == 10 and (await counts(eu, eu_org))["visit"] == 10
 
@@ -255,7 +243,7 @@ async def test_an_eu_task_is_never_run_by_a_us_worker(lifecycle: Settings) -> No
                 rows = await run_evidence(eu, run_id)
                 return bool(rows) and all(r["outcome"] != "running" for r in rows)
 
-            await wait_for(eu_done)
+            await wait_until_async(eu_done, "the EU run to finish", every=0.05)
     assert (await counts(eu, eu_org))["visit"] == 0
     assert (await counts(us, us_org))["visit"] == 10, "the US region's data is only purged by US tasks"
     assert await run_evidence(us, run_id) == []
@@ -274,7 +262,7 @@ async def test_beat_schedules_the_purge_on_the_regions_workers(lifecycle: Settin
             )
             return bool(rows)
 
-        await wait_for(scheduled)
+        await wait_until_async(scheduled, "a scheduled run to succeed", every=0.05)
     assert (await counts(dsn, org_id))["visit"] == 0
 
 

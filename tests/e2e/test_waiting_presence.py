@@ -4,14 +4,13 @@ Against the running EU region, sockets driven by hand."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import uuid
 from typing import Any
 
 import pytest
 
-from tests.conftest import Stack, fetch
+from tests.conftest import Stack, fetch, wait_until_async
 from tests.e2e.test_signaling_input import Practice, arrive, practice, receive, socket
 
 pytestmark = pytest.mark.e2e
@@ -29,16 +28,6 @@ async def away_since(p: Practice, visit_id: uuid.UUID) -> str | None:
     return entry["away_since"]
 
 
-async def until(check: Any, within: float = 10) -> Any:
-    """The first true answer of ``check`` (the server marks a closed socket just after it closed)."""
-    async with asyncio.timeout(within):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.05)
-
-
 async def test_a_visitor_who_closes_the_page_is_shown_away_then_left(stack: Stack) -> None:
     async with practice(stack) as p:
         visitor = await arrive(p)
@@ -50,7 +39,8 @@ async def test_a_visitor_who_closes_the_page_is_shown_away_then_left(stack: Stac
                 assert await away_since(p, visitor.visit_id) is None, "connected"
             # The page closed: the dashboard hears of it and the list says since when.
             assert (await receive(dashboard))["type"] == "waiting-changed"
-            since = await until(lambda: away_since(p, visitor.visit_id))
+            # The server marks a closed socket just after it closed.
+            since = await wait_until_async(lambda: away_since(p, visitor.visit_id), "the visitor to show away")
             assert dt.datetime.fromisoformat(since) <= dt.datetime.now(dt.UTC)
 
             async with socket(p.base, f"{visitor.path}/ws", konsil_visit=visitor.token) as page:
@@ -59,7 +49,7 @@ async def test_a_visitor_who_closes_the_page_is_shown_away_then_left(stack: Stac
                 assert (await receive(dashboard))["type"] == "waiting-changed"
 
         # Away for longer than ten minutes: no longer waiting, the visit has been left.
-        await until(lambda: away_since(p, visitor.visit_id))
+        await wait_until_async(lambda: away_since(p, visitor.visit_id), "the visitor to show away again")
         eleven_minutes_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=11)
         await fetch(
             stack.dsns["eu"], "UPDATE visit SET away_since = $1 WHERE id = $2", eleven_minutes_ago, visitor.visit_id
@@ -83,7 +73,14 @@ async def test_a_visitor_who_leaves_or_is_admitted_is_never_marked_away(stack: S
             call = await p.expert.post(f"/api/v1/orgs/{p.slug}/visits/{admitted.visit_id}/admit")
             assert call.status_code == 200, call.text
             assert (await receive(page, skip=("hello", "present")))["type"] == "joined"
-        await asyncio.sleep(0.5)  # the sockets' teardown has run
+        # Their pages' sockets closed; the server tears each down just after. A page that
+        # opens and closes after theirs goes through the same teardown, on the same event
+        # loop, begun later: once it has marked that visitor away, theirs have run. (A
+        # sleep instead would let a mark that comes late pass unseen.)
+        last = await arrive(p, "Lars Last")
+        async with socket(p.base, f"{last.path}/ws", konsil_visit=last.token) as page:
+            assert (await receive(page))["type"] == "waiting"
+        await wait_until_async(lambda: away_since(p, last.visit_id), "the last page's teardown to mark it away")
         rows = await fetch(
             stack.dsns["eu"],
             "SELECT status, away_since FROM visit WHERE id = ANY($1::uuid[]) ORDER BY status",

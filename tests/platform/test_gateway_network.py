@@ -13,6 +13,7 @@ import pytest
 from konsil.platform.control import network
 from konsil.platform.control.network import Answer, Origin, RegionPool, RegionTimeout, RegionUnavailable
 from konsil.platform.core.signing import NONCE_HEADER, RequestSigner, Verifier
+from tests.conftest import wait_until_async
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
 
@@ -93,7 +94,8 @@ async def test_the_pool_reuses_live_connections_and_replaces_closed_ones(region:
         assert (answer.status, body) == (200, b"ok")
     assert peer.connections == 1, "kept alive"
     peer.hang_up()
-    await asyncio.sleep(0.05)
+    kept = answer
+    await wait_until_async(lambda: kept.lost, "the pool to see the region hang up", within=5, every=0.01)
     answer, body = await fetch(pool, origin)  # not sent on the closed connection
     assert (answer.status, body) == (200, b"ok")
     assert peer.connections == 2
@@ -106,7 +108,7 @@ async def test_a_connection_idle_longer_than_the_region_keeps_it_is_not_reused(
     peer, origin = region
     pool = RegionPool(idle_seconds=0.05)
     await fetch(pool, origin)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # idle past its limit (the pool looks at the age when it reuses one)
     _, body = await fetch(pool, origin)
     assert body == b"ok" and peer.connections == 2
     await pool.aclose()
@@ -291,8 +293,9 @@ async def test_a_large_answer_pauses_the_region_until_the_client_reads(region: t
     peer.replies = [b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body]
     pool = RegionPool()
     answer = await pool.request(origin, head(), b"")
-    await asyncio.sleep(0.2)  # a slow client: the pool stops reading instead of buffering it all
-    assert answer._paused and answer._buffered < len(body)
+    # A slow client (nothing read yet): the pool stops reading instead of buffering it all.
+    await wait_until_async(lambda: answer._paused, "the pool to pause reading", within=5, every=0.01)
+    assert answer._buffered < len(body)
     parts = []
     while chunk := await answer.read_body():
         parts.append(chunk)
@@ -305,8 +308,8 @@ async def test_a_large_answer_pauses_the_region_until_the_client_reads(region: t
 async def test_a_region_speaking_on_an_idle_connection_loses_it(region: tuple[Region, Origin]) -> None:
     peer, origin = region
     pool = RegionPool()
-    await fetch(pool, origin)
+    kept, _ = await fetch(pool, origin)
     peer.writers[0].write(OK)  # an answer nobody asked for
-    await asyncio.sleep(0.05)
+    await wait_until_async(lambda: kept.lost, "the pool to drop the connection", within=5, every=0.01)
     assert (await fetch(pool, origin))[1] == b"ok" and peer.connections == 2
     await pool.aclose()

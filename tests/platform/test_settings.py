@@ -3,7 +3,6 @@ naming the key; each process is handed only its own slice of the configuration."
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -341,50 +340,3 @@ def test_the_control_planes_part_is_checked_naming_the_key(write: Callable[[str]
 def test_dump_settings_without_a_discovery_key(write: Callable[[str], Path]) -> None:
     settings = load(write(CONTROL.replace(f'discovery_key = "{DISCOVERY_KEY}"\n', "") + EU))
     assert load(write(dump_settings(settings.for_region("eu")))) == settings.for_region("eu")
-
-
-# --- the command line -------------------------------------------------------
-
-
-def run_check(konsil: Path, path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(konsil), "check-config", "--config", str(path)],
-        cwd=path.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-@pytest.mark.parametrize(
-    ("text", "key"),
-    [
-        pytest.param(FULL.replace(US_SECRET, "too-short"), "regions.us.internal_secret", id="short-secret"),
-        pytest.param(FULL.replace("[control]\n", "[control]\ncolour = 1\n"), "control.colour", id="unknown-key"),
-    ],
-)
-def test_check_config_cli_reports_one_line(
-    konsil_script: Path,
-    write: Callable[[str], Path],
-    child_env: Callable[..., dict[str, str]],
-    text: str,
-    key: str,
-) -> None:
-    done = run_check(konsil_script, write(text), child_env())
-    assert done.returncode == 2
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"konsil: configuration error: {key}:")
-    assert "Traceback" not in done.stderr
-    assert done.stdout == ""
-
-
-def test_check_config_cli_accepts_a_valid_file(
-    konsil_script: Path, write: Callable[[str], Path], child_env: Callable[..., dict[str, str]]
-) -> None:
-    done = run_check(konsil_script, write(FULL), child_env())
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
-    assert "configuration is valid" in done.stdout and "eu, us" in done.stdout

@@ -1,13 +1,11 @@
 """The local keyring's own promises: its files, and sharing one keyring between
-processes (the region service and the ``konsil keys`` CLI)."""
+instances (the region service and the ``konsil keys`` CLI). Several processes
+rotating at once: tests/e2e/test_local_keyring_processes.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import stat
-import sys
-import textwrap
 import uuid
 from pathlib import Path
 
@@ -105,25 +103,3 @@ async def test_two_instances_share_one_keyring(keyring_dir: Path) -> None:
     await cli.delete_key(org)
     with pytest.raises(KeyDestroyed):
         await service.unwrap(org, rewrapped)
-
-
-async def test_concurrent_processes_lose_no_rotation(keyring_dir: Path) -> None:
-    keyring = LocalKeyring(keyring_dir)
-    org = uuid.uuid4()
-    await keyring.create_key(org)
-    script = textwrap.dedent(
-        f"""
-        import asyncio, uuid
-        from konsil.platform.core.keys.local import LocalKeyring
-
-        async def main():
-            keyring = LocalKeyring({str(keyring_dir)!r})
-            for _ in range(20):
-                await keyring.rotate(uuid.UUID({str(org)!r}))
-
-        asyncio.run(main())
-        """
-    )
-    workers = [await asyncio.create_subprocess_exec(sys.executable, "-c", script) for _ in range(3)]
-    assert await asyncio.wait_for(asyncio.gather(*(w.wait() for w in workers)), 30) == [0, 0, 0]
-    assert (await keyring.key_info(org)).latest_version == 61

@@ -1,5 +1,7 @@
 """The key-provider contract: every implementation (Vault Transit with token and
-AppRole auth against a real OpenBao, and the local keyring) behaves the same."""
+AppRole auth against a real OpenBao, and the local keyring) behaves the same. Here
+against the local keyring; tests/e2e/test_key_providers_vault.py runs these tests
+against OpenBao."""
 
 from __future__ import annotations
 

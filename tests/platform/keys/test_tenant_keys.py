@@ -1,31 +1,24 @@
 """TenantKeys: the data-key cache (no key-service round trip after warm-up; bounded
-age and uses; emptied when the key is deleted), blind indexes, field binding."""
+age and uses; emptied when the key is deleted), blind indexes, field binding. Over
+the local keyring here; tests/e2e/test_tenant_keys_vault.py runs them over OpenBao."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 
 import pytest
 from piccolo.engine.base import Engine
 
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef
-from konsil.platform.core.keys.local import LocalKeyring
-from konsil.platform.core.keys.provider import KeyDestroyed
+from konsil.platform.core.keys.provider import KeyDestroyed, KeyProvider
 from konsil.platform.core.keys.service import TenantKeys
-from konsil.platform.core.keys.vault import VaultTransitProvider
 from konsil.tenants.tables import TenantDataKey
-from tests.conftest import BaoServer
 
 
-@pytest.fixture(params=["vault", "local"])
-def keys(request: pytest.FixtureRequest, region_engine: Engine, tmp_path: Path) -> TenantKeys:
-    if request.param == "vault":
-        bao: BaoServer = request.getfixturevalue("bao")
-        provider = VaultTransitProvider(bao.url, token=bao.root_token, timeout=2)
-    else:
-        provider = LocalKeyring(tmp_path / "keyring")
+@pytest.fixture
+def keys(provider: KeyProvider, region_engine: Engine) -> TenantKeys:
+    """Over the local keyring here; over OpenBao in tests/e2e/test_tenant_keys_vault.py."""
     return TenantKeys(provider, max_age_seconds=300, max_uses=1000)
 
 
@@ -61,7 +54,7 @@ async def test_the_maximum_age_refreshes_the_cache(keys: TenantKeys) -> None:
     await keys.provision(org)
     await keys.cipher(org)
     before = keys.provider.round_trips
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # time past the maximum age (read when the cache is used; no poller)
     await keys.cipher(org)
     assert keys.provider.round_trips == before + 2
 
@@ -96,7 +89,7 @@ async def test_the_use_budget_of_a_data_key_survives_cache_reloads(keys: TenantK
     cipher = await keys.cipher(org)
     assert cipher.active_key_id == first_key and cipher.encryptions == 2
     cipher.seal(ref(org, org), "c")
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # expires again
     cipher = await keys.cipher(org)
     assert cipher.active_key_id != first_key, "a spent key is not used again after a reload"
     rows = await TenantDataKey.select().where(TenantDataKey.id == first_key).run()

@@ -151,16 +151,6 @@ def test_the_view_pages_newest_first_and_filters_by_outcome_and_time(stack: Stac
         assert response.status_code == 400, (bad, response.text)
 
 
-def test_the_denial_bound_counts_per_key_and_minute() -> None:
-    now = [0.0]
-    bound = DenialBound(3, clock=lambda: now[0], max_keys=2)
-    assert [bound.admit("a") for _ in range(5)] == ["log", "log", "log", "summary", None]
-    assert bound.admit("b") == "log", "another actor has a bound of its own"
-    assert bound.admit("c") is None, "past max_keys a new key is not tracked"
-    now[0] = 60.0
-    assert bound.admit("a") == "log", "a new minute starts afresh"
-
-
 @pytest.mark.e2e
 async def test_refusals_from_many_actors_are_bounded_per_organisation(
     stack: Stack, monkeypatch: pytest.MonkeyPatch

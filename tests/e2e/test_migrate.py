@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
 import secrets
 import sqlite3
 import subprocess
@@ -17,8 +16,8 @@ import pytest
 
 from konsil.platform.control.tables import CONTROL_TABLES
 from konsil.regions.tables import REGION_TABLES
+from tests.conftest import PG_SERVER
 
-PG_SERVER = os.environ.get("KONSIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 PG_PASSWORD = "pw-never-printed-4821"  # trust auth ignores it; the output must not show it
 
 

@@ -1,5 +1,7 @@
-"""Fixtures shared by the platform tests: where the repository and the venv's tools are,
-and a child-process environment free of the caller's ``KONSIL_*`` / ``PICCOLO_*`` settings."""
+"""Fixtures of the tests that run Konsil's commands in child processes: where the
+repository and the venv's tools are, and a child-process environment free of the
+caller's ``KONSIL_*`` / ``PICCOLO_*`` settings. (Every test in this folder is marked
+``e2e`` by tests/conftest.py.)"""
 
 from __future__ import annotations
 

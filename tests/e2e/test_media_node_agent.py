@@ -18,12 +18,11 @@ from aioice import stun
 from aioice.turn import create_turn_endpoint
 
 from konsil.media_nodes import heartbeat
-from konsil.media_nodes.agent import AgentError, NodeAgent, main
-from konsil.media_nodes.coturn import CoturnConfig, CoturnError
+from konsil.media_nodes.agent import NodeAgent
 from konsil.media_nodes.ice import turn_credentials
-from tests.conftest import free_port
+from tests.conftest import AMQP_SERVER, TurnClient, free_port, release_turn
 
-BROKER = os.environ.get("KONSIL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
+BROKER = AMQP_SERVER
 INTERVAL = 0.5
 
 
@@ -96,12 +95,11 @@ def node(tmp_path: Path) -> Iterator[tuple[NodeAgent, Heartbeats, str, str]]:
 
 
 async def allocate(port: int, username: str, password: str) -> tuple[str, int]:
-    transport, _ = await asyncio.wait_for(
-        create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", port), username, password, lifetime=60), 5
+    transport, client = await asyncio.wait_for(
+        create_turn_endpoint(TurnClient, ("127.0.0.1", port), username, password, lifetime=60), 5
     )
     relayed = transport.get_extra_info("sockname")
-    transport.close()
-    await asyncio.sleep(0.1)  # let the deallocation go out
+    await release_turn(transport, client)
     return relayed
 
 
@@ -182,30 +180,6 @@ def test_drain_announces_draining_then_leaving_and_stops_coturn(node: tuple[Node
     # Nothing after leaving.
     with pytest.raises(AssertionError, match="no heartbeat"):
         beats.next(key, timeout=INTERVAL * 3)
-
-
-def test_bad_node_ids_and_empty_settings_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(AgentError, match="node id"):
-        NodeAgent("eu", "Bad_Node", BROKER, "k" * 20, "s" * 20, "h", "127.0.0.1", 3478, (50000, 50010))
-    config = tmp_path / "konsil.toml"
-    config.write_text(
-        "[[regions]]\n"
-        'id = "eu"\n'
-        'jurisdiction = "EU"\n'
-        'public_url = "http://127.0.0.1:1"\n'
-        'listen = "127.0.0.1:1"\n'
-        'database = "sqlite:///x.db"\n'
-        'internal_secret = "0123456789abcdef"\n'
-        f'broker_url = "{BROKER}"\n'
-        'turn_secret = "0123456789abcdefgh"\n'
-    )
-    assert main(["run", "--region", "eu", "--node-id", "n1", "--config", str(config)]) == 2
-    assert (
-        capsys.readouterr().err.strip()
-        == "konsil media-node: regions.eu.media_node_key: missing (needed to run a media node)"
-    )
-    assert main(["run", "--region", "us", "--node-id", "n1", "--config", str(config)]) == 2
-    assert "no region with id 'us'" in capsys.readouterr().err
 
 
 async def test_drain_waits_for_the_last_allocation(node: tuple[NodeAgent, Heartbeats, str, str]) -> None:
@@ -326,22 +300,3 @@ def test_a_port_already_taken_is_refused_at_start(node: tuple[NodeAgent, Heartbe
     agent, _, _, _ = node
     with pytest.raises(CoturnError, match="already in use"):
         CoturnProcess(agent.config, tmp_path / "other").start()
-
-
-def test_tls_needs_a_certificate_and_adds_a_turns_url(tmp_path: Path) -> None:
-    with pytest.raises(CoturnError, match="tls_cert_file"):
-        CoturnConfig("127.0.0.1", 3478, "s" * 20, tls_port=5349)
-    with pytest.raises(CoturnError, match="not a readable file"):
-        CoturnConfig("127.0.0.1", 3478, "s" * 20, tls_port=5349, tls_cert_file="/nope.crt", tls_key_file="/nope.key")
-    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
-    cert.write_text("x")
-    key.write_text("x")
-    with pytest.raises(CoturnError, match="TLS port"):
-        CoturnConfig("127.0.0.1", 3478, "s" * 20, tls_port=3478, tls_cert_file=str(cert), tls_key_file=str(key))
-    config = CoturnConfig("127.0.0.1", 3478, "s" * 20, tls_port=5349, tls_cert_file=str(cert), tls_key_file=str(key))
-    text = config.render(tmp_path)
-    assert "tls-listening-port=5349" in text and f"cert={cert}" in text and "no-tlsv1_1" in text
-    assert "no-tls\n" not in text and "no-dtls" in text
-    assert config.turn_urls("relay.example")[-1] == "turns:relay.example:5349?transport=tcp"
-    plain = CoturnConfig("127.0.0.1", 3478, "s" * 20)
-    assert "no-tls\n" in plain.render(tmp_path) and len(plain.turn_urls("relay.example")) == 2

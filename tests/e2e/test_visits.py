@@ -1,15 +1,19 @@
 """Visits and calls through the HTTP API: the join form, the waiting list, admission,
-end, calls today, retention, and the access log they leave."""
+end, calls today, retention, what a call is offered (relay only or not), and the access
+log they leave."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
+from typing import Any
 
 import httpx
 import msgspec
 import pytest
+from websockets.asyncio.client import connect
 
 from konsil.platform.core import errors
 from konsil.regions import container
@@ -18,7 +22,7 @@ from konsil.regions.tables import REGION_TABLES
 from konsil.tenants import organisations, visits
 from konsil.tenants.actors import Actor
 from konsil.tenants.tables import Visit
-from tests.conftest import Stack, bindings_restored, fetch
+from tests.conftest import Stack, bindings_restored, fetch, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -188,3 +192,83 @@ async def test_admission_waits_for_a_relay_whoever_admits(stack: Stack) -> None:
             assert call.visit_id == visit_id and call.room == "room"
         finally:
             await container.stop(ctx)
+
+
+def arrive(stack: Stack, region: str, slug: str, room: str) -> tuple[str, str, dict[str, str]]:
+    """A visitor posts the join form: the visit's id, its page's socket and cookie header."""
+    base = stack.region_url(region)
+    arrived = httpx.post(f"{base}/{slug}/{room}/visits", data={"name": "Kari Nordmann", "consent": "yes"})
+    assert arrived.status_code == 303, arrived.text
+    path = arrived.headers["location"]
+    socket = base.replace("http", "ws", 1) + path + "/ws"
+    return path.rsplit("/", 1)[1], socket, {"cookie": f"konsil_visit={arrived.cookies['konsil_visit']}"}
+
+
+async def offered(stack: Stack, region: str, slug: str, room: str, member: httpx.Client) -> dict[str, Any]:
+    """What a call is offered: a new visitor is admitted; its page's ``joined`` message."""
+    visit_id, socket, cookie = arrive(stack, region, slug, room)
+    async with connect(socket, additional_headers=cookie) as page, asyncio.timeout(20):
+        while json.loads(await page.recv())["type"] != "waiting":
+            pass
+        admitted = await asyncio.to_thread(member.post, f"/api/v1/orgs/{slug}/visits/{visit_id}/admit")
+        assert admitted.status_code == 200, admitted.text
+        while (event := json.loads(await page.recv()))["type"] != "joined":
+            pass
+    return dict(event)
+
+
+def relay_urls(joined: dict[str, Any]) -> list[str]:
+    return [url for server in joined["ice_servers"] for url in server["urls"] if url.startswith("turn")]
+
+
+def set_relay_only(owner: httpx.Client, slug: str, value: bool) -> None:
+    changed = owner.patch(f"/api/v1/orgs/{slug}/", json={"relay_only": value})
+    assert changed.status_code == 200 and changed.json()["relay_only"] is value, changed.text
+
+
+def test_relay_only_decides_whether_a_call_must_go_through_the_relay(stack: Stack, practice: dict) -> None:  # type: ignore[type-arg]
+    """The EU region has a relay of its own: a call is offered it either way, and
+    relay_only tells the browser whether it may connect directly too."""
+    slug, owner, expert = practice["slug"], practice["owner_client"], practice["client"]
+    forced = asyncio.run(offered(stack, "eu", slug, "sprechstunde", expert))
+    assert forced["relay_only"] is True and forced["notice"] is None
+    assert relay_urls(forced), "the region's relay is offered"
+
+    set_relay_only(owner, slug, False)
+    direct = asyncio.run(offered(stack, "eu", slug, "sprechstunde", expert))
+    assert direct["relay_only"] is False and direct["notice"] is None
+    assert relay_urls(direct) == relay_urls(forced), "the relay is still offered, only not forced"
+
+    set_relay_only(owner, slug, True)
+    assert asyncio.run(offered(stack, "eu", slug, "sprechstunde", expert))["relay_only"] is True
+
+
+def test_relay_only_without_a_relay_keeps_the_visitor_waiting_and_without_it_the_call_starts(stack: Stack) -> None:
+    """The US region's relays come from its media-node registry, which has none here:
+    relay-only calls are refused (the visitor keeps waiting); others start without a relay."""
+    ops = httpx.Client(base_url=stack.region_url("us"), headers={"authorization": f"Bearer {stack.ops_token}"})
+
+    def no_active_relay() -> bool:
+        listed = ops.get("/ops/v1/media-nodes/")
+        assert listed.status_code == 200, listed.text
+        return not [n for n in listed.json()["nodes"] if n["status"] == "active"]
+
+    wait_until(no_active_relay, "no US relay to be active (another test's node to leave)")
+    made = stack.signup("us")
+    slug = made["slug"]
+    owner = stack.login(stack.region_url("us"), slug, made["owner"]["email"])
+    assert owner.post(f"/api/v1/orgs/{slug}/rooms", json={"slug": "room", "title": "Room"}).status_code == 201
+
+    visit_id, _, _ = arrive(stack, "us", slug, "room")
+    refused = owner.post(f"/api/v1/orgs/{slug}/visits/{visit_id}/admit")
+    assert refused.status_code == 503 and "no media relay is available in region us" in refused.text.lower()
+    assert visit_id in {v["id"] for v in owner.get(f"/api/v1/orgs/{slug}/visits/waiting").json()}
+
+    set_relay_only(owner, slug, False)
+    direct = asyncio.run(offered(stack, "us", slug, "room", owner))
+    assert direct["relay_only"] is False and direct["notice"] is None and relay_urls(direct) == []
+    assert owner.post(f"/api/v1/orgs/{slug}/visits/{visit_id}/admit").status_code == 200, "the waiting one too"
+
+    set_relay_only(owner, slug, True)
+    other, _, _ = arrive(stack, "us", slug, "room")
+    assert owner.post(f"/api/v1/orgs/{slug}/visits/{other}/admit").status_code == 503
