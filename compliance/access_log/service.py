@@ -28,6 +28,8 @@ from konsil.platform.core import database
 from konsil.platform.core.access import ACTIONS, OUTCOMES, AccessEvent, Action, Outcome
 
 ProblemKind = Literal["modified", "deleted", "reordered"]
+# SQLite binds at most 32766 parameters a statement, 17 an entry; PostgreSQL takes arrays.
+SQLITE_ROWS_PER_INSERT = 1000
 
 __all__ = [
     "ACTIONS",
@@ -219,7 +221,9 @@ async def _insert(engine: Engine, records: list[EntryRecord]) -> None:
             _UNNEST_INSERT, *([getattr(record, name) for record in records] for name in _COLUMN_NAMES)
         )
         return
-    await AccessLogEntry.insert(*(AccessLogEntry(**msgspec.structs.asdict(r)) for r in records))
+    for start in range(0, len(records), SQLITE_ROWS_PER_INSERT):
+        chunk = records[start : start + SQLITE_ROWS_PER_INSERT]
+        await AccessLogEntry.insert(*(AccessLogEntry(**msgspec.structs.asdict(r)) for r in chunk))
 
 
 # --- reading -----------------------------------------------------------------------
@@ -620,8 +624,8 @@ def _is_retention_note(record: EntryRecord) -> bool:
 
 async def prune(org_id: uuid.UUID, before: datetime, *, limit: int, reference: str, source: str) -> int:
     """Remove up to ``limit`` of the organisation's oldest entries written before
-    ``before`` (REQUIREMENTS.md: the access log is kept at least 6 years), and return
-    how many went.
+    ``before`` (docs/promises.md, retention table: the access log is kept at least 6
+    years), and return how many went.
 
     Only a leading run of the chain goes, and only if it is intact: each entry must
     hash correctly and follow the one before it, starting from the last pruned point,
