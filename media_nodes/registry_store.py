@@ -13,8 +13,9 @@ from typing import Any
 
 import msgspec
 
+from konsil.media_nodes import cordons
 from konsil.media_nodes.registry import NodeRegistry, NodeState
-from konsil.media_nodes.tables import MediaNode, MediaNodeCordon
+from konsil.media_nodes.tables import MediaNode
 
 log = logging.getLogger("konsil.media_nodes")
 
@@ -25,8 +26,8 @@ async def load_replay_marks(registry: NodeRegistry) -> None:
 
 
 async def follow_cordons(registry: NodeRegistry) -> None:
-    rows = await MediaNodeCordon.select(MediaNodeCordon.node_id, MediaNodeCordon.drain).run()
-    registry.follow_cordons({row["node_id"] for row in rows}, {row["node_id"] for row in rows if row["drain"]})
+    found = await cordons.cordons()
+    registry.follow_cordons({c.node_id for c in found}, {c.node_id for c in found if c.drain})
 
 
 def _row(node: NodeState, now_wall: float, now_registry: float) -> dict[str, Any]:
