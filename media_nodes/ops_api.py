@@ -15,7 +15,7 @@ from litestar.params import Parameter
 
 from konsil.media_nodes import cordons
 from konsil.media_nodes.heartbeat import NodeId
-from konsil.media_nodes.registry import NodeRegistry, NodeState
+from konsil.media_nodes.registry import NodeRegistry, RegisteredNode
 from konsil.media_nodes.relays import RegionRelays
 from konsil.media_nodes.tables import MediaNode
 from konsil.platform.core import errors
@@ -73,7 +73,7 @@ def status_of(alive: bool, healthy: bool, state: str, cordoned: bool, drain: boo
     return "active" if healthy else "unhealthy"
 
 
-def _live(node: NodeState, registry: NodeRegistry, reason: str) -> NodeOut:
+def _live(node: RegisteredNode, registry: NodeRegistry, reason: str) -> NodeOut:
     alive = registry.is_alive(node) or (not node.healthy and registry.now() - node.last_seen <= registry.dead_after)
     return NodeOut(
         node_id=node.node_id,

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from konsil.media_nodes import cordons
-from konsil.media_nodes.registry import NodeRegistry, NodeState
+from konsil.media_nodes.registry import NodeRegistry, RegisteredNode
 from konsil.media_nodes.tables import MediaNode
 
 log = logging.getLogger("konsil.media_nodes")
@@ -30,7 +30,7 @@ async def follow_cordons(registry: NodeRegistry) -> None:
     registry.follow_cordons({c.node_id for c in found}, {c.node_id for c in found if c.drain})
 
 
-def _row(node: NodeState, now_wall: float, now_registry: float) -> dict[str, Any]:
+def _row(node: RegisteredNode, now_wall: float, now_registry: float) -> dict[str, Any]:
     seen = dt.datetime.fromtimestamp(now_wall - (now_registry - node.last_seen), dt.UTC)
     return {
         "node_id": node.node_id,

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 from piccolo.columns import Varchar
-from piccolo.columns.combination import Combinable
+from piccolo.custom_types import Combinable
 from piccolo.engine.base import Engine
 
 from konsil.compliance.access_log import chain
@@ -91,7 +91,7 @@ _ENTRY_COLUMNS = (
 )
 
 
-def _engine() -> Engine:
+def _engine() -> Engine[Any]:
     return AccessLogEntry._meta.db
 
 
@@ -127,7 +127,7 @@ def _record(row: dict[str, Any]) -> EntryRecord:
 # --- appending ---------------------------------------------------------------------
 
 
-async def _lock_head(engine: Engine, org_id: uuid.UUID) -> tuple[int, str]:
+async def _lock_head(engine: Engine[Any], org_id: uuid.UUID) -> tuple[int, str]:
     """Take the organisation's append lock and return its last (seq, hash).
 
     The insert comes first so that a new organisation's first two appends cannot
@@ -215,7 +215,7 @@ _UNNEST_INSERT = "INSERT INTO access_log_entry ({}) SELECT * FROM unnest({})".fo
 )
 
 
-async def _insert(engine: Engine, records: list[EntryRecord]) -> None:
+async def _insert(engine: Engine[Any], records: list[EntryRecord]) -> None:
     if database.is_postgres(engine):
         await AccessLogEntry.raw(
             _UNNEST_INSERT, *([getattr(record, name) for record in records] for name in _COLUMN_NAMES)

@@ -37,7 +37,8 @@ Req = Request[Any, Any, Any]
 
 
 def _org(request: Req) -> dict[str, Any]:
-    return request.state.org
+    org: dict[str, Any] = request.state.org  # set by the guard
+    return org
 
 
 @get(BASE, opt=rule(*MANAGERS, personal_data="dsr"), tags=["data-subject requests"])

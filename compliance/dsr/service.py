@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from piccolo.columns.combination import Combinable
+from piccolo.custom_types import Combinable
 
 from konsil.compliance.access_log.service import AccessEvent, append_many
 from konsil.compliance.access_log.tables import AccessLogEntry

@@ -36,7 +36,7 @@ from typing import Any
 
 import msgspec
 from piccolo.columns import Column
-from piccolo.columns.combination import Combinable
+from piccolo.custom_types import Combinable
 from piccolo.table import Table
 
 from konsil.compliance.access_log.service import (

@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect
 from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.media_nodes.receipts import verify as verify_receipt
 from tests.conftest import Stack, fetch, free_port
+from tests.e2e.test_media_node_call import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -80,6 +81,14 @@ def practice_in(stack: Stack, region: str) -> dict:  # type: ignore[type-arg]
     return {"slug": made["slug"], "client": client}
 
 
+def cordoned(ops_api: httpx.Client, node_id: str) -> bool | None:
+    """Whether the region service holds the node cordoned; None while it does not know it."""
+    for node in ops_api.get("/ops/v1/media-nodes/").json()["nodes"]:
+        if node["node_id"] == node_id:
+            return bool(node["cordoned"])
+    return None
+
+
 def relay_urls(joined: dict) -> list[str]:  # type: ignore[type-arg]
     return [url for server in joined["ice_servers"] for url in server["urls"] if url.startswith("turn")]
 
@@ -126,11 +135,9 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         start_new_session=True,
     )
     try:
-        ops = httpx.Client(base_url=stack.region_url("us"), headers={"authorization": f"Bearer {stack.ops_token}"})
-        deadline = time.monotonic() + 20
-        while not any(n["node_id"] == "us-relay-1" for n in ops.get("/ops/v1/media-nodes/").json()["nodes"]):
-            assert time.monotonic() < deadline, "the node's heartbeats never reached the registry"
-            time.sleep(0.3)
+        ops_api = httpx.Client(base_url=stack.region_url("us"), headers={"authorization": f"Bearer {stack.ops_token}"})
+        known = "the node's heartbeats never reached the registry"
+        wait_for(lambda: cordoned(ops_api, "us-relay-1") is not None, known)
         joined = asyncio.run(joined_of_a_new_call(stack, "us", us))
         assert relay_urls(joined) == [f"turn:127.0.0.1:{port}?transport=udp", f"turn:127.0.0.1:{port}?transport=tcp"]
         server = next(s for s in joined["ice_servers"] if s.get("username"))
@@ -176,10 +183,11 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         assert done.returncode == 0 and "cordoned" in done.stdout, done.stderr
         listed = subprocess.run([*ops, "cordons", *config], capture_output=True, text=True, env=env, check=False)
         assert "us-relay-1" in listed.stdout and "kernel update" in listed.stdout
-        time.sleep(2.5)  # every replica re-reads the cordons every 2 s
+        # The region service follows the cordons in its database within seconds.
+        wait_for(lambda: cordoned(ops_api, "us-relay-1") is True, "the region service never followed the cordon")
         assert "no media relay" in admit_refused(stack, "us", us).lower()
         subprocess.run([*ops, "uncordon", "us-relay-1", *config], check=True, env=env, timeout=60, capture_output=True)
-        time.sleep(2.5)
+        wait_for(lambda: cordoned(ops_api, "us-relay-1") is False, "the region service never followed the uncordon")
         assert relay_urls(asyncio.run(joined_of_a_new_call(stack, "us", us)))
     finally:
         agent.send_signal(signal.SIGTERM)

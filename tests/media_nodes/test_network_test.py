@@ -1,5 +1,5 @@
 """The pre-call network test's probe peer, verdict and stored result, against a real
-coturn relay with aiortc peers forced to relay (DESIGN.md section 4).
+coturn relay with aiortc peers forced to relay (docs/architecture.md, real parts in tests).
 
 ``BrowserPeer`` plays the visitor's browser exactly as tenants/static/network-test.js
 does: the same negotiated channels, echoing probes, sending bulk data when asked.
@@ -21,7 +21,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPee
 from piccolo.columns import ForeignKey, Varchar
 from piccolo.engine.base import Engine
 
-from konsil.media_nodes.ice import IceServer, turn_credentials
+from konsil.media_nodes.ice import turn_credentials
 from konsil.media_nodes.network_test import service
 from konsil.media_nodes.network_test.peer import (
     Figures,
@@ -35,9 +35,10 @@ from konsil.media_nodes.network_test.peer import (
 from konsil.media_nodes.network_test.tables import NetworkTestResult
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.media_nodes.relays import RegionRelays
-from konsil.platform.core.region import RegionContext
+from konsil.platform.core.region import IceServer, RegionContext
 from konsil.platform.core.settings import RegionSettings
 from tests.conftest import bare_region, coturn_server
+from tests.media_nodes.test_registry import beat, registry, send
 
 CHUNK = b"\x5a" * 16_384
 MAX_BUFFERED = 1_000_000
@@ -247,9 +248,9 @@ def test_relays_come_only_from_this_region_and_this_transport() -> None:
     with pytest.raises(service.NoRelay):
         service.relays(context(region(ice_servers=urls[1:], turn_secret=SECRET)), "udp", "nt-1")  # TCP only
     # A region with a media-node registry but no healthy node: cannot connect, never elsewhere.
-    registry = NodeRegistry("eu", "heartbeat-key-0123456789")
+    empty = NodeRegistry("eu", "heartbeat-key-0123456789")
     with pytest.raises(service.NoRelay, match="region eu"):
-        service.relays(context(region(turn_secret=SECRET), media_nodes=registry, turn_secret=SECRET), "udp", "nt-1")
+        service.relays(context(region(turn_secret=SECRET), media_nodes=empty, turn_secret=SECRET), "udp", "nt-1")
 
 
 def test_no_column_can_hold_a_visits_identity() -> None:
@@ -305,8 +306,6 @@ async def test_a_result_is_stored_without_a_visit_and_read_back(region_engine: E
 
 
 def test_the_service_end_of_a_test_uses_the_browsers_media_node() -> None:
-    from tests.media_nodes.test_registry import beat, registry, send
-
     nodes = registry()
     send(nodes, beat("eu-1", allocations=0))
     send(nodes, beat("eu-2", allocations=5))
