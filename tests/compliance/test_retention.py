@@ -120,6 +120,45 @@ async def new_org(ctx: RegionContext, retention_days: int = 30, contract_end: dt
     return org_id
 
 
+async def new_member(org_id: uuid.UUID) -> uuid.UUID:
+    member_id = uuid.uuid4()
+    await Member.insert(
+        Member(
+            id=member_id,
+            org_id=org_id,
+            name="kf1:x",
+            email="kf1:y",
+            email_lookup="l",
+            role="owner",
+            password_hash="h",
+        )
+    )
+    return member_id
+
+
+async def new_payment(org_id: uuid.UUID) -> None:
+    """A payment record under its legal hold, with the payer's (sealed) fields."""
+    await PaymentRecord.insert(
+        PaymentRecord(
+            id=uuid.uuid4(),
+            org_id=org_id,
+            provider_reference="pi_kept",
+            amount_minor=1,
+            currency="EUR",
+            payer_name="kf1:payer",
+            payer_email_index="e" * 64,
+            payer_phone_index="p" * 64,
+            keep_until=AS_OF + dt.timedelta(days=1000),
+        )
+    )
+
+
+async def new_network_test(org_id: uuid.UUID) -> None:
+    await NetworkTestResult.insert(
+        NetworkTestResult(id=uuid.uuid4(), org_id=org_id, runner="visitor", transport="udp", verdict="good")
+    )
+
+
 async def new_request(org_id: uuid.UUID, received_at: dt.datetime, **fields: Any) -> uuid.UUID:
     """A data-subject request (open unless ``status``/``completed_at`` say otherwise)."""
     request_id = uuid.uuid4()
@@ -326,15 +365,13 @@ async def test_a_visit_changed_while_its_batch_waits_is_deleted_only_if_it_still
     assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
 
 
-async def test_visits_that_keep_changing_stop_the_class_and_keep_their_organisation(
-    ctx: RegionContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Batches that pick visits but delete none (each changed meanwhile) end the class
-    after three tries with a note, instead of spinning; at contract end the organisation
-    then stays, so the next run finds its visits."""
+def visits_keep_changing(monkeypatch: pytest.MonkeyPatch, *, after: int = 0) -> list[int]:
+    """Every batch of the visit cascade picks a visit that changed meanwhile and deletes
+    none, after ``after`` batches that delete one visit each. Returns the batch sizes asked."""
+    real = removal.delete_visits
     batches: list[int] = []
 
-    async def always_changed(
+    async def changing(
         ctx: RegionContext,
         org_id: uuid.UUID,
         visit_ids: Sequence[uuid.UUID] | None = None,
@@ -343,9 +380,21 @@ async def test_visits_that_keep_changing_stop_the_class_and_keep_their_organisat
         limit: int = removal.CHUNK,
     ) -> removal.Cascade:
         batches.append(limit)
+        if len(batches) <= after:
+            return await real(ctx, org_id, arrived_before=arrived_before, limit=1)
         return removal.Cascade(1, dict.fromkeys(removal.VISIT_TABLE_NAMES, 0))
 
-    monkeypatch.setattr(removal, "delete_visits", always_changed)
+    monkeypatch.setattr(removal, "delete_visits", changing)
+    return batches
+
+
+async def test_visits_that_keep_changing_stop_the_class_and_keep_their_organisation(
+    ctx: RegionContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches that pick visits but delete none (each changed meanwhile) end the class
+    after three tries with a note, instead of spinning; at contract end the organisation
+    then stays, so the next run finds its visits."""
+    batches = visits_keep_changing(monkeypatch)
     org_id = await new_org(ctx, retention_days=1)
     await new_visit(org_id, AS_OF - dt.timedelta(days=2))
     ended = await new_org(ctx, contract_end=(AS_OF - dt.timedelta(days=200)).date())
@@ -580,36 +629,13 @@ async def test_contact_data_goes_90_days_after_contract_end_by_shredding_the_key
     ended = await new_org(ctx, contract_end=today - dt.timedelta(days=91))
     recent = await new_org(ctx, contract_end=today - dt.timedelta(days=89))
     for org_id in (ended, recent):
-        await Member.insert(
-            Member(
-                id=uuid.uuid4(),
-                org_id=org_id,
-                name="kf1:x",
-                email="kf1:y",
-                email_lookup="l",
-                role="owner",
-                password_hash="h",
-            )
-        )
+        await new_member(org_id)
         await Room.insert(Room(id=uuid.uuid4(), org_id=org_id, slug="r", title="R", expert_id=uuid.uuid4()))
         await new_visit(org_id, AS_OF - dt.timedelta(hours=1))  # within retention, but the contract is over
-    await PaymentRecord.insert(
-        PaymentRecord(
-            id=uuid.uuid4(),
-            org_id=ended,
-            provider_reference="pi_kept",
-            amount_minor=1,
-            currency="EUR",
-            payer_email_index="e" * 64,
-            payer_phone_index="p" * 64,
-            keep_until=AS_OF + dt.timedelta(days=1000),
-        )
-    )
+    await new_payment(ended)
     for org_id in (ended, recent):  # an open request and a network-test result go with the organisation too
         await new_request(org_id, AS_OF - dt.timedelta(days=2))
-        await NetworkTestResult.insert(
-            NetworkTestResult(id=uuid.uuid4(), org_id=org_id, runner="visitor", transport="udp", verdict="good")
-        )
+        await new_network_test(org_id)
     request = run()
 
     results = await purge(ctx, request)
@@ -646,38 +672,13 @@ async def populated_org(ctx: RegionContext, **fields: Any) -> tuple[uuid.UUID, s
     """An organisation with two members, a room, two visits (each with a call, its
     telemetry and receipt), a payment record, a request and a network-test result."""
     org_id = await new_org(ctx, **fields)
-    member_ids = {uuid.uuid4(), uuid.uuid4()}
-    for member_id in member_ids:
-        await Member.insert(
-            Member(
-                id=member_id,
-                org_id=org_id,
-                name="kf1:x",
-                email="kf1:y",
-                email_lookup="l",
-                role="owner",
-                password_hash="h",
-            )
-        )
+    member_ids = {await new_member(org_id), await new_member(org_id)}
     await Room.insert(Room(id=uuid.uuid4(), org_id=org_id, slug="r", title="R", expert_id=uuid.uuid4()))
     for hours in (1, 2):
         await new_visit(org_id, AS_OF - dt.timedelta(hours=hours))
-    await PaymentRecord.insert(
-        PaymentRecord(
-            id=uuid.uuid4(),
-            org_id=org_id,
-            provider_reference="pi_kept",
-            amount_minor=1,
-            currency="EUR",
-            payer_name="kf1:payer",
-            payer_email_index="e" * 64,
-            keep_until=AS_OF + dt.timedelta(days=1000),
-        )
-    )
+    await new_payment(org_id)
     await new_request(org_id, AS_OF - dt.timedelta(days=2))
-    await NetworkTestResult.insert(
-        NetworkTestResult(id=uuid.uuid4(), org_id=org_id, runner="visitor", transport="udp", verdict="good")
-    )
+    await new_network_test(org_id)
     return org_id, member_ids
 
 
@@ -785,24 +786,7 @@ async def test_a_removal_in_one_transaction_is_all_or_nothing(
     503, and everything it had deleted comes back; only the key is gone."""
     org_id, _ = await populated_org(ctx)
     before = await left_of(org_id)
-    real = removal.delete_visits
-    calls = 0
-
-    async def first_then_changing(
-        ctx: RegionContext,
-        org_id: uuid.UUID,
-        visit_ids: Sequence[uuid.UUID] | None = None,
-        *,
-        arrived_before: dt.datetime | None = None,
-        limit: int = removal.CHUNK,
-    ) -> removal.Cascade:
-        nonlocal calls
-        calls += 1
-        if calls == 1:  # the first batch goes, the rest keep changing
-            return await real(ctx, org_id, arrived_before=arrived_before, limit=1)
-        return removal.Cascade(1, dict.fromkeys(removal.VISIT_TABLE_NAMES, 0))
-
-    monkeypatch.setattr(removal, "delete_visits", first_then_changing)
+    visits_keep_changing(monkeypatch, after=1)
     with pytest.raises(AppError) as failed:
         await removal.remove_organisation(ctx, OPERATOR, org_id)
 
