@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import shutil
 import statistics
 import sys
@@ -87,7 +86,7 @@ class _Rollback(Exception):
 async def populate(ctx: Any, visits_count: int, calls_every: int) -> tuple[dict[str, Any], uuid.UUID, dict[str, int]]:
     from konsil.compliance.dsr import service
     from konsil.compliance.dsr.schemas import RequestIn
-    from konsil.tenants import visits
+    from konsil.tenants import records, visits
     from konsil.tenants.actors import Actor
     from konsil.tenants.tables import Organisation, Room
 
@@ -95,10 +94,11 @@ async def populate(ctx: Any, visits_count: int, calls_every: int) -> tuple[dict[
     async with database.transaction(ctx.engine):
         await Organisation.insert(Organisation(id=org_id, slug=f"bench-{org_id.hex[:6]}", name="DSR practice")).run()
         await ctx.keys.provision(org_id)
-    org = await Organisation.select().where(Organisation.id == org_id).first().run()
+    org_row = await Organisation.select().where(Organisation.id == org_id).first().run()
+    org = records.Organisation.of(org_row)  # the tenant area's record; compliance reads the row
     room_id, expert_id = uuid.uuid4(), uuid.uuid4()
     await Room.insert(Room(id=room_id, org_id=org_id, slug="room", title="Room", expert_id=expert_id)).run()
-    room = {"id": room_id, "org_id": org_id, "slug": "room"}
+    room = records.Room.of(await Room.select().where(Room.id == room_id).first().run())
     expert = Actor(f"member:{expert_id}", "expert", f"member:{expert_id}", "127.0.0.1")
     calls = 0
     started = time.monotonic()
@@ -108,17 +108,18 @@ async def populate(ctx: Any, visits_count: int, calls_every: int) -> tuple[dict[
             visit_id, _ = await visits.arrive(ctx, org, room, form, "127.0.0.1")
             if phone == PHONE and calls_every and number % calls_every == 0:
                 call = await visits.admit(ctx, expert, org, visit_id, expert_id, "owner")
-                row = {"id": call.id, "org_id": org_id, "visit_id": visit_id, "expires_at": dt.datetime.now(dt.UTC)}
-                await visits.store_telemetry(org_id, row, "visitor", "quality", b'{"rtt_ms":40,"loss":0.0}')
-                await visits.store_telemetry(org_id, row, "expert", "action", b'{"action":"mute"}')
+                row = await visits.call_by_id(org_id, call.id)
+                assert row is not None
+                await visits.store_telemetry(row, "visitor", "quality", b'{"rtt_ms":40,"loss":0.0}')
+                await visits.store_telemetry(row, "expert", "action", b'{"action":"mute"}')
                 await visits.record_relay(ctx, expert, row, "eu-node-1")
                 await visits.end_call(ctx, expert, org_id, call.id)
                 calls += 1
         if (number + 1) % 200 == 0:
             log(f"{number + 1} visits made ({time.monotonic() - started:.0f} s)")
     owner = Actor("member:bench-owner", "owner", "member:bench-owner", "127.0.0.1")
-    made = await service.file(ctx, owner, org, msgspec.convert({"kind": "access", "phone": PHONE}, RequestIn))
-    return org, made.id, {"visits": visits_count, "calls": calls}
+    made = await service.file(ctx, owner, org_row, msgspec.convert({"kind": "access", "phone": PHONE}, RequestIn))
+    return org_row, made.id, {"visits": visits_count, "calls": calls}
 
 
 async def dsr_round(ctx: Any, org: dict[str, Any], request_id: uuid.UUID) -> tuple[float, int, int]:

@@ -13,8 +13,9 @@ Draining: the node announces ``draining`` (the registry then gives it no new cal
 itself keeps relaying the calls it has), waits until its allocations reach zero or a
 timeout, announces ``leaving``, and stops coturn.
 
-The TURN secret is a constructor argument: ``main`` takes it from the region's settings
-for now; reading it from Vault later changes only the caller.
+The agent holds only its own settings (``agent_settings.AgentSettings``): region id,
+broker, heartbeat key and the TURN secret, which ``main`` takes from the configuration
+or reads from the region's Vault KV before starting; the agent hands it to coturn.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ import pika
 import pika.exceptions
 
 from konsil.media_nodes import heartbeat
+from konsil.media_nodes.agent_settings import load_agent_settings
 from konsil.media_nodes.coturn import CoturnConfig, CoturnError, CoturnProcess
-from konsil.media_nodes.turn_secret import read_turn_secret
+from konsil.media_nodes.turn_secret import read_from_vault
+from konsil.platform.core.config import ConfigError
 from konsil.platform.core.keys.provider import KeyUnavailable
-from konsil.platform.core.settings import ConfigError, load_settings
 
 log = logging.getLogger("konsil.media_nodes.agent")
 
@@ -354,29 +356,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     try:
-        settings = load_settings(args.config)
-        region = settings.region(args.region)
+        settings = load_agent_settings(args.config, args.region)
     except ConfigError as exc:
         return fail(str(exc))
-    for name in ("broker_url", "media_node_key"):
-        if not getattr(region, name):
-            return fail(f"regions.{region.id}.{name}: missing (needed to run a media node)")
-    try:
-        turn_secret = asyncio.run(read_turn_secret(settings, region))
-    except (ConfigError, KeyUnavailable) as exc:
-        return fail(f"regions.{region.id}: the TURN secret could not be read: {exc}")
+    turn_secret = settings.turn_secret
+    if settings.turn_secret_in_vault is not None:
+        try:
+            turn_secret = asyncio.run(read_from_vault(settings.turn_secret_in_vault))
+        except KeyUnavailable as exc:
+            return fail(f"regions.{settings.region_id}: the TURN secret could not be read: {exc}")
     if not turn_secret:
-        return fail(f"regions.{region.id}.turn_secret: missing (or vault.turn_secret_path), needed to run a media node")
+        return fail(f"regions.{settings.region_id}.vault.turn_secret_path: the secret in Vault is empty")
     if bool(args.tls_cert) != bool(args.tls_key):
         return fail("--tls-cert and --tls-key go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.WARNING)
     try:
         agent = NodeAgent(
-            region_id=region.id,
+            region_id=settings.region_id,
             node_id=args.node_id,
-            broker_url=region.broker_url,
-            media_node_key=region.media_node_key,
+            broker_url=settings.broker_url,
+            media_node_key=settings.media_node_key,
             turn_secret=turn_secret,
             public_host=args.public_host or socket.getfqdn(),
             listen_ip=args.listen_ip,

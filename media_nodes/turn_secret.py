@@ -1,31 +1,63 @@
-"""The region relays' TURN shared secret: from the region's settings, or from its own
-Vault (KV v2) so that neither the region service's nor the media nodes'
-configuration files hold it."""
+"""The region relays' TURN shared secret: written in the configuration, or kept in the
+region's own Vault (KV v2) so that neither the region service's nor the media nodes'
+configuration files hold it.
+
+The region service reads it with its key service's Vault client; a media node with a
+Vault login of its own (``VaultKv``), which reaches the KV engine only: the node never
+builds a tenant-key provider."""
 
 from __future__ import annotations
 
-from konsil.platform.core.keys.build import build_key_provider
+from typing import Annotated, Literal
+
+import msgspec
+
+from konsil.platform.core.config import ConfigError
 from konsil.platform.core.keys.provider import KeyProvider
 from konsil.platform.core.keys.vault import VaultTransitProvider
-from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
+
+# The field of the KV v2 entry that holds the secret.
+FIELD = "secret"
 
 
-async def read_turn_secret(settings: Settings, region: RegionSettings, provider: KeyProvider | None = None) -> str:
-    """The secret, or "" when the region configures none (then no relays are handed out).
+class VaultKv(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Where the TURN secret is in a region's Vault (KV v2) and how to log in to read it.
+    No Transit mount: what logs in with this reads the secret and nothing else of ours."""
 
-    Raises KeyUnavailable when Vault does not answer or has no such secret."""
-    if region.turn_secret:
-        return region.turn_secret
-    vault = region.vault
-    if vault.backend != "vault" or not vault.turn_secret_path:
-        return ""
+    url: str
+    path: str
+    mount: str = "secret"
+    auth: Literal["token", "approle", "kubernetes"] = "token"
+    token: str = ""
+    role_id: str = ""
+    secret_id: str = ""
+    kubernetes_role: str = ""
+    kubernetes_jwt_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
 
-    own = provider is None
-    provider = provider or build_key_provider(settings, region)
-    if not isinstance(provider, VaultTransitProvider):
-        raise ConfigError(f"regions.{region.id}.vault.turn_secret_path: needs the vault backend")
+
+async def read_from_vault(source: VaultKv) -> str:
+    """A media node's read of the secret. Raises KeyUnavailable when Vault does not
+    answer or has no such secret."""
+    client = VaultTransitProvider(
+        source.url,
+        auth=source.auth,
+        token=source.token,
+        role_id=source.role_id,
+        secret_id=source.secret_id,
+        kubernetes_role=source.kubernetes_role,
+        kubernetes_jwt_path=source.kubernetes_jwt_path,
+        timeout=source.timeout_seconds,
+    )
     try:
-        return await provider.read_secret(vault.turn_secret_path, "secret", vault.kv_mount)
+        return await client.read_secret(source.path, FIELD, source.mount)
     finally:
-        if own:
-            await provider.close()
+        await client.close()
+
+
+async def read_with_key_service(region_id: str, provider: KeyProvider, path: str, mount: str) -> str:
+    """The region service's read, through its own key service's Vault. Raises
+    KeyUnavailable as ``read_from_vault`` does."""
+    if not isinstance(provider, VaultTransitProvider):
+        raise ConfigError(f"regions.{region_id}.vault.turn_secret_path: needs the vault backend")
+    return await provider.read_secret(path, FIELD, mount)

@@ -4,6 +4,7 @@ that region's settings, database and secrets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,11 +26,11 @@ from konsil.compliance.dsr.api import dsr_router
 from konsil.media_nodes.ops_api import ops_router
 from konsil.media_nodes.registry import HeartbeatConsumer
 from konsil.media_nodes.registry_store import sync_registry
-from konsil.media_nodes.turn_secret import read_turn_secret
+from konsil.media_nodes.turn_secret import read_with_key_service
 from konsil.platform.core.channels import PgNotifyChannels, RegionChannels
 from konsil.platform.core.db_errors import DATABASE_UNAVAILABLE_HANDLERS
 from konsil.platform.core.errors import EXCEPTION_HANDLERS
-from konsil.platform.core.keys.provider import KeyDestroyed, KeyUnavailable, UnwrapRefused
+from konsil.platform.core.keys.provider import KeyDestroyed, KeyProvider, KeyUnavailable, UnwrapRefused
 from konsil.platform.core.openapi import document_errors
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
@@ -37,6 +38,7 @@ from konsil.regions import container
 from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
 from konsil.regions.tasks import start_in_process
+from konsil.tenants import login_index
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
 from konsil.tenants.network_test_api import network_test_router
@@ -55,6 +57,17 @@ def channels_backend(region: RegionSettings) -> ChannelsBackend:
     if region.database.startswith(("postgresql://", "postgres://")):
         return PgNotifyChannels(dsn=region.database)
     return MemoryChannelsBackend()
+
+
+async def turn_secret(region: RegionSettings, provider: KeyProvider) -> str:
+    """The region relays' TURN secret: from the settings, or read from the region's Vault
+    (KV v2) with its key service's login; "" when neither is configured (no relays)."""
+    if region.turn_secret:
+        return region.turn_secret
+    vault = region.vault
+    if vault.backend != "vault" or not vault.turn_secret_path:
+        return ""
+    return await read_with_key_service(region.id, provider, vault.turn_secret_path, vault.kv_mount)
 
 
 def _to_login(_: Request[Any, Any, Any], __: LoginRequired) -> Response[Any]:
@@ -112,14 +125,19 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         consumer = HeartbeatConsumer(registry, region.broker_url).start() if registry else None
         if registry:
             try:
-                relays.turn_secret = await read_turn_secret(settings, region, ctx.keys.provider)
+                relays.turn_secret = await turn_secret(region, ctx.keys.provider)
             except KeyUnavailable as exc:  # fail closed: calls are told no relay is available
                 log.error("the relays' TURN secret could not be read: %s", exc)
         follower = asyncio.create_task(sync_registry(registry)) if registry else None
         lifecycle = start_in_process(ctx)  # the embedded default's purge schedule (else Celery beat)
+        # Login-index changes the control plane has not taken yet (it was down), retried.
+        login_index_retries = asyncio.create_task(login_index.keep_delivering(ctx))
         try:
             yield
         finally:
+            login_index_retries.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await login_index_retries
             if lifecycle is not None:
                 await lifecycle.stop()
             if follower is not None:

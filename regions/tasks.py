@@ -21,7 +21,7 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -63,29 +63,10 @@ _PURGE_LOCK = 0x4B6F6E73696C5055  # "KonsilPU"
 REDELIVERED_WAIT_SECONDS = 60.0
 
 
-@contextlib.asynccontextmanager
-async def _only_one(ctx: RegionContext, wait_seconds: float = 0) -> AsyncIterator[bool]:
-    """Whether this process may run the region's scheduled purge now: on PostgreSQL,
-    one session-level advisory lock per region database, held on a connection of its
-    own for the run (a killed worker's connection closes and frees it), waited for up
-    to ``wait_seconds``. SQLite is the embedded default, a single process."""
-    if not database.is_postgres(ctx.engine):
-        yield True
-        return
-    conn = await ctx.engine.get_new_connection()  # type: ignore[attr-defined]
-    try:
-        deadline = asyncio.get_running_loop().time() + wait_seconds
-        while not (got := bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _PURGE_LOCK))):
-            if asyncio.get_running_loop().time() >= deadline:
-                break
-            await asyncio.sleep(0.5)
-        try:
-            yield got
-        finally:
-            if got:
-                await conn.execute("SELECT pg_advisory_unlock($1)", _PURGE_LOCK)
-    finally:
-        await conn.close()
+def _only_one(ctx: RegionContext, wait_seconds: float = 0) -> contextlib.AbstractAsyncContextManager[bool]:
+    """Whether this process may run the region's scheduled purge now: one lock per
+    region database (``database.advisory_lock``), waited for up to ``wait_seconds``."""
+    return database.advisory_lock(ctx.engine, _PURGE_LOCK, wait_seconds)
 
 
 async def _ran_recently(ctx: RegionContext, run_id: uuid.UUID) -> bool:

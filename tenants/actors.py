@@ -13,7 +13,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 
 from konsil.platform.core.access import AccessEvent
-from konsil.platform.core.region import RegionContext
+from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.core.signing import FORWARDED_FOR
 
 
@@ -175,7 +175,7 @@ async def record_denial(
             object_id, subject_ref = str(value), f"{kind}:{value}"
             break
     action = _ACTIONS.get(str(connection.scope.get("method", "GET")), "read")
-    ctx: RegionContext = connection.app.state.region
+    ctx = region_of(connection)
     try:
         await record(ctx, actor.for_purpose(purpose), org_id, action, object_type, object_id, subject_ref, "denied")
     except Exception as exc:  # the call is refused all the same

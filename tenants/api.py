@@ -17,9 +17,9 @@ from konsil.platform.core import errors
 from konsil.platform.core.authz import MANAGERS, PUBLIC, rule
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.core.text import LINE_PATTERN
-from konsil.tenants import api_tokens, members, organisations, removal, rooms, visits
+from konsil.tenants import api_tokens, members, organisations, records, removal, rooms, visits
 from konsil.tenants.actors import actor_of, source_address
-from konsil.tenants.auth import SESSION_COOKIE, Principal, end_session, start_session
+from konsil.tenants.auth import SESSION_COOKIE, Principal, end_session, log_in
 from konsil.tenants.schemas import (
     LoginIn,
     LoginOut,
@@ -34,15 +34,14 @@ from konsil.tenants.schemas import (
     TokenIn,
     TokenOut,
 )
-from konsil.tenants.signaling import relay_unavailable
 
 ALL_MEMBERS = ("owner", "admin", "expert", "auditor")
 
 Req = Request[Any, Any, Any]
 
 
-def _org(request: Req) -> dict[str, Any]:
-    org: dict[str, Any] = request.scope["state"]["org"]  # set by the guard
+def _org(request: Req) -> records.Organisation:
+    org: records.Organisation = request.scope["state"]["org"]  # set by the guard
     return org
 
 
@@ -81,9 +80,9 @@ class DeleteOrganisation(msgspec.Struct, forbid_unknown_fields=True):
 async def delete_organisation(request: Req, data: DeleteOrganisation) -> dict[str, Any]:
     """Delete the organisation for good: its key is destroyed first (crypto-shredding)."""
     org = _org(request)
-    if data.confirm != org["slug"]:
+    if data.confirm != org.slug:
         raise errors.bad_request("confirm with the organisation's slug")
-    removed = await removal.remove_organisation(region_of(request), actor_of(request), org["id"])
+    removed = await removal.remove_organisation(region_of(request), actor_of(request), org.id)
     return {"deleted": True, "directory_updated": removed.directory_updated}
 
 
@@ -97,7 +96,7 @@ async def list_members(request: Req) -> list[MemberOut]:
 
 @post("/members", opt=rule(*MANAGERS, scope="members:write", personal_data="member"))
 async def invite_member(request: Req, data: MemberIn) -> MemberOut:
-    region_of(request).limits.invitation(_org(request)["id"])
+    region_of(request).limits.invitation(_org(request).id)
     return await members.invite(region_of(request), actor_of(request), _org(request), data)
 
 
@@ -117,7 +116,7 @@ async def change_member(request: Req, member_id: uuid.UUID, data: MemberPatch) -
     status_code=HTTP_204_NO_CONTENT,
 )
 async def remove_member(request: Req, member_id: uuid.UUID) -> None:
-    await members.remove(region_of(request), actor_of(request), _org(request), member_id)
+    await members.remove(region_of(request), actor_of(request), _org(request).id, member_id)
 
 
 # --- rooms ----------------------------------------------------------------------------------
@@ -130,7 +129,7 @@ async def list_rooms(request: Req) -> list[RoomOut]:
 
 @post("/rooms", opt=rule("owner", "admin", "expert", scope="rooms:write"))
 async def create_room(request: Req, data: RoomIn) -> RoomOut:
-    return await rooms.create(_principal(request), _org(request), data)
+    return await rooms.create(region_of(request), actor_of(request), _principal(request), _org(request), data)
 
 
 @get("/rooms/{room_id:uuid}", opt=rule(*ALL_MEMBERS, scope="rooms:read"))
@@ -142,7 +141,7 @@ async def read_room(request: Req, room_id: uuid.UUID) -> RoomOut:
     "/rooms/{room_id:uuid}", opt=rule("owner", "admin", "expert", scope="rooms:write"), status_code=HTTP_204_NO_CONTENT
 )
 async def remove_room(request: Req, room_id: uuid.UUID) -> None:
-    await rooms.remove(_principal(request), _org(request), room_id)
+    await rooms.remove(region_of(request), actor_of(request), _principal(request), _org(request), room_id)
 
 
 # --- visits and calls (the expert's dashboard) ----------------------------------------------
@@ -171,14 +170,6 @@ async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
     """Let a waiting visitor in: the call starts. 503 when the call could not connect
     (relay only, and no healthy relay in the region): the visitor keeps waiting."""
     principal = _principal(request)
-    unavailable = relay_unavailable(region_of(request), _org(request))
-    if unavailable is not None:
-        raise errors.AppError(
-            503,
-            "unavailable",
-            f"{unavailable.capitalize()}; the call would not connect, so the visitor keeps "
-            "waiting. Try again in a minute.",
-        )
     return await visits.admit(
         region_of(request), actor_of(request), _org(request), visit_id, principal.id, principal.role
     )
@@ -213,7 +204,7 @@ async def end_call(request: Req, call_id: uuid.UUID) -> dict[str, Any]:
     principal = _principal(request)
     org = _org(request)
     await visits.call_for_member(org, call_id, principal.id, principal.role)
-    ended = await visits.end_call(region_of(request), actor_of(request), org["id"], call_id)
+    ended = await visits.end_call(region_of(request), actor_of(request), org.id, call_id)
     return {"ended": True, "duration_seconds": ended.duration_seconds if ended else None}
 
 
@@ -227,12 +218,12 @@ async def list_tokens(request: Req) -> list[TokenOut]:
 
 @post("/tokens", opt=rule(*MANAGERS))
 async def issue_token(request: Req, data: TokenIn) -> TokenCreated:
-    return await api_tokens.issue(region_of(request), _principal(request), _org(request), data)
+    return await api_tokens.issue(region_of(request), actor_of(request), _principal(request), _org(request), data)
 
 
 @delete("/tokens/{token_id:uuid}", opt=rule(*MANAGERS), status_code=HTTP_204_NO_CONTENT)
 async def revoke_token(request: Req, token_id: uuid.UUID) -> None:
-    await api_tokens.revoke(_org(request), token_id)
+    await api_tokens.revoke(region_of(request), actor_of(request), _org(request), token_id)
 
 
 # --- member sessions ------------------------------------------------------------------------
@@ -240,7 +231,7 @@ async def revoke_token(request: Req, token_id: uuid.UUID) -> None:
 
 async def _login(request: Req, data: LoginIn, org_slug: str | None) -> Response[Any]:
     ctx = region_of(request)
-    found = await members.authenticate(ctx, data.email, data.password, org_slug, source_address(request))
+    found = await log_in(ctx, data.email, data.password, org_slug, source_address(request))
     if isinstance(found, list):
         return Response(
             {
@@ -250,10 +241,13 @@ async def _login(request: Req, data: LoginIn, org_slug: str | None) -> Response[
             },
             status_code=409,
         )
-    member, org = found
-    cookie, csrf = await start_session(member)
-    body = LoginOut(organisation=org["slug"], member_id=member["id"], role=member["role"], csrf_token=csrf)
-    return Response(body, status_code=HTTP_200_OK, cookies=[session_cookie(ctx, request, cookie)])
+    body = LoginOut(
+        organisation=found.organisation.slug,
+        member_id=found.member.id,
+        role=found.member.role,
+        csrf_token=found.csrf_token,
+    )
+    return Response(body, status_code=HTTP_200_OK, cookies=[session_cookie(ctx, request, found.cookie)])
 
 
 # Public, and answers 401 to a wrong password (documented in the OpenAPI document).
@@ -273,7 +267,7 @@ async def region_login(request: Req, data: LoginIn) -> Response[Any]:
 @get("/auth/me", opt=rule(*ALL_MEMBERS))
 async def who_am_i(request: Req) -> dict[str, Any]:
     principal = _principal(request)
-    return {"organisation": _org(request)["slug"], "member_id": str(principal.id), "role": principal.role}
+    return {"organisation": _org(request).slug, "member_id": str(principal.id), "role": principal.role}
 
 
 @post("/auth/logout", opt=rule(*ALL_MEMBERS), status_code=HTTP_200_OK)

@@ -1,14 +1,16 @@
 """Integration API tokens (e.g. an electronic patient record system): stored as a
-hash, scoped, revocable. The token itself is shown once."""
+hash, scoped, revocable. The token itself is shown once. Issuing and revoking one
+is access-logged (its id only, never its label or value)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from konsil.platform.core import clock, errors
+from konsil.platform.core import clock, database, errors
 from konsil.platform.core.authz import token_hash
 from konsil.platform.core.region import RegionContext
+from konsil.tenants import records
+from konsil.tenants.actors import Actor, record
 from konsil.tenants.auth import Principal, new_secret_token
 from konsil.tenants.schemas import SCOPES, TokenCreated, TokenIn, TokenOut
 from konsil.tenants.tables import ApiToken
@@ -30,34 +32,53 @@ def allowed_scopes(principal: Principal) -> frozenset[str]:
     return ROLE_SCOPES.get(principal.role, frozenset())
 
 
-async def issue(ctx: RegionContext, principal: Principal, org: dict[str, Any], new: TokenIn) -> TokenCreated:
+def _subject(org: records.Organisation) -> str:
+    # A token acts for its organisation (tenants.actors.actor_for), not for a person.
+    return f"org:{org.id}"
+
+
+async def issue(
+    ctx: RegionContext, actor: Actor, principal: Principal, org: records.Organisation, new: TokenIn
+) -> TokenCreated:
     beyond = sorted(set(new.scopes) - allowed_scopes(principal))
     if beyond:
         raise errors.forbidden(f"you cannot give a token scopes you do not have: {' '.join(beyond)}")
     token = new_secret_token(f"ksl_{ctx.region.id}")
     token_id = uuid.uuid4()
-    await ApiToken.insert(
-        ApiToken(
-            id=token_id,
-            org_id=org["id"],
-            label=new.label,
-            token_hash=token_hash(token),
-            scopes=" ".join(sorted(set(new.scopes))),
-            created_by=principal.id,
-        )
-    ).run()
+    async with database.transaction(ctx.engine):
+        await ApiToken.insert(
+            ApiToken(
+                id=token_id,
+                org_id=org.id,
+                label=new.label,
+                token_hash=token_hash(token),
+                scopes=" ".join(sorted(set(new.scopes))),
+                created_by=principal.id,
+            )
+        ).run()
+        await record(ctx, actor, org.id, "create", "api_token", token_id, _subject(org))
     return TokenCreated(token_id, token)
 
 
-async def list_tokens(org: dict[str, Any]) -> list[TokenOut]:
-    rows = await ApiToken.select().where(ApiToken.org_id == org["id"]).order_by(ApiToken.created_at).run()
+async def list_tokens(org: records.Organisation) -> list[TokenOut]:
+    rows = await ApiToken.select().where(ApiToken.org_id == org.id).order_by(ApiToken.created_at).run()
     return [
-        TokenOut(r["id"], r["label"], r["scopes"].split(), r["created_at"], r["revoked_at"] is not None) for r in rows
+        TokenOut(
+            id=r["id"],
+            label=r["label"],
+            scopes=r["scopes"].split(),
+            created_at=r["created_at"],
+            revoked=r["revoked_at"] is not None,
+        )
+        for r in rows
     ]
 
 
-async def revoke(org: dict[str, Any], token_id: uuid.UUID) -> None:
-    found = await ApiToken.exists().where((ApiToken.id == token_id) & (ApiToken.org_id == org["id"])).run()
-    if not found:
-        raise errors.not_found("no such token")
-    await ApiToken.update({ApiToken.revoked_at: clock.now()}).where(ApiToken.id == token_id).run()
+async def revoke(ctx: RegionContext, actor: Actor, org: records.Organisation, token_id: uuid.UUID) -> None:
+    """Revoke a token for good (its row stays, naming when): a "delete" of the credential."""
+    async with database.transaction(ctx.engine):
+        found = await ApiToken.exists().where((ApiToken.id == token_id) & (ApiToken.org_id == org.id)).run()
+        if not found:
+            raise errors.not_found("no such token")
+        await ApiToken.update({ApiToken.revoked_at: clock.now()}).where(ApiToken.id == token_id).run()
+        await record(ctx, actor, org.id, "delete", "api_token", token_id, _subject(org))

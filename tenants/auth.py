@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -23,8 +24,9 @@ from litestar.types import Empty, EmptyType
 
 from konsil.platform.core import clock, database, errors
 from konsil.platform.core.authz import Rule, token_hash
-from konsil.platform.core.region import RegionContext
-from konsil.tenants.actors import record_denial
+from konsil.platform.core.region import RegionContext, region_of
+from konsil.tenants import members, records
+from konsil.tenants.actors import Actor, record, record_denial
 from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation
 
 SESSION_COOKIE = "konsil_session"
@@ -59,14 +61,40 @@ def new_secret_token(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(32)}"
 
 
-async def start_session(member: dict[str, Any]) -> tuple[str, str]:
-    """Create a session; return (cookie value, CSRF token)."""
+class LoggedIn(msgspec.Struct, frozen=True, kw_only=True):
+    member: records.Member
+    organisation: records.Organisation
+    cookie: str  # the session cookie's value
+    csrf_token: str
+
+
+async def start_session(ctx: RegionContext, member: records.Member, source_address: str) -> tuple[str, str]:
+    """Log ``member`` in: their session and the login's access-log entry, in one
+    transaction. Returns (cookie value, CSRF token)."""
     cookie = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
-    await MemberSession.insert(
-        MemberSession(id=token_hash(cookie), org_id=member["org_id"], member_id=member["id"], csrf_token=csrf)
-    ).run()
+    who = members.subject(member.id)
+    actor = Actor(who, member.role, who, source_address, "log in")
+    async with database.transaction(ctx.engine):
+        await MemberSession.insert(
+            MemberSession(id=token_hash(cookie), org_id=member.org_id, member_id=member.id, csrf_token=csrf)
+        ).run()
+        await record(ctx, actor, member.org_id, "read", "member", member.id, who)
     return cookie, csrf
+
+
+async def log_in(
+    ctx: RegionContext, email: str, password: str, org_slug: str | None, source_address: str
+) -> LoggedIn | list[str]:
+    """The one way in, for the API and the login page: the member whose e-mail and
+    password match (``members.authenticate``), then their session. A login that opens
+    several organisations returns their slugs to choose from instead."""
+    found = await members.authenticate(ctx, email, password, org_slug, source_address)
+    if isinstance(found, list):
+        return found
+    member, organisation = found
+    cookie, csrf = await start_session(ctx, member, source_address)
+    return LoggedIn(member=member, organisation=organisation, cookie=cookie, csrf_token=csrf)
 
 
 async def end_session(session_id: str) -> None:
@@ -97,7 +125,6 @@ FROM organisation o
 LEFT JOIN member_session s ON s.id = $2
 LEFT JOIN member m ON m.id = s.member_id
 WHERE o.slug = $1"""
-_CALLER = "caller_"
 _PREFETCHED = "konsil.caller"
 
 
@@ -127,16 +154,48 @@ def _credential(connection: ASGIConnection[Any, Any, Any, Any]) -> Credential | 
     return ("session", token_hash(cookie)) if cookie else None
 
 
+class _SessionCaller(msgspec.Struct, frozen=True, kw_only=True):
+    org_id: uuid.UUID
+    member_id: uuid.UUID
+    csrf_token: str
+    last_seen_at: dt.datetime
+    role: str | None  # None: the member is gone
+
+
+class _TokenCaller(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    org_id: uuid.UUID
+    scopes: str
+
+
+Caller = _SessionCaller | _TokenCaller
+
+
+def _caller_of(kind: str, row: dict[str, Any]) -> Caller | None:
+    """The caller's columns of the guard's statement (``caller_*``), when it found one."""
+    if row["caller_org_id"] is None:
+        return None
+    if kind == "token":
+        return _TokenCaller(id=row["caller_id"], org_id=row["caller_org_id"], scopes=row["caller_scopes"])
+    return _SessionCaller(
+        org_id=row["caller_org_id"],
+        member_id=row["caller_member_id"],
+        csrf_token=row["caller_csrf_token"],
+        last_seen_at=row["caller_last_seen_at"],
+        role=row["caller_role"],
+    )
+
+
 async def find_organisation(
     connection: ASGIConnection[Any, Any, Any, Any],
     ctx: RegionContext,
     slug: str,
     credential: Credential | EmptyType | None = Empty,
-) -> dict[str, Any] | None:
+) -> records.Organisation | None:
     """The organisation named by ``slug``. On PostgreSQL the caller's token or session
     row comes in the same statement and is kept for ``identify``."""
     if not database.is_postgres(ctx.engine):
-        return await Organisation.select().where(Organisation.slug == slug).first().run()
+        return records.Organisation.maybe(await Organisation.select().where(Organisation.slug == slug).first().run())
     if credential is Empty:
         credential = _credential(connection)
     if credential is None or credential is MALFORMED:
@@ -147,64 +206,68 @@ async def find_organisation(
         rows = await database.fetch(ctx.engine, sql, slug, credential[1])
     if not rows:
         return None
-    org = rows[0]
-    caller = {key.removeprefix(_CALLER): org.pop(key) for key in list(org) if key.startswith(_CALLER)}
+    row = rows[0]
     if credential is not None:
         # Kept in the request's own state (the scope's dict behind connection.state).
-        connection.scope.setdefault("state", {})[_PREFETCHED] = (
-            credential,
-            caller if caller["org_id"] is not None else None,
-        )
-    return org
+        connection.scope.setdefault("state", {})[_PREFETCHED] = (credential, _caller_of(credential[0], row))
+    return records.Organisation.of(row)  # its own columns; the caller's are left out
 
 
-def _prefetched(connection: ASGIConnection[Any, Any, Any, Any], kind: str, hashed: str) -> tuple[bool, Any]:
-    """(found, row) of this credential if it was fetched with the organisation."""
+def _prefetched(connection: ASGIConnection[Any, Any, Any, Any], kind: str, hashed: str) -> tuple[bool, Caller | None]:
+    """(found, caller) of this credential if it was fetched with the organisation."""
     kept = connection.scope.get("state", {}).get(_PREFETCHED)
     if kept is None or kept[0] != (kind, hashed):
         return False, None
-    return True, kept[1]
+    caller: Caller | None = kept[1]
+    return True, caller
 
 
-async def _session_row(sid: str) -> dict[str, Any] | None:
+async def _session_caller(sid: str) -> _SessionCaller | None:
     row = await MemberSession.select().where(MemberSession.id == sid).first().run()
     if row is None:
         return None
     member = await Member.select(Member.role).where(Member.id == row["member_id"]).first().run()
-    return row | {"role": member["role"] if member else None}
-
-
-async def _from_session(ctx: RegionContext, sid: str, row: dict[str, Any] | None) -> Principal | None:
-    if row is None:
-        return None
-    now = clock.now()
-    idle = dt.timedelta(minutes=ctx.settings.session_idle_minutes)
-    if row["last_seen_at"] + idle < now:
-        await end_session(sid)
-        return None
-    if row["role"] is None:  # the member is gone
-        await end_session(sid)
-        return None
-    if now - row["last_seen_at"] > dt.timedelta(seconds=30):
-        await MemberSession.update({MemberSession.last_seen_at: now}).where(MemberSession.id == sid).run()
-    return Principal(
-        "member", row["org_id"], row["member_id"], row["role"], session_id=sid, csrf_token=row["csrf_token"]
+    return _SessionCaller(
+        org_id=row["org_id"],
+        member_id=row["member_id"],
+        csrf_token=row["csrf_token"],
+        last_seen_at=row["last_seen_at"],
+        role=member["role"] if member else None,
     )
 
 
-async def _token_row(hashed: str) -> dict[str, Any] | None:
-    return (
+async def _from_session(ctx: RegionContext, sid: str, caller: Caller | None) -> Principal | None:
+    if not isinstance(caller, _SessionCaller):
+        return None
+    now = clock.now()
+    idle = dt.timedelta(minutes=ctx.settings.session_idle_minutes)
+    if caller.last_seen_at + idle < now:
+        await end_session(sid)
+        return None
+    if caller.role is None:  # the member is gone
+        await end_session(sid)
+        return None
+    if now - caller.last_seen_at > dt.timedelta(seconds=30):
+        await MemberSession.update({MemberSession.last_seen_at: now}).where(MemberSession.id == sid).run()
+    return Principal(
+        "member", caller.org_id, caller.member_id, caller.role, session_id=sid, csrf_token=caller.csrf_token
+    )
+
+
+async def _token_caller(hashed: str) -> _TokenCaller | None:
+    row = (
         await ApiToken.select(ApiToken.id, ApiToken.org_id, ApiToken.scopes)
         .where((ApiToken.token_hash == hashed) & ApiToken.revoked_at.is_null())
         .first()
         .run()
     )
+    return None if row is None else _TokenCaller(id=row["id"], org_id=row["org_id"], scopes=row["scopes"])
 
 
-def _from_token(row: dict[str, Any] | None) -> Principal | None:
-    if row is None:
+def _from_token(caller: Caller | None) -> Principal | None:
+    if not isinstance(caller, _TokenCaller):
         return None
-    return Principal("token", row["org_id"], row["id"], "integration", frozenset(row["scopes"].split()))
+    return Principal("token", caller.org_id, caller.id, "integration", frozenset(caller.scopes.split()))
 
 
 async def identify(
@@ -222,13 +285,13 @@ async def identify(
     if kind == "token":
         if any(hmac.compare_digest(hashed, known) for known in ctx.region.ops_token_hashes):
             return Principal("ops", NO_ORGANISATION, uuid.UUID(hashed[:32]), "ops")
-        found, row = _prefetched(connection, "token", hashed)
-        principal = _from_token(row if found else await _token_row(hashed))
+        found, caller = _prefetched(connection, "token", hashed)
+        principal = _from_token(caller if found else await _token_caller(hashed))
         if principal is None:
             raise errors.unauthorized("the API token is not valid or was revoked")
         return principal
-    found, row = _prefetched(connection, "session", hashed)
-    return await _from_session(ctx, hashed, row if found else await _session_row(hashed))
+    found, caller = _prefetched(connection, "session", hashed)
+    return await _from_session(ctx, hashed, caller if found else await _session_caller(hashed))
 
 
 def _check_csrf(connection: ASGIConnection[Any, Any, Any, Any], principal: Principal) -> None:
@@ -247,7 +310,7 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     found = opt.get("auth")
     if not isinstance(found, Rule):
         raise errors.forbidden("this route has no authorization rule")
-    ctx: RegionContext = connection.app.state.region
+    ctx = region_of(connection)
     # The request's state dict (what connection.state wraps, without a State per access).
     state = connection.scope.setdefault("state", {})
     credential = _credential(connection)
@@ -267,7 +330,7 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         if opt.get("page"):
             raise LoginRequired()
         raise errors.unauthorized()
-    if found.org_scoped and principal.org_id != state["org"]["id"]:
+    if found.org_scoped and principal.org_id != state["org"].id:
         await _refused(connection, found, principal, "another organisation")
         raise errors.not_found("no such organisation in this region")
     if principal.kind == "token":
@@ -304,4 +367,5 @@ async def _refused(
     organisation's own access log (outcome denied), within the per-actor bound."""
     if found.personal_data is None or not found.org_scoped:
         return
-    await record_denial(connection, connection.state.org["id"], found.personal_data, principal, reason)
+    org: records.Organisation = connection.scope["state"]["org"]
+    await record_denial(connection, org.id, found.personal_data, principal, reason)

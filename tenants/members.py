@@ -3,8 +3,9 @@
 Personal fields are sealed with the organisation's own data key (OrgCipher);
 a field that fails to open is never shown and leaves a "failure" entry. Every read or change
 of a member's personal data writes an access-log entry in the same transaction.
-Adding or removing a member also updates the control plane's login-discovery
-index (keyed hashes only); if that call fails, the change is rolled back.
+Adding or removing a member also changes the control plane's login-discovery index
+(keyed hashes only): queued in the same transaction, delivered after commit and
+retried until it lands (tenants/login_index.py).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
 import msgspec
 
 from konsil.platform.core import clock, database, errors
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
 from konsil.platform.core.lookup import email_lookup, normalise_email
 from konsil.platform.core.region import RegionContext
+from konsil.tenants import login_index, records
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.passwords import hash_password, verify_password
 from konsil.tenants.schemas import MemberIn, MemberOut, MemberPatch
@@ -29,29 +30,28 @@ def subject(member_id: uuid.UUID) -> str:
     return f"member:{member_id}"
 
 
-def _ref(org_id: uuid.UUID, member_id: uuid.UUID, column: str) -> FieldRef:
-    return FieldRef(org_id, "member", column, member_id)
+def _ref(member: records.Member, column: str) -> FieldRef:
+    return FieldRef(member.org_id, "member", column, member.id)
 
 
-def _decode(cipher: OrgCipher, row: dict[str, Any]) -> MemberOut:
-    phone = row["phone"]
+def _decode(cipher: OrgCipher, member: records.Member) -> MemberOut:
     return MemberOut(
-        id=row["id"],
-        name=cipher.open(_ref(row["org_id"], row["id"], "name"), row["name"]),
-        email=cipher.open(_ref(row["org_id"], row["id"], "email"), row["email"]),
-        phone=cipher.open(_ref(row["org_id"], row["id"], "phone"), phone) if phone is not None else None,
-        role=row["role"],
-        created_at=row["created_at"],
+        id=member.id,
+        name=cipher.open(_ref(member, "name"), member.name),
+        email=cipher.open(_ref(member, "email"), member.email),
+        phone=cipher.open(_ref(member, "phone"), member.phone) if member.phone is not None else None,
+        role=member.role,
+        created_at=member.created_at,
     )
 
 
-async def decode(ctx: RegionContext, actor: Actor, row: dict[str, Any]) -> MemberOut:
+async def decode(ctx: RegionContext, actor: Actor, member: records.Member) -> MemberOut:
     """Open a member's fields; a field that fails its integrity check is logged and refused."""
-    cipher = await ctx.keys.cipher(row["org_id"])
+    cipher = await ctx.keys.cipher(member.org_id)
     try:
-        return _decode(cipher, row)
+        return _decode(cipher, member)
     except FieldDecryptionError as exc:
-        await record(ctx, actor, row["org_id"], "read", "member", row["id"], subject(row["id"]), "failure")
+        await record(ctx, actor, member.org_id, "read", "member", member.id, subject(member.id), "failure")
         raise errors.AppError(
             500,
             "integrity_error",
@@ -68,17 +68,7 @@ def phone_index(cipher: OrgCipher, phone: str) -> str:
     return cipher.blind_index("phone", phone.replace(" ", ""))
 
 
-async def _sync_login_index(ctx: RegionContext, org_id: uuid.UUID, add: list[str], remove: list[str]) -> None:
-    body = msgspec.json.encode({"org_id": str(org_id), "add": add, "remove": remove})
-    try:
-        response = await ctx.control.post("/internal/v1/login-index", body)
-    except httpx.HTTPError:
-        raise errors.unavailable("the directory service is unreachable; nothing was changed") from None
-    if response.status_code != 200:
-        raise errors.unavailable("the directory service refused the change; nothing was changed")
-
-
-async def first_owner(org_id: uuid.UUID) -> dict[str, Any]:
+async def first_owner(org_id: uuid.UUID) -> records.Member:
     row = (
         await Member.select()
         .where((Member.org_id == org_id) & (Member.role == "owner"))
@@ -88,42 +78,36 @@ async def first_owner(org_id: uuid.UUID) -> dict[str, Any]:
     )
     if row is None:
         raise errors.not_found("organisation has no owner")
-    return row
+    return records.Member.of(row)
 
 
-async def insert(
-    ctx: RegionContext,
-    actor: Actor,
-    org_id: uuid.UUID,
-    name: str,
-    email: str,
-    phone: str | None,
-    role: str,
-    password: str | None,
-) -> tuple[uuid.UUID, str]:
-    """Insert a member inside the caller's transaction; return (id, e-mail lookup hash)."""
+async def insert(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, new: MemberIn) -> records.Member:
+    """Insert a member inside the caller's transaction, with its access-log entry."""
     member_id = uuid.uuid4()
-    lookup = email_lookup(ctx.discovery_key, email)
     cipher = await ctx.keys.cipher(org_id)
-    index = email_index(cipher, email)
+    index = email_index(cipher, new.email)
     if await Member.exists().where((Member.org_id == org_id) & (Member.email_index == index)).run():
         raise errors.conflict("a member with this e-mail address already exists")
-    await Member.insert(
-        Member(
-            id=member_id,
-            org_id=org_id,
-            name=cipher.seal(_ref(org_id, member_id, "name"), name),
-            email=cipher.seal(_ref(org_id, member_id, "email"), email),
-            email_lookup=lookup,
-            email_index=index,
-            phone=cipher.seal(_ref(org_id, member_id, "phone"), phone) if phone else None,
-            phone_index=phone_index(cipher, phone) if phone else None,
-            role=role,
-            password_hash=hash_password(password) if password else NO_PASSWORD,
-        )
-    ).run()
+
+    def seal(column: str, value: str) -> str:
+        return cipher.seal(FieldRef(org_id, "member", column, member_id), value)
+
+    member = records.Member(
+        id=member_id,
+        org_id=org_id,
+        name=seal("name", new.name),
+        email=seal("email", new.email),
+        email_lookup=email_lookup(ctx.discovery_key, new.email),
+        email_index=index,
+        phone=seal("phone", new.phone) if new.phone else None,
+        phone_index=phone_index(cipher, new.phone) if new.phone else None,
+        role=new.role,
+        password_hash=hash_password(new.password) if new.password else NO_PASSWORD,
+        created_at=clock.now(),
+    )
+    await Member.insert(Member(**msgspec.structs.asdict(member))).run()
     await record(ctx, actor, org_id, "create", "member", member_id, subject(member_id))
-    return member_id, lookup
+    return member
 
 
 # Roles that manage other members. Only an owner grants, takes or touches them:
@@ -149,90 +133,92 @@ def _check_grant(actor: Actor, role: str) -> None:
         raise errors.forbidden(f"only an owner can give a member the {role} role")
 
 
-def _check_target(actor: Actor, row: dict[str, Any], *, personal_data_only: bool) -> None:
-    """Whether ``actor`` may change or remove the member ``row``: an owner or admin only
-    by an owner (an admin may still correct their own name and phone)."""
-    if row["role"] not in MANAGER_ROLES or actor.role == "owner":
+def _check_target(actor: Actor, member: records.Member, *, personal_data_only: bool) -> None:
+    """Whether ``actor`` may change or remove ``member``: an owner or admin only by an
+    owner (an admin may still correct their own name and phone)."""
+    if member.role not in MANAGER_ROLES or actor.role == "owner":
         return
-    if personal_data_only and actor.actor == subject(row["id"]) and not _is_token(actor):
+    if personal_data_only and actor.actor == subject(member.id) and not _is_token(actor):
         return
     if _is_token(actor):
         raise errors.forbidden("an integration token cannot change or remove an owner or admin")
-    raise errors.forbidden(f"only an owner can change or remove an {row['role']}")
+    raise errors.forbidden(f"only an owner can change or remove an {member.role}")
 
 
-async def invite(ctx: RegionContext, actor: Actor, org: dict[str, Any], new: MemberIn) -> MemberOut:
+async def invite(ctx: RegionContext, actor: Actor, org: records.Organisation, new: MemberIn) -> MemberOut:
+    """Add a member; the control plane's login index learns of them after commit."""
     if new.password is not None and _is_token(actor):
         raise errors.forbidden("an integration token cannot set a member's password; leave password out")
     _check_grant(actor, new.role)
     async with database.transaction(ctx.engine):
-        member_id, lookup = await insert(ctx, actor, org["id"], new.name, new.email, new.phone, new.role, new.password)
-        await _sync_login_index(ctx, org["id"], add=[lookup], remove=[])
-        row = await Member.select().where(Member.id == member_id).first().run()
-    assert row is not None
-    return await decode(ctx, actor, row)
+        member = await insert(ctx, actor, org.id, new)
+        await login_index.queue(org.id, member.email_lookup)
+    await login_index.deliver_after_commit(ctx, org.id)
+    return await decode(ctx, actor, member)
 
 
-async def list_members(ctx: RegionContext, actor: Actor, org: dict[str, Any]) -> list[MemberOut]:
-    rows = await Member.select().where(Member.org_id == org["id"]).order_by(Member.created_at).run()
-    members = [await decode(ctx, actor, row) for row in rows]
-    await record_reads(ctx, actor, org["id"], "member", [(row["id"], subject(row["id"])) for row in rows])
-    return members
+async def list_members(ctx: RegionContext, actor: Actor, org: records.Organisation) -> list[MemberOut]:
+    rows = await Member.select().where(Member.org_id == org.id).order_by(Member.created_at).run()
+    found = [records.Member.of(row) for row in rows]
+    shown = [await decode(ctx, actor, member) for member in found]
+    await record_reads(ctx, actor, org.id, "member", [(m.id, subject(m.id)) for m in found])
+    return shown
 
 
-async def _get_row(org: dict[str, Any], member_id: uuid.UUID) -> dict[str, Any]:
-    row = await Member.select().where((Member.id == member_id) & (Member.org_id == org["id"])).first().run()
+async def _get(org_id: uuid.UUID, member_id: uuid.UUID) -> records.Member:
+    row = await Member.select().where((Member.id == member_id) & (Member.org_id == org_id)).first().run()
     if row is None:
         raise errors.not_found("no such member")
-    return row
+    return records.Member.of(row)
 
 
-async def get(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_id: uuid.UUID) -> MemberOut:
-    row = await _get_row(org, member_id)
-    member = await decode(ctx, actor, row)
-    await record(ctx, actor, org["id"], "read", "member", member_id, subject(member_id))
-    return member
+async def get(ctx: RegionContext, actor: Actor, org: records.Organisation, member_id: uuid.UUID) -> MemberOut:
+    shown = await decode(ctx, actor, await _get(org.id, member_id))
+    await record(ctx, actor, org.id, "read", "member", member_id, subject(member_id))
+    return shown
 
 
 async def _owners(org_id: uuid.UUID) -> int:
-    return await Member.count().where((Member.org_id == org_id) & (Member.role == "owner")).run()
+    owners: int = await Member.count().where((Member.org_id == org_id) & (Member.role == "owner")).run()
+    return owners
 
 
 async def change(
-    ctx: RegionContext, actor: Actor, org: dict[str, Any], member_id: uuid.UUID, patch: MemberPatch
+    ctx: RegionContext, actor: Actor, org: records.Organisation, member_id: uuid.UUID, patch: MemberPatch
 ) -> MemberOut:
     async with database.transaction(ctx.engine):
-        row = await _get_row(org, member_id)
-        role_change = patch.role is not msgspec.UNSET and patch.role != row["role"]
-        _check_target(actor, row, personal_data_only=not role_change)
+        member = await _get(org.id, member_id)
+        role_change = patch.role is not msgspec.UNSET and patch.role != member.role
+        _check_target(actor, member, personal_data_only=not role_change)
         values: dict[Any, Any] = {}
-        if patch.role is not msgspec.UNSET and patch.role != row["role"]:
+        if patch.role is not msgspec.UNSET and patch.role != member.role:
             _check_grant(actor, patch.role)
-            if row["role"] == "owner" and await _owners(org["id"]) <= 1:
+            if member.role == "owner" and await _owners(org.id) <= 1:
                 raise errors.conflict("an organisation keeps at least one owner")
             values[Member.role] = patch.role
-        cipher = await ctx.keys.cipher(org["id"])
+        cipher = await ctx.keys.cipher(org.id)
         if patch.name is not msgspec.UNSET:
-            values[Member.name] = cipher.seal(_ref(org["id"], member_id, "name"), patch.name)
+            values[Member.name] = cipher.seal(_ref(member, "name"), patch.name)
         if patch.phone is not msgspec.UNSET:
             phone = patch.phone
-            values[Member.phone] = cipher.seal(_ref(org["id"], member_id, "phone"), phone) if phone else None
+            values[Member.phone] = cipher.seal(_ref(member, "phone"), phone) if phone else None
             values[Member.phone_index] = phone_index(cipher, phone) if phone else None
         if not values:
             raise errors.bad_request("nothing to change")
         await Member.update(values).where(Member.id == member_id).run()
-        await record(ctx, actor, org["id"], "update", "member", member_id, subject(member_id))
-        row = await _get_row(org, member_id)
-    return await decode(ctx, actor, row)
+        await record(ctx, actor, org.id, "update", "member", member_id, subject(member_id))
+        member = await _get(org.id, member_id)
+    return await decode(ctx, actor, member)
 
 
-async def remove(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_id: uuid.UUID) -> None:
+async def remove(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, member_id: uuid.UUID) -> None:
+    """Remove a member with their sessions; their tokens are revoked. Inside a caller's
+    transaction (a data-subject erasure) the login index follows after that commits."""
     async with database.transaction(ctx.engine):
-        row = await _get_row(org, member_id)
-        _check_target(actor, row, personal_data_only=False)
-        if row["role"] == "owner":
-            if await _owners(org["id"]) <= 1:
-                raise errors.conflict("an organisation keeps at least one owner")
+        member = await _get(org_id, member_id)
+        _check_target(actor, member, personal_data_only=False)
+        if member.role == "owner" and await _owners(org_id) <= 1:
+            raise errors.conflict("an organisation keeps at least one owner")
         if await Room.exists().where(Room.expert_id == member_id).run():
             raise errors.conflict("this member still owns rooms; remove or reassign them first")
         await MemberSession.delete().where(MemberSession.member_id == member_id).run()
@@ -242,14 +228,9 @@ async def remove(ctx: RegionContext, actor: Actor, org: dict[str, Any], member_i
             .run()
         )
         await Member.delete().where(Member.id == member_id).run()
-        await record(ctx, actor, org["id"], "delete", "member", member_id, subject(member_id))
-        still_used = (
-            await Member.exists()
-            .where((Member.org_id == org["id"]) & (Member.email_lookup == row["email_lookup"]))
-            .run()
-        )
-        if not still_used:
-            await _sync_login_index(ctx, org["id"], add=[], remove=[row["email_lookup"]])
+        await record(ctx, actor, org_id, "delete", "member", member_id, subject(member_id))
+        await login_index.queue(org_id, member.email_lookup)
+    await login_index.deliver_after_commit(ctx, org_id)
 
 
 def _usable_hash(stored: str | None) -> str | None:
@@ -258,43 +239,42 @@ def _usable_hash(stored: str | None) -> str | None:
 
 async def authenticate(
     ctx: RegionContext, email: str, password: str, org_slug: str | None, source_address: str
-) -> tuple[dict[str, Any], dict[str, Any]] | list[str]:
+) -> tuple[records.Member, records.Organisation] | list[str]:
     """Members whose e-mail and password match, in this region.
 
-    Returns (member row, organisation row) for one match, or the list of
+    Returns the member and their organisation for one match, or the list of
     organisation slugs to choose from when the same login opens several.
     Unknown e-mail and wrong password look the same to the caller. Failed
-    attempts on a known member and every successful login are access-logged.
-    Failures are rate-limited per account and per address (platform/core/limits.py: 429).
+    attempts on a known member are access-logged here, a success by the session it
+    starts (``auth.log_in``). Failures are rate-limited per account and per address
+    (platform/core/limits.py: 429).
     """
     ctx.limits.check_login(email, source_address)
     lookup = email_lookup(ctx.discovery_key, email)
-    rows = await Member.select().where(Member.email_lookup == lookup).run()
+    known = [records.Member.of(row) for row in await Member.select().where(Member.email_lookup == lookup).run()]
     # A member without a password (NO_PASSWORD, or anything that is not an argon2 hash)
     # costs the same dummy verification as an unknown e-mail and never matches.
-    matches: list[dict[str, Any]] = [
-        row for row in rows if verify_password(_usable_hash(row["password_hash"]), password)
-    ]
-    if not rows:
+    matches = [m for m in known if verify_password(_usable_hash(m.password_hash), password)]
+    if not known:
         verify_password(None, password)  # same work as for a known e-mail
     orgs = {
-        org["id"]: org
-        for org in await Organisation.select()
-        .where(Organisation.id.is_in([m["org_id"] for m in matches] or [uuid.UUID(int=0)]))
-        .run()
+        org.id: org
+        for org in map(
+            records.Organisation.of,
+            await Organisation.select()
+            .where(Organisation.id.is_in([m.org_id for m in matches] or [uuid.UUID(int=0)]))
+            .run(),
+        )
     }
     if org_slug is not None:
-        matches = [m for m in matches if orgs[m["org_id"]]["slug"] == org_slug]
+        matches = [m for m in matches if orgs[m.org_id].slug == org_slug]
     anonymous = Actor("anonymous", "anonymous", "anonymous", source_address, "log in")
-    for row in rows:
-        if row not in matches:
-            await record(ctx, anonymous, row["org_id"], "read", "member", row["id"], subject(row["id"]), "failure")
+    for member in known:
+        if member not in matches:
+            await record(ctx, anonymous, member.org_id, "read", "member", member.id, subject(member.id), "failure")
     if not matches:
         ctx.limits.login_failed(email, source_address)
         raise errors.unauthorized("e-mail address or password is wrong")
     if len(matches) > 1:
-        return sorted(orgs[m["org_id"]]["slug"] for m in matches)
-    member = matches[0]
-    actor = Actor(f"member:{member['id']}", member["role"], f"member:{member['id']}", source_address, "log in")
-    await record(ctx, actor, member["org_id"], "read", "member", member["id"], subject(member["id"]))
-    return member, orgs[member["org_id"]]
+        return sorted(orgs[m.org_id].slug for m in matches)
+    return matches[0], orgs[matches[0].org_id]

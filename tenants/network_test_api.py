@@ -45,10 +45,9 @@ from konsil.media_nodes.network_test.service import (
 from konsil.platform.core import errors
 from konsil.platform.core.authz import Rule, rule
 from konsil.platform.core.region import region_of
-from konsil.tenants import visits
+from konsil.tenants import organisations, records, rooms, visits
 from konsil.tenants.auth import authorize
 from konsil.tenants.signaling import VISIT_COOKIE
-from konsil.tenants.tables import Organisation
 
 ALL_MEMBERS = ("owner", "admin", "expert", "auditor")
 VISIT_PATH = "/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/network-test"
@@ -64,23 +63,28 @@ async def visitor_of_this_visit(connection: ASGIConnection[Any, Any, Any, Any], 
     """A visit cookie that opens this visit of this room passes; anyone else goes through
     the ordinary rule (401 anonymous, 404 another organisation, 403 members)."""
     params = connection.path_params
-    org = await Organisation.select().where(Organisation.slug == params.get("slug")).first().run()
+    org = await organisations.get(params.get("slug", ""))
     if org is None:
         raise errors.not_found("no such visit")
     token = connection.cookies.get(VISIT_COOKIE)
     if token:
-        visit: dict[str, Any] | None
-        room: dict[str, Any] | None
+        visit: records.Visit | None
+        room: records.Room | None
         try:
             visit = await visits.visit_for_token(org, params["visit_id"], token)
-            room = await visits.room_by_slug(org, params["room_slug"])
+            room = await rooms.by_slug(org, params["room_slug"])
         except errors.AppError:
             visit = room = None
-        if visit is not None and room is not None and visit["room_id"] == room["id"]:
+        if visit is not None and room is not None and visit.room_id == room.id:
             connection.state.org = org
             connection.state.runner = "visitor"
             return
     await authorize(connection, handler)
+
+
+def _org(request: Req) -> records.Organisation:
+    org: records.Organisation = request.state.org  # set by the guard
+    return org
 
 
 def _no_relay(exc: service.NoRelay) -> Response[Any]:
@@ -109,9 +113,9 @@ def _relays(request: Req, transport: Transport) -> Response[Any]:
 
 
 async def _start(request: Req, runner: Runner, data: NetworkTestIn) -> Response[Any]:
-    org = request.state.org
+    org = _org(request)
     try:
-        started = await service.start(region_of(request), org["id"], runner, data)
+        started = await service.start(region_of(request), org.id, runner, data)
     except OfferRefused as exc:
         raise errors.bad_request(str(exc), code="invalid_offer") from None
     except service.TooManyTests:
@@ -172,11 +176,11 @@ async def member_network_test(request: Req, data: NetworkTestIn) -> Response[Net
 async def list_network_tests(
     request: Req, limit: Annotated[int, Parameter(ge=1, le=500)] = 100
 ) -> list[NetworkTestOut]:
-    return await service.results(request.state.org["id"], limit)
+    return await service.results(_org(request).id, limit)
 
 
 async def _delete(request: Req, test_id: uuid.UUID, runner: str | None = None) -> None:
-    if not await service.delete_result(request.state.org["id"], test_id, runner):
+    if not await service.delete_result(_org(request).id, test_id, runner):
         raise errors.not_found("no such test result")
 
 

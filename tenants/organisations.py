@@ -9,50 +9,58 @@ import msgspec
 
 from konsil.platform.core import database, errors
 from konsil.platform.core.region import RegionContext
-from konsil.tenants import members
+from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record
-from konsil.tenants.schemas import CreatedOrganisation, NewOrganisation, OrganisationOut, OrganisationPatch
+from konsil.tenants.schemas import CreatedOrganisation, MemberIn, NewOrganisation, OrganisationOut, OrganisationPatch
 from konsil.tenants.tables import Organisation
 
 
-def to_out(ctx: RegionContext, org: dict[str, Any]) -> OrganisationOut:
+def to_out(ctx: RegionContext, org: records.Organisation) -> OrganisationOut:
     return OrganisationOut(
-        id=org["id"],
-        slug=org["slug"],
-        name=org["name"],
+        id=org.id,
+        slug=org.slug,
+        name=org.name,
         region=ctx.region.id,
-        retention_days=org["retention_days"],
-        contract_end=org["contract_end"],
-        relay_only=org["relay_only"],
+        retention_days=org.retention_days,
+        contract_end=org.contract_end,
+        relay_only=org.relay_only,
     )
+
+
+async def get(slug: str) -> records.Organisation | None:
+    return records.Organisation.maybe(await Organisation.select().where(Organisation.slug == slug).first().run())
 
 
 async def create(ctx: RegionContext, actor: Actor, new: NewOrganisation) -> CreatedOrganisation:
     """Create an organisation with its first owner. Idempotent for a repeated id."""
-    existing = await Organisation.select().where(Organisation.id == new.id).first().run()
+    existing = await Organisation.select(Organisation.slug).where(Organisation.id == new.id).first().run()
     if existing is not None:
         if existing["slug"] != new.slug:
             raise errors.conflict("organisation id already used")
         owner = await members.first_owner(new.id)
-        return CreatedOrganisation(new.id, new.slug, owner["id"], owner["email_lookup"])
+        return CreatedOrganisation(new.id, new.slug, owner.id, owner.email_lookup)
     if await Organisation.exists().where(Organisation.slug == new.slug).run():
         raise errors.conflict("this organisation address is taken")
+    first = MemberIn(
+        name=new.owner.name, email=new.owner.email, role="owner", password=new.owner.password, phone=new.owner.phone
+    )
     async with database.transaction(ctx.engine):
         await Organisation.insert(
             Organisation(id=new.id, slug=new.slug, name=new.name, retention_days=new.retention_days)
         ).run()
         await ctx.keys.provision(new.id)
-        owner_id, lookup = await members.insert(
-            ctx, actor, new.id, new.owner.name, new.owner.email, new.owner.phone, "owner", new.owner.password
-        )
-    return CreatedOrganisation(new.id, new.slug, owner_id, lookup)
+        # The control plane records the owner's login-index entry from the answer.
+        owner = await members.insert(ctx, actor, new.id, first)
+    return CreatedOrganisation(new.id, new.slug, owner.id, owner.email_lookup)
 
 
-async def update(ctx: RegionContext, actor: Actor, org: dict[str, Any], patch: OrganisationPatch) -> OrganisationOut:
+async def update(
+    ctx: RegionContext, actor: Actor, org: records.Organisation, patch: OrganisationPatch
+) -> OrganisationOut:
     values: dict[Any, Any] = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
     if not values:
         raise errors.bad_request("nothing to change")
     async with database.transaction(ctx.engine):
-        await Organisation.update(values).where(Organisation.id == org["id"]).run()
-        await record(ctx, actor, org["id"], "update", "organisation", org["id"], f"org:{org['id']}")
-    return to_out(ctx, {**org, **values})
+        await Organisation.update(values).where(Organisation.id == org.id).run()
+        await record(ctx, actor, org.id, "update", "organisation", org.id, f"org:{org.id}")
+    return to_out(ctx, msgspec.structs.replace(org, **values))

@@ -18,10 +18,11 @@ from litestar.response import Redirect, Template
 from konsil.platform.core import errors
 from konsil.platform.core.authz import PUBLIC, rule
 from konsil.platform.core.ratelimit import wait_in_words
-from konsil.tenants import members, visits
+from konsil.platform.core.region import region_of
+from konsil.tenants import records, visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.api import session_cookie
-from konsil.tenants.auth import end_session, start_session
+from konsil.tenants.auth import Principal, end_session, log_in
 from konsil.tenants.schemas import Email
 
 LOGIN_CSRF_COOKIE = "konsil_login_csrf"
@@ -48,7 +49,7 @@ def _login_page(
     headers: dict[str, str] | None = None,
 ) -> Template:
     token = secrets.token_urlsafe(24)
-    ctx = request.app.state.region
+    ctx = region_of(request)
     return Template(
         "login.html",
         context={"csrf": token, "error": error, "organisations": organisations or [], "region": ctx.region.id},
@@ -83,14 +84,9 @@ async def login_submit(request: Req, data: Annotated[LoginForm, Form]) -> Respon
         msgspec.convert(data.email, Email)
     except msgspec.ValidationError:
         return _login_page(request, "That is not a valid e-mail address.", status=400)
+    ctx = region_of(request)
     try:
-        found = await members.authenticate(
-            request.app.state.region,
-            data.email,
-            data.password[:200],
-            data.organisation or None,
-            source_address(request),
-        )
+        found = await log_in(ctx, data.email, data.password[:200], data.organisation or None, source_address(request))
     except errors.AppError as exc:
         if exc.status == 429:
             wait = exc.headers.get("retry-after", "60")
@@ -99,10 +95,8 @@ async def login_submit(request: Req, data: Annotated[LoginForm, Form]) -> Respon
         return _login_page(request, "E-mail address or password is wrong.", status=401)
     if isinstance(found, list):
         return _login_page(request, "Choose the organisation to open.", organisations=found, status=409)
-    member, org = found
-    value, _ = await start_session(member)
     return Redirect(
-        f"/{org['slug']}/portal", status_code=303, cookies=[session_cookie(request.app.state.region, request, value)]
+        f"/{found.organisation.slug}/portal", status_code=303, cookies=[session_cookie(ctx, request, found.cookie)]
     )
 
 
@@ -110,16 +104,16 @@ async def login_submit(request: Req, data: Annotated[LoginForm, Form]) -> Respon
 async def portal(request: Req) -> Template:
     """The expert's dashboard: live waiting list, admit, calls today (auditors see
     their role only)."""
-    org = request.state.org
-    principal = request.state.principal
+    org: records.Organisation = request.state.org
+    principal: Principal = request.state.principal
     return Template(
         "portal.html",
         context={
-            "org_name": org["name"],
-            "slug": org["slug"],
+            "org_name": org.name,
+            "slug": org.slug,
             "role": principal.role,
             "csrf": principal.csrf_token,
-            "region": request.app.state.region.region.id,
+            "region": region_of(request).region.id,
             "is_expert": principal.role in ("owner", "admin", "expert"),
         },
     )
@@ -129,18 +123,18 @@ async def portal(request: Req) -> Template:
     "/{slug:str}/calls/{call_id:uuid}", opt={**rule("owner", "admin", "expert"), "page": True}, include_in_schema=False
 )
 async def call_page(request: Req, call_id: uuid.UUID) -> Template:
-    org = request.state.org
-    principal = request.state.principal
+    org: records.Organisation = request.state.org
+    principal: Principal = request.state.principal
     await visits.call_for_member(org, call_id, principal.id, principal.role)
     return Template(
         "call.html",
         context={
-            "slug": org["slug"],
-            "org_name": org["name"],
+            "slug": org.slug,
+            "org_name": org.name,
             "call_id": str(call_id),
             "csrf": principal.csrf_token,
-            "ws_path": f"/{org['slug']}/calls/{call_id}/ws",
-            "region": request.app.state.region.region.id,
+            "ws_path": f"/{org.slug}/calls/{call_id}/ws",
+            "region": region_of(request).region.id,
         },
     )
 
@@ -151,14 +145,12 @@ async def call_page(request: Req, call_id: uuid.UUID) -> Template:
     include_in_schema=False,
 )
 async def logout_submit(request: Req, data: Annotated[CsrfForm, Form]) -> Response[Any]:
-    principal = request.state.principal
+    principal: Principal = request.state.principal
     if not principal.csrf_token or not hmac.compare_digest(principal.csrf_token, data.csrf):
         raise errors.AppError(403, "csrf", "your form expired; reload the page")
     if principal.session_id:
         await end_session(principal.session_id)
-    return Redirect(
-        "/login", status_code=303, cookies=[session_cookie(request.app.state.region, request, "", max_age=0)]
-    )
+    return Redirect("/login", status_code=303, cookies=[session_cookie(region_of(request), request, "", max_age=0)])
 
 
 pages_router = Router(path="/", route_handlers=[login_page, login_submit, portal, call_page, logout_submit])

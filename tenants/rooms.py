@@ -1,14 +1,21 @@
 """Rooms: one public slug per room (unique within the organisation: the join link is
-``/{org}/{room}``), owned by an expert of the organisation."""
+``/{org}/{room}``), owned by an expert of the organisation. Creating and removing one
+is access-logged under its expert (a room's title may name them)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from konsil.platform.core import database, errors
+import msgspec
+
+from konsil.platform.core import clock, database, errors
 from konsil.platform.core.authz import MANAGERS
+from konsil.platform.core.region import RegionContext
+from konsil.tenants import records
+from konsil.tenants.actors import Actor, record
 from konsil.tenants.auth import Principal
+from konsil.tenants.members import subject
 from konsil.tenants.schemas import RoomIn, RoomOut
 from konsil.tenants.tables import Member, Room
 
@@ -16,59 +23,91 @@ from konsil.tenants.tables import Member, Room
 RESERVED_ROOM_SLUGS = frozenset({"portal", "logout", "login", "api", "static", "settings", "dashboard", "calls"})
 
 
-def to_out(org: dict[str, Any], row: dict[str, Any]) -> RoomOut:
-    return RoomOut(row["id"], row["slug"], row["title"], row["expert_id"], f"/{org['slug']}/{row['slug']}")
+def to_out(org: records.Organisation, room: records.Room) -> RoomOut:
+    return _out(org, room.id, room.slug, room.title, room.expert_id)
+
+
+def _out(org: records.Organisation, room_id: uuid.UUID, slug: str, title: str, expert_id: uuid.UUID) -> RoomOut:
+    return RoomOut(id=room_id, slug=slug, title=title, expert_id=expert_id, join_path=f"/{org.slug}/{slug}")
 
 
 # A hot read (the room list of every dashboard and integration): fixed SQL on PostgreSQL.
 _LIST_SQL = "SELECT id, slug, title, expert_id FROM room WHERE org_id = $1 ORDER BY slug"
 
 
-async def list_rooms(org: dict[str, Any]) -> list[RoomOut]:
+async def list_rooms(org: records.Organisation) -> list[RoomOut]:
     engine = Room._meta.db
+    rows: list[dict[str, Any]]
     if database.is_postgres(engine):
-        rows = await database.fetch(engine, _LIST_SQL, org["id"])
+        rows = await database.fetch(engine, _LIST_SQL, org.id)
     else:
-        rows = await Room.select().where(Room.org_id == org["id"]).order_by(Room.slug).run()
-    return [to_out(org, row) for row in rows]
+        rows = (
+            await Room.select(Room.id, Room.slug, Room.title, Room.expert_id)
+            .where(Room.org_id == org.id)
+            .order_by(Room.slug)
+            .run()
+        )
+    return [_out(org, r["id"], r["slug"], r["title"], r["expert_id"]) for r in rows]
 
 
-async def get(org: dict[str, Any], room_id: uuid.UUID) -> dict[str, Any]:
-    row = await Room.select().where((Room.id == room_id) & (Room.org_id == org["id"])).first().run()
+async def get(org: records.Organisation, room_id: uuid.UUID) -> records.Room:
+    row = await Room.select().where((Room.id == room_id) & (Room.org_id == org.id)).first().run()
     if row is None:
         raise errors.not_found("no such room")
-    return row
+    return records.Room.of(row)
 
 
-async def create(principal: Principal, org: dict[str, Any], new: RoomIn) -> RoomOut:
+async def by_slug(org: records.Organisation, room_slug: str) -> records.Room:
+    row = await Room.select().where((Room.org_id == org.id) & (Room.slug == room_slug)).first().run()
+    if row is None:
+        raise errors.not_found("no such room")
+    return records.Room.of(row)
+
+
+def _expert_of_new_room(principal: Principal, new: RoomIn) -> uuid.UUID:
     expert_id = new.expert_id
     if principal.kind == "member" and principal.role not in MANAGERS:
         # Experts open rooms for themselves only.
         if expert_id not in (None, principal.id):
             raise errors.forbidden("experts can only create their own rooms")
-        expert_id = principal.id
+        return principal.id
     if expert_id is None and principal.kind == "member":
-        expert_id = principal.id  # a manager opening a room for themselves
+        return principal.id  # a manager opening a room for themselves
     if expert_id is None:
         raise errors.bad_request("expert_id is required")
-    expert = (
-        await Member.select(Member.role).where((Member.id == expert_id) & (Member.org_id == org["id"])).first().run()
+    return expert_id
+
+
+async def create(
+    ctx: RegionContext, actor: Actor, principal: Principal, org: records.Organisation, new: RoomIn
+) -> RoomOut:
+    expert_id = _expert_of_new_room(principal, new)
+    room = records.Room(
+        id=uuid.uuid4(), org_id=org.id, slug=new.slug, title=new.title, expert_id=expert_id, created_at=clock.now()
     )
-    if expert is None:
-        raise errors.bad_request("expert_id is not a member of this organisation")
-    if expert["role"] not in {"expert", "owner", "admin"}:
-        raise errors.bad_request("rooms belong to experts, admins or owners")
-    if new.slug in RESERVED_ROOM_SLUGS:
-        raise errors.conflict("this room address is reserved")
-    if await Room.exists().where((Room.org_id == org["id"]) & (Room.slug == new.slug)).run():
-        raise errors.conflict("this room address is taken")
-    row = Room(id=uuid.uuid4(), org_id=org["id"], slug=new.slug, title=new.title, expert_id=expert_id)
-    await Room.insert(row).run()
-    return to_out(org, {"id": row.id, "slug": new.slug, "title": new.title, "expert_id": expert_id})
+    async with database.transaction(ctx.engine):
+        expert = (
+            await Member.select(Member.role).where((Member.id == expert_id) & (Member.org_id == org.id)).first().run()
+        )
+        if expert is None:
+            raise errors.bad_request("expert_id is not a member of this organisation")
+        if expert["role"] not in {"expert", "owner", "admin"}:
+            raise errors.bad_request("rooms belong to experts, admins or owners")
+        if new.slug in RESERVED_ROOM_SLUGS:
+            raise errors.conflict("this room address is reserved")
+        if await Room.exists().where((Room.org_id == org.id) & (Room.slug == new.slug)).run():
+            raise errors.conflict("this room address is taken")
+        await Room.insert(Room(**msgspec.structs.asdict(room))).run()
+        await record(ctx, actor, org.id, "create", "room", room.id, subject(expert_id))
+    return to_out(org, room)
 
 
-async def remove(principal: Principal, org: dict[str, Any], room_id: uuid.UUID) -> None:
-    row = await get(org, room_id)
-    if principal.kind == "member" and principal.role not in MANAGERS and row["expert_id"] != principal.id:
-        raise errors.forbidden("only the room's expert or an admin can remove it")
-    await Room.delete().where(Room.id == room_id).run()
+async def remove(
+    ctx: RegionContext, actor: Actor, principal: Principal, org: records.Organisation, room_id: uuid.UUID
+) -> None:
+    async with database.transaction(ctx.engine):
+        room = await get(org, room_id)
+        if principal.kind == "member" and principal.role not in MANAGERS and room.expert_id != principal.id:
+            raise errors.forbidden("only the room's expert or an admin can remove it")
+        await Room.delete().where(Room.id == room_id).run()
+        await record(ctx, actor, org.id, "delete", "room", room_id, subject(room.expert_id))

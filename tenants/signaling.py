@@ -31,9 +31,9 @@ from konsil.platform.core import errors
 from konsil.platform.core.authz import rule
 from konsil.platform.core.channels import BoundedSubscriber
 from konsil.platform.core.region import RegionContext, region_of
-from konsil.tenants import visits
+from konsil.tenants import organisations, records, visits
 from konsil.tenants.actors import Actor, actor_of, source_address
-from konsil.tenants.tables import Organisation
+from konsil.tenants.auth import Principal
 
 log = logging.getLogger("konsil.signaling")
 
@@ -102,7 +102,7 @@ class Hangup(_Msg, tag="hangup"):
 
 ClientMessage = Hello | Present | Offer | Answer | Ice | Quality | Action | Hangup
 RELAYED = (Hello, Present, Offer, Answer, Ice)
-_decoder = msgspec.json.Decoder(ClientMessage)
+_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
 
 
 class BadMessage(Exception):
@@ -176,21 +176,14 @@ async def _subscribe(
     return subscriber
 
 
-def relay_unavailable(ctx: RegionContext, org: dict[str, Any]) -> str | None:
-    """Why a new call of ``org`` could not connect right now, else None: it must go
-    through a relay and the region's registry has no healthy node (or no TURN secret).
-    Checked before a call starts, so the visitor keeps waiting instead."""
-    return ctx.relays.unavailable() if org["relay_only"] else None
-
-
 def _call_setup(
-    ctx: RegionContext, org: dict[str, Any], call_id: uuid.UUID, role: str
+    ctx: RegionContext, org: records.Organisation, call_id: uuid.UUID, role: str
 ) -> tuple[dict[str, Any], str | None]:
     """The ``joined`` message, and the relay node the call was given (if any)."""
     offer = ctx.relays.for_call(str(call_id))
     servers, node_id, unavailable = offer.servers, offer.node_id, offer.unavailable
     has_relay = any(url.startswith("turn") for server in servers for url in server.urls)
-    relay_only = bool(org["relay_only"])
+    relay_only = org.relay_only
     notice = None
     if relay_only and not has_relay:
         if ctx.settings.mode == "embedded" and not ctx.relays.registered:
@@ -240,23 +233,23 @@ def _inbox(call_id: uuid.UUID, role: str) -> str:
 class CallSession:
     """One participant's side of a call on this socket."""
 
-    def __init__(self, socket: WebSocket[Any, Any, Any], org: dict[str, Any], role: str, actor: Actor) -> None:
+    def __init__(self, socket: WebSocket[Any, Any, Any], org: records.Organisation, role: str, actor: Actor) -> None:
         self.socket = socket
         self.org = org
         self.role = role
         self.actor = actor
-        self.call: dict[str, Any] | None = None
+        self.call: records.Call | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.subscribers: list[BoundedSubscriber] = []
 
-    async def join(self, call: dict[str, Any]) -> None:
+    async def join(self, call: records.Call) -> None:
         ctx = region_of(self.socket)
         self.call = call
-        channels = [visits.call_channel(call["id"]), _inbox(call["id"], self.role)]
+        channels = [visits.call_channel(call.id), _inbox(call.id, self.role)]
         subscriber = await _subscribe(self.socket, channels, self.tasks)
         self.subscribers.append(subscriber)
         self.tasks.append(asyncio.create_task(_pump(self.socket, subscriber, self.role)))
-        joined, node_id = _call_setup(ctx, self.org, call["id"], self.role)
+        joined, node_id = _call_setup(ctx, self.org, call.id, self.role)
         if node_id is not None:
             await visits.record_relay(ctx, self.actor, call, node_id)
         await _send(self.socket, joined)
@@ -268,7 +261,7 @@ class CallSession:
         assert self.call is not None
         event = msgspec.json.encode({"from": self.role, "msg": msgspec.to_builtins(message)})
         peer = "expert" if self.role == "visitor" else "visitor"
-        await _channels(self.socket).wait_published(event, [_inbox(self.call["id"], peer)])
+        await _channels(self.socket).wait_published(event, [_inbox(self.call.id, peer)])
 
     async def handle(self, message: ClientMessage) -> bool:
         """Act on one message; False when the session is over."""
@@ -281,9 +274,9 @@ class CallSession:
             kind = "quality" if isinstance(message, Quality) else "action"
             fields = {name: getattr(message, name) for name in message.__struct_fields__ if name != "call_id"}
             body = msgspec.json.encode({"type": kind, **fields})
-            await visits.store_telemetry(self.org["id"], self.call, self.role, kind, body)
+            await visits.store_telemetry(self.call, self.role, kind, body)
         elif isinstance(message, Hangup):
-            await visits.end_call(ctx, self.actor, self.org["id"], self.call["id"])
+            await visits.end_call(ctx, self.actor, self.org.id, self.call.id)
             await _send(self.socket, {"type": "ended"})  # the socket closes before the channel echo
             return False
         return True
@@ -307,7 +300,7 @@ async def _receive_loop(socket: WebSocket[Any, Any, Any], session: CallSession, 
             return
         try:
             try:
-                call_id = session.call["id"] if session.call else None
+                call_id = session.call.id if session.call else None
                 message = decode(raw, call_id)
                 if not await on_message(message):
                     return
@@ -320,7 +313,7 @@ async def _receive_loop(socket: WebSocket[Any, Any, Any], session: CallSession, 
             return
 
 
-async def _still_here(ctx: RegionContext, visit: dict[str, Any], session: CallSession) -> None:
+async def _still_here(ctx: RegionContext, visit: records.Visit, session: CallSession) -> None:
     """While this page waits, say so now and then: another tab of the same visit that
     closed marked it away, and this one is still here."""
     while session.call is None:
@@ -334,7 +327,7 @@ async def visitor_socket(socket: WebSocket[Any, Any, Any], slug: str, room_slug:
     if not _origin_ok(socket):
         await socket.close(code=4403, reason="wrong origin")
         return
-    org = await Organisation.select().where(Organisation.slug == slug).first().run()
+    org = await organisations.get(slug)
     try:
         if org is None:
             raise errors.not_found()
@@ -352,7 +345,7 @@ async def visitor_socket(socket: WebSocket[Any, Any, Any], slug: str, room_slug:
         if event.get("type") == "ended" and session.call is not None:
             return True  # the call's own channel says so already
         if event.get("type") == "admitted" and session.call is None:
-            call = await visits.Call.select().where(visits.Call.id == uuid.UUID(event["call_id"])).first().run()
+            call = await visits.call_by_id(org.id, uuid.UUID(event["call_id"]))
             if call is not None:
                 await session.join(call)
                 admitted.set()
@@ -363,13 +356,13 @@ async def visitor_socket(socket: WebSocket[Any, Any, Any], slug: str, room_slug:
     session.subscribers.append(visit_subscriber)
     session.tasks.append(asyncio.create_task(_pump(socket, visit_subscriber, "visitor", on_visit_event)))
     try:
-        if visit["status"] == "waiting":
+        if visit.status == "waiting":
             await visits.visitor_present(ctx, visit, True)
             session.tasks.append(asyncio.create_task(_still_here(ctx, visit, session)))
             await _send(socket, {"type": "waiting"})
-        elif visit["status"] == "admitted":
-            call = await visits.Call.select().where(visits.Call.visit_id == visit_id).first().run()
-            if call is not None and call["ended_at"] is None:
+        elif visit.status == "admitted":
+            call = await visits.call_of_visit(visit)
+            if call is not None and call.ended_at is None:
                 await session.join(call)
         else:
             await _send(socket, {"type": "ended"})
@@ -400,15 +393,15 @@ async def expert_call_socket(socket: WebSocket[Any, Any, Any], call_id: uuid.UUI
     if not _origin_ok(socket):
         await socket.close(code=4403, reason="wrong origin")
         return
-    org = socket.state.org
-    principal = socket.state.principal
+    org: records.Organisation = socket.state.org
+    principal: Principal = socket.state.principal
     try:
         call = await visits.call_for_member(org, call_id, principal.id, principal.role)
     except errors.AppError:
         await socket.close(code=4404, reason="no such call")
         return
     await socket.accept()
-    if call["ended_at"] is not None:
+    if call.ended_at is not None:
         await _send(socket, {"type": "ended"})
         await socket.close()
         return
@@ -429,10 +422,10 @@ async def dashboard_socket(socket: WebSocket[Any, Any, Any]) -> None:
     if not _origin_ok(socket):
         await socket.close(code=4403, reason="wrong origin")
         return
-    org = socket.state.org
+    org: records.Organisation = socket.state.org
     await socket.accept()
     tasks: list[asyncio.Task[None]] = []
-    subscriber = await _subscribe(socket, [visits.dashboard_channel(org["id"])], tasks)
+    subscriber = await _subscribe(socket, [visits.dashboard_channel(org.id)], tasks)
     tasks.append(asyncio.create_task(_pump(socket, subscriber, "dashboard")))
     try:
         await _send(socket, {"type": "ready"})

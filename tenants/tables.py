@@ -43,6 +43,19 @@ class Member(Table, tablename="member"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class LoginIndexChange(Table, tablename="login_index_change"):
+    """A member's e-mail lookup whose entry in the control plane's login-discovery index
+    may be out of date: written in the transaction that adds or removes the member,
+    deleted once the control plane holds what the region holds (tenants/login_index.py)."""
+
+    id = UUID(primary_key=True)
+    org_id = UUID(index=True)
+    email_lookup = Varchar(length=64)
+    created_at = Timestamptz(default=TimestamptzNow())
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(default=TimestamptzNow(), index=True)
+
+
 class Room(Table, tablename="room"):
     id = UUID(primary_key=True)
     org_id = UUID(index=True)
@@ -166,6 +179,7 @@ class PaymentRecord(Table, tablename="payment_record"):
 TENANT_TABLES: list[type[Table]] = [
     Organisation,
     Member,
+    LoginIndexChange,
     Room,
     ApiToken,
     MemberSession,

@@ -16,10 +16,10 @@ from litestar.response import Redirect, Template
 
 from konsil.platform.core import errors
 from konsil.platform.core.ratelimit import wait_in_words
-from konsil.tenants import visits
+from konsil.platform.core.region import region_of
+from konsil.tenants import organisations, records, rooms, visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.signaling import VISIT_COOKIE
-from konsil.tenants.tables import Organisation
 
 Req = Request[Any, Any, Any]
 Form = Body(media_type=RequestEncodingType.URL_ENCODED)
@@ -31,17 +31,17 @@ class JoinForm(msgspec.Struct):
     consent: str = ""
 
 
-async def _org_and_room(slug: str, room_slug: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    org = await Organisation.select().where(Organisation.slug == slug).first().run()
+async def _org_and_room(slug: str, room_slug: str) -> tuple[records.Organisation, records.Room]:
+    org = await organisations.get(slug)
     if org is None:
         raise errors.not_found("no such room")
-    return org, await visits.room_by_slug(org, room_slug)
+    return org, await rooms.by_slug(org, room_slug)
 
 
 def _join_page(
     request: Req,
-    org: dict[str, Any],
-    room: dict[str, Any],
+    org: records.Organisation,
+    room: records.Room,
     *,
     error: str | None = None,
     values: JoinForm | None = None,
@@ -55,7 +55,7 @@ def _join_page(
             "room": room,
             "error": error,
             "values": values or JoinForm(),
-            "region": request.app.state.region.region.id,
+            "region": region_of(request).region.id,
         },
         status_code=status,
         headers=headers,
@@ -70,6 +70,7 @@ async def join_page(request: Req, slug: str, room_slug: str) -> Template:
 
 @post("/{slug:str}/{room_slug:str}/visits", opt={"public": True}, include_in_schema=False)
 async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[JoinForm, Form]) -> Response[Any]:
+    ctx = region_of(request)
     org, room = await _org_and_room(slug, room_slug)
     # Only spaces are trimmed: a control character anywhere is refused by the same
     # rule as every other text field (konsil.platform.core.text), not quietly cut off.
@@ -93,7 +94,7 @@ async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[J
             error="Please agree to the processing described above to continue.",
         )
     try:
-        request.app.state.region.limits.join(room["id"], source_address(request))
+        ctx.limits.join(room.id, source_address(request))
     except errors.AppError as exc:
         wait = exc.headers.get("retry-after", "60")
         return _join_page(
@@ -105,9 +106,9 @@ async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[J
             headers={"retry-after": wait},
             error=f"Too many people are joining right now. Please wait {wait_in_words(wait)} and send the form again.",
         )
-    visit_id, token = await visits.arrive(request.app.state.region, org, room, form, source_address(request))
+    visit_id, token = await visits.arrive(ctx, org, room, form, source_address(request))
     path = f"/{slug}/{room_slug}/visits/{visit_id}"
-    secure = request.app.state.region.region.public_url.startswith("https://")
+    secure = ctx.region.public_url.startswith("https://")
     return Redirect(
         path,
         status_code=303,
@@ -126,7 +127,7 @@ async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUI
             "room": room,
             "visit_id": str(visit_id),
             "ws_path": f"/{slug}/{room_slug}/visits/{visit_id}/ws",
-            "region": request.app.state.region.region.id,
+            "region": region_of(request).region.id,
         },
     )
 

@@ -23,7 +23,7 @@ from konsil.platform.core import clock, database, errors
 from konsil.platform.core.authz import MANAGERS, token_hash
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
 from konsil.platform.core.region import RegionContext
-from konsil.tenants import members
+from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.schemas import PersonName, Phone
 from konsil.tenants.tables import Call, CallRelayReceipt, CallTelemetry, Room, Visit
@@ -77,15 +77,8 @@ def publish(ctx: RegionContext, channel: str, event: dict[str, Any]) -> None:
         ctx.live.publish(msgspec.json.encode(event), [channel])
 
 
-async def room_by_slug(org: dict[str, Any], room_slug: str) -> dict[str, Any]:
-    room = await Room.select().where((Room.org_id == org["id"]) & (Room.slug == room_slug)).first().run()
-    if room is None:
-        raise errors.not_found("no such room")
-    return room
-
-
 async def arrive(
-    ctx: RegionContext, org: dict[str, Any], room: dict[str, Any], form: VisitorForm, source: str
+    ctx: RegionContext, org: records.Organisation, room: records.Room, form: VisitorForm, source: str
 ) -> tuple[uuid.UUID, str]:
     """A visitor fills in the form: a new visit, waiting. Returns (visit id, visitor token)."""
     if not form.consent:
@@ -93,18 +86,18 @@ async def arrive(
     visit_id = uuid.uuid4()
     token = secrets.token_urlsafe(32)
     now = clock.now()
-    cipher = await ctx.keys.cipher(org["id"])
+    cipher = await ctx.keys.cipher(org.id)
 
     def seal(column: str, value: str) -> str:
-        return cipher.seal(FieldRef(org["id"], "visit", column, visit_id), value)
+        return cipher.seal(FieldRef(org.id, "visit", column, visit_id), value)
 
     actor = Actor(f"visitor:{visit_id}", "visitor", f"visitor:{visit_id}", source, "video consultation (consent)")
     async with database.transaction(ctx.engine):
         await Visit.insert(
             Visit(
                 id=visit_id,
-                org_id=org["id"],
-                room_id=room["id"],
+                org_id=org.id,
+                room_id=room.id,
                 name=seal("name", form.name),
                 phone=seal("phone", form.phone) if form.phone else None,
                 # The blind index members use: a data-subject request finds the visit by phone.
@@ -113,100 +106,122 @@ async def arrive(
                 token_hash=token_hash(token),
                 consented_at=now,
                 arrived_at=now,
-                expires_at=now + dt.timedelta(days=org["retention_days"]),
+                expires_at=now + dt.timedelta(days=org.retention_days),
             )
         ).run()
-        await record(ctx, actor, org["id"], "create", "visit", visit_id, visit_subject(visit_id))
-    publish(ctx, dashboard_channel(org["id"]), {"type": "waiting-changed", "room_id": str(room["id"])})
+        await record(ctx, actor, org.id, "create", "visit", visit_id, visit_subject(visit_id))
+    publish(ctx, dashboard_channel(org.id), {"type": "waiting-changed", "room_id": str(room.id)})
     return visit_id, token
 
 
-async def visit_for_token(org: dict[str, Any], visit_id: uuid.UUID, token: str | None) -> dict[str, Any]:
+async def visit_for_token(org: records.Organisation, visit_id: uuid.UUID, token: str | None) -> records.Visit:
     """The visit a visitor token opens: only its own (404 otherwise, revealing nothing)."""
     if not token:
         raise errors.not_found("no such visit")
-    row = await Visit.select().where((Visit.id == visit_id) & (Visit.org_id == org["id"])).first().run()
+    row = await Visit.select().where((Visit.id == visit_id) & (Visit.org_id == org.id)).first().run()
     if row is None or not secrets.compare_digest(row["token_hash"], token_hash(token)):
         raise errors.not_found("no such visit")
-    return row
+    return records.Visit.of(row)
 
 
-def _shown(cipher: OrgCipher, row: dict[str, Any], rooms: dict[uuid.UUID, str]) -> WaitingVisit:
+def _shown(cipher: OrgCipher, visit: records.Visit, rooms: dict[uuid.UUID, str]) -> WaitingVisit:
     """A visit as the expert sees it; raises FieldDecryptionError rather than show it wrong."""
-    name = cipher.open(FieldRef(row["org_id"], "visit", "name", row["id"]), row["name"])
-    phone = cipher.open(FieldRef(row["org_id"], "visit", "phone", row["id"]), row["phone"]) if row["phone"] else None
+    name = cipher.open(FieldRef(visit.org_id, "visit", "name", visit.id), visit.name)
+    phone = cipher.open(FieldRef(visit.org_id, "visit", "phone", visit.id), visit.phone) if visit.phone else None
     return WaitingVisit(
-        row["id"], rooms[row["room_id"]], name, phone, row["arrived_at"], row["status"], row.get("away_since")
+        id=visit.id,
+        room=rooms[visit.room_id],
+        name=name,
+        phone=phone,
+        arrived_at=visit.arrived_at,
+        status=visit.status,
+        away_since=visit.away_since,
     )
 
 
-async def _visible_rooms(org: dict[str, Any], member_id: uuid.UUID, role: str) -> dict[uuid.UUID, str]:
-    query = Room.select(Room.id, Room.slug).where(Room.org_id == org["id"])
+async def _visible_rooms(org: records.Organisation, member_id: uuid.UUID, role: str) -> dict[uuid.UUID, str]:
+    query = Room.select(Room.id, Room.slug).where(Room.org_id == org.id)
     if role not in MANAGERS:
         query = query.where(Room.expert_id == member_id)
     return {row["id"]: row["slug"] for row in await query.run()}
 
 
 async def waiting_list(
-    ctx: RegionContext, actor: Actor, org: dict[str, Any], member_id: uuid.UUID, role: str
+    ctx: RegionContext, actor: Actor, org: records.Organisation, member_id: uuid.UUID, role: str
 ) -> list[WaitingVisit]:
     """Visitors waiting in the member's rooms (all rooms for owners and admins); each
     one shown is an access-logged read of that visit's personal data."""
     rooms = await _visible_rooms(org, member_id, role)
     if not rooms:
         return []
-    await _gone_for_good(org["id"])
+    await _gone_for_good(org.id)
     rows = (
         await Visit.select()
-        .where((Visit.org_id == org["id"]) & Visit.room_id.is_in(list(rooms)) & (Visit.status == "waiting"))
+        .where((Visit.org_id == org.id) & Visit.room_id.is_in(list(rooms)) & (Visit.status == "waiting"))
         .order_by(Visit.arrived_at)
         .run()
     )
-    cipher = await ctx.keys.cipher(org["id"])
+    cipher = await ctx.keys.cipher(org.id)
     shown = []
-    for row in rows:
+    for visit in map(records.Visit.of, rows):
         try:
-            shown.append(_shown(cipher, row, rooms))
+            shown.append(_shown(cipher, visit, rooms))
         except FieldDecryptionError:
-            await record(ctx, actor, org["id"], "read", "visit", row["id"], visit_subject(row["id"]), "failure")
+            await record(ctx, actor, org.id, "read", "visit", visit.id, visit_subject(visit.id), "failure")
             continue  # never shown wrong; the failure is in the log
-    await record_reads(ctx, actor, org["id"], "visit", [(v.id, visit_subject(v.id)) for v in shown])
+    await record_reads(ctx, actor, org.id, "visit", [(v.id, visit_subject(v.id)) for v in shown])
     return shown
 
 
-async def _visit_in_rooms(org: dict[str, Any], visit_id: uuid.UUID, member_id: uuid.UUID, role: str) -> dict[str, Any]:
-    rooms = await _visible_rooms(org, member_id, role)
-    row = await Visit.select().where((Visit.id == visit_id) & (Visit.org_id == org["id"])).first().run()
+async def _visit_in_rooms(org: records.Organisation, visit_id: uuid.UUID, rooms: dict[uuid.UUID, str]) -> records.Visit:
+    row = await Visit.select().where((Visit.id == visit_id) & (Visit.org_id == org.id)).first().run()
     if row is None or row["room_id"] not in rooms:
         raise errors.not_found("no such visit")
-    return row
+    return records.Visit.of(row)
 
 
 async def open_visit(
-    ctx: RegionContext, actor: Actor, org: dict[str, Any], visit_id: uuid.UUID, member_id: uuid.UUID, role: str
+    ctx: RegionContext, actor: Actor, org: records.Organisation, visit_id: uuid.UUID, member_id: uuid.UUID, role: str
 ) -> WaitingVisit:
     """One visit's details for the room's expert: an access-logged read."""
-    row = await _visit_in_rooms(org, visit_id, member_id, role)
     rooms = await _visible_rooms(org, member_id, role)
-    cipher = await ctx.keys.cipher(org["id"])
+    visit = await _visit_in_rooms(org, visit_id, rooms)
+    cipher = await ctx.keys.cipher(org.id)
     try:
-        visit = _shown(cipher, row, rooms)
+        shown = _shown(cipher, visit, rooms)
     except FieldDecryptionError as exc:
-        await record(ctx, actor, org["id"], "read", "visit", visit_id, visit_subject(visit_id), "failure")
+        await record(ctx, actor, org.id, "read", "visit", visit_id, visit_subject(visit_id), "failure")
         raise errors.AppError(
             500, "integrity_error", f"this visit's record failed its integrity check ({exc.reason}); it was not shown"
         ) from None
-    await record(ctx, actor, org["id"], "read", "visit", visit_id, visit_subject(visit_id))
-    return visit
+    await record(ctx, actor, org.id, "read", "visit", visit_id, visit_subject(visit_id))
+    return shown
+
+
+def relay_unavailable(ctx: RegionContext, org: records.Organisation) -> str | None:
+    """Why a new call of ``org`` could not connect right now, else None: it must go
+    through a relay and the region's registry has no healthy node (or no TURN secret)."""
+    return ctx.relays.unavailable() if org.relay_only else None
 
 
 async def admit(
-    ctx: RegionContext, actor: Actor, org: dict[str, Any], visit_id: uuid.UUID, member_id: uuid.UUID, role: str
+    ctx: RegionContext, actor: Actor, org: records.Organisation, visit_id: uuid.UUID, member_id: uuid.UUID, role: str
 ) -> CallOut:
-    """The expert admits a waiting visitor: the call starts."""
-    row = await _visit_in_rooms(org, visit_id, member_id, role)
-    if row["status"] != "waiting":
-        raise errors.conflict(f"this visit is {row['status']}, not waiting")
+    """The expert admits a waiting visitor: the call starts. Not while the call could
+    not connect (relay only, and no healthy relay in the region): 503, and the visitor
+    keeps waiting."""
+    unavailable = relay_unavailable(ctx, org)
+    if unavailable is not None:
+        raise errors.AppError(
+            503,
+            "unavailable",
+            f"{unavailable.capitalize()}; the call would not connect, so the visitor keeps "
+            "waiting. Try again in a minute.",
+        )
+    rooms = await _visible_rooms(org, member_id, role)
+    visit = await _visit_in_rooms(org, visit_id, rooms)
+    if visit.status != "waiting":
+        raise errors.conflict(f"this visit is {visit.status}, not waiting")
     call_id = uuid.uuid4()
     now = clock.now()
     async with database.transaction(ctx.engine):
@@ -221,42 +236,65 @@ async def admit(
         await Call.insert(
             Call(
                 id=call_id,
-                org_id=org["id"],
-                room_id=row["room_id"],
+                org_id=org.id,
+                room_id=visit.room_id,
                 visit_id=visit_id,
                 expert_id=member_id,
                 started_at=now,
-                expires_at=row["expires_at"],
+                expires_at=visit.expires_at,
             )
         ).run()
-        await record(ctx, actor, org["id"], "create", "call", call_id, visit_subject(visit_id))
+        await record(ctx, actor, org.id, "create", "call", call_id, visit_subject(visit_id))
     publish(ctx, visit_channel(visit_id), {"type": "admitted", "call_id": str(call_id)})
-    publish(ctx, dashboard_channel(org["id"]), {"type": "waiting-changed"})
-    rooms = await _visible_rooms(org, member_id, role)
-    return CallOut(call_id, visit_id, rooms.get(row["room_id"], ""), now, None, None)
+    publish(ctx, dashboard_channel(org.id), {"type": "waiting-changed"})
+    return CallOut(
+        id=call_id,
+        visit_id=visit_id,
+        room=rooms.get(visit.room_id, ""),
+        started_at=now,
+        ended_at=None,
+        duration_seconds=None,
+    )
+
+
+async def call_by_id(org_id: uuid.UUID, call_id: uuid.UUID) -> records.Call | None:
+    return records.Call.maybe(await Call.select().where((Call.id == call_id) & (Call.org_id == org_id)).first().run())
+
+
+async def call_of_visit(visit: records.Visit) -> records.Call | None:
+    return records.Call.maybe(
+        await Call.select().where((Call.visit_id == visit.id) & (Call.org_id == visit.org_id)).first().run()
+    )
 
 
 async def end_call(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, call_id: uuid.UUID) -> CallOut | None:
     """End a call (by either side). Idempotent: an ended call stays as it was."""
-    call = await Call.select().where((Call.id == call_id) & (Call.org_id == org_id)).first().run()
+    call = await call_by_id(org_id, call_id)
     if call is None:
         raise errors.not_found("no such call")
-    if call["ended_at"] is not None:
+    if call.ended_at is not None:
         return None
     now = clock.now()
-    duration = max(0, int((now - call["started_at"]).total_seconds()))
+    duration = max(0, int((now - call.started_at).total_seconds()))
     async with database.transaction(ctx.engine):
         await (
             Call.update({Call.ended_at: now, Call.duration_seconds: duration})
             .where((Call.id == call_id) & Call.ended_at.is_null())
             .run()
         )
-        await Visit.update({Visit.status: "ended", Visit.ended_at: now}).where(Visit.id == call["visit_id"]).run()
-        await record(ctx, actor, org_id, "update", "call", call_id, visit_subject(call["visit_id"]))
+        await Visit.update({Visit.status: "ended", Visit.ended_at: now}).where(Visit.id == call.visit_id).run()
+        await record(ctx, actor, org_id, "update", "call", call_id, visit_subject(call.visit_id))
     publish(ctx, call_channel(call_id), {"from": "server", "msg": {"type": "ended"}})
-    publish(ctx, visit_channel(call["visit_id"]), {"type": "ended"})
+    publish(ctx, visit_channel(call.visit_id), {"type": "ended"})
     publish(ctx, dashboard_channel(org_id), {"type": "calls-changed"})
-    return CallOut(call_id, call["visit_id"], "", call["started_at"], now, duration)
+    return CallOut(
+        id=call_id,
+        visit_id=call.visit_id,
+        room="",
+        started_at=call.started_at,
+        ended_at=now,
+        duration_seconds=duration,
+    )
 
 
 # A waiting visitor whose page has had no socket open this long has left: the tab was
@@ -265,10 +303,10 @@ AWAY_LIMIT = dt.timedelta(minutes=10)
 PRESENCE_REFRESH_SECONDS = 60.0  # a waiting page's socket says it is still there
 
 
-async def visitor_present(ctx: RegionContext, visit: dict[str, Any], present: bool) -> None:
+async def visitor_present(ctx: RegionContext, visit: records.Visit, present: bool) -> None:
     """The waiting visitor's page opened (``present``) or lost its socket: the waiting
     list shows who is away, and since when."""
-    waiting = (Visit.id == visit["id"]) & (Visit.status == "waiting")
+    waiting = (Visit.id == visit.id) & (Visit.status == "waiting")
     if present:
         changed = (
             await Visit.update({Visit.away_since: None})
@@ -282,7 +320,7 @@ async def visitor_present(ctx: RegionContext, visit: dict[str, Any], present: bo
             .returning(Visit.id)
         )
     if changed:
-        publish(ctx, dashboard_channel(visit["org_id"]), {"type": "waiting-changed"})
+        publish(ctx, dashboard_channel(visit.org_id), {"type": "waiting-changed"})
 
 
 async def _gone_for_good(org_id: uuid.UUID) -> None:
@@ -294,51 +332,60 @@ async def _gone_for_good(org_id: uuid.UUID) -> None:
     )
 
 
-async def leave(ctx: RegionContext, visit: dict[str, Any]) -> None:
+async def leave(ctx: RegionContext, visit: records.Visit) -> None:
     """A waiting visitor leaves before being admitted."""
-    if visit["status"] == "waiting":
+    if visit.status == "waiting":
         await (
             Visit.update({Visit.status: "left", Visit.ended_at: clock.now()})
-            .where((Visit.id == visit["id"]) & (Visit.status == "waiting"))
+            .where((Visit.id == visit.id) & (Visit.status == "waiting"))
             .run()
         )
-        publish(ctx, dashboard_channel(visit["org_id"]), {"type": "waiting-changed"})
+        publish(ctx, dashboard_channel(visit.org_id), {"type": "waiting-changed"})
 
 
 async def calls_today(
-    org: dict[str, Any], member_id: uuid.UUID, role: str, since: dt.datetime | None = None
+    org: records.Organisation, member_id: uuid.UUID, role: str, since: dt.datetime | None = None
 ) -> list[CallOut]:
     rooms = await _visible_rooms(org, member_id, role)
     midnight = since or clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
     rows = (
         await Call.select()
-        .where((Call.org_id == org["id"]) & (Call.started_at >= midnight))
+        .where((Call.org_id == org.id) & (Call.started_at >= midnight))
         .order_by(Call.started_at, ascending=False)
         .run()
     )
     return [
-        CallOut(r["id"], r["visit_id"], rooms[r["room_id"]], r["started_at"], r["ended_at"], r["duration_seconds"])
-        for r in rows
-        if r["room_id"] in rooms
+        CallOut(
+            id=call.id,
+            visit_id=call.visit_id,
+            room=rooms[call.room_id],
+            started_at=call.started_at,
+            ended_at=call.ended_at,
+            duration_seconds=call.duration_seconds,
+        )
+        for call in map(records.Call.of, rows)
+        if call.room_id in rooms
     ]
 
 
-async def call_for_member(org: dict[str, Any], call_id: uuid.UUID, member_id: uuid.UUID, role: str) -> dict[str, Any]:
-    call = await Call.select().where((Call.id == call_id) & (Call.org_id == org["id"])).first().run()
-    if call is None or (role not in MANAGERS and call["expert_id"] != member_id):
+async def call_for_member(
+    org: records.Organisation, call_id: uuid.UUID, member_id: uuid.UUID, role: str
+) -> records.Call:
+    call = await call_by_id(org.id, call_id)
+    if call is None or (role not in MANAGERS and call.expert_id != member_id):
         raise errors.not_found("no such call")
     return call
 
 
-async def record_relay(ctx: RegionContext, actor: Actor, call: dict[str, Any], node_id: str) -> None:
+async def record_relay(ctx: RegionContext, actor: Actor, call: records.Call, node_id: str) -> None:
     """Issue (or extend) the call's signed residency receipt: this region and the relay
     node that carried it. The access log references the receipt."""
-    existing = await CallRelayReceipt.select().where(CallRelayReceipt.call_id == call["id"]).first().run()
+    existing = await CallRelayReceipt.select().where(CallRelayReceipt.call_id == call.id).first().run()
     relays: list[str] = msgspec.json.decode(existing["body"], type=ResidencyReceipt).relays if existing else []
     if node_id in relays:
         return
     receipt = ResidencyReceipt(
-        call_id=str(call["id"]),
+        call_id=str(call.id),
         region=ctx.region.id,
         jurisdiction=ctx.region.jurisdiction,
         relays=[*relays, node_id],
@@ -357,16 +404,14 @@ async def record_relay(ctx: RegionContext, actor: Actor, call: dict[str, Any], n
             await CallRelayReceipt.insert(
                 CallRelayReceipt(
                     id=receipt_id,
-                    org_id=call["org_id"],
-                    call_id=call["id"],
+                    org_id=call.org_id,
+                    call_id=call.id,
                     body=body,
                     signature=signature,
-                    expires_at=call["expires_at"],
+                    expires_at=call.expires_at,
                 )
             ).run()
-        await record(
-            ctx, actor, call["org_id"], "create", "residency_receipt", receipt_id, visit_subject(call["visit_id"])
-        )
+        await record(ctx, actor, call.org_id, "create", "residency_receipt", receipt_id, visit_subject(call.visit_id))
 
 
 class ReceiptOut(msgspec.Struct):
@@ -376,10 +421,10 @@ class ReceiptOut(msgspec.Struct):
     valid: bool
 
 
-async def receipt_of(ctx: RegionContext, org: dict[str, Any], call: dict[str, Any]) -> ReceiptOut:
+async def receipt_of(ctx: RegionContext, org: records.Organisation, call: records.Call) -> ReceiptOut:
     row = (
         await CallRelayReceipt.select()
-        .where((CallRelayReceipt.call_id == call["id"]) & (CallRelayReceipt.org_id == org["id"]))
+        .where((CallRelayReceipt.call_id == call.id) & (CallRelayReceipt.org_id == org.id))
         .first()
         .run()
     )
@@ -387,7 +432,8 @@ async def receipt_of(ctx: RegionContext, org: dict[str, Any], call: dict[str, An
         raise errors.not_found("this call has no residency receipt (no relay was allocated to it)")
     receipt = msgspec.json.decode(row["body"], type=ResidencyReceipt)
     public = receipts.public_key_b64(ctx.region)
-    return ReceiptOut(receipt, row["signature"], public, receipts.verify(public, receipt, row["signature"]))
+    valid = receipts.verify(public, receipt, row["signature"])
+    return ReceiptOut(receipt=receipt, signature=row["signature"], public_key=public, valid=valid)
 
 
 class TelemetryLimit(NamedTuple):
@@ -455,18 +501,18 @@ def _take(budget: _TelemetryBudget, limit: TelemetryLimit, kind: str) -> None:
     raise errors.AppError(429, "too_many_requests", f"{why}; this one was not stored")
 
 
-async def store_telemetry(org_id: uuid.UUID, call: dict[str, Any], participant: str, kind: str, data: bytes) -> None:
+async def store_telemetry(call: records.Call, participant: str, kind: str, data: bytes) -> None:
     """Keep one sample, within the participant's budget for the call (429 past it)."""
-    _take(await _telemetry_budget(call["id"], participant, kind), TELEMETRY_LIMITS[kind], kind)
+    _take(await _telemetry_budget(call.id, participant, kind), TELEMETRY_LIMITS[kind], kind)
     await CallTelemetry.insert(
         CallTelemetry(
             id=uuid.uuid4(),
-            org_id=org_id,
-            call_id=call["id"],
-            visit_id=call["visit_id"],
+            org_id=call.org_id,
+            call_id=call.id,
+            visit_id=call.visit_id,
             participant=participant,
             kind=kind,
             data=data.decode(),
-            expires_at=call["expires_at"],
+            expires_at=call.expires_at,
         )
     ).run()

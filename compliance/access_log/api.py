@@ -84,8 +84,7 @@ async def read_access_log(
             raise errors.bad_request(f"{name} needs a time zone, e.g. 2026-11-28T00:00:00Z")
     if since is not None and until is not None and since >= until:
         raise errors.bad_request("since must be before until")
-    org = request.state.org
-    org_id: uuid.UUID = org["id"]
+    org_id: uuid.UUID = request.state.org.id
     records = await service.page(org_id, limit=limit + 1, before_seq=cursor, outcome=outcome, since=since, until=until)
     denied = await service.count(org_id, outcome="denied", since=since, until=until)
     shown = records[:limit]

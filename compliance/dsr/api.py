@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response, Router, get, post
 from litestar.response import Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
@@ -37,8 +38,9 @@ Req = Request[Any, Any, Any]
 
 
 def _org(request: Req) -> dict[str, Any]:
-    org: dict[str, Any] = request.state.org  # set by the guard
-    return org
+    # The guard's organisation is a typed record (tenants/records.py); this area still
+    # reads it as a row.
+    return msgspec.structs.asdict(request.state.org)
 
 
 @get(BASE, opt=rule(*MANAGERS, personal_data="dsr"), tags=["data-subject requests"])

@@ -628,7 +628,7 @@ async def erase(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_i
         await append_many(events)
         for m in records.members:
             # Sessions, tokens and the control plane's login index go with the account.
-            await members.remove(ctx, actor, org, m["id"])
+            await members.remove(ctx, actor, org_id, m["id"])
         changed = {
             "members": len(records.members),
             "visits": cascade.rows["visit"],

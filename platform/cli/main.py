@@ -26,7 +26,8 @@ DELEGATED = {
 
 def _load(target: str) -> Callable[..., Any]:
     module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
+    command: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return command
 
 
 def _command(target: str) -> Command:

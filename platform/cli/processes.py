@@ -9,7 +9,7 @@ from konsil.platform.cli.launcher import up as launch
 from konsil.platform.cli.migrations import migrate_all
 from konsil.platform.control.app import create_control_app
 from konsil.platform.core.http_server import serve as serve_app
-from konsil.platform.core.settings import load_settings
+from konsil.platform.core.settings import load_control_settings, load_settings
 from konsil.regions.app import create_region_app
 from konsil.regions.tasks import run_beat, run_worker
 
@@ -19,14 +19,14 @@ def up(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
     if args.what == "control":
-        app = create_control_app(settings)
-        listen = settings.require_control().listen
-    else:
-        app = create_region_app(settings, args.region)
-        listen = settings.region(args.region or settings.regions[0].id).listen
-    serve_app(app, settings, listen)
+        # The control plane reads its own part of the file: no region database or keys.
+        control = load_control_settings(args.config)
+        serve_app(create_control_app(control), control, control.control.listen)
+        return 0
+    settings = load_settings(args.config)
+    app = create_region_app(settings, args.region)
+    serve_app(app, settings, settings.region(args.region or settings.regions[0].id).listen)
     return 0
 
 

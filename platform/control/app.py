@@ -1,5 +1,10 @@
 """Composition root of the control plane: signup, directory, login discovery,
-gateway. It holds no region database credentials and stores no personal data."""
+gateway. It holds no region database credentials and stores no personal data.
+
+Every route says who may call it: ``public`` (signup, discovery, the region list,
+the gateway, whose regions authorize each call themselves) or ``internal`` with a
+guard that checks a region's signature. One ``before_request`` refuses any other
+route (fail closed), as the region service does."""
 
 from __future__ import annotations
 
@@ -19,12 +24,13 @@ from konsil.platform.control.context import ControlContext, new_client, new_gate
 from konsil.platform.control.gateway import Directory, browser_redirect, forward
 from konsil.platform.control.tables import CONTROL_TABLES, RegionRecord
 from konsil.platform.core import database, errors
+from konsil.platform.core.authz import INTERNAL, PUBLIC
 from konsil.platform.core.db_errors import DATABASE_UNAVAILABLE_HANDLERS
 from konsil.platform.core.errors import EXCEPTION_HANDLERS
 from konsil.platform.core.lookup import normalise_email
 from konsil.platform.core.openapi import document_errors
 from konsil.platform.core.ratelimit import RateLimit
-from konsil.platform.core.settings import Settings
+from konsil.platform.core.settings import ControlPlaneSettings
 from konsil.platform.core.signing import Verifier
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
 
@@ -36,7 +42,7 @@ def source_address(request: Req) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@post("/api/v1/signup", status_code=HTTP_201_CREATED, tags=["signup"])
+@post("/api/v1/signup", status_code=HTTP_201_CREATED, tags=["signup"], opt=PUBLIC)
 async def signup_route(request: Req, data: signup.SignupIn) -> signup.SignupOut:
     """Create an organisation and its first owner in the chosen region."""
     ctx: ControlContext = request.app.state.control
@@ -44,7 +50,7 @@ async def signup_route(request: Req, data: signup.SignupIn) -> signup.SignupOut:
     return await signup.signup(ctx, data)
 
 
-@post("/api/v1/login-discovery", status_code=HTTP_200_OK, tags=["login"])
+@post("/api/v1/login-discovery", status_code=HTTP_200_OK, tags=["login"], opt=PUBLIC)
 async def discovery_route(request: Req, data: discovery.DiscoveryIn) -> discovery.DiscoveryOut:
     """Where to log in for an e-mail address (does not reveal whether it exists)."""
     ctx: ControlContext = request.app.state.control
@@ -53,7 +59,7 @@ async def discovery_route(request: Req, data: discovery.DiscoveryIn) -> discover
     return await discovery.discover(ctx, data)
 
 
-@get("/api/v1/regions", tags=["signup"])
+@get("/api/v1/regions", tags=["signup"], opt=PUBLIC)
 async def regions_route(request: Req) -> list[dict[str, str]]:
     """The regions an organisation can choose at signup."""
     rows = await RegionRecord.select().order_by(RegionRecord.id).run()
@@ -65,12 +71,12 @@ def signed_by_region(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRout
         raise errors.unauthorized("internal calls must be signed by a region")
 
 
-@post("/login-index", status_code=HTTP_200_OK)
+@post("/login-index", status_code=HTTP_200_OK, opt=INTERNAL)
 async def login_index_route(request: Req, data: discovery.LoginIndexChange) -> dict[str, Any]:
     return await discovery.change_index(request.app.state.control, request.scope["state"]["signed_by"], data)
 
 
-@post("/org-removed", status_code=HTTP_200_OK)
+@post("/org-removed", status_code=HTTP_200_OK, opt=INTERNAL)
 async def org_removed_route(request: Req, data: discovery.OrgRemoved) -> dict[str, Any]:
     return await discovery.org_removed(request.scope["state"]["signed_by"], data)
 
@@ -83,7 +89,17 @@ internal_router = Router(
 )
 
 
-async def register_regions(settings: Settings) -> None:
+async def _authorized_and_strict(request: Req) -> None:
+    """Before every HTTP handler: the route is public, or internal and its guard has
+    checked the region's signature; any other route is refused. Then the strict edge
+    checks of its input (401/403 before 400/415)."""
+    handler = request.route_handler
+    if not (handler.opt.get("public") or (handler.opt.get("internal") and handler.resolve_guards())):
+        raise errors.forbidden("this route has no authorization rule")
+    await strict_input(request)
+
+
+async def register_regions(settings: ControlPlaneSettings) -> None:
     """The region registry mirrors configuration (id, jurisdiction, public URL)."""
     for region in settings.regions:
         values: dict[Any, Any] = {
@@ -98,8 +114,8 @@ async def register_regions(settings: Settings) -> None:
             ).run()
 
 
-def create_control_app(settings: Settings) -> Litestar:
-    control = settings.require_control()
+def create_control_app(settings: ControlPlaneSettings) -> Litestar:
+    control = settings.control
     engine = database.engine_for(control.database)
     regions = {r.id: r for r in settings.regions}
     ctx = ControlContext(
@@ -143,9 +159,13 @@ def create_control_app(settings: Settings) -> Litestar:
         exception_handlers={**EXCEPTION_HANDLERS, **DATABASE_UNAVAILABLE_HANDLERS},
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Konsil control plane", version="1", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Konsil control plane",
+            version="1",
+            openapi_router=Router(path="/schema", route_handlers=[], opt=PUBLIC, include_in_schema=False),
+        ),
         logging_config=LOGGING,
-        before_request=strict_input,
+        before_request=_authorized_and_strict,
         before_send=[security_headers],
         debug=False,
     )

@@ -1,5 +1,6 @@
 """What the control plane is built from: its own database and, per region, the
-URL and internal secret to call it with; never a region's database or keys."""
+endpoint (URLs and the internal secret to call it with). Its types have no place
+for a region's database or keys (``RegionEndpoint``, ``ControlPlaneSettings``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from piccolo.engine.base import Engine
 
 from konsil.platform.control.network import Origin, RegionPool
 from konsil.platform.core.ratelimit import RateLimit
-from konsil.platform.core.settings import RegionSettings, Settings
+from konsil.platform.core.settings import ControlPlaneSettings, RegionEndpoint
 from konsil.platform.core.signing import RequestSigner, Verifier, sign
 
 
@@ -27,9 +28,9 @@ class Route:
 
 @dataclass
 class ControlContext:
-    settings: Settings
-    engine: Engine
-    regions: dict[str, RegionSettings]
+    settings: ControlPlaneSettings
+    engine: Engine[Any]
+    regions: dict[str, RegionEndpoint]
     verifier: Verifier  # accepts calls signed by a region
     discovery_key: str
     client: httpx.AsyncClient  # internal calls (signup)

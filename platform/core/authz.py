@@ -1,6 +1,7 @@
 """Who may call a route, declared on the route (``opt``) and enforced for every route
-by one app-level check (``tenants.auth.authorize_request``): a route without a rule
-is refused (fail closed)."""
+by one app-level check (the region service's ``tenants.auth.authorize_request``, the
+control plane's ``_authorized_and_strict``): a route without a rule is refused (fail
+closed)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def rule(*roles: str, scope: str | None = None, personal_data: str | None = None
 
 
 PUBLIC: dict[str, Any] = {"public": True}
+# Called by another of Konsil's services only: the route's own guard checks the signature.
+INTERNAL: dict[str, Any] = {"internal": True}
 # The region's ops team (media-node operations): bearer tokens whose SHA-256 is in
 # regions.<id>.ops_token_hashes. Not a member of any organisation.
 OPS: dict[str, Any] = {"auth": Rule(frozenset({"ops"}), None, org_scoped=False)}

@@ -7,8 +7,10 @@ embedded default) and PostgreSQL (services mode).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -40,7 +42,7 @@ class _WithoutTraceback(logging.Filter):
 logging.getLogger("asyncpg.pool").addFilter(_WithoutTraceback())
 
 
-def engine_for(dsn: str) -> Engine:
+def engine_for(dsn: str) -> Engine[Any]:
     parsed = urlparse(dsn)
     if parsed.scheme == "sqlite":
         path = Path(dsn[len("sqlite://") :])
@@ -51,20 +53,52 @@ def engine_for(dsn: str) -> Engine:
     raise ValueError(f"unsupported database scheme {parsed.scheme!r}")
 
 
-def is_postgres(engine: Engine) -> bool:
+def is_postgres(engine: Engine[Any]) -> bool:
     return engine.engine_type in {"postgres", "cockroach"}
 
 
-def bind(tables: Iterable[type[Table]], engine: Engine) -> None:
+def bind(tables: Iterable[type[Table]], engine: Engine[Any]) -> None:
     for table in tables:
         table._meta.db = engine
 
 
-def transaction(engine: Engine) -> Any:
+def transaction(engine: Engine[Any]) -> Any:
     """A write transaction; SQLite takes its lock up front to avoid upgrade deadlocks."""
     if isinstance(engine, SQLiteEngine):
         return engine.transaction(transaction_type=TransactionType.immediate)
     return engine.transaction()
+
+
+def in_transaction(engine: Engine[Any]) -> bool:
+    """Whether this task is inside a transaction (a nested ``transaction()`` joins it,
+    so what it writes is committed only when the outermost one ends)."""
+    current: Any = getattr(engine, "current_transaction", None)
+    return current is not None and current.get() is not None
+
+
+@contextlib.asynccontextmanager
+async def advisory_lock(engine: Engine[Any], key: int, wait_seconds: float = 0) -> AsyncIterator[bool]:
+    """Whether this process holds the database-wide lock ``key`` (any fixed 64-bit
+    number) now: on PostgreSQL a session-level advisory lock, held on a connection of
+    its own for the block (a killed process's connection closes and frees it), waited
+    for up to ``wait_seconds``. SQLite is the embedded default, a single process: yes."""
+    if not isinstance(engine, PostgresEngine):
+        yield True
+        return
+    conn = await engine.get_new_connection()
+    try:
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while not (got := bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))):
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        try:
+            yield got
+        finally:
+            if got:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    finally:
+        await conn.close()
 
 
 async def _keep_session(_: asyncpg.Connection) -> None:
@@ -82,17 +116,17 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     """
 
 
-async def start(engine: Engine) -> None:
+async def start(engine: Engine[Any]) -> None:
     if isinstance(engine, PostgresEngine):
         await engine.start_connection_pool(min_size=1, max_size=10, reset=_keep_session)
 
 
-async def stop(engine: Engine) -> None:
+async def stop(engine: Engine[Any]) -> None:
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()
 
 
-async def fetch(engine: Engine, sql: str, *args: Any) -> list[dict[str, Any]]:
+async def fetch(engine: Engine[Any], sql: str, *args: Any) -> list[dict[str, Any]]:
     """Run fixed PostgreSQL SQL (``$1`` placeholders) for a hot path; rows as piccolo's
     ``select`` gives them (dicts of the same Python values).
 

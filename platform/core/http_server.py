@@ -30,12 +30,13 @@ from typing import Any
 import httptools
 import msgspec
 import uvicorn
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
-from konsil.platform.core.settings import Settings
+from konsil.platform.core.settings import ServiceSettings
 from konsil.platform.core.web import SECURITY_HEADERS, replaying
 
 log = logging.getLogger("konsil.http")
@@ -197,7 +198,7 @@ class CompleteBodies:
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        declared = _declared_length(scope["headers"]) if scope["type"] == "http" else 0
+        declared = _declared_length(scope["headers"]) if scope["type"] == ScopeType.HTTP else 0
         if declared == 0:
             await self.app(scope, receive, send)
             return
@@ -252,7 +253,7 @@ async def _answer_and_close(send: Send, status: int, code: str, message: str) ->
     await send(end)
 
 
-def protocol_classes(settings: Settings) -> tuple[type[HttpToolsProtocol], type[WebSocketsSansIOProtocol]]:
+def protocol_classes(settings: ServiceSettings) -> tuple[type[HttpToolsProtocol], type[WebSocketsSansIOProtocol]]:
     """The HTTP and WebSocket protocols, configured from the settings."""
     http = type(
         "KonsilHttpProtocol",
@@ -262,7 +263,7 @@ def protocol_classes(settings: Settings) -> tuple[type[HttpToolsProtocol], type[
     return http, GuardedWebSocketsProtocol
 
 
-def server_config(app: ASGIApp, settings: Settings, listen: str) -> uvicorn.Config:
+def server_config(app: ASGIApp, settings: ServiceSettings, listen: str) -> uvicorn.Config:
     host, _, port = listen.rpartition(":")
     http, ws = protocol_classes(settings)
     return uvicorn.Config(
@@ -279,7 +280,7 @@ def server_config(app: ASGIApp, settings: Settings, listen: str) -> uvicorn.Conf
     )
 
 
-def serve(app: ASGIApp, settings: Settings, listen: str) -> None:
+def serve(app: ASGIApp, settings: ServiceSettings, listen: str) -> None:
     """Run ``app`` on ``listen`` (``host:port``) until stopped."""
     # Slow and vanishing clients are logged at INFO: expected now and then, never an error.
     log.setLevel(logging.INFO)

@@ -1,8 +1,10 @@
 """Piccolo configuration used only while migrating one database.
 
-``konsil migrate`` runs one short child process per database with
-``PICCOLO_CONF`` pointing here and ``KONSIL_MIGRATE_*`` unset; the target comes
-from ``PICCOLO_TARGET_DSN`` and ``PICCOLO_TARGET_APP`` (control | region).
+``konsil migrate`` (platform/cli/migrations.py) runs one short child process per
+database with ``PICCOLO_CONF`` pointing here and none of its own ``KONSIL_*`` or
+``PICCOLO_*`` variables; the target comes from ``PICCOLO_TARGET_DSN`` and
+``PICCOLO_TARGET_APP`` (control | region). Without them (a developer running piccolo
+by hand to write a migration) it uses a scratch SQLite file and both apps.
 """
 
 import os

@@ -103,7 +103,7 @@ class ControlLink:
 class RegionContext:
     settings: Settings
     region: RegionSettings
-    engine: Engine
+    engine: Engine[Any]
     keys: TenantKeys
     verifier: Verifier
     control: ControlLink

@@ -1,32 +1,31 @@
-"""Typed configuration: a TOML file plus ``KONSIL_*`` environment overrides.
+"""Typed configuration: a TOML file plus ``KONSIL_*`` environment overrides
+(``platform.core.config``).
 
 Regions are configuration. A bad or missing setting stops start-up with one
-line that names the key (``ConfigError``).
-
-Environment overrides use ``__`` for nesting; a region is addressed by its id:
-``KONSIL_CONTROL__DATABASE=…``, ``KONSIL_REGIONS__EU__DATABASE=…``.
+line that names the key (``ConfigError``). Each process holds only its slice:
+a region process ``Settings.for_region`` (its own region, no control database),
+the control plane ``ControlPlaneSettings`` (each region's ``RegionEndpoint``: no
+region database, no Vault), a media node its own ``AgentSettings``
+(``media_nodes/agent_settings.py``).
 """
 
 from __future__ import annotations
 
-import os
-import re
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
+from konsil.platform.core.config import ConfigError as ConfigError
+from konsil.platform.core.config import convert, read_config
+
 RegionId = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}\Z", description="two-letter region id")]
+Jurisdiction = Annotated[str, msgspec.Meta(min_length=2, max_length=120)]
 Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+(/[^\s]*)?\Z")]
 Dsn = Annotated[str, msgspec.Meta(pattern=r"^(sqlite|postgresql|postgres)://")]
 Secret = Annotated[str, msgspec.Meta(min_length=16)]
 Listen = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-zA-Z.\-\[\]:]+:[0-9]{1,5}\Z")]
-
-
-class ConfigError(Exception):
-    """One clear line naming the offending key."""
 
 
 class VaultSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -79,8 +78,11 @@ class RegionLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Everything of one region, as its own processes (region service, worker, beat,
+    commands) hold it. The control plane holds only its ``endpoint()``."""
+
     id: RegionId
-    jurisdiction: Annotated[str, msgspec.Meta(min_length=2, max_length=120)]
+    jurisdiction: Jurisdiction
     public_url: Url
     listen: Listen
     database: Dsn
@@ -102,6 +104,27 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Retention purges (compliance/retention): Celery workers and beat of this region, or in-process.
     lifecycle: LifecycleSettings = LifecycleSettings()
     limits: RegionLimits = RegionLimits()
+
+    def endpoint(self) -> RegionEndpoint:
+        return RegionEndpoint(
+            id=self.id,
+            jurisdiction=self.jurisdiction,
+            public_url=self.public_url,
+            internal_secret=self.internal_secret,
+            internal_url=self.internal_url,
+        )
+
+
+class RegionEndpoint(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What the control plane knows of a region: what signup shows, where people and
+    forwarded calls go, and the secret that signs the calls both ways. In the file it
+    is the same ``[[regions]]`` table; the control plane reads these keys of it only."""
+
+    id: RegionId
+    jurisdiction: Jurisdiction
+    public_url: Url
+    internal_secret: Secret
+    internal_url: str = ""
 
     @property
     def base_url(self) -> str:
@@ -129,10 +152,9 @@ class ControlSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return (self.internal_url or self.public_url).rstrip("/")
 
 
-class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    mode: Literal["embedded", "services"] = "embedded"
-    data_dir: str = ".konsil"
-    session_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 30
+class ServiceSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The top-level keys both kinds of web service (control plane, region service) read."""
+
     signature_window_seconds: Annotated[int, msgspec.Meta(ge=5, le=600)] = 60
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
     # Slow clients (platform/core/http_server.py): a request head must be complete this soon
@@ -143,118 +165,114 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Key of the keyed hash of normalised e-mail addresses (login discovery). The
     # control plane and the regions share it; regions send only the hash.
     discovery_key: Secret | None = None
-    # Where a region service reaches the control plane (set for region processes).
-    control_url: str = ""
-    control: ControlSettings | None = None
-    regions: list[RegionSettings] = []
-
-    def __post_init__(self) -> None:
-        seen: set[str] = set()
-        for index, region in enumerate(self.regions):
-            if region.id in seen:
-                raise msgspec.ValidationError(f"duplicate region id {region.id!r} - at `$.regions[{index}].id`")
-            seen.add(region.id)
-
-    def region(self, region_id: str) -> RegionSettings:
-        for region in self.regions:
-            if region.id == region_id:
-                return region
-        raise ConfigError(f"regions: no region with id {region_id!r} is configured")
-
-    def require_control(self) -> ControlSettings:
-        if self.control is None:
-            raise ConfigError("control: missing section [control]")
-        return self.control
 
     def require_discovery_key(self) -> str:
         if not self.discovery_key:
             raise ConfigError("discovery_key: missing (at least 16 characters)")
         return self.discovery_key
 
+
+R = TypeVar("R", RegionSettings, RegionEndpoint)
+
+
+def _unique_ids(regions: Sequence[RegionSettings | RegionEndpoint]) -> None:
+    seen: set[str] = set()
+    for index, region in enumerate(regions):
+        if region.id in seen:
+            raise msgspec.ValidationError(f"duplicate region id {region.id!r} - at `$.regions[{index}].id`")
+        seen.add(region.id)
+
+
+def _find(regions: Sequence[R], region_id: str) -> R:
+    for region in regions:
+        if region.id == region_id:
+            return region
+    raise ConfigError(f"regions: no region with id {region_id!r} is configured")
+
+
+class Settings(ServiceSettings, forbid_unknown_fields=True, frozen=True):
+    """The whole configuration, as an operator writes it; a region process holds
+    ``for_region`` of it, the control plane ``for_control``."""
+
+    mode: Literal["embedded", "services"] = "embedded"
+    data_dir: str = ".konsil"
+    session_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 30
+    # Where a region service reaches the control plane (set for region processes).
+    control_url: str = ""
+    control: ControlSettings | None = None
+    regions: list[RegionSettings] = []
+
+    def __post_init__(self) -> None:
+        _unique_ids(self.regions)
+
+    def region(self, region_id: str) -> RegionSettings:
+        return _find(self.regions, region_id)
+
+    def require_control(self) -> ControlSettings:
+        if self.control is None:
+            raise ConfigError("control: missing section [control]")
+        return self.control
+
     def for_region(self, region_id: str) -> Settings:
         """What one region process is given: its own region only, no control DB."""
         control_url = self.control_url or (self.control.base_url if self.control else "")
         return msgspec.structs.replace(self, control=None, control_url=control_url, regions=[self.region(region_id)])
 
-    def for_control(self) -> Settings:
-        """What the control process is given: no region database credentials."""
-        regions = [msgspec.structs.replace(r, database="sqlite:///unused", vault=VaultSettings()) for r in self.regions]
-        return msgspec.structs.replace(self, regions=regions)
+    def for_control(self) -> ControlPlaneSettings:
+        """What the control process is given: its own section and each region's endpoint."""
+        common = {name: getattr(self, name) for name in ServiceSettings.__struct_fields__}
+        return ControlPlaneSettings(
+            **common, control=self.require_control(), regions=[r.endpoint() for r in self.regions]
+        )
 
 
-_PATH_RE = re.compile(r"at `\$((?:\.[A-Za-z_]+|\[\d+\])*)`")
+class ControlPlaneSettings(ServiceSettings, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """What the control plane holds: its own section and, per region, the endpoint.
+    It has no place for a region's database, Vault or TURN credentials."""
 
+    control: ControlSettings
+    regions: list[RegionEndpoint] = []
 
-def _describe(error: msgspec.ValidationError, raw: Mapping[str, Any]) -> str:
-    text = str(error)
-    match = _PATH_RE.search(text)
-    message = _PATH_RE.sub("", text).rstrip(" -")
-    if not match:
-        return f"configuration: {message}"
-    key = match.group(1).lstrip(".")
-    # Missing and unknown fields name the key in the message; put it in the path.
-    field = re.match(r"Object (?:missing required|contains unknown) field `([^`]+)`", message)
-    if field:
-        key = f"{key}.{field.group(1)}" if key else field.group(1)
-    # Name regions by id rather than list index, as operators write them.
-    regions = raw.get("regions") or []
+    def __post_init__(self) -> None:
+        _unique_ids(self.regions)
 
-    def region_name(m: re.Match[str]) -> str:
-        index = int(m.group(1))
-        if index < len(regions) and isinstance(regions[index], Mapping) and "id" in regions[index]:
-            return f"regions.{regions[index]['id']}"
-        return f"regions[{index}]"
-
-    key = re.sub(r"^regions\[(\d+)\]", region_name, key)
-    return f"{key}: {message}"
-
-
-def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
-    for name, value in environ.items():
-        if not name.startswith("KONSIL_") or name in {"KONSIL_CONFIG"}:
-            continue
-        parts = [p.lower() for p in name[len("KONSIL_") :].split("__")]
-        if parts[0] == "regions":
-            if len(parts) < 3:
-                raise ConfigError(f"{name}: use KONSIL_REGIONS__<ID>__<KEY>")
-            regions = raw.setdefault("regions", [])
-            target = next((r for r in regions if r.get("id") == parts[1]), None)
-            if target is None:
-                target = {"id": parts[1]}
-                regions.append(target)
-            node: dict[str, Any] = target
-            keys = parts[2:]
-        else:
-            node = raw
-            keys = parts
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{name}: {key} is not a section")
-        node[keys[-1]] = value
+    def region(self, region_id: str) -> RegionEndpoint:
+        return _find(self.regions, region_id)
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Load settings; raise ConfigError with one line naming the key on any problem."""
-    environ = os.environ if environ is None else environ
-    path = path or environ.get("KONSIL_CONFIG")
-    raw: dict[str, Any] = {}
-    if path:
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path}: not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
-    _apply_env(raw, environ)
-    try:
-        return msgspec.convert(raw, Settings, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(_describe(exc, raw)) from None
+    """Load the whole configuration; raise ConfigError with one line naming the key on any problem."""
+    return convert(read_config(path, environ), Settings)
 
 
-def dump_settings(settings: Settings) -> str:
-    """TOML text for a settings object (what the launcher hands each process)."""
+# The keys of an operator's file that belong to region processes only: the control
+# plane's reader passes over them (unknown keys still fail, naming the key).
+_REGION_ONLY = frozenset(RegionSettings.__struct_fields__) - frozenset(RegionEndpoint.__struct_fields__)
+_TOP_LEVEL_ONLY = frozenset(Settings.__struct_fields__) - frozenset(ControlPlaneSettings.__struct_fields__)
+
+
+def load_control_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> ControlPlaneSettings:
+    """The control plane's part of a configuration file: the same file an operator writes
+    for every process (or one holding the control plane's part only). A region's
+    database, Vault, relays and limits are not even read."""
+    raw = read_config(path, environ)
+    if not isinstance(raw.get("control"), Mapping):
+        raise ConfigError("control: missing section [control]")
+    part = {key: value for key, value in raw.items() if key not in _TOP_LEVEL_ONLY}
+    regions = raw.get("regions")
+    if isinstance(regions, list):
+        part["regions"] = [
+            {k: v for k, v in region.items() if k not in _REGION_ONLY} if isinstance(region, Mapping) else region
+            for region in regions
+        ]
+    return convert(part, ControlPlaneSettings)
+
+
+def dump_settings(settings: ServiceSettings) -> str:
+    """TOML text for a settings object (what the launcher hands each process), in the
+    format the process reads back."""
     import tomli_w
 
     def drop_none(value: Any) -> Any:

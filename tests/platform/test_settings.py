@@ -7,13 +7,17 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from konsil.platform.core.settings import (
     ConfigError,
+    ControlPlaneSettings,
+    RegionEndpoint,
     RegionSettings,
     Settings,
     dump_settings,
+    load_control_settings,
     load_settings,
 )
 
@@ -100,9 +104,9 @@ def test_full_valid_file(write: Callable[[str], Path]) -> None:
     assert isinstance(eu, RegionSettings)
     assert eu.database == EU_DSN and eu.internal_secret == EU_SECRET
     assert eu.jurisdiction == "EU/EEA (GDPR)"
-    assert eu.base_url == "http://127.0.0.1:8101"
+    assert eu.endpoint().base_url == "http://127.0.0.1:8101"
     assert eu.vault.backend == "local"
-    assert us.base_url == "http://region-us.internal:8102"
+    assert us.endpoint().base_url == "http://region-us.internal:8102"
     assert us.vault.backend == "vault" and us.vault.token == US_VAULT_TOKEN
     # Defaults for what the file leaves out.
     assert settings.mode == "embedded"
@@ -263,7 +267,7 @@ def test_for_control_holds_no_region_database_credentials(write: Callable[[str],
     settings = load(write(FULL))
     control = settings.for_control()
 
-    assert control.require_control().database == CONTROL_DSN
+    assert control.control.database == CONTROL_DSN
     assert [r.id for r in control.regions] == ["eu", "us"]
     text = dump_settings(control)
     for secret in (EU_DSN, "eu-pass-4412", "db.eu.internal", US_DSN, "us-pass-9923", "db.us.internal", US_VAULT_TOKEN):
@@ -271,7 +275,67 @@ def test_for_control_holds_no_region_database_credentials(write: Callable[[str],
     # The control plane still knows where the regions are and signs calls to them.
     assert control.region("us").base_url == "http://region-us.internal:8102"
     assert control.region("eu").internal_secret == EU_SECRET
-    assert load(write(text)) == control
+    assert load_control_settings(write(text), environ={}) == control
+
+
+def test_the_control_planes_types_have_no_place_for_region_credentials() -> None:
+    """Not trimmed values but types: nothing the control plane holds can carry a region's
+    database, Vault or relay credentials."""
+
+    def fields(kind: type[msgspec.Struct]) -> set[str]:
+        return set(kind.__struct_fields__)
+
+    assert fields(RegionEndpoint) == {"id", "jurisdiction", "public_url", "internal_url", "internal_secret"}
+    assert fields(ControlPlaneSettings) & {"regions", "control"} == {"regions", "control"}
+    region_type = msgspec.inspect.type_info(ControlPlaneSettings)
+    assert isinstance(region_type, msgspec.inspect.StructType)
+    regions = next(f.type for f in region_type.fields if f.name == "regions")
+    assert isinstance(regions, msgspec.inspect.ListType)
+    assert isinstance(regions.item_type, msgspec.inspect.StructType) and regions.item_type.cls is RegionEndpoint
+    assert not fields(RegionEndpoint) & {"database", "vault", "turn_secret", "media_node_key", "broker_url"}
+
+
+def test_the_control_plane_reads_an_operators_whole_file(write: Callable[[str], Path]) -> None:
+    """Backward compatible: the file every process reads serves the control plane too;
+    it takes the endpoints of its regions and passes over their other keys."""
+    control = load_control_settings(write(FULL), environ={})
+    assert control == load(write(FULL)).for_control()
+    assert control.region("us") == RegionEndpoint(
+        id="us",
+        jurisdiction="United States (HIPAA)",
+        public_url="https://us.example.org/",
+        internal_secret=US_SECRET,
+        internal_url="http://region-us.internal:8102",
+    )
+    text = repr(control)
+    for secret in (EU_DSN, US_DSN, US_VAULT_TOKEN):
+        assert secret not in text
+    # Overrides apply as for every process; a region's database is not even read.
+    overridden = load_control_settings(
+        write(FULL),
+        environ={"KONSIL_REGIONS__EU__PUBLIC_URL": "https://eu.example.org", "KONSIL_REGIONS__EU__DATABASE": "bad"},
+    )
+    assert overridden.region("eu").public_url == "https://eu.example.org"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        pytest.param(FULL.replace(US_SECRET, "too-short"), "regions.us.internal_secret", id="short-secret"),
+        pytest.param(FULL.replace("[control]\n", "[control]\ncolour = 1\n"), "control.colour", id="unknown-key"),
+        pytest.param(
+            FULL.replace('listen = "0.0.0.0:8102"\n', 'listen = "0.0.0.0:8102"\ncolour = 1\n'),
+            "regions.us.colour",
+            id="unknown-region-key",
+        ),
+        pytest.param(FULL.replace('id = "us"', 'id = "eu"'), "regions.eu.id", id="duplicate-region"),
+        pytest.param(EU, "control", id="no-control-section"),
+    ],
+)
+def test_the_control_planes_part_is_checked_naming_the_key(write: Callable[[str], Path], text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_control_settings(write(text), environ={})
+    assert str(caught.value).startswith(f"{key}:"), caught.value
 
 
 def test_dump_settings_without_a_discovery_key(write: Callable[[str], Path]) -> None:

@@ -49,7 +49,9 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.mark.parametrize("which", ["control", "region"])
 def test_every_operation_documents_its_errors_in_the_shared_shape(tmp_path: Path, which: str) -> None:
     app: Litestar = (
-        create_control_app(settings(tmp_path)) if which == "control" else create_region_app(settings(tmp_path))
+        create_control_app(settings(tmp_path).for_control())
+        if which == "control"
+        else create_region_app(settings(tmp_path))
     )
     schema = app.openapi_schema.to_schema()
     error = schema["components"]["schemas"]["Error"]

@@ -21,7 +21,7 @@ from konsil.platform.cli.migrations import Target, migrate_target
 from konsil.platform.core import clock, database, errors
 from konsil.platform.core.authz import token_hash
 from konsil.platform.core.region import RegionContext
-from konsil.tenants import auth
+from konsil.tenants import auth, records
 from konsil.tenants.tables import TENANT_TABLES, ApiToken, Member, MemberSession, Organisation
 from tests.conftest import bindings_restored
 
@@ -73,41 +73,44 @@ def connection(slug: str, *, token: str | None = None, cookie: str | None = None
     return ASGIConnection(scope)
 
 
-async def new_org() -> dict[str, Any]:
+async def new_org() -> records.Organisation:
     slug = f"guard-{secrets.token_hex(4)}"
     await Organisation.insert(Organisation(id=uuid.uuid4(), slug=slug, name="Guarded practice")).run()
     row = await Organisation.select().where(Organisation.slug == slug).first().run()
     assert row is not None
-    return row
+    return records.Organisation.of(row)
 
 
-async def new_token(org: dict[str, Any], scopes: str = "rooms:read") -> tuple[str, uuid.UUID]:
+async def new_token(org: records.Organisation, scopes: str = "rooms:read") -> tuple[str, uuid.UUID]:
     token, token_id = auth.new_secret_token("kst"), uuid.uuid4()
     await ApiToken.insert(
         ApiToken(
             id=token_id,
-            org_id=org["id"],
+            org_id=org.id,
             label="t",
             token_hash=token_hash(token),
             scopes=scopes,
-            created_by=org["id"],
+            created_by=org.id,
         )
     ).run()
     return token, token_id
 
 
-async def new_session(org: dict[str, Any], role: str = "expert") -> tuple[str, uuid.UUID]:
+async def new_session(org: records.Organisation, role: str = "expert") -> tuple[str, uuid.UUID]:
     member_id = uuid.uuid4()
     await Member.insert(
-        Member(
-            id=member_id, org_id=org["id"], name="kf1:x", email="kf1:x", email_lookup="x", role=role, password_hash="x"
-        )
+        Member(id=member_id, org_id=org.id, name="kf1:x", email="kf1:x", email_lookup="x", role=role, password_hash="x")
     ).run()
-    cookie, _csrf = await auth.start_session({"org_id": org["id"], "id": member_id})
+    cookie = secrets.token_urlsafe(32)
+    await MemberSession.insert(
+        MemberSession(id=token_hash(cookie), org_id=org.id, member_id=member_id, csrf_token=secrets.token_urlsafe(24))
+    ).run()
     return cookie, member_id
 
 
-async def caller(engine: Engine, slug: str, **credential: str) -> tuple[dict[str, Any] | None, auth.Principal | None]:
+async def caller(
+    engine: Engine, slug: str, **credential: str
+) -> tuple[records.Organisation | None, auth.Principal | None]:
     """What the guard does: the organisation first, then the caller."""
     conn = connection(slug, **credential)
     org = await auth.find_organisation(conn, region(engine), slug)
@@ -116,23 +119,24 @@ async def caller(engine: Engine, slug: str, **credential: str) -> tuple[dict[str
 
 async def test_the_organisation_row_is_the_one_piccolo_reads(engine: Engine) -> None:
     org = await new_org()
-    found, _ = await caller(engine, org["slug"])
-    assert found == org and list(found) == [c._meta.name for c in Organisation._meta.columns]
-    assert {k: type(v) for k, v in found.items()} == {k: type(v) for k, v in org.items()}
+    found, _ = await caller(engine, org.slug)
+    fields = records.Organisation.__struct_fields__
+    assert found == org and list(fields) == [c._meta.name for c in Organisation._meta.columns]
+    assert {f: type(getattr(found, f)) for f in fields} == {f: type(getattr(org, f)) for f in fields}
     assert (await caller(engine, "no-such-organisation"))[0] is None
 
 
 async def test_a_token_is_found_with_its_organisation(engine: Engine) -> None:
     org, other = await new_org(), await new_org()
     token, token_id = await new_token(org, "rooms:read members:read")
-    found, principal = await caller(engine, org["slug"], token=token)
+    found, principal = await caller(engine, org.slug, token=token)
     assert found == org
     assert principal == auth.Principal(
-        "token", org["id"], token_id, "integration", frozenset({"rooms:read", "members:read"})
+        "token", org.id, token_id, "integration", frozenset({"rooms:read", "members:read"})
     )
     # Another organisation's address: the token still names its own organisation (the guard answers 404).
-    _, elsewhere = await caller(engine, other["slug"], token=token)
-    assert elsewhere is not None and elsewhere.org_id == org["id"] != other["id"]
+    _, elsewhere = await caller(engine, other.slug, token=token)
+    assert elsewhere is not None and elsewhere.org_id == org.id != other.id
 
 
 async def test_revoked_and_unknown_tokens_are_refused(engine: Engine) -> None:
@@ -141,16 +145,16 @@ async def test_revoked_and_unknown_tokens_are_refused(engine: Engine) -> None:
     await ApiToken.update({ApiToken.revoked_at: clock.now()}).where(ApiToken.id == token_id).run()
     for presented in (token, "kst_" + secrets.token_urlsafe(32)):
         with pytest.raises(errors.AppError) as refused:
-            await caller(engine, org["slug"], token=presented)
+            await caller(engine, org.slug, token=presented)
         assert refused.value.status == 401
 
 
 async def test_a_session_is_found_with_its_member_role(engine: Engine) -> None:
     org = await new_org()
     cookie, member_id = await new_session(org, "auditor")
-    _, principal = await caller(engine, org["slug"], cookie=cookie)
+    _, principal = await caller(engine, org.slug, cookie=cookie)
     assert principal is not None and (principal.kind, principal.id, principal.role) == ("member", member_id, "auditor")
-    assert principal.org_id == org["id"] and principal.session_id == token_hash(cookie)
+    assert principal.org_id == org.id and principal.session_id == token_hash(cookie)
     assert principal.csrf_token
 
 
@@ -162,6 +166,6 @@ async def test_a_session_of_a_removed_member_or_past_its_idle_time_ends(engine: 
     long_ago = clock.now() - dt.timedelta(minutes=31)
     await MemberSession.update({MemberSession.last_seen_at: long_ago}).where(MemberSession.id == token_hash(idle)).run()
     for cookie in (gone, idle, secrets.token_urlsafe(32)):
-        found, principal = await caller(engine, org["slug"], cookie=cookie)
+        found, principal = await caller(engine, org.slug, cookie=cookie)
         assert found == org and principal is None
         assert not await MemberSession.exists().where(MemberSession.id == token_hash(cookie)).run()

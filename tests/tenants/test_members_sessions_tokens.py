@@ -238,3 +238,56 @@ def test_login_page_form_has_csrf_protection(stack: Stack, org: dict) -> None:  
     wrong = bad.post("/login", data={"email": "not-an-email", "password": "x", "_csrf": token})
     assert wrong.status_code == 400 and "not a valid e-mail" in wrong.text
     assert httpx.get(f"{base}/{org['slug']}/portal").status_code == 303
+
+
+def test_room_and_token_changes_are_access_logged_without_names(stack: Stack, org: dict) -> None:  # type: ignore[type-arg]
+    client, slug = org["client"], org["slug"]
+    expert = stack.add_member(client, slug, "expert")
+    title, label = "Sprechzimmer Dr. Hansen", "EPR of Dr. Hansen"
+    room = client.post(
+        f"/api/v1/orgs/{slug}/rooms", json={"slug": stack.unique("r"), "title": title, "expert_id": expert["id"]}
+    )
+    assert room.status_code == 201, room.text
+    assert client.delete(f"/api/v1/orgs/{slug}/rooms/{room.json()['id']}").status_code == 204
+    token = client.post(f"/api/v1/orgs/{slug}/tokens", json={"label": label, "scopes": ["rooms:read"]}).json()
+    assert client.delete(f"/api/v1/orgs/{slug}/tokens/{token['id']}").status_code == 204
+    entries = [e for e in log_entries(stack, org["organisation_id"]) if e["object_type"] in ("room", "api_token")]
+    owner = f"member:{org['owner_id']}"
+    assert [(e["action"], e["object_type"], e["object_id"], e["subject_ref"], e["actor"]) for e in entries] == [
+        ("create", "room", room.json()["id"], f"member:{expert['id']}", owner),
+        ("delete", "room", room.json()["id"], f"member:{expert['id']}", owner),
+        ("create", "api_token", token["id"], f"org:{org['organisation_id']}", owner),
+        ("delete", "api_token", token["id"], f"org:{org['organisation_id']}", owner),
+    ]
+    assert all(e["outcome"] == "success" for e in entries)
+    logged = str(log_entries(stack, org["organisation_id"]))
+    assert title not in logged and label not in logged and "Hansen" not in logged
+    # A refused change leaves no success entry (an expert cannot remove another's room).
+    other = client.post(f"/api/v1/orgs/{slug}/rooms", json={"slug": stack.unique("r"), "title": "t"}).json()
+    as_expert = stack.login(stack.region_url("eu"), slug, expert["email"])
+    assert as_expert.delete(f"/api/v1/orgs/{slug}/rooms/{other['id']}").status_code == 403
+    deletes = [e for e in log_entries(stack, org["organisation_id"]) if e["object_id"] == other["id"]]
+    assert [e["action"] for e in deletes] == ["create"]
+
+
+def test_each_login_writes_its_session_with_its_log_entry(stack: Stack) -> None:
+    """The API and the login page start a session the same way: the session row and
+    the login's access-log entry together."""
+    made = stack.signup("eu")
+    owner = made["owner"]
+    base = stack.region_url("eu")
+    assert (
+        httpx.post(f"{base}/api/v1/login", json={"email": owner["email"], "password": owner["password"]}).status_code
+        == 200
+    )
+    browser = httpx.Client(base_url=base)
+    token = browser.get("/login").text.split('name="_csrf" value="')[1].split('"')[0]
+    page = browser.post("/login", data={"email": owner["email"], "password": owner["password"], "_csrf": token})
+    assert page.status_code == 303
+    org_id = uuid.UUID(made["organisation_id"])
+    sessions = asyncio.run(fetch(stack.dsns["eu"], "SELECT member_id FROM member_session WHERE org_id = $1", org_id))
+    assert [str(s["member_id"]) for s in sessions] == [made["owner_id"]] * 2
+    logins = [e for e in log_entries(stack, made["organisation_id"]) if e["purpose"] == "log in"]
+    assert [(e["actor"], e["action"], e["object_type"], e["subject_ref"], e["outcome"]) for e in logins] == [
+        (f"member:{made['owner_id']}", "read", "member", f"member:{made['owner_id']}", "success")
+    ] * 2

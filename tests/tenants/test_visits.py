@@ -8,9 +8,17 @@ import datetime as dt
 import uuid
 
 import httpx
+import msgspec
 import pytest
 
-from tests.conftest import Stack, fetch
+from konsil.platform.core import errors
+from konsil.regions import container
+from konsil.regions.container import build_region, region_relays
+from konsil.regions.tables import REGION_TABLES
+from konsil.tenants import organisations, visits
+from konsil.tenants.actors import Actor
+from konsil.tenants.tables import Visit
+from tests.conftest import Stack, bindings_restored, fetch
 
 pytestmark = pytest.mark.e2e
 
@@ -141,3 +149,42 @@ def test_a_visit_page_needs_its_own_token(stack: Stack, practice: dict) -> None:
 
 def test_relay_only_is_on_by_default(stack: Stack, practice: dict) -> None:  # type: ignore[type-arg]
     assert practice["client"].get(f"/api/v1/orgs/{practice['slug']}/").json()["relay_only"] is True
+
+
+def waiting_visit(stack: Stack, region: str) -> tuple[dict, uuid.UUID]:  # type: ignore[type-arg]
+    """A new organisation of ``region`` with a room, and a visitor waiting in it."""
+    made = stack.signup(region)
+    owner = stack.login(stack.region_url(region), made["slug"], made["owner"]["email"])
+    room = owner.post(f"/api/v1/orgs/{made['slug']}/rooms", json={"slug": "room", "title": "Room"})
+    assert room.status_code == 201, room.text
+    base = stack.region_url(region)
+    arrived = httpx.post(f"{base}/{made['slug']}/room/visits", data={"name": "Visitor", "consent": "yes"})
+    return made, uuid.UUID(arrived.headers["location"].rsplit("/", 1)[1])
+
+
+async def test_admission_waits_for_a_relay_whoever_admits(stack: Stack) -> None:
+    """The relay check is part of admitting, not of one route: the action itself (as a
+    command or a benchmark calls it) refuses a relay-only call while the region has no
+    healthy relay, and the visitor keeps waiting."""
+    made, visit_id = await asyncio.to_thread(waiting_visit, stack, "us")
+    region = stack.settings.for_region("us").region("us")
+    with bindings_restored(REGION_TABLES):
+        # The US region's relays come from its media-node registry, which has no node here.
+        ctx = build_region(stack.settings, region, service_name="cli", relays=region_relays(region))
+        await container.start(ctx)
+        try:
+            org = await organisations.get(made["slug"])
+            assert org is not None and org.relay_only
+            owner_id = uuid.UUID(made["owner_id"])
+            actor = Actor(f"member:{owner_id}", "owner", f"member:{owner_id}", "local")
+            with pytest.raises(errors.AppError) as refused:
+                await visits.admit(ctx, actor, org, visit_id, owner_id, "owner")
+            assert refused.value.status == 503 and "keeps waiting" in refused.value.message
+            status = await Visit.select(Visit.status).where(Visit.id == visit_id).first().run()
+            assert status == {"status": "waiting"}
+            # Without relay only, the same call starts (peers connect directly).
+            direct = msgspec.structs.replace(org, relay_only=False)
+            call = await visits.admit(ctx, actor, direct, visit_id, owner_id, "owner")
+            assert call.visit_id == visit_id and call.room == "room"
+        finally:
+            await container.stop(ctx)

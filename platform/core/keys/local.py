@@ -184,7 +184,7 @@ class LocalKeyring:
         except FileNotFoundError:
             raise KeyUnavailable("local keyring file is missing") from None
         try:
-            state = json.loads(raw)
+            state: State = json.loads(raw)
             if state.get("format") != FORMAT or not isinstance(state.get("orgs"), dict):
                 raise ValueError
         except (ValueError, AttributeError):
@@ -211,7 +211,7 @@ class LocalKeyring:
 
     @staticmethod
     def _entry(state: State, org: str) -> Entry:
-        entry = state["orgs"].get(org)
+        entry: Entry | None = state["orgs"].get(org)
         if entry is None:
             raise KeyDestroyed("organisation key not found")
         return entry

@@ -184,7 +184,8 @@ class TenantKeys:
         return await self.provider.key_info(org_id)
 
     async def data_key_count(self, org_id: uuid.UUID) -> int:
-        return await TenantDataKey.count().where(TenantDataKey.org_id == org_id).run()
+        count: int = await TenantDataKey.count().where(TenantDataKey.org_id == org_id).run()
+        return count
 
     # --- crypto-shredding ---------------------------------------------------------------
 

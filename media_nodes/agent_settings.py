@@ -1,0 +1,111 @@
+"""What a media node's agent holds of its region's configuration: the region id, the
+broker its heartbeats go to, the key that signs them and the TURN secret (or where in
+the region's Vault KV to read it). Nothing else: no database DSN, no Transit mount or
+keyring, no internal secret, no other region.
+
+It reads the same file as the region's other processes (``[[regions]]`` with the
+node's ``--region`` id, and the ``KONSIL_REGIONS__<ID>__…`` overrides) but takes only
+these keys of it and checks only these, each error naming its key. An operator who
+keeps the TURN secret in Vault gives the node its own file whose ``[regions.vault]``
+login may read that one KV path and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from konsil.media_nodes.turn_secret import VaultKv
+from konsil.platform.core.config import ConfigError, convert, read_config
+
+NEEDED = "needed to run a media node"
+
+
+class AgentSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    region_id: str
+    broker_url: str
+    media_node_key: str
+    # The TURN secret as written in the configuration, or else where to read it.
+    turn_secret: str = ""
+    turn_secret_in_vault: VaultKv | None = None
+
+
+class _Vault(msgspec.Struct, frozen=True):
+    """The keys of ``[regions.vault]`` a node reads (others, such as the Transit mount
+    or the keyring, are passed over)."""
+
+    backend: Literal["local", "vault"] = "local"
+    url: str = ""
+    auth: Literal["token", "approle", "kubernetes"] = "token"
+    token: str = ""
+    role_id: str = ""
+    secret_id: str = ""
+    kubernetes_role: str = ""
+    kubernetes_jwt_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    kv_mount: str = "secret"
+    turn_secret_path: str = ""
+
+
+class _Region(msgspec.Struct, frozen=True):
+    """The keys of a ``[[regions]]`` table a node reads."""
+
+    broker_url: str = ""
+    media_node_key: str = ""
+    turn_secret: str = ""
+    vault: _Vault = _Vault()
+
+
+def _vault_kv(vault: _Vault, where: str) -> VaultKv:
+    if not vault.url:
+        raise ConfigError(f"{where}.url: required for the vault backend")
+    if vault.auth == "token" and not vault.token:
+        raise ConfigError(f"{where}.token: required for token authentication")
+    if vault.auth == "approle" and not (vault.role_id and vault.secret_id):
+        raise ConfigError(f"{where}.role_id: AppRole authentication needs role_id and secret_id")
+    if vault.auth == "kubernetes" and not vault.kubernetes_role:
+        raise ConfigError(f"{where}.kubernetes_role: required for Kubernetes authentication")
+    return VaultKv(
+        url=vault.url,
+        path=vault.turn_secret_path,
+        mount=vault.kv_mount,
+        auth=vault.auth,
+        token=vault.token,
+        role_id=vault.role_id,
+        secret_id=vault.secret_id,
+        kubernetes_role=vault.kubernetes_role,
+        kubernetes_jwt_path=vault.kubernetes_jwt_path,
+        timeout_seconds=vault.timeout_seconds,
+    )
+
+
+def agent_settings(raw: Mapping[str, Any], region_id: str) -> AgentSettings:
+    """The agent's settings from a configuration read by ``read_config``."""
+    regions = raw.get("regions") or []
+    if not isinstance(regions, list):
+        raise ConfigError("regions: expected [[regions]] tables")
+    entry = next((r for r in regions if isinstance(r, Mapping) and r.get("id") == region_id), None)
+    if entry is None:
+        raise ConfigError(f"regions: no region with id {region_id!r} is configured")
+    where = f"regions.{region_id}"
+    region = convert(entry, _Region, where)
+    for name in ("broker_url", "media_node_key"):
+        if not getattr(region, name):
+            raise ConfigError(f"{where}.{name}: missing ({NEEDED})")
+    in_vault = None
+    if not region.turn_secret:
+        if region.vault.backend != "vault" or not region.vault.turn_secret_path:
+            raise ConfigError(f"{where}.turn_secret: missing (or vault.turn_secret_path), {NEEDED}")
+        in_vault = _vault_kv(region.vault, f"{where}.vault")
+    return AgentSettings(region_id, region.broker_url, region.media_node_key, region.turn_secret, in_vault)
+
+
+def load_agent_settings(
+    path: str | Path | None, region_id: str, environ: Mapping[str, str] | None = None
+) -> AgentSettings:
+    """The agent's settings from a configuration file (default ``$KONSIL_CONFIG``) and the
+    environment; ConfigError with one line naming the key on any problem."""
+    return agent_settings(read_config(path, environ), region_id)

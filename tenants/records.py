@@ -1,0 +1,90 @@
+"""Typed records of the tenant area: what its data access code returns instead of rows.
+
+One frozen Struct per kind of row the area hands around (organisations, members, rooms,
+visits, calls), converted once where the row is read (``Record.of``). Personal fields
+stay sealed in the record (``OrgCipher``, platform/core/keys/cipher.py): the functions
+that show them (``members.decode``, ``visits``) open them for whoever may see them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Any, Self
+
+import msgspec
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Self:
+        """The record of one row (piccolo's ``select`` or fixed SQL): its columns by name;
+        a missing column or a value of the wrong type raises ``msgspec.ValidationError``."""
+        return msgspec.convert(row, cls)
+
+    @classmethod
+    def maybe(cls, row: Mapping[str, Any] | None) -> Self | None:
+        return None if row is None else cls.of(row)
+
+
+class Organisation(Record, frozen=True, kw_only=True):
+    id: uuid.UUID
+    slug: str
+    name: str
+    retention_days: int
+    contract_end: dt.date | None
+    relay_only: bool
+    created_at: dt.datetime
+
+
+class Member(Record, frozen=True, kw_only=True):
+    id: uuid.UUID
+    org_id: uuid.UUID
+    name: str  # sealed
+    email: str  # sealed
+    email_lookup: str
+    email_index: str
+    phone: str | None  # sealed
+    phone_index: str | None
+    role: str
+    password_hash: str
+    created_at: dt.datetime
+
+
+class Room(Record, frozen=True, kw_only=True):
+    id: uuid.UUID
+    org_id: uuid.UUID
+    slug: str
+    title: str
+    expert_id: uuid.UUID
+    created_at: dt.datetime
+
+
+class Visit(Record, frozen=True, kw_only=True):
+    id: uuid.UUID
+    org_id: uuid.UUID
+    room_id: uuid.UUID
+    name: str  # sealed
+    phone: str | None  # sealed
+    phone_index: str | None
+    status: str  # waiting | admitted | ended | left
+    away_since: dt.datetime | None
+    token_hash: str
+    consented_at: dt.datetime
+    arrived_at: dt.datetime
+    admitted_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    expires_at: dt.datetime
+
+
+class Call(Record, frozen=True, kw_only=True):
+    id: uuid.UUID
+    org_id: uuid.UUID
+    room_id: uuid.UUID
+    visit_id: uuid.UUID
+    expert_id: uuid.UUID
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    duration_seconds: int | None
+    expires_at: dt.datetime
