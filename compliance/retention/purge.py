@@ -56,7 +56,7 @@ from konsil.platform.core import database
 from konsil.platform.core.keys.provider import KeyUnavailable
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import removal
-from konsil.tenants.actors import Actor
+from konsil.tenants.actors import Actor, _event
 from konsil.tenants.tables import (
     Call,
     CallRelayReceipt,
@@ -69,6 +69,7 @@ from konsil.tenants.tables import (
 log = logging.getLogger("konsil.retention")
 
 PURPOSE = "retention purge"
+RETENTION = Actor(RETENTION_ACTOR, "system", "system", "local", PURPOSE)
 ORG_CONCURRENCY = 2  # organisations purged at once on PostgreSQL
 SUPPORT_METADATA_TABLE = "network_test_result"
 
@@ -132,6 +133,15 @@ class _Evidence:
 
         return advance
 
+    async def failed(
+        self, data_class: DataClass, org_id: uuid.UUID | None, cutoff: dt.datetime | None, message: str
+    ) -> ClassResult:
+        """Finish as a failure, saying why; the class's result says the same."""
+        await self.finish("failure", message)
+        return ClassResult(
+            data_class=data_class, org_id=org_id, cutoff=cutoff, rows=self.rows, outcome="failure", message=message
+        )
+
     async def finish(self, outcome: str, message: str = "") -> None:
         if self.id is not None:
             await PurgeRun.update(
@@ -177,25 +187,6 @@ async def _evidence(
     return _Evidence(row_id)
 
 
-def _deletion(
-    ctx: RegionContext, org_id: uuid.UUID, object_type: str, object_id: uuid.UUID, subject: str
-) -> AccessEvent:
-    return AccessEvent(
-        org_id=org_id,
-        actor=RETENTION_ACTOR,
-        actor_role="system",
-        on_behalf_of="system",
-        subject_ref=subject,
-        action="delete",
-        object_type=object_type,
-        object_id=str(object_id),
-        source_address="local",
-        outcome="success",
-        purpose=PURPOSE,
-        source=ctx.source,
-    )
-
-
 async def _log(events: list[AccessEvent]) -> None:
     """Entries of any organisations, appended to each one's own chain."""
     by_org: dict[uuid.UUID, list[AccessEvent]] = {}
@@ -206,9 +197,6 @@ async def _log(events: list[AccessEvent]) -> None:
 
 
 # --- visits, calls, telemetry, relay receipts ----------------------------------------------
-
-
-RETENTION = Actor(RETENTION_ACTOR, "system", "system", "local", PURPOSE)
 
 
 def _reference(req: PurgeRequest) -> str:
@@ -252,10 +240,7 @@ async def _purge_visits(ctx: RegionContext, req: PurgeRequest, org: dict[str, An
         cutoff = RetentionPolicy.visits(req.as_of, int(org["retention_days"]))
     except ValueError as exc:  # a bad setting in the database: purge nothing of it, say so
         evidence = await _evidence(ctx, req, "visits", org["id"], None)
-        await evidence.finish("failure", str(exc))
-        return ClassResult(
-            data_class="visits", org_id=org["id"], cutoff=None, rows={}, outcome="failure", message=str(exc)
-        )
+        return await evidence.failed("visits", org["id"], None, str(exc))
     if req.dry_run:
         counts = await _count_visits(org["id"], cutoff, req.batch_size)
         return ClassResult(data_class="visits", org_id=org["id"], cutoff=cutoff, rows=counts, outcome="success")
@@ -303,25 +288,9 @@ async def _purge_contract_ended(
             on_removed=evidence.advancing("member_contact", on_batch),
         )
     except KeyUnavailable:
-        await evidence.finish("failure", KEY_SERVICE_DOWN)
-        return ClassResult(
-            data_class="member_contact",
-            org_id=org_id,
-            cutoff=at,
-            rows=evidence.rows,
-            outcome="failure",
-            message=KEY_SERVICE_DOWN,
-        )
+        return await evidence.failed("member_contact", org_id, at, KEY_SERVICE_DOWN)
     if removed.stopped:  # the organisation stays until its visits are gone, so the next run finds them
-        await evidence.finish("failure", removed.stopped)
-        return ClassResult(
-            data_class="member_contact",
-            org_id=org_id,
-            cutoff=at,
-            rows=evidence.rows,
-            outcome="failure",
-            message=removed.stopped,
-        )
+        return await evidence.failed("member_contact", org_id, at, removed.stopped)
     await evidence.finish("success")
     if not removed.directory_updated:
         log.warning("the control plane was not told of a removed organisation; its directory entry stays until retried")
@@ -366,10 +335,14 @@ async def _purge_by_time(
         async with database.transaction(ctx.engine):
             await table.delete().where(where & key.is_in(ids))
             await evidence.add({name: len(ids)})
-            if logged_as:
-                await _log(
-                    [_deletion(ctx, row["org_id"], logged_as, row["id"], f"{logged_as}:{row['id']}") for row in rows]
-                )
+            if logged_as:  # one entry per record: each names its own data subject
+                events = [
+                    _event(
+                        ctx, RETENTION, r["org_id"], "delete", logged_as, r["id"], f"{logged_as}:{r['id']}", "success"
+                    )
+                    for r in rows
+                ]
+                await _log(events)
         on_batch(data_class, len(ids))
     if not evidence.done:
         await evidence.finish("success")
@@ -418,15 +391,7 @@ async def _purge_access_log(
             message = f"the access log of org {refused[0]} is not intact; removal stopped before the first bad entry"
             if len(refused) > 1:
                 message += f" (and {len(refused) - 1} more)"
-            await evidence.finish("failure", message)
-            return ClassResult(
-                data_class="access_log",
-                org_id=org_id,
-                cutoff=cutoff,
-                rows=evidence.rows,
-                outcome="failure",
-                message=message,
-            )
+            return await evidence.failed("access_log", org_id, cutoff, message)
         await evidence.finish("success")
     return ClassResult(data_class="access_log", org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success")
 
