@@ -114,7 +114,7 @@ class NodeAgent:
         self.coturn = CoturnProcess(self.config, workdir)
         self.restarts = 0
         self.published = 0
-        self.state: heartbeat.NodeState = "active"
+        self.state: heartbeat.HeartbeatState = "active"
         self._lock = threading.Lock()
         self._down_since_beat = False
         self._publish_now = threading.Event()

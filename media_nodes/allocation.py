@@ -5,8 +5,9 @@ credentials bound to the call."""
 
 from __future__ import annotations
 
-from konsil.media_nodes.ice import IceConfigError, IceServer, turn_credentials
-from konsil.media_nodes.registry import NodeRegistry, NodeState
+from konsil.media_nodes.ice import IceConfigError, turn_credentials
+from konsil.media_nodes.registry import NodeRegistry, RegisteredNode
+from konsil.platform.core.region import IceServer
 from konsil.platform.core.settings import RegionSettings
 
 
@@ -18,11 +19,11 @@ class NoHealthyNode(Exception):
         self.region_id = region_id
 
 
-def pick_node(registry: NodeRegistry) -> NodeState | None:
+def pick_node(registry: NodeRegistry) -> RegisteredNode | None:
     """The least-loaded eligible node (allocations incl. pending, then relayed kbps): O(nodes)."""
     now = registry.now()
     dead_after = registry.dead_after
-    best: NodeState | None = None
+    best: RegisteredNode | None = None
     best_key: tuple[int, float, str] | None = None
     for node in registry.nodes():
         if node.cordoned or node.state != "active" or not node.healthy or now - node.last_seen > dead_after:
@@ -33,7 +34,7 @@ def pick_node(registry: NodeRegistry) -> NodeState | None:
     return best
 
 
-def eligible(registry: NodeRegistry, node: NodeState) -> bool:
+def eligible(registry: NodeRegistry, node: RegisteredNode) -> bool:
     """Alive, healthy, active and not cordoned: a node that may take new work."""
     return (
         not node.cordoned

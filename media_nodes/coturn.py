@@ -50,7 +50,7 @@ class CoturnConfig:
     external_ip: str | None = None  # public address when the node sits behind 1:1 NAT
     min_port: int = 49152
     max_port: int = 65535
-    # Tests only (DESIGN.md section 4): relays to loopback peers and nothing else.
+    # Tests only (docs/architecture.md, real parts in tests): relays to loopback peers only.
     allow_loopback_peers: bool = False
     denied_peer_ranges: tuple[str, ...] = ()
     total_quota: int | None = None  # concurrent allocations of the whole server
@@ -63,8 +63,8 @@ class CoturnConfig:
 
     @classmethod
     def loopback(cls, port: int, secret: str, realm: str = "konsil.test") -> CoturnConfig:
-        """A relay on 127.0.0.1 that relays to loopback peers only (DESIGN.md section 4:
-        tests and benchmarks). Its 100 relay ports are chosen from its listening port."""
+        """A relay on 127.0.0.1 that relays to loopback peers only (docs/architecture.md,
+        real parts in tests: tests and benchmarks). Its 100 relay ports are chosen from its listening port."""
         relay_min = 40000 + (port % 150) * 100
         if relay_min <= port <= relay_min + 99:
             relay_min = 30000

@@ -21,7 +21,8 @@ SIGNATURE_HEADER = "x-konsil-signature"
 MAX_BODY_BYTES = 4096
 
 NodeId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}\Z")]
-NodeState = Literal["active", "draining", "leaving"]
+# What a node says of itself in a heartbeat ("leaving": its last one, it goes away).
+HeartbeatState = Literal["active", "draining", "leaving"]
 
 
 class Heartbeat(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -29,7 +30,7 @@ class Heartbeat(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     node_id: NodeId
     seq: Annotated[int, msgspec.Meta(ge=0)]
     sent_at: float  # unix time
-    state: NodeState
+    state: HeartbeatState
     healthy: bool
     allocations: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
     relayed_kbps: Annotated[float, msgspec.Meta(ge=0, le=100_000_000)]

@@ -1,7 +1,9 @@
-"""ICE servers a call is offered. Until media nodes are allocated per call (the
-media-node issue), they come from the region's configuration; only servers of
-the organisation's own region are ever offered. With the relays' shared secret
-configured, each call gets short-lived TURN REST credentials bound to it."""
+"""ICE servers from the region's configuration, and the TURN REST credentials a relay
+offer carries. A region with a media-node registry allocates a node to each call
+(``allocation.py``, through ``relays.py``) and takes only its STUN servers from here; a
+region without one (the embedded default, or no broker) offers the configured servers.
+Only servers of the organisation's own region are ever offered. With the relays' shared
+secret configured, each call gets short-lived credentials bound to it."""
 
 from __future__ import annotations
 

@@ -2,13 +2,10 @@
 drain it (cordon, then watch its calls end) and uncordon it. Callers are the region's
 ops team (bearer tokens whose hash is configured; see platform/core/authz.py ``OPS``).
 
-Cordons and drains are written to the region DB, which every replica's registry follows
-within seconds; this replica applies them at once."""
+Cordons and drains are ``media_nodes/cordons.py``, the same actions as the ops CLI's."""
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
 import time
 from typing import Annotated, Any, Literal
 
@@ -16,16 +13,16 @@ import msgspec
 from litestar import Request, Router, get, post
 from litestar.params import Parameter
 
+from konsil.media_nodes import cordons
 from konsil.media_nodes.heartbeat import NodeId
-from konsil.media_nodes.registry import NodeRegistry, NodeState
+from konsil.media_nodes.registry import NodeRegistry, RegisteredNode
 from konsil.media_nodes.relays import RegionRelays
-from konsil.media_nodes.tables import MediaNode, MediaNodeCordon
+from konsil.media_nodes.tables import MediaNode
 from konsil.platform.core import errors
 from konsil.platform.core.authz import OPS
 from konsil.platform.core.region import region_of
 from konsil.platform.core.text import LINE_CHAR
 
-log = logging.getLogger("konsil.media_nodes")
 Req = Request[Any, Any, Any]
 NodePath = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,62}\Z", description="media node id")]
 
@@ -76,7 +73,7 @@ def status_of(alive: bool, healthy: bool, state: str, cordoned: bool, drain: boo
     return "active" if healthy else "unhealthy"
 
 
-def _live(node: NodeState, registry: NodeRegistry, reason: str) -> NodeOut:
+def _live(node: RegisteredNode, registry: NodeRegistry, reason: str) -> NodeOut:
     alive = registry.is_alive(node) or (not node.healthy and registry.now() - node.last_seen <= registry.dead_after)
     return NodeOut(
         node_id=node.node_id,
@@ -93,10 +90,10 @@ def _live(node: NodeState, registry: NodeRegistry, reason: str) -> NodeOut:
     )
 
 
-def _stored(row: dict[str, Any], cordon: dict[str, Any] | None, dead_after: float) -> NodeOut:
+def _stored(row: dict[str, Any], cordon: cordons.Cordon | None, dead_after: float) -> NodeOut:
     ago = time.time() - row["last_seen_at"].timestamp()
     alive = row["state"] != "left" and ago <= dead_after
-    cordoned, drain = cordon is not None, bool(cordon and cordon["drain"])
+    cordoned, drain = cordon is not None, bool(cordon and cordon.drain)
     return NodeOut(
         node_id=row["node_id"],
         status=status_of(alive, row["healthy"], row["state"], cordoned, drain, row["allocations"]),
@@ -108,36 +105,37 @@ def _stored(row: dict[str, Any], cordon: dict[str, Any] | None, dead_after: floa
         restarts=row["restarts"],
         last_seen_seconds_ago=round(ago, 1),
         turn_urls=msgspec.json.decode(row["turn_urls"], type=list[str]),
-        reason=cordon["reason"] if cordon else "",
+        reason=cordon.reason if cordon else "",
     )
 
 
 async def node_views(registry: NodeRegistry | None, dead_after: float = 6.0) -> list[NodeOut]:
     """Live nodes from this replica's registry, plus nodes only the region DB remembers
     (dead, left, or cordoned before they ever joined)."""
-    cordons = {row["node_id"]: row for row in await MediaNodeCordon.select().run()}
+    cordoned = {cordon.node_id: cordon for cordon in await cordons.cordons()}
     views: dict[str, NodeOut] = {}
     if registry is not None:
         dead_after = registry.dead_after
         for node in registry.nodes():
-            views[node.node_id] = _live(node, registry, cordons.get(node.node_id, {}).get("reason", ""))
+            found = cordoned.get(node.node_id)
+            views[node.node_id] = _live(node, registry, found.reason if found else "")
     for row in await MediaNode.select().run():
         if row["node_id"] not in views:
-            views[row["node_id"]] = _stored(row, cordons.get(row["node_id"]), dead_after)
-    for node_id, cordon in cordons.items():
+            views[row["node_id"]] = _stored(row, cordoned.get(row["node_id"]), dead_after)
+    for node_id, cordon in cordoned.items():
         if node_id not in views:
             views[node_id] = NodeOut(
                 node_id=node_id,
                 status="cordoned",
                 alive=False,
                 cordoned=True,
-                drain_requested=cordon["drain"],
+                drain_requested=cordon.drain,
                 allocations=0,
                 relayed_kbps=0.0,
                 restarts=0,
                 last_seen_seconds_ago=None,
                 turn_urls=[],
-                reason=cordon["reason"],
+                reason=cordon.reason,
             )
     return sorted(views.values(), key=lambda view: view.node_id)
 
@@ -168,24 +166,7 @@ async def show_node(request: Req, node_id: NodePath) -> NodeOut:
 
 
 async def _cordon(request: Req, node_id: str, reason: str, drain: bool) -> NodeOut:
-    row = MediaNodeCordon(node_id=node_id, reason=reason, drain=drain, cordoned_at=dt.datetime.now(dt.UTC))
-    updated = (
-        await MediaNodeCordon.update({MediaNodeCordon.reason: reason, MediaNodeCordon.drain: drain})
-        .where(MediaNodeCordon.node_id == node_id)
-        .returning(MediaNodeCordon.node_id)
-        .run()
-    )
-    if not updated:
-        await MediaNodeCordon.insert(row).run()
-    registry = _registry(request)
-    if registry is not None:
-        (registry.drain if drain else registry.cordon)(node_id)
-    log.info(
-        "ops %s media node %s in region %s",
-        "drained" if drain else "cordoned",
-        node_id,
-        registry and registry.region_id,
-    )
+    await cordons.cordon(region_of(request).region.id, node_id, reason, drain=drain, registry=_registry(request))
     return await _view(request, node_id)
 
 
@@ -201,16 +182,9 @@ async def drain_node(request: Req, node_id: NodePath, data: CordonIn | None = No
 
 @post("/{node_id:str}/uncordon", opt=OPS, status_code=200, summary="Let a node take new calls again")
 async def uncordon_node(request: Req, node_id: NodePath) -> NodeOut:
-    deleted = (
-        await MediaNodeCordon.delete()
-        .where(MediaNodeCordon.node_id == node_id)
-        .returning(MediaNodeCordon.node_id)
-        .run()
-    )
     registry = _registry(request)
-    if registry is not None:
-        registry.uncordon(node_id)
-    if not deleted and (registry is None or registry.node(node_id) is None):
+    lifted = await cordons.uncordon(region_of(request).region.id, node_id, registry=registry)
+    if not lifted and (registry is None or registry.node(node_id) is None):
         raise errors.not_found(f"no media node {node_id!r} in this region")
     return await _view(request, node_id)
 

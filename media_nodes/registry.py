@@ -22,6 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pika
+import pika.exceptions
+
 from konsil.media_nodes import heartbeat
 from konsil.media_nodes.heartbeat import Heartbeat, HeartbeatRejected
 
@@ -32,9 +35,12 @@ _TURN_URL = re.compile(r"^(turn|turns):(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(:\d{1,
 
 
 @dataclass(frozen=True, slots=True)
-class NodeState:
+class RegisteredNode:
+    """What the registry knows of one live node: its last heartbeat, when it came, and
+    what ops and allocation added (cordon, drain, calls handed out since)."""
+
     node_id: str
-    state: heartbeat.NodeState  # "active" | "draining" ("leaving" removes the node)
+    state: heartbeat.HeartbeatState  # "active" | "draining" ("leaving" removes the node)
     healthy: bool
     allocations: int
     relayed_kbps: float
@@ -54,7 +60,7 @@ class RegistryState:
     replay high-water mark (kept after a node leaves) and the ops cordons (kept
     for nodes not seen yet, so a node can be cordoned before it (re)joins)."""
 
-    nodes: dict[str, NodeState] = field(default_factory=dict)
+    nodes: dict[str, RegisteredNode] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)
     cordoned: set[str] = field(default_factory=set)
     drains: set[str] = field(default_factory=set)  # cordons that ops asked as a drain
@@ -180,7 +186,7 @@ class NodeRegistry:
         if beat.node_id not in self.state.nodes:
             log.info("media node %s joined region %s", beat.node_id, self.region_id)
             self.state.left.pop(beat.node_id, None)
-        self.state.nodes[beat.node_id] = NodeState(
+        self.state.nodes[beat.node_id] = RegisteredNode(
             node_id=beat.node_id,
             state=beat.state,
             healthy=beat.healthy,
@@ -221,15 +227,15 @@ class NodeRegistry:
 
     # -- reads ----------------------------------------------------------------------
 
-    def nodes(self) -> list[NodeState]:
+    def nodes(self) -> list[RegisteredNode]:
         with self._lock:
             return list(self.state.nodes.values())
 
-    def node(self, node_id: str) -> NodeState | None:
+    def node(self, node_id: str) -> RegisteredNode | None:
         with self._lock:
             return self.state.nodes.get(node_id)
 
-    def is_alive(self, node: str | NodeState, now: float | None = None) -> bool:
+    def is_alive(self, node: str | RegisteredNode, now: float | None = None) -> bool:
         found = self.node(node) if isinstance(node, str) else node
         if found is None:
             return False
@@ -284,7 +290,7 @@ class NodeRegistry:
                 if seq > self.state.last_seq.get(node_id, -1):
                     self.state.last_seq[node_id] = seq
 
-    def snapshot(self) -> tuple[list[NodeState], dict[str, int]]:
+    def snapshot(self) -> tuple[list[RegisteredNode], dict[str, int]]:
         """The live nodes and the nodes that left (their last seq), for the region DB."""
         with self._lock:
             return list(self.state.nodes.values()), dict(self.state.left)
@@ -343,13 +349,10 @@ class HeartbeatConsumer:
             self._thread = None
 
     def _run(self) -> None:
-        import pika
-        import pika.exceptions
-
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                self._consume(pika)
+                self._consume()
                 backoff = 0.5
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self._ready.clear()
@@ -367,7 +370,7 @@ class HeartbeatConsumer:
                 self._stop.wait(backoff)
                 backoff = min(self.max_backoff, backoff * 2)
 
-    def _consume(self, pika: Any) -> None:
+    def _consume(self) -> None:
         connection = pika.BlockingConnection(pika.URLParameters(self.broker_url))
         self.connections += 1
         try:

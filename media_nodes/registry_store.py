@@ -13,8 +13,9 @@ from typing import Any
 
 import msgspec
 
-from konsil.media_nodes.registry import NodeRegistry, NodeState
-from konsil.media_nodes.tables import MediaNode, MediaNodeCordon
+from konsil.media_nodes import cordons
+from konsil.media_nodes.registry import NodeRegistry, RegisteredNode
+from konsil.media_nodes.tables import MediaNode
 
 log = logging.getLogger("konsil.media_nodes")
 
@@ -25,11 +26,11 @@ async def load_replay_marks(registry: NodeRegistry) -> None:
 
 
 async def follow_cordons(registry: NodeRegistry) -> None:
-    rows = await MediaNodeCordon.select(MediaNodeCordon.node_id, MediaNodeCordon.drain).run()
-    registry.follow_cordons({row["node_id"] for row in rows}, {row["node_id"] for row in rows if row["drain"]})
+    found = await cordons.cordons()
+    registry.follow_cordons({c.node_id for c in found}, {c.node_id for c in found if c.drain})
 
 
-def _row(node: NodeState, now_wall: float, now_registry: float) -> dict[str, Any]:
+def _row(node: RegisteredNode, now_wall: float, now_registry: float) -> dict[str, Any]:
     seen = dt.datetime.fromtimestamp(now_wall - (now_registry - node.last_seen), dt.UTC)
     return {
         "node_id": node.node_id,

@@ -12,7 +12,8 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.status_codes import HTTP_200_OK
 
 from konsil.platform.core import errors
-from konsil.tenants import organisations
+from konsil.platform.core.region import region_of
+from konsil.tenants import organisations, removal
 from konsil.tenants.actors import Actor, source_address
 from konsil.tenants.schemas import CreatedOrganisation, NewOrganisation
 
@@ -24,16 +25,17 @@ def signed_by_control(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
 
 @post("/orgs", opt={"internal": True}, status_code=HTTP_200_OK)
 async def create_organisation(request: Request[Any, Any, Any], data: NewOrganisation) -> CreatedOrganisation:
-    ctx = request.app.state.region
     actor = Actor("control-plane", "system", "signup", source_address(request), "create the customer account")
-    return await organisations.create(ctx, actor, data)
+    return await organisations.create(region_of(request), actor, data)
 
 
 @delete("/orgs/{org_id:uuid}", opt={"internal": True}, status_code=HTTP_200_OK)
 async def remove_organisation(request: Request[Any, Any, Any], org_id: uuid.UUID) -> dict[str, bool]:
-    """Undo a signup the control plane could not finish (key and rows)."""
+    """Undo a signup the control plane could not finish (key and rows). The control
+    plane drops its own directory entry, so it is not told."""
     actor = Actor("control-plane", "system", "signup", source_address(request), "undo a failed signup")
-    return {"removed": await organisations.delete(request.app.state.region, actor, org_id, require_shred=False)}
+    removed = await removal.remove_organisation(region_of(request), actor, org_id, require_shred=False, tell=False)
+    return {"removed": removed.found}
 
 
 internal_router = Router(

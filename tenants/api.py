@@ -17,7 +17,7 @@ from konsil.platform.core import errors
 from konsil.platform.core.authz import MANAGERS, PUBLIC, rule
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.core.text import LINE_PATTERN
-from konsil.tenants import api_tokens, members, organisations, records, rooms, visits
+from konsil.tenants import api_tokens, members, organisations, records, removal, rooms, visits
 from konsil.tenants.actors import actor_of, source_address
 from konsil.tenants.auth import SESSION_COOKIE, Principal, end_session, log_in
 from konsil.tenants.schemas import (
@@ -82,9 +82,8 @@ async def delete_organisation(request: Req, data: DeleteOrganisation) -> dict[st
     org = _org(request)
     if data.confirm != org.slug:
         raise errors.bad_request("confirm with the organisation's slug")
-    ctx = region_of(request)
-    await organisations.delete(ctx, actor_of(request), org.id)
-    return {"deleted": True, "directory_updated": await organisations.tell_control_plane(ctx, org.id)}
+    removed = await removal.remove_organisation(region_of(request), actor_of(request), org.id)
+    return {"deleted": True, "directory_updated": removed.directory_updated}
 
 
 # --- members --------------------------------------------------------------------------------

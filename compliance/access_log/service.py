@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 from piccolo.columns import Varchar
-from piccolo.columns.combination import Combinable
+from piccolo.custom_types import Combinable
 from piccolo.engine.base import Engine
 
 from konsil.compliance.access_log import chain
@@ -28,6 +28,8 @@ from konsil.platform.core import database
 from konsil.platform.core.access import ACTIONS, OUTCOMES, AccessEvent, Action, Outcome
 
 ProblemKind = Literal["modified", "deleted", "reordered"]
+# SQLite binds at most 32766 parameters a statement, 17 an entry; PostgreSQL takes arrays.
+SQLITE_ROWS_PER_INSERT = 1000
 
 __all__ = [
     "ACTIONS",
@@ -89,7 +91,7 @@ _ENTRY_COLUMNS = (
 )
 
 
-def _engine() -> Engine:
+def _engine() -> Engine[Any]:
     return AccessLogEntry._meta.db
 
 
@@ -125,7 +127,7 @@ def _record(row: dict[str, Any]) -> EntryRecord:
 # --- appending ---------------------------------------------------------------------
 
 
-async def _lock_head(engine: Engine, org_id: uuid.UUID) -> tuple[int, str]:
+async def _lock_head(engine: Engine[Any], org_id: uuid.UUID) -> tuple[int, str]:
     """Take the organisation's append lock and return its last (seq, hash).
 
     The insert comes first so that a new organisation's first two appends cannot
@@ -213,13 +215,15 @@ _UNNEST_INSERT = "INSERT INTO access_log_entry ({}) SELECT * FROM unnest({})".fo
 )
 
 
-async def _insert(engine: Engine, records: list[EntryRecord]) -> None:
+async def _insert(engine: Engine[Any], records: list[EntryRecord]) -> None:
     if database.is_postgres(engine):
         await AccessLogEntry.raw(
             _UNNEST_INSERT, *([getattr(record, name) for record in records] for name in _COLUMN_NAMES)
         )
         return
-    await AccessLogEntry.insert(*(AccessLogEntry(**msgspec.structs.asdict(r)) for r in records))
+    for start in range(0, len(records), SQLITE_ROWS_PER_INSERT):
+        chunk = records[start : start + SQLITE_ROWS_PER_INSERT]
+        await AccessLogEntry.insert(*(AccessLogEntry(**msgspec.structs.asdict(r)) for r in chunk))
 
 
 # --- reading -----------------------------------------------------------------------
@@ -620,8 +624,8 @@ def _is_retention_note(record: EntryRecord) -> bool:
 
 async def prune(org_id: uuid.UUID, before: datetime, *, limit: int, reference: str, source: str) -> int:
     """Remove up to ``limit`` of the organisation's oldest entries written before
-    ``before`` (REQUIREMENTS.md: the access log is kept at least 6 years), and return
-    how many went.
+    ``before`` (docs/promises.md, retention table: the access log is kept at least 6
+    years), and return how many went.
 
     Only a leading run of the chain goes, and only if it is intact: each entry must
     hash correctly and follow the one before it, starting from the last pruned point,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from piccolo.columns.combination import Combinable
+from piccolo.custom_types import Combinable
 
 from konsil.compliance.access_log.service import AccessEvent, append_many
 from konsil.compliance.access_log.tables import AccessLogEntry
@@ -52,7 +52,7 @@ from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.platform.core import clock, database, errors
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
 from konsil.platform.core.region import RegionContext
-from konsil.tenants import members, visits
+from konsil.tenants import members, removal, visits
 from konsil.tenants.actors import Actor, _event, record
 from konsil.tenants.tables import (
     Call,
@@ -603,10 +603,11 @@ async def rectify(
 
 
 async def erase(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_id: uuid.UUID) -> FulfilmentOut:
-    """Delete the subject's visits with their calls, telemetry and relay receipts, and
-    their member accounts, in this organisation only; payment records stay (legal
-    hold, P9). All or nothing: a member account that cannot be removed (the last
-    owner, or one still owning rooms) stops the erasure before anything is deleted."""
+    """Delete the subject's visits with their calls, telemetry and relay receipts (the
+    visit cascade of ``tenants/removal.py``), and their member accounts, in this
+    organisation only; payment records stay (legal hold, P9). All or nothing: a member
+    account that cannot be removed (the last owner, or one still owning rooms) stops the
+    erasure before anything is deleted."""
     row = await get_row(org["id"], request_id)
     _fulfillable(row, "erasure")
     actor = _for(actor, "erasure")
@@ -614,21 +615,7 @@ async def erase(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_i
     async with database.transaction(ctx.engine):
         records = await find(org_id, row["identifier_kind"], row["identifier_index"])
         visit_ids = [v["id"] for v in records.visits]
-        call_ids = [c["id"] for c in records.calls]
-        if call_ids:
-            await (
-                CallRelayReceipt.delete()
-                .where((CallRelayReceipt.org_id == org_id) & CallRelayReceipt.call_id.is_in(call_ids))
-                .run()
-            )
-        if visit_ids:
-            await (
-                CallTelemetry.delete()
-                .where((CallTelemetry.org_id == org_id) & CallTelemetry.visit_id.is_in(visit_ids))
-                .run()
-            )
-            await Call.delete().where((Call.org_id == org_id) & Call.visit_id.is_in(visit_ids)).run()
-            await Visit.delete().where((Visit.org_id == org_id) & Visit.id.is_in(visit_ids)).run()
+        cascade = await removal.delete_visits(ctx, org_id, visit_ids)
         visit_of_call = {c["id"]: c["visit_id"] for c in records.calls}
         events = [
             *(
@@ -644,10 +631,10 @@ async def erase(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_i
             await members.remove(ctx, actor, org_id, m["id"])
         changed = {
             "members": len(records.members),
-            "visits": len(visit_ids),
-            "calls": len(call_ids),
-            "telemetry": len(records.telemetry),
-            "relay_receipts": len(records.receipts),
+            "visits": cascade.rows["visit"],
+            "calls": cascade.rows["call"],
+            "telemetry": cascade.rows["call_telemetry"],
+            "relay_receipts": cascade.rows["call_relay_receipt"],
             "payments_kept": len(records.payments),
         }
         if row["status"] == OPEN:

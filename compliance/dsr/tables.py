@@ -5,7 +5,7 @@ from __future__ import annotations
 from piccolo.columns import UUID, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
-from konsil.tenants.tables import EncryptedText
+from konsil.platform.core.keys.tables import EncryptedText
 
 
 class DataSubjectRequest(Table, tablename="data_subject_request"):

@@ -1,4 +1,4 @@
-"""What is kept how long (REQUIREMENTS.md, retention table) and the cutoff of each
+"""What is kept how long (docs/promises.md, retention table) and the cutoff of each
 data class for a run's clock ``as_of``. Cutoffs come from the organisations'
 *current* settings, so a changed retention applies to existing data at the next run."""
 

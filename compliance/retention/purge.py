@@ -6,11 +6,12 @@ computed. Each batch deletes rows and advances the run's evidence in one
 transaction, so a run interrupted anywhere and re-run with the same id ends in the
 same rows and the same evidence as a run that was never interrupted.
 
-Data classes (REQUIREMENTS.md, retention table):
+Data classes (docs/promises.md, retention table):
 - ``visits``: visits past the organisation's *current* retention (by arrival), with
   their calls, call telemetry and relay receipts;
-- ``member_contact``: organisations 90 days past their contract end: the tenant key
-  is shredded first, then the rows are removed; payment records stay (legal hold);
+- ``member_contact``: organisations 90 days past their contract end, removed as every
+  removal of an organisation is (``tenants/removal.py``): the tenant key is shredded
+  first, then the rows are removed; payment records stay (legal hold);
 - ``support_metadata``: network-test results older than 9 calendar months;
 - ``payment_records``: past their ``keep_until`` (5 years);
 - ``dsr_records``: data-subject requests closed more than ``dsr_keep_days`` ago (3 years);
@@ -18,7 +19,8 @@ Data classes (REQUIREMENTS.md, retention table):
   organisation's chain at a time, only while it is intact (``access_log.service.prune``).
 
 Deletions of personal data are access-logged with the system actor; the entries
-hold pseudonymous ids only.
+hold pseudonymous ids only. Visits and organisations go through ``tenants/removal.py``,
+the same code as a data-subject erasure and ``konsil org delete``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 import msgspec
 from piccolo.columns import Column
-from piccolo.columns.combination import Combinable
+from piccolo.custom_types import Combinable
 from piccolo.table import Table
 
 from konsil.compliance.access_log.service import (
@@ -53,7 +55,8 @@ from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 from konsil.platform.core import database
 from konsil.platform.core.keys.provider import KeyUnavailable
 from konsil.platform.core.region import RegionContext
-from konsil.tenants.organisations import clear_payers, tell_control_plane
+from konsil.tenants import removal
+from konsil.tenants.actors import Actor, _event
 from konsil.tenants.tables import (
     Call,
     CallRelayReceipt,
@@ -66,8 +69,8 @@ from konsil.tenants.tables import (
 log = logging.getLogger("konsil.retention")
 
 PURPOSE = "retention purge"
+RETENTION = Actor(RETENTION_ACTOR, "system", "system", "local", PURPOSE)
 ORG_CONCURRENCY = 2  # organisations purged at once on PostgreSQL
-LOG_CHUNK = 1000  # access-log entries per insert (PostgreSQL allows 32767 parameters)
 SUPPORT_METADATA_TABLE = "network_test_result"
 
 OnBatch = Callable[[DataClass, int], None]
@@ -121,6 +124,24 @@ class _Evidence:
                 }
             ).where(PurgeRun.id == self.id)
 
+    def advancing(self, data_class: DataClass, on_batch: OnBatch) -> removal.OnRemoved:
+        """Advances this evidence with each batch (in the batch's transaction), then the progress."""
+
+        async def advance(counts: dict[str, int]) -> None:
+            await self.add(counts)
+            on_batch(data_class, sum(counts.values()))
+
+        return advance
+
+    async def failed(
+        self, data_class: DataClass, org_id: uuid.UUID | None, cutoff: dt.datetime | None, message: str
+    ) -> ClassResult:
+        """Finish as a failure, saying why; the class's result says the same."""
+        await self.finish("failure", message)
+        return ClassResult(
+            data_class=data_class, org_id=org_id, cutoff=cutoff, rows=self.rows, outcome="failure", message=message
+        )
+
     async def finish(self, outcome: str, message: str = "") -> None:
         if self.id is not None:
             await PurgeRun.update(
@@ -166,42 +187,26 @@ async def _evidence(
     return _Evidence(row_id)
 
 
-def _deletion(
-    ctx: RegionContext, org_id: uuid.UUID, object_type: str, object_id: uuid.UUID, subject: str
-) -> AccessEvent:
-    return AccessEvent(
-        org_id=org_id,
-        actor=RETENTION_ACTOR,
-        actor_role="system",
-        on_behalf_of="system",
-        subject_ref=subject,
-        action="delete",
-        object_type=object_type,
-        object_id=str(object_id),
-        source_address="local",
-        outcome="success",
-        purpose=PURPOSE,
-        source=ctx.source,
-    )
-
-
 async def _log(events: list[AccessEvent]) -> None:
+    """Entries of any organisations, appended to each one's own chain."""
     by_org: dict[uuid.UUID, list[AccessEvent]] = {}
     for event in events:
         by_org.setdefault(event.org_id, []).append(event)
     for org_events in by_org.values():
-        for start in range(0, len(org_events), LOG_CHUNK):
-            await append_many(org_events[start : start + LOG_CHUNK])
-
-
-async def _deleted(query: Any) -> int:
-    return len(await query)
+        await append_many(org_events)
 
 
 # --- visits, calls, telemetry, relay receipts ----------------------------------------------
 
 
-async def _visit_batch(org_id: uuid.UUID, cutoff: dt.datetime | None, after: uuid.UUID | None, size: int) -> list[Any]:
+def _reference(req: PurgeRequest) -> str:
+    """The subject of a batch's access-log entry: the run, whose evidence has the counts."""
+    return f"purge-run:{req.run_id}"
+
+
+async def _visit_batch(
+    org_id: uuid.UUID, cutoff: dt.datetime | None, after: uuid.UUID | None, size: int
+) -> list[uuid.UUID]:
     where: Combinable = Visit.org_id == org_id
     if cutoff is not None:
         where &= Visit.arrived_at < cutoff
@@ -213,7 +218,7 @@ async def _visit_batch(org_id: uuid.UUID, cutoff: dt.datetime | None, after: uui
 
 async def _count_visits(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int) -> dict[str, int]:
     """What a purge of these visits would remove (dry run), walked in batches by id."""
-    counts = {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0}
+    counts = dict.fromkeys(removal.VISIT_TABLE_NAMES, 0)
     after = None
     while ids := await _visit_batch(org_id, cutoff, after, size):
         after = ids[-1]
@@ -230,226 +235,64 @@ async def _count_visits(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int
     return counts
 
 
-# PostgreSQL: one statement per batch deletes the visits, their calls, telemetry and
-# relay receipts, and returns only the counts (no ids travel back and forth). The visits
-# go by their row addresses (a TID scan: no index walk for rows just found). A visit
-# another transaction updated meanwhile has a new address: depending on the server's
-# version the statement skips it (``picked`` counts it, the next batch finds it again) or
-# deletes its newest version, and the org and cutoff checked again decide, so a visit
-# goes only if it still qualifies. Their children go by one sorted array of the ids
-# actually deleted: an index scan that walks the array in order, much cheaper than one
-# nested-loop probe per visit (bench/purge.py: ratio to a plain DELETE about 0.4 with the
-# probes, about 0.8 with this).
-_PG_VISIT_BATCH = """
-WITH picked AS MATERIALIZED (
-    SELECT ctid AS tid FROM visit WHERE org_id = {} AND arrived_at < {} LIMIT {}
-), v AS (
-    DELETE FROM visit WHERE ctid = ANY(ARRAY(SELECT tid FROM picked)) AND org_id = {} AND arrived_at < {}
-    RETURNING id
-), doomed AS MATERIALIZED (
-    SELECT coalesce(array_agg(id ORDER BY id), ARRAY[]::uuid[]) AS ids FROM v
-), t AS (
-    DELETE FROM call_telemetry WHERE visit_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING 1
-), c AS (
-    DELETE FROM call WHERE visit_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING id
-), r AS (
-    DELETE FROM call_relay_receipt WHERE call_id IN (SELECT id FROM c) RETURNING 1
-)
-SELECT (SELECT count(*) FROM picked) AS picked,
-       (SELECT count(*) FROM v) AS visit, (SELECT count(*) FROM c) AS call,
-       (SELECT count(*) FROM t) AS call_telemetry, (SELECT count(*) FROM r) AS call_relay_receipt
-"""
-_ALL_OF_THEM = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
-_VISIT_TABLES = ("visit", "call", "call_telemetry", "call_relay_receipt")
-# Batches in a row that picked visits but deleted none (each changed meanwhile) before the
-# class stops for this run; the next run picks them up again.
-_FRUITLESS_BATCHES = 3
-STOPPED_EARLY = "some visits kept changing while being purged; the next run removes them"
-
-
-async def _delete_visit_batch(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int) -> tuple[int, dict[str, int]]:
-    """Delete up to ``size`` of the organisation's visits before ``cutoff`` (all, when
-    None) with their calls, telemetry and receipts: how many visits the batch picked,
-    and the counts of what went (fewer visits when some changed or went meanwhile)."""
-    if database.is_postgres(Visit._meta.db):
-        until = cutoff or _ALL_OF_THEM
-        [row] = await Visit.raw(_PG_VISIT_BATCH, org_id, until, size, org_id, until)
-        return int(row["picked"]), {name: int(row[name]) for name in _VISIT_TABLES}
-    ids = await _visit_batch(org_id, cutoff, None, size)
-    if not ids:
-        return 0, dict.fromkeys(_VISIT_TABLES, 0)
-    calls = [r["id"] for r in await Call.select(Call.id).where((Call.org_id == org_id) & Call.visit_id.is_in(ids))]
-    counts = {
-        "call_telemetry": await _deleted(
-            CallTelemetry.delete()
-            .where((CallTelemetry.org_id == org_id) & CallTelemetry.visit_id.is_in(ids))
-            .returning(CallTelemetry.id)
-        ),
-        "call_relay_receipt": await _deleted(
-            CallRelayReceipt.delete()
-            .where((CallRelayReceipt.org_id == org_id) & CallRelayReceipt.call_id.is_in(calls))
-            .returning(CallRelayReceipt.id)
-        )
-        if calls
-        else 0,
-        "call": await _deleted(Call.delete().where((Call.org_id == org_id) & Call.id.is_in(calls)).returning(Call.id))
-        if calls
-        else 0,
-    }
-    # Only what this transaction removed counts (another replica may have raced it).
-    counts["visit"] = await _deleted(
-        Visit.delete().where((Visit.org_id == org_id) & Visit.id.is_in(ids)).returning(Visit.id)
-    )
-    return len(ids), counts
-
-
-async def _delete_visits(
-    ctx: RegionContext,
-    req: PurgeRequest,
-    org_id: uuid.UUID,
-    cutoff: dt.datetime | None,
-    evidence: _Evidence,
-    data_class: DataClass,
-    on_batch: OnBatch,
-) -> str:
-    """Delete the organisation's visits before ``cutoff`` (all, when None) with their
-    calls, telemetry and receipts: one transaction per batch of visits. Returns a note
-    for the evidence when it stopped with visits left (empty when it did not).
-
-    Each batch writes one access-log entry (system actor, the run as its reference, the
-    number of visits as its object): a visit past retention is gone with everything that
-    could name its visitor, and one entry per visit cost more than the deletion itself
-    (see bench/purge.py). The run's evidence keeps the counts per table."""
-    fruitless = 0
-    while True:
-        if fruitless >= _FRUITLESS_BATCHES:
-            return STOPPED_EARLY
-        async with database.transaction(ctx.engine):
-            picked, counts = await _delete_visit_batch(org_id, cutoff, req.batch_size)
-            if not picked:
-                break
-            if counts["visit"]:
-                await evidence.add(counts)
-                await _log([_batch_deletion(ctx, org_id, req.run_id, counts["visit"])])
-        fruitless = 0 if counts["visit"] else fruitless + 1
-        on_batch(data_class, sum(counts.values()))
-    return ""
-
-
-def _batch_deletion(ctx: RegionContext, org_id: uuid.UUID, run_id: uuid.UUID, count: int) -> AccessEvent:
-    return AccessEvent(
-        org_id=org_id,
-        actor=RETENTION_ACTOR,
-        actor_role="system",
-        on_behalf_of="system",
-        subject_ref=f"purge-run:{run_id}",
-        action="delete",
-        object_type="visit",
-        object_id=f"count:{count}",
-        source_address="local",
-        outcome="success",
-        purpose=PURPOSE,
-        source=ctx.source,
-    )
-
-
 async def _purge_visits(ctx: RegionContext, req: PurgeRequest, org: dict[str, Any], on_batch: OnBatch) -> ClassResult:
     try:
         cutoff = RetentionPolicy.visits(req.as_of, int(org["retention_days"]))
     except ValueError as exc:  # a bad setting in the database: purge nothing of it, say so
         evidence = await _evidence(ctx, req, "visits", org["id"], None)
-        await evidence.finish("failure", str(exc))
-        return ClassResult(
-            data_class="visits", org_id=org["id"], cutoff=None, rows={}, outcome="failure", message=str(exc)
-        )
+        return await evidence.failed("visits", org["id"], None, str(exc))
     if req.dry_run:
         counts = await _count_visits(org["id"], cutoff, req.batch_size)
         return ClassResult(data_class="visits", org_id=org["id"], cutoff=cutoff, rows=counts, outcome="success")
     evidence = await _evidence(ctx, req, "visits", org["id"], cutoff)
     if not evidence.done:
-        note = await _delete_visits(ctx, req, org["id"], cutoff, evidence, "visits", on_batch)
+        note = await removal.remove_visits(
+            ctx,
+            RETENTION,
+            org["id"],
+            arrived_before=cutoff,
+            batch_size=req.batch_size,
+            reference=_reference(req),
+            on_removed=evidence.advancing("visits", on_batch),
+        )
         await evidence.finish("success", note)
     return ClassResult(data_class="visits", org_id=org["id"], cutoff=cutoff, rows=evidence.rows, outcome="success")
 
 
 # --- member contact data: organisations past contract end + 90 days --------------------------
 
-
-def _org_tables(ctx: RegionContext) -> list[type[Table]]:
-    """Tables emptied when an organisation's contract has ended, after its visits (which
-    go with their calls, telemetry and receipts); payment records stay (P9, P18)."""
-    visits = {Visit, Call, CallTelemetry, CallRelayReceipt}
-    return [t for t in ctx.organisation_tables if t not in visits]
-
-
-async def _delete_org_rows(
-    ctx: RegionContext, req: PurgeRequest, table: type[Table], org_id: uuid.UUID, evidence: _Evidence, on_batch: OnBatch
-) -> None:
-    key: Column = table._meta.primary_key
-    org_column: Column = table.org_id  # type: ignore[attr-defined]
-    name = table._meta.tablename
-    while True:
-        rows = await table.select(key).where(org_column == org_id).limit(req.batch_size)
-        ids = [row[key._meta.name] for row in rows]
-        if not ids:
-            return
-        async with database.transaction(ctx.engine):
-            await table.delete().where((org_column == org_id) & key.is_in(ids))
-            await evidence.add({name: len(ids)})
-            if name == "member":  # personal data: one entry per member
-                await _log([_deletion(ctx, org_id, "member", member_id, f"member:{member_id}") for member_id in ids])
-        on_batch("member_contact", len(ids))
+KEY_SERVICE_DOWN = "the region's key service does not answer; nothing was deleted, retried next run"
 
 
 async def _purge_contract_ended(
     ctx: RegionContext, req: PurgeRequest, org: dict[str, Any], cutoff: dt.date, on_batch: OnBatch
 ) -> ClassResult:
+    """The organisation is removed as ``konsil org delete`` removes one
+    (``tenants.removal``), in batches, its evidence advanced with each."""
     org_id = org["id"]
     at = dt.datetime.combine(cutoff, dt.time(), dt.UTC)
     if req.dry_run:
         counts = await _count_visits(org_id, None, req.batch_size)
-        for table in _org_tables(ctx):
+        for table in removal.other_tables(ctx):
             counts[table._meta.tablename] = await table.count().where(table.org_id == org_id)  # type: ignore[attr-defined]
         counts["organisation"] = 1
         return ClassResult(data_class="member_contact", org_id=org_id, cutoff=at, rows=counts, outcome="success")
     evidence = await _evidence(ctx, req, "member_contact", org_id, at)
-    # Shred first: once the key is gone every copy of the personal data is unreadable,
-    # backups included; the rows are then removed batch by batch.
     try:
-        await ctx.keys.shred(org_id)
+        removed = await removal.remove_organisation(
+            ctx,
+            RETENTION,
+            org_id,
+            batch_size=req.batch_size,
+            reference=_reference(req),
+            on_removed=evidence.advancing("member_contact", on_batch),
+        )
     except KeyUnavailable:
-        message = "the region's key service does not answer; nothing was deleted, retried next run"
-        await _log(
-            [
-                msgspec.structs.replace(
-                    _deletion(ctx, org_id, "organisation", org_id, f"org:{org_id}"), outcome="failure"
-                )
-            ]
-        )
-        await evidence.finish("failure", message)
-        return ClassResult(
-            data_class="member_contact",
-            org_id=org_id,
-            cutoff=at,
-            rows=evidence.rows,
-            outcome="failure",
-            message=message,
-        )
-    note = await _delete_visits(ctx, req, org_id, None, evidence, "member_contact", on_batch)
-    if note:  # the organisation stays until its visits are gone, so the next run finds them
-        await evidence.finish("failure", note)
-        return ClassResult(
-            data_class="member_contact", org_id=org_id, cutoff=at, rows=evidence.rows, outcome="failure", message=note
-        )
-    for table in _org_tables(ctx):
-        await _delete_org_rows(ctx, req, table, org_id, evidence, on_batch)
-    async with database.transaction(ctx.engine):
-        await clear_payers(org_id)
-        gone = await _deleted(Organisation.delete().where(Organisation.id == org_id).returning(Organisation.id))
-        await evidence.add({"organisation": gone})
-        await _log([_deletion(ctx, org_id, "organisation", org_id, f"org:{org_id}")])
+        return await evidence.failed("member_contact", org_id, at, KEY_SERVICE_DOWN)
+    if removed.stopped:  # the organisation stays until its visits are gone, so the next run finds them
+        return await evidence.failed("member_contact", org_id, at, removed.stopped)
     await evidence.finish("success")
-    if not await tell_control_plane(ctx, org_id):
+    if not removed.directory_updated:
         log.warning("the control plane was not told of a removed organisation; its directory entry stays until retried")
     return ClassResult(data_class="member_contact", org_id=org_id, cutoff=at, rows=evidence.rows, outcome="success")
 
@@ -492,10 +335,14 @@ async def _purge_by_time(
         async with database.transaction(ctx.engine):
             await table.delete().where(where & key.is_in(ids))
             await evidence.add({name: len(ids)})
-            if logged_as:
-                await _log(
-                    [_deletion(ctx, row["org_id"], logged_as, row["id"], f"{logged_as}:{row['id']}") for row in rows]
-                )
+            if logged_as:  # one entry per record: each names its own data subject
+                events = [
+                    _event(
+                        ctx, RETENTION, r["org_id"], "delete", logged_as, r["id"], f"{logged_as}:{r['id']}", "success"
+                    )
+                    for r in rows
+                ]
+                await _log(events)
         on_batch(data_class, len(ids))
     if not evidence.done:
         await evidence.finish("success")
@@ -544,15 +391,7 @@ async def _purge_access_log(
             message = f"the access log of org {refused[0]} is not intact; removal stopped before the first bad entry"
             if len(refused) > 1:
                 message += f" (and {len(refused) - 1} more)"
-            await evidence.finish("failure", message)
-            return ClassResult(
-                data_class="access_log",
-                org_id=org_id,
-                cutoff=cutoff,
-                rows=evidence.rows,
-                outcome="failure",
-                message=message,
-            )
+            return await evidence.failed("access_log", org_id, cutoff, message)
         await evidence.finish("success")
     return ClassResult(data_class="access_log", org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success")
 
@@ -635,7 +474,7 @@ async def _nothing_due(ctx: RegionContext, req: PurgeRequest, orgs: list[dict[st
                 for org_id, cutoff in quiet.items()
             )
         )
-    empty = dict.fromkeys(_VISIT_TABLES, 0) if req.dry_run else {}
+    empty = dict.fromkeys(removal.VISIT_TABLE_NAMES, 0) if req.dry_run else {}
     return [
         ClassResult(data_class="visits", org_id=org_id, cutoff=cutoff, rows=dict(empty), outcome="success")
         for org_id, cutoff in quiet.items()

@@ -36,7 +36,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from konsil.media_nodes.ice import IceServer
+from konsil.platform.core.region import IceServer
 
 PROBE_CHANNEL_ID = 1
 BULK_CHANNEL_ID = 2

@@ -19,11 +19,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from konsil.media_nodes.heartbeat import NodeId
-from konsil.media_nodes.ice import IceServer
 from konsil.media_nodes.network_test.peer import Figures, OfferRefused, Plan, ProbePeer, check_offer
 from konsil.media_nodes.network_test.peer import relay_candidates_only as relay_candidates_only
 from konsil.media_nodes.network_test.tables import NetworkTestResult
-from konsil.platform.core.region import NetworkTests, RegionContext, RelayUnavailable
+from konsil.platform.core.region import IceServer, NetworkTests, RegionContext, RelayUnavailable
 from konsil.platform.core.text import MULTILINE_PATTERN
 
 log = logging.getLogger("konsil.network_test")

@@ -46,8 +46,7 @@ def _read(prompt: str) -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
-def _actor() -> Any:
-
+def _actor() -> Actor:
     return Actor(OPERATOR[0], OPERATOR[1], OPERATOR[0], "local")
 
 

@@ -1,5 +1,6 @@
 """``konsil media-nodes …``: ops commands for a region's media nodes. Cordons are
-kept in the region database, which every replica's registry follows within seconds."""
+``media_nodes/cordons.py``, the same actions as the ops API's; every replica's
+registry follows them within seconds."""
 
 from __future__ import annotations
 
@@ -8,30 +9,19 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from konsil.media_nodes import cordons
 from konsil.media_nodes.ops_api import node_views
-from konsil.media_nodes.tables import MediaNodeCordon
 from konsil.platform.core.settings import ConfigError, load_settings
 from konsil.regions.container import open_region
 
 
 async def _cordons(args: argparse.Namespace) -> int:
-
     settings = load_settings(args.config)
     region = settings.region(args.region)
     async with open_region(settings, region):
         if args.nodes_command in ("cordon", "drain"):
             drain = args.nodes_command == "drain"
-            found = await MediaNodeCordon.exists().where(MediaNodeCordon.node_id == args.node).run()
-            if found:
-                await (
-                    MediaNodeCordon.update({MediaNodeCordon.reason: args.reason[:200], MediaNodeCordon.drain: drain})
-                    .where(MediaNodeCordon.node_id == args.node)
-                    .run()
-                )
-            else:
-                await MediaNodeCordon.insert(
-                    MediaNodeCordon(node_id=args.node, reason=args.reason[:200], drain=drain)
-                ).run()
+            await cordons.cordon(region.id, args.node, args.reason, drain=drain)
             if drain:
                 print(f"media node {args.node} in region {region.id}: draining (no new calls; `list` shows when empty)")
             else:
@@ -47,13 +37,13 @@ async def _cordons(args: argparse.Namespace) -> int:
             if not views:
                 print(f"no media nodes known in region {region.id}")
         elif args.nodes_command == "uncordon":
-            await MediaNodeCordon.delete().where(MediaNodeCordon.node_id == args.node).run()
+            await cordons.uncordon(region.id, args.node)
             print(f"media node {args.node} in region {region.id}: takes new calls again")
         else:
-            rows = await MediaNodeCordon.select().order_by(MediaNodeCordon.node_id).run()
-            for row in rows:
-                print(f"{row['node_id']}\tcordoned {row['cordoned_at']:%Y-%m-%d %H:%M} UTC\t{row['reason']}")
-            if not rows:
+            listed = await cordons.cordons()
+            for cordon in listed:
+                print(f"{cordon.node_id}\tcordoned {cordon.cordoned_at:%Y-%m-%d %H:%M} UTC\t{cordon.reason}")
+            if not listed:
                 print(f"no cordoned media nodes in region {region.id}")
     return 0
 

@@ -41,7 +41,6 @@ def _table(region: str, results: list[ClassResult], dry_run: bool) -> RichTable:
 
 
 async def run(args: argparse.Namespace) -> int:
-
     settings = load_settings(args.config)
     regions = [settings.region(args.region)] if args.region else list(settings.regions)
     console = Console(stderr=False)

@@ -12,12 +12,12 @@ from rich.progress import Progress
 
 from konsil.compliance.access_log.service import verify
 from konsil.platform.cli.audit import format_report
-from konsil.platform.core import database
+from konsil.platform.core import database, errors
 from konsil.platform.core.keys.provider import KeyUnavailable
 from konsil.platform.core.settings import Settings, load_settings
 from konsil.regions.container import open_region
 from konsil.regions.tables import REGION_TABLES
-from konsil.tenants import organisations
+from konsil.tenants import removal
 from konsil.tenants.actors import Actor
 from konsil.tenants.tables import Organisation
 
@@ -79,13 +79,15 @@ async def org_delete(args: argparse.Namespace) -> int:
         assert org is not None
         actor = Actor("operator:cli", "operator", "operator:cli", "local", "delete the customer account")
         try:
-            await organisations.delete(ctx, actor, org["id"])
+            removed = await removal.remove_organisation(ctx, actor, org["id"])
         except KeyUnavailable:
             print("the region's key service does not answer; nothing was deleted", file=sys.stderr)
             return 1
-        told = await organisations.tell_control_plane(ctx, org["id"])
+        except errors.AppError as exc:
+            print(exc.message, file=sys.stderr)
+            return 1
     print(f"organisation {args.slug!r} deleted: key destroyed (crypto-shredded), rows removed")
-    if not told:
+    if not removed.directory_updated:
         print(
             "warning: the control plane could not be told; its directory entry is removed on the next try",
             file=sys.stderr,

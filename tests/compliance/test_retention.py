@@ -8,29 +8,40 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from litestar.testing import AsyncTestClient
 
 from konsil.compliance.access_log.service import AccessEvent, append, verify
 from konsil.compliance.access_log.tables import AccessLogEntry
 from konsil.compliance.dsr.tables import DataSubjectRequest
 from konsil.compliance.retention.policy import RetentionPolicy
-from konsil.compliance.retention.purge import ClassResult, PurgeRequest, UnknownOrganisation, purge
+from konsil.compliance.retention.purge import (
+    KEY_SERVICE_DOWN,
+    ClassResult,
+    PurgeRequest,
+    UnknownOrganisation,
+    purge,
+)
 from konsil.compliance.retention.tables import PurgeRun
 from konsil.media_nodes.network_test.tables import NetworkTestResult
 from konsil.platform.cli.migrations import Target, migrate_target
 from konsil.platform.core import database
-from konsil.platform.core.keys.provider import KeyDestroyed
+from konsil.platform.core.errors import AppError
+from konsil.platform.core.keys.provider import KeyDestroyed, KeyUnavailable
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.settings import LifecycleSettings, RegionSettings, Settings, VaultSettings
 from konsil.regions import tasks
+from konsil.regions.app import create_region_app
 from konsil.regions.container import build_region
-from konsil.regions.tables import REGION_TABLES
+from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
 from konsil.regions.tasks import InProcessRunner, InProcessScheduler
+from konsil.tenants import removal
+from konsil.tenants.actors import Actor
 from konsil.tenants.tables import (
     Call,
     CallRelayReceipt,
@@ -108,6 +119,45 @@ async def new_org(ctx: RegionContext, retention_days: int = 30, contract_end: dt
     )
     await ctx.keys.provision(org_id)
     return org_id
+
+
+async def new_member(org_id: uuid.UUID) -> uuid.UUID:
+    member_id = uuid.uuid4()
+    await Member.insert(
+        Member(
+            id=member_id,
+            org_id=org_id,
+            name="kf1:x",
+            email="kf1:y",
+            email_lookup="l",
+            role="owner",
+            password_hash="h",
+        )
+    )
+    return member_id
+
+
+async def new_payment(org_id: uuid.UUID) -> None:
+    """A payment record under its legal hold, with the payer's (sealed) fields."""
+    await PaymentRecord.insert(
+        PaymentRecord(
+            id=uuid.uuid4(),
+            org_id=org_id,
+            provider_reference="pi_kept",
+            amount_minor=1,
+            currency="EUR",
+            payer_name="kf1:payer",
+            payer_email_index="e" * 64,
+            payer_phone_index="p" * 64,
+            keep_until=AS_OF + dt.timedelta(days=1000),
+        )
+    )
+
+
+async def new_network_test(org_id: uuid.UUID) -> None:
+    await NetworkTestResult.insert(
+        NetworkTestResult(id=uuid.uuid4(), org_id=org_id, runner="visitor", transport="udp", verdict="good")
+    )
 
 
 async def new_request(org_id: uuid.UUID, received_at: dt.datetime, **fields: Any) -> uuid.UUID:
@@ -316,21 +366,36 @@ async def test_a_visit_changed_while_its_batch_waits_is_deleted_only_if_it_still
     assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
 
 
+def visits_keep_changing(monkeypatch: pytest.MonkeyPatch, *, after: int = 0) -> list[int]:
+    """Every batch of the visit cascade picks a visit that changed meanwhile and deletes
+    none, after ``after`` batches that delete one visit each. Returns the batch sizes asked."""
+    real = removal.delete_visits
+    batches: list[int] = []
+
+    async def changing(
+        ctx: RegionContext,
+        org_id: uuid.UUID,
+        visit_ids: Sequence[uuid.UUID] | None = None,
+        *,
+        arrived_before: dt.datetime | None = None,
+        limit: int = removal.CHUNK,
+    ) -> removal.Cascade:
+        batches.append(limit)
+        if len(batches) <= after:
+            return await real(ctx, org_id, arrived_before=arrived_before, limit=1)
+        return removal.Cascade(1, dict.fromkeys(removal.VISIT_TABLE_NAMES, 0))
+
+    monkeypatch.setattr(removal, "delete_visits", changing)
+    return batches
+
+
 async def test_visits_that_keep_changing_stop_the_class_and_keep_their_organisation(
     ctx: RegionContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Batches that pick visits but delete none (each changed meanwhile) end the class
     after three tries with a note, instead of spinning; at contract end the organisation
     then stays, so the next run finds its visits."""
-    from konsil.compliance.retention import purge as module
-
-    batches: list[int] = []
-
-    async def always_changed(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int) -> tuple[int, dict[str, int]]:
-        batches.append(size)
-        return 1, dict.fromkeys(module._VISIT_TABLES, 0)
-
-    monkeypatch.setattr(module, "_delete_visit_batch", always_changed)
+    batches = visits_keep_changing(monkeypatch)
     org_id = await new_org(ctx, retention_days=1)
     await new_visit(org_id, AS_OF - dt.timedelta(days=2))
     ended = await new_org(ctx, contract_end=(AS_OF - dt.timedelta(days=200)).date())
@@ -338,10 +403,10 @@ async def test_visits_that_keep_changing_stop_the_class_and_keep_their_organisat
     visits = only(await purge(ctx, run(await slug_of(org_id))), "visits", org_id)
     assert visits.outcome == "success" and len(batches) == 3
     [row] = await evidence_of(org_id, "visits")
-    assert row["message"] == module.STOPPED_EARLY
+    assert row["message"] == removal.STOPPED_EARLY
 
     contact = only(await purge(ctx, run(await slug_of(ended))), "member_contact", ended)
-    assert contact.outcome == "failure" and contact.message == module.STOPPED_EARLY
+    assert contact.outcome == "failure" and contact.message == removal.STOPPED_EARLY
     assert await Organisation.exists().where(Organisation.id == ended)
 
 
@@ -565,36 +630,13 @@ async def test_contact_data_goes_90_days_after_contract_end_by_shredding_the_key
     ended = await new_org(ctx, contract_end=today - dt.timedelta(days=91))
     recent = await new_org(ctx, contract_end=today - dt.timedelta(days=89))
     for org_id in (ended, recent):
-        await Member.insert(
-            Member(
-                id=uuid.uuid4(),
-                org_id=org_id,
-                name="kf1:x",
-                email="kf1:y",
-                email_lookup="l",
-                role="owner",
-                password_hash="h",
-            )
-        )
+        await new_member(org_id)
         await Room.insert(Room(id=uuid.uuid4(), org_id=org_id, slug="r", title="R", expert_id=uuid.uuid4()))
         await new_visit(org_id, AS_OF - dt.timedelta(hours=1))  # within retention, but the contract is over
-    await PaymentRecord.insert(
-        PaymentRecord(
-            id=uuid.uuid4(),
-            org_id=ended,
-            provider_reference="pi_kept",
-            amount_minor=1,
-            currency="EUR",
-            payer_email_index="e" * 64,
-            payer_phone_index="p" * 64,
-            keep_until=AS_OF + dt.timedelta(days=1000),
-        )
-    )
+    await new_payment(ended)
     for org_id in (ended, recent):  # an open request and a network-test result go with the organisation too
         await new_request(org_id, AS_OF - dt.timedelta(days=2))
-        await NetworkTestResult.insert(
-            NetworkTestResult(id=uuid.uuid4(), org_id=org_id, runner="visitor", transport="udp", verdict="good")
-        )
+        await new_network_test(org_id)
     request = run()
 
     results = await purge(ctx, request)
@@ -620,6 +662,157 @@ async def test_contact_data_goes_90_days_after_contract_end_by_shredding_the_key
     await ctx.keys.provider.key_info(recent)
     [row] = await evidence(request.run_id, "member_contact")
     assert row["org_id"] == ended and row["outcome"] == "success"
+
+
+# --- one removal for every caller (tenants/removal.py) ------------------------------------------
+
+OPERATOR = Actor("operator:cli", "operator", "operator:cli", "local", "delete the customer account")
+
+
+async def populated_org(ctx: RegionContext, **fields: Any) -> tuple[uuid.UUID, set[uuid.UUID]]:
+    """An organisation with two members, a room, two visits (each with a call, its
+    telemetry and receipt), a payment record, a request and a network-test result."""
+    org_id = await new_org(ctx, **fields)
+    member_ids = {await new_member(org_id), await new_member(org_id)}
+    await Room.insert(Room(id=uuid.uuid4(), org_id=org_id, slug="r", title="R", expert_id=uuid.uuid4()))
+    for hours in (1, 2):
+        await new_visit(org_id, AS_OF - dt.timedelta(hours=hours))
+    await new_payment(org_id)
+    await new_request(org_id, AS_OF - dt.timedelta(days=2))
+    await new_network_test(org_id)
+    return org_id, member_ids
+
+
+async def left_of(org_id: uuid.UUID) -> dict[str, int]:
+    """The organisation's rows in every table that holds them, its own row included."""
+    left = {t._meta.tablename: await t.count().where(t.org_id == org_id) for t in ORGANISATION_OWNED}  # type: ignore[attr-defined]
+    left["organisation"] = await Organisation.count().where(Organisation.id == org_id)
+    left["payment_record"] = await PaymentRecord.count().where(
+        (PaymentRecord.org_id == org_id)
+        & PaymentRecord.payer_name.is_null()
+        & PaymentRecord.payer_email_index.is_null()
+    )
+    return left
+
+
+async def deletions_of(org_id: uuid.UUID) -> list[tuple[str, str, str, str, str]]:
+    """(actor, object type, object id, subject, outcome) of the organisation's delete entries."""
+    rows = await AccessLogEntry.select(
+        AccessLogEntry.actor,
+        AccessLogEntry.object_type,
+        AccessLogEntry.object_id,
+        AccessLogEntry.subject_ref,
+        AccessLogEntry.outcome,
+    ).where((AccessLogEntry.org_id == org_id) & (AccessLogEntry.action == "delete"))
+    return sorted((r["actor"], r["object_type"], r["object_id"], r["subject_ref"], r["outcome"]) for r in rows)
+
+
+async def test_the_api_and_the_purge_remove_an_organisation_alike(ctx: RegionContext) -> None:
+    """``konsil org delete`` and the API (one transaction) and the purge at contract end
+    (in batches) leave the same rows and the same kinds of access-log entries."""
+    by_hand, members_by_hand = await populated_org(ctx)
+    ended, members_ended = await populated_org(ctx, contract_end=(AS_OF - dt.timedelta(days=91)).date())
+    request = run()
+
+    removed = await removal.remove_organisation(ctx, OPERATOR, by_hand)
+    contact = only(await purge(ctx, request), "member_contact", ended)
+
+    assert removed.found and removed.directory_updated is False  # no control plane in this test
+    assert contact.outcome == "success"
+    gone = {
+        "visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2, "member": 2, "room": 1,
+        "tenant_data_key": 2, "data_subject_request": 1, "network_test_result": 1, "organisation": 1,
+    }  # fmt: skip
+    assert removed.rows == contact.rows == gone
+    everything_but_payments = {**dict.fromkeys(await left_of(uuid.uuid4()), 0), "payment_record": 1}
+    assert await left_of(by_hand) == await left_of(ended) == everything_but_payments
+    for org_id in (by_hand, ended):
+        with pytest.raises(KeyDestroyed):
+            await ctx.keys.provider.key_info(org_id)
+
+    def expected(actor: str, org_id: uuid.UUID, members: set[uuid.UUID], batch: str) -> list[tuple[str, ...]]:
+        return sorted(
+            [
+                (actor, "visit", "count:2", batch, "success"),
+                *((actor, "member", str(m), f"member:{m}", "success") for m in members),
+                (actor, "organisation", str(org_id), f"org:{org_id}", "success"),
+            ]
+        )
+
+    assert await deletions_of(by_hand) == expected("operator:cli", by_hand, members_by_hand, f"org:{by_hand}")
+    run_ref = f"purge-run:{request.run_id}"
+    assert await deletions_of(ended) == expected("system:retention", ended, members_ended, run_ref)
+    assert (await verify(by_hand)).ok and (await verify(ended)).ok
+
+
+async def test_with_the_key_service_down_nothing_is_removed_and_the_failure_is_logged(ctx: RegionContext) -> None:
+    by_hand, _ = await populated_org(ctx)
+    ended, _ = await populated_org(ctx, contract_end=(AS_OF - dt.timedelta(days=91)).date())
+    before = await left_of(by_hand)
+    keyring = Path(ctx.region.vault.keyring_path) / "keyring.json"
+    keyring.rename(keyring.with_suffix(".away"))
+    try:
+        with pytest.raises(KeyUnavailable):
+            await removal.remove_organisation(ctx, OPERATOR, by_hand)
+        contact = only(await purge(ctx, run()), "member_contact", ended)
+    finally:
+        keyring.with_suffix(".away").rename(keyring)
+
+    assert contact.outcome == "failure" and contact.message == KEY_SERVICE_DOWN
+    assert await left_of(by_hand) == await left_of(ended) == before
+    for org_id, actor in ((by_hand, "operator:cli"), (ended, "system:retention")):
+        assert await deletions_of(org_id) == [(actor, "organisation", str(org_id), f"org:{org_id}", "failure")]
+        await ctx.keys.provider.key_info(org_id)  # still there: the next run shreds it
+
+
+async def test_undoing_a_failed_signup_removes_the_rows_even_with_the_key_service_down(ctx: RegionContext) -> None:
+    org_id, _ = await populated_org(ctx)
+    keyring = Path(ctx.region.vault.keyring_path) / "keyring.json"
+    keyring.rename(keyring.with_suffix(".away"))
+    try:
+        removed = await removal.remove_organisation(ctx, OPERATOR, org_id, require_shred=False, tell=False)
+    finally:
+        keyring.with_suffix(".away").rename(keyring)
+
+    assert removed.found and removed.directory_updated is None
+    assert (await left_of(org_id))["organisation"] == 0 and (await left_of(org_id))["member"] == 0
+    outcomes = [(object_type, outcome) for _, object_type, _, _, outcome in await deletions_of(org_id)]
+    assert ("organisation", "failure") in outcomes and ("organisation", "success") in outcomes
+
+
+async def test_a_removal_in_one_transaction_is_all_or_nothing(
+    ctx: RegionContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Visits that keep changing fail a removal without batches (the API, the CLI) with
+    503, and everything it had deleted comes back; only the key is gone."""
+    org_id, _ = await populated_org(ctx)
+    before = await left_of(org_id)
+    visits_keep_changing(monkeypatch, after=1)
+    with pytest.raises(AppError) as failed:
+        await removal.remove_organisation(ctx, OPERATOR, org_id)
+
+    assert failed.value.status == 503
+    assert await left_of(org_id) == before
+    assert await deletions_of(org_id) == []
+
+
+async def test_the_visit_cascade_deletes_the_named_visits_and_nothing_else(ctx: RegionContext) -> None:
+    """What a data-subject erasure deletes: the named visits with their calls, telemetry
+    and receipts, in the named organisation only; no visits named, nothing deleted."""
+    org_id, other_org = await new_org(ctx), await new_org(ctx)
+    named = [await new_visit(org_id, AS_OF), await new_visit(org_id, AS_OF)]
+    kept = await new_visit(org_id, AS_OF)
+    elsewhere = await new_visit(other_org, AS_OF)
+
+    async with database.transaction(ctx.engine):
+        nothing = await removal.delete_visits(ctx, org_id, [])
+        cascade = await removal.delete_visits(ctx, org_id, [*named, elsewhere])
+
+    assert nothing == removal.Cascade(0, {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0})
+    assert cascade.rows == {"visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2}
+    assert await visits_of(org_id) == {kept} and await visits_of(other_org) == {elsewhere}
+    assert await rows_of(org_id) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
+    assert await rows_of(other_org) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
 
 
 # --- the embedded default's schedule ----------------------------------------------------------
@@ -679,10 +872,6 @@ async def test_one_scheduled_purge_at_a_time_per_region(ctx: RegionContext) -> N
 async def test_the_embedded_region_service_runs_the_purge_schedule(tmp_path: Path) -> None:
     """The region service of the embedded default (SQLite, local keyring, no broker)
     runs the purge in-process on its schedule."""
-    from litestar.testing import AsyncTestClient
-
-    from konsil.regions.app import create_region_app
-
     dsn = f"sqlite://{tmp_path / 'region.sqlite'}"
     migrate_target(Target("sqlite region", "region", dsn))
     settings = region_settings(dsn, tmp_path / "keyring", purge_every_seconds=1)

@@ -4,6 +4,7 @@ real OpenBao server, with token and with AppRole auth: the same tests, other kin
 from __future__ import annotations
 
 import pytest
+
 from tests.platform.keys.test_provider_contract import *  # noqa: F403  (the contract's tests run here too)
 
 

@@ -30,6 +30,7 @@ from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.media_nodes.receipts import verify as verify_receipt
 from tests.conftest import Stack, TurnClient, fetch, free_port, release_turn, wait_until
 from tests.e2e.test_call_aiortc import LUMA, Peer, arrive, frames_from, login, mean_luma, receive, socket
+from tests.e2e.test_network_test_e2e import Visit, run_test
 
 pytestmark = pytest.mark.e2e
 
@@ -301,8 +302,6 @@ def test_ops_see_restarts_and_drain_a_node(stack: Stack, node: Node) -> None:
 
 
 async def test_the_network_test_runs_through_the_allocated_node(stack: Stack, node: Node) -> None:
-    from tests.e2e.test_network_test_e2e import Visit, run_test
-
     await asyncio.to_thread(
         wait_until, lambda: node_where(stack, lambda v: v["status"] == "active"), "the node to register", every=0.3
     )

@@ -1,5 +1,5 @@
 """The pre-call network test's probe peer against a real coturn relay (a process of its
-own), with aiortc peers forced to relay (DESIGN.md section 4).
+own), with aiortc peers forced to relay (docs/architecture.md, real parts in tests).
 
 ``BrowserPeer`` plays the visitor's browser exactly as tenants/static/network-test.js
 does: the same negotiated channels, echoing probes, sending bulk data when asked.
@@ -16,9 +16,10 @@ import msgspec
 import pytest
 from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCSessionDescription
 
-from konsil.media_nodes.ice import IceServer, turn_credentials
+from konsil.media_nodes.ice import turn_credentials
 from konsil.media_nodes.network_test import service
 from konsil.media_nodes.network_test.peer import Figures, Plan, ProbePeer, relay_candidates_only
+from konsil.platform.core.region import IceServer
 from tests.conftest import coturn_server
 
 CHUNK = b"\x5a" * 16_384

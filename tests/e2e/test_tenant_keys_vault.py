@@ -4,6 +4,7 @@ Transit engine: the same tests, another key provider."""
 from __future__ import annotations
 
 import pytest
+
 from tests.platform.keys.test_tenant_keys import *  # noqa: F403  (its tests run here too)
 
 

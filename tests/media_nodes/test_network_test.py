@@ -29,6 +29,7 @@ from konsil.media_nodes.relays import RegionRelays
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.settings import RegionSettings
 from tests.conftest import bare_region
+from tests.media_nodes.test_registry import beat, registry, send
 
 
 def region(**extra: Any) -> RegionSettings:
@@ -121,9 +122,9 @@ def test_relays_come_only_from_this_region_and_this_transport() -> None:
     with pytest.raises(service.NoRelay):
         service.relays(context(region(ice_servers=urls[1:], turn_secret=SECRET)), "udp", "nt-1")  # TCP only
     # A region with a media-node registry but no healthy node: cannot connect, never elsewhere.
-    registry = NodeRegistry("eu", "heartbeat-key-0123456789")
+    empty = NodeRegistry("eu", "heartbeat-key-0123456789")
     with pytest.raises(service.NoRelay, match="region eu"):
-        service.relays(context(region(turn_secret=SECRET), media_nodes=registry, turn_secret=SECRET), "udp", "nt-1")
+        service.relays(context(region(turn_secret=SECRET), media_nodes=empty, turn_secret=SECRET), "udp", "nt-1")
 
 
 def test_no_column_can_hold_a_visits_identity() -> None:
@@ -179,8 +180,6 @@ async def test_a_result_is_stored_without_a_visit_and_read_back(region_engine: E
 
 
 def test_the_service_end_of_a_test_uses_the_browsers_media_node() -> None:
-    from tests.media_nodes.test_registry import beat, registry, send
-
     nodes = registry()
     send(nodes, beat("eu-1", allocations=0))
     send(nodes, beat("eu-2", allocations=5))

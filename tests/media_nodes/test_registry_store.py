@@ -1,17 +1,25 @@
-"""The registry and the region DB (real PostgreSQL): replicas write what they heard,
-the newest heartbeat wins, replay marks survive a restart, drains are followed."""
+"""The registry and the region DB (real PostgreSQL, and SQLite for the cordons): replicas
+write what they heard, the newest heartbeat wins, replay marks survive a restart, the
+ops API's and the ops CLI's cordons are the same and every replica follows them."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from piccolo.engine.base import Engine
 
+from konsil.media_nodes import cordons
 from konsil.media_nodes.heartbeat import HeartbeatRejected
 from konsil.media_nodes.ops_api import node_views
 from konsil.media_nodes.registry_store import follow_cordons, load_replay_marks, write_nodes
-from konsil.media_nodes.tables import MediaNode, MediaNodeCordon
+from konsil.media_nodes.tables import MEDIA_NODE_TABLES, MediaNode, MediaNodeCordon
+from konsil.platform.cli.migrations import Target, migrate_target
+from konsil.platform.core import database
+from tests.conftest import bindings_restored
 from tests.media_nodes.test_registry import Clock, beat, registry, send
 
 
@@ -67,7 +75,7 @@ async def test_every_replica_follows_drains_from_the_db(clean: None) -> None:
     reg = registry(clock)
     send(reg, beat("eu-1", seq=1, allocations=2))
     send(reg, beat("eu-2", seq=1))
-    await MediaNodeCordon.insert(MediaNodeCordon(node_id="eu-1", reason="kernel", drain=True)).run()
+    await cordons.cordon("eu", "eu-1", "kernel", drain=True)  # by the ops CLI, or another replica
     await follow_cordons(reg)
     [draining] = [v for v in await node_views(reg) if v.node_id == "eu-1"]
     assert draining.status == "draining" and draining.allocations == 2 and draining.reason == "kernel"
@@ -75,13 +83,54 @@ async def test_every_replica_follows_drains_from_the_db(clean: None) -> None:
     [drained] = [v for v in await node_views(reg) if v.node_id == "eu-1"]
     assert drained.status == "drained"
     # A node cordoned before it ever joined is listed too.
-    await MediaNodeCordon.insert(MediaNodeCordon(node_id="eu-9", reason="not racked yet")).run()
+    await cordons.cordon("eu", "eu-9", "not racked yet")
     await follow_cordons(reg)
     assert {v.node_id: v.status for v in await node_views(reg)} == {
         "eu-1": "drained",
         "eu-2": "active",
         "eu-9": "cordoned",
     }
-    await MediaNodeCordon.delete().where(MediaNodeCordon.node_id == "eu-1").run()
+    await cordons.uncordon("eu", "eu-1")
     await follow_cordons(reg)
     assert reg.node("eu-1") is not None and not reg.node("eu-1").cordoned  # type: ignore[union-attr]
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+async def cordon_table(request: pytest.FixtureRequest, clean: None, tmp_path: Path) -> AsyncIterator[None]:
+    """The cordons on the region's PostgreSQL, or on a migrated SQLite file (the
+    embedded default, where ``konsil media-nodes`` works the same)."""
+    if request.param == "postgres":
+        yield
+        return
+    dsn = f"sqlite://{tmp_path / 'region.sqlite'}"
+    await asyncio.to_thread(migrate_target, Target("sqlite region", "region", dsn))
+    with bindings_restored(MEDIA_NODE_TABLES):
+        database.bind(MEDIA_NODE_TABLES, database.engine_for(dsn))
+        yield
+
+
+async def test_the_ops_api_and_the_ops_cli_cordon_alike(cordon_table: None) -> None:
+    """The API's cordon (with this replica's registry) and the CLI's (without) write the
+    same row; a second cordon changes its reason and drain, not its time."""
+    here, elsewhere = registry(), registry()
+    for replica in (here, elsewhere):
+        send(replica, beat("eu-1", seq=1, allocations=1))
+
+    await cordons.cordon("eu", "eu-1", "kernel", registry=here)  # the ops API
+    assert here.node("eu-1").cordoned and not elsewhere.node("eu-1").cordoned  # type: ignore[union-attr]
+    [first] = await cordons.cordons()
+    assert (first.node_id, first.reason, first.drain) == ("eu-1", "kernel", False)
+
+    await cordons.cordon("eu", "eu-1", "kernel, then drain", drain=True)  # the ops CLI
+    [second] = await cordons.cordons()
+    assert (second.reason, second.drain, second.cordoned_at) == ("kernel, then drain", True, first.cordoned_at)
+    await follow_cordons(elsewhere)
+    assert elsewhere.node("eu-1").draining_by_ops  # type: ignore[union-attr]
+
+    await cordons.cordon("eu", "eu-2", "x" * 300)
+    assert [len(c.reason) for c in await cordons.cordons() if c.node_id == "eu-2"] == [cordons.REASON_LENGTH]
+
+    assert await cordons.uncordon("eu", "eu-1", registry=here) is True
+    assert not here.node("eu-1").cordoned  # type: ignore[union-attr]
+    assert await cordons.uncordon("eu", "eu-1") is False, "no cordon left to lift"
+    assert [c.node_id for c in await cordons.cordons()] == ["eu-2"]
