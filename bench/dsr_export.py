@@ -95,10 +95,13 @@ async def populate(ctx: Any, visits_count: int, calls_every: int) -> tuple[dict[
         await Organisation.insert(Organisation(id=org_id, slug=f"bench-{org_id.hex[:6]}", name="DSR practice")).run()
         await ctx.keys.provision(org_id)
     org_row = await Organisation.select().where(Organisation.id == org_id).first().run()
+    assert org_row is not None
     org = records.Organisation.of(org_row)  # the tenant area's record; compliance reads the row
     room_id, expert_id = uuid.uuid4(), uuid.uuid4()
     await Room.insert(Room(id=room_id, org_id=org_id, slug="room", title="Room", expert_id=expert_id)).run()
-    room = records.Room.of(await Room.select().where(Room.id == room_id).first().run())
+    room_row = await Room.select().where(Room.id == room_id).first().run()
+    assert room_row is not None
+    room = records.Room.of(room_row)
     expert = Actor(f"member:{expert_id}", "expert", f"member:{expert_id}", "127.0.0.1")
     calls = 0
     started = time.monotonic()

@@ -53,8 +53,7 @@ DATABASES = ("postgres", "sqlite")
 
 T = TypeVar("T")
 
-# The launcher's health wait (public since the e2e tests; private before).
-wait_healthy: Callable[..., None] = getattr(launcher, "wait_healthy", None) or launcher._wait_healthy
+wait_healthy = launcher.wait_healthy
 
 _quiet = False
 

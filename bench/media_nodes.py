@@ -330,7 +330,7 @@ async def part_b(args: argparse.Namespace, coturn: CoturnProcess, sink: Sink) ->
         }
         # Warm-up (discarded), and a check that the relay delivers at all.
         for frames, transport in sides.values():
-            await _blast(transport, frames[:500], args.seconds)  # type: ignore[arg-type]
+            await _blast(transport, frames[:500], args.seconds)
         warm = await asyncio.to_thread(sink.settle, 1000)
         if warm[0] < 500:
             raise RuntimeError(f"the sink received {warm[0]} of 1000 warm-up packets (relay not delivering?)")
@@ -341,7 +341,7 @@ async def part_b(args: argparse.Namespace, coturn: CoturnProcess, sink: Sink) ->
         for side in order:
             frames, transport = sides[side.removesuffix("_paced")]
             rate = args.paced_rate if side == "relay_paced" else None
-            sent, started = await _blast(transport, frames, args.seconds, rate)  # type: ignore[arg-type]
+            sent, started = await _blast(transport, frames, args.seconds, rate)
             sent_seconds = time.monotonic() - started
             count, _first, last = await asyncio.to_thread(sink.settle, sent)
             sink.reset()
@@ -364,8 +364,8 @@ async def part_b(args: argparse.Namespace, coturn: CoturnProcess, sink: Sink) ->
 
     out: dict[str, Any] = {"packets_per_round": args.packets, "payload_bytes": args.size, "rounds": args.rounds}
     for side, rounds in results.items():
-        sent = sum(r["sent"] for r in rounds)
-        received = sum(r["received"] for r in rounds)
+        sent = sum(int(r["sent"]) for r in rounds)
+        received = sum(int(r["received"]) for r in rounds)
         out[side] = {
             "received_pps": round(statistics.median(r["received_pps"] for r in rounds), 1),
             "sent_pps": round(statistics.median(r["sent_pps"] for r in rounds), 1),

@@ -96,7 +96,8 @@ async def seed(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
     # Each timed phase starts just after a checkpoint, so neither pays for the other's
     # dirty pages or gets the full-page writes of a checkpoint that falls inside it.
     await conn.execute("CHECKPOINT")
-    return args.visits * (2 + args.telemetry)
+    rows: int = args.visits * (2 + args.telemetry)
+    return rows
 
 
 async def plain_delete(conn: asyncpg.Connection) -> int:

@@ -137,7 +137,7 @@ def pg_database() -> Iterator[Callable[[str, str], str]]:
 
 
 @pytest.fixture(scope="session")
-async def region_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator[Engine]:
+async def region_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator[Engine[Any]]:
     """A migrated region database with the region tables bound to it."""
     from konsil.regions.tables import REGION_TABLES
 
@@ -346,7 +346,7 @@ def outage(
 
 @contextlib.contextmanager
 def coturn_server(secret: str, realm: str = "konsil.test") -> Iterator[int]:
-    """A real coturn TURN relay on loopback (DESIGN.md section 4), authenticating with
+    """A real coturn TURN relay on loopback (docs/architecture.md, real parts in tests), authenticating with
     TURN REST credentials, started as the media-node agent starts it. Yields its port."""
     from konsil.media_nodes.coturn import CoturnConfig, CoturnProcess
 

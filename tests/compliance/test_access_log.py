@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -38,7 +39,7 @@ from tests.conftest import bindings_restored
 
 
 @pytest.fixture(scope="session")
-async def pg_region_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator[Engine]:
+async def pg_region_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator[Engine[Any]]:
     """A migrated PostgreSQL region database of our own.
 
     The shared ``region_engine`` fixture cannot be used yet: it migrates from inside the
@@ -60,14 +61,14 @@ def sqlite_region_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def sqlite_region_engine(sqlite_region_dsn: str) -> Engine:
+def sqlite_region_engine(sqlite_region_dsn: str) -> Engine[Any]:
     return database.engine_for(sqlite_region_dsn)
 
 
 @pytest.fixture(params=["postgres", "sqlite"])
 async def log_engine(
-    request: pytest.FixtureRequest, pg_region_engine: Engine, sqlite_region_engine: Engine
-) -> AsyncIterator[Engine]:
+    request: pytest.FixtureRequest, pg_region_engine: Engine[Any], sqlite_region_engine: Engine[Any]
+) -> AsyncIterator[Engine[Any]]:
     """The access-log tables bound to PostgreSQL or to SQLite (embedded mode). The binding
     is process-wide, so the previous one is put back for the tests that follow."""
     engine = pg_region_engine if request.param == "postgres" else sqlite_region_engine
@@ -162,7 +163,7 @@ def test_original_seq_finds_where_an_intact_entry_belongs() -> None:
 # --- appending ---------------------------------------------------------------------
 
 
-async def test_appends_form_one_linear_chain_even_when_concurrent(log_engine: Engine) -> None:
+async def test_appends_form_one_linear_chain_even_when_concurrent(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     first = await fill(org_id, 3)
     concurrent = await asyncio.gather(*(append(event(org_id, n)) for n in range(3, 23)))
@@ -183,7 +184,7 @@ async def test_appends_form_one_linear_chain_even_when_concurrent(log_engine: En
     assert format_report(report, "acme") == "audit log of org 'acme': OK, 23 entries verified"
 
 
-async def test_a_batch_appends_in_order_under_one_lock_and_mixes_with_single_appends(log_engine: Engine) -> None:
+async def test_a_batch_appends_in_order_under_one_lock_and_mixes_with_single_appends(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     await fill(org_id, 2)
     batch = await append_many([event(org_id, n) for n in range(2, 7)])
@@ -199,7 +200,7 @@ async def test_a_batch_appends_in_order_under_one_lock_and_mixes_with_single_app
 
 
 async def test_an_entry_records_who_did_what_for_whom_and_the_responsible_user_defaults_to_the_actor(
-    log_engine: Engine,
+    log_engine: Engine[Any],
 ) -> None:
     org_id = uuid.uuid4()
     delegated = event(org_id, 1, on_behalf_of="org:owner", action="export")
@@ -217,7 +218,7 @@ async def test_an_entry_records_who_did_what_for_whom_and_the_responsible_user_d
     assert datetime.now(UTC) - two.at < timedelta(minutes=5)
 
 
-async def test_overlong_or_unstorable_values_are_trimmed_not_refused(log_engine: Engine) -> None:
+async def test_overlong_or_unstorable_values_are_trimmed_not_refused(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     await append(
         event(
@@ -235,7 +236,7 @@ async def test_overlong_or_unstorable_values_are_trimmed_not_refused(log_engine:
     assert (await verify(org_id)).ok
 
 
-async def test_an_unknown_action_is_refused_before_anything_is_written(log_engine: Engine) -> None:
+async def test_an_unknown_action_is_refused_before_anything_is_written(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     with pytest.raises(ValueError, match="action"):
         await append(event(org_id, action="peek"))
@@ -244,7 +245,7 @@ async def test_an_unknown_action_is_refused_before_anything_is_written(log_engin
     assert await entries(org_id) == []
 
 
-async def test_entries_pages_in_chain_order_and_filters_by_data_subject(log_engine: Engine) -> None:
+async def test_entries_pages_in_chain_order_and_filters_by_data_subject(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     await fill(org_id, 5)
     await append(event(org_id, 9, subject_ref="member:patient-1"))
@@ -258,7 +259,7 @@ async def test_entries_pages_in_chain_order_and_filters_by_data_subject(log_engi
 # --- transactions ------------------------------------------------------------------
 
 
-async def test_an_append_in_a_rolled_back_transaction_leaves_no_entry(log_engine: Engine) -> None:
+async def test_an_append_in_a_rolled_back_transaction_leaves_no_entry(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     await fill(org_id, 2)
     with pytest.raises(RuntimeError, match="change failed"):
@@ -281,7 +282,7 @@ async def test_an_append_in_a_rolled_back_transaction_leaves_no_entry(log_engine
     assert await verify(fresh) == VerifyReport(ok=True, checked=0)
 
 
-async def test_appends_in_a_committed_transaction_commit_with_it(log_engine: Engine) -> None:
+async def test_appends_in_a_committed_transaction_commit_with_it(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     async with database.transaction(log_engine):
         await append(event(org_id, 1))
@@ -293,7 +294,7 @@ async def test_appends_in_a_committed_transaction_commit_with_it(log_engine: Eng
 # --- tampering ---------------------------------------------------------------------
 
 
-async def test_a_modified_entry_is_named(log_engine: Engine) -> None:
+async def test_a_modified_entry_is_named(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     ids = await fill(org_id, 6)
     await sql("UPDATE access_log_entry SET actor = {} WHERE org_id = {} AND seq = {}", "member:evil", org_id, 4)
@@ -306,7 +307,7 @@ async def test_a_modified_entry_is_named(log_engine: Engine) -> None:
     assert line.endswith("(3 entries before it verified)")
 
 
-async def test_a_deleted_middle_entry_is_named(log_engine: Engine) -> None:
+async def test_a_deleted_middle_entry_is_named(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     await fill(org_id, 6)
     await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", org_id, 3)
@@ -316,7 +317,7 @@ async def test_a_deleted_middle_entry_is_named(log_engine: Engine) -> None:
     assert format_report(report, "acme").startswith("audit log of org 'acme': entry #3 was deleted: ")
 
 
-async def test_a_deleted_last_entry_is_noticed_through_the_head(log_engine: Engine) -> None:
+async def test_a_deleted_last_entry_is_noticed_through_the_head(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     await fill(org_id, 6)
     await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", org_id, 6)
@@ -326,7 +327,7 @@ async def test_a_deleted_last_entry_is_noticed_through_the_head(log_engine: Engi
     assert report.checked == 5
 
 
-async def test_a_deleted_entry_with_the_rest_renumbered_is_named(log_engine: Engine) -> None:
+async def test_a_deleted_entry_with_the_rest_renumbered_is_named(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     ids = await fill(org_id, 5)
     await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", org_id, 2)
@@ -343,7 +344,7 @@ async def swap(org_id: uuid.UUID, a: int, b: int) -> None:
     await sql(update, b, org_id, -1)
 
 
-async def test_swapped_entries_are_reported_as_reordered(log_engine: Engine) -> None:
+async def test_swapped_entries_are_reported_as_reordered(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     ids = await fill(org_id, 6)
     await swap(org_id, 2, 5)
@@ -354,7 +355,7 @@ async def test_swapped_entries_are_reported_as_reordered(log_engine: Engine) -> 
     assert "was reordered" in format_report(report, "acme")
 
 
-async def test_swapped_neighbours_are_reported_as_reordered(log_engine: Engine) -> None:
+async def test_swapped_neighbours_are_reported_as_reordered(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     ids = await fill(org_id, 5)
     await swap(org_id, 3, 4)
@@ -362,7 +363,7 @@ async def test_swapped_neighbours_are_reported_as_reordered(log_engine: Engine) 
     assert problem_of(await verify(org_id)) == (3, ids[3], "reordered")
 
 
-async def test_the_first_problem_in_chain_order_is_reported(log_engine: Engine) -> None:
+async def test_the_first_problem_in_chain_order_is_reported(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     await fill(org_id, 8)
     await sql("UPDATE access_log_entry SET purpose = {} WHERE org_id = {} AND seq = {}", "x", org_id, 6)
@@ -374,7 +375,7 @@ async def test_the_first_problem_in_chain_order_is_reported(log_engine: Engine) 
     assert report.checked == 1
 
 
-async def test_a_tampered_head_is_noticed(log_engine: Engine) -> None:
+async def test_a_tampered_head_is_noticed(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     ids = await fill(org_id, 3)
     await sql("UPDATE access_log_head SET entry_hash = {} WHERE org_id = {}", "f" * 64, org_id)
@@ -389,14 +390,14 @@ async def test_a_tampered_head_is_noticed(log_engine: Engine) -> None:
     assert (seq, kind) == (3, "modified")
 
 
-async def test_a_missing_head_is_noticed(log_engine: Engine) -> None:
+async def test_a_missing_head_is_noticed(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     await fill(org_id, 2)
     await sql("DELETE FROM access_log_head WHERE org_id = {}", org_id)
     assert problem_of(await verify(org_id)) == (3, None, "deleted")
 
 
-async def test_tampering_in_one_organisation_leaves_another_intact(log_engine: Engine) -> None:
+async def test_tampering_in_one_organisation_leaves_another_intact(log_engine: Engine[Any]) -> None:
     tampered, bystander = uuid.uuid4(), uuid.uuid4()
     for n in range(4):  # interleaved, as real traffic would be
         await append(event(tampered, n))
@@ -428,7 +429,7 @@ async def prune_before(org_id: uuid.UUID, before: datetime, limit: int = 100) ->
     return await prune(org_id, before, limit=limit, reference="purge-run:test", source="region:eu/test")
 
 
-async def test_retention_removes_a_leading_run_and_verification_starts_after_it(log_engine: Engine) -> None:
+async def test_retention_removes_a_leading_run_and_verification_starts_after_it(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     at = await fill_apart(org_id, 6)
 
@@ -450,7 +451,7 @@ async def test_retention_removes_a_leading_run_and_verification_starts_after_it(
     assert (await verify(org_id)).checked == 6, "appends go on after a prune"
 
 
-async def test_after_a_prune_a_deleted_entry_is_still_named(log_engine: Engine) -> None:
+async def test_after_a_prune_a_deleted_entry_is_still_named(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     at = await fill_apart(org_id, 6)
     await prune_before(org_id, at[3])
@@ -460,7 +461,7 @@ async def test_after_a_prune_a_deleted_entry_is_still_named(log_engine: Engine) 
     assert problem_of(report) == (3, None, "deleted") and report.pruned == 2
 
 
-async def test_a_retention_point_moved_by_hand_is_noticed(log_engine: Engine) -> None:
+async def test_a_retention_point_moved_by_hand_is_noticed(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     await fill_apart(org_id, 5)
     third = next(e for e in await entries(org_id) if e.seq == 3)
@@ -480,7 +481,7 @@ async def test_a_retention_point_moved_by_hand_is_noticed(log_engine: Engine) ->
     assert "beyond its last entry" in format_report(await verify(org_id), "acme")
 
 
-async def test_retention_never_removes_a_tampered_entry(log_engine: Engine) -> None:
+async def test_retention_never_removes_a_tampered_entry(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     at = await fill_apart(org_id, 5)
     await sql("UPDATE access_log_entry SET actor = {} WHERE org_id = {} AND seq = {}", "member:evil", org_id, 2)
@@ -493,7 +494,7 @@ async def test_retention_never_removes_a_tampered_entry(log_engine: Engine) -> N
     assert await prune_before(uuid.uuid4(), at[5]) == 0, "an organisation without a log"
 
 
-async def test_retention_never_lets_a_forged_twin_slip_past_a_batch_end(log_engine: Engine) -> None:
+async def test_retention_never_lets_a_forged_twin_slip_past_a_batch_end(log_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     at = await fill_apart(org_id, 5)
     # A copy of entry #2 under an id that sorts after the real one's: a batch of two
@@ -513,7 +514,7 @@ async def test_retention_never_lets_a_forged_twin_slip_past_a_batch_end(log_engi
     )
 
 
-async def test_the_chains_due_for_retention_are_found_in_one_read(log_engine: Engine) -> None:
+async def test_the_chains_due_for_retention_are_found_in_one_read(log_engine: Engine[Any]) -> None:
     old, young = uuid.uuid4(), uuid.uuid4()
     at = await fill_apart(old, 2)
     await fill_apart(young, 1)

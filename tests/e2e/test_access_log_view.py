@@ -38,7 +38,8 @@ class Org:
     def log(self, client: httpx.Client | None = None, **params: Any) -> dict[str, Any]:
         response = (client or self.owner).get(f"/api/v1/orgs/{self.slug}/access-log", params=params)
         assert response.status_code == 200, response.text
-        return response.json()
+        page: dict[str, Any] = response.json()
+        return page
 
 
 @pytest.fixture(scope="module")

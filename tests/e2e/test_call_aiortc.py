@@ -1,6 +1,6 @@
 """A real call through Konsil's signaling: a visitor and an expert, each an aiortc
 peer sending a generated video track, negotiate through the WebSocket API and talk
-through the region's coturn relay (DESIGN.md section 4: aioice never offers
+through the region's coturn relay (docs/architecture.md, real parts in tests: aioice never offers
 127.0.0.1 host candidates, so on loopback every byte goes through TURN).
 
 Signaling as a browser does it: the offer and the answer go without candidates

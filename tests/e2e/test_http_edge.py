@@ -35,7 +35,8 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     assert set(body) <= {"error", "message", "details", "verdict", "advice"}, body
     if code is not None:
         assert body["error"] == code, body
-    return body
+    checked: dict[str, Any] = body
+    return checked
 
 
 def assert_security_headers(response: httpx.Response) -> None:

@@ -44,7 +44,7 @@ async def joined_of_a_new_call(stack: Stack, region: str, practice: dict) -> dic
             while True:
                 event = json.loads(await socket.recv())
                 if event["type"] == "joined":
-                    return {**event, "call_id": admit.json()["id"]}  # type: ignore[no-any-return]
+                    return {**event, "call_id": admit.json()["id"]}
 
 
 def admit_refused(stack: Stack, region: str, practice: dict) -> str:  # type: ignore[type-arg]

@@ -98,7 +98,7 @@ async def allocate(port: int, username: str, password: str) -> tuple[str, int]:
     transport, client = await asyncio.wait_for(
         create_turn_endpoint(TurnClient, ("127.0.0.1", port), username, password, lifetime=60), 5
     )
-    relayed = transport.get_extra_info("sockname")
+    relayed: tuple[str, int] = transport.get_extra_info("sockname")
     await release_turn(transport, client)
     return relayed
 

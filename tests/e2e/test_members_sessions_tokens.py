@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ def org(stack: Stack) -> dict[str, object]:
     return made
 
 
-def log_entries(stack: Stack, org_id: str) -> list[dict[str, object]]:
+def log_entries(stack: Stack, org_id: str) -> list[dict[str, Any]]:
     rows = asyncio.run(
         fetch(stack.dsns["eu"], "SELECT * FROM access_log_entry WHERE org_id = $1 ORDER BY seq", uuid.UUID(org_id))
     )

@@ -118,9 +118,9 @@ def test_retention_sets_the_visits_expiry(stack: Stack, practice: dict) -> None:
 )
 def test_bad_join_input_shows_a_clear_message_and_writes_nothing(
     stack: Stack,
-    practice: dict,
-    form: dict,
-    message: str,  # type: ignore[type-arg]
+    practice: dict[str, Any],
+    form: dict[str, str],
+    message: str,
 ) -> None:
     before = asyncio.run(fetch(stack.dsns["eu"], "SELECT count(*) AS n FROM visit"))[0]["n"]
     response = join(stack, practice["slug"], "sprechstunde", **form)

@@ -25,7 +25,8 @@ async def waiting(p: Practice) -> list[dict[str, Any]]:
 async def away_since(p: Practice, visit_id: uuid.UUID) -> str | None:
     """The visit's ``away_since`` as the waiting list shows it."""
     [entry] = [w for w in await waiting(p) if w["id"] == str(visit_id)]
-    return entry["away_since"]
+    since: str | None = entry["away_since"]
+    return since
 
 
 async def test_a_visitor_who_closes_the_page_is_shown_away_then_left(stack: Stack) -> None:

@@ -1,4 +1,4 @@
-"""Packaging guards (DESIGN.md section 2).
+"""Packaging guards (docs/architecture.md, folder → layer).
 
 The area folders map to ``konsil.<area>`` through ``package-dir`` and have no
 ``__init__.py`` at their top, so ``platform/`` never shadows the standard library.
@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,7 +129,9 @@ print(json.dumps(report))
 """
 
 
-def _import_in_child(wheel: Wheel, names: list[str], tmp_path: Path, child_env: Callable[..., dict[str, str]]) -> dict:
+def _import_in_child(
+    wheel: Wheel, names: list[str], tmp_path: Path, child_env: Callable[..., dict[str, str]]
+) -> dict[str, Any]:
     done = subprocess.run(
         # -I: no current directory or PYTHONPATH on sys.path; site-packages (and so the
         # editable install) still load, after the wheel dir inserted at the front.
@@ -141,7 +144,8 @@ def _import_in_child(wheel: Wheel, names: list[str], tmp_path: Path, child_env: 
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
 
 
 def _inside(path: str | None, root: Path) -> bool:

@@ -151,7 +151,7 @@ def test_no_column_can_hold_a_visits_identity() -> None:
     }
     assert not [c for c in columns.values() if isinstance(c, ForeignKey)], "no link to another table"
     # Free text is short and validated at the edge: no room for a name, token, UUID or address.
-    widths = {name: c.length for name, c in columns.items() if isinstance(c, Varchar)}
+    widths = {name: int(c.length or 0) for name, c in columns.items() if isinstance(c, Varchar)}
     assert max(widths.values()) <= 35
     assert "language" in widths and widths["browser"] <= 12
     with pytest.raises(msgspec.ValidationError):
@@ -161,7 +161,7 @@ def test_no_column_can_hold_a_visits_identity() -> None:
             msgspec.json.decode(f'{{"transport":"udp","sdp":"v=0 ...........",{bad}}}', type=service.NetworkTestIn)
 
 
-async def test_a_result_is_stored_without_a_visit_and_read_back(region_engine: Engine) -> None:
+async def test_a_result_is_stored_without_a_visit_and_read_back(region_engine: Engine[Any]) -> None:
     org_id = uuid.uuid4()
     data = service.NetworkTestIn(
         transport="tcp",

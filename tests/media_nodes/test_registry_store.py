@@ -24,7 +24,7 @@ from tests.media_nodes.test_registry import Clock, beat, registry, send
 
 
 @pytest.fixture
-async def clean(region_engine: Engine) -> Any:
+async def clean(region_engine: Engine[Any]) -> Any:
     await MediaNode.delete(force=True).run()
     await MediaNodeCordon.delete(force=True).run()
     yield

@@ -1,4 +1,4 @@
-"""Packaging guards that need no build (DESIGN.md section 2): the area folders map to
+"""Packaging guards that need no build (docs/architecture.md, folder → layer): the area folders map to
 ``konsil.<area>`` through ``package-dir``, every folder with Python files is a listed
 package, and no area has an ``__init__.py`` at its top (``platform/`` would shadow the
 standard library). Building the wheel and importing from it is in tests/e2e."""
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 AREAS = ("platform", "tenants", "regions", "media_nodes", "compliance")
 
 
-def _pyproject() -> dict:
+def _pyproject() -> dict[str, Any]:
     return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 

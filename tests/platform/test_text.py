@@ -9,8 +9,8 @@ from konsil.platform.core.text import is_clean_line, line, multiline
 
 
 class Form(msgspec.Struct):
-    name: line(20)
-    note: multiline(50) = ""
+    name: line(20)  # type: ignore[valid-type]
+    note: multiline(50) = ""  # type: ignore[valid-type]
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,12 @@ import msgspec
 from piccolo.columns import Text, Varchar
 from piccolo.table import Table
 
+from konsil.platform.core.keys.tables import EncryptedText
 from konsil.platform.core.settings import Settings, VaultSettings
 from konsil.platform.core.text import LINE_CHAR, MULTILINE_CHAR
 from konsil.regions.app import create_region_app
 from konsil.regions.tables import REGION_TABLES
-from konsil.tenants.tables import PERSONAL_COLUMNS, EncryptedText
+from konsil.tenants.tables import PERSONAL_COLUMNS
 from tests.conftest import bare_region
 
 ROOT = Path(__file__).resolve().parents[2]

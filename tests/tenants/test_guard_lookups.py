@@ -27,7 +27,7 @@ from tests.conftest import bindings_restored
 
 
 @pytest.fixture(scope="module")
-async def pg_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator[Engine]:
+async def pg_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator[Engine[Any]]:
     engine = database.engine_for(await asyncio.to_thread(pg_database, "guard_lookups", "region"))
     await database.start(engine)
     yield engine
@@ -35,14 +35,16 @@ async def pg_engine(pg_database: Callable[[str, str], str]) -> AsyncIterator[Eng
 
 
 @pytest.fixture(scope="module")
-def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine[Any]:
     dsn = f"sqlite://{Path(tmp_path_factory.mktemp('guard')) / 'region.sqlite'}"
     migrate_target(Target("sqlite region", "region", dsn))
     return database.engine_for(dsn)
 
 
 @pytest.fixture(params=["postgres", "sqlite"])
-async def engine(request: pytest.FixtureRequest, pg_engine: Engine, sqlite_engine: Engine) -> AsyncIterator[Engine]:
+async def engine(
+    request: pytest.FixtureRequest, pg_engine: Engine[Any], sqlite_engine: Engine[Any]
+) -> AsyncIterator[Engine[Any]]:
     """The tenant tables bound to either database; the previous binding is put back."""
     chosen = pg_engine if request.param == "postgres" else sqlite_engine
     with bindings_restored(TENANT_TABLES):
@@ -50,7 +52,7 @@ async def engine(request: pytest.FixtureRequest, pg_engine: Engine, sqlite_engin
         yield chosen
 
 
-def region(engine: Engine) -> RegionContext:
+def region(engine: Engine[Any]) -> RegionContext:
     # Only what the guard's lookups read of the region's context.
     return cast(
         RegionContext,
@@ -109,7 +111,7 @@ async def new_session(org: records.Organisation, role: str = "expert") -> tuple[
 
 
 async def caller(
-    engine: Engine, slug: str, **credential: str
+    engine: Engine[Any], slug: str, **credential: str
 ) -> tuple[records.Organisation | None, auth.Principal | None]:
     """What the guard does: the organisation first, then the caller."""
     conn = connection(slug, **credential)
@@ -117,7 +119,7 @@ async def caller(
     return org, await auth.identify(conn, region(engine))
 
 
-async def test_the_organisation_row_is_the_one_piccolo_reads(engine: Engine) -> None:
+async def test_the_organisation_row_is_the_one_piccolo_reads(engine: Engine[Any]) -> None:
     org = await new_org()
     found, _ = await caller(engine, org.slug)
     fields = records.Organisation.__struct_fields__
@@ -126,7 +128,7 @@ async def test_the_organisation_row_is_the_one_piccolo_reads(engine: Engine) -> 
     assert (await caller(engine, "no-such-organisation"))[0] is None
 
 
-async def test_a_token_is_found_with_its_organisation(engine: Engine) -> None:
+async def test_a_token_is_found_with_its_organisation(engine: Engine[Any]) -> None:
     org, other = await new_org(), await new_org()
     token, token_id = await new_token(org, "rooms:read members:read")
     found, principal = await caller(engine, org.slug, token=token)
@@ -139,7 +141,7 @@ async def test_a_token_is_found_with_its_organisation(engine: Engine) -> None:
     assert elsewhere is not None and elsewhere.org_id == org.id != other.id
 
 
-async def test_revoked_and_unknown_tokens_are_refused(engine: Engine) -> None:
+async def test_revoked_and_unknown_tokens_are_refused(engine: Engine[Any]) -> None:
     org = await new_org()
     token, token_id = await new_token(org)
     await ApiToken.update({ApiToken.revoked_at: clock.now()}).where(ApiToken.id == token_id).run()
@@ -149,7 +151,7 @@ async def test_revoked_and_unknown_tokens_are_refused(engine: Engine) -> None:
         assert refused.value.status == 401
 
 
-async def test_a_session_is_found_with_its_member_role(engine: Engine) -> None:
+async def test_a_session_is_found_with_its_member_role(engine: Engine[Any]) -> None:
     org = await new_org()
     cookie, member_id = await new_session(org, "auditor")
     _, principal = await caller(engine, org.slug, cookie=cookie)
@@ -158,7 +160,7 @@ async def test_a_session_is_found_with_its_member_role(engine: Engine) -> None:
     assert principal.csrf_token
 
 
-async def test_a_session_of_a_removed_member_or_past_its_idle_time_ends(engine: Engine) -> None:
+async def test_a_session_of_a_removed_member_or_past_its_idle_time_ends(engine: Engine[Any]) -> None:
     org = await new_org()
     gone, member_id = await new_session(org)
     await Member.delete().where(Member.id == member_id).run()

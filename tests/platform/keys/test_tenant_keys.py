@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from piccolo.engine.base import Engine
@@ -13,11 +14,11 @@ from piccolo.engine.base import Engine
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef
 from konsil.platform.core.keys.provider import KeyDestroyed, KeyProvider
 from konsil.platform.core.keys.service import TenantKeys
-from konsil.tenants.tables import TenantDataKey
+from konsil.platform.core.keys.tables import TenantDataKey
 
 
 @pytest.fixture
-def keys(provider: KeyProvider, region_engine: Engine) -> TenantKeys:
+def keys(provider: KeyProvider, region_engine: Engine[Any]) -> TenantKeys:
     """Over the local keyring here; over OpenBao in tests/e2e/test_tenant_keys_vault.py."""
     return TenantKeys(provider, max_age_seconds=300, max_uses=1000)
 
