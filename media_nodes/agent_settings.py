@@ -20,6 +20,7 @@ import msgspec
 
 from konsil.media_nodes.turn_secret import VaultKv
 from konsil.platform.core.config import ConfigError, convert, read_config
+from konsil.platform.core.keys.vault import check_login
 
 NEEDED = "needed to run a media node"
 
@@ -60,14 +61,7 @@ class _Region(msgspec.Struct, frozen=True):
 
 
 def _vault_kv(vault: _Vault, where: str) -> VaultKv:
-    if not vault.url:
-        raise ConfigError(f"{where}.url: required for the vault backend")
-    if vault.auth == "token" and not vault.token:
-        raise ConfigError(f"{where}.token: required for token authentication")
-    if vault.auth == "approle" and not (vault.role_id and vault.secret_id):
-        raise ConfigError(f"{where}.role_id: AppRole authentication needs role_id and secret_id")
-    if vault.auth == "kubernetes" and not vault.kubernetes_role:
-        raise ConfigError(f"{where}.kubernetes_role: required for Kubernetes authentication")
+    check_login(vault, where)
     return VaultKv(
         url=vault.url,
         path=vault.turn_secret_path,

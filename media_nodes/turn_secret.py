@@ -14,7 +14,7 @@ import msgspec
 
 from konsil.platform.core.config import ConfigError
 from konsil.platform.core.keys.provider import KeyProvider
-from konsil.platform.core.keys.vault import VaultTransitProvider
+from konsil.platform.core.keys.vault import VaultTransitProvider, client_for
 
 # The field of the KV v2 entry that holds the secret.
 FIELD = "secret"
@@ -39,16 +39,7 @@ class VaultKv(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 async def read_from_vault(source: VaultKv) -> str:
     """A media node's read of the secret. Raises KeyUnavailable when Vault does not
     answer or has no such secret."""
-    client = VaultTransitProvider(
-        source.url,
-        auth=source.auth,
-        token=source.token,
-        role_id=source.role_id,
-        secret_id=source.secret_id,
-        kubernetes_role=source.kubernetes_role,
-        kubernetes_jwt_path=source.kubernetes_jwt_path,
-        timeout=source.timeout_seconds,
-    )
+    client = client_for(source)
     try:
         return await client.read_secret(source.path, FIELD, source.mount)
     finally:

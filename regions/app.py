@@ -122,6 +122,8 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await container.start(ctx)
+        if ctx.network_tests.unavailable:
+            log.warning("region %s: %s", region.id, ctx.network_tests.unavailable)
         consumer = HeartbeatConsumer(registry, region.broker_url).start() if registry else None
         if registry:
             try:

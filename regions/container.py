@@ -5,6 +5,7 @@ services only, the same way."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,12 +16,26 @@ from konsil.media_nodes.relays import RegionRelays
 from konsil.platform.core import database
 from konsil.platform.core.channels import RegionChannels
 from konsil.platform.core.keys.service import build_tenant_keys
-from konsil.platform.core.region import ControlLink, RegionContext
+from konsil.platform.core.region import ControlLink, NetworkTests, RegionContext
 from konsil.platform.core.settings import RegionSettings, Settings
 from konsil.platform.core.signing import Verifier
 from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
 
 log = logging.getLogger("konsil.region")
+
+# Optional dependencies: (module, what needs it, the extra that installs it).
+OPTIONAL = {"network_tests": ("aiortc", "the pre-call connection test", "network-test")}
+
+
+def missing(service: str) -> str:
+    """Why a region service cannot offer ``service`` (its library is not installed), else ""."""
+    module, what, extra = OPTIONAL[service]
+    try:
+        if importlib.util.find_spec(module) is not None:
+            return ""
+    except (ImportError, ValueError):  # a broken or blocked install counts as missing
+        pass
+    return f"{what} is off: {module} is not installed (pip install 'konsil[{extra}]')"
 
 
 def build_region(
@@ -46,6 +61,7 @@ def build_region(
         discovery_key=settings.require_discovery_key(),
         access_log=ChainedAccessLog(),
         relays=relays or RegionRelays(region),
+        network_tests=NetworkTests(unavailable=missing("network_tests")),
         organisation_tables=tuple(ORGANISATION_OWNED),
         live=live,
         service_name=service_name,

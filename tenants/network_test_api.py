@@ -33,7 +33,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from konsil.media_nodes.network_test import service
-from konsil.media_nodes.network_test.peer import OfferRefused
+from konsil.media_nodes.network_test.measures import OfferRefused
 from konsil.media_nodes.network_test.service import (
     NetworkTestIn,
     NetworkTestOut,
@@ -126,6 +126,13 @@ async def _start(request: Req, runner: Runner, data: NetworkTestIn) -> Response[
         )
     except service.NoRelay as exc:
         return _no_relay(exc)
+    except service.TestUnavailable:
+        # Not the visitor's network: this server cannot run the test (the operator's log says why).
+        return Response(
+            {"error": "unavailable", "message": "The connection test is not available on this server right now."},
+            status_code=503,
+            headers={"retry-after": "3600", "cache-control": "no-store"},
+        )
     return Response(started, status_code=HTTP_201_CREATED, headers={"cache-control": "no-store"})
 
 

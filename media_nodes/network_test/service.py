@@ -14,16 +14,19 @@ import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
 from konsil.media_nodes.heartbeat import NodeId
-from konsil.media_nodes.network_test.peer import Figures, OfferRefused, Plan, ProbePeer, check_offer
-from konsil.media_nodes.network_test.peer import relay_candidates_only as relay_candidates_only
+from konsil.media_nodes.network_test.measures import Figures, OfferRefused, Plan, check_offer
+from konsil.media_nodes.network_test.measures import relay_candidates_only as relay_candidates_only
 from konsil.media_nodes.network_test.tables import NetworkTestResult
 from konsil.platform.core.region import IceServer, NetworkTests, RegionContext, RelayUnavailable
 from konsil.platform.core.text import MULTILINE_PATTERN
+
+if TYPE_CHECKING:
+    from konsil.media_nodes.network_test.peer import ProbePeer
 
 log = logging.getLogger("konsil.network_test")
 
@@ -113,6 +116,11 @@ class NoRelay(Exception):
 
 class TooManyTests(Exception):
     """All probe peers of this region service are busy (the API answers 429)."""
+
+
+class TestUnavailable(Exception):
+    """This region service cannot run connection tests (its WebRTC library is not
+    installed; the region container said so at start). The API answers 503."""
 
 
 # --- relays -------------------------------------------------------------------------------------
@@ -318,8 +326,11 @@ async def delete_result(org_id: uuid.UUID, test_id: uuid.UUID, runner: str | Non
 async def start(ctx: RegionContext, org_id: uuid.UUID, runner: Runner, data: NetworkTestIn) -> NetworkTestStarted:
     """Answer the browser's offer with a probe peer and run the test in the background.
 
-    Raises ``OfferRefused`` (400), ``TooManyTests`` (429), ``NoRelay`` (503)."""
+    Raises ``OfferRefused`` (400), ``TooManyTests`` (429), ``NoRelay`` and
+    ``TestUnavailable`` (503)."""
     check_offer(data.sdp)
+    if ctx.network_tests.unavailable:
+        raise TestUnavailable(ctx.network_tests.unavailable)
     offer, relay_count = relay_candidates_only(data.sdp)
     tests = ctx.network_tests
     if relay_count and tests.active >= tests.limit:
@@ -330,6 +341,10 @@ async def start(ctx: RegionContext, org_id: uuid.UUID, runner: Runner, data: Net
         # The browser could not reach the relay over this transport: that is the result.
         result = await store(test_id, org_id, runner, data, Figures(reason="no_relay_candidate"))
         return NetworkTestStarted(id=test_id, sdp=None, result=result)
+    # aiortc is optional (the network-test extra): loaded when a test first runs, once the
+    # region container has found it installed.
+    from konsil.media_nodes.network_test.peer import ProbePeer
+
     tests.active += 1
     peer = ProbePeer(servers, Plan(data.probe_seconds, data.bulk_seconds, CONNECT_TIMEOUT_SECONDS))
     try:
@@ -371,4 +386,4 @@ async def _run(
         tests.active -= 1
 
 
-__all__ = ["NoRelay", "OfferRefused", "TooManyTests", "start"]
+__all__ = ["NoRelay", "OfferRefused", "TestUnavailable", "TooManyTests", "start"]

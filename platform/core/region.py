@@ -72,6 +72,8 @@ class NetworkTests:
     closed by its own deadline, none left behind."""
 
     limit: int = 4  # probe peers at once per region service process (429 beyond)
+    # Why this process cannot run tests at all (an optional dependency is missing), else "".
+    unavailable: str = ""
     active: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 

@@ -79,14 +79,6 @@ def practice_in(stack: Stack, region: str) -> dict:  # type: ignore[type-arg]
     return {"slug": made["slug"], "client": client}
 
 
-def cordoned(ops_api: httpx.Client, node_id: str) -> bool | None:
-    """Whether the region service holds the node cordoned; None while it does not know it."""
-    for node in ops_api.get("/ops/v1/media-nodes/").json()["nodes"]:
-        if node["node_id"] == node_id:
-            return bool(node["cordoned"])
-    return None
-
-
 def relay_urls(joined: dict) -> list[str]:  # type: ignore[type-arg]
     return [url for server in joined["ice_servers"] for url in server["urls"] if url.startswith("turn")]
 

@@ -18,7 +18,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPee
 
 from konsil.media_nodes.ice import turn_credentials
 from konsil.media_nodes.network_test import service
-from konsil.media_nodes.network_test.peer import Figures, Plan, ProbePeer, relay_candidates_only
+from konsil.media_nodes.network_test.measures import Figures, Plan, relay_candidates_only
+from konsil.media_nodes.network_test.peer import ProbePeer
 from konsil.platform.core.region import IceServer
 from tests.conftest import coturn_server
 

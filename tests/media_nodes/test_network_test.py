@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import subprocess
+import sys
+import textwrap
 import uuid
 from typing import Any
 
@@ -14,19 +17,19 @@ from piccolo.columns import ForeignKey, Varchar
 from piccolo.engine.base import Engine
 
 from konsil.media_nodes.network_test import service
-from konsil.media_nodes.network_test.peer import (
+from konsil.media_nodes.network_test.measures import (
     Figures,
     OfferRefused,
     Plan,
-    ProbePeer,
     check_offer,
     relay_candidates_only,
     rfc3550_jitter,
 )
+from konsil.media_nodes.network_test.peer import ProbePeer
 from konsil.media_nodes.network_test.tables import NetworkTestResult
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.media_nodes.relays import RegionRelays
-from konsil.platform.core.region import RegionContext
+from konsil.platform.core.region import NetworkTests, RegionContext
 from konsil.platform.core.settings import RegionSettings
 from tests.conftest import bare_region
 from tests.media_nodes.test_registry import beat, registry, send
@@ -192,3 +195,42 @@ def test_the_service_end_of_a_test_uses_the_browsers_media_node() -> None:
     # The browser's node was cordoned meanwhile: the service's end goes to a node that may take work.
     nodes.cordon("eu-1")
     assert service.relays(ctx, "udp", "nt-3", "eu-1").node_id == "eu-2"
+
+
+async def test_without_its_webrtc_library_the_region_says_the_test_is_not_available() -> None:
+    ctx = context(region(turn_secret=SECRET))
+    ctx.network_tests = NetworkTests(unavailable="the pre-call connection test is off: aiortc is not installed")
+    offer = (
+        "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=candidate:1 1 udp 1 10.0.0.1 5000 typ relay\r\n"
+    )
+    with pytest.raises(service.TestUnavailable, match="aiortc is not installed"):
+        await service.start(ctx, uuid.uuid4(), "visitor", service.NetworkTestIn(transport="udp", sdp=offer))
+    assert ctx.network_tests.active == 0 and not ctx.network_tests.tasks
+
+
+def test_the_region_service_imports_and_names_what_is_missing_without_aiortc() -> None:
+    """A production install has no aiortc (it is the ``network-test`` extra): the region
+    service, its worker and its commands still import, and the container says why the
+    connection test is off."""
+    blocked = textwrap.dedent(
+        """
+        import sys
+
+        class NoAiortc:
+            def find_spec(self, name, path=None, target=None):
+                if name == "aiortc" or name.startswith("aiortc."):
+                    raise ModuleNotFoundError(f"No module named {name!r}")
+                return None
+
+        sys.meta_path.insert(0, NoAiortc())
+        import konsil.regions.app, konsil.regions.tasks, konsil.platform.cli.processes
+        from konsil.regions.container import missing
+        assert "aiortc" not in sys.modules
+        print(missing("network_tests"))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "the pre-call connection test is off: aiortc is not installed (pip install 'konsil[network-test]')"
+    )

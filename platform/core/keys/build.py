@@ -7,7 +7,7 @@ from pathlib import Path
 
 from konsil.platform.core.keys.local import KeyringError, LocalKeyring
 from konsil.platform.core.keys.provider import KeyProvider
-from konsil.platform.core.keys.vault import VaultTransitProvider
+from konsil.platform.core.keys.vault import check_login, client_for
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 
 
@@ -20,22 +20,5 @@ def build_key_provider(settings: Settings, region: RegionSettings) -> KeyProvide
             return LocalKeyring(path)
         except KeyringError as exc:
             raise ConfigError(f"{where}.keyring_path: {exc}") from None
-    if not vault.url:
-        raise ConfigError(f"{where}.url: required for the vault backend")
-    if vault.auth == "token" and not vault.token:
-        raise ConfigError(f"{where}.token: required for token authentication")
-    if vault.auth == "approle" and not (vault.role_id and vault.secret_id):
-        raise ConfigError(f"{where}.role_id: AppRole authentication needs role_id and secret_id")
-    if vault.auth == "kubernetes" and not vault.kubernetes_role:
-        raise ConfigError(f"{where}.kubernetes_role: required for Kubernetes authentication")
-    return VaultTransitProvider(
-        vault.url,
-        mount=vault.mount,
-        auth=vault.auth,
-        token=vault.token,
-        role_id=vault.role_id,
-        secret_id=vault.secret_id,
-        kubernetes_role=vault.kubernetes_role,
-        kubernetes_jwt_path=vault.kubernetes_jwt_path,
-        timeout=vault.timeout_seconds,
-    )
+    check_login(vault, where)
+    return client_for(vault, vault.mount)
