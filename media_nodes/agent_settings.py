@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
 from konsil.media_nodes.turn_secret import VaultKv
 from konsil.platform.core.config import ConfigError, convert, read_config
-from konsil.platform.core.keys.vault import check_login
+from konsil.platform.core.keys.login import VaultLogin, check_login
 
 NEEDED = "needed to run a media node"
 
@@ -34,19 +34,11 @@ class AgentSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     turn_secret_in_vault: VaultKv | None = None
 
 
-class _Vault(msgspec.Struct, frozen=True):
-    """The keys of ``[regions.vault]`` a node reads (others, such as the Transit mount
-    or the keyring, are passed over)."""
+class _Vault(VaultLogin, frozen=True):
+    """The keys of ``[regions.vault]`` a node reads: the login and where the TURN secret
+    is (others, such as the Transit mount or the keyring, are passed over)."""
 
     backend: Literal["local", "vault"] = "local"
-    url: str = ""
-    auth: Literal["token", "approle", "kubernetes"] = "token"
-    token: str = ""
-    role_id: str = ""
-    secret_id: str = ""
-    kubernetes_role: str = ""
-    kubernetes_jwt_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     kv_mount: str = "secret"
     turn_secret_path: str = ""
 
@@ -62,18 +54,10 @@ class _Region(msgspec.Struct, frozen=True):
 
 def _vault_kv(vault: _Vault, where: str) -> VaultKv:
     check_login(vault, where)
-    return VaultKv(
-        url=vault.url,
-        path=vault.turn_secret_path,
-        mount=vault.kv_mount,
-        auth=vault.auth,
-        token=vault.token,
-        role_id=vault.role_id,
-        secret_id=vault.secret_id,
-        kubernetes_role=vault.kubernetes_role,
-        kubernetes_jwt_path=vault.kubernetes_jwt_path,
-        timeout_seconds=vault.timeout_seconds,
-    )
+    login = msgspec.structs.asdict(vault)
+    for own in ("backend", "kv_mount", "turn_secret_path"):
+        del login[own]
+    return VaultKv(**login, path=vault.turn_secret_path, mount=vault.kv_mount)
 
 
 def agent_settings(raw: Mapping[str, Any], region_id: str) -> AgentSettings:

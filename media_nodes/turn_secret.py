@@ -8,11 +8,8 @@ builds a tenant-key provider."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-import msgspec
-
 from konsil.platform.core.config import ConfigError
+from konsil.platform.core.keys.login import VaultLogin
 from konsil.platform.core.keys.provider import KeyProvider
 from konsil.platform.core.keys.vault import VaultTransitProvider, client_for
 
@@ -20,20 +17,12 @@ from konsil.platform.core.keys.vault import VaultTransitProvider, client_for
 FIELD = "secret"
 
 
-class VaultKv(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class VaultKv(VaultLogin, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Where the TURN secret is in a region's Vault (KV v2) and how to log in to read it.
     No Transit mount: what logs in with this reads the secret and nothing else of ours."""
 
-    url: str
     path: str
     mount: str = "secret"
-    auth: Literal["token", "approle", "kubernetes"] = "token"
-    token: str = ""
-    role_id: str = ""
-    secret_id: str = ""
-    kubernetes_role: str = ""
-    kubernetes_jwt_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
 
 
 async def read_from_vault(source: VaultKv) -> str:

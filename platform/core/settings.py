@@ -19,6 +19,7 @@ import msgspec
 
 from konsil.platform.core.config import ConfigError as ConfigError
 from konsil.platform.core.config import convert, read_config
+from konsil.platform.core.keys.login import VaultLogin
 
 RegionId = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}\Z", description="two-letter region id")]
 Jurisdiction = Annotated[str, msgspec.Meta(min_length=2, max_length=120)]
@@ -28,20 +29,13 @@ Secret = Annotated[str, msgspec.Meta(min_length=16)]
 Listen = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-zA-Z.\-\[\]:]+:[0-9]{1,5}\Z")]
 
 
-class VaultSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Where a region's per-tenant keys live: its own Vault/OpenBao (Transit engine),
-    or for the embedded default a local keyring protected by a master key."""
+class VaultSettings(VaultLogin, forbid_unknown_fields=True, frozen=True):
+    """Where a region's per-tenant keys live: its own Vault/OpenBao (Transit engine; the
+    login keys are ``VaultLogin``'s), or for the embedded default a local keyring
+    protected by a master key."""
 
     backend: Literal["local", "vault"] = "local"
-    url: str = ""
     mount: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_/-]+\Z")] = "transit"
-    auth: Literal["token", "approle", "kubernetes"] = "token"
-    token: str = ""
-    role_id: str = ""
-    secret_id: str = ""
-    kubernetes_role: str = ""
-    kubernetes_jwt_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     keyring_path: str = ""
     # The region relays' TURN shared secret in this Vault's KV v2 engine (used when
     # regions.<id>.turn_secret is empty): the region service and its media nodes read it.

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from konsil.platform.core.keys.local import KeyringError, LocalKeyring
+from konsil.platform.core.keys.login import check_login
 from konsil.platform.core.keys.provider import KeyProvider
-from konsil.platform.core.keys.vault import check_login, client_for
+from konsil.platform.core.keys.vault import client_for
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 
 

@@ -19,13 +19,13 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions as hvac_errors
 import requests
 
-from konsil.platform.core.config import ConfigError
+from konsil.platform.core.keys.login import AuthMethod, VaultLogin
 from konsil.platform.core.keys.provider import (
     DataKey,
     KeyDestroyed,
@@ -38,7 +38,6 @@ from konsil.platform.core.keys.provider import (
 )
 
 T = TypeVar("T")
-AuthMethod = Literal["token", "approle", "kubernetes"]
 
 KEY_TYPE = "aes256-gcm96"
 DATA_KEY_BYTES = 32
@@ -90,39 +89,6 @@ def _vault_ciphertext(wrapped: str) -> str:
         raise UnwrapRefused("not a Vault-wrapped data key")
     wrapped_version(wrapped)  # raises UnwrapRefused when malformed
     return wrapped
-
-
-class VaultLogin(Protocol):
-    """How a process logs in to its region's Vault (the login keys of ``[regions.vault]``)."""
-
-    @property
-    def url(self) -> str: ...
-    @property
-    def auth(self) -> AuthMethod: ...
-    @property
-    def token(self) -> str: ...
-    @property
-    def role_id(self) -> str: ...
-    @property
-    def secret_id(self) -> str: ...
-    @property
-    def kubernetes_role(self) -> str: ...
-    @property
-    def kubernetes_jwt_path(self) -> str: ...
-    @property
-    def timeout_seconds(self) -> float: ...
-
-
-def check_login(login: VaultLogin, where: str) -> None:
-    """ConfigError naming the key when the login cannot work (``where``: its table)."""
-    if not login.url:
-        raise ConfigError(f"{where}.url: required for the vault backend")
-    if login.auth == "token" and not login.token:
-        raise ConfigError(f"{where}.token: required for token authentication")
-    if login.auth == "approle" and not (login.role_id and login.secret_id):
-        raise ConfigError(f"{where}.role_id: AppRole authentication needs role_id and secret_id")
-    if login.auth == "kubernetes" and not login.kubernetes_role:
-        raise ConfigError(f"{where}.kubernetes_role: required for Kubernetes authentication")
 
 
 class VaultTransitProvider:
