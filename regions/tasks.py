@@ -129,6 +129,7 @@ class InProcessRunner:
         self.ctx = ctx
         self._lock = asyncio.Lock()
         self._running: set[asyncio.Task[None]] = set()
+        self._active: asyncio.Task[Any] | None = None  # the run holding the lock
 
     def submit(self, task: str, run_id: uuid.UUID | None = None) -> str:
         run_id = run_id or uuid.uuid4()
@@ -139,18 +140,34 @@ class InProcessRunner:
 
     async def _run(self, task: str, run_id: uuid.UUID) -> None:
         async with self._lock:
+            self._active = asyncio.current_task()
             try:
                 result = await TASKS[task](self.ctx, self.ctx.region.id, run_id)
                 log.info("task %s %s done: %s", task, run_id, result)
             except Exception:  # logged; the next scheduled run tries again
                 log.exception("task %s %s failed", task, run_id)
+            finally:
+                self._active = None
 
-    async def stop(self) -> None:
-        for job in list(self._running):
+    async def stop(self, grace_seconds: float = 30.0) -> None:
+        """Drop the runs still waiting their turn, and let the one running finish (up to
+        ``grace_seconds``, then it is cancelled): a purge cut mid-batch would leave its
+        record 'running' and, cancelled inside a database call, could keep a pooled
+        connection that the pool's close then waits for."""
+        active = self._active
+        waiting = [job for job in self._running if job is not active]
+        for job in waiting:
             job.cancel()
-        for job in list(self._running):
+        for job in waiting:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
+        if active is not None and not active.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(active), grace_seconds)
+            except TimeoutError:
+                active.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await active
 
 
 class InProcessScheduler:

@@ -844,6 +844,29 @@ async def test_the_embedded_default_purges_on_its_own_schedule(ctx: RegionContex
     assert runs and runs[0]["rows_removed"] == 5
 
 
+async def test_stopping_the_schedule_lets_the_running_purge_finish(ctx: RegionContext) -> None:
+    """The region service stopping (a deploy) drops the runs still waiting their turn and
+    lets the running one finish: a purge cut mid-batch left its record 'running' (and,
+    cancelled inside a database call, could hold a pooled connection the pool's close
+    then waited for: a hang seen in CI)."""
+    await PurgeRun.delete().where(PurgeRun.trigger == "schedule")  # a recent run would make this one skip
+    org_id = await new_org(ctx, retention_days=1)
+    for _ in range(30):
+        await new_visit(org_id, dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+    runner = InProcessRunner(ctx)
+    runner.submit(tasks.PURGE)
+    runner.submit(tasks.PURGE)  # waits its turn: dropped by stop
+
+    async def started() -> bool:
+        return bool(await PurgeRun.select(PurgeRun.id).where(PurgeRun.org_id == org_id))
+
+    await wait_until_async(started, "the first run to start on this organisation", every=0.01)
+    await runner.stop()
+    outcomes = [r["outcome"] for r in await PurgeRun.select(PurgeRun.outcome).where(PurgeRun.org_id == org_id)]
+    assert outcomes and "running" not in outcomes, outcomes
+    assert await visits_of(org_id) == set()
+
+
 @pytest.mark.parametrize("ctx", ["postgres"], indirect=True)  # SQLite: one process, the embedded default
 async def test_one_scheduled_purge_at_a_time_per_region(ctx: RegionContext) -> None:
     """Two replicas without a broker each run the schedule: while one purges, the other's
