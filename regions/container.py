@@ -9,12 +9,14 @@ import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from konsil.compliance.access_log.service import ChainedAccessLog
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.media_nodes.relays import RegionRelays
 from konsil.platform.core import database
 from konsil.platform.core.channels import RegionChannels
+from konsil.platform.core.keys.region_signing import LocalSigner, RegionSigner
 from konsil.platform.core.keys.service import build_tenant_keys
 from konsil.platform.core.region import ControlLink, NetworkTests, RegionContext
 from konsil.platform.core.settings import RegionSettings, Settings
@@ -56,6 +58,7 @@ def build_region(
         region=region,
         engine=database.engine_for(region.database),
         keys=build_tenant_keys(settings, region),
+        signer=region_signer(settings, region),
         verifier=Verifier(callers, settings.signature_window_seconds),
         control=ControlLink(control_url, region.id, region.internal_secret),
         discovery_key=settings.require_discovery_key(),
@@ -66,6 +69,13 @@ def build_region(
         live=live,
         service_name=service_name,
     )
+
+
+def region_signer(settings: Settings, region: RegionSettings) -> RegionSigner:
+    """The region's signing key: a local keyring next to the data-key keyring.
+    TODO(issue 13, item 3): Vault Transit in services mode."""
+    base = region.vault.keyring_path or str(Path(settings.data_dir) / f"keyring-{region.id}")
+    return LocalSigner(Path(base) / "signing", region.id)
 
 
 def region_relays(region: RegionSettings) -> RegionRelays:

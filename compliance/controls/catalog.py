@@ -31,6 +31,30 @@ Collector = Literal[
 ]
 COLLECTORS: tuple[str, ...] = get_args(Collector)
 
+# The checks each collector's observation reports (``compliance/evidence``); a control's
+# ``rules`` name the ones that decide it: it passes when all of them pass.
+COLLECTOR_RULES: dict[str, frozenset[str]] = {
+    "retention": frozenset({"data_within_retention", "purges_ran", "audit_records_kept"}),
+    "encryption": frozenset({"sealed_columns", "transport_encrypted", "calls_end_to_end"}),
+    "keys": frozenset({"key_rotation", "key_service_reachable"}),
+    "access_log": frozenset(
+        {
+            "chain_verifies",
+            "entries_in_period",
+            "individual_actors",
+            "nen7513_fields",
+            "log_reads_logged",
+            "admin_access_with_reason",
+            "subject_extract",
+        }
+    ),
+    "residency": frozenset({"receipts_valid", "control_plane_holds_none"}),
+    "dsr": frozenset({"access_within_deadline", "rectification_logged", "erasure_complete", "export_valid"}),
+    "sessions": frozenset({"idle_timeout", "strong_sign_in", "role_review", "auditor_grants"}),
+    "subprocessors": frozenset({"processing_agreements", "transfer_mechanisms", "business_associate_agreements"}),
+    "network_tests": frozenset({"results_unlinked"}),
+}
+
 PROMISE_IDS: frozenset[str] = frozenset(f"P{n}" for n in range(1, 21))
 
 Text = Annotated[str, msgspec.Meta(min_length=1)]
@@ -43,6 +67,8 @@ class CatalogError(ValueError):
 class AutomatedCheck(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     collector: Collector
     pass_rule: Text
+    # The collector's checks that decide the control (COLLECTOR_RULES); all must pass.
+    rules: Annotated[tuple[str, ...], msgspec.Meta(min_length=1)]
 
 
 class Attestation(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -111,6 +137,12 @@ def _control(file_name: str, index: int, item: Any) -> Control:
         raise CatalogError(f"{where}: a promise id is listed twice")
     if (control.check is None) == (control.attestation is None):
         raise CatalogError(f"{where}: needs exactly one of [check] or [attestation]")
+    if control.check is not None:
+        unknown_rules = sorted(set(control.check.rules) - COLLECTOR_RULES[control.check.collector])
+        if unknown_rules:
+            raise CatalogError(
+                f"{where}: collector {control.check.collector!r} has no check(s) {', '.join(unknown_rules)}"
+            )
     return control
 
 

@@ -17,6 +17,7 @@ from piccolo.table import Table
 
 from konsil.platform.core.access import AccessLog
 from konsil.platform.core.channels import RegionChannels
+from konsil.platform.core.keys.region_signing import RegionSigner
 from konsil.platform.core.keys.service import TenantKeys
 from konsil.platform.core.limits import TenantLimits
 from konsil.platform.core.settings import RegionSettings, Settings
@@ -107,6 +108,8 @@ class RegionContext:
     region: RegionSettings
     engine: Engine[Any]
     keys: TenantKeys
+    # The region's own Ed25519 key: receipts, checkpoints, manifests, certificates.
+    signer: RegionSigner
     verifier: Verifier
     control: ControlLink
     discovery_key: str

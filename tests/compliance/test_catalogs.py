@@ -90,6 +90,7 @@ promises = ["P17"]
 [controls.check]
 collector = "dsr"
 pass_rule = "A matching change entry exists."
+rules = ["rectification_logged"]
 """
 
 
@@ -154,6 +155,13 @@ BAD = [
         id="attestation-never-valid",
     ),
     pytest.param(GOOD.replace('title = "Rectification"', 'title = ""'), "'16'", "title", id="empty-title"),
+    pytest.param(
+        GOOD.replace('"rectification_logged"', '"sealed_columns"'),
+        "'16'",
+        "sealed_columns",
+        id="rule-of-another-collector",
+    ),
+    pytest.param(GOOD.replace('rules = ["rectification_logged"]', "rules = []"), "'16'", "rules", id="no-rules"),
 ]
 
 

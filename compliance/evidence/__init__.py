@@ -1,0 +1,1 @@
+"""Evidence collectors: live observations of one organisation in its own region."""
