@@ -6,6 +6,7 @@ checked for plain e-mail addresses."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -164,14 +165,17 @@ async def test_a_region_without_media_nodes_says_why_its_calls_have_no_receipt(c
 async def test_calls_outside_the_period_or_of_another_organisation_are_not_looked_at(ctx: RegionContext) -> None:
     org, other = await new_org(ctx), await new_org(ctx)
     await new_call(other)  # no receipt, but not this organisation's
-    await new_call(org)  # no receipt, but started after the period
+    mine = await new_call(org)  # no receipt
     scope = period(org)
-    earlier = msgspec.structs.replace(scope, period_start=scope.period_start, period_end=scope.period_start)
+    later = msgspec.structs.replace(scope, period_start=scope.period_end - dt.timedelta(seconds=30))
 
-    result = (await residency.collect(ctx, earlier)).check("receipts_valid")
+    counted = (await residency.collect(ctx, scope)).check("receipts_valid")
+    after_it = (await residency.collect(ctx, later)).check("receipts_valid")
 
-    assert result.result == "not_applicable"
-    assert result.reason.startswith("No call of the organisation started in the period")
+    assert counted.figures["calls"] == 1 and counted.figures["missing"] == 1
+    assert f"({mine.id})" in counted.reason
+    assert after_it.result == "not_applicable"
+    assert after_it.reason.startswith("No call of the organisation started in the period")
 
 
 async def test_a_plain_email_queued_for_the_control_plane_fails_named_by_change_id(ctx: RegionContext) -> None:
