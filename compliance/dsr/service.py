@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -336,19 +337,15 @@ NOTES = [
 ]
 
 
-def _build(
-    ctx: RegionContext,
-    cipher: OrgCipher,
-    org: dict[str, Any],
-    row: dict[str, Any],
-    identifier: str,
-    records: Records,
-    rooms: dict[uuid.UUID, str],
-    accessed: list[AccessData],
-) -> SubjectExport:
-    """Raises FieldDecryptionError (with the failing record in ``failed``) rather than
-    export a wrong value."""
-    org_id = org["id"]
+# Opens one sealed field of an exported record: (table, column, row id, stored value).
+FieldOpener = Callable[[str, str, uuid.UUID, str | None], str | None]
+# What a masked export shows in place of every sealed field.
+SEALED = "[sealed]"
+
+
+def _opener(cipher: OrgCipher, org_id: uuid.UUID) -> FieldOpener:
+    """Decrypts; raises _Unreadable (naming the failing record) rather than export a
+    wrong value."""
 
     def opened(table: str, column: str, rid: uuid.UUID, stored: str | None) -> str | None:
         if stored is None:
@@ -358,6 +355,23 @@ def _build(
         except FieldDecryptionError as exc:
             raise _Unreadable(table, rid, exc.reason) from None
 
+    return opened
+
+
+def _masked(table: str, column: str, rid: uuid.UUID, stored: str | None) -> str | None:
+    return None if stored is None else SEALED
+
+
+def _build(
+    ctx: RegionContext,
+    opened: FieldOpener,
+    org: dict[str, Any],
+    row: dict[str, Any],
+    identifier: str,
+    records: Records,
+    rooms: dict[uuid.UUID, str],
+    accessed: list[AccessData],
+) -> SubjectExport:
     telemetry: dict[uuid.UUID, list[TelemetryData]] = {}
     for t in records.telemetry:
         telemetry.setdefault(t["call_id"], []).append(
@@ -467,13 +481,11 @@ async def export(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_
     cipher = await ctx.keys.cipher(org["id"])
     async with database.transaction(ctx.engine):
         records = await find(org["id"], row["identifier_kind"], row["identifier_index"])
-        rooms = {
-            r["id"]: r["slug"] for r in await Room.select(Room.id, Room.slug).where(Room.org_id == org["id"]).run()
-        }
+        rooms = await _rooms(org["id"])
         accessed = await _who_accessed(org["id"], [subject for _, _, subject in records.subjects()])
         try:
             identifier = _open_identifier(cipher, row)
-            result = _build(ctx, cipher, org, row, identifier, records, rooms, accessed)
+            result = _build(ctx, _opener(cipher, org["id"]), org, row, identifier, records, rooms, accessed)
         except FieldDecryptionError:
             raise await _integrity_failure(
                 ctx, actor, org["id"], "data_subject_request", request_id, dsr_subject(request_id)
@@ -488,6 +500,21 @@ async def export(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_
             await _complete(row, actor, {**_counts(records)})
             result.request.status = "completed"
     return result
+
+
+async def _rooms(org_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    return {r["id"]: r["slug"] for r in await Room.select(Room.id, Room.slug).where(Room.org_id == org_id).run()}
+
+
+async def masked_export(ctx: RegionContext, org: dict[str, Any], row: dict[str, Any]) -> tuple[SubjectExport, Records]:
+    """The request's export as ``export`` would produce it now, built by the same code,
+    with every sealed field (names, e-mails, phones, the identifier) shown as
+    ``SEALED`` and nothing decrypted: compliance evidence checks its format without
+    reading personal data. Writes nothing; the caller logs its search of the records."""
+    records = await find(org["id"], row["identifier_kind"], row["identifier_index"])
+    rooms = await _rooms(org["id"])
+    accessed = await _who_accessed(org["id"], [subject for _, _, subject in records.subjects()])
+    return _build(ctx, _masked, org, row, SEALED, records, rooms, accessed), records
 
 
 def _counts(records: Records) -> dict[str, int]:
