@@ -144,12 +144,6 @@ class ReportDocument(msgspec.Struct, frozen=True, kw_only=True):
                 return item
         raise KeyError(observation_id)
 
-    def controls_served(self, collector: str, check: str) -> list[str]:
-        """The ids of the controls that a collector's check decides."""
-        return [
-            f.control_id for f in self.findings if f.collector == collector and any(c.name == check for c in f.checks)
-        ]
-
 
 def assemble(
     framework: Framework,
