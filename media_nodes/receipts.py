@@ -1,22 +1,27 @@
-"""Residency receipts: which region and which of its relays carried a call, signed by
-the region service with Ed25519 so an auditor can check them with the region's
-public key (``GET /.well-known/konsil/receipt-key``) and nothing else."""
+"""Residency receipts: which region and which of its relays carried a call, signed with
+the region's own key (``platform/core/keys/region_signing.py``: in its Vault in
+services mode, never the control plane's), so an auditor can check them with the
+region's published key set (``GET /.well-known/konsil/keys``) and nothing else.
+
+The signed bytes are ``canonical_json(receipt)``: the receipt as the API shows it,
+keys sorted, no spaces, UTF-8 (docs/verifying.md, "Residency receipts").
+"""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+from typing import Final, Literal
 
 import msgspec
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from konsil.platform.core.settings import RegionSettings
+from konsil.platform.core.keys.region_signing import KeySet, Signature, canonical_json, verify
+
+KIND: Final = "konsil.residency-receipt"
 
 
-class ResidencyReceipt(msgspec.Struct, frozen=True):
+class ResidencyReceipt(msgspec.Struct, frozen=True, kw_only=True):
+    # What the document is, inside the signed bytes: a signature over a receipt cannot
+    # be passed off as one over another document the region signs.
+    kind: str = KIND
     call_id: str
     region: str
     jurisdiction: str
@@ -24,26 +29,36 @@ class ResidencyReceipt(msgspec.Struct, frozen=True):
     issued_at: str  # ISO 8601, UTC
 
 
-def signing_key(region: RegionSettings) -> Ed25519PrivateKey:
-    """The region's receipt key, derived from its internal secret (held by the region
-    service and, for signing only, nowhere else that needs it)."""
-    seed = hmac.new(region.internal_secret.encode(), b"konsil residency receipt key v1", hashlib.sha256).digest()
-    return Ed25519PrivateKey.from_private_bytes(seed)
+def signed_bytes(receipt: ResidencyReceipt) -> bytes:
+    """Exactly what the region signs for a receipt."""
+    return canonical_json(receipt)
 
 
-def public_key_b64(region: RegionSettings) -> str:
-    raw = signing_key(region).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return base64.b64encode(raw).decode()
+# valid: signed by a key of the region's key set and unchanged since;
+# invalid: its key is in the key set but the receipt was changed after signing;
+# unknown_key: it names a key the region never published;
+# retired_derivation: made before the region had a key of its own (no key id).
+ReceiptStatus = Literal["valid", "invalid", "unknown_key", "retired_derivation"]
+
+NOTES: Final[dict[ReceiptStatus, str]] = {
+    "valid": "Signed by the region's own key and unchanged since.",
+    "invalid": "This receipt was changed after the region signed it: it proves nothing.",
+    "unknown_key": "Signed with a key the region never published: it proves nothing.",
+    "retired_derivation": (
+        "Issued before the region had a signing key of its own, with a key derived from a secret the "
+        "control plane also holds, so the control plane could have forged it: it is not counted as proof."
+    ),
+}
 
 
-def sign(region: RegionSettings, receipt: ResidencyReceipt) -> str:
-    return base64.b64encode(signing_key(region).sign(msgspec.json.encode(receipt))).decode()
-
-
-def verify(public_key: str, receipt: ResidencyReceipt, signature: str) -> bool:
-    try:
-        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key))
-        key.verify(base64.b64decode(signature), msgspec.json.encode(receipt))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+def check(key_set: KeySet, receipt: ResidencyReceipt | None, signature: Signature | None) -> ReceiptStatus:
+    """How a stored receipt stands against the region's key set (``receipt`` None: its
+    stored body is no receipt at all; ``signature`` None: a receipt stored before
+    receipts named their key)."""
+    if signature is None or not signature.kid:
+        return "retired_derivation"
+    if receipt is None:
+        return "invalid"
+    if not any(key.kid == signature.kid for key in key_set.keys):
+        return "unknown_key"
+    return "valid" if verify(key_set, signed_bytes(receipt), signature) else "invalid"

@@ -31,6 +31,7 @@ from konsil.platform.core.channels import PgNotifyChannels, RegionChannels
 from konsil.platform.core.db_errors import DATABASE_UNAVAILABLE_HANDLERS
 from konsil.platform.core.errors import EXCEPTION_HANDLERS
 from konsil.platform.core.keys.provider import KeyDestroyed, KeyProvider, KeyUnavailable, UnwrapRefused
+from konsil.platform.core.keys.region_signing import SigningUnavailable
 from konsil.platform.core.openapi import document_errors
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
@@ -81,6 +82,20 @@ def _key_unavailable(_: Request[Any, Any, Any], __: KeyUnavailable) -> Response[
             "error": "unavailable",
             "message": "personal data is unavailable right now (the region's key service "
             "does not answer); nothing was written, try again shortly",
+        },
+        status_code=503,
+        headers={"retry-after": "10"},
+    )
+
+
+def _signing_unavailable(_: Request[Any, Any, Any], exc: SigningUnavailable) -> Response[Any]:
+    # What needs the region's signature is not made without it (receipts, key set, ...).
+    log.error("the region's signing key is unavailable: %s", exc)
+    return Response(
+        {
+            "error": "unavailable",
+            "message": "the region cannot sign right now (its signing key does not answer); "
+            "nothing was signed, try again shortly",
         },
         status_code=503,
         headers={"retry-after": "10"},
@@ -172,6 +187,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             **DATABASE_UNAVAILABLE_HANDLERS,
             LoginRequired: _to_login,
             KeyUnavailable: _key_unavailable,
+            SigningUnavailable: _signing_unavailable,
             KeyDestroyed: _key_destroyed,
             UnwrapRefused: _unwrap_refused,
         },

@@ -9,14 +9,15 @@ import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from konsil.compliance.access_log.service import ChainedAccessLog
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.media_nodes.relays import RegionRelays
 from konsil.platform.core import database
 from konsil.platform.core.channels import RegionChannels
-from konsil.platform.core.keys.region_signing import LocalSigner, RegionSigner
+from konsil.platform.core.keys.build import build_region_signer
+from konsil.platform.core.keys.provider import KeyProvider
+from konsil.platform.core.keys.region_signing import RegionKey
 from konsil.platform.core.keys.service import build_tenant_keys
 from konsil.platform.core.region import ControlLink, NetworkTests, RegionContext
 from konsil.platform.core.settings import RegionSettings, Settings
@@ -53,12 +54,13 @@ def build_region(
     control_url = settings.control_url or (settings.control.base_url if settings.control else "")
     # Only the region service takes signed calls from the control plane.
     callers = {"control": region.internal_secret} if service_name == "region-service" else {}
+    keys = build_tenant_keys(settings, region)
     return RegionContext(
         settings=settings,
         region=region,
         engine=database.engine_for(region.database),
-        keys=build_tenant_keys(settings, region),
-        signer=region_signer(settings, region),
+        keys=keys,
+        signer=region_signer(settings, region, keys.provider),
         verifier=Verifier(callers, settings.signature_window_seconds),
         control=ControlLink(control_url, region.id, region.internal_secret),
         discovery_key=settings.require_discovery_key(),
@@ -71,11 +73,11 @@ def build_region(
     )
 
 
-def region_signer(settings: Settings, region: RegionSettings) -> RegionSigner:
-    """The region's signing key: a local keyring next to the data-key keyring.
-    TODO(issue 13, item 3): Vault Transit in services mode."""
-    base = region.vault.keyring_path or str(Path(settings.data_dir) / f"keyring-{region.id}")
-    return LocalSigner(Path(base) / "signing", region.id)
+def region_signer(settings: Settings, region: RegionSettings, provider: KeyProvider | None = None) -> RegionKey:
+    """The region's own signing key: an Ed25519 key in the region's Vault (Transit, on
+    the tenant keys' login when ``provider`` is that Vault's client) with the vault
+    backend of services mode, else the local keyring next to the data-key keyring."""
+    return build_region_signer(settings, region, provider)
 
 
 def region_relays(region: RegionSettings) -> RegionRelays:

@@ -3,6 +3,7 @@ integration tokens, and member login. Handlers validate and call services."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
 from typing import Annotated, Any
@@ -12,9 +13,9 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.datastructures import Cookie
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from konsil.media_nodes import receipts
 from konsil.platform.core import errors
 from konsil.platform.core.authz import MANAGERS, PUBLIC, rule
+from konsil.platform.core.keys.region_signing import KeySet
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.core.text import LINE_PATTERN
 from konsil.tenants import api_tokens, members, organisations, records, removal, rooms, visits
@@ -278,11 +279,32 @@ async def logout(request: Req) -> Response[Any]:
     return Response({"ok": True}, cookies=[session_cookie(region_of(request), request, "", max_age=0)])
 
 
+KEY_SET_PATH = "/.well-known/konsil/keys"
+
+
+@get(KEY_SET_PATH, opt=PUBLIC)
+async def region_keys(request: Req) -> Response[KeySet]:
+    """The region's public signing keys (JWK-shaped, RFC 8037): the current one and every
+    retired one, each with its id, so anything the region ever signed (residency receipts,
+    access-log checkpoints, evidence manifests, deletion certificates) can be checked
+    with them alone (docs/verifying.md). Caches may keep it a minute."""
+    key_set = await region_of(request).signer.key_set()
+    return Response(key_set, headers={"cache-control": "public, max-age=60"})
+
+
 @get("/.well-known/konsil/receipt-key", opt=PUBLIC)
 async def receipt_key(request: Req) -> dict[str, str]:
-    """The region's public key for checking residency receipts (Ed25519, base64)."""
-    region = region_of(request).region
-    return {"region": region.id, "algorithm": "Ed25519", "public_key": receipts.public_key_b64(region)}
+    """The region's current signing key alone (Ed25519, standard base64, with its id);
+    receipts signed before a rotation need the key set at ``KEY_SET_PATH``."""
+    current = (await region_of(request).signer.key_set()).current()
+    raw = base64.urlsafe_b64decode(current.x + "=" * (-len(current.x) % 4))
+    return {
+        "region": region_of(request).region.id,
+        "algorithm": "Ed25519",
+        "kid": current.kid,
+        "public_key": base64.b64encode(raw).decode(),
+        "key_set": KEY_SET_PATH,
+    }
 
 
 org_router = Router(
@@ -315,6 +337,6 @@ org_router = Router(
     ],
     tags=["tenant"],
 )
-region_login_router = Router(path="/", route_handlers=[region_login, receipt_key], tags=["login"])
+region_login_router = Router(path="/", route_handlers=[region_login, region_keys, receipt_key], tags=["login"])
 
 __all__ = ["errors", "org_router", "region_login_router"]

@@ -30,12 +30,19 @@ from litestar.exceptions import WebSocketDisconnect
 from konsil.platform.core import errors
 from konsil.platform.core.authz import rule
 from konsil.platform.core.channels import BoundedSubscriber
+from konsil.platform.core.keys.region_signing import SigningUnavailable
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.tenants import organisations, records, visits
 from konsil.tenants.actors import Actor, actor_of, source_address
 from konsil.tenants.auth import Principal
 
 log = logging.getLogger("konsil.signaling")
+
+TRY_AGAIN_LATER = 1013  # WebSocket close code (RFC 6455 registry): the server cannot serve it now
+SIGNING_UNAVAILABLE = (
+    "The call cannot start right now: the region cannot sign the record of where the call is relayed "
+    "(its key service does not answer). Try again in a minute."
+)
 
 MAX_MESSAGE_BYTES = 32 * 1024
 VISIT_COOKIE = "konsil_visit"
@@ -251,7 +258,14 @@ class CallSession:
         self.tasks.append(asyncio.create_task(_pump(self.socket, subscriber, self.role)))
         joined, node_id = _call_setup(ctx, self.org, call.id, self.role)
         if node_id is not None:
-            await visits.record_relay(ctx, self.actor, call, node_id)
+            try:
+                await visits.record_relay(ctx, self.actor, call, node_id)
+            except SigningUnavailable as exc:
+                # No relay without its signed receipt: the call's residency could not be shown.
+                log.error("call %s: its residency receipt could not be signed: %s", call.id, exc)
+                await _send(self.socket, {"type": "error", "message": SIGNING_UNAVAILABLE})
+                await self.socket.close(code=TRY_AGAIN_LATER, reason="try again in a minute")
+                return
         await _send(self.socket, joined)
         await self.relay(Hello())
 

@@ -148,8 +148,11 @@ class CallRelayReceipt(Table, tablename="call_relay_receipt"):
     id = UUID(primary_key=True)
     org_id = UUID(index=True)
     call_id = UUID(index=True)
-    body = Text()  # JSON of media_nodes.receipts.ResidencyReceipt
-    signature = Varchar(length=100)
+    body = Text()  # canonical JSON of media_nodes.receipts.ResidencyReceipt: the signed bytes
+    signature = Varchar(length=100)  # base64 Ed25519 signature
+    # The id of the region key that signed it (its key set, GET /.well-known/konsil/keys);
+    # "" on receipts signed before the region had a key of its own (not counted as proof).
+    key_id = Varchar(length=32, default="")
     issued_at = Timestamptz(default=TimestamptzNow())
     expires_at = Timestamptz(index=True)
 

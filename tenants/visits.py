@@ -18,10 +18,11 @@ from typing import Any, NamedTuple
 import msgspec
 
 from konsil.media_nodes import receipts
-from konsil.media_nodes.receipts import ResidencyReceipt
+from konsil.media_nodes.receipts import ReceiptStatus, ResidencyReceipt
 from konsil.platform.core import clock, database, errors
 from konsil.platform.core.authz import MANAGERS, token_hash
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
+from konsil.platform.core.keys.region_signing import KeySet, Signature
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record, record_reads
@@ -378,12 +379,24 @@ async def call_for_member(
 
 
 async def record_relay(ctx: RegionContext, actor: Actor, call: records.Call, node_id: str) -> None:
-    """Issue (or extend) the call's signed residency receipt: this region and the relay
-    node that carried it. The access log references the receipt."""
+    """Issue (or extend) the call's residency receipt, signed with the region's own key
+    (``ctx.signer``): this region and the relay nodes that carried it. The access log
+    references the receipt. Raises ``SigningUnavailable`` (nothing stored) when the
+    region cannot sign now. A stored receipt that no longer verifies is left as it is,
+    as evidence, rather than extended and signed again over what was changed."""
     existing = await CallRelayReceipt.select().where(CallRelayReceipt.call_id == call.id).first().run()
-    relays: list[str] = msgspec.json.decode(existing["body"], type=ResidencyReceipt).relays if existing else []
-    if node_id in relays:
-        return
+    relays: list[str] = []
+    if existing:
+        stored = _stored_receipt(existing)
+        if stored is not None and node_id in stored.relays:
+            return
+        status = receipts.check(await ctx.signer.key_set(), stored, _stored_signature(existing))
+        if stored is None or status != "valid":
+            log.error(
+                "call %s: its stored residency receipt is %s; not extended with relay %s", call.id, status, node_id
+            )
+            return
+        relays = stored.relays
     receipt = ResidencyReceipt(
         call_id=str(call.id),
         region=ctx.region.id,
@@ -391,12 +404,20 @@ async def record_relay(ctx: RegionContext, actor: Actor, call: records.Call, nod
         relays=[*relays, node_id],
         issued_at=clock.now().isoformat(),
     )
-    body, signature = msgspec.json.encode(receipt).decode(), receipts.sign(ctx.region, receipt)
+    signed = receipts.signed_bytes(receipt)
+    signature = await ctx.signer.sign(signed)
+    body = signed.decode()
     receipt_id = existing["id"] if existing else uuid.uuid4()
     async with database.transaction(ctx.engine):
         if existing:
             await (
-                CallRelayReceipt.update({CallRelayReceipt.body: body, CallRelayReceipt.signature: signature})
+                CallRelayReceipt.update(
+                    {
+                        CallRelayReceipt.body: body,
+                        CallRelayReceipt.signature: signature.value,
+                        CallRelayReceipt.key_id: signature.kid,
+                    }
+                )
                 .where(CallRelayReceipt.id == receipt_id)
                 .run()
             )
@@ -407,18 +428,44 @@ async def record_relay(ctx: RegionContext, actor: Actor, call: records.Call, nod
                     org_id=call.org_id,
                     call_id=call.id,
                     body=body,
-                    signature=signature,
+                    signature=signature.value,
+                    key_id=signature.kid,
                     expires_at=call.expires_at,
                 )
             ).run()
         await record(ctx, actor, call.org_id, "create", "residency_receipt", receipt_id, visit_subject(call.visit_id))
 
 
+def _stored_receipt(row: dict[str, Any]) -> ResidencyReceipt | None:
+    """The stored receipt; None when its body is no receipt at all (changed in the database)."""
+    try:
+        return msgspec.json.decode(row["body"], type=ResidencyReceipt)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _stored_signature(row: dict[str, Any]) -> Signature | None:
+    """The stored signature; None for a receipt stored before receipts named their key."""
+    return Signature(kid=row["key_id"], value=row["signature"]) if row.get("key_id") else None
+
+
 class ReceiptOut(msgspec.Struct):
-    receipt: ResidencyReceipt
-    signature: str
-    public_key: str
+    # Its canonical JSON is what was signed (docs/verifying.md); None when the stored
+    # receipt is unreadable (changed in the database, so "invalid").
+    receipt: ResidencyReceipt | None
+    signature: Signature | None  # None: made before the region had a key of its own
     valid: bool
+    status: ReceiptStatus
+    note: str  # the status in words
+
+
+def receipt_status(key_set: KeySet, row: dict[str, Any]) -> ReceiptOut:
+    """A stored receipt row checked against the region's key set."""
+    receipt, signature = _stored_receipt(row), _stored_signature(row)
+    status = receipts.check(key_set, receipt, signature)
+    return ReceiptOut(
+        receipt=receipt, signature=signature, valid=status == "valid", status=status, note=receipts.NOTES[status]
+    )
 
 
 async def receipt_of(ctx: RegionContext, org: records.Organisation, call: records.Call) -> ReceiptOut:
@@ -430,10 +477,7 @@ async def receipt_of(ctx: RegionContext, org: records.Organisation, call: record
     )
     if row is None:
         raise errors.not_found("this call has no residency receipt (no relay was allocated to it)")
-    receipt = msgspec.json.decode(row["body"], type=ResidencyReceipt)
-    public = receipts.public_key_b64(ctx.region)
-    valid = receipts.verify(public, receipt, row["signature"])
-    return ReceiptOut(receipt=receipt, signature=row["signature"], public_key=public, valid=valid)
+    return receipt_status(await ctx.signer.key_set(), row)
 
 
 class TelemetryLimit(NamedTuple):

@@ -200,6 +200,9 @@ class RelayReceiptData(msgspec.Struct):
     relays: list[str]
     issued_at: str
     signature: str
+    # The region key that made ``signature`` (its key set, docs/verifying.md); "" for a
+    # receipt signed before the region had a key of its own, which proves nothing.
+    key_id: str = ""
 
 
 class CallData(msgspec.Struct):

@@ -301,7 +301,9 @@ async def detail(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_
 
 def _receipt(row: dict[str, Any]) -> RelayReceiptData:
     body = msgspec.json.decode(row["body"], type=ResidencyReceipt)
-    return RelayReceiptData(body.region, body.jurisdiction, list(body.relays), body.issued_at, row["signature"])
+    return RelayReceiptData(
+        body.region, body.jurisdiction, list(body.relays), body.issued_at, row["signature"], row.get("key_id") or ""
+    )
 
 
 async def _who_accessed(org_id: uuid.UUID, refs: list[str]) -> list[AccessData]:

@@ -87,6 +87,14 @@ def parser() -> argparse.ArgumentParser:
     rotate.add_argument("--region", help="only this region")
     rotate.add_argument("--retire", action="store_true", help="then retire key versions no data key uses")
     rotate.set_defaults(func=_command("konsil.platform.cli.tools:keys_rotate"))
+    signing = with_config(
+        keys.add_parser(
+            "rotate-signing",
+            help="give the region a new signing key (receipts, checkpoints, manifests); old ones stay verifiable",
+        )
+    )
+    signing.add_argument("--region", required=True, help="the region whose signing key it rotates")
+    signing.set_defaults(func=_command("konsil.platform.cli.tools:keys_rotate_signing"))
 
     purge = with_config(sub.add_parser("purge", help="delete what is past its retention now (progress bar)"))
     purge.add_argument("--dry-run", action="store_true", help="only count what would be removed")

@@ -1,5 +1,6 @@
 """The operator's region tools: ``konsil org delete``, ``konsil keys rotate`` and
-``konsil audit verify``, each on the region that holds the organisation."""
+``konsil audit verify``, each on the region that holds the organisation, and
+``konsil keys rotate-signing`` on a region's own signing key."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from rich.progress import Progress
 from konsil.compliance.access_log.service import verify
 from konsil.platform.cli.audit import format_report
 from konsil.platform.core import database, errors
+from konsil.platform.core.keys.build import build_region_signer
 from konsil.platform.core.keys.provider import KeyUnavailable
+from konsil.platform.core.keys.region_signing import SigningUnavailable
 from konsil.platform.core.settings import Settings, load_settings
 from konsil.regions.container import open_region
 from konsil.regions.tables import REGION_TABLES
@@ -124,3 +127,28 @@ async def keys_rotate(args: argparse.Namespace) -> int:
         )
         return 2
     return 0
+
+
+async def keys_rotate_signing(args: argparse.Namespace) -> int:
+    """A new current signing key for the region (in its Vault, or its local keyring);
+    the earlier ones stay in its key set as retired, so what they signed still verifies.
+    Running region services sign with the new key from their next signature on."""
+    settings = load_settings(args.config)
+    region = settings.region(args.region)
+    signer = build_region_signer(settings, region)
+    try:
+        try:
+            kid = await signer.rotate_key()
+        except SigningUnavailable as exc:
+            print(f"konsil: {exc}; the signing key was not rotated", file=sys.stderr)
+            return 1
+        print(f"region {region.id}: signing key {kid} is now current")
+        try:
+            retired = [key.kid for key in (await signer.key_set()).keys if key.status == "retired"]
+        except SigningUnavailable as exc:
+            print(f"konsil: the key set could not be read back: {exc}", file=sys.stderr)
+            return 1
+        print(f"retired, still in the key set for verifying what they signed: {', '.join(retired) or 'none'}")
+        return 0
+    finally:
+        await signer.close()

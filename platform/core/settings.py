@@ -37,6 +37,9 @@ class VaultSettings(VaultLogin, forbid_unknown_fields=True, frozen=True):
     backend: Literal["local", "vault"] = "local"
     mount: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_/-]+\Z")] = "transit"
     keyring_path: str = ""
+    # The region's own Ed25519 signing key in this Vault's Transit engine (vault backend);
+    # "" is konsil-region-signing-<region id> (platform/core/keys/vault_signing.py).
+    signing_key: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]*\Z", max_length=100)] = ""
     # The region relays' TURN shared secret in this Vault's KV v2 engine (used when
     # regions.<id>.turn_secret is empty): the region service and its media nodes read it.
     kv_mount: str = "secret"

@@ -40,7 +40,8 @@ PUBLIC_ROUTES = {
     ("GET", "/healthz"),
     ("POST", "/api/v1/orgs/{slug}/auth/login"),
     ("POST", "/api/v1/login"),
-    ("GET", "/.well-known/konsil/receipt-key"),  # a public key, for auditors
+    ("GET", "/.well-known/konsil/keys"),  # the region's public signing keys, for auditors
+    ("GET", "/.well-known/konsil/receipt-key"),  # its current one alone
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/{slug}/{room_slug}"),  # a room's join link

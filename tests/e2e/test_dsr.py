@@ -204,6 +204,7 @@ def test_an_access_request_by_phone_exports_visits_calls_telemetry_and_who_acces
     ]
     assert {"rtt_ms": 42, "loss": 0.01} in [t["data"] for t in call["telemetry"]]
     assert call["relay_receipt"]["region"] == "eu" and call["relay_receipt"]["relays"] == ["eu-1"]
+    assert call["relay_receipt"]["key_id"] == "", "stored without a region key id: no proof, and says so"
     assert [(p["id"], p["card_last4"], p["legal_hold"]) for p in data["payments"]] == [(str(payment_id), "4242", True)]
 
     # Who accessed the data: the visitor's own form, the expert's admit and read, the search.

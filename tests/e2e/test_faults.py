@@ -581,6 +581,10 @@ async def test_the_regions_openbao_sealed_during_a_call(pg_database: Callable[[s
                             )
                         )
                         assert await fetch(region_dsn, "SELECT count(*) AS n FROM visit") == visits_before
+                        # What needs the region's signing key (in the same Vault) too.
+                        keys_refused = await visitor_http.get("/.well-known/konsil/keys")
+                        assert_clear_unavailable(keys_refused)
+                        assert "cannot sign" in keys_refused.json()["message"]
                         # The running call's signaling needs no key: it goes on.
                         await relayed(expert_ws, visitor_ws, 40002)
                         await relayed(visitor_ws, expert_ws, 40003)
@@ -605,6 +609,7 @@ async def test_the_regions_openbao_sealed_during_a_call(pg_database: Callable[[s
                         await wait_until_async(served, "the region to read personal data again", within=15, every=0.2)
                         read = await expert.get(f"/api/v1/orgs/{slug}/visits/{visit_id}")
                         assert read.json()["name"] == "Vera Visitor"
+                        assert (await visitor_http.get("/.well-known/konsil/keys")).status_code == 200
                         again = await arrive(visitor_http, slug, room, marker_name, marker_phone)
                         assert again.status_code == 303, again.text
                         await relayed(visitor_ws, expert_ws, 40004)

@@ -12,16 +12,19 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from aioice.stun import TransactionFailed
 from aioice.turn import create_turn_endpoint
 from websockets.asyncio.client import connect
 
-from konsil.media_nodes.receipts import ResidencyReceipt
-from konsil.media_nodes.receipts import verify as verify_receipt
+from konsil.media_nodes.receipts import ResidencyReceipt, signed_bytes
+from konsil.platform.core.keys.region_signing import KeySet, Signature, verify
 from tests.conftest import Stack, TurnClient, fetch, free_port, release_turn, wait_until
+from tests.e2e.test_verifying_doc import run_verifying_doc
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +93,7 @@ def relay_status(ops_api: httpx.Client) -> str | None:
     return next((n["status"] for n in listed.json()["nodes"] if n["node_id"] == "us-relay-1"), None)
 
 
-def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
+def test_calls_get_a_relay_of_their_own_region_only(stack: Stack, tmp_path: Path) -> None:
     us = practice_in(stack, "us")
     eu = practice_in(stack, "eu")
     refused = admit_refused(stack, "us", us)
@@ -148,13 +151,16 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack) -> None:
         assert joined["relay_only"] is True and joined["notice"] is None
         # The call's residency receipt names the region and the relay, signed by the region.
         receipt = us["client"].get(f"/api/v1/orgs/{us['slug']}/calls/{joined['call_id']}/receipt").json()
-        assert receipt["valid"] is True
+        assert receipt["valid"] is True and receipt["status"] == "valid"
         assert receipt["receipt"]["region"] == "us" and receipt["receipt"]["relays"] == ["us-relay-1"]
-        key = httpx.get(f"{stack.region_url('us')}/.well-known/konsil/receipt-key").json()["public_key"]
+        # Checked with the region's published key set alone, as docs/verifying.md shows.
+        key_set = msgspec.convert(httpx.get(f"{stack.region_url('us')}/.well-known/konsil/keys").json(), KeySet)
         body = ResidencyReceipt(**receipt["receipt"])
-        assert key == receipt["public_key"] and verify_receipt(key, body, receipt["signature"])
+        signature = msgspec.convert(receipt["signature"], Signature)
+        assert verify(key_set, signed_bytes(body), signature)
         forged = ResidencyReceipt(**{**receipt["receipt"], "region": "eu"})
-        assert not verify_receipt(key, forged, receipt["signature"]), "a changed receipt fails its signature"
+        assert not verify(key_set, signed_bytes(forged), signature), "a changed receipt fails its signature"
+        run_verifying_doc(receipt, stack.region_url("us"), tmp_path)
         log = asyncio.run(
             fetch(
                 stack.dsns["us"],

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from aioice.turn import create_turn_endpoint
 from cryptography import x509
@@ -26,8 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from konsil.media_nodes.receipts import ResidencyReceipt
-from konsil.media_nodes.receipts import verify as verify_receipt
+from konsil.media_nodes.receipts import ResidencyReceipt, signed_bytes
+from konsil.platform.core.keys.region_signing import KeySet, Signature, verify
 from tests.conftest import Stack, TurnClient, fetch, free_port, release_turn, wait_until
 from tests.e2e.test_call_aiortc import LUMA, Peer, arrive, frames_from, login, mean_luma, receive, socket
 from tests.e2e.test_network_test_e2e import Visit, run_test
@@ -225,7 +226,9 @@ def test_media_flows_through_the_allocated_node_and_tls_works(stack: Stack, node
     # The residency receipt names this node and the region.
     receipt = practice["client"].get(f"/api/v1/orgs/{practice['slug']}/calls/{call['call_id']}/receipt").json()
     assert receipt["valid"] and receipt["receipt"]["relays"] == [NODE] and receipt["receipt"]["region"] == "us"
-    assert verify_receipt(receipt["public_key"], ResidencyReceipt(**receipt["receipt"]), receipt["signature"])
+    key_set = msgspec.convert(httpx.get(f"{stack.region_url('us')}/.well-known/konsil/keys").json(), KeySet)
+    signature = msgspec.convert(receipt["signature"], Signature)
+    assert verify(key_set, signed_bytes(ResidencyReceipt(**receipt["receipt"])), signature)
     # TURN over TLS: the call's credentials open an allocation through the TLS listener.
     assert asyncio.run(turn_allocate_over_tls(node, server["username"], server["credential"]))
 

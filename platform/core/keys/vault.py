@@ -197,6 +197,12 @@ class VaultTransitProvider:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._blocking, op, unwrapping)
 
+    async def transit(self, op: Callable[[Any], T]) -> T:
+        """One operation on this Vault's Transit engine (``op`` gets hvac's transit API)
+        with this client's login, its retry after an expired token and its errors: the
+        region's signing key (``keys/vault_signing.py``) shares them."""
+        return await self._call(op)
+
     async def read_secret(self, path: str, key: str, mount: str = "secret") -> str:
         """One value from this Vault's KV v2 engine (the TURN relays' shared secret)."""
 
