@@ -21,38 +21,29 @@ from piccolo.table import Table
 
 from konsil.compliance.evidence.model import Check, Observation, Scope
 from konsil.compliance.evidence.observations import listed, named, observation, plural
-from konsil.media_nodes import receipts
 from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.media_nodes.tables import MediaNode
 from konsil.platform.core.region import RegionContext
 from konsil.tenants.login_index import LoginIndexSync
 from konsil.tenants.tables import Call, CallRelayReceipt, LoginIndexChange, Member
+from konsil.tenants.visits import receipt_status
 
 COLLECTOR = "residency"
 BATCH = 2000  # calls looked at per query
 
-# ``(stored receipt body, stored signature) -> valid``.
-ReceiptCheck = Callable[[str, str], bool]
+# ``stored receipt row -> valid``.
+ReceiptCheck = Callable[[dict[str, Any]], bool]
 
 
 async def receipt_verifier(region: RegionContext) -> ReceiptCheck:
-    """How a stored receipt's signature is checked: the one place to change when
-    receipts are signed with the region's own key (``region.signer``).
+    """How a stored receipt is checked: against the region's own key set
+    (``region.signer``), as the receipt API does (``visits.receipt_status``). Receipts
+    from before the region had its own key count as not verified: the control plane
+    could have forged them."""
+    key_set = await region.signer.key_set()
 
-    Today a receipt is signed (Ed25519) over its JSON body with the key derived from
-    the region's internal secret (``media_nodes/receipts.py``). With the region's own
-    key it becomes: ``key_set = await region.signer.key_set()``, then
-    ``region_signing.verify(key_set, body.encode(), msgspec.json.decode(signature,
-    type=Signature))``.
-    """
-    public = receipts.public_key_b64(region.region)
-
-    def valid(body: str, signature: str) -> bool:
-        try:
-            receipt = msgspec.json.decode(body, type=ResidencyReceipt)
-        except msgspec.MsgspecError:
-            return False
-        return receipts.verify(public, receipt, signature)
+    def valid(row: dict[str, Any]) -> bool:
+        return receipt_status(key_set, row).status == "valid"
 
     return valid
 
@@ -76,7 +67,7 @@ def judge(
         return "missing", []
     relays: list[str] = []
     for row in rows:
-        if not valid(row["body"], row["signature"]):
+        if not valid(row):
             return "bad_signature", []
         try:
             receipt = msgspec.json.decode(row["body"], type=ResidencyReceipt)
@@ -104,7 +95,9 @@ async def _calls(scope: Scope, after: uuid.UUID | None) -> list[uuid.UUID]:
 
 async def _receipts_of(scope: Scope, call_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
     rows = (
-        await CallRelayReceipt.select(CallRelayReceipt.call_id, CallRelayReceipt.body, CallRelayReceipt.signature)
+        await CallRelayReceipt.select(
+            CallRelayReceipt.call_id, CallRelayReceipt.body, CallRelayReceipt.signature, CallRelayReceipt.key_id
+        )
         .where((CallRelayReceipt.org_id == scope.org_id) & CallRelayReceipt.call_id.is_in(call_ids))
         .run()
     )

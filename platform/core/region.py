@@ -6,6 +6,7 @@ named services, typed by the interfaces below, never the other areas' internals.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -79,6 +80,14 @@ class NetworkTests:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
+class Tasks(Protocol):
+    """Hands a task to whoever runs this region's background tasks (the in-process
+    runner of the embedded default, or Celery on the region's own queue); ``run_id``
+    becomes the task's id, so a redelivered task continues the same run."""
+
+    def submit(self, task: str, run_id: uuid.UUID | None = None) -> str: ...
+
+
 @dataclass
 class ControlLink:
     """Signed calls from a region to the control plane (login-discovery index)."""
@@ -122,6 +131,8 @@ class RegionContext:
     # service (CLI, worker), where nobody listens.
     live: RegionChannels | None = None
     network_tests: NetworkTests = field(default_factory=NetworkTests)
+    # The region's background tasks (reports); set by the region service, None elsewhere.
+    tasks: Tasks | None = None
     service_name: str = "region-service"
     limits: TenantLimits = field(init=False)
 

@@ -52,7 +52,7 @@ async def media_node() -> str:
     return node_id
 
 
-async def store_receipt(call_id: uuid.UUID, org_id: uuid.UUID, body: str, signature: str) -> None:
+async def store_receipt(call_id: uuid.UUID, org_id: uuid.UUID, body: str, signature: str, key_id: str) -> None:
     await CallRelayReceipt.insert(
         CallRelayReceipt(
             id=uuid.uuid4(),
@@ -60,12 +60,13 @@ async def store_receipt(call_id: uuid.UUID, org_id: uuid.UUID, body: str, signat
             call_id=call_id,
             body=body,
             signature=signature,
+            key_id=key_id,
             expires_at=clock.now(),
         )
     ).run()
 
 
-def signed(ctx: RegionContext, call_id: uuid.UUID, region: str, relays: list[str]) -> tuple[str, str]:
+async def signed(ctx: RegionContext, call_id: uuid.UUID, region: str, relays: list[str]) -> tuple[str, str, str]:
     """A receipt body and a signature by this region's key."""
     receipt = ResidencyReceipt(
         call_id=str(call_id),
@@ -74,7 +75,8 @@ def signed(ctx: RegionContext, call_id: uuid.UUID, region: str, relays: list[str
         relays=relays,
         issued_at=clock.now().isoformat(),
     )
-    return msgspec.json.encode(receipt).decode(), receipts.sign(ctx.region, receipt)
+    signature = await ctx.signer.sign(receipts.signed_bytes(receipt))
+    return msgspec.json.encode(receipt).decode(), signature.value, signature.kid
 
 
 async def test_calls_relayed_by_the_regions_media_nodes_pass(ctx: RegionContext) -> None:
@@ -116,11 +118,11 @@ async def test_a_call_without_a_valid_receipt_of_the_region_fails_and_is_named(c
     tampered = msgspec.json.encode(msgspec.structs.replace(body, relays=["somewhere-else"])).decode()
     await CallRelayReceipt.update({CallRelayReceipt.body: tampered}).where(CallRelayReceipt.id == row["id"]).run()
     elsewhere = await new_call(org)
-    await store_receipt(elsewhere.id, org.id, *signed(ctx, elsewhere.id, "us", [node]))
+    await store_receipt(elsewhere.id, org.id, *await signed(ctx, elsewhere.id, "us", [node]))
     stranger = await new_call(org)
-    await store_receipt(stranger.id, org.id, *signed(ctx, stranger.id, "eu", ["us-node-1"]))
+    await store_receipt(stranger.id, org.id, *await signed(ctx, stranger.id, "eu", ["us-node-1"]))
     swapped = await new_call(org)
-    await store_receipt(swapped.id, org.id, *signed(ctx, good.id, "eu", [node]))
+    await store_receipt(swapped.id, org.id, *await signed(ctx, good.id, "eu", [node]))
     scope = period(org)
 
     observation = await residency.collect(ctx, scope)
