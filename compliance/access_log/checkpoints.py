@@ -61,7 +61,12 @@ async def make_checkpoint(region_ctx: RegionContext, org_id: uuid.UUID) -> Signe
 
 
 async def checkpoint(signer: RegionSigner, region_id: str, org_id: uuid.UUID) -> SignedCheckpoint:
-    """``make_checkpoint`` for callers that hold the signer but no container."""
+    """``make_checkpoint`` for callers that hold the signer but no container.
+
+    The head and the checkpoint's time are read under the append lock; the checks and
+    the signature (a Vault call in services mode) come after it is released, so appends
+    never wait for the key service. That is safe: the entries up to the head cannot
+    change legitimately, and later appends are dated no earlier than the time taken."""
     found = await service.locked_head(org_id)
     if found is None:
         raise CheckpointRefused(
