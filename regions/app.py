@@ -22,7 +22,9 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from konsil.compliance.access_log.api import access_log_router
+from konsil.compliance.attestations.api import attestations_router
 from konsil.compliance.dsr.api import dsr_router
+from konsil.compliance.retention.api import retention_router
 from konsil.media_nodes.ops_api import ops_router
 from konsil.media_nodes.registry import HeartbeatConsumer
 from konsil.media_nodes.registry_store import sync_registry
@@ -174,6 +176,8 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             network_test_router,
             dsr_router,
             access_log_router,
+            attestations_router,
+            retention_router,
             ops_router,
             Router(path="/", guards=[authorize], route_handlers=SOCKETS),
             create_static_files_router(

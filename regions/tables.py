@@ -3,6 +3,7 @@
 from piccolo.table import Table
 
 from konsil.compliance.access_log.tables import ACCESS_LOG_TABLES
+from konsil.compliance.attestations.tables import ATTESTATION_TABLES
 from konsil.compliance.dsr.tables import DSR_TABLES
 from konsil.compliance.retention.tables import RETENTION_TABLES
 from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
@@ -16,10 +17,12 @@ REGION_TABLES: list[type[Table]] = [
     *NETWORK_TEST_TABLES,
     *RETENTION_TABLES,
     *DSR_TABLES,
+    *ATTESTATION_TABLES,
 ]
 
 # The rows that go with their organisation (contract end + 90 days, `konsil org delete`),
 # before the organisation's own row; payment records stay for their legal hold (P9, P18).
+# Audit records stay too (the access log, control attestations: 6 years).
 ORGANISATION_OWNED: list[type[Table]] = [
     t for t in [*TENANT_TABLES, *NETWORK_TEST_TABLES, *DSR_TABLES] if t not in (Organisation, PaymentRecord)
 ]

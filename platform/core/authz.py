@@ -35,6 +35,11 @@ INTERNAL: dict[str, Any] = {"internal": True}
 # regions.<id>.ops_token_hashes. Not a member of any organisation.
 OPS: dict[str, Any] = {"auth": Rule(frozenset({"ops"}), None, org_scoped=False)}
 
+# A route that only ends the caller's own session (logging out): open to auditors, whom
+# the guard otherwise refuses every unsafe method (tenants/auth.py).
+OWN_SESSION_KEY = "own_session"
+OWN_SESSION: dict[str, Any] = {OWN_SESSION_KEY: True}
+
 # The roles that manage an organisation's members, rooms, retention and requests.
 MANAGERS: frozenset[str] = frozenset({"owner", "admin"})
 
