@@ -28,7 +28,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Empty, EmptyType
 
 from konsil.platform.core import clock, database, errors
-from konsil.platform.core.authz import OWN_SESSION_KEY, Rule, token_hash
+from konsil.platform.core.authz import AUDIT_WORK_KEY, OWN_SESSION_KEY, Rule, token_hash
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record, record_denial
@@ -401,8 +401,9 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
 
 def _changes_state(connection: ASGIConnection[Any, Any, Any, Any], opt: dict[str, Any]) -> bool:
     """Whether a call may change something: an unsafe method, or any socket (sockets
-    carry actions). Ending one's own session (``OWN_SESSION``) is no change of data."""
-    if opt.get(OWN_SESSION_KEY):
+    carry actions). Ending one's own session (``OWN_SESSION``) is no change of data, nor
+    is making an audit artefact (``AUDIT_WORK``: starting a compliance report)."""
+    if opt.get(OWN_SESSION_KEY) or opt.get(AUDIT_WORK_KEY):
         return False
     return connection.scope["type"] == ScopeType.WEBSOCKET or connection.scope.get("method") in UNSAFE
 

@@ -24,7 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from konsil.compliance.controls.catalog import load_catalogs
-from konsil.platform.core.authz import OWN_SESSION_KEY, Rule
+from konsil.platform.core.authz import AUDIT_WORK_KEY, OWN_SESSION_KEY, Rule
 from konsil.regions.app import create_region_app
 from tests.conftest import Stack, auditor_access_until, fetch, stored_network_test_result, wait_until
 
@@ -176,7 +176,7 @@ def test_an_auditor_changes_nothing_on_any_route(stack: Stack, practice: Practic
     p = practice
     auditor = p.clients["auditor"]  # a live session, sending its CSRF token
     before, seq = snapshot(p), last_seq(p)
-    tried: dict[str, int] = {"member rule": 0, "own session": 0, "signed or visitor": 0, "socket": 0}
+    tried: dict[str, int] = {"member rule": 0, "own session": 0, "audit work": 0, "signed or visitor": 0, "socket": 0}
     for method, path, opt in routes(stack):
         if opt.get("public") or (method not in UNSAFE and method != "WS"):
             continue  # open to anyone (the login, a visitor's join form), or safe
@@ -190,6 +190,9 @@ def test_an_auditor_changes_nothing_on_any_route(stack: Stack, practice: Practic
         if opt.get(OWN_SESSION_KEY):
             tried["own session"] += 1  # logging out: tried last, below
             continue
+        if opt.get(AUDIT_WORK_KEY):
+            tried["audit work"] += 1  # starting a report: tests/e2e/test_reports.py
+            continue
         body = {"name": "Changed", "email": "x@audited.example", "role": "owner", "password": PASSWORD}
         response = auditor.request(method, target, json=body)
         if isinstance(opt.get("auth"), Rule):
@@ -199,6 +202,7 @@ def test_an_auditor_changes_nothing_on_any_route(stack: Stack, practice: Practic
             assert response.status_code in (401, 403, 404), (method, path, response.status_code, response.text)
             tried["signed or visitor"] += 1
     assert tried["member rule"] >= 25 and tried["socket"] >= 2 and tried["own session"] == 2, tried
+    assert tried["audit work"] == 1, tried
     assert snapshot(p) == before, "an auditor's call changed a row"
     refusals = log_after(p, seq)
     assert refusals and {r["outcome"] for r in refusals} == {"denied"}, refusals
@@ -217,7 +221,11 @@ def test_no_rule_admits_an_auditor_to_an_unsafe_method_but_logging_out(stack: St
         for method, path, opt in routes(stack)
         if method in UNSAFE | {"WS"} and isinstance(opt.get("auth"), Rule) and "auditor" in opt["auth"].roles
     }
-    assert admitted == {("POST", "/api/v1/orgs/{slug}/auth/logout"), ("POST", "/{slug}/logout")}
+    assert admitted == {
+        ("POST", "/api/v1/orgs/{slug}/auth/logout"),
+        ("POST", "/{slug}/logout"),
+        ("POST", "/api/v1/orgs/{slug}/reports"),  # starting a compliance report changes no data
+    }
 
 
 # --- what an auditor reads ----------------------------------------------------------------------
