@@ -4,6 +4,7 @@ from piccolo.table import Table
 
 from konsil.compliance.access_log.tables import ACCESS_LOG_TABLES
 from konsil.compliance.dsr.tables import DSR_TABLES
+from konsil.compliance.evidence.tables import EVIDENCE_TABLES
 from konsil.compliance.retention.tables import RETENTION_TABLES
 from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 from konsil.media_nodes.tables import MEDIA_NODE_TABLES
@@ -16,10 +17,13 @@ REGION_TABLES: list[type[Table]] = [
     *NETWORK_TEST_TABLES,
     *RETENTION_TABLES,
     *DSR_TABLES,
+    *EVIDENCE_TABLES,
 ]
 
 # The rows that go with their organisation (contract end + 90 days, `konsil org delete`),
 # before the organisation's own row; payment records stay for their legal hold (P9, P18).
+# The access log and the evidence observations are audit records about the organisation,
+# kept 6 years also after it is gone: never listed here.
 ORGANISATION_OWNED: list[type[Table]] = [
     t for t in [*TENANT_TABLES, *NETWORK_TEST_TABLES, *DSR_TABLES] if t not in (Organisation, PaymentRecord)
 ]
