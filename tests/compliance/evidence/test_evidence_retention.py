@@ -25,8 +25,8 @@ from tests.compliance.evidence.conftest import Org, assert_no_personal_data, new
 DAY = dt.timedelta(days=1)
 
 
-async def collected(ctx: RegionContext, org: Org, now: dt.datetime | None = None) -> Observation:
-    observation = await retention.collect(ctx, scope_of(org.id, now=now))
+async def collected(ctx: RegionContext, org: Org) -> Observation:
+    observation = await retention.collect(ctx, scope_of(org.id))
     assert_no_personal_data(observation, org.owner_email)
     return observation
 
