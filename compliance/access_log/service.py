@@ -298,7 +298,11 @@ async def _batches(
             if after_seq is not None:
                 where &= AccessLogEntry.seq > after_seq
         else:
-            where &= (AccessLogEntry.seq > last[0]) | ((AccessLogEntry.seq == last[0]) & (AccessLogEntry.id > last[1]))
+            # ``seq >= last`` on its own too: the OR alone is no index range, and each batch
+            # would scan the chain from its start (minutes on a million entries).
+            where &= (AccessLogEntry.seq >= last[0]) & (
+                (AccessLogEntry.seq > last[0]) | ((AccessLogEntry.seq == last[0]) & (AccessLogEntry.id > last[1]))
+            )
         if upto_seq is not None:
             where &= AccessLogEntry.seq <= upto_seq
         rows = await (
