@@ -6,6 +6,7 @@ from konsil.compliance.access_log.tables import ACCESS_LOG_TABLES
 from konsil.compliance.attestations.tables import ATTESTATION_TABLES
 from konsil.compliance.dsr.tables import DSR_TABLES
 from konsil.compliance.evidence.tables import EVIDENCE_TABLES
+from konsil.compliance.reports.tables import REPORT_TABLES
 from konsil.compliance.retention.tables import RETENTION_TABLES
 from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 from konsil.media_nodes.tables import MEDIA_NODE_TABLES
@@ -20,6 +21,7 @@ REGION_TABLES: list[type[Table]] = [
     *DSR_TABLES,
     *ATTESTATION_TABLES,
     *EVIDENCE_TABLES,
+    *REPORT_TABLES,
 ]
 
 # The rows that go with their organisation (contract end + 90 days, `konsil org delete`),

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from konsil.compliance.access_log.checkpoints import checkpoint_moved
+from konsil.compliance.reports.jobs import REPORT_TASK, generate
 from konsil.compliance.retention.purge import PurgeRequest, purge, run_as_of, summary
 from konsil.compliance.retention.tables import PurgeRun
 from konsil.platform.core import database
@@ -130,7 +131,19 @@ async def checkpoint_task(ctx: RegionContext, region: str, run_id: uuid.UUID) ->
     return {"run_id": str(run_id), "checkpoints": result.made, "refused": result.refused}
 
 
-TASKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {PURGE: purge_task, CHECKPOINT: checkpoint_task}
+async def report_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict[str, Any]:
+    """Generate one compliance report (``compliance/reports/jobs.py``); the task id is
+    the report job's id, so a redelivered task runs the same job again from its start."""
+    if region != ctx.region.id:
+        raise WrongRegion(f"a task of region {region!r} reached a worker of region {ctx.region.id!r}")
+    return {"report": str(run_id), "status": await generate(ctx, run_id)}
+
+
+TASKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+    PURGE: purge_task,
+    CHECKPOINT: checkpoint_task,
+    REPORT_TASK: report_task,
+}
 
 
 class TaskRunner(Protocol):
@@ -300,6 +313,7 @@ def celery_app(settings: Settings, region_id: str) -> Celery:
 
     region_task(PURGE)
     region_task(CHECKPOINT)
+    region_task(REPORT_TASK)
     return app
 
 

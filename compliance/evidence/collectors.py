@@ -1,7 +1,7 @@
 """The evidence collectors by name, and one collection run over them.
 
-``COLLECTORS`` maps each collector of ``controls.catalog.COLLECTORS`` that exists so far
-to its ``collect(region, scope)``. ``collect`` runs the ones asked for one after another
+``COLLECTORS`` maps each collector of ``controls.catalog.COLLECTORS`` to its
+``collect(region, scope)``. ``collect`` runs the ones asked for one after another
 (each reads the region's database; one at a time keeps a report's load on it bounded)
 and always returns one observation per collector: a collector that raises yields an
 observation whose checks all fail, saying it could not run and why in words that hold
@@ -15,7 +15,17 @@ import traceback
 from collections.abc import Sequence
 
 from konsil.compliance.controls.catalog import COLLECTOR_RULES
-from konsil.compliance.evidence import access_log, encryption, keys, retention
+from konsil.compliance.evidence import (
+    access_log,
+    dsr,
+    encryption,
+    keys,
+    network_tests,
+    residency,
+    retention,
+    sessions,
+    subprocessors,
+)
 from konsil.compliance.evidence.common import failed, observation
 from konsil.compliance.evidence.model import Collect, Observation, Scope
 from konsil.platform.core.keys.provider import KeyServiceError
@@ -28,6 +38,11 @@ COLLECTORS: dict[str, Collect] = {
     encryption.COLLECTOR: encryption.collect,
     keys.COLLECTOR: keys.collect,
     access_log.COLLECTOR: access_log.collect,
+    residency.COLLECTOR: residency.collect,
+    dsr.COLLECTOR: dsr.collect,
+    sessions.COLLECTOR: sessions.collect,
+    subprocessors.COLLECTOR: subprocessors.collect,
+    network_tests.COLLECTOR: network_tests.collect,
 }
 
 

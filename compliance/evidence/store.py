@@ -58,6 +58,11 @@ async def store(observations: Sequence[Observation], report_id: uuid.UUID | None
         await EvidenceObservation.insert(*rows).run()
 
 
+async def discard(report_id: uuid.UUID) -> None:
+    """Drop what an interrupted run of report ``report_id`` stored, before it runs again."""
+    await EvidenceObservation.delete().where(EvidenceObservation.report_id == report_id).run()
+
+
 def _observation(row: dict[str, Any]) -> Observation:
     evidence = msgspec.json.decode(row["evidence"])
     if not isinstance(evidence, dict) or evidence_sha256(evidence) != row["evidence_sha256"]:

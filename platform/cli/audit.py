@@ -124,7 +124,7 @@ def _not_found(args: argparse.Namespace) -> int:
     return 2
 
 
-async def _in_region(args: argparse.Namespace, action: Any) -> int:
+async def in_region(args: argparse.Namespace, action: Any) -> int:
     """Run ``action(ctx, found)`` in the region that holds the organisation."""
     settings, regions = _regions(args)
     for region in regions:
@@ -167,7 +167,7 @@ async def verify(args: argparse.Namespace) -> int:
         print(format_report(report, found.slug, removed=found.removed))
         return 0 if report.ok else 1
 
-    return await _in_region(args, run)
+    return await in_region(args, run)
 
 
 async def checkpoint(args: argparse.Namespace) -> int:
@@ -195,7 +195,7 @@ async def checkpoint(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return await _in_region(args, run)
+    return await in_region(args, run)
 
 
 async def certificate(args: argparse.Namespace) -> int:
@@ -226,4 +226,4 @@ async def certificate(args: argparse.Namespace) -> int:
         print(f"the deletion certificate verifies with the region's key {signed.signature.kid}", file=sys.stderr)
         return 0
 
-    return await _in_region(args, run)
+    return await in_region(args, run)

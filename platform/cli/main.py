@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import importlib
 import inspect
 import logging
@@ -144,7 +145,25 @@ def parser() -> argparse.ArgumentParser:
     org_options(show)
     show.add_argument("--out", metavar="FILE", help="save it to this file instead of printing it")
     show.set_defaults(func=_command("konsil.platform.cli.audit:certificate"))
+
+    report = with_config(sub.add_parser("report", help="make a compliance report (GDPR, HIPAA, NEN 7510, Normen)"))
+    org_options(report)
+    report.add_argument("--framework", required=True, choices=["gdpr", "hipaa", "nen7510", "normen"])
+    report.add_argument("--from", dest="period_from", required=True, type=_date, help="first day (YYYY-MM-DD)")
+    report.add_argument("--to", dest="period_to", required=True, type=_date, help="last day, included (YYYY-MM-DD)")
+    report.add_argument(
+        "--format", required=True, choices=["pdf", "json", "csv", "zip", "ropa", "oscal"], help="the file to write"
+    )
+    report.add_argument("--out", metavar="FILE", help="where to write it (default: named after org, framework, period)")
+    report.set_defaults(func=_command("konsil.platform.cli.report:run"))
     return top
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

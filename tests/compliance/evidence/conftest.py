@@ -21,9 +21,9 @@ import pytest
 from konsil.compliance.dsr import service as dsr
 from konsil.compliance.dsr.schemas import RequestIn
 from konsil.compliance.evidence.model import Observation, Scope, evidence_bytes
-from konsil.platform.core import database
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.settings import RegionSettings, Settings, VaultSettings
+from konsil.regions import container
 from konsil.regions.container import build_region
 from konsil.regions.tables import REGION_TABLES
 from konsil.tenants import organisations, records, rooms, visits
@@ -66,13 +66,11 @@ async def ctx(evidence_dsn: str, tmp_path: Path) -> AsyncIterator[RegionContext]
     settings = region_settings(evidence_dsn, tmp_path / "keyring")
     context = build_region(settings, settings.regions[0], service_name="test")
     with bindings_restored(REGION_TABLES):
-        database.bind(REGION_TABLES, context.engine)
-        await database.start(context.engine)
+        await container.start(context)  # binds the tables and seals the log heads it writes
         try:
             yield context
         finally:
-            await context.keys.provider.close()
-            await database.stop(context.engine)
+            await container.stop(context)
 
 
 def with_region(ctx: RegionContext, **fields: Any) -> RegionContext:
