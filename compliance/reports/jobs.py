@@ -19,7 +19,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
@@ -78,7 +78,7 @@ class ReportRequestError(ValueError):
 class ReportRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """What to report on: a framework and a period of whole days (UTC), both ends included."""
 
-    framework: Annotated[str, msgspec.Meta(description="gdpr, hipaa, nen7510 or normen")]
+    framework: FrameworkId  # gdpr, hipaa, nen7510 or normen
     period_from: dt.date = msgspec.field(name="from")
     period_to: dt.date = msgspec.field(name="to")
 
@@ -112,7 +112,7 @@ def period_of(request: ReportRequest, today: dt.date) -> tuple[FrameworkId, dt.d
         raise ReportRequestError("to: a period may be at most 3 years long")
     start = dt.datetime.combine(request.period_from, dt.time(), tzinfo=dt.UTC)
     end = dt.datetime.combine(request.period_to + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    framework: FrameworkId = request.framework  # type: ignore[assignment]  # checked above
+    framework: FrameworkId = request.framework
     return framework, start, end
 
 
