@@ -14,6 +14,7 @@ organisation B; a role (or token scope) below the route's requirement gets 403.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -184,6 +185,11 @@ class Org:
         )
         assert signed.status_code == 201, signed.text
         self.ids["attestation_id"] = signed.json()["id"]
+        today = dt.date.today().isoformat()
+        report = owner.post(f"/api/v1/orgs/{self.slug}/reports", json={"framework": "gdpr", "from": today, "to": today})
+        assert report.status_code == 202, report.text
+        self.ids["report_id"] = report.json()["id"]
+        self.ids["file_format"] = "pdf"
 
     def token_client(self, base: str, scope: str) -> httpx.Client:
         return httpx.Client(base_url=base, headers={"authorization": f"Bearer {self.tokens[scope]}"}, timeout=30)
