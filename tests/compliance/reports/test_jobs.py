@@ -28,6 +28,7 @@ from konsil.platform.core.access import AccessEvent
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import removal
 from konsil.tenants.actors import Actor
+from konsil.tenants.tables import Visit
 from tests.compliance.evidence.conftest import (
     OWNER_NAME,
     VISITOR_NAME,
@@ -194,3 +195,21 @@ async def test_a_removed_organisation_is_still_reported_on_by_id(ctx: RegionCont
     document = decode_report((await jobs.file(org.id, job_id, "json")) or b"")
     assert document.org_name.startswith(org.record.slug) and "removed on" in document.org_name
     assert msgspec.json.encode(document).count(b"chain_verifies") >= 1
+
+
+async def test_a_row_left_past_its_retention_makes_the_report_say_fail_with_the_reason(ctx: RegionContext) -> None:
+    org = await new_org(ctx, retention_days=7)
+    visit_id, _ = await new_visit(ctx, org)
+    # A purge that never ran: the visit is 10 days old with a 7-day retention.
+    await Visit.update({Visit.arrived_at: clock.now() - dt.timedelta(days=10)}).where(Visit.id == visit_id)
+    job_id = await jobs.create(ctx, org.id, _request("normen"), _event(org.id))
+
+    assert await jobs.generate(ctx, job_id) == "done"
+
+    document = decode_report((await jobs.file(org.id, job_id, "json")) or b"")
+    finding = next(f for f in document.findings if f.control_id == "FA 25")
+    assert finding.status == "fail"
+    assert "Kept longer than allowed" in finding.reason and str(visit_id) in finding.reason
+    pdf = (await jobs.file(org.id, job_id, "pdf")) or b""
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
+    assert "Kept longer than allowed" in text
