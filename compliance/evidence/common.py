@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import calendar
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,8 @@ from konsil.compliance.evidence.model import Check, Method, Observation, Scope, 
 GRACE = timedelta(hours=24)
 # How many offending records an observation names (by table and id); the count is complete.
 NAMED = 10
+# How many ids the evidence lists at most (a reason names ``NAMED``); counts are complete.
+LISTED = 1000
 
 Figure = int | float | str | bool | None
 
@@ -42,6 +44,23 @@ def observation(
         evidence=evidence,
         evidence_sha256=evidence_sha256(evidence),
     )
+
+
+def named(ids: Sequence[object], limit: int = NAMED) -> str:
+    """``a, b, c and 7 more``: the first ids of a list, for a reason."""
+    shown = ", ".join(str(i) for i in ids[:limit])
+    rest = len(ids) - limit
+    return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+def listed(items: Iterable[Any], limit: int = LISTED) -> list[Any]:
+    """At most ``limit`` items for the evidence (its counts say how many there were)."""
+    out: list[Any] = []
+    for item in items:
+        if len(out) >= limit:
+            break
+        out.append(item)
+    return out
 
 
 def passed(name: str, reason: str, **figures: Figure) -> Check:

@@ -23,8 +23,8 @@ from konsil.compliance.access_log.tables import AccessLogEntry
 from konsil.compliance.dsr import service
 from konsil.compliance.dsr.schemas import EXPORT_FORMAT, EXPORT_VERSION, SubjectExport
 from konsil.compliance.dsr.tables import DataSubjectRequest
+from konsil.compliance.evidence.common import listed, named, observation, plural
 from konsil.compliance.evidence.model import Check, Observation, Scope
-from konsil.compliance.evidence.observations import listed, named, observation, plural
 from konsil.platform.core.access import AccessEvent
 from konsil.platform.core.region import RegionContext
 from konsil.tenants.tables import Organisation
@@ -436,13 +436,13 @@ async def collect(region: RegionContext, scope: Scope) -> Observation:
         await export_valid(region, rows, scope),
     ]
     return observation(
+        scope,
         COLLECTOR,
         "TEST",
         "Read the organisation's data-subject requests open in the period and measured each against the 28-day "
         "deadline; matched completed rectifications with their change entries in the access log; searched again "
         "for the subject of each completed erasure; rebuilt each export of the period (sealed fields masked) and "
         "validated it against the published export format.",
-        scope,
         [c for c, _ in checks_and_evidence],
         {c.name: e for c, e in checks_and_evidence},
     )

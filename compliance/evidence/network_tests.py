@@ -16,8 +16,8 @@ from typing import Any
 from piccolo.custom_types import Combinable
 from piccolo.table import Table
 
+from konsil.compliance.evidence.common import listed, named, observation, plural
 from konsil.compliance.evidence.model import Check, Observation, Scope
-from konsil.compliance.evidence.observations import listed, named, observation, plural
 from konsil.media_nodes.network_test.tables import NetworkTestResult
 from konsil.platform.core import database
 from konsil.platform.core.region import RegionContext
@@ -170,12 +170,12 @@ async def results_unlinked(region: RegionContext, scope: Scope) -> tuple[Check, 
 async def collect(region: RegionContext, scope: Scope) -> Observation:
     result, evidence = await results_unlinked(region, scope)
     return observation(
+        scope,
         COLLECTOR,
         "TEST",
         "Compared the network-test results table's columns in the region's database with the reviewed "
         "unlinkable set, and tested each stored result of the organisation for an id shared with a visit, call "
         "or member and for a runner other than 'visitor' or 'member'.",
-        scope,
         [result],
         evidence,
     )

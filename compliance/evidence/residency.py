@@ -19,8 +19,8 @@ import msgspec
 from piccolo.custom_types import Combinable
 from piccolo.table import Table
 
+from konsil.compliance.evidence.common import listed, named, observation, plural
 from konsil.compliance.evidence.model import Check, Observation, Scope
-from konsil.compliance.evidence.observations import listed, named, observation, plural
 from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.media_nodes.tables import MediaNode
 from konsil.platform.core.region import RegionContext
@@ -241,12 +241,12 @@ async def collect(region: RegionContext, scope: Scope) -> Observation:
     receipts_check, receipts_evidence = await receipts_valid(region, scope)
     control_check, control_evidence = await control_plane_holds_none(region, scope)
     return observation(
+        scope,
         COLLECTOR,
         "TEST",
         "Verified the signed residency receipt of every call of the period still held (retention and erasure "
         "delete a call with its receipt) against this region's key and media-node registry, and checked that "
         "what the region sends the control plane about the organisation is keyed hashes and ids only.",
-        scope,
         [receipts_check, control_check],
         {"receipts": receipts_evidence, "control_plane": control_evidence},
     )

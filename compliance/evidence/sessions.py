@@ -12,8 +12,8 @@ import datetime as dt
 from typing import Any
 
 from konsil.compliance.access_log.tables import AccessLogEntry
+from konsil.compliance.evidence.common import listed, named, observation, plural
 from konsil.compliance.evidence.model import Check, Observation, Scope
-from konsil.compliance.evidence.observations import listed, named, observation, plural
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import members
 from konsil.tenants.tables import Member
@@ -204,12 +204,12 @@ async def collect(region: RegionContext, scope: Scope) -> Observation:
         await auditor_grants(scope),
     ]
     return observation(
+        scope,
         COLLECTOR,
         "EXAMINE",
         "Read the region's session idle timeout, counted the organisation's staff sign-ins of the period in its "
         "access log with the sign-in methods Konsil offers, listed who holds which role (member ids only) "
         "and read every auditor grant with the access-log entries of each auditor after their grant ended.",
-        scope,
         [c for c, _ in results],
         {c.name: e for c, e in results},
     )

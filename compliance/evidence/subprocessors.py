@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
+from konsil.compliance.evidence.common import named, observation, plural
 from konsil.compliance.evidence.model import Check, Observation, Scope
-from konsil.compliance.evidence.observations import named, observation, plural
 from konsil.compliance.subprocessors.register import (
     Register,
     RegisterError,
@@ -117,7 +117,7 @@ def _unreadable(region_id: str, scope: Scope, error: RegisterError) -> Observati
     reason = f"The subprocessor register cannot be read for region {region_id}: {error}."
     checks = [Check(name=name, result="fail", reason=reason) for name in CHECKS]
     evidence: dict[str, Any] = {"region": region_id, "processors": [], "error": str(error)}
-    return observation(COLLECTOR, "EXAMINE", DESCRIPTION, scope, checks, evidence)
+    return observation(scope, COLLECTOR, "EXAMINE", DESCRIPTION, checks, evidence)
 
 
 def observe(register: Register, region_id: str, scope: Scope) -> Observation:
@@ -136,7 +136,7 @@ def observe(register: Register, region_id: str, scope: Scope) -> Observation:
         "jurisdiction": register.jurisdiction(region_id),
         "processors": [_listed(p) for p in processors],
     }
-    return observation(COLLECTOR, "EXAMINE", DESCRIPTION, scope, checks, evidence)
+    return observation(scope, COLLECTOR, "EXAMINE", DESCRIPTION, checks, evidence)
 
 
 async def collect(region: RegionContext, scope: Scope) -> Observation:
