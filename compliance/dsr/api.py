@@ -97,6 +97,30 @@ async def overview_request(request: Req, dsr_id: uuid.UUID) -> Response[str]:
 
 
 @post(
+    BASE + "/{dsr_id:uuid}/access-extract",
+    opt=rule(*MANAGERS, personal_data="dsr"),
+    status_code=HTTP_200_OK,
+    media_type="application/pdf",
+    tags=["data-subject requests"],
+)
+async def access_extract_request(request: Req, dsr_id: uuid.UUID) -> Response[bytes]:
+    """Who accessed the subject's data, as a PDF for them to read (NEN 7513 ch. 5,
+    Normen innsyn i logg): every access-log entry about their records, with who (the
+    organisation's members by name), on whose behalf, what, why, when and the outcome.
+    Part of the answer to an access request; it does not complete the request (the
+    export or the overview does). The file name carries the request id only."""
+    content = await service.access_extract(region_of(request), actor_of(request), _org(request), dsr_id)
+    return Response(
+        content,
+        media_type="application/pdf",
+        headers={
+            "content-disposition": f'attachment; filename="{service.extract_filename(dsr_id)}"',
+            "cache-control": "no-store",
+        },
+    )
+
+
+@post(
     BASE + "/{dsr_id:uuid}/rectify",
     opt=rule(*MANAGERS, personal_data="dsr"),
     status_code=HTTP_200_OK,
@@ -132,7 +156,8 @@ async def reject_request(request: Req, dsr_id: uuid.UUID, data: Rejection) -> Re
 
 @get("/{slug:str}/portal/dsr", opt={**rule(*MANAGERS), "page": True}, include_in_schema=False)
 async def dsr_page(request: Req) -> Template:
-    """The portal page: requests with due dates, file, view, export, rectify, erase."""
+    """The portal page: requests with due dates, file, view, export, the "who accessed
+    their data" extract, rectify, erase."""
     org = _org(request)
     principal = request.state.principal
     return Template(
@@ -154,6 +179,7 @@ dsr_router = Router(
         read_request,
         export_request,
         overview_request,
+        access_extract_request,
         rectify_request,
         erase_request,
         reject_request,

@@ -12,10 +12,15 @@ export or a change of the subject's records logs one entry per record's data
 subject (``member:<id>``, ``visit:<id>``, ``payment:<id>``); the request itself is
 logged as ``dsr:<id>``. Payment records are under legal hold (P9): an erasure
 leaves them and says so.
+
+The "who accessed my data" extract (NEN 7513 ch. 5, Normen innsyn i logg) is the
+access-log part of an access request, as a PDF the person reads: see
+``access_extract``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -26,6 +31,7 @@ from typing import Any
 import msgspec
 from piccolo.custom_types import Combinable
 
+from konsil.compliance.access_log.chain import EntryRecord
 from konsil.compliance.access_log.service import AccessEvent, append_many
 from konsil.compliance.access_log.tables import AccessLogEntry
 from konsil.compliance.dsr.schemas import (
@@ -49,6 +55,8 @@ from konsil.compliance.dsr.schemas import (
     VisitData,
 )
 from konsil.compliance.dsr.tables import DataSubjectRequest
+from konsil.compliance.reports.access_extract import access_extract_pdf
+from konsil.compliance.reports.labels import date_text
 from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.platform.core import clock, database, errors
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
@@ -56,6 +64,7 @@ from konsil.platform.core.region import RegionContext
 from konsil.tenants import members, removal, visits
 from konsil.tenants.actors import Actor, _event, record
 from konsil.tenants.tables import (
+    ApiToken,
     Call,
     CallRelayReceipt,
     CallTelemetry,
@@ -577,6 +586,181 @@ def overview_text(data: SubjectExport) -> str:
         )
     lines += ["", *data.notes]
     return "\n".join(lines) + "\n"
+
+
+# --- access: the "who accessed my data" extract ---------------------------------------------
+
+EXTRACT_PURPOSE = "data-subject request (access log extract)"
+EXTRACT_OBJECT = "access_log"
+# What the extract calls the person themselves, and a visitor who is someone else.
+YOU = "You"
+OTHER_VISITOR = "visitor"
+OTHER_VISITOR_NAME = "Another visitor"
+
+
+def extract_filename(request_id: uuid.UUID) -> str:
+    """The PDF's file name: the request's random id, never the person's name or identifier."""
+    return f"access-log-extract-{request_id}.pdf"
+
+
+async def _entries_about(org_id: uuid.UUID, refs: list[str]) -> list[EntryRecord]:
+    """Every access-log entry of this organisation about one of ``refs``, in chain
+    order: the same entries the export lists under ``accessed_by``, whole."""
+    if not refs:
+        return []
+    rows = (
+        await AccessLogEntry.select()
+        .where((AccessLogEntry.org_id == org_id) & AccessLogEntry.subject_ref.is_in(refs))
+        .order_by(AccessLogEntry.seq)
+        .run()
+    )
+    # strict=False: SQLite (the embedded default) hands back ids as text.
+    return [msgspec.convert(row, EntryRecord, strict=False) for row in rows]
+
+
+def _ids(refs: set[str], prefix: str) -> list[uuid.UUID]:
+    found = []
+    for ref in refs:
+        if ref.startswith(prefix):
+            try:
+                found.append(uuid.UUID(ref.removeprefix(prefix)))
+            except ValueError:
+                continue
+    return found
+
+
+async def _names(
+    ctx: RegionContext,
+    actor: Actor,
+    cipher: OrgCipher,
+    org_id: uuid.UUID,
+    entries: list[EntryRecord],
+    own: set[str],
+) -> dict[str, str]:
+    """Names the extract shows for the pseudonymous actors of ``entries``: "You" for
+    the person themselves; the organisation's own members by name and its connected
+    systems by their label (the patient has a right to know which user looked, NEN
+    7513 ch. 5 and Normen; who works there is the organisation's to tell). Konsil's
+    staff and the system keep their role and code only. Each member name opened is a
+    read of that member's data, logged as such."""
+    refs = {e.actor for e in entries} | {e.on_behalf_of for e in entries}
+    names = {ref: YOU for ref in refs & own}
+    member_ids = _ids(refs - own, "member:")
+    if member_ids:
+        staff = (
+            await Member.select(Member.id, Member.name)
+            .where((Member.org_id == org_id) & Member.id.is_in(member_ids))
+            .run()
+        )
+        reads: list[AccessEvent] = []
+        for m in staff:
+            member_id = uuid.UUID(str(m["id"]))
+            ref = FieldRef(org_id, "member", "name", member_id)
+            try:
+                names[members.subject(member_id)] = cipher.open(ref, m["name"])
+                outcome = "success"
+            except FieldDecryptionError:
+                outcome = "failure"  # shown by role and code instead
+            reads.append(_event(ctx, actor, org_id, "read", "member", member_id, members.subject(member_id), outcome))
+        await ctx.access_log.append_many(reads)
+    token_ids = _ids(refs, "token:")
+    if token_ids:
+        tokens = (
+            await ApiToken.select(ApiToken.id, ApiToken.label)
+            .where((ApiToken.org_id == org_id) & ApiToken.id.is_in(token_ids))
+            .run()
+        )
+        names.update({f"token:{t['id']}": t["label"] for t in tokens if t["label"]})
+    return names
+
+
+def _without_other_visitors(entry: EntryRecord, own: set[str]) -> EntryRecord:
+    """The entry as shown: a visitor other than the person is no one's business here,
+    so their pseudonym (which names their visit) is replaced. Visitors act only on
+    their own visit today; this keeps it so if that ever changes."""
+    changes = {
+        name: OTHER_VISITOR
+        for name in ("actor", "on_behalf_of")
+        if getattr(entry, name).startswith("visitor:") and getattr(entry, name) not in own
+    }
+    return msgspec.structs.replace(entry, **changes) if changes else entry
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _subject_label(identifier_kind: str, identifier: str, records: Records) -> str:
+    """Whose data, in the person's words: which records of theirs, found how."""
+    parts = [
+        _count(n, one, many)
+        for n, one, many in (
+            (len(records.visits), "visit (with its calls)", "visits (with their calls)"),
+            (len(records.members), "member account", "member accounts"),
+            (len(records.payments), "payment record", "payment records"),
+        )
+        if n
+    ]
+    by = f"your {'phone number' if identifier_kind == 'phone' else 'e-mail address'} {identifier}"
+    if not parts:
+        return f"Your records found by {by}: none are held"
+    held = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"Your records: {held}, found by {by}"
+
+
+async def access_extract(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_id: uuid.UUID) -> bytes:
+    """The "who accessed my data" extract of the request's subject as a PDF (NEN 7513
+    ch. 5, Normen innsyn i logg): every access-log entry about their records (the
+    entries the export lists under ``accessed_by``), with who, on whose behalf, what,
+    why, when and the outcome, for the person to read.
+
+    Producing it is logged first ("export" of the access log, one entry per record of
+    the subject and one for the request), in the same transaction as the read, so the
+    extract lists its own making. It does not complete the request: an access request
+    asks for the person's data as well (GDPR 15(1) and (3)); the export or the overview
+    answers it, and lists the same accesses. The PDF is drawn after the transaction, in
+    a thread, so the organisation's log is not held locked while it is."""
+    row = await get_row(org["id"], request_id)
+    if row["status"] == "rejected":
+        raise errors.conflict("this request was rejected; file a new one to answer it")
+    actor = actor.for_purpose(EXTRACT_PURPOSE)
+    org_id = org["id"]
+    cipher = await ctx.keys.cipher(org_id)
+    try:
+        identifier = _open_identifier(cipher, row)
+    except FieldDecryptionError:
+        raise await _integrity_failure(
+            ctx, actor, org_id, "data_subject_request", request_id, dsr_subject(request_id)
+        ) from None
+    async with database.transaction(ctx.engine):
+        records = await find(org_id, row["identifier_kind"], row["identifier_index"])
+        subjects = records.subjects()
+        made = [*((oid, ref) for _, oid, ref in subjects), (request_id, dsr_subject(request_id))]
+        await ctx.access_log.append_many(
+            [_event(ctx, actor, org_id, "export", EXTRACT_OBJECT, oid, ref, "success") for oid, ref in made]
+        )
+        entries = await _entries_about(org_id, [ref for _, _, ref in subjects])
+        own = {_own_actor(kind, oid) for kind, oid, _ in subjects if kind in ("member", "visit")}
+        names = await _names(ctx, actor, cipher, org_id, entries, own)
+    shown = [_without_other_visitors(e, own) for e in entries]
+    if any(e.actor == OTHER_VISITOR for e in shown):
+        names[OTHER_VISITOR] = OTHER_VISITOR_NAME
+    return await asyncio.to_thread(
+        access_extract_pdf,
+        shown,
+        org_name=org["name"],
+        region=f"{ctx.region.id} ({ctx.region.jurisdiction})",
+        subject_label=_subject_label(row["identifier_kind"], identifier, records),
+        generated_at=clock.now(),
+        request_ref=f"received {date_text(row['received_at'])} (reference {str(request_id)[:8]})",
+        actor_names=names,
+    )
+
+
+def _own_actor(kind: str, object_id: uuid.UUID) -> str:
+    """How the person themselves appears as an actor: as the member, or as the visitor
+    of their visit."""
+    return members.subject(object_id) if kind == "member" else f"visitor:{object_id}"
 
 
 # --- rectification --------------------------------------------------------------------------

@@ -4,6 +4,7 @@
     konsil dsr list --org SLUG [--status received]
     konsil dsr show ID
     konsil dsr export ID [--text] [--output FILE]
+    konsil dsr extract ID [--output FILE]                  (who accessed their data, PDF)
     konsil dsr rectify ID                                  (JSON {"name": …, "phone": …} on stdin, or prompts)
     konsil dsr erase ID [--yes]
     konsil dsr reject ID --reason identity_not_verified
@@ -165,6 +166,10 @@ async def _run(args: argparse.Namespace) -> int:
                 _write(args.output, service.overview_text(exported).encode())
             else:
                 _write(args.output, msgspec.json.format(msgspec.json.encode(exported)) + b"\n")
+        elif args.command == "extract":
+            assert request_id is not None
+            pdf = await service.access_extract(ctx, actor, org, request_id)
+            _write(args.output or service.extract_filename(request_id), pdf)
         elif args.command == "rectify":
             assert request_id is not None and change is not None
             done = await service.rectify(ctx, actor, org, request_id, change)
@@ -202,6 +207,7 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (
         ("show", "a request and how many records of the subject were found"),
         ("export", "the subject's data as JSON (or --text), and who accessed it"),
+        ("extract", "who accessed the subject's data, as a PDF for them to read (a file)"),
         ("rectify", "correct name and/or phone (JSON on stdin, or prompts)"),
         ("erase", "erase the subject's records (payment records stay: legal hold)"),
         ("reject", "close a request without answering it"),
@@ -211,6 +217,9 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--org", help="organisation slug (optional)")
     sub.choices["export"].add_argument("--text", action="store_true", help="a plain-text overview instead of JSON")
     sub.choices["export"].add_argument("--output", help="write to this file (mode 0600) instead of stdout")
+    sub.choices["extract"].add_argument(
+        "--output", help="write to this file (mode 0600; default access-log-extract-ID.pdf here)"
+    )
     sub.choices["erase"].add_argument("--yes", action="store_true", help="do not ask for confirmation")
     sub.choices["reject"].add_argument(
         "--reason",

@@ -1,7 +1,8 @@
 // Data-subject requests (P17) for owners and admins: the list with due dates (overdue
-// ones highlighted), filing, and per request the overview, the JSON export,
-// rectification and erasure. The subject's e-mail or phone travels only in POST
-// bodies; nothing personal is put in a URL or in storage.
+// ones highlighted), filing, and per request the overview, the JSON export, the "who
+// accessed their data" PDF (NEN 7513 ch. 5, Normen innsyn i logg), rectification and
+// erasure. The subject's e-mail or phone travels only in POST bodies; nothing personal
+// is put in a URL or in storage.
 
 const main = document.querySelector('main');
 const $ = (id) => document.getElementById(id);
@@ -16,8 +17,10 @@ class ApiError extends Error {
   }
 }
 
+const ACCEPT = { json: 'application/json', text: 'text/plain', pdf: 'application/pdf' };
+
 async function api(path, { method = 'GET', body, as = 'json' } = {}) {
-  const headers = { accept: as === 'json' ? 'application/json' : 'text/plain' };
+  const headers = { accept: ACCEPT[as] };
   if (method !== 'GET') headers['x-csrf-token'] = csrf;
   if (body !== undefined) headers['content-type'] = 'application/json';
   const response = await fetch(apiBase + path, {
@@ -30,7 +33,8 @@ async function api(path, { method = 'GET', body, as = 'json' } = {}) {
     const details = problem && problem.details ? ` (${problem.details.join('; ')})` : '';
     throw new ApiError(response.status, ((problem && problem.message) || `The server answered ${response.status}.`) + details);
   }
-  return as === 'json' ? response.json() : response.text();
+  if (as === 'json') return response.json();
+  return as === 'pdf' ? response.blob() : response.text();
 }
 
 function say(id, message) {
@@ -121,6 +125,8 @@ async function openRequest(id) {
   $('rectify-form').hidden = r.kind !== 'rectification' || r.status === 'rejected';
   $('erase-box').hidden = r.kind !== 'erasure' || r.status === 'rejected';
   $('reject-form').hidden = r.status !== 'received';
+  $('download-extract').hidden = r.status === 'rejected';
+  $('extract-note').hidden = r.status === 'rejected';
   $('overview').hidden = true;
   $('overview').textContent = '';
   $('detail').hidden = false;
@@ -138,18 +144,36 @@ $('show-overview').addEventListener('click', async () => {
   }
 });
 
+// Hands a blob to the browser as a file; the name carries the request id, never the person.
+function download(blob, name) {
+  const link = el('a', { href: URL.createObjectURL(blob), download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
 $('download-json').addEventListener('click', async () => {
   if (!current) return;
   try {
     const data = await api(`/${current.id}/export`, { method: 'POST' });
-    const blob = new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' });
-    const link = el('a', { href: URL.createObjectURL(blob), download: `data-subject-export-${current.id}.json` });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    download(new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' }), `data-subject-export-${current.id}.json`);
     showNotice('The export was downloaded.');
     await loadList();
+  } catch (e) {
+    showError(e.message);
+  }
+});
+
+// The extract does not complete the request (the overview or the export answers an
+// access request), so the list and the detail stay as they are.
+$('download-extract').addEventListener('click', async () => {
+  if (!current) return;
+  try {
+    const pdf = await api(`/${current.id}/access-extract`, { method: 'POST', as: 'pdf' });
+    download(pdf, `access-log-extract-${current.id}.pdf`);
+    showNotice('The PDF of who accessed their data was downloaded. Give it to the person with their overview '
+      + 'or export.');
   } catch (e) {
     showError(e.message);
   }

@@ -1,24 +1,29 @@
 """`konsil dsr …` against the running EU region's database: the identifier comes on
 stdin (never on the command line), the request is listed with its due date, the
-export is JSON, erasure keeps payment records; bad input stores nothing."""
+export is JSON, the "who accessed their data" extract a PDF file, erasure keeps
+payment records; bad input stores nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import stat
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
+from pypdf import PdfReader
 
 from tests.conftest import Stack, fetch
 
 pytestmark = pytest.mark.e2e
 
 
-def dsr(stack: Stack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def dsr(stack: Stack, *args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     config = stack.run_dir / "region-eu.toml"
     return subprocess.run(
         [sys.executable, "-m", "konsil.platform.cli.main", "dsr", *args, "--config", str(config)],
@@ -27,6 +32,7 @@ def dsr(stack: Stack, *args: str, stdin: str = "") -> subprocess.CompletedProces
         text=True,
         timeout=60,
         check=False,
+        cwd=cwd,
     )
 
 
@@ -80,3 +86,42 @@ def test_file_list_export_and_erase_from_the_command_line(stack: Stack) -> None:
     assert ("operator:cli", "export") in [(r["actor"], r["action"]) for r in log]
     assert ("operator:cli", "delete") in [(r["actor"], r["action"]) for r in log]
     assert dsr(stack, "show", str(uuid.uuid4())).returncode == 2
+
+
+def test_the_who_accessed_extract_is_written_to_a_pdf_file(stack: Stack, tmp_path: Path) -> None:
+    made = stack.signup("eu")
+    slug = made["slug"]
+    owner = stack.login(stack.region_url("eu"), slug, made["owner"]["email"])
+    assert owner.post(f"/api/v1/orgs/{slug}/rooms", json={"slug": "consult", "title": "C"}).status_code == 201
+    joined = httpx.post(
+        f"{stack.region_url('eu')}/{slug}/consult/visits",
+        data={"name": "Astrid Berg", "phone": "+47 555 12 346", "consent": "yes"},
+        follow_redirects=False,
+    )
+    visit_id = uuid.UUID(joined.headers["location"].rsplit("/", 1)[1])
+    filed = dsr(stack, "file", "--org", slug, "--kind", "access", "--by", "phone", stdin="+4755512346\n")
+    request_id = filed.stdout.split("\t")[0]
+
+    done = dsr(stack, "extract", request_id, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / f"access-log-extract-{request_id}.pdf"
+    assert done.stdout == "" and str(written.name) in done.stderr, "the PDF goes to a file, not the terminal"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600, "personal data: readable by its owner only"
+    reader = PdfReader(io.BytesIO(written.read_bytes()))
+    text = " ".join((page.extract_text() or "") for page in reader.pages)
+    assert "Who accessed your data" in text and f"Praxis {slug}" in text
+    assert "You, visitor" in text and "Konsil operations" in text
+    chosen = tmp_path / "extract.pdf"
+    assert dsr(stack, "extract", request_id, "--output", str(chosen)).returncode == 0
+    assert chosen.read_bytes().startswith(b"%PDF-")
+
+    log = asyncio.run(
+        fetch(
+            stack.dsns["eu"],
+            "SELECT actor, action, object_type, purpose FROM access_log_entry WHERE subject_ref = $1 ORDER BY seq",
+            f"visit:{visit_id}",
+        )
+    )
+    made_by_cli = ("operator:cli", "export", "access_log", "data-subject request (access log extract)")
+    assert [tuple(r.values()) for r in log].count(made_by_cli) == 2
+    assert dsr(stack, "extract", str(uuid.uuid4()), cwd=tmp_path).returncode == 2

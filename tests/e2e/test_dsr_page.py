@@ -1,12 +1,15 @@
 """The portal's data-subject request page in a real browser (Chromium via Playwright):
 an owner files a request, sees it with its due date (overdue ones highlighted),
-views the overview, downloads the JSON export and erases with a confirmation,
-under the strict CSP (no script error, no blocked asset)."""
+views the overview, downloads the JSON export and the PDF of who accessed the
+person's data, and erases with a confirmation, under the strict CSP (no script
+error, no blocked asset)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from pypdf import PdfReader
 
 from tests.conftest import Stack, fetch
 
@@ -104,6 +108,15 @@ def test_an_owner_files_views_downloads_and_erases_in_the_portal(stack: Stack, b
         page.get_by_role("button", name="Download the JSON export").click()
     data = json.loads(download.value.path().read_text())
     assert data["format"] == "konsil.data-subject-export" and data["visits"][0]["id"] == str(visit_id)
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download who accessed their data (PDF)").click()
+    assert re.fullmatch(r"access-log-extract-[0-9a-f-]{36}\.pdf", download.value.suggested_filename)
+    reader = PdfReader(io.BytesIO(download.value.path().read_bytes()))
+    extract = " ".join((p.extract_text() or "") for p in reader.pages)
+    assert "Who accessed your data" in extract and "You, visitor" in extract and "Sigrid" not in extract
+    expect(page.locator("#dsr-notice")).to_contain_text("who accessed their data")
+    expect(page.locator("#detail-facts")).to_contain_text("received")
 
     page.once("dialog", lambda dialog: dialog.dismiss())
     page.get_by_role("button", name="Erase…").click()
