@@ -6,11 +6,15 @@ Reads this region's database only:
   grace (the purge runs daily): visits, calls, call telemetry and relay receipts by the
   organisation's 1 to 90 days; support metadata 9 months; member contact data contract
   end plus 90 days; payment records their 5-year hold; closed data-subject requests
-  their keep period; the access log 6 years. Of a removed organisation nothing but
-  payment records (legal hold) and the access log may remain;
+  their keep period; the access log and the other audit records 6 years (evidence
+  observations, compliance reports, attestations, checkpoints, deletion certificates,
+  each by the time ``retention/audit_records.py`` measures it by). Of a removed
+  organisation nothing but payment records (legal hold), the access log and the audit
+  records may remain;
 - the purge runs of the period (``purge_run``): how many ran, succeeded and failed;
-- that the access log is kept 6 years apart from the data retention: it is not removed
-  with the organisation, and every removal from it was made by a recorded purge run
+- that the audit records are kept 6 years apart from the data retention (HIPAA
+  164.316(b)(2)(i)): none of their tables is removed with the organisation, and every
+  removal from the access log or another audit table was made by a recorded purge run
   whose cutoff lay 6 years back.
 """
 
@@ -26,7 +30,8 @@ from piccolo.custom_types import Combinable
 from piccolo.table import Table
 
 from konsil.compliance.access_log.service import RETENTION_ACTOR
-from konsil.compliance.access_log.tables import AccessLogEntry, AccessLogHead
+from konsil.compliance.access_log.tables import AccessLogCheckpoint, AccessLogEntry, AccessLogHead, DeletionCertificate
+from konsil.compliance.attestations.tables import ControlAttestation
 from konsil.compliance.dsr.tables import DataSubjectRequest
 from konsil.compliance.evidence.common import (
     GRACE,
@@ -42,8 +47,12 @@ from konsil.compliance.evidence.common import (
 )
 from konsil.compliance.evidence.model import Check, Observation, Scope
 from konsil.compliance.evidence.tables import EvidenceObservation
+from konsil.compliance.reports.tables import ReportFile, ReportJob
+from konsil.compliance.retention import audit_records
+from konsil.compliance.retention.audit_records import AUDIT_RECORD_TABLES
 from konsil.compliance.retention.policy import (
     ACCESS_LOG_YEARS,
+    AUDIT_RECORD_YEARS,
     CONTACT_DAYS_AFTER_CONTRACT,
     MAX_RETENTION_DAYS,
     MIN_RETENTION_DAYS,
@@ -61,7 +70,7 @@ DESCRIPTION = (
     "is kept, from the region's own database."
 )
 # Classes every purge run covers; an organisation's own class comes on top.
-REGION_WIDE_CLASSES = ("support_metadata", "payment_records", "dsr_records", "access_log")
+REGION_WIDE_CLASSES = ("support_metadata", "payment_records", "dsr_records", "access_log", "audit_records")
 # A purge run's clock and the time its retention note was written may differ a little.
 CLOCK_TOLERANCE = timedelta(hours=1)
 
@@ -93,6 +102,19 @@ class ClassRuns(msgspec.Struct, kw_only=True):
     last_failure: str | None = None  # the purge's own message (never personal data)
 
 
+class AuditRemoval(msgspec.Struct, kw_only=True):
+    """An access-log entry saying retention removed ``removed`` rows of an audit table."""
+
+    seq: int
+    at: str
+    table: str
+    removed: int | None
+    purge_run: str | None
+    run_recorded: bool
+    run_cutoff: str | None
+    problem: str | None
+
+
 class RetentionNote(msgspec.Struct, kw_only=True):
     """An access-log entry saying retention removed entries up to ``upto``."""
 
@@ -118,12 +140,13 @@ async def collect(region: RegionContext, scope: Scope) -> Observation:
     required = _required_classes(scope, org)
     runs = await _purge_runs(scope)
     notes, head = await _retention_notes(scope.org_id)
-    observations = await EvidenceObservation.count().where(EvidenceObservation.org_id == scope.org_id)
+    removals = await _audit_removals(scope.org_id)
+    kept = await _audit_records_held(scope.org_id)
     apart = _kept_apart(region)
     checks = [
         _data_within_retention(ages, org),
         _purges_ran(required, runs),
-        _audit_records_kept(notes, apart, head, org),
+        _audit_records_kept(notes, removals, apart, head, org),
     ]
     evidence: dict[str, Any] = {
         "organisation": {
@@ -140,8 +163,11 @@ async def collect(region: RegionContext, scope: Scope) -> Observation:
             "pruned_seq": head[0],
             "head_seq": head[1],
             "retention_notes": msgspec.to_builtins(notes),
+            "audit_record_years": AUDIT_RECORD_YEARS,
+            "audit_record_removals": msgspec.to_builtins(removals),
+            "audit_records_held": kept,
             "stores_removed_with_organisation": apart,
-            "evidence_observations_kept": observations,
+            "evidence_observations_kept": kept["evidence_observation"],
         },
     }
     return observation(scope, COLLECTOR, "EXAMINE", DESCRIPTION, checks, evidence)
@@ -238,7 +264,47 @@ async def _ages(region: RegionContext, scope: Scope, org: dict[str, Any] | None)
     ages.append(
         await _age("access_log", AccessLogEntry, AccessLogEntry.at, org_id, log_cutoff, f"{ACCESS_LOG_YEARS} years")
     )
+    audit_cutoff = RetentionPolicy.audit_records(now) - GRACE
+    for table in audit_records.BATCHED:
+        ages.append(await _audit_age(table, org_id, audit_cutoff))
     return ages
+
+
+# The time each audit table's earliest row is shown by (its rule: ``audit_records.py``).
+_AUDIT_TIMES: dict[type[Table], Column] = {
+    ReportJob: ReportJob.created_at,
+    EvidenceObservation: EvidenceObservation.collected_at,
+    ControlAttestation: ControlAttestation.expires_at,
+    AccessLogCheckpoint: AccessLogCheckpoint.at,
+    DeletionCertificate: DeletionCertificate.removed_at,
+}
+
+
+async def _audit_age(table: type[Table], org_id: uuid.UUID, cutoff: datetime) -> TableAge:
+    """The organisation's rows of one audit table and those the purge would remove at
+    ``cutoff`` (6 years plus grace), by the same rule the purge uses."""
+    org_column: Column = table.org_id  # type: ignore[attr-defined]
+    key: Column = table._meta.primary_key
+    column = _AUDIT_TIMES[table]
+    rows = int(await table.count().where(org_column == org_id).run())
+    first = await table.select(column).where(org_column == org_id).order_by(column).first().run() if rows else None
+    past_where = await audit_records.due(table, org_id, cutoff) if rows else None
+    past, ids = 0, []
+    if past_where is not None:
+        past = int(await table.count().where(past_where).run())
+        ids = await table.select(key).where(past_where).order_by(key).limit(NAMED).run() if past else []
+    name = table._meta.tablename
+    return TableAge(
+        data_class="audit_records",
+        table=name,
+        column=audit_records.MEASURED_BY[name],
+        limit=f"{AUDIT_RECORD_YEARS} years",
+        cutoff=iso(cutoff),
+        rows=rows,
+        earliest=iso(first[column._meta.name]) if first else None,
+        past=past,
+        past_ids=[str(row[key._meta.name]) for row in ids],
+    )
 
 
 async def _member_contact(org: dict[str, Any], now: datetime) -> TableAge:
@@ -301,15 +367,15 @@ def _data_within_retention(ages: list[TableAge], org: dict[str, Any] | None) -> 
         return passed(
             "data_within_retention",
             "The organisation was removed and none of its rows remain, apart from payment records within "
-            "their 5-year hold and the access log within its 6 years.",
+            "their 5-year hold and the access log and other audit records within their 6 years.",
             **figures,
         )
     return passed(
         "data_within_retention",
         f"No row is past its retention plus 24 hours: visits, calls, telemetry and relay receipts within "
         f"{org['retention_days']} days, support metadata within 9 months, member contact data within contract "
-        f"end plus 90 days, payment records within their 5-year hold, closed requests and the access log "
-        f"within their keep periods ({plural(rows, 'row')} checked).",
+        f"end plus 90 days, payment records within their 5-year hold, closed requests, the access log and "
+        f"the other audit records within their keep periods ({plural(rows, 'row')} checked).",
         **figures,
     )
 
@@ -404,6 +470,7 @@ _CLASS_WORDS = {
     "payment_records": "payment records",
     "dsr_records": "closed data-subject requests",
     "access_log": "the access log",
+    "audit_records": "the audit records (evidence, reports, attestations, checkpoints, certificates)",
 }
 
 
@@ -414,10 +481,26 @@ def _words(data_class: str) -> str:
 # --- audit records kept 6 years -------------------------------------------------------------
 
 
+# Every store of audit records: kept 6 years, also after their organisation is removed.
+AUDIT_STORES: tuple[type[Table], ...] = (AccessLogEntry, AccessLogHead, PurgeRun, *AUDIT_RECORD_TABLES)
+
+
 def _kept_apart(region: RegionContext) -> list[str]:
     """Audit stores among the tables removed with an organisation (should be none)."""
-    audit = {AccessLogEntry, AccessLogHead, EvidenceObservation}
-    return sorted(t._meta.tablename for t in region.organisation_tables if t in audit)
+    return sorted(t._meta.tablename for t in region.organisation_tables if t in AUDIT_STORES)
+
+
+async def _audit_records_held(org_id: uuid.UUID) -> dict[str, int]:
+    """The organisation's rows in each audit table other than the log (files: of its reports)."""
+    held: dict[str, int] = {}
+    for table in AUDIT_RECORD_TABLES:
+        if table is ReportFile:
+            jobs = ReportJob.select(ReportJob.id).where(ReportJob.org_id == org_id)
+            held["report_file"] = int(await ReportFile.count().where(ReportFile.report_id.is_in(jobs)).run())
+            continue
+        org_column: Column = table.org_id  # type: ignore[attr-defined]
+        held[table._meta.tablename] = int(await table.count().where(org_column == org_id).run())
+    return held
 
 
 def _parse_note(object_id: str) -> tuple[int | None, int | None]:
@@ -456,6 +539,14 @@ async def _retention_notes(org_id: uuid.UUID) -> tuple[list[RetentionNote], tupl
         .order_by(AccessLogEntry.seq)
         .run()
     )
+    run_ids = _run_ids(list(rows))
+    cutoffs = await _run_cutoffs(run_ids, "access_log")
+    notes = [_note(row, run_ids, cutoffs) for row in rows]
+    return notes, (pruned, head_seq)
+
+
+def _run_ids(rows: list[dict[str, Any]]) -> dict[str, uuid.UUID]:
+    """``purge-run:<uuid>`` subjects → the run ids they name."""
     run_ids: dict[str, uuid.UUID] = {}
     for row in rows:
         ref = str(row["subject_ref"])
@@ -464,16 +555,79 @@ async def _retention_notes(org_id: uuid.UUID) -> tuple[list[RetentionNote], tupl
                 run_ids[ref] = uuid.UUID(ref.removeprefix("purge-run:"))
             except ValueError:
                 pass
+    return run_ids
+
+
+async def _run_cutoffs(run_ids: dict[str, uuid.UUID], data_class: str) -> dict[uuid.UUID, datetime | None]:
+    """The cutoff of each named run's purge of ``data_class``, for the runs recorded."""
     cutoffs: dict[uuid.UUID, datetime | None] = {}
     if run_ids:
         for run in await (
             PurgeRun.select(PurgeRun.run_id, PurgeRun.cutoff)
-            .where(PurgeRun.run_id.is_in(list(set(run_ids.values()))) & (PurgeRun.data_class == "access_log"))
+            .where(PurgeRun.run_id.is_in(list(set(run_ids.values()))) & (PurgeRun.data_class == data_class))
             .run()
         ):
             cutoffs[uuid.UUID(str(run["run_id"]))] = run["cutoff"]
-    notes = [_note(row, run_ids, cutoffs) for row in rows]
-    return notes, (pruned, head_seq)
+    return cutoffs
+
+
+def _run_problem(
+    at: datetime, run_id: uuid.UUID | None, cutoffs: dict[uuid.UUID, datetime | None], what: str
+) -> str | None:
+    """Why a removal dated ``at`` was not made by a recorded purge run whose cutoff lay
+    6 years before it, or None."""
+    if run_id is None or run_id not in cutoffs:
+        return f"no purge run of {what} is recorded for it"
+    cutoff = cutoffs[run_id]
+    if cutoff is None or aware(cutoff) > RetentionPolicy.access_log(at) + CLOCK_TOLERANCE:
+        return f"its purge run's cutoff ({day(cutoff)}) lies less than {ACCESS_LOG_YEARS} years before it ran"
+    return None
+
+
+async def _audit_removals(org_id: uuid.UUID) -> list[AuditRemoval]:
+    """Every removal retention made from the organisation's other audit tables (one
+    access-log entry per table and batch), each checked against the purge run it names."""
+    names = [t._meta.tablename for t in AUDIT_RECORD_TABLES]
+    rows = await (
+        AccessLogEntry.select(
+            AccessLogEntry.seq,
+            AccessLogEntry.at,
+            AccessLogEntry.subject_ref,
+            AccessLogEntry.object_type,
+            AccessLogEntry.object_id,
+        )
+        .where(
+            (AccessLogEntry.org_id == org_id)
+            & (AccessLogEntry.actor == RETENTION_ACTOR)
+            & (AccessLogEntry.action == "delete")
+            & AccessLogEntry.object_type.is_in(names)
+        )
+        .order_by(AccessLogEntry.seq)
+        .run()
+    )
+    run_ids = _run_ids(list(rows))
+    cutoffs = await _run_cutoffs(run_ids, "audit_records")
+    removals = []
+    for row in rows:
+        at = aware(row["at"])
+        run_id = run_ids.get(str(row["subject_ref"]))
+        try:
+            removed: int | None = int(str(row["object_id"]).removeprefix("count:"))
+        except ValueError:
+            removed = None
+        removals.append(
+            AuditRemoval(
+                seq=int(row["seq"]),
+                at=iso(at) or "",
+                table=str(row["object_type"]),
+                removed=removed,
+                purge_run=str(run_id) if run_id else None,
+                run_recorded=run_id is not None and run_id in cutoffs,
+                run_cutoff=iso(cutoffs.get(run_id)) if run_id is not None else None,
+                problem=_run_problem(at, run_id, cutoffs, "the audit records"),
+            )
+        )
+    return removals
 
 
 def _note(
@@ -485,13 +639,10 @@ def _note(
     recorded = run_id is not None and run_id in cutoffs
     cutoff = cutoffs.get(run_id) if run_id is not None else None
     problem = None
-    six_years_before = RetentionPolicy.access_log(at)
     if upto is None:
         problem = "it does not say up to which entry it removed"
-    elif not recorded:
-        problem = "no purge run of the access log is recorded for it"
-    elif cutoff is None or aware(cutoff) > six_years_before + CLOCK_TOLERANCE:
-        problem = f"its purge run's cutoff ({day(cutoff)}) lies less than {ACCESS_LOG_YEARS} years before it ran"
+    else:
+        problem = _run_problem(at, run_id, cutoffs, "the access log")
     return RetentionNote(
         seq=int(row["seq"]),
         at=iso(at) or "",
@@ -504,39 +655,77 @@ def _note(
     )
 
 
+_AUDIT_WORDS = {
+    "report_job": "compliance reports",
+    "report_file": "report files",
+    "evidence_observation": "evidence observations",
+    "control_attestation": "control attestations",
+    "access_log_checkpoint": "access-log checkpoints",
+    "organisation_deletion_certificate": "the deletion certificate",
+}
+
+
+def _too_young(org: dict[str, Any] | None, at: str) -> bool:
+    """A removal dated ``at`` less than 6 years after the organisation was created."""
+    return org is not None and aware(org["created_at"]) > RetentionPolicy.access_log(_parsed(at))
+
+
 def _audit_records_kept(
-    notes: list[RetentionNote], apart: list[str], head: tuple[int, int], org: dict[str, Any] | None
+    notes: list[RetentionNote],
+    removals: list[AuditRemoval],
+    apart: list[str],
+    head: tuple[int, int],
+    org: dict[str, Any] | None,
 ) -> Check:
     pruned, head_seq = head
-    figures: dict[str, Any] = {"entries_removed_by_retention": pruned, "retention_removals": len(notes)}
+    figures: dict[str, Any] = {
+        "entries_removed_by_retention": pruned,
+        "retention_removals": len(notes),
+        "audit_records_removed_by_retention": sum(r.removed or 0 for r in removals),
+        "audit_record_removals": len(removals),
+    }
     problems = [f"{listing(apart)} are removed with the organisation"] if apart else []
+    created = day(org["created_at"]) if org is not None else ""
     for note in notes:
         if note.problem:
             problems.append(f"the removal of entries up to #{note.upto} (entry #{note.seq}): {note.problem}")
-        elif org is not None and aware(org["created_at"]) > RetentionPolicy.access_log(_parsed(note.at)):
+        elif _too_young(org, note.at):
             problems.append(
                 f"the removal of entries up to #{note.upto} (entry #{note.seq}, {note.at[:10]}) came less than "
-                f"{ACCESS_LOG_YEARS} years after the organisation was created ({day(org['created_at'])})"
+                f"{ACCESS_LOG_YEARS} years after the organisation was created ({created})"
             )
     if pruned and not notes:
         problems.append(f"entries #1 to #{pruned} are gone but no retention removal is recorded in the log")
+    for removal in removals:
+        what = f"the removal of {_AUDIT_WORDS.get(removal.table, removal.table)} (entry #{removal.seq}"
+        if removal.problem:
+            problems.append(f"{what}): {removal.problem}")
+        elif _too_young(org, removal.at):
+            problems.append(
+                f"{what}, {removal.at[:10]}) came less than {AUDIT_RECORD_YEARS} years after the organisation "
+                f"was created ({created})"
+            )
     if problems:
         return failed(
             "audit_records_kept",
-            f"The access log was not kept {ACCESS_LOG_YEARS} years: {listing(problems)}.",
+            f"The audit records were not kept {AUDIT_RECORD_YEARS} years: {listing(problems)}.",
             **figures,
         )
+    done = [
+        f"{plural(len(notes), 'removal')} from the access log" if notes else "",
+        f"{plural(len(removals), 'removal')} of other audit records" if removals else "",
+    ]
     removed = (
-        f"{plural(len(notes), 'removal')} by retention, each by a recorded purge run with a "
-        f"{ACCESS_LOG_YEARS}-year cutoff"
-        if notes
-        else "nothing has been removed from it"
+        f"{' and '.join(d for d in done if d)} by retention, each by a recorded purge run with a "
+        f"{AUDIT_RECORD_YEARS}-year cutoff"
+        if notes or removals
+        else "nothing has been removed from them"
     )
     return passed(
         "audit_records_kept",
-        f"The access log ({plural(head_seq, 'entry', 'entries')}) and the evidence observations are kept in "
-        f"their own tables, not removed with the organisation nor by the 1 to 90 day data retention; "
-        f"{removed}.",
+        f"The access log ({plural(head_seq, 'entry', 'entries')}) and the other audit records (evidence, reports, "
+        f"attestations, checkpoints, deletion certificates) are kept in their own tables, not removed with the "
+        f"organisation nor by the 1 to 90 day data retention; {removed}.",
         **figures,
     )
 

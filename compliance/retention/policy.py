@@ -8,7 +8,9 @@ import calendar
 import datetime as dt
 from typing import Literal
 
-DataClass = Literal["visits", "support_metadata", "member_contact", "payment_records", "dsr_records", "access_log"]
+DataClass = Literal[
+    "visits", "support_metadata", "member_contact", "payment_records", "dsr_records", "access_log", "audit_records"
+]
 DATA_CLASSES: tuple[DataClass, ...] = (
     "visits",
     "support_metadata",
@@ -16,10 +18,14 @@ DATA_CLASSES: tuple[DataClass, ...] = (
     "payment_records",
     "dsr_records",
     "access_log",
+    "audit_records",  # after the access log: what it may remove depends on what the log's purge removed
 )
 
 SUPPORT_METADATA_MONTHS = 9  # P10
 ACCESS_LOG_YEARS = 6  # HIPAA documentation rule (and more than NEN 7513's Dutch practice of 5)
+# The other audit records (evidence, reports, attestations, checkpoints, deletion
+# certificates): HIPAA 164.316(b)(2)(i), documentation kept 6 years, as the log.
+AUDIT_RECORD_YEARS = ACCESS_LOG_YEARS
 CONTACT_DAYS_AFTER_CONTRACT = 90  # P18
 MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 1, 90  # P7
 
@@ -49,6 +55,12 @@ class RetentionPolicy:
     def access_log(as_of: dt.datetime) -> dt.datetime:
         """Six calendar years back (29 February becomes the 28th)."""
         return _months_back(as_of, 12 * ACCESS_LOG_YEARS)
+
+    @staticmethod
+    def audit_records(as_of: dt.datetime) -> dt.datetime:
+        """Six calendar years back, as the access log; each table says which of its
+        times it is measured by (``audit_records.py``)."""
+        return _months_back(as_of, 12 * AUDIT_RECORD_YEARS)
 
     @staticmethod
     def member_contact(as_of: dt.datetime) -> dt.date:

@@ -16,7 +16,11 @@ Data classes (docs/promises.md, retention table):
 - ``payment_records``: past their ``keep_until`` (5 years);
 - ``dsr_records``: data-subject requests closed more than ``dsr_keep_days`` ago (3 years);
 - ``access_log``: access-log entries older than 6 calendar years, a leading run of each
-  organisation's chain at a time, only while it is intact (``access_log.service.prune``).
+  organisation's chain at a time, only while it is intact (``access_log.service.prune``);
+- ``audit_records``: evidence observations, compliance reports with their files, control
+  attestations, access-log checkpoints and deletion certificates older than 6 calendar
+  years, each by its own time, and checkpoints and certificates only once the log entries
+  they vouch for are gone (``audit_records.py``).
 
 Deletions of personal data are access-logged with the system actor; the entries
 hold pseudonymous ids only. Visits and organisations go through ``tenants/removal.py``,
@@ -49,6 +53,7 @@ from konsil.compliance.access_log.service import (
 )
 from konsil.compliance.access_log.tables import AccessLogEntry
 from konsil.compliance.dsr.tables import DataSubjectRequest
+from konsil.compliance.retention import audit_records
 from konsil.compliance.retention.policy import DataClass, RetentionPolicy
 from konsil.compliance.retention.tables import PurgeRun
 from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
@@ -396,6 +401,59 @@ async def _purge_access_log(
     return ClassResult(data_class="access_log", org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success")
 
 
+async def _purge_audit_records(
+    ctx: RegionContext, req: PurgeRequest, org_id: uuid.UUID | None, on_batch: OnBatch
+) -> ClassResult:
+    """Audit records past 6 years, organisation by organisation (removed ones too: the
+    records outlive them), table by table in ``audit_records.BATCHED`` order.
+    Each batch removes rows of one table of one organisation and, in the same
+    transaction, advances the evidence and appends one entry per table to that
+    organisation's own access log (subject: the purge run; object: the table and count).
+    Runs after the access log's class, whose retention point the checkpoint and
+    certificate rules read."""
+    cutoff = RetentionPolicy.audit_records(req.as_of)
+    org_ids = [org_id] if org_id is not None else await audit_records.organisations_due(cutoff)
+    if req.dry_run:
+        rows: dict[str, int] = {}
+        for org in org_ids:
+            for name, n in (await audit_records.due_counts(org, cutoff)).items():
+                rows[name] = rows.get(name, 0) + n
+        return ClassResult(data_class="audit_records", org_id=org_id, cutoff=cutoff, rows=rows, outcome="success")
+    evidence = await _evidence(ctx, req, "audit_records", org_id, cutoff)
+    if not evidence.done:
+        for org in org_ids:
+            for table in audit_records.BATCHED:
+                await _remove_audit_records(ctx, req, table, org, cutoff, evidence, on_batch)
+        await evidence.finish("success")
+    return ClassResult(data_class="audit_records", org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success")
+
+
+async def _remove_audit_records(
+    ctx: RegionContext,
+    req: PurgeRequest,
+    table: type[Table],
+    org_id: uuid.UUID,
+    cutoff: dt.datetime,
+    evidence: _Evidence,
+    on_batch: OnBatch,
+) -> None:
+    """One table's due rows of one organisation, a batch (one transaction) at a time."""
+    while True:
+        async with database.transaction(ctx.engine):
+            counts = await audit_records.remove_batch(table, org_id, cutoff, req.batch_size)
+            if not any(counts.values()):
+                break
+            await evidence.add(counts)
+            await append_many(
+                [
+                    _event(ctx, RETENTION, org_id, "delete", name, f"count:{n}", _reference(req), "success")
+                    for name, n in counts.items()
+                    if n
+                ]
+            )
+        on_batch("audit_records", sum(counts.values()))
+
+
 async def _skipped(ctx: RegionContext, req: PurgeRequest, data_class: DataClass, message: str) -> ClassResult:
     evidence = await _evidence(ctx, req, data_class, None, None)
     await evidence.finish("skipped", message)
@@ -555,6 +613,8 @@ async def purge(ctx: RegionContext, req: PurgeRequest, on_batch: OnBatch | None 
     )
     await guarded("dsr_records", org_id, step)
     await guarded("access_log", org_id, _purge_access_log(ctx, req, org_id, report))
+    # After the access log: checkpoints and certificates go only once its entries they cover are gone.
+    await guarded("audit_records", org_id, _purge_audit_records(ctx, req, org_id, report))
     return results
 
 

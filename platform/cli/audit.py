@@ -6,7 +6,25 @@ certificate, since its access log outlives it (6 years).
 
 The text is for a person: one line an auditor can paste into a report, naming the
 first problem; exit code 0 when all is well, 1 when something does not verify, 2 when
-the organisation or a file cannot be found or read."""
+the organisation or a file cannot be found or read.
+
+Each command's read of the log (or certificate) is itself logged (NEN 7510 A.12.4.2):
+an entry in the organisation's own access log, by ``operator:cli`` (role operator),
+whose purpose names the command, written after the command has read what it shows.
+
+Also for a removed organisation. Its log is kept as evidence, but it was never frozen
+at the certificate: retention appends its notes to it, a report made on it logs its
+request, and the scheduled checkpoints sign it again as it moves. An entry appended
+after the certificate's checkpoint *extends* the chain that checkpoint signed, so the
+certificate still verifies and ``verify --since-checkpoint`` with its checkpoint still
+passes; leaving these reads out would make exactly the reads of a removed
+organisation's log (by whom, when) the ones nobody can see.
+
+The one case where the read is not appended: the head does not carry the region's
+seal. Every append seals the head it finds, so an entry appended to a head set beside
+the log service would seal over the very change ``verify`` reports (a forged entry
+with the head moved to it, entries deleted under a forged retention point). The
+command then says so on stderr, and the log stays as it was found."""
 
 from __future__ import annotations
 
@@ -20,7 +38,7 @@ from typing import Any
 
 import msgspec
 
-from konsil.compliance.access_log import certificates
+from konsil.compliance.access_log import certificates, seal, service
 from konsil.compliance.access_log.checkpoints import (
     CheckpointFileError,
     CheckpointRefused,
@@ -31,6 +49,7 @@ from konsil.compliance.access_log.checkpoints import (
 from konsil.compliance.access_log.documents import canonical
 from konsil.compliance.access_log.service import Problem, VerifyReport
 from konsil.compliance.access_log.tables import AccessLogHead
+from konsil.platform.core.access import AccessEvent, Outcome
 from konsil.platform.core.keys.region_signing import SigningUnavailable
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.settings import RegionSettings, Settings, load_settings
@@ -38,6 +57,11 @@ from konsil.regions.container import open_region
 from konsil.tenants.tables import Organisation
 
 SIGNING_DOWN = "the region's signing key does not answer; try again later"
+OPERATOR = "operator:cli"
+NOT_LOGGED = (
+    "this read is not written to the organisation's access log: its head does not carry the region's seal "
+    "({}), and an entry appended now would seal over that"
+)
 
 
 def _count(n: int) -> str:
@@ -92,7 +116,9 @@ async def _by_id(org_id: uuid.UUID) -> Found | None:
     if certificate is not None:
         return Found(org_id, certificate.certificate.slug, certificate.certificate.removed_at)
     if await AccessLogHead.exists().where(AccessLogHead.org_id == org_id):  # removed before certificates
-        return Found(org_id, str(org_id), "earlier; no deletion certificate")
+        # Removed before certificates were written, or its certificate's 6 years are over
+        # (retention removes it once the log entries it vouched for are gone).
+        return Found(org_id, str(org_id), "earlier; no deletion certificate is kept")
     return None
 
 
@@ -144,6 +170,39 @@ async def in_region(args: argparse.Namespace, action: Any) -> int:
     return _not_found(args)
 
 
+# --- logging the read --------------------------------------------------------------------------
+
+
+async def log_read(
+    ctx: RegionContext, found: Found, command: str, object_type: str, object_id: str, outcome: Outcome = "success"
+) -> bool:
+    """Append the command's read to the organisation's access log, unless its head
+    lacks the region's seal (see the module's doc; stderr then says so). True when
+    appended."""
+    head = await service.head_row(found.org_id)
+    if head is not None:
+        unsealed = seal.check(head, await ctx.signer.key_set())
+        if unsealed is not None:
+            print(NOT_LOGGED.format(unsealed), file=sys.stderr)
+            return False
+    event = AccessEvent(
+        org_id=found.org_id,
+        actor=OPERATOR,
+        actor_role="operator",
+        on_behalf_of=OPERATOR,
+        subject_ref=f"org:{found.org_id}",
+        action="read",
+        object_type=object_type,
+        object_id=object_id,
+        source_address="local",
+        outcome=outcome,
+        purpose=f"konsil audit {command}",
+        source=ctx.source,
+    )
+    await ctx.access_log.append_many([event])
+    return True
+
+
 # --- the commands ------------------------------------------------------------------------------
 
 
@@ -165,6 +224,8 @@ async def verify(args: argparse.Namespace) -> int:
             print(f"audit log of org {found.slug!r}: the kept checkpoint is not accepted: {exc}")
             return 1
         print(format_report(report, found.slug, removed=found.removed))
+        seen = "verified" if report.ok else f"problem at #{report.problem.seq}" if report.problem else "problem"
+        await log_read(ctx, found, "verify", "access_log", seen)
         return 0 if report.ok else 1
 
     return await in_region(args, run)
@@ -182,7 +243,10 @@ async def checkpoint(args: argparse.Namespace) -> int:
             made = await make_checkpoint(ctx, found.org_id)
         except CheckpointRefused as exc:
             print(f"the region does not sign the access log of org {found.slug!r}: {_problem(exc.problem)}")
+            await log_read(ctx, found, "checkpoint", "access_log", f"refused at #{exc.problem.seq}", "failure")
             return 1
+        # Logged after signing: the checks before a signature rest on the head's seal as it was.
+        await log_read(ctx, found, "checkpoint", "access_log", f"checkpoint #{made.checkpoint.seq}")
         document = msgspec.json.format(canonical(made), indent=2) + b"\n"
         if out is None:
             sys.stdout.write(document.decode())
@@ -206,14 +270,16 @@ async def certificate(args: argparse.Namespace) -> int:
             signed = await certificates.stored_certificate(found.org_id)
         except certificates.CertificateDamaged as exc:
             print(exc, file=sys.stderr)
+            await log_read(ctx, found, "certificate", "deletion_certificate", str(found.org_id), "failure")
             return 1
         if signed is None:
             print(
-                f"organisation {found.slug!r} has no deletion certificate: it was not removed, "
-                "or it was removed before certificates were written",
+                f"organisation {found.slug!r} has no deletion certificate: it was not removed, it was removed "
+                "before certificates were written, or retention removed the certificate after its 6 years",
                 file=sys.stderr,
             )
             return 2
+        await log_read(ctx, found, "certificate", "deletion_certificate", str(found.org_id))
         document = msgspec.json.format(canonical(signed), indent=2) + b"\n"
         if args.out:
             await asyncio.to_thread(Path(args.out).write_bytes, document)

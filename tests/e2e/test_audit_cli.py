@@ -173,3 +173,115 @@ def test_a_removed_organisation_is_verified_by_slug_and_id_and_has_a_certificate
     missing = konsil(stack, "audit", "certificate", "--org-id", str(uuid.uuid4()))
     assert missing.returncode == 2 and "no organisation with id" in missing.stderr
     assert konsil(stack, "audit", "verify", "--org-id", "not-a-uuid").returncode == 2
+
+
+# --- the commands' own reads are access-logged (NEN 7510 A.12.4.2) ------------------------------
+
+
+def reads_logged(stack: Stack, org_id: str) -> list[dict[str, object]]:
+    """The entries ``konsil audit`` wrote about its own reads of the organisation's log."""
+    rows = asyncio.run(
+        fetch(
+            stack.dsns["eu"],
+            "SELECT seq, actor, actor_role, on_behalf_of, subject_ref, action, object_type, object_id, outcome, "
+            "purpose, source_address FROM access_log_entry WHERE org_id = $1 AND actor = 'operator:cli' "
+            "AND purpose LIKE 'konsil audit %' ORDER BY seq",
+            uuid.UUID(org_id),
+        )
+    )
+    return [dict(row) for row in rows]
+
+
+def test_each_audit_command_logs_its_read_of_the_log(stack: Stack) -> None:
+    made = stack.signup("eu")
+    slug, org_id = made["slug"], made["organisation_id"]
+    assert reads_logged(stack, org_id) == []
+
+    assert verify(stack, slug).returncode == 0
+    [read] = reads_logged(stack, org_id)
+    assert read["actor"] == read["on_behalf_of"] == "operator:cli" and read["actor_role"] == "operator"
+    assert (read["action"], read["object_type"], read["object_id"], read["outcome"]) == (
+        "read",
+        "access_log",
+        "verified",
+        "success",
+    )
+    assert read["purpose"] == "konsil audit verify" and read["subject_ref"] == f"org:{org_id}"
+
+    kept = stack.run_dir / f"checkpoint-read-{slug}.json"
+    assert konsil(stack, "audit", "checkpoint", "--org", slug, "--out", str(kept)).returncode == 0
+    signed = json.loads(kept.read_text())["checkpoint"]
+    logged = reads_logged(stack, org_id)[-1]
+    assert logged["purpose"] == "konsil audit checkpoint" and logged["object_id"] == f"checkpoint #{signed['seq']}"
+    assert logged["seq"] == signed["seq"] + 1, "written after the checkpoint was signed, so it extends it"
+
+    again = verify(stack, slug, "--since-checkpoint", str(kept))
+    assert again.returncode == 0 and "it extends the region's checkpoint" in again.stdout
+    assert [r["purpose"] for r in reads_logged(stack, org_id)] == [
+        "konsil audit verify",
+        "konsil audit checkpoint",
+        "konsil audit verify",
+    ]
+    assert verify(stack, slug).returncode == 0, "the log with its read entries verifies"
+
+
+def test_reads_of_a_removed_organisations_log_are_logged_and_its_certificate_still_holds(stack: Stack) -> None:
+    made = stack.signup("eu")
+    slug, org_id = made["slug"], made["organisation_id"]
+    assert konsil(stack, "org", "delete", slug, "--yes").returncode == 0
+
+    shown = konsil(stack, "audit", "certificate", "--org-id", org_id)
+    assert shown.returncode == 0, shown.stderr
+    certificate = json.loads(shown.stdout)
+    by_slug = verify(stack, slug)
+    assert by_slug.returncode == 0 and "(organisation removed " in by_slug.stdout
+
+    reads = reads_logged(stack, org_id)
+    assert [(r["purpose"], r["object_type"], r["object_id"]) for r in reads] == [
+        ("konsil audit certificate", "deletion_certificate", org_id),
+        ("konsil audit verify", "access_log", "verified"),
+    ]
+    # The reads extend the log past the certificate's checkpoint; both still check out.
+    inner = certificate["certificate"]["checkpoint"]
+    assert reads[0]["seq"] == inner["checkpoint"]["seq"] + 1
+    kept = stack.run_dir / f"certificate-checkpoint-{slug}.json"
+    kept.write_text(json.dumps(inner))
+    extends = verify(stack, slug, "--since-checkpoint", str(kept))
+    assert extends.returncode == 0, extends.stdout + extends.stderr
+    assert f"it extends the region's checkpoint of {inner['checkpoint']['at']}" in extends.stdout
+    again = konsil(stack, "audit", "certificate", "--org", slug)
+    assert again.returncode == 0 and "the deletion certificate verifies" in again.stderr
+    assert json.loads(again.stdout) == certificate
+
+
+def test_a_read_is_not_logged_over_a_head_set_beside_the_log_service(stack: Stack) -> None:
+    made = stack.signup("eu")
+    slug, org_id = made["slug"], uuid.UUID(made["organisation_id"])
+    owner = stack.login(stack.region_url("eu"), slug, made["owner"]["email"])
+    stack.add_member(owner, slug, "expert")
+    dsn = stack.dsns["eu"]
+    # The tail cut and the head moved back to the new last entry: only the head's seal shows it.
+    [last] = asyncio.run(fetch(dsn, "SELECT max(seq) AS seq FROM access_log_entry WHERE org_id = $1", org_id))
+    asyncio.run(fetch(dsn, "DELETE FROM access_log_entry WHERE org_id = $1 AND seq = $2", org_id, last["seq"]))
+    [kept] = asyncio.run(
+        fetch(dsn, "SELECT seq, entry_hash FROM access_log_entry WHERE org_id = $1 ORDER BY seq DESC LIMIT 1", org_id)
+    )
+    asyncio.run(
+        fetch(
+            dsn,
+            "UPDATE access_log_head SET seq = $1, entry_hash = $2 WHERE org_id = $3",
+            kept["seq"],
+            kept["entry_hash"],
+            org_id,
+        )
+    )
+
+    caught = verify(stack, slug)
+
+    assert caught.returncode == 1 and "rewritten" in caught.stdout
+    assert "this read is not written to the organisation's access log" in caught.stderr
+    assert reads_logged(stack, str(org_id)) == []
+    refused = konsil(stack, "audit", "checkpoint", "--org", slug)
+    assert refused.returncode == 1 and reads_logged(stack, str(org_id)) == []
+    still = verify(stack, slug)
+    assert still.returncode == 1 and "rewritten" in still.stdout, "no read entry sealed over the cut"

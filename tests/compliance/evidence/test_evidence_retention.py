@@ -1,9 +1,11 @@
 """The retention collector: rows within their retention and real purge runs pass; a row
 left past its retention (24 hours' grace), a period without purges or with a failed last
-run, and an access log pruned younger than 6 years fail, each saying why."""
+run, an access log or other audit records pruned younger than 6 years, and an audit table
+removed with its organisation fail, each saying why."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 
@@ -12,8 +14,11 @@ import msgspec
 from konsil.compliance.access_log import chain
 from konsil.compliance.access_log.service import RETENTION_ACTOR, AccessEvent, append, iter_entries
 from konsil.compliance.access_log.tables import AccessLogEntry, AccessLogHead
+from konsil.compliance.attestations.tables import ControlAttestation
 from konsil.compliance.evidence import retention
 from konsil.compliance.evidence.model import Observation
+from konsil.compliance.evidence.tables import EvidenceObservation
+from konsil.compliance.reports.tables import ReportJob
 from konsil.compliance.retention.purge import PurgeRequest, purge
 from konsil.compliance.retention.tables import PurgeRun
 from konsil.platform.core.region import RegionContext
@@ -63,7 +68,14 @@ async def test_data_within_retention_and_purges_that_ran_pass(ctx: RegionContext
     assert within.figures["retention_days"] == 30 and within.figures["rows_past_retention"] == 0
     assert "within 30 days" in within.reason
     runs = {r["data_class"]: r for r in observation.evidence["purge_runs"]["per_class"]}
-    assert set(runs) == {"visits", "support_metadata", "payment_records", "dsr_records", "access_log"}
+    assert set(runs) == {
+        "visits",
+        "support_metadata",
+        "payment_records",
+        "dsr_records",
+        "access_log",
+        "audit_records",
+    }
     assert all(r["succeeded"] == 1 and r["failed"] == 0 for r in runs.values())
     visit_age = next(a for a in observation.evidence["data_classes"] if a["table"] == "visit")
     assert visit_age["rows"] == 1 and visit_age["past"] == 0
@@ -181,7 +193,12 @@ async def test_access_log_entries_pruned_after_six_years_pass(ctx: RegionContext
 
     check = observation.check("audit_records_kept")
     assert check.result == "pass", check
-    assert check.figures == {"entries_removed_by_retention": 2, "retention_removals": 1}
+    assert check.figures == {
+        "entries_removed_by_retention": 2,
+        "retention_removals": 1,
+        "audit_records_removed_by_retention": 0,
+        "audit_record_removals": 0,
+    }
     [note] = observation.evidence["audit_records"]["retention_notes"]
     assert note["purge_run"] == str(run_id) and note["upto"] == 2 and note["problem"] is None
     assert observation.evidence["audit_records"]["stores_removed_with_organisation"] == []
@@ -226,3 +243,96 @@ async def test_a_forged_retention_note_fails(ctx: RegionContext) -> None:
     check = (await collected(ctx, org)).check("audit_records_kept")
     assert check.result == "fail"
     assert "no purge run of the access log is recorded for it" in check.reason
+
+
+# --- the other audit records (evidence, reports, attestations, checkpoints, certificates) -------
+
+
+async def old_observation(org: Org, collected_at: dt.datetime) -> uuid.UUID:
+    """An evidence observation as the store writes one, collected at ``collected_at``."""
+    row_id = uuid.uuid4()
+    await EvidenceObservation.insert(
+        EvidenceObservation(
+            id=row_id,
+            org_id=org.id,
+            collector="keys",
+            method="TEST",
+            description="Read the key versions.",
+            period_start=collected_at - 30 * DAY,
+            period_end=collected_at,
+            collected_at=collected_at,
+            result="pass",
+            checks="[]",
+            evidence="{}",
+            evidence_sha256="0" * 64,
+        )
+    )
+    return row_id
+
+
+async def test_audit_records_removed_after_six_years_pass(ctx: RegionContext) -> None:
+    org = await new_org(ctx)
+    seven_years = dt.datetime.now(dt.UTC) - 7 * 365 * DAY
+    await Organisation.update({Organisation.created_at: seven_years}).where(Organisation.id == org.id)
+    old = await old_observation(org, seven_years + DAY)
+    run_id = await purged(ctx, org)
+
+    observation = await collected(ctx, org)
+
+    assert not await EvidenceObservation.exists().where(EvidenceObservation.id == old)
+    check = observation.check("audit_records_kept")
+    assert check.result == "pass", check
+    assert check.figures["audit_records_removed_by_retention"] == 1 and check.figures["audit_record_removals"] == 1
+    assert "1 removal of other audit records by retention" in check.reason
+    [removal_seen] = observation.evidence["audit_records"]["audit_record_removals"]
+    assert removal_seen["table"] == "evidence_observation" and removal_seen["purge_run"] == str(run_id)
+    assert removal_seen["problem"] is None
+    assert observation.check("data_within_retention").result == "pass"
+    runs = {r["data_class"]: r for r in observation.evidence["purge_runs"]["per_class"]}
+    assert runs["audit_records"]["succeeded"] == 1 and runs["audit_records"]["rows_removed"] == 1
+
+
+async def test_an_audit_record_left_past_six_years_is_named(ctx: RegionContext) -> None:
+    org = await new_org(ctx)
+    await purged(ctx, org)
+    # Six years and two days old, and still there: past 6 years plus 24 hours' grace.
+    now = dt.datetime.now(dt.UTC)
+    left = await old_observation(org, now.replace(year=now.year - 6) - 2 * DAY)
+    kept = await old_observation(org, now.replace(year=now.year - 6) + DAY)
+
+    observation = await collected(ctx, org)
+
+    check = observation.check("data_within_retention")
+    assert check.result == "fail"
+    assert "1 row of evidence_observation past 6 years" in check.reason and f"e.g. id {left}" in check.reason
+    assert str(kept) not in check.reason
+    held = observation.evidence["audit_records"]["audit_records_held"]
+    assert held["evidence_observation"] == 2 and held["report_job"] == 0
+
+
+async def test_audit_records_pruned_by_a_clock_set_ahead_fail(ctx: RegionContext) -> None:
+    org = await new_org(ctx)
+    await old_observation(org, dt.datetime.now(dt.UTC) - DAY)
+    # `konsil purge` with its clock six years ahead removes a day-old observation.
+    await purged(ctx, org, dt.datetime.now(dt.UTC) + 6 * 366 * DAY)
+
+    check = (await collected(ctx, org)).check("audit_records_kept")
+
+    assert check.result == "fail"
+    assert "the removal of evidence observations (entry #" in check.reason
+    assert "lies less than 6 years before it ran" in check.reason
+
+
+async def test_an_audit_table_removed_with_the_organisation_fails(ctx: RegionContext) -> None:
+    org = await new_org(ctx)
+    careless = dataclasses.replace(ctx, organisation_tables=(*ctx.organisation_tables, ReportJob, ControlAttestation))
+
+    observation = await retention.collect(careless, scope_of(org.id))
+
+    check = observation.check("audit_records_kept")
+    assert check.result == "fail"
+    assert "control_attestation and report_job are removed with the organisation" in check.reason
+    assert observation.evidence["audit_records"]["stores_removed_with_organisation"] == [
+        "control_attestation",
+        "report_job",
+    ]
