@@ -32,6 +32,7 @@ from konsil.compliance.evidence.collectors import collect
 from konsil.compliance.evidence.model import Observation, Scope
 from konsil.compliance.reports import csv_workbook, json_report, oscal, pdf_report, ropa
 from konsil.compliance.reports.evidence_zip import current_signing, evidence_zip_bytes
+from konsil.compliance.reports.labels import collector_label
 from konsil.compliance.reports.model import Attested, Checkpoint, ReportDocument, assemble
 from konsil.compliance.reports.tables import ReportFile, ReportJob
 from konsil.compliance.subprocessors.register import for_region
@@ -47,12 +48,14 @@ REPORT_TASK: Final = "konsil.reports.generate"
 
 Format = Literal["pdf", "json", "csv", "zip", "ropa", "oscal"]
 FORMATS: tuple[str, ...] = get_args(Format)
+# The CSV files are UTF-8; the web layer adds "; charset=utf-8" to every text/* type
+# itself (naming it here too sent it twice).
 MEDIA_TYPES: dict[str, str] = {
     "pdf": "application/pdf",
     "json": "application/json",
-    "csv": "text/csv; charset=utf-8",
+    "csv": "text/csv",
     "zip": "application/zip",
-    "ropa": "text/csv; charset=utf-8",
+    "ropa": "text/csv",
     "oscal": "application/json",
 }
 EXTENSIONS: dict[str, str] = {
@@ -218,6 +221,12 @@ async def _set(job_id: uuid.UUID, **values: Any) -> None:
     await ReportJob.update({getattr(ReportJob, k): v for k, v in values.items()}).where(ReportJob.id == job_id)
 
 
+def _collector_words(name: str) -> str:
+    """A collector as the progress line shows it ("data-subject requests", not "dsr")."""
+    label = collector_label(name)
+    return label[:1].lower() + label[1:]
+
+
 def _collectors(framework: Framework) -> list[str]:
     return sorted({c.check.collector for c in framework.controls if c.check is not None})
 
@@ -256,7 +265,7 @@ async def build_document(
     names = _collectors(framework)
     observations: list[Observation] = []
     for index, name in enumerate(names):
-        await progress(5 + 70 * index // len(names), f"Collecting evidence: {name.replace('_', ' ')}")
+        await progress(5 + 70 * index // len(names), f"Collecting evidence: {_collector_words(name)}")
         observations.extend(await collect(region, scope, [name]))
     await store.store(observations, report_id=job["id"])
     await progress(76, "Reading the attestations")
