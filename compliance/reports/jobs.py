@@ -69,6 +69,9 @@ EXTENSIONS: dict[str, str] = {
 MAX_PERIOD_DAYS = 3 * 365 + 1  # "at most 3 years" (one leap day allowed)
 # A running job whose heartbeat is older than this was interrupted (its process died).
 STALE_AFTER = dt.timedelta(minutes=10)
+# A job still queued this long after it was asked for was lost before it started (the
+# region service that was to run it in process stopped, or its task was dropped).
+NEVER_STARTED_AFTER = dt.timedelta(hours=1)
 KEY_SET_PATH = "/.well-known/konsil/keys"
 
 Status = Literal["queued", "running", "done", "failed"]
@@ -124,6 +127,8 @@ def _status_of(row: dict[str, Any], now: dt.datetime) -> tuple[Status, str]:
     beat = row["heartbeat_at"] or row["started_at"]
     if status == "running" and beat is not None and now - beat > STALE_AFTER:
         return "failed", "The report was interrupted (its process stopped). Start it again."
+    if status == "queued" and now - row["created_at"] > NEVER_STARTED_AFTER:
+        return "failed", "The report never started (the region's background work stopped). Start it again."
     return status, row["message"]
 
 
