@@ -121,7 +121,9 @@ def practice(stack: Stack) -> Practice:
 def open_context(browser: Browser, p: Practice) -> BrowserContext:
     """A browser context that notes every script error, blocked or failed asset, console
     error and request, for the checks at the end of a test."""
-    context = browser.new_context(base_url=p.base, accept_downloads=True, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(
+        base_url=p.base, accept_downloads=True, viewport={"width": 1280, "height": 900}, locale="en-US"
+    )
     context.set_default_timeout(15_000)
     context.add_init_script(TABLE_SPY)
 
@@ -201,14 +203,17 @@ def test_an_auditor_makes_a_report_in_the_portal_and_downloads_it(browser: Brows
     # The keyboard alone: to the framework, through the period, and Enter to start.
     page.goto(f"/{p.slug}/portal/reports")
     tab_to(page, "#report-framework")
-    page.keyboard.press("ArrowDown")  # HIPAA
-    page.keyboard.press("ArrowUp")  # back to GDPR
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_label("Framework")).to_have_value("hipaa")
+    page.keyboard.press("ArrowUp")
     expect(page.get_by_label("Framework")).to_have_value("gdpr")
     # (a date field takes several Tab stops in Chromium: month, day and year)
+    first_day = today - dt.timedelta(days=90)
     assert "report-framework" not in tab_to(page, "#report-from")
-    page.get_by_label("First day").fill(str(today - dt.timedelta(days=90)))
+    page.keyboard.type(f"{first_day:%m%d%Y}")  # month, day, year: the fields of an en-US date
+    expect(page.get_by_label("First day")).to_have_value(str(first_day))
     tab_to(page, "#report-to")
-    page.get_by_label("Last day").fill(str(today))
+    expect(page.get_by_label("Last day")).to_have_value(str(today))  # today, as the page set it
     page.keyboard.press("Enter")
     expect(page.get_by_role("status")).to_contain_text("being made")
     row = page.locator("#reports tbody tr")
