@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.response import Template
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -94,7 +93,7 @@ async def download_report(request: Req, report_id: uuid.UUID, file_format: str) 
         raise errors.not_found("This report is not finished, or there is no such report in this organisation.")
     await record(
         region_of(request),
-        actor_of(request).for_purpose("compliance audit"),
+        actor_of(request).for_purpose("download a compliance report"),
         _org_id(request),
         "export",
         "compliance report",
@@ -111,7 +110,8 @@ async def download_report(request: Req, report_id: uuid.UUID, file_format: str) 
 
 @get("/{slug:str}/portal/reports", opt={**rule(*READERS), "page": True}, include_in_schema=False)
 async def reports_page(request: Req) -> Template:
-    """The auditor's page: reports with progress, start one, download every format."""
+    """The auditor's page: reports with progress, start one, download every format
+    (the list is fetched by the page's script from the API above)."""
     org = request.state.org
     principal = request.state.principal
     return Template(
@@ -126,8 +126,7 @@ async def reports_page(request: Req) -> Template:
                 ("nen7510", "NEN 7510 / NEN 7513"),
                 ("normen", "Normen"),
             ],
-            "formats": FORMATS,
-            "reports": [msgspec.to_builtins(r) for r in await jobs.listing(org.id)],
+            "region": region_of(request).region.id,
         },
     )
 

@@ -32,6 +32,7 @@ from konsil.compliance.evidence.collectors import collect
 from konsil.compliance.evidence.model import Observation, Scope
 from konsil.compliance.reports import csv_workbook, json_report, oscal, pdf_report, ropa
 from konsil.compliance.reports.evidence_zip import current_signing, evidence_zip_bytes
+from konsil.compliance.reports.labels import collector_label
 from konsil.compliance.reports.model import Attested, Checkpoint, ReportDocument, assemble
 from konsil.compliance.reports.tables import ReportFile, ReportJob
 from konsil.compliance.subprocessors.register import for_region
@@ -47,12 +48,14 @@ REPORT_TASK: Final = "konsil.reports.generate"
 
 Format = Literal["pdf", "json", "csv", "zip", "ropa", "oscal"]
 FORMATS: tuple[str, ...] = get_args(Format)
+# The CSV files are UTF-8; the web layer adds "; charset=utf-8" to every text/* type
+# itself (naming it here too sent it twice).
 MEDIA_TYPES: dict[str, str] = {
     "pdf": "application/pdf",
     "json": "application/json",
-    "csv": "text/csv; charset=utf-8",
+    "csv": "text/csv",
     "zip": "application/zip",
-    "ropa": "text/csv; charset=utf-8",
+    "ropa": "text/csv",
     "oscal": "application/json",
 }
 EXTENSIONS: dict[str, str] = {
@@ -66,6 +69,9 @@ EXTENSIONS: dict[str, str] = {
 MAX_PERIOD_DAYS = 3 * 365 + 1  # "at most 3 years" (one leap day allowed)
 # A running job whose heartbeat is older than this was interrupted (its process died).
 STALE_AFTER = dt.timedelta(minutes=10)
+# A job still queued this long after it was asked for was lost before it started (the
+# region service that was to run it in process stopped, or its task was dropped).
+NEVER_STARTED_AFTER = dt.timedelta(hours=1)
 KEY_SET_PATH = "/.well-known/konsil/keys"
 
 Status = Literal["queued", "running", "done", "failed"]
@@ -121,6 +127,8 @@ def _status_of(row: dict[str, Any], now: dt.datetime) -> tuple[Status, str]:
     beat = row["heartbeat_at"] or row["started_at"]
     if status == "running" and beat is not None and now - beat > STALE_AFTER:
         return "failed", "The report was interrupted (its process stopped). Start it again."
+    if status == "queued" and now - row["created_at"] > NEVER_STARTED_AFTER:
+        return "failed", "The report never started (the region's background work stopped). Start it again."
     return status, row["message"]
 
 
@@ -218,6 +226,12 @@ async def _set(job_id: uuid.UUID, **values: Any) -> None:
     await ReportJob.update({getattr(ReportJob, k): v for k, v in values.items()}).where(ReportJob.id == job_id)
 
 
+def _collector_words(name: str) -> str:
+    """A collector as the progress line shows it ("data-subject requests", not "dsr")."""
+    label = collector_label(name)
+    return label[:1].lower() + label[1:]
+
+
 def _collectors(framework: Framework) -> list[str]:
     return sorted({c.check.collector for c in framework.controls if c.check is not None})
 
@@ -256,7 +270,7 @@ async def build_document(
     names = _collectors(framework)
     observations: list[Observation] = []
     for index, name in enumerate(names):
-        await progress(5 + 70 * index // len(names), f"Collecting evidence: {name.replace('_', ' ')}")
+        await progress(5 + 70 * index // len(names), f"Collecting evidence: {_collector_words(name)}")
         observations.extend(await collect(region, scope, [name]))
     await store.store(observations, report_id=job["id"])
     await progress(76, "Reading the attestations")
