@@ -5,6 +5,7 @@ access-logged, an auditor's as an auditor's."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -14,11 +15,14 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from konsil.compliance.reports import jobs
 from konsil.compliance.reports.jobs import FORMATS, ReportJobOut, ReportRequest, ReportRequestError
+from konsil.compliance.reports.json_report import schema_text
 from konsil.platform.core import errors
 from konsil.platform.core.access import AccessEvent
-from konsil.platform.core.authz import AUDIT_WORK, rule
+from konsil.platform.core.authz import AUDIT_WORK, PUBLIC, rule
 from konsil.platform.core.region import region_of
 from konsil.tenants.actors import Actor, actor_of, record
+
+log = logging.getLogger("konsil.reports")
 
 BASE = "/api/v1/orgs/{slug:str}/reports"
 READERS = ("owner", "admin", "auditor")
@@ -67,7 +71,12 @@ async def start_report(request: Req, data: ReportRequest) -> ReportJobOut:
         job_id = await jobs.create(region, _org_id(request), data, _event(request, actor_of(request), "create", ""))
     except ReportRequestError as exc:
         raise errors.bad_request(str(exc)) from None
-    region.tasks.submit(jobs.REPORT_TASK, job_id)
+    try:
+        region.tasks.submit(jobs.REPORT_TASK, job_id)
+    except Exception:  # the region's broker is away: say so now, not an hour later
+        log.exception("report job %s could not be handed to the region's workers", job_id)
+        await jobs.mark_failed(job_id, "The report could not be started: the region's task queue is unavailable.")
+        raise errors.unavailable("The report could not be started now; please try again in a few minutes.") from None
     made = await jobs.get(_org_id(request), job_id)
     assert made is not None
     return made
@@ -131,6 +140,13 @@ async def reports_page(request: Req) -> Template:
     )
 
 
+@get("/schemas/konsil-report-v1.json", opt=PUBLIC, tags=TAGS, media_type="application/schema+json")
+async def report_schema() -> Response[bytes]:
+    """The JSON Schema of a report's JSON document (``schema_version`` 1), published so
+    an auditor's tools can validate what they download."""
+    return Response(schema_text().encode(), media_type="application/schema+json")
+
+
 reports_router = Router(
-    path="/", route_handlers=[list_reports, start_report, read_report, download_report, reports_page]
+    path="/", route_handlers=[list_reports, start_report, read_report, download_report, reports_page, report_schema]
 )

@@ -33,7 +33,7 @@ from konsil.compliance.evidence.model import Observation, Scope
 from konsil.compliance.reports import csv_workbook, json_report, oscal, pdf_report, ropa
 from konsil.compliance.reports.evidence_zip import current_signing, evidence_zip_bytes
 from konsil.compliance.reports.labels import collector_label
-from konsil.compliance.reports.model import Attested, Checkpoint, ReportDocument, assemble
+from konsil.compliance.reports.model import Attested, Checkpoint, ReportDocument, assemble, longer_than_allowed
 from konsil.compliance.reports.tables import ReportFile, ReportJob
 from konsil.compliance.subprocessors.register import for_region
 from konsil.platform.core import clock, database
@@ -66,7 +66,6 @@ EXTENSIONS: dict[str, str] = {
     "ropa": "csv",
     "oscal": "json",
 }
-MAX_PERIOD_DAYS = 3 * 365 + 1  # "at most 3 years" (one leap day allowed)
 # A running job whose heartbeat is older than this was interrupted (its process died).
 STALE_AFTER = dt.timedelta(minutes=10)
 # A job still queued this long after it was asked for was lost before it started (the
@@ -114,10 +113,10 @@ def period_of(request: ReportRequest, today: dt.date) -> tuple[FrameworkId, dt.d
         raise ReportRequestError("to: the period ends before it starts")
     if request.period_from > today:
         raise ReportRequestError("from: the period starts in the future")
-    if (request.period_to - request.period_from).days + 1 > MAX_PERIOD_DAYS:
-        raise ReportRequestError("to: a period may be at most 3 years long")
     start = dt.datetime.combine(request.period_from, dt.time(), tzinfo=dt.UTC)
     end = dt.datetime.combine(request.period_to + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    if longer_than_allowed(start, end):
+        raise ReportRequestError("to: a period may be at most 3 years long")
     framework: FrameworkId = request.framework
     return framework, start, end
 
@@ -214,6 +213,11 @@ async def file(org_id: uuid.UUID, job_id: uuid.UUID, file_format: str) -> bytes 
         .first()
     )
     return None if row is None else bytes(row["content"])
+
+
+async def mark_failed(job_id: uuid.UUID, message: str) -> None:
+    """A job that cannot run (its task could not be queued), with why in words."""
+    await _set(job_id, status="failed", message=message[:300], finished_at=clock.now())
 
 
 # --- generating -----------------------------------------------------------------------

@@ -31,7 +31,18 @@ from konsil.compliance.subprocessors.register import Subprocessor
 
 SCHEMA_VERSION: Final = 1
 # Periods longer than this are refused (issue 13, "Bad input").
-MAX_PERIOD: Final = timedelta(days=3 * 366)
+MAX_PERIOD_YEARS: Final = 3
+
+
+def longer_than_allowed(start: datetime, end: datetime) -> bool:
+    """Whether the period [start, end) runs over 3 calendar years (the one rule the job
+    request and the document share): it may end at most on start's date 3 years on."""
+    try:
+        limit = start.replace(year=start.year + MAX_PERIOD_YEARS)
+    except ValueError:  # 29 February: 3 years on has none
+        limit = start.replace(year=start.year + MAX_PERIOD_YEARS, day=28) + timedelta(days=1)
+    return end > limit
+
 
 Status = Literal["pass", "fail", "attested", "not_attested", "not_applicable"]
 STATUSES: Final[tuple[Status, ...]] = ("pass", "fail", "attested", "not_attested", "not_applicable")
@@ -167,7 +178,7 @@ def assemble(
     period_start, period_end, generated_at = utc(period_start), utc(period_end), utc(generated_at)
     if period_end <= period_start:
         raise ReportInputError("period_end: the period must end after it starts")
-    if period_end - period_start > MAX_PERIOD:
+    if longer_than_allowed(period_start, period_end):
         raise ReportInputError("period_end: a period may be at most 3 years long")
     for index, observation in enumerate(observations):
         if observation.org_id != org_id:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from pypdf import PdfReader
 from trestle.oscal.assessment_results import AssessmentResults
@@ -235,6 +236,10 @@ def test_every_format_downloads_checks_out_and_each_download_is_logged_as_the_au
     document = decode_report(files["json"])
     assert (document.org_id, document.org_name, document.framework.id) == (a.org_id, a.name, "gdpr")
     assert document.period_start.date() == first and document.period_end.date() == last + dt.timedelta(days=1)
+    # ... and it validates against the schema the region publishes (no login needed).
+    published = httpx.get(f"{a.base}/schemas/konsil-report-v1.json", timeout=10)
+    assert published.status_code == 200 and published.headers["content-type"].startswith("application/schema+json")
+    jsonschema.validate(json.loads(files["json"]), published.json())
 
     # The workbooks read as CSV: one row per check of every observation, and one per
     # processing activity.

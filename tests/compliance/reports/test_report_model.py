@@ -5,14 +5,14 @@ signed, expired), and the input it refuses."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
 from konsil.compliance.controls.catalog import COLLECTOR_RULES, COLLECTORS
 from konsil.compliance.evidence.model import Observation
 from konsil.compliance.reports.labels import CHECK_LABELS, COLLECTOR_LABELS, figure_label, period_text
-from konsil.compliance.reports.model import ReportInputError, Signing, assemble
+from konsil.compliance.reports.model import ReportInputError, Signing, assemble, longer_than_allowed
 from konsil.compliance.subprocessors.register import load_register
 from tests.compliance.reports.samples import (
     END,
@@ -176,3 +176,18 @@ def _with_period(start: datetime, end: datetime) -> None:
         subprocessors=load_register().for_region("eu"),
         signing=Signing(kid="k", key_set_url="https://example.invalid/keys.json"),
     )
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "too_long"),
+    [
+        ("2025-01-01", "2027-12-31", False),  # exactly 3 years of days, both ends included
+        ("2025-01-01", "2028-01-01", True),  # one day more, although no 29 February falls in it
+        ("2024-02-29", "2027-02-28", False),  # from a leap day: 3 years on ends with 28 February
+        ("2024-02-29", "2027-03-01", True),
+    ],
+)
+def test_the_three_year_limit_is_calendar_years_for_jobs_and_documents(first: str, last: str, too_long: bool) -> None:
+    start = datetime.combine(date.fromisoformat(first), time(), tzinfo=UTC)
+    end = datetime.combine(date.fromisoformat(last) + timedelta(days=1), time(), tzinfo=UTC)
+    assert longer_than_allowed(start, end) is too_long
