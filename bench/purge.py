@@ -43,7 +43,7 @@ from bench.harness import (
     set_quiet,
 )
 from konsil.compliance.retention.purge import PurgeRequest, purge, summary
-from konsil.platform.core.access import AccessEvent, AccessLog
+from konsil.platform.core.access import AccessEvent, AccessLog, OrganisationRemoved
 from konsil.platform.core.settings import RegionSettings, Settings, VaultSettings
 from konsil.regions.container import open_region
 
@@ -137,6 +137,9 @@ class TimedAccessLog:
             return await self.inner.append_many(events)
         finally:
             self.seconds += time.perf_counter() - started
+
+    async def certify_removal(self, removed: OrganisationRemoved) -> None:
+        await self.inner.certify_removal(removed)
 
 
 async def measure(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:

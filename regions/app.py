@@ -22,7 +22,10 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from konsil.compliance.access_log.api import access_log_router
+from konsil.compliance.attestations.api import attestations_router
 from konsil.compliance.dsr.api import dsr_router
+from konsil.compliance.reports.api import reports_router
+from konsil.compliance.retention.api import retention_router
 from konsil.media_nodes.ops_api import ops_router
 from konsil.media_nodes.registry import HeartbeatConsumer
 from konsil.media_nodes.registry_store import sync_registry
@@ -38,7 +41,7 @@ from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_hea
 from konsil.regions import container
 from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
-from konsil.regions.tasks import start_in_process
+from konsil.regions.tasks import CeleryRunner, start_in_process
 from konsil.tenants import login_index
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
@@ -147,6 +150,8 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
                 log.error("the relays' TURN secret could not be read: %s", exc)
         follower = asyncio.create_task(sync_registry(registry)) if registry else None
         lifecycle = start_in_process(ctx)  # the embedded default's purge schedule (else Celery beat)
+        # Reports run where the region's other tasks run: in process, or on its Celery workers.
+        ctx.tasks = lifecycle.runner if lifecycle is not None else CeleryRunner(settings, region.id)
         # Login-index changes the control plane has not taken yet (it was down), retried.
         login_index_retries = asyncio.create_task(login_index.keep_delivering(ctx))
         try:
@@ -174,6 +179,9 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             network_test_router,
             dsr_router,
             access_log_router,
+            attestations_router,
+            retention_router,
+            reports_router,
             ops_router,
             Router(path="/", guards=[authorize], route_handlers=SOCKETS),
             create_static_files_router(

@@ -10,7 +10,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from konsil.compliance.access_log.service import ChainedAccessLog
+from konsil.compliance.access_log.chained import ChainedAccessLog
+from konsil.compliance.access_log.seal import HeadSealer, current_sealer, use_sealer
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.media_nodes.relays import RegionRelays
 from konsil.platform.core import database
@@ -55,16 +56,17 @@ def build_region(
     # Only the region service takes signed calls from the control plane.
     callers = {"control": region.internal_secret} if service_name == "region-service" else {}
     keys = build_tenant_keys(settings, region)
+    signer = region_signer(settings, region, keys.provider)
     return RegionContext(
         settings=settings,
         region=region,
         engine=database.engine_for(region.database),
         keys=keys,
-        signer=region_signer(settings, region, keys.provider),
+        signer=signer,
         verifier=Verifier(callers, settings.signature_window_seconds),
         control=ControlLink(control_url, region.id, region.internal_secret),
         discovery_key=settings.require_discovery_key(),
-        access_log=ChainedAccessLog(),
+        access_log=ChainedAccessLog(signer, region.id),
         relays=relays or RegionRelays(region),
         network_tests=NetworkTests(unavailable=missing("network_tests")),
         organisation_tables=tuple(ORGANISATION_OWNED),
@@ -90,9 +92,16 @@ def region_relays(region: RegionSettings) -> RegionRelays:
 async def start(ctx: RegionContext) -> None:
     database.bind(REGION_TABLES, ctx.engine)
     await database.start(ctx.engine)
+    # This process seals the access-log heads it writes (compliance/access_log/seal.py).
+    sealer = HeadSealer(ctx.signer, ctx.region.id)
+    use_sealer(sealer)
+    await sealer.certify()
 
 
 async def stop(ctx: RegionContext) -> None:
+    sealer = current_sealer()
+    if sealer is not None and sealer.key.region == ctx.region.id:
+        use_sealer(None)
     await ctx.control.close()
     await ctx.keys.provider.close()
     await database.stop(ctx.engine)

@@ -1,4 +1,5 @@
-"""A region's background tasks (the data lifecycle: retention purges) and who runs them.
+"""A region's background tasks (the data lifecycle: retention purges, and signed
+checkpoints of the access logs) and who runs them.
 
 Two runners behind one interface (``TaskRunner``), chosen by configuration
 (``regions.<id>.lifecycle.runner``):
@@ -25,6 +26,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from konsil.compliance.access_log.checkpoints import checkpoint_moved
+from konsil.compliance.reports.jobs import REPORT_TASK, generate
 from konsil.compliance.retention.purge import PurgeRequest, purge, run_as_of, summary
 from konsil.compliance.retention.tables import PurgeRun
 from konsil.platform.core import database
@@ -38,6 +41,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("konsil.tasks")
 
 PURGE = "konsil.lifecycle.purge"
+CHECKPOINT = "konsil.lifecycle.checkpoint"
+# Access-log checkpoints are signed at least hourly (more often when purges run more often):
+# the window in which a forged entry could still be signed as genuine is that long.
+CHECKPOINT_EVERY_SECONDS = 3600
+
+
+def checkpoint_every(region: RegionSettings) -> int:
+    return min(CHECKPOINT_EVERY_SECONDS, region.lifecycle.purge_every_seconds)
 
 
 def queue_name(region_id: str) -> str:
@@ -110,7 +121,29 @@ async def purge_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict
     return {"run_id": str(run_id), "removed": summary(results), "failed": failed}
 
 
-TASKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {PURGE: purge_task}
+async def checkpoint_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict[str, Any]:
+    """Sign a checkpoint of every access log of the region that moved since its last one
+    (``compliance/access_log/checkpoints.py``). Running twice at once only makes a
+    checkpoint twice, so there is no lock."""
+    if region != ctx.region.id:
+        raise WrongRegion(f"a task of region {region!r} reached a worker of region {ctx.region.id!r}")
+    result = await checkpoint_moved(ctx)
+    return {"run_id": str(run_id), "checkpoints": result.made, "refused": result.refused}
+
+
+async def report_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict[str, Any]:
+    """Generate one compliance report (``compliance/reports/jobs.py``); the task id is
+    the report job's id, so a redelivered task runs the same job again from its start."""
+    if region != ctx.region.id:
+        raise WrongRegion(f"a task of region {region!r} reached a worker of region {ctx.region.id!r}")
+    return {"report": str(run_id), "status": await generate(ctx, run_id)}
+
+
+TASKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+    PURGE: purge_task,
+    CHECKPOINT: checkpoint_task,
+    REPORT_TASK: report_task,
+}
 
 
 class TaskRunner(Protocol):
@@ -171,28 +204,34 @@ class InProcessRunner:
 
 
 class InProcessScheduler:
-    """The embedded default's beat: submits the purge every ``purge_every_seconds``
-    (the first one interval after start, as Celery beat does)."""
+    """The embedded default's beat: submits the purge every ``purge_every_seconds`` and
+    the checkpoints every ``checkpoint_every_seconds`` (each first one interval after
+    start, as Celery beat does)."""
 
-    def __init__(self, runner: InProcessRunner, every_seconds: float) -> None:
+    def __init__(
+        self, runner: InProcessRunner, every_seconds: float, checkpoint_every_seconds: float | None = None
+    ) -> None:
         self.runner = runner
         self.every_seconds = every_seconds
-        self._loop: asyncio.Task[None] | None = None
+        self.checkpoint_every_seconds = checkpoint_every_seconds
+        self._loops: list[asyncio.Task[None]] = []
 
     def start(self) -> InProcessScheduler:
-        self._loop = asyncio.create_task(self._tick())
+        self._loops = [asyncio.create_task(self._tick(PURGE, self.every_seconds))]
+        if self.checkpoint_every_seconds is not None:
+            self._loops.append(asyncio.create_task(self._tick(CHECKPOINT, self.checkpoint_every_seconds)))
         return self
 
-    async def _tick(self) -> None:
+    async def _tick(self, task: str, every_seconds: float) -> None:
         while True:
-            await asyncio.sleep(self.every_seconds)
-            self.runner.submit(PURGE)
+            await asyncio.sleep(every_seconds)
+            self.runner.submit(task)
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
+        for loop in self._loops:
+            loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+                await loop
         await self.runner.stop()
 
 
@@ -201,7 +240,8 @@ def start_in_process(ctx: RegionContext) -> InProcessScheduler | None:
     region's tasks run on Celery workers."""
     if uses_celery(ctx.settings, ctx.region):
         return None
-    return InProcessScheduler(InProcessRunner(ctx), ctx.region.lifecycle.purge_every_seconds).start()
+    every = ctx.region.lifecycle.purge_every_seconds
+    return InProcessScheduler(InProcessRunner(ctx), every, checkpoint_every(ctx.region)).start()
 
 
 # --- Celery (services mode) ---------------------------------------------------------------------
@@ -252,26 +292,36 @@ def celery_app(settings: Settings, region_id: str) -> Celery:
                 "schedule": dt.timedelta(seconds=region.lifecycle.purge_every_seconds),
                 "kwargs": {"region": region_id},
                 "options": {"queue": queue},
-            }
+            },
+            "checkpoint": {
+                "task": CHECKPOINT,
+                "schedule": dt.timedelta(seconds=checkpoint_every(region)),
+                "kwargs": {"region": region_id},
+                "options": {"queue": queue},
+            },
         },
         beat_schedule_filename=str(Path(settings.data_dir) / f"celerybeat-{region_id}"),
     )
 
-    @app.task(name=PURGE, bind=True)
-    def purge(self: Any, region: str) -> dict[str, Any]:
-        if region != region_id:  # never run another region's task; drop it, do not requeue
-            log.error("refused a task of region %r: this worker serves region %r", region, region_id)
-            raise Reject(f"task of region {region!r} refused by a worker of region {region_id!r}", requeue=False)
-        return asyncio.run(_in_region(settings, region_id, uuid.UUID(str(self.request.id))))
+    def region_task(name: str) -> None:
+        @app.task(name=name, bind=True)
+        def run(self: Any, region: str) -> dict[str, Any]:
+            if region != region_id:  # never run another region's task; drop it, do not requeue
+                log.error("refused a task of region %r: this worker serves region %r", region, region_id)
+                raise Reject(f"task of region {region!r} refused by a worker of region {region_id!r}", requeue=False)
+            return asyncio.run(_in_region(settings, region_id, name, uuid.UUID(str(self.request.id))))
 
+    region_task(PURGE)
+    region_task(CHECKPOINT)
+    region_task(REPORT_TASK)
     return app
 
 
-async def _in_region(settings: Settings, region_id: str, run_id: uuid.UUID) -> dict[str, Any]:
+async def _in_region(settings: Settings, region_id: str, task: str, run_id: uuid.UUID) -> dict[str, Any]:
 
     async with open_region(settings, settings.region(region_id)) as ctx:
         ctx.service_name = "worker"
-        return await purge_task(ctx, region_id, run_id)
+        return await TASKS[task](ctx, region_id, run_id)
 
 
 class CeleryRunner:

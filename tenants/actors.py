@@ -16,6 +16,10 @@ from konsil.platform.core.access import AccessEvent
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.core.signing import FORWARDED_FOR
 
+# What an auditor's reads are for, in the access log: an auditor only ever looks, for
+# the audit they were let in for, so every entry of theirs says so.
+AUDIT_PURPOSE = "compliance audit"
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -26,6 +30,8 @@ class Actor:
     purpose: str = "provide the service"
 
     def for_purpose(self, purpose: str) -> Actor:
+        if self.role == "auditor":
+            return replace(self, purpose=f"{AUDIT_PURPOSE}: {purpose}")
         return replace(self, purpose=purpose)
 
 
@@ -54,7 +60,8 @@ def actor_for(connection: ASGIConnection[Any, Any, Any, Any], principal: Any) ->
         return Actor("anonymous", "anonymous", "anonymous", source_address(connection))
     # A token acts for the organisation that connected the integration.
     on_behalf = principal.actor if principal.kind == "member" else f"org:{principal.org_id}"
-    return Actor(principal.actor, principal.role, on_behalf, source_address(connection))
+    actor = Actor(principal.actor, principal.role, on_behalf, source_address(connection))
+    return replace(actor, purpose=f"{AUDIT_PURPOSE} (auditor access)") if principal.role == "auditor" else actor
 
 
 def _event(
@@ -177,6 +184,8 @@ async def record_denial(
     action = _ACTIONS.get(str(connection.scope.get("method", "GET")), "read")
     ctx = region_of(connection)
     try:
-        await record(ctx, actor.for_purpose(purpose), org_id, action, object_type, object_id, subject_ref, "denied")
+        # The refusal's own purpose (an auditor's too: a refused call is no audit read).
+        refused = replace(actor, purpose=purpose)
+        await record(ctx, refused, org_id, action, object_type, object_id, subject_ref, "denied")
     except Exception as exc:  # the call is refused all the same
         log.warning("a refused call could not be access-logged (%s)", type(exc).__name__)

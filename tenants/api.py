@@ -14,7 +14,7 @@ from litestar.datastructures import Cookie
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from konsil.platform.core import errors
-from konsil.platform.core.authz import MANAGERS, PUBLIC, rule
+from konsil.platform.core.authz import MANAGERS, OWN_SESSION, PUBLIC, rule
 from konsil.platform.core.keys.region_signing import KeySet
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.core.text import LINE_PATTERN
@@ -37,6 +37,9 @@ from konsil.tenants.schemas import (
 )
 
 ALL_MEMBERS = ("owner", "admin", "expert", "auditor")
+# Who reads the members and their roles: those who manage them, and auditors (each read
+# of a member's personal data is access-logged, an auditor's as a compliance audit).
+MEMBER_READERS = (*MANAGERS, "auditor")
 
 Req = Request[Any, Any, Any]
 
@@ -90,7 +93,7 @@ async def delete_organisation(request: Req, data: DeleteOrganisation) -> dict[st
 # --- members --------------------------------------------------------------------------------
 
 
-@get("/members", opt=rule(*MANAGERS, scope="members:read", personal_data="member"))
+@get("/members", opt=rule(*MEMBER_READERS, scope="members:read", personal_data="member"))
 async def list_members(request: Req) -> list[MemberOut]:
     return await members.list_members(region_of(request), actor_of(request), _org(request))
 
@@ -101,7 +104,7 @@ async def invite_member(request: Req, data: MemberIn) -> MemberOut:
     return await members.invite(region_of(request), actor_of(request), _org(request), data)
 
 
-@get("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:read", personal_data="member"))
+@get("/members/{member_id:uuid}", opt=rule(*MEMBER_READERS, scope="members:read", personal_data="member"))
 async def read_member(request: Req, member_id: uuid.UUID) -> MemberOut:
     return await members.get(region_of(request), actor_of(request), _org(request), member_id)
 
@@ -271,7 +274,7 @@ async def who_am_i(request: Req) -> dict[str, Any]:
     return {"organisation": _org(request).slug, "member_id": str(principal.id), "role": principal.role}
 
 
-@post("/auth/logout", opt=rule(*ALL_MEMBERS), status_code=HTTP_200_OK)
+@post("/auth/logout", opt={**rule(*ALL_MEMBERS), **OWN_SESSION}, status_code=HTTP_200_OK)
 async def logout(request: Req) -> Response[Any]:
     principal = _principal(request)
     if principal.session_id:

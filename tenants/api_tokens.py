@@ -22,7 +22,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "owner": frozenset(SCOPES),
     "admin": frozenset(SCOPES),
     "expert": frozenset({"org:read", "rooms:read", "rooms:write"}),
-    "auditor": frozenset({"org:read", "rooms:read"}),
+    "auditor": frozenset({"org:read", "members:read", "rooms:read"}),
 }
 
 

@@ -5,6 +5,10 @@ Each route handler carries ``opt={"auth": Rule(...)}``; the app-wide guard
 ``authorize`` fails closed for a route without a rule unless it is marked
 ``public``. Organisation-scoped routes resolve the organisation first, so an
 organisation of another region (or none) answers 404.
+
+Auditors are read-only and time-boxed, whatever a route's rule says: the guard refuses
+them every unsafe method and every socket (but logging out, ``OWN_SESSION``), and from
+the end of their grant their sessions and the tokens they made are refused.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from typing import Any
 import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Empty, EmptyType
 
 from konsil.platform.core import clock, database, errors
-from konsil.platform.core.authz import Rule, token_hash
+from konsil.platform.core.authz import AUDIT_WORK_KEY, OWN_SESSION_KEY, Rule, token_hash
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record, record_denial
@@ -113,14 +118,17 @@ FROM organisation o
 WHERE o.slug = $1"""
 _ORGANISATION_AND_INTEGRATION_SQL = """
 SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at,
-       t.id AS caller_id, t.org_id AS caller_org_id, t.scopes AS caller_scopes
+       t.id AS caller_id, t.org_id AS caller_org_id, t.scopes AS caller_scopes,
+       m.role AS caller_maker_role, m.access_expires_at AS caller_maker_access_expires_at
 FROM organisation o
 LEFT JOIN api_token t ON t.token_hash = $2 AND t.revoked_at IS NULL
+LEFT JOIN member m ON m.id = t.created_by
 WHERE o.slug = $1"""
 _ORGANISATION_AND_SESSION_SQL = """
 SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at,
        s.org_id AS caller_org_id, s.member_id AS caller_member_id, s.csrf_token AS caller_csrf_token,
-       s.last_seen_at AS caller_last_seen_at, m.role AS caller_role
+       s.last_seen_at AS caller_last_seen_at, m.role AS caller_role,
+       m.access_expires_at AS caller_access_expires_at
 FROM organisation o
 LEFT JOIN member_session s ON s.id = $2
 LEFT JOIN member m ON m.id = s.member_id
@@ -160,12 +168,16 @@ class _SessionCaller(msgspec.Struct, frozen=True, kw_only=True):
     csrf_token: str
     last_seen_at: dt.datetime
     role: str | None  # None: the member is gone
+    access_expires_at: dt.datetime | None = None  # an auditor's end of access
 
 
 class _TokenCaller(msgspec.Struct, frozen=True, kw_only=True):
     id: uuid.UUID
     org_id: uuid.UUID
     scopes: str
+    # The member who made the token: their access ending ends the token's too.
+    maker_role: str | None = None  # None: the maker is gone
+    maker_access_expires_at: dt.datetime | None = None
 
 
 Caller = _SessionCaller | _TokenCaller
@@ -176,13 +188,20 @@ def _caller_of(kind: str, row: dict[str, Any]) -> Caller | None:
     if row["caller_org_id"] is None:
         return None
     if kind == "token":
-        return _TokenCaller(id=row["caller_id"], org_id=row["caller_org_id"], scopes=row["caller_scopes"])
+        return _TokenCaller(
+            id=row["caller_id"],
+            org_id=row["caller_org_id"],
+            scopes=row["caller_scopes"],
+            maker_role=row["caller_maker_role"],
+            maker_access_expires_at=row["caller_maker_access_expires_at"],
+        )
     return _SessionCaller(
         org_id=row["caller_org_id"],
         member_id=row["caller_member_id"],
         csrf_token=row["caller_csrf_token"],
         last_seen_at=row["caller_last_seen_at"],
         role=row["caller_role"],
+        access_expires_at=row["caller_access_expires_at"],
     )
 
 
@@ -226,13 +245,16 @@ async def _session_caller(sid: str) -> _SessionCaller | None:
     row = await MemberSession.select().where(MemberSession.id == sid).first().run()
     if row is None:
         return None
-    member = await Member.select(Member.role).where(Member.id == row["member_id"]).first().run()
+    member = (
+        await Member.select(Member.role, Member.access_expires_at).where(Member.id == row["member_id"]).first().run()
+    )
     return _SessionCaller(
         org_id=row["org_id"],
         member_id=row["member_id"],
         csrf_token=row["csrf_token"],
         last_seen_at=row["last_seen_at"],
         role=member["role"] if member else None,
+        access_expires_at=member["access_expires_at"] if member else None,
     )
 
 
@@ -247,6 +269,9 @@ async def _from_session(ctx: RegionContext, sid: str, caller: Caller | None) -> 
     if caller.role is None:  # the member is gone
         await end_session(sid)
         return None
+    if members.access_ended(caller.role, caller.access_expires_at, now):
+        await end_session(sid)
+        raise members.access_ended_error(401, caller.access_expires_at)
     if now - caller.last_seen_at > dt.timedelta(seconds=30):
         await MemberSession.update({MemberSession.last_seen_at: now}).where(MemberSession.id == sid).run()
     return Principal(
@@ -256,17 +281,36 @@ async def _from_session(ctx: RegionContext, sid: str, caller: Caller | None) -> 
 
 async def _token_caller(hashed: str) -> _TokenCaller | None:
     row = (
-        await ApiToken.select(ApiToken.id, ApiToken.org_id, ApiToken.scopes)
+        await ApiToken.select(ApiToken.id, ApiToken.org_id, ApiToken.scopes, ApiToken.created_by)
         .where((ApiToken.token_hash == hashed) & ApiToken.revoked_at.is_null())
         .first()
         .run()
     )
-    return None if row is None else _TokenCaller(id=row["id"], org_id=row["org_id"], scopes=row["scopes"])
+    if row is None:
+        return None
+    maker = (
+        await Member.select(Member.role, Member.access_expires_at).where(Member.id == row["created_by"]).first().run()
+    )
+    return _TokenCaller(
+        id=row["id"],
+        org_id=row["org_id"],
+        scopes=row["scopes"],
+        maker_role=maker["role"] if maker else None,
+        maker_access_expires_at=maker["access_expires_at"] if maker else None,
+    )
 
 
 def _from_token(caller: Caller | None) -> Principal | None:
     if not isinstance(caller, _TokenCaller):
         return None
+    if caller.maker_role == members.AUDITOR:
+        # Made before its maker became an auditor (a change of role now revokes them):
+        # an auditor holds nothing that writes, and nothing at all after their grant.
+        if members.access_ended(members.AUDITOR, caller.maker_access_expires_at, clock.now()):
+            ended = members.ended_in_words(caller.maker_access_expires_at)
+            message = f"this API token was made by an auditor whose access {ended}; it no longer works"
+            raise errors.AppError(401, "access_expired", message)
+        raise errors.unauthorized("this API token was made by a member who is now an auditor; it no longer works")
     return Principal("token", caller.org_id, caller.id, "integration", frozenset(caller.scopes.split()))
 
 
@@ -322,8 +366,11 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         state["org"] = org
     try:
         principal = await identify(connection, ctx, credential)
-    except errors.AppError:
-        await _refused(connection, found, None, "invalid credentials")
+    except errors.AppError as exc:
+        ended = exc.code == "access_expired"
+        await _refused(connection, found, None, "auditor access ended" if ended else "invalid credentials")
+        if ended and opt.get("page"):
+            raise LoginRequired() from None  # the login page then says why
         raise
     if principal is None:
         await _refused(connection, found, None, "not logged in")
@@ -340,6 +387,9 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     elif principal.role not in found.roles:
         await _refused(connection, found, principal, "role")
         raise errors.forbidden()
+    if principal.role == "auditor" and _changes_state(connection, opt):
+        await _refused(connection, found, principal, "auditor access is read-only")
+        raise errors.forbidden("auditor access is read-only: an auditor can look but not change anything")
     if opt.get("csrf") != "form":  # form routes check their own hidden field
         try:
             _check_csrf(connection, principal)
@@ -347,6 +397,15 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
             await _refused(connection, found, principal, "csrf")
             raise
     state["principal"] = principal
+
+
+def _changes_state(connection: ASGIConnection[Any, Any, Any, Any], opt: dict[str, Any]) -> bool:
+    """Whether a call may change something: an unsafe method, or any socket (sockets
+    carry actions). Ending one's own session (``OWN_SESSION``) is no change of data, nor
+    is making an audit artefact (``AUDIT_WORK``: starting a compliance report)."""
+    if opt.get(OWN_SESSION_KEY) or opt.get(AUDIT_WORK_KEY):
+        return False
+    return connection.scope["type"] == ScopeType.WEBSOCKET or connection.scope.get("method") in UNSAFE
 
 
 async def authorize_request(request: Request[Any, Any, Any]) -> None:

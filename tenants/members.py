@@ -6,10 +6,15 @@ of a member's personal data writes an access-log entry in the same transaction.
 Adding or removing a member also changes the control plane's login-discovery index
 (keyed hashes only): queued in the same transaction, delivered after commit and
 retried until it lands (tenants/login_index.py).
+
+Auditors are outsiders let in for an audit: only an owner grants the role, always with
+an end (``access_expires_at``, at most a year ahead), and from that moment their login,
+sessions and the tokens they made are refused (``access_ended``; tenants/auth.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -42,6 +47,9 @@ def _decode(cipher: OrgCipher, member: records.Member) -> MemberOut:
         phone=cipher.open(_ref(member, "phone"), member.phone) if member.phone is not None else None,
         role=member.role,
         created_at=member.created_at,
+        access_expires_at=member.access_expires_at,
+        access_granted_at=member.access_granted_at,
+        access_granted_by=member.access_granted_by,
     )
 
 
@@ -83,6 +91,9 @@ async def first_owner(org_id: uuid.UUID) -> records.Member:
 
 async def insert(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, new: MemberIn) -> records.Member:
     """Insert a member inside the caller's transaction, with its access-log entry."""
+    now = clock.now()
+    check_access_end(new.role, new.access_expires_at, now)
+    granted = new.role == AUDITOR
     member_id = uuid.uuid4()
     cipher = await ctx.keys.cipher(org_id)
     index = email_index(cipher, new.email)
@@ -103,7 +114,10 @@ async def insert(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, new: Membe
         phone_index=phone_index(cipher, new.phone) if new.phone else None,
         role=new.role,
         password_hash=hash_password(new.password) if new.password else NO_PASSWORD,
-        created_at=clock.now(),
+        created_at=now,
+        access_expires_at=new.access_expires_at,
+        access_granted_at=now if granted else None,
+        access_granted_by=member_of(actor) if granted else None,
     )
     await Member.insert(Member(**msgspec.structs.asdict(member))).run()
     await record(ctx, actor, org_id, "create", "member", member_id, subject(member_id))
@@ -114,6 +128,61 @@ async def insert(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, new: Membe
 # nothing may grant more than its holder has (an admin cannot make an admin, an
 # integration token cannot make any manager).
 MANAGER_ROLES = frozenset({"owner", "admin"})
+# Read-only and time-boxed: only an owner lets an auditor in, and only until a set end.
+AUDITOR = "auditor"
+MAX_AUDITOR_ACCESS = dt.timedelta(days=365)
+
+
+def access_ended(role: str, expires_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether a member's access is over at ``now``: their end date has come. An auditor
+    without one never had a valid grant, and is refused too (fail closed)."""
+    if expires_at is None:
+        return role == AUDITOR
+    return expires_at <= now
+
+
+def ended_in_words(expires_at: dt.datetime | None) -> str:
+    """ "ended on 28 November 2026 at 14:00 UTC", for the messages of a refused auditor."""
+    if expires_at is None:
+        return "has no end date, so it is not valid"
+    at = expires_at.astimezone(dt.UTC)
+    return f"ended on {at.day} {at:%B %Y} at {at:%H:%M} UTC"
+
+
+def access_ended_error(status: int, expires_at: dt.datetime | None) -> errors.AppError:
+    return errors.AppError(
+        status,
+        "access_expired",
+        f"your auditor access to this organisation {ended_in_words(expires_at)}; ask one of its owners for a new grant",
+    )
+
+
+def check_access_end(role: str, expires_at: dt.datetime | None, now: dt.datetime) -> None:
+    """An auditor's access needs an end in the coming year; no other role has one."""
+    field = "access_expires_at"
+    if role != AUDITOR:
+        if expires_at is not None:
+            raise errors.bad_request(f"{field}: only an auditor's access has an end date; leave it out for {role}")
+        return
+    if expires_at is None:
+        raise errors.bad_request(f"{field}: an auditor's access needs an end date, at most 365 days ahead")
+    if expires_at <= now:
+        raise errors.bad_request(f"{field}: the end of an auditor's access must be in the future")
+    if expires_at > now + MAX_AUDITOR_ACCESS:
+        raise errors.bad_request(f"{field}: an auditor's access may last at most 365 days from now")
+
+
+def member_of(actor: Actor) -> uuid.UUID | None:
+    """The member behind an actor ("member:<id>"), None for tokens and the system."""
+    kind, _, value = actor.actor.partition(":")
+    if kind != "member":
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
 # Stored instead of a hash for a member without a password: it never verifies
 # (authenticate treats it as no password at all).
 NO_PASSWORD = "!no-password"  # noqa: S105 - a marker, not a secret
@@ -125,6 +194,12 @@ def _is_token(actor: Actor) -> bool:
 
 def _check_grant(actor: Actor, role: str) -> None:
     """Whether ``actor`` may give a member ``role`` (by invitation or by a change)."""
+    if role == AUDITOR:
+        if _is_token(actor):
+            raise errors.forbidden("an integration token cannot grant auditor access")
+        if actor.role != "owner":
+            raise errors.forbidden("only an owner can grant auditor access or change when it ends")
+        return
     if role not in MANAGER_ROLES:
         return
     if _is_token(actor):
@@ -189,13 +264,15 @@ async def change(
     async with database.transaction(ctx.engine):
         member = await _get(org.id, member_id)
         role_change = patch.role is not msgspec.UNSET and patch.role != member.role
-        _check_target(actor, member, personal_data_only=not role_change)
+        grant_change = patch.access_expires_at is not msgspec.UNSET
+        _check_target(actor, member, personal_data_only=not (role_change or grant_change))
         values: dict[Any, Any] = {}
         if patch.role is not msgspec.UNSET and patch.role != member.role:
             _check_grant(actor, patch.role)
             if member.role == "owner" and await _owners(org.id) <= 1:
                 raise errors.conflict("an organisation keeps at least one owner")
             values[Member.role] = patch.role
+        values |= _grant_values(actor, member, patch)
         cipher = await ctx.keys.cipher(org.id)
         if patch.name is not msgspec.UNSET:
             values[Member.name] = cipher.seal(_ref(member, "name"), patch.name)
@@ -207,8 +284,78 @@ async def change(
             raise errors.bad_request("nothing to change")
         await Member.update(values).where(Member.id == member_id).run()
         await record(ctx, actor, org.id, "update", "member", member_id, subject(member_id))
+        if role_change and patch.role == AUDITOR:
+            await _revoke_tokens_made_by(ctx, actor, org.id, member_id)
         member = await _get(org.id, member_id)
     return await decode(ctx, actor, member)
+
+
+def _grant_values(actor: Actor, member: records.Member, patch: MemberPatch) -> dict[Any, Any]:
+    """The access columns a change sets: a new or changed auditor grant (owners only,
+    with its end), or none left when an auditor gets another role."""
+    role = member.role if patch.role is msgspec.UNSET else patch.role
+    expires = None if patch.access_expires_at is msgspec.UNSET else patch.access_expires_at
+    if role == AUDITOR:
+        if role == member.role and expires is None:
+            return {}  # the grant stays as it is (a change of name or phone)
+        _check_grant(actor, AUDITOR)
+        now = clock.now()
+        check_access_end(AUDITOR, expires, now)
+        return {
+            Member.access_expires_at: expires,
+            Member.access_granted_at: now,
+            Member.access_granted_by: member_of(actor),
+        }
+    check_access_end(role, expires, clock.now())  # another role: refuses an end date
+    if member.role == AUDITOR and role != AUDITOR:
+        return {Member.access_expires_at: None, Member.access_granted_at: None, Member.access_granted_by: None}
+    return {}
+
+
+async def _revoke_tokens_made_by(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, member_id: uuid.UUID) -> None:
+    """A member who becomes an auditor keeps no token they made: an auditor changes nothing."""
+    revoked = (
+        await ApiToken.update({ApiToken.revoked_at: clock.now()})
+        .where((ApiToken.created_by == member_id) & (ApiToken.org_id == org_id) & ApiToken.revoked_at.is_null())
+        .returning(ApiToken.id)
+        .run()
+    )
+    for row in revoked:
+        await record(ctx, actor, org_id, "delete", "api_token", row["id"], f"org:{org_id}")
+
+
+class AuditorGrant(msgspec.Struct, frozen=True, kw_only=True):
+    """An auditor's grant, for the evidence of who let outsiders in and until when (no
+    personal data: member ids only)."""
+
+    member_id: uuid.UUID
+    expires_at: dt.datetime | None
+    granted_at: dt.datetime | None
+    granted_by: uuid.UUID | None
+    active: bool
+
+
+async def auditor_grants(org_id: uuid.UUID, at: dt.datetime | None = None) -> list[AuditorGrant]:
+    """Every auditor of the organisation and whether their access holds at ``at`` (now)."""
+    when = at or clock.now()
+    rows = (
+        await Member.select(
+            Member.id, Member.role, Member.access_expires_at, Member.access_granted_at, Member.access_granted_by
+        )
+        .where((Member.org_id == org_id) & (Member.role == AUDITOR))
+        .order_by(Member.created_at)
+        .run()
+    )
+    return [
+        AuditorGrant(
+            member_id=row["id"],
+            expires_at=row["access_expires_at"],
+            granted_at=row["access_granted_at"],
+            granted_by=row["access_granted_by"],
+            active=not access_ended(AUDITOR, row["access_expires_at"], when),
+        )
+        for row in rows
+    ]
 
 
 async def remove(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, member_id: uuid.UUID) -> None:
@@ -275,6 +422,24 @@ async def authenticate(
     if not matches:
         ctx.limits.login_failed(email, source_address)
         raise errors.unauthorized("e-mail address or password is wrong")
+    matches = await _without_ended_access(ctx, matches, source_address)
     if len(matches) > 1:
         return sorted(orgs[m.org_id].slug for m in matches)
     return matches[0], orgs[matches[0].org_id]
+
+
+async def _without_ended_access(
+    ctx: RegionContext, matches: list[records.Member], source_address: str
+) -> list[records.Member]:
+    """The matches whose access still holds. An auditor whose grant ended is told so
+    (the password was right) when nothing else is left, and the refusal is logged."""
+    now = clock.now()
+    ended = [m for m in matches if access_ended(m.role, m.access_expires_at, now)]
+    for member in ended:
+        who = subject(member.id)
+        refused = Actor(who, member.role, who, source_address, "log in: auditor access ended")
+        await record(ctx, refused, member.org_id, "read", "member", member.id, who, "denied")
+    left = [m for m in matches if m not in ended]
+    if not left:
+        raise access_ended_error(403, ended[0].access_expires_at)
+    return left

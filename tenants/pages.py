@@ -16,7 +16,7 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from konsil.platform.core import errors
-from konsil.platform.core.authz import PUBLIC, rule
+from konsil.platform.core.authz import OWN_SESSION, PUBLIC, rule
 from konsil.platform.core.ratelimit import wait_in_words
 from konsil.platform.core.region import region_of
 from konsil.tenants import records, visits
@@ -92,6 +92,8 @@ async def login_submit(request: Req, data: Annotated[LoginForm, Form]) -> Respon
             wait = exc.headers.get("retry-after", "60")
             message = f"Too many attempts. Please wait {wait_in_words(wait)}, then try again."
             return _login_page(request, message, status=429, headers={"retry-after": wait})
+        if exc.code == "access_expired":  # the password was right: say why they cannot come in
+            return _login_page(request, exc.message[:1].upper() + exc.message[1:] + ".", status=403)
         return _login_page(request, "E-mail address or password is wrong.", status=401)
     if isinstance(found, list):
         return _login_page(request, "Choose the organisation to open.", organisations=found, status=409)
@@ -141,7 +143,7 @@ async def call_page(request: Req, call_id: uuid.UUID) -> Template:
 
 @post(
     "/{slug:str}/logout",
-    opt={**rule("owner", "admin", "expert", "auditor"), "page": True, "csrf": "form"},
+    opt={**rule("owner", "admin", "expert", "auditor"), "page": True, "csrf": "form", **OWN_SESSION},
     include_in_schema=False,
 )
 async def logout_submit(request: Req, data: Annotated[CsrfForm, Form]) -> Response[Any]:

@@ -50,6 +50,9 @@ class Member(Record, frozen=True, kw_only=True):
     role: str
     password_hash: str
     created_at: dt.datetime
+    access_expires_at: dt.datetime | None  # auditors only: when their access ends
+    access_granted_at: dt.datetime | None
+    access_granted_by: uuid.UUID | None
 
 
 class Room(Record, frozen=True, kw_only=True):

@@ -10,7 +10,8 @@
   Its key goes first (crypto-shredding: every copy of its personal data, backups
   included, is unreadable from then on), then its visits, then its other rows; payment
   records stay for their legal hold without their payer fields. The access log keeps
-  the record of it (its entries hold pseudonymous references only).
+  the record of it (its entries hold pseudonymous references only), and the region
+  signs a deletion certificate of what went.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from piccolo.custom_types import Combinable
 from piccolo.table import Table
 
 from konsil.platform.core import database, errors
-from konsil.platform.core.keys.provider import KeyUnavailable
+from konsil.platform.core.access import OrganisationRemoved
+from konsil.platform.core.keys.provider import KeyDestroyed, KeyUnavailable
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import members
 from konsil.tenants.actors import Actor, _event, record
@@ -292,14 +294,21 @@ async def remove_organisation(
     keep changing fail it with 503). With it, one transaction per batch of rows, so no
     long locks: what went stays gone, and visits that keep changing stop it with
     ``Removal.stopped`` and the organisation kept, for the next run. ``on_removed``
-    gets the counts per table of each batch inside its transaction."""
+    gets the counts per table of each batch inside its transaction.
+
+    The transaction that removes the organisation's row also writes its deletion
+    certificate (``ctx.access_log.certify_removal``): the key versions destroyed, the
+    rows removed per table and a checkpoint of its access log, signed by the region."""
     subject = f"org:{org_id}"
+    versions = await _key_versions(ctx, org_id)
     try:
         await ctx.keys.shred(org_id)
+        shredded = True
     except KeyUnavailable:
         await record(ctx, actor, org_id, "delete", "organisation", org_id, subject, "failure")
         if require_shred:
             raise
+        shredded = False
     rows: dict[str, int] = {}
 
     async def counted(batch: dict[str, int]) -> None:
@@ -322,7 +331,28 @@ async def remove_organisation(
             await _remove_rows(ctx, actor, org_id, table, size, counted)
         async with database.transaction(ctx.engine):
             await clear_payers(org_id)
-            gone = await _count(Organisation.delete().where(Organisation.id == org_id).returning(Organisation.id))
+            slugs = await Organisation.delete().where(Organisation.id == org_id).returning(Organisation.slug)
             await record(ctx, actor, org_id, "delete", "organisation", org_id, subject)
-            await counted({"organisation": gone})
+            await counted({"organisation": len(slugs)})
+            if slugs:  # the signed record of it, committed with it (compliance/access_log/certificates.py)
+                await ctx.access_log.certify_removal(
+                    OrganisationRemoved(
+                        org_id=org_id,
+                        slug=str(slugs[0]["slug"]),
+                        removed_by=actor.actor,
+                        key_destroyed=shredded,
+                        key_versions=versions,
+                        rows_removed=rows,
+                    )
+                )
     return Removal(rows, directory_updated=await tell_control_plane(ctx, org_id) if tell else None)
+
+
+async def _key_versions(ctx: RegionContext, org_id: uuid.UUID) -> list[int]:
+    """The versions the organisation's key has before it is destroyed, for the deletion
+    certificate; none when it is already gone or the key service does not answer."""
+    try:
+        info = await ctx.keys.provider.key_info(org_id)
+    except (KeyDestroyed, KeyUnavailable):
+        return []
+    return list(range(1, info.latest_version + 1))

@@ -85,6 +85,14 @@ class OrganisationPatch(Strict):
     relay_only: bool | msgspec.UnsetType = msgspec.UNSET
 
 
+# When an auditor's access ends: required for the auditor role (at most a year ahead,
+# tenants/members.py checks it against the clock), refused for every other role.
+AccessExpiresAt = Annotated[
+    dt.datetime,
+    msgspec.Meta(tz=True, description="when an auditor's access ends (auditors only; at most 365 days ahead)"),
+]
+
+
 class MemberIn(Strict):
     name: PersonName
     email: Email
@@ -92,12 +100,16 @@ class MemberIn(Strict):
     # Optional: a member added without one cannot log in. Integration tokens may not set it.
     password: Password | None = None
     phone: Phone | None = None
+    access_expires_at: AccessExpiresAt | None = None
 
 
 class MemberPatch(Strict):
     role: Role | msgspec.UnsetType = msgspec.UNSET
     name: PersonName | msgspec.UnsetType = msgspec.UNSET
     phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
+    # A new end of an auditor's access (owners only), or the end of the grant that makes
+    # a member an auditor (with ``role``).
+    access_expires_at: AccessExpiresAt | msgspec.UnsetType = msgspec.UNSET
 
 
 class MemberOut(msgspec.Struct):
@@ -107,6 +119,10 @@ class MemberOut(msgspec.Struct):
     phone: str | None
     role: str
     created_at: dt.datetime
+    # Auditors only: when their access ends (or ended), who gave it and when.
+    access_expires_at: dt.datetime | None = None
+    access_granted_at: dt.datetime | None = None
+    access_granted_by: uuid.UUID | None = None
 
 
 class RoomIn(Strict):

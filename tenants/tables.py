@@ -41,6 +41,13 @@ class Member(Table, tablename="member"):
     role = Varchar(length=16)
     password_hash = Text()
     created_at = Timestamptz(default=TimestamptzNow())
+    # An auditor's access is time-boxed: it ends at this moment (login, sessions and the
+    # tokens they made are refused from then on). None for every other role. Who gave
+    # the current grant and when (the grant itself, or its latest change), for the
+    # evidence of who let an outsider in and for how long.
+    access_expires_at = Timestamptz(null=True, default=None)
+    access_granted_at = Timestamptz(null=True, default=None)
+    access_granted_by = UUID(null=True, default=None)
 
 
 class LoginIndexChange(Table, tablename="login_index_change"):

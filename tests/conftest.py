@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import inspect
 import os
@@ -414,6 +415,11 @@ def free_port_run(count: int) -> int:
     raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
 
 
+def auditor_access_until(days: float = 30) -> str:
+    """An end of auditor access ``days`` from now, as the members API takes it."""
+    return (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=days)).isoformat()
+
+
 class Stack:
     """A running control plane and EU and US region services (separate processes,
     PostgreSQL databases). Region ``zz`` is configured in the control plane but
@@ -463,12 +469,15 @@ class Stack:
         return client
 
     def add_member(self, owner: httpx.Client, slug: str, role: str, **extra: str) -> dict[str, Any]:
+        """A member added by ``owner``; an auditor's access ends in 30 days unless
+        ``access_expires_at`` says otherwise (auditor access is always time-boxed)."""
         tag = self.unique(role)
         body = {
             "name": f"Name {tag}",
             "email": f"{tag}@members.example",
             "role": role,
             "password": "correct horse battery",
+            **({"access_expires_at": auditor_access_until()} if role == "auditor" else {}),
             **extra,
         }
         response = owner.post(f"/api/v1/orgs/{slug}/members", json=body)

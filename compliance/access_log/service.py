@@ -5,6 +5,10 @@ Every read or change of personal data in the service layer calls ``append`` with
 (``chain.py``); ``access_log_head`` holds each organisation's last seq and hash, so
 appends serialise on it and verification notices a deleted tail.
 
+Every append also seals the head with this process's sealing key (``seal.py``), and
+``verify`` checks that seal and signed checkpoints (``checkpoints.py``) when given the
+region's key set: together they catch a chain rewritten consistently, head included.
+
 Works on PostgreSQL and SQLite with the engine the tables are bound to.
 """
 
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -21,13 +25,19 @@ from piccolo.columns import Varchar
 from piccolo.custom_types import Combinable
 from piccolo.engine.base import Engine
 
-from konsil.compliance.access_log import chain
-from konsil.compliance.access_log.chain import GENESIS_HASH, EntryRecord
+from konsil.compliance.access_log import chain, seal
+from konsil.compliance.access_log.chain import GENESIS_HASH, EntryRecord, format_time
+from konsil.compliance.access_log.documents import Checkpoint
+from konsil.compliance.access_log.seal import HeadRow
 from konsil.compliance.access_log.tables import AccessLogEntry, AccessLogHead
 from konsil.platform.core import database
 from konsil.platform.core.access import ACTIONS, OUTCOMES, AccessEvent, Action, Outcome
+from konsil.platform.core.keys.region_signing import KeySet
 
-ProblemKind = Literal["modified", "deleted", "reordered"]
+# modified, deleted, reordered: one entry changed beside the service. rewritten: the log no
+# longer matches what the region sealed or signed (a consistent rewrite). forged: an entry
+# after a checkpoint dated before it. uncheckable: a checkpoint in the range retention removed.
+ProblemKind = Literal["modified", "deleted", "reordered", "rewritten", "forged", "uncheckable"]
 # SQLite binds at most 32766 parameters a statement, 17 an entry; PostgreSQL takes arrays.
 SQLITE_ROWS_PER_INSERT = 1000
 
@@ -44,7 +54,10 @@ __all__ = [
     "append",
     "count",
     "entries",
+    "extends",
+    "head_row",
     "iter_entries",
+    "locked_head",
     "page",
     "prune",
     "verify",
@@ -63,6 +76,8 @@ class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
     checked: int  # entries that verified before the first problem (all of them when ok)
     problem: Problem | None = None
     pruned: int = 0  # entries #1..#pruned removed by retention; the walk starts after them
+    sealed: bool = False  # the head's seal was checked against the region's keys and holds
+    extends: list[Checkpoint] = msgspec.field(default_factory=list)  # checkpoints the log was shown to extend
 
 
 class PruneRefused(Exception):
@@ -127,8 +142,16 @@ def _record(row: dict[str, Any]) -> EntryRecord:
 # --- appending ---------------------------------------------------------------------
 
 
-async def _lock_head(engine: Engine[Any], org_id: uuid.UUID) -> tuple[int, str]:
-    """Take the organisation's append lock and return its last (seq, hash).
+class _Locked(msgspec.Struct, frozen=True):
+    seq: int
+    entry_hash: str
+    pruned_seq: int
+    pruned_hash: str
+    at: datetime | None
+
+
+async def _lock_head(engine: Engine[Any], org_id: uuid.UUID) -> _Locked:
+    """Take the organisation's append lock and return its head.
 
     The insert comes first so that a new organisation's first two appends cannot
     both see "no head"; on SQLite it is also the write that takes the database lock
@@ -136,11 +159,32 @@ async def _lock_head(engine: Engine[Any], org_id: uuid.UUID) -> tuple[int, str]:
     await AccessLogHead.insert(AccessLogHead(org_id=org_id, seq=0, entry_hash=GENESIS_HASH)).on_conflict(
         target=AccessLogHead.org_id, action="DO NOTHING"
     )
-    query = AccessLogHead.select(AccessLogHead.seq, AccessLogHead.entry_hash).where(AccessLogHead.org_id == org_id)
+    query = AccessLogHead.select(
+        AccessLogHead.seq,
+        AccessLogHead.entry_hash,
+        AccessLogHead.pruned_seq,
+        AccessLogHead.pruned_hash,
+        AccessLogHead.at,
+    ).where(AccessLogHead.org_id == org_id)
     if database.is_postgres(engine):
         query = query.lock_rows("UPDATE")  # SQLite's write transaction already serialises
-    rows = await query
-    return int(rows[0]["seq"]), str(rows[0]["entry_hash"])
+    row = (await query)[0]
+    return _Locked(
+        int(row["seq"]), str(row["entry_hash"]), int(row["pruned_seq"]), str(row["pruned_hash"]), _utc(row["at"])
+    )
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    if at is None:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)  # both engines store UTC
+
+
+def _not_before(at: datetime | None) -> datetime:
+    """Now, but never before ``at`` (the last entry's time): time follows seq even when
+    the clock steps back, so a checkpoint's time splits the chain cleanly."""
+    now = datetime.now(UTC)
+    return max(now, at) if at is not None else now
 
 
 async def append(event: AccessEvent) -> uuid.UUID:
@@ -172,9 +216,13 @@ async def append_many(events: list[AccessEvent]) -> list[uuid.UUID]:
             raise ValueError(f"unknown access-log outcome {event.outcome!r}")
     engine = _engine()
     records: list[EntryRecord] = []
+    sealer = seal.current_sealer()
+    if sealer is not None and not sealer.certified:
+        await sealer.certify()  # once per process; outside the lock
     async with database.transaction(engine):
-        last_seq, last_hash = await _lock_head(engine, org_id)
-        now = datetime.now(UTC)  # taken under the lock, so time follows seq
+        head = await _lock_head(engine, org_id)
+        last_seq, last_hash = head.seq, head.entry_hash
+        now = _not_before(head.at)  # taken under the lock, so time follows seq
         for event in events:
             unhashed = EntryRecord(
                 id=uuid.uuid4(),
@@ -199,9 +247,18 @@ async def append_many(events: list[AccessEvent]) -> list[uuid.UUID]:
             records.append(record)
             last_seq, last_hash = record.seq, record.entry_hash
         await _insert(engine, records)
-        await AccessLogHead.update({AccessLogHead.seq: last_seq, AccessLogHead.entry_hash: last_hash}).where(
-            AccessLogHead.org_id == org_id
-        )
+        sealed = ("", "")
+        if sealer is not None:
+            sealed = sealer.seal(seal.head_state(org_id, last_seq, last_hash, head.pruned_seq, head.pruned_hash))
+        await AccessLogHead.update(
+            {
+                AccessLogHead.seq: last_seq,
+                AccessLogHead.entry_hash: last_hash,
+                AccessLogHead.at: now,
+                AccessLogHead.seal_key: sealed[0],
+                AccessLogHead.seal: sealed[1],
+            }
+        ).where(AccessLogHead.org_id == org_id)
     return [r.id for r in records]
 
 
@@ -241,7 +298,11 @@ async def _batches(
             if after_seq is not None:
                 where &= AccessLogEntry.seq > after_seq
         else:
-            where &= (AccessLogEntry.seq > last[0]) | ((AccessLogEntry.seq == last[0]) & (AccessLogEntry.id > last[1]))
+            # ``seq >= last`` on its own too: the OR alone is no index range, and each batch
+            # would scan the chain from its start (minutes on a million entries).
+            where &= (AccessLogEntry.seq >= last[0]) & (
+                (AccessLogEntry.seq > last[0]) | ((AccessLogEntry.seq == last[0]) & (AccessLogEntry.id > last[1]))
+            )
         if upto_seq is not None:
             where &= AccessLogEntry.seq <= upto_seq
         rows = await (
@@ -441,42 +502,95 @@ async def _check(org_id: uuid.UUID, record: EntryRecord, seq: int, prev_hash: st
     return None
 
 
-async def verify(org_id: uuid.UUID, *, batch_size: int = 1000) -> VerifyReport:
+async def verify(
+    org_id: uuid.UUID,
+    *,
+    batch_size: int = 1000,
+    key_set: KeySet | None = None,
+    checkpoints: Sequence[Checkpoint] = (),
+) -> VerifyReport:
     """Walk the organisation's chain in seq order, batch by batch, and report the first
-    entry that was modified, deleted or reordered.
+    problem: an entry modified, deleted or reordered, or a head that does not match.
 
     Reads the head first and checks entries up to it: an append commits its entry and
     the head together, so entries appended while verifying do not count as tampering.
     A retention purge that removes old entries meanwhile moves the head's pruned point:
     the walk then starts again from there (a few times at most).
-    This shows changes made beside the service; someone who rewrites the chain and the
-    head consistently is caught only by comparing with a head hash kept elsewhere.
+
+    The chain alone shows changes made beside the service. Two more checks catch a
+    chain rewritten consistently, head included:
+
+    - with ``key_set`` (the region's published keys), the head must carry the region's
+      seal (``seal.py``): a head written straight into the database has none;
+    - with ``checkpoints`` (signed by the region; the caller has checked their
+      signatures, ``checkpoints.py``), the log must *extend* each one: entry #seq still
+      hashes to the signed hash (so no entry up to it changed: the walk recomputes every
+      hash from the retention point on), the log reaches that far, and no entry after
+      it is dated before it or before the entry it follows.
     """
     for _ in range(3):
         pruned_before = await _pruned_point(org_id)
-        report = await _verify_once(org_id, batch_size)
+        report = await _verify_once(org_id, batch_size, key_set, checkpoints)
         if report.ok or await _pruned_point(org_id) == pruned_before:
             return report
     return report
 
 
-async def _verify_once(org_id: uuid.UUID, batch_size: int) -> VerifyReport:
-    head = await _head(org_id)
-    head_seq = head[0] if head is not None else 0
-    pruned, pruned_hash = await _pruned_point(org_id)
+async def head_row(org_id: uuid.UUID) -> HeadRow | None:
+    """The organisation's head, read in one go (its seal covers all of it)."""
+    rows = await AccessLogHead.select(
+        AccessLogHead.seq,
+        AccessLogHead.entry_hash,
+        AccessLogHead.pruned_seq,
+        AccessLogHead.pruned_hash,
+        AccessLogHead.seal_key,
+        AccessLogHead.seal,
+    ).where(AccessLogHead.org_id == org_id)
+    if not rows:
+        return None
+    row = rows[0]
+    return HeadRow(
+        org_id=org_id,
+        seq=int(row["seq"]),
+        entry_hash=str(row["entry_hash"]),
+        pruned_seq=int(row["pruned_seq"]),
+        pruned_hash=str(row["pruned_hash"]),
+        seal_key=str(row["seal_key"] or ""),
+        seal=str(row["seal"] or ""),
+    )
+
+
+def _failed(problem: Problem, checked: int, pruned: int) -> VerifyReport:
+    return VerifyReport(ok=False, checked=checked, problem=problem, pruned=pruned)
+
+
+async def _verify_once(
+    org_id: uuid.UUID, batch_size: int, key_set: KeySet | None, checkpoints: Sequence[Checkpoint]
+) -> VerifyReport:
+    head = await head_row(org_id)
+    head_seq = head.seq if head is not None else 0
+    pruned, pruned_hash = (head.pruned_seq, head.pruned_hash) if head is not None else (0, GENESIS_HASH)
     problem = await _check_pruned_range(org_id, pruned, head_seq)
     if problem is not None:
-        return VerifyReport(ok=False, checked=0, problem=problem, pruned=pruned)
+        return _failed(problem, 0, pruned)
+    pending = sorted(checkpoints, key=lambda c: c.seq)
+    problem = _checkpoints_removed(pending, pruned, pruned_hash)
+    if problem is not None:
+        return _failed(problem, 0, pruned)
+    passed = [c for c in pending if c.seq <= pruned]
+    pending = [c for c in pending if c.seq > pruned]
     seq, prev_hash, checked = pruned + 1, pruned_hash, 0
     last: EntryRecord | None = None
     last_retention_note: str | None = None
-    upto = head[0] if head is not None else None
+    upto = head.seq if head is not None else None
     after = pruned or None  # entries up to the pruned point were removed by retention
     async for batch in _batches(org_id, after_seq=after, upto_seq=upto, batch_size=batch_size):
         for record in batch:
             problem = await _check(org_id, record, seq, prev_hash, head_seq)
+            if problem is None:
+                problem = _against_checkpoints(record, pending, passed, last)
             if problem is not None:
-                return VerifyReport(ok=False, checked=checked, problem=problem, pruned=pruned)
+                return _failed(problem, checked, pruned)
             checked += 1
             seq += 1
             prev_hash = record.entry_hash
@@ -484,20 +598,148 @@ async def _verify_once(org_id: uuid.UUID, batch_size: int) -> VerifyReport:
             if _is_retention_note(record):
                 last_retention_note = record.object_id
 
-    report = await _check_head(org_id, head, seq, prev_hash, checked, last)
+    head_pair = (head.seq, head.entry_hash) if head is not None else None
+    report = await _check_head(org_id, head_pair, seq, prev_hash, checked, last)
     if report.ok and pruned and not (last_retention_note or "").endswith(_pruned_mark(pruned, pruned_hash)):
-        report = VerifyReport(
-            ok=False,
-            checked=checked,
-            problem=Problem(
+        report = _failed(
+            Problem(
                 seq=pruned,
                 entry_id=None,
                 kind="modified",
                 detail=f"the chain head says entries #1 to #{pruned} were removed by retention, "
                 "but the chain's last retention entry does not record that point",
             ),
+            checked,
+            pruned,
         )
-    return msgspec.structs.replace(report, pruned=pruned)
+    if report.ok and pending:
+        checkpoint = pending[0]
+        report = _failed(
+            Problem(
+                seq=seq,
+                entry_id=None,
+                kind="deleted",
+                detail=f"{_missing(seq, checkpoint.seq)}: the log now ends at #{seq - 1}, but the region's "
+                f"checkpoint of {checkpoint.at} covers it up to #{checkpoint.seq}",
+            ),
+            checked,
+            pruned,
+        )
+    sealed = False
+    if report.ok and key_set is not None and head is not None:
+        unsealed = seal.check(head, key_set)
+        if unsealed is not None:
+            report = _failed(Problem(seq=head.seq, entry_id=None, kind="rewritten", detail=unsealed), checked, pruned)
+        sealed = unsealed is None
+    return msgspec.structs.replace(report, pruned=pruned, sealed=sealed, extends=passed if report.ok else [])
+
+
+def _checkpoints_removed(pending: list[Checkpoint], pruned: int, pruned_hash: str) -> Problem | None:
+    """Checkpoints at or before the retention point: the entry at the point itself is
+    known by its hash; anything before it is gone and cannot be compared any more."""
+    for checkpoint in pending:
+        if checkpoint.seq == 0 or checkpoint.seq > pruned:
+            continue
+        if checkpoint.seq < pruned:
+            return Problem(
+                seq=checkpoint.seq,
+                entry_id=None,
+                kind="uncheckable",
+                detail=f"retention has removed entries #1 to #{pruned} since the checkpoint of {checkpoint.at} "
+                "was made, so it can no longer be compared; compare with a newer checkpoint",
+            )
+        if checkpoint.head_hash != pruned_hash:
+            return Problem(
+                seq=pruned,
+                entry_id=None,
+                kind="rewritten",
+                detail=f"the last entry retention removed does not have the hash the region signed in its "
+                f"checkpoint of {checkpoint.at}",
+            )
+    return None
+
+
+def _against_checkpoints(
+    record: EntryRecord, pending: list[Checkpoint], passed: list[Checkpoint], previous: EntryRecord | None
+) -> Problem | None:
+    """``record`` (already shown to follow the chain) against the checkpoints: it must
+    carry the signed hash at a checkpoint's seq; after one, time must not go back."""
+    if passed:
+        at, since = _utc(record.at), passed[-1]
+        assert at is not None
+        if at < since.moment:
+            return Problem(
+                seq=record.seq,
+                entry_id=record.id,
+                kind="forged",
+                detail=f"it is dated {format_time(at)}, before the region's checkpoint of {since.at} "
+                f"that it follows (#{since.seq}): it was written later, with a false date",
+            )
+        before = _utc(previous.at) if previous is not None and previous.seq > since.seq else None
+        if before is not None and at < before:
+            return Problem(
+                seq=record.seq,
+                entry_id=record.id,
+                kind="forged",
+                detail=f"it is dated {format_time(at)}, before the entry it follows ({format_time(before)}), "
+                f"although it was written after the region's checkpoint of {since.at}",
+            )
+    while pending and pending[0].seq == record.seq:
+        checkpoint = pending.pop(0)
+        if record.entry_hash != checkpoint.head_hash:
+            return Problem(
+                seq=record.seq,
+                entry_id=record.id,
+                kind="rewritten",
+                detail=f"it no longer has the hash the region signed in its checkpoint of {checkpoint.at}: "
+                "entries up to it were changed and the chain re-hashed",
+            )
+        passed.append(checkpoint)
+    return None
+
+
+async def locked_head(org_id: uuid.UUID) -> tuple[HeadRow, datetime] | None:
+    """The head as a checkpoint signs it: read under the append lock, with a time that
+    no entry up to it is dated after. The head keeps that time as the earliest the next
+    entry may carry, so no later entry is dated before it even if the clock steps back."""
+    engine = _engine()
+    async with database.transaction(engine):
+        query = AccessLogHead.select(AccessLogHead.at).where(AccessLogHead.org_id == org_id)
+        if database.is_postgres(engine):
+            query = query.lock_rows("UPDATE")
+        rows = await query
+        if not rows:
+            return None
+        at = _not_before(_utc(rows[0]["at"]))
+        head = await head_row(org_id)
+        assert head is not None
+        await AccessLogHead.update({AccessLogHead.at: at}).where(AccessLogHead.org_id == org_id)
+    return head, at
+
+
+async def extends(
+    org_id: uuid.UUID, *, from_seq: int, from_hash: str, upto_seq: int, upto_hash: str, batch_size: int = 1000
+) -> Problem | None:
+    """Whether entries #from_seq+1 to #upto_seq follow ``from_hash``, each intact, and
+    end at ``upto_hash``: the part a new checkpoint adds to the one before it (which
+    already vouches for everything up to ``from_seq``)."""
+    seq, prev_hash = from_seq + 1, from_hash
+    async for batch in _batches(org_id, after_seq=from_seq, upto_seq=upto_seq, batch_size=batch_size):
+        for record in batch:
+            problem = await _check(org_id, record, seq, prev_hash, upto_seq)
+            if problem is not None:
+                return problem
+            seq, prev_hash = seq + 1, record.entry_hash
+    if seq <= upto_seq:
+        return Problem(seq=seq, entry_id=None, kind="deleted", detail=f"{_missing(seq, upto_seq)} before the head")
+    if prev_hash != upto_hash:
+        return Problem(
+            seq=upto_seq,
+            entry_id=None,
+            kind="modified",
+            detail="the chain head records a different hash for the last entry",
+        )
+    return None
 
 
 async def _check_pruned_range(org_id: uuid.UUID, pruned: int, head_seq: int) -> Problem | None:
@@ -714,11 +956,3 @@ async def organisations_due(before: datetime) -> list[uuid.UUID]:
     else:
         rows = await AccessLogHead.select(AccessLogHead.org_id).order_by(AccessLogHead.org_id)
     return [uuid.UUID(str(row["org_id"])) for row in rows]
-
-
-class ChainedAccessLog:
-    """The region container's access log (``platform.core.access.AccessLog``): entries
-    hash-chained per organisation in the region's own database."""
-
-    async def append_many(self, events: list[AccessEvent]) -> list[uuid.UUID]:
-        return await append_many(events)

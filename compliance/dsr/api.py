@@ -43,10 +43,11 @@ def _org(request: Req) -> dict[str, Any]:
     return msgspec.structs.asdict(request.state.org)
 
 
-@get(BASE, opt=rule(*MANAGERS, personal_data="dsr"), tags=["data-subject requests"])
+@get(BASE, opt=rule(*MANAGERS, "auditor", personal_data="dsr"), tags=["data-subject requests"])
 async def list_requests(request: Req, status: Status | None = None) -> list[RequestOut]:
     """The organisation's requests with their due dates (4 weeks from receipt); open
-    ones first, earliest due first; ``overdue`` marks open ones past their due date."""
+    ones first, earliest due first; ``overdue`` marks open ones past their due date.
+    No personal data (the subject's identifier is not listed): auditors read it too."""
     return await service.list_requests(_org(request)["id"], status)
 
 

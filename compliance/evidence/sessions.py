@@ -1,6 +1,6 @@
 """Session and sign-in evidence (P6, P11, P15; HIPAA 164.312(a)(2)(iii) and (d), NEN 7510
 A.9.2.5, Normen kap. 5.2): the idle timeout against its documented limit, how staff
-signed in during the period, and who holds which role.
+signed in during the period, who holds which role, and the auditors' time-boxed grants.
 
 Reads this region's settings, its member table (ids and roles only) and the
 organisation's access log (each sign-in writes an entry, ``tenants/auth.py``).
@@ -8,12 +8,14 @@ organisation's access log (each sign-in writes an entry, ``tenants/auth.py``).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from konsil.compliance.access_log.tables import AccessLogEntry
 from konsil.compliance.evidence.model import Check, Observation, Scope
-from konsil.compliance.evidence.observations import listed, observation, plural
+from konsil.compliance.evidence.observations import listed, named, observation, plural
 from konsil.platform.core.region import RegionContext
+from konsil.tenants import members
 from konsil.tenants.tables import Member
 
 COLLECTOR = "sessions"
@@ -121,13 +123,92 @@ async def role_review(scope: Scope) -> tuple[Check, dict[str, Any]]:
     return Check(name="role_review", result="fail", reason=reason, figures=figures), evidence
 
 
+# An auditor's grant may last at most this long (tenants/members.py refuses longer).
+GRANT_LIMIT = dt.timedelta(days=366)
+
+
+async def auditor_grants(scope: Scope) -> tuple[Check, dict[str, Any]]:
+    """Auditors are let in time-boxed: every grant has an end at most a year after it
+    was given, and no auditor's access succeeded after their grant ended."""
+    grants = await members.auditor_grants(scope.org_id, scope.now)
+    unbounded = [g for g in grants if g.expires_at is None]
+    too_long = [
+        g
+        for g in grants
+        if g.expires_at is not None and g.granted_at is not None and g.expires_at - g.granted_at > GRANT_LIMIT
+    ]
+    used_after: list[str] = []
+    for grant in grants:
+        if grant.expires_at is None:
+            continue
+        late = await AccessLogEntry.count().where(
+            (AccessLogEntry.org_id == scope.org_id)
+            & (AccessLogEntry.actor == f"member:{grant.member_id}")
+            & (AccessLogEntry.outcome == "success")
+            & (AccessLogEntry.at > grant.expires_at)
+        )
+        if late:
+            used_after.append(str(grant.member_id))
+    evidence = {
+        "grants": listed(
+            [
+                {
+                    "member_id": str(g.member_id),
+                    "granted_at": g.granted_at.isoformat() if g.granted_at else None,
+                    "granted_by": str(g.granted_by) if g.granted_by else None,
+                    "expires_at": g.expires_at.isoformat() if g.expires_at else None,
+                    "active": g.active,
+                }
+                for g in grants
+            ]
+        ),
+        "without_end": [str(g.member_id) for g in unbounded],
+        "longer_than_a_year": [str(g.member_id) for g in too_long],
+        "used_after_end": used_after,
+    }
+    figures: dict[str, int | float | str | bool | None] = {
+        "auditor_grants": len(grants),
+        "active": sum(1 for g in grants if g.active),
+        "ended": sum(1 for g in grants if not g.active),
+    }
+    if not grants:
+        return Check(
+            name="auditor_grants", result="not_applicable", reason="No auditor was given access.", figures=figures
+        ), evidence
+    problems = []
+    if unbounded:
+        problems.append(f"{plural(len(unbounded), 'auditor grant')} without an end ({named(evidence['without_end'])})")
+    if too_long:
+        problems.append(
+            f"{plural(len(too_long), 'grant')} longer than a year ({named(evidence['longer_than_a_year'])})"
+        )
+    if used_after:
+        problems.append(
+            f"{plural(len(used_after), 'auditor')} whose access succeeded after it ended ({named(used_after)})"
+        )
+    if problems:
+        reason = "Auditor access is not time-boxed as required: " + "; ".join(problems) + "."
+        return Check(name="auditor_grants", result="fail", reason=reason, figures=figures), evidence
+    reason = (
+        f"Every auditor grant ({len(grants)}; {figures['active']} active) ends within a year of being given, "
+        "and no auditor's access succeeded after its end."
+    )
+    return Check(name="auditor_grants", result="pass", reason=reason, figures=figures), evidence
+
+
 async def collect(region: RegionContext, scope: Scope) -> Observation:
-    results = [idle_timeout(region), await strong_sign_in(scope), await role_review(scope)]
+    results = [
+        idle_timeout(region),
+        await strong_sign_in(scope),
+        await role_review(scope),
+        await auditor_grants(scope),
+    ]
     return observation(
         COLLECTOR,
         "EXAMINE",
         "Read the region's session idle timeout, counted the organisation's staff sign-ins of the period in its "
-        "access log with the sign-in methods Konsil offers, and listed who holds which role (member ids only).",
+        "access log with the sign-in methods Konsil offers, listed who holds which role (member ids only) "
+        "and read every auditor grant with the access-log entries of each auditor after their grant ended.",
         scope,
         [c for c, _ in results],
         {c.name: e for c, e in results},

@@ -1,23 +1,229 @@
-"""Text for ``konsil audit verify --org SLUG``: one line an auditor can paste into a
-report, naming the first entry that was modified, deleted or reordered."""
+"""``konsil audit``: verify an organisation's access log (against a checkpoint an
+auditor kept, too), sign a checkpoint of it, and show a removed organisation's
+deletion certificate. An organisation is named by slug (``--org``) or id
+(``--org-id``); a removed one is still found by both, through its deletion
+certificate, since its access log outlives it (6 years).
+
+The text is for a person: one line an auditor can paste into a report, naming the
+first problem; exit code 0 when all is well, 1 when something does not verify, 2 when
+the organisation or a file cannot be found or read."""
 
 from __future__ import annotations
 
-from konsil.compliance.access_log.service import VerifyReport
+import argparse
+import asyncio
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from konsil.compliance.access_log import certificates
+from konsil.compliance.access_log.checkpoints import (
+    CheckpointFileError,
+    CheckpointRefused,
+    load_checkpoint,
+    make_checkpoint,
+    verify_log,
+)
+from konsil.compliance.access_log.documents import canonical
+from konsil.compliance.access_log.service import Problem, VerifyReport
+from konsil.compliance.access_log.tables import AccessLogHead
+from konsil.platform.core.keys.region_signing import SigningUnavailable
+from konsil.platform.core.region import RegionContext
+from konsil.platform.core.settings import RegionSettings, Settings, load_settings
+from konsil.regions.container import open_region
+from konsil.tenants.tables import Organisation
+
+SIGNING_DOWN = "the region's signing key does not answer; try again later"
 
 
 def _count(n: int) -> str:
     return f"{n} entry" if n == 1 else f"{n} entries"
 
 
-def format_report(report: VerifyReport, slug: str) -> str:
-    prefix = f"audit log of org {slug!r}"
-    problem = report.problem
-    if report.pruned:
-        prefix += f" (entries #1 to #{report.pruned} removed by retention)"
-    if report.ok or problem is None:
-        return f"{prefix}: OK, {_count(report.checked)} verified"
+def _problem(problem: Problem, checked: int | None = None) -> str:
     entry = f"entry #{problem.seq}"
     if problem.entry_id is not None:
         entry += f" (id {problem.entry_id})"
-    return f"{prefix}: {entry} was {problem.kind}: {problem.detail} ({_count(report.checked)} before it verified)"
+    if problem.kind == "uncheckable":
+        text = f"the checkpoint cannot be checked: {problem.detail}"
+    elif problem.kind == "rewritten" and problem.entry_id is None:
+        text = f"the log was rewritten (at entry #{problem.seq}): {problem.detail}"
+    else:
+        text = f"{entry} was {problem.kind}: {problem.detail}"
+    return text if checked is None else f"{text} ({_count(checked)} before it verified)"
+
+
+def format_report(report: VerifyReport, slug: str, *, removed: str = "") -> str:
+    prefix = f"audit log of org {slug!r}"
+    if removed:
+        prefix += f" (organisation removed {removed})"
+    if report.pruned:
+        prefix += f" (entries #1 to #{report.pruned} removed by retention)"
+    problem = report.problem
+    if not report.ok and problem is not None:
+        return f"{prefix}: {_problem(problem, report.checked)}"
+    line = f"{prefix}: OK, {_count(report.checked)} verified"
+    if report.sealed:
+        line += "; the head carries the region's seal"
+    for checkpoint in report.extends:
+        line += f"; it extends the region's checkpoint of {checkpoint.at} (#{checkpoint.seq})"
+    return line
+
+
+# --- finding the organisation, live or removed ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Found:
+    org_id: uuid.UUID
+    slug: str  # its slug, or its id when nothing that survived names it
+    removed: str = ""  # when it was removed ("" while it exists)
+
+
+async def _by_id(org_id: uuid.UUID) -> Found | None:
+    row = await Organisation.select(Organisation.slug).where(Organisation.id == org_id).first().run()
+    if row is not None:
+        return Found(org_id, str(row["slug"]))
+    certificate = await certificates.stored_certificate(org_id)
+    if certificate is not None:
+        return Found(org_id, certificate.certificate.slug, certificate.certificate.removed_at)
+    if await AccessLogHead.exists().where(AccessLogHead.org_id == org_id):  # removed before certificates
+        return Found(org_id, str(org_id), "earlier; no deletion certificate")
+    return None
+
+
+async def _locate(slug: str | None, org_id: uuid.UUID | None) -> Found | str | None:
+    """The organisation in the region whose tables are bound now; a message when the
+    slug is ambiguous; None when it is not here."""
+    if org_id is not None:
+        return await _by_id(org_id)
+    assert slug is not None
+    row = await Organisation.select(Organisation.id).where(Organisation.slug == slug).first().run()
+    if row is not None:
+        return Found(uuid.UUID(str(row["id"])), slug)
+    removed = await certificates.removed_with_slug(slug)
+    if len(removed) > 1:
+        ids = ", ".join(str(i) for i in removed)
+        return f"several removed organisations had the slug {slug!r} ({ids}); name one with --org-id"
+    return await _by_id(removed[0]) if removed else None
+
+
+def _regions(args: argparse.Namespace) -> tuple[Settings, list[RegionSettings]]:
+    settings = load_settings(args.config)
+    regions = [settings.region(args.region)] if args.region else list(settings.regions)
+    return settings, regions
+
+
+def _not_found(args: argparse.Namespace) -> int:
+    what = f"organisation {args.org!r}" if args.org else f"organisation with id {args.org_id}"
+    print(f"no {what} in the configured region(s)", file=sys.stderr)
+    return 2
+
+
+async def in_region(args: argparse.Namespace, action: Any) -> int:
+    """Run ``action(ctx, found)`` in the region that holds the organisation."""
+    settings, regions = _regions(args)
+    for region in regions:
+        async with open_region(settings, region) as ctx:
+            found = await _locate(args.org, args.org_id)
+            if found is None:
+                continue
+            if isinstance(found, str):
+                print(found, file=sys.stderr)
+                return 2
+            try:
+                result: int = await action(ctx, found)
+            except SigningUnavailable:
+                print(SIGNING_DOWN, file=sys.stderr)
+                return 1
+            return result
+    return _not_found(args)
+
+
+# --- the commands ------------------------------------------------------------------------------
+
+
+async def verify(args: argparse.Namespace) -> int:
+    """``konsil audit verify --org SLUG [--since-checkpoint FILE]``."""
+    kept = None
+    if args.since_checkpoint:
+        try:
+            kept = load_checkpoint(Path(args.since_checkpoint))
+        except CheckpointFileError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+
+    async def run(ctx: RegionContext, found: Found) -> int:
+        key_set = await ctx.signer.key_set()
+        try:
+            report = await verify_log(found.org_id, key_set, kept)
+        except CheckpointFileError as exc:
+            print(f"audit log of org {found.slug!r}: the kept checkpoint is not accepted: {exc}")
+            return 1
+        print(format_report(report, found.slug, removed=found.removed))
+        return 0 if report.ok else 1
+
+    return await in_region(args, run)
+
+
+async def checkpoint(args: argparse.Namespace) -> int:
+    """``konsil audit checkpoint --org SLUG [--out FILE]``."""
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists():
+        print(f"{args.out} exists already; a kept checkpoint is not overwritten, choose another file", file=sys.stderr)
+        return 2
+
+    async def run(ctx: RegionContext, found: Found) -> int:
+        try:
+            made = await make_checkpoint(ctx, found.org_id)
+        except CheckpointRefused as exc:
+            print(f"the region does not sign the access log of org {found.slug!r}: {_problem(exc.problem)}")
+            return 1
+        document = msgspec.json.format(canonical(made), indent=2) + b"\n"
+        if out is None:
+            sys.stdout.write(document.decode())
+            return 0
+        await asyncio.to_thread(out.write_bytes, document)
+        point = made.checkpoint
+        print(
+            f"checkpoint of the access log of org {found.slug!r}: entry #{point.seq}, hash {point.head_hash[:16]}…, "
+            f"at {point.at}, signed with the region's key {made.signature.kid}; saved to {out}"
+        )
+        return 0
+
+    return await in_region(args, run)
+
+
+async def certificate(args: argparse.Namespace) -> int:
+    """``konsil audit certificate --org-id UUID``: the deletion certificate, checked."""
+
+    async def run(ctx: RegionContext, found: Found) -> int:
+        try:
+            signed = await certificates.stored_certificate(found.org_id)
+        except certificates.CertificateDamaged as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        if signed is None:
+            print(
+                f"organisation {found.slug!r} has no deletion certificate: it was not removed, "
+                "or it was removed before certificates were written",
+                file=sys.stderr,
+            )
+            return 2
+        document = msgspec.json.format(canonical(signed), indent=2) + b"\n"
+        if args.out:
+            await asyncio.to_thread(Path(args.out).write_bytes, document)
+        else:
+            sys.stdout.write(document.decode())
+        problem = certificates.signature_problem(signed, await ctx.signer.key_set())
+        if problem is not None:
+            print(f"the deletion certificate does NOT verify: {problem}", file=sys.stderr)
+            return 1
+        print(f"the deletion certificate verifies with the region's key {signed.signature.kid}", file=sys.stderr)
+        return 0
+
+    return await in_region(args, run)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import importlib
 import inspect
 import logging
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -120,11 +122,48 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("dsr", help="data-subject requests: access, rectification, erasure, portability")
 
     audit = sub.add_parser("audit", help="access-log tools").add_subparsers(dest="audit_command", required=True)
+
+    def org_options(p: argparse.ArgumentParser) -> None:
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--org", help="organisation slug (also of a removed organisation)")
+        which.add_argument("--org-id", type=uuid.UUID, help="organisation id (also of a removed organisation)")
+        p.add_argument("--region", help="only look in this region")
+
     verify = with_config(audit.add_parser("verify", help="verify an organisation's access-log hash chain"))
-    verify.add_argument("--org", required=True, help="organisation slug")
-    verify.add_argument("--region", help="only look in this region")
-    verify.set_defaults(func=_command("konsil.platform.cli.tools:audit_verify"))
+    org_options(verify)
+    verify.add_argument(
+        "--since-checkpoint",
+        metavar="FILE",
+        help="a checkpoint kept earlier (konsil audit checkpoint): prove today's log extends it",
+    )
+    verify.set_defaults(func=_command("konsil.platform.cli.audit:verify"))
+    sign = with_config(audit.add_parser("checkpoint", help="sign a checkpoint of an organisation's access log"))
+    org_options(sign)
+    sign.add_argument("--out", metavar="FILE", help="save it to this new file instead of printing it")
+    sign.set_defaults(func=_command("konsil.platform.cli.audit:checkpoint"))
+    show = with_config(audit.add_parser("certificate", help="show a removed organisation's deletion certificate"))
+    org_options(show)
+    show.add_argument("--out", metavar="FILE", help="save it to this file instead of printing it")
+    show.set_defaults(func=_command("konsil.platform.cli.audit:certificate"))
+
+    report = with_config(sub.add_parser("report", help="make a compliance report (GDPR, HIPAA, NEN 7510, Normen)"))
+    org_options(report)
+    report.add_argument("--framework", required=True, choices=["gdpr", "hipaa", "nen7510", "normen"])
+    report.add_argument("--from", dest="period_from", required=True, type=_date, help="first day (YYYY-MM-DD)")
+    report.add_argument("--to", dest="period_to", required=True, type=_date, help="last day, included (YYYY-MM-DD)")
+    report.add_argument(
+        "--format", required=True, choices=["pdf", "json", "csv", "zip", "ropa", "oscal"], help="the file to write"
+    )
+    report.add_argument("--out", metavar="FILE", help="where to write it (default: named after org, framework, period)")
+    report.set_defaults(func=_command("konsil.platform.cli.report:run"))
     return top
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

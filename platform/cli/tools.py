@@ -1,6 +1,6 @@
-"""The operator's region tools: ``konsil org delete``, ``konsil keys rotate`` and
-``konsil audit verify``, each on the region that holds the organisation, and
-``konsil keys rotate-signing`` on a region's own signing key."""
+"""The operator's region tools: ``konsil org delete`` and ``konsil keys rotate``, each
+on the region that holds the organisation, and ``konsil keys rotate-signing`` on a
+region's own signing key (``konsil audit``: audit.py)."""
 
 from __future__ import annotations
 
@@ -11,43 +11,15 @@ from typing import Any
 
 from rich.progress import Progress
 
-from konsil.compliance.access_log.service import verify
-from konsil.platform.cli.audit import format_report
-from konsil.platform.core import database, errors
+from konsil.platform.core import errors
 from konsil.platform.core.keys.build import build_region_signer
 from konsil.platform.core.keys.provider import KeyUnavailable
 from konsil.platform.core.keys.region_signing import SigningUnavailable
 from konsil.platform.core.settings import Settings, load_settings
 from konsil.regions.container import open_region
-from konsil.regions.tables import REGION_TABLES
 from konsil.tenants import removal
 from konsil.tenants.actors import Actor
 from konsil.tenants.tables import Organisation
-
-
-async def verify_chain(settings: Settings, slug: str) -> int:
-    for region in settings.regions:
-        engine = database.engine_for(region.database)
-        database.bind(REGION_TABLES, engine)
-        await database.start(engine)
-        try:
-            org = await Organisation.select(Organisation.id).where(Organisation.slug == slug).first().run()
-            if org is None:
-                continue
-            report = await verify(org["id"])
-            print(format_report(report, slug))
-            return 0 if report.ok else 1
-        finally:
-            await database.stop(engine)
-    print(f"no organisation {slug!r} in the configured region(s)", file=sys.stderr)
-    return 2
-
-
-def audit_verify(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    if args.region:
-        settings = settings.for_region(args.region)
-    return asyncio.run(verify_chain(settings, args.org))
 
 
 def _regions(args: argparse.Namespace) -> tuple[Settings, list[Any]]:
@@ -90,6 +62,7 @@ async def org_delete(args: argparse.Namespace) -> int:
             print(exc.message, file=sys.stderr)
             return 1
     print(f"organisation {args.slug!r} deleted: key destroyed (crypto-shredded), rows removed")
+    print(f"its signed deletion certificate: konsil audit certificate --org-id {org['id']}")
     if not removed.directory_updated:
         print(
             "warning: the control plane could not be told; its directory entry is removed on the next try",

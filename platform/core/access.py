@@ -35,8 +35,23 @@ class AccessEvent(msgspec.Struct, frozen=True, kw_only=True):
     on_behalf_of: str = ""  # the responsible user; empty means the actor itself
 
 
+class OrganisationRemoved(msgspec.Struct, frozen=True, kw_only=True):
+    """What an organisation's removal destroyed, for its deletion certificate."""
+
+    org_id: uuid.UUID
+    slug: str
+    removed_by: str  # the actor's pseudonymous reference, e.g. "operator:cli"
+    key_destroyed: bool  # its key was deleted from the key service (crypto-shredding)
+    key_versions: list[int]  # the versions the key had; empty when it was already gone
+    rows_removed: dict[str, int]  # per table
+
+
 class AccessLog(Protocol):
     """Appends entries of one organisation, joining the caller's transaction when there
     is one, so a data change and its entry commit (or roll back) together."""
 
     async def append_many(self, events: list[AccessEvent]) -> list[uuid.UUID]: ...
+
+    async def certify_removal(self, removed: OrganisationRemoved) -> None:
+        """Write the signed deletion certificate of a removed organisation, in the
+        caller's transaction (the one that removes its row), after its last entry."""

@@ -35,6 +35,16 @@ INTERNAL: dict[str, Any] = {"internal": True}
 # regions.<id>.ops_token_hashes. Not a member of any organisation.
 OPS: dict[str, Any] = {"auth": Rule(frozenset({"ops"}), None, org_scoped=False)}
 
+# A route that only ends the caller's own session (logging out): open to auditors, whom
+# the guard otherwise refuses every unsafe method (tenants/auth.py).
+OWN_SESSION_KEY = "own_session"
+OWN_SESSION: dict[str, Any] = {OWN_SESSION_KEY: True}
+# A route that only makes an audit artefact (a compliance report) from the organisation's
+# evidence and changes none of its data: open to auditors as well (starting a report is
+# what an auditor is there for). Its rule must still name "auditor".
+AUDIT_WORK_KEY = "audit_work"
+AUDIT_WORK: dict[str, Any] = {AUDIT_WORK_KEY: True}
+
 # The roles that manage an organisation's members, rooms, retention and requests.
 MANAGERS: frozenset[str] = frozenset({"owner", "admin"})
 

@@ -26,6 +26,7 @@ from litestar.routes import ASGIRoute, HTTPRoute, WebSocketRoute
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from konsil.compliance.controls.catalog import load_catalogs
 from konsil.platform.control.app import create_control_app
 from konsil.platform.core.authz import Rule
 from konsil.regions.app import create_region_app
@@ -177,6 +178,12 @@ class Org:
         assert dsr.status_code == 201, dsr.text
         self.ids["dsr_id"] = dsr.json()["id"]
         self.ids["test_id"] = asyncio.run(stored_network_test_result(stack.dsns["eu"], self.slug))
+        control_id = next(c.id for c in load_catalogs()["gdpr"].controls if c.attestation is not None)
+        signed = owner.post(
+            f"/api/v1/orgs/{self.slug}/attestations", json={"framework": "gdpr", "control_id": control_id}
+        )
+        assert signed.status_code == 201, signed.text
+        self.ids["attestation_id"] = signed.json()["id"]
 
     def token_client(self, base: str, scope: str) -> httpx.Client:
         return httpx.Client(base_url=base, headers={"authorization": f"Bearer {self.tokens[scope]}"}, timeout=30)

@@ -380,8 +380,11 @@ def test_only_owners_and_admins_handle_requests(stack: Stack, practice: Practice
     assert as_admin.get(practice.api()).status_code == 200
     auditor = stack.add_member(practice.owner, practice.slug, "auditor")
     as_auditor = stack.login(stack.region_url("eu"), practice.slug, auditor["email"])
+    # An auditor reads the list (no personal data in it), nothing more.
+    listed = as_auditor.get(practice.api())
+    assert listed.status_code == 200 and made["id"] in listed.text and "kari@example.org" not in listed.text
+    assert practice.as_expert.get(practice.api()).status_code == 403
     for client in (practice.as_expert, as_auditor):
-        assert client.get(practice.api()).status_code == 403
         assert client.post(practice.api(), json={"kind": "access", "email": "x@example.org"}).status_code == 403
         assert client.get(practice.api(f"/{made['id']}")).status_code == 403
         assert client.post(practice.api(f"/{made['id']}/export")).status_code == 403

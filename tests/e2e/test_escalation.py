@@ -23,7 +23,7 @@ from konsil.platform.core.authz import Rule
 from konsil.regions.app import create_region_app
 from konsil.tenants.api_tokens import ROLE_SCOPES
 from konsil.tenants.schemas import SCOPES
-from tests.conftest import Stack, fetch
+from tests.conftest import Stack, auditor_access_until, fetch
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +33,11 @@ WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 PASSWORD = "correct horse battery"
 # Token callers: one per scope, and one holding every scope.
 TOKEN_CALLERS = (*SCOPES, "all")
+
+
+def grant_end(role: str) -> dict[str, str]:
+    """An auditor's access always has an end (tests/e2e/test_auditor_access.py)."""
+    return {"access_expires_at": auditor_access_until()} if role == "auditor" else {}
 
 
 def write_routes(stack: Stack) -> list[tuple[str, str, Rule]]:
@@ -84,7 +89,12 @@ class Org:
     def add(self, role: str, password: bool = False) -> str:
         """A member added by the owner; its id."""
         tag = self.stack.unique(f"t-{role}")
-        body: dict[str, Any] = {"name": f"Target {tag}", "email": f"{tag}@escalation.example", "role": role}
+        body: dict[str, Any] = {
+            "name": f"Target {tag}",
+            "email": f"{tag}@escalation.example",
+            "role": role,
+            **grant_end(role),
+        }
         if password:
             body["password"] = PASSWORD
         made = self.clients["owner"].post(f"/api/v1/orgs/{self.slug}/members", json=body)
@@ -211,6 +221,8 @@ def test_role_scopes_match_the_routes_rules(stack: Stack) -> None:
 def may_create(who: str, role: str, password: bool) -> bool:
     if not may_write_members(who):
         return False
+    if role == "auditor":  # letting an outsider in is an owner's call
+        return who == "owner"
     if who not in ROLES:  # an integration token: no password, nothing above expert
         return not password and role not in MANAGERS
     return who == "owner" or role not in MANAGERS
@@ -223,7 +235,12 @@ def test_creating_members_never_grants_more_than_the_caller_has(stack: Stack, or
         for role in ROLES:
             for password in (False, True):
                 tag = stack.unique(f"new-{role}")
-                body: dict[str, Any] = {"name": f"New {tag}", "email": f"{tag}@escalation.example", "role": role}
+                body: dict[str, Any] = {
+                    "name": f"New {tag}",
+                    "email": f"{tag}@escalation.example",
+                    "role": role,
+                    **grant_end(role),
+                }
                 if password:
                     body["password"] = PASSWORD
                 before = org.members()
@@ -242,7 +259,7 @@ def may_change(who: str, target_role: str, new_role: str | None) -> bool:
     """new_role None: a change of name only."""
     if not may_write_members(who):
         return False
-    if target_role in MANAGERS or new_role in MANAGERS:
+    if target_role in MANAGERS or new_role in MANAGERS or new_role == "auditor":
         return who == "owner"
     return True
 
@@ -257,13 +274,13 @@ def test_changing_members_never_grants_or_takes_more_than_the_caller_has(stack: 
             for new_role in (*ROLES, None):
                 if new_role == target_role:
                     continue
-                change = {"name": "Renamed"} if new_role is None else {"role": new_role}
+                change = {"name": "Renamed"} if new_role is None else {"role": new_role, **grant_end(new_role)}
                 before = org.members()
                 response = client.patch(f"/api/v1/orgs/{org.slug}/members/{target_id}", json=change)
                 if may_change(who, target_role, new_role):
                     assert response.status_code == 200, (who, target_role, new_role, response.text)
                     if new_role is not None:  # put the role back (the owner may)
-                        restore = {"role": target_role}
+                        restore = {"role": target_role, **grant_end(target_role)}
                         assert (
                             owner.patch(f"/api/v1/orgs/{org.slug}/members/{target_id}", json=restore).status_code == 200
                         )

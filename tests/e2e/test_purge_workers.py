@@ -249,7 +249,7 @@ async def test_an_eu_task_is_never_run_by_a_us_worker(lifecycle: Settings) -> No
     assert await run_evidence(us, run_id) == []
 
 
-async def test_beat_schedules_the_purge_on_the_regions_workers(lifecycle: Settings) -> None:
+async def test_beat_schedules_the_purge_and_the_checkpoints_on_the_regions_workers(lifecycle: Settings) -> None:
     dsn = lifecycle.region("eu").database
     org_id = await seed(dsn, 3, days_old=2)
     with konsil(lifecycle, "worker", "--region", "eu"), konsil(lifecycle, "beat", "--region", "eu"):
@@ -263,6 +263,11 @@ async def test_beat_schedules_the_purge_on_the_regions_workers(lifecycle: Settin
             return bool(rows)
 
         await wait_until_async(scheduled, "a scheduled run to succeed", every=0.05)
+
+        async def checkpointed() -> bool:  # the purge's own access-log entries moved the log
+            return bool(await fetch(dsn, "SELECT 1 FROM access_log_checkpoint WHERE org_id = $1", org_id))
+
+        await wait_until_async(checkpointed, "a scheduled checkpoint of the organisation's access log", every=0.05)
     assert (await counts(dsn, org_id))["visit"] == 0
 
 

@@ -19,7 +19,7 @@ from piccolo.engine.base import Engine
 
 from konsil.platform.cli.migrations import Target, migrate_target
 from konsil.platform.core import clock, database, errors
-from konsil.platform.core.authz import token_hash
+from konsil.platform.core.authz import OWN_SESSION, rule, token_hash
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import auth, records
 from konsil.tenants.tables import TENANT_TABLES, ApiToken, Member, MemberSession, Organisation
@@ -98,10 +98,23 @@ async def new_token(org: records.Organisation, scopes: str = "rooms:read") -> tu
     return token, token_id
 
 
-async def new_session(org: records.Organisation, role: str = "expert") -> tuple[str, uuid.UUID]:
+async def new_session(
+    org: records.Organisation, role: str = "expert", access_expires_at: dt.datetime | None = None
+) -> tuple[str, uuid.UUID]:
     member_id = uuid.uuid4()
+    if role == "auditor" and access_expires_at is None:
+        access_expires_at = clock.now() + dt.timedelta(days=30)
     await Member.insert(
-        Member(id=member_id, org_id=org.id, name="kf1:x", email="kf1:x", email_lookup="x", role=role, password_hash="x")
+        Member(
+            id=member_id,
+            org_id=org.id,
+            name="kf1:x",
+            email="kf1:x",
+            email_lookup="x",
+            role=role,
+            password_hash="x",
+            access_expires_at=access_expires_at,
+        )
     ).run()
     cookie = secrets.token_urlsafe(32)
     await MemberSession.insert(
@@ -171,3 +184,95 @@ async def test_a_session_of_a_removed_member_or_past_its_idle_time_ends(engine: 
         found, principal = await caller(engine, org.slug, cookie=cookie)
         assert found == org and principal is None
         assert not await MemberSession.exists().where(MemberSession.id == token_hash(cookie)).run()
+
+
+# --- auditors: access ends at a set moment ----------------------------------------------------
+
+
+async def test_an_auditor_session_is_refused_from_the_moment_the_grant_ends(
+    engine: Engine[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = await new_org()
+    ends = clock.now().replace(microsecond=0) + dt.timedelta(minutes=5)
+    cookie, member_id = await new_session(org, "auditor", access_expires_at=ends)
+    # Just before the end, the session works (and counts as active).
+    monkeypatch.setattr(clock, "now", lambda: ends - dt.timedelta(microseconds=1))
+    _, principal = await caller(engine, org.slug, cookie=cookie)
+    assert principal is not None and principal.role == "auditor" and principal.id == member_id
+    # At the end, it is refused with a message saying so, and the session is over.
+    monkeypatch.setattr(clock, "now", lambda: ends)
+    with pytest.raises(errors.AppError) as refused:
+        await caller(engine, org.slug, cookie=cookie)
+    assert refused.value.status == 401 and refused.value.code == "access_expired"
+    assert "auditor access to this organisation ended on" in refused.value.message
+    assert not await MemberSession.exists().where(MemberSession.id == token_hash(cookie)).run()
+
+
+async def test_an_auditor_without_an_end_date_is_refused(engine: Engine[Any]) -> None:
+    org = await new_org()
+    cookie, member_id = await new_session(org, "auditor")
+    await Member.update({Member.access_expires_at: None}).where(Member.id == member_id).run()
+    with pytest.raises(errors.AppError) as refused:
+        await caller(engine, org.slug, cookie=cookie)
+    assert refused.value.status == 401 and "has no end date" in refused.value.message
+
+
+async def test_a_token_made_by_a_member_who_is_now_an_auditor_is_refused(
+    engine: Engine[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Becoming an auditor revokes a member's tokens (tenants/members.py); one made
+    before that rule (or left live some other way) is refused all the same, and after
+    the grant's end with a message saying it ended."""
+    org = await new_org()
+    ends = clock.now().replace(microsecond=0) + dt.timedelta(minutes=5)
+    _, maker = await new_session(org, "admin")
+    token, token_id = await new_token(org)
+    await ApiToken.update({ApiToken.created_by: maker}).where(ApiToken.id == token_id).run()
+    _, principal = await caller(engine, org.slug, token=token)
+    assert principal is not None and principal.id == token_id, "the admin's token works"
+    await Member.update({Member.role: "auditor", Member.access_expires_at: ends}).where(Member.id == maker).run()
+    with pytest.raises(errors.AppError) as refused:
+        await caller(engine, org.slug, token=token)
+    assert refused.value.status == 401 and "made by a member who is now an auditor" in refused.value.message
+    monkeypatch.setattr(clock, "now", lambda: ends)
+    with pytest.raises(errors.AppError) as ended:
+        await caller(engine, org.slug, token=token)
+    assert ended.value.status == 401 and ended.value.code == "access_expired"
+    assert "made by an auditor whose access ended on" in ended.value.message
+
+
+class _Handler:
+    """What the guard reads of a route handler: its ``opt``."""
+
+    def __init__(self, opt: dict[str, Any]) -> None:
+        self.opt = opt
+
+
+async def guarded(engine: Engine[Any], slug: str, cookie: str, method: str, opt: dict[str, Any]) -> None:
+    """The app-wide guard on one call with a member's session (and its CSRF token)."""
+    row = await MemberSession.select(MemberSession.csrf_token).where(MemberSession.id == token_hash(cookie)).first()
+    assert row is not None
+    conn = connection(slug, cookie=cookie)
+    scope: Any = conn.scope
+    app = types.SimpleNamespace(state=types.SimpleNamespace(region=region(engine)))
+    scope.update({"type": "websocket" if method == "WS" else "http", "method": method, "litestar_app": app})
+    scope["headers"].append((auth.CSRF_HEADER.encode(), row["csrf_token"].encode()))
+    await auth.authorize(conn, cast(Any, _Handler(opt)))
+
+
+async def test_an_auditor_is_refused_every_unsafe_call_whatever_the_rule(engine: Engine[Any]) -> None:
+    """Read-only by the guard itself, not only by each route's roles: a rule that names
+    the auditor still lets them look and log out, nothing else."""
+    org = await new_org()
+    cookie, _ = await new_session(org, "auditor")
+    admits_auditors = rule("owner", "auditor")
+    for method in ("GET", "HEAD"):
+        await guarded(engine, org.slug, cookie, method, admits_auditors)
+    for method in ("POST", "PUT", "PATCH", "DELETE", "WS"):
+        with pytest.raises(errors.AppError) as refused:
+            await guarded(engine, org.slug, cookie, method, admits_auditors)
+        assert refused.value.status == 403 and "auditor access is read-only" in refused.value.message, method
+    await guarded(engine, org.slug, cookie, "POST", {**admits_auditors, **OWN_SESSION})
+    # Other roles are not touched by it.
+    owner_cookie, _ = await new_session(org, "owner")
+    await guarded(engine, org.slug, owner_cookie, "POST", admits_auditors)

@@ -27,6 +27,7 @@ import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,7 +56,9 @@ SCHEME = "local"
 FORMAT = 1
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
-Entry = dict[str, Any]  # {"latest": int, "min_decryption_version": int, "versions": {"N": b64}}
+# {"latest": int, "min_decryption_version": int, "versions": {"N": b64}, "created": {"N": ISO 8601}}
+# ("created" is missing from entries written before it was recorded.)
+Entry = dict[str, Any]
 State = dict[str, Any]  # {"format": 1, "orgs": {"<org uuid>": Entry}}
 
 
@@ -89,6 +92,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _b64url(data: bytes) -> str:
@@ -286,6 +293,7 @@ class LocalKeyring:
                 "latest": 1,
                 "min_decryption_version": 1,
                 "versions": {"1": self._seal_org_key(org, 1, secrets.token_bytes(KEY_BYTES))},
+                "created": {"1": _now()},
             }
             return None, True
 
@@ -324,6 +332,7 @@ class LocalKeyring:
             entry = self._entry(state, org)
             version = int(entry["latest"]) + 1
             entry["versions"][str(version)] = self._seal_org_key(org, version, secrets.token_bytes(KEY_BYTES))
+            entry.setdefault("created", {})[str(version)] = _now()
             entry["latest"] = version
             return version, True
 
@@ -339,6 +348,21 @@ class LocalKeyring:
             )
 
         return await self._run(lambda: self._read(info))
+
+    async def version_created(self, org_id: uuid.UUID) -> dict[int, datetime]:
+        org = str(org_id)
+
+        def created(state: State) -> dict[int, datetime]:
+            entry = self._entry(state, org)
+            found: dict[int, datetime] = {}
+            for version, when in (entry.get("created") or {}).items():
+                try:
+                    found[int(version)] = datetime.fromisoformat(when)
+                except (TypeError, ValueError):
+                    continue  # a hand-edited time: reported as not recorded
+            return found
+
+        return await self._run(lambda: self._read(created))
 
     async def retire(self, org_id: uuid.UUID, min_decryption_version: int) -> None:
         if min_decryption_version < 1:

@@ -8,6 +8,7 @@ Both implementations pass the same contract tests (tests/platform/core/keys/).
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Protocol
 
 import msgspec
@@ -61,6 +62,10 @@ class KeyProvider(Protocol):
         """Add a new key version; return it."""
 
     async def key_info(self, org_id: uuid.UUID) -> KeyInfo: ...
+
+    async def version_created(self, org_id: uuid.UUID) -> dict[int, datetime]:
+        """When each key version was made (UTC), as the key service records it; a version
+        missing here has no recorded time (key age evidence, compliance/evidence/keys.py)."""
 
     async def retire(self, org_id: uuid.UUID, min_decryption_version: int) -> None:
         """Refuse to unwrap data keys wrapped under versions below this one."""

@@ -19,6 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import hvac
@@ -82,6 +83,24 @@ def _translate(exc: Exception, *, unwrapping: bool) -> KeyServiceError:
     if isinstance(exc, hvac_errors.VaultError):
         return KeyUnavailable(f"key service failed: {_reason(exc)}")
     return KeyUnavailable(f"key service call failed ({type(exc).__name__})")
+
+
+def _created_at(value: Any) -> datetime | None:
+    """A key version's creation time as Transit reports it: Unix seconds (symmetric
+    keys) or, for asymmetric keys, an object with an RFC 3339 ``creation_time``."""
+    if isinstance(value, dict):
+        value = value.get("creation_time")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 def _vault_ciphertext(wrapped: str) -> str:
@@ -271,6 +290,17 @@ class VaultTransitProvider:
         return KeyInfo(
             latest_version=int(data["latest_version"]), min_decryption_version=int(data["min_decryption_version"])
         )
+
+    async def version_created(self, org_id: uuid.UUID) -> dict[int, datetime]:
+        """Transit's ``keys`` map: version → creation time (Unix seconds for symmetric keys)."""
+        name, mount = key_name(org_id), self.mount
+        data = (await self._call(lambda t: t.read_key(name, mount_point=mount)))["data"]
+        created: dict[int, datetime] = {}
+        for version, value in (data.get("keys") or {}).items():
+            when = _created_at(value)
+            if when is not None and str(version).isdigit():
+                created[int(version)] = when
+        return created
 
     async def retire(self, org_id: uuid.UUID, min_decryption_version: int) -> None:
         if min_decryption_version < 1:

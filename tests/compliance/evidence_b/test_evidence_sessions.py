@@ -8,6 +8,9 @@ strong identity provider or role-review record that could make them pass today."
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,13 @@ import pytest
 from piccolo.engine.base import Engine
 
 from konsil.compliance.evidence import sessions
+from konsil.platform.core import clock
+from konsil.platform.core.access import AccessEvent
 from konsil.platform.core.errors import AppError
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import auth, members
 from konsil.tenants.schemas import MemberIn
+from konsil.tenants.tables import Member
 from tests.compliance.evidence_b.support import (
     PASSWORD,
     assert_no_personal_data,
@@ -30,7 +36,7 @@ from tests.compliance.evidence_b.support import (
     region_context,
 )
 
-CHECKS = ("idle_timeout", "strong_sign_in", "role_review")
+CHECKS = ("idle_timeout", "strong_sign_in", "role_review", "auditor_grants")
 
 
 @pytest.fixture
@@ -114,3 +120,65 @@ async def test_role_holders_are_listed_and_the_review_fails_until_recorded(ctx: 
         [(str(org.owner.id), "owner"), *((str(k), v) for k, v in added.items())]
     )
     assert_no_personal_data(observation, org.personal)
+
+
+async def _auditor(ctx: RegionContext, org: Any, days: int) -> uuid.UUID:
+    email = f"auditor.{secrets.token_hex(3)}.{org.record.slug}@audit.example"
+    until = clock.now() + dt.timedelta(days=days)
+    member = await members.insert(
+        ctx, org.actor, org.id, MemberIn(name="Aud Itor", email=email, role="auditor", access_expires_at=until)
+    )
+    org.personal += ["Aud Itor", email]
+    return member.id
+
+
+async def test_no_auditor_means_auditor_grants_do_not_apply(ctx: RegionContext) -> None:
+    org = await new_org(ctx)
+    result = (await sessions.collect(ctx, period(org))).check("auditor_grants")
+    assert result.result == "not_applicable" and result.reason == "No auditor was given access."
+
+
+async def test_time_boxed_auditor_grants_pass(ctx: RegionContext) -> None:
+    org = await new_org(ctx)
+    auditor = await _auditor(ctx, org, 30)
+
+    observation = await sessions.collect(ctx, period(org))
+
+    result = observation.check("auditor_grants")
+    assert result.result == "pass", result.reason
+    assert result.figures == {"auditor_grants": 1, "active": 1, "ended": 0}
+    assert observation.evidence["auditor_grants"]["grants"][0]["member_id"] == str(auditor)
+    assert_no_personal_data(observation, org.personal)
+
+
+async def test_an_auditor_grant_without_an_end_or_used_after_its_end_fails(ctx: RegionContext) -> None:
+    org = await new_org(ctx)
+    unbounded, expired = await _auditor(ctx, org, 30), await _auditor(ctx, org, 30)
+    await Member.update({Member.access_expires_at: None}).where(Member.id == unbounded).run()
+    ended = clock.now() - dt.timedelta(hours=1)
+    await Member.update({Member.access_expires_at: ended}).where(Member.id == expired).run()
+    # A read by the expired auditor that succeeded anyway (what the guard must prevent).
+    await ctx.access_log.append_many(
+        [
+            AccessEvent(
+                org_id=org.id,
+                actor=f"member:{expired}",
+                actor_role="auditor",
+                subject_ref=f"org:{org.id}",
+                action="read",
+                object_type="access log",
+                object_id="",
+                source_address="127.0.0.1",
+                outcome="success",
+                purpose="compliance audit",
+                source=ctx.source,
+            )
+        ]
+    )
+
+    result = (await sessions.collect(ctx, period(org))).check("auditor_grants")
+
+    assert result.result == "fail"
+    assert f"1 auditor grant without an end ({unbounded})" in result.reason
+    assert f"1 auditor whose access succeeded after it ended ({expired})" in result.reason
+    assert result.figures["ended"] == 2  # an auditor without an end is refused, so counted as ended

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -122,6 +123,19 @@ async def test_rotation_keeps_old_data_keys_and_rewrap_moves_them_up(provider: K
 
     assert await provider.rotate(org) == 3
     assert wrapped_version(await provider.rewrap(org, rewrapped)) == 3
+
+
+async def test_each_version_records_when_it_was_made(provider: KeyProvider) -> None:
+    """Key-age evidence (compliance/evidence/keys.py) reads these times."""
+    org = await new_org(provider)
+    before = datetime.now(UTC) - timedelta(seconds=2)  # the key service may round down
+    [(version, first)] = (await provider.version_created(org)).items()
+    assert version == 1 and before <= first <= datetime.now(UTC) and first.tzinfo is not None
+    await provider.rotate(org)
+    created = await provider.version_created(org)
+    assert sorted(created) == [1, 2] and created[1] == first and first <= created[2] <= datetime.now(UTC)
+    with pytest.raises(KeyDestroyed):
+        await provider.version_created(uuid.uuid4())
 
 
 async def test_retired_versions_no_longer_unwrap(provider: KeyProvider) -> None:
