@@ -24,17 +24,21 @@ Measured, per round (the order of the two sides alternates):
 * **report**: the report job end to end through the product's own code,
   ``compliance.reports.jobs.create`` then ``jobs.generate`` (a signed checkpoint, the
   framework's evidence collectors, the observations stored, PDF/JSON/CSV/ZIP/ROPA/OSCAL
-  rendered and saved), with the time of each step.
+  rendered and saved), with the time of each step. The organisation's checkpoints are
+  removed before each round, so each report signs the first one and walks the whole
+  chain; ``--scheduled-checkpoint`` signs one untimed first, as the region's schedule does.
 
 Peak memory: the growth of this process's peak resident set (``VmHWM``) during a side,
 after resetting the peak to the current size (``/proc/self/clear_refs``, "5") once the
 garbage collector and ``malloc_trim`` have returned what the set-up freed.
 
-Result: ``ratio`` = report seconds / baseline seconds (aim: at most 2), the report's peak
-memory growth (aim: below 500 MB), and the per-step breakdown.
+Result: ``ratio`` = report seconds / baseline seconds (aim: at most 2), ``cpu_ratio`` (the
+same in CPU seconds of this process and its database backends), the report's peak memory
+growth (aim: below 500 MB), and the per-step breakdown. bench/README.md has figures.
 
     .venv/bin/python -m bench.report [--entries 1000000] [--visits 100000]
-        [--calls-every 1] [--framework gdpr] [--rounds 1]
+        [--calls-every 1] [--framework gdpr] [--rounds 1] [--scheduled-checkpoint]
+        [--profile FILE]
 """
 
 from __future__ import annotations
