@@ -932,8 +932,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "seconds": round(seeded.seconds, 1),
         },
         "rounds": rounds,
-        "baseline_seconds": statistics.median(r["baseline"]["seconds"] for r in rounds),
-        "report_seconds": statistics.median(r["report"]["seconds"] for r in rounds),
+        "baseline_seconds": round(statistics.median(r["baseline"]["seconds"] for r in rounds), 3),
+        "report_seconds": round(statistics.median(r["report"]["seconds"] for r in rounds), 3),
         "ratio": ratio,
         # The same comparison in CPU seconds (this process and its database backends): what
         # the ratio tends to when the machine's cores are the bottleneck, and less noisy.
