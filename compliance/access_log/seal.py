@@ -32,14 +32,17 @@ make a seal: the private half never leaves the process's memory.
 A seal alone is checked only when ``verify`` runs, and every append seals the head it
 finds: a forged head extended and sealed by the next legitimate append (seconds later
 on a busy organisation) would look genuine from then on. So before it extends a head,
-the append checks that head's seal under the append lock (``HeadSealer.vet``), and
+the append checks that head's seal under the append lock (``HeadSealer.vet``: at most
+one Ed25519 verification, none for the head this process sealed last), and
 when the head is not one the region sealed it records that in the chain itself
 (``alarm.py``) before the caller's entries, never refusing them: reads of personal data
 go on, logged. ``verify`` reports such an entry as a failure for good; taking it out
 means rewriting the chain, which breaks the seal again, which the next append records
 again. A head with no seal at all raises the alarm too, although it may be one written
 before heads were sealed: an intruder can blank the two columns as easily, and a
-missing seal that passed would leave the whole check one ``UPDATE`` away.
+missing seal that passed would leave the whole check one ``UPDATE`` away. So does a
+head another process sealed while its key was still uncertified (the region's key
+did not answer when it started): anyone can make an uncertified sealing key.
 
 What it does not catch, by design: putting back an earlier head row that the region
 did seal (a copy kept from before), after deleting the entries written since. Only a
