@@ -9,7 +9,9 @@ request (``konsil audit checkpoint``), and in every deletion certificate.
 
 The region signs only a log it can vouch for: the head must carry the region's seal,
 and the entries since the previous checkpoint must follow it intact, else
-``CheckpointRefused`` and nothing is signed.
+``CheckpointRefused`` and nothing is signed. Entries in which the region recorded a
+tampered head (``alarm.py``) are signed with the rest: the checkpoint then holds them
+in place, and ``verify`` goes on reporting them.
 
 ``verify_log`` is ``konsil audit verify``: the chain, the head's seal, the latest
 checkpoint stored in the region, and (``--since-checkpoint``) a checkpoint an auditor

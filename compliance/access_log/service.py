@@ -8,6 +8,8 @@ appends serialise on it and verification notices a deleted tail.
 Every append also seals the head with this process's sealing key (``seal.py``), and
 ``verify`` checks that seal and signed checkpoints (``checkpoints.py``) when given the
 region's key set: together they catch a chain rewritten consistently, head included.
+Before it extends a head, an append checks that head's seal, and records a head the
+region did not seal in the chain itself (``alarm.py``), which ``verify`` then reports.
 
 Works on PostgreSQL and SQLite with the engine the tables are bound to.
 """
@@ -15,6 +17,7 @@ Works on PostgreSQL and SQLite with the engine the tables are bound to.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -25,7 +28,7 @@ from piccolo.columns import Varchar
 from piccolo.custom_types import Combinable
 from piccolo.engine.base import Engine
 
-from konsil.compliance.access_log import chain, seal
+from konsil.compliance.access_log import alarm, chain, seal
 from konsil.compliance.access_log.chain import GENESIS_HASH, EntryRecord, format_time
 from konsil.compliance.access_log.documents import Checkpoint
 from konsil.compliance.access_log.seal import HeadRow
@@ -37,12 +40,15 @@ from konsil.platform.core.keys.region_signing import KeySet
 # modified, deleted, reordered: one entry changed beside the service. rewritten: the log no
 # longer matches what the region sealed or signed (a consistent rewrite). forged: an entry
 # after a checkpoint dated before it. uncheckable: a checkpoint in the range retention removed.
-ProblemKind = Literal["modified", "deleted", "reordered", "rewritten", "forged", "uncheckable"]
+# tampered: an entry in which the region recorded that it found the head tampered with.
+ProblemKind = Literal["modified", "deleted", "reordered", "rewritten", "forged", "uncheckable", "tampered"]
 # SQLite binds at most 32766 parameters a statement, 17 an entry; PostgreSQL takes arrays.
 SQLITE_ROWS_PER_INSERT = 1000
 # Entries read per query when a checkpoint walks the chain: fewer round trips (a million
 # entries in 200 queries, not 1,000) for a few MB of rows in memory (bench/report.py).
 WALK_BATCH = 5000
+
+log = logging.getLogger("konsil.access_log")
 
 __all__ = [
     "ACTIONS",
@@ -81,6 +87,9 @@ class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
     pruned: int = 0  # entries #1..#pruned removed by retention; the walk starts after them
     sealed: bool = False  # the head's seal was checked against the region's keys and holds
     extends: list[Checkpoint] = msgspec.field(default_factory=list)  # checkpoints the log was shown to extend
+    # The region's alarm entries (``alarm.py``) in the range walked, in chain order: any of
+    # them fails the log, even when everything else verifies (``problem`` is then the first).
+    alarms: list[Problem] = msgspec.field(default_factory=list)
 
 
 class PruneRefused(Exception):
@@ -152,10 +161,7 @@ def _record(row: dict[str, Any]) -> EntryRecord:
 
 
 class _Locked(msgspec.Struct, frozen=True):
-    seq: int
-    entry_hash: str
-    pruned_seq: int
-    pruned_hash: str
+    row: HeadRow
     at: datetime | None
 
 
@@ -168,18 +174,37 @@ async def _lock_head(engine: Engine[Any], org_id: uuid.UUID) -> _Locked:
     await AccessLogHead.insert(AccessLogHead(org_id=org_id, seq=0, entry_hash=GENESIS_HASH)).on_conflict(
         target=AccessLogHead.org_id, action="DO NOTHING"
     )
+    head = await _locked_row(engine, org_id)
+    assert head is not None
+    return head
+
+
+async def _locked_row(engine: Engine[Any], org_id: uuid.UUID) -> _Locked | None:
+    """The organisation's head row, locked until the transaction ends (None: no row)."""
     query = AccessLogHead.select(
         AccessLogHead.seq,
         AccessLogHead.entry_hash,
         AccessLogHead.pruned_seq,
         AccessLogHead.pruned_hash,
         AccessLogHead.at,
+        AccessLogHead.seal_key,
+        AccessLogHead.seal,
     ).where(AccessLogHead.org_id == org_id)
     if database.is_postgres(engine):
         query = query.lock_rows("UPDATE")  # SQLite's write transaction already serialises
-    row = (await query)[0]
-    return _Locked(
-        int(row["seq"]), str(row["entry_hash"]), int(row["pruned_seq"]), str(row["pruned_hash"]), _utc(row["at"])
+    rows = await query
+    return _Locked(_head_row(org_id, rows[0]), _utc(rows[0]["at"])) if rows else None
+
+
+def _head_row(org_id: uuid.UUID, row: dict[str, Any]) -> HeadRow:
+    return HeadRow(
+        org_id=org_id,
+        seq=int(row["seq"]),
+        entry_hash=str(row["entry_hash"]),
+        pruned_seq=int(row["pruned_seq"]),
+        pruned_hash=str(row["pruned_hash"]),
+        seal_key=str(row["seal_key"] or ""),
+        seal=str(row["seal"] or ""),
     )
 
 
@@ -212,7 +237,10 @@ async def append(event: AccessEvent) -> uuid.UUID:
 
 async def append_many(events: list[AccessEvent]) -> list[uuid.UUID]:
     """Append entries of one organisation under one lock and one insert (a list read
-    that shows many data subjects logs one entry per subject, in order)."""
+    that shows many data subjects logs one entry per subject, in order).
+
+    Never refused for the state of the log: over a head the region did not seal, the
+    region's alarm entry goes first (``_extend``), and these entries after it."""
     if not events:
         return []
     org_id = events[0].org_id
@@ -224,51 +252,81 @@ async def append_many(events: list[AccessEvent]) -> list[uuid.UUID]:
         if event.outcome not in OUTCOMES:
             raise ValueError(f"unknown access-log outcome {event.outcome!r}")
     engine = _engine()
-    records: list[EntryRecord] = []
     sealer = seal.current_sealer()
     if sealer is not None and not sealer.certified:
         await sealer.certify()  # once per process; outside the lock
     async with database.transaction(engine):
         head = await _lock_head(engine, org_id)
-        last_seq, last_hash = head.seq, head.entry_hash
-        now = _not_before(head.at)  # taken under the lock, so time follows seq
-        for event in events:
-            unhashed = EntryRecord(
-                id=uuid.uuid4(),
-                org_id=org_id,
-                seq=last_seq + 1,
-                at=now,
-                actor=_bounded(event.actor, AccessLogEntry.actor),
-                actor_role=_bounded(event.actor_role, AccessLogEntry.actor_role),
-                on_behalf_of=_bounded(event.on_behalf_of or event.actor, AccessLogEntry.on_behalf_of),
-                subject_ref=_bounded(event.subject_ref, AccessLogEntry.subject_ref),
-                action=event.action,
-                object_type=_bounded(event.object_type, AccessLogEntry.object_type),
-                object_id=_bounded(event.object_id, AccessLogEntry.object_id),
-                source_address=_bounded(event.source_address, AccessLogEntry.source_address),
-                outcome=event.outcome,
-                purpose=_bounded(event.purpose, AccessLogEntry.purpose),
-                source=_bounded(event.source, AccessLogEntry.source),
-                prev_hash=last_hash,
-                entry_hash="",
-            )
-            record = msgspec.structs.replace(unhashed, entry_hash=chain.entry_hash(unhashed))
-            records.append(record)
-            last_seq, last_hash = record.seq, record.entry_hash
-        await _insert(engine, records)
-        sealed = ("", "")
-        if sealer is not None:
-            sealed = sealer.seal(seal.head_state(org_id, last_seq, last_hash, head.pruned_seq, head.pruned_hash))
-        await AccessLogHead.update(
-            {
-                AccessLogHead.seq: last_seq,
-                AccessLogHead.entry_hash: last_hash,
-                AccessLogHead.at: now,
-                AccessLogHead.seal_key: sealed[0],
-                AccessLogHead.seal: sealed[1],
-            }
-        ).where(AccessLogHead.org_id == org_id)
+        records = await _extend(engine, head, events)
     return [r.id for r in records]
+
+
+async def _extend(
+    engine: Engine[Any], head: _Locked, events: Sequence[AccessEvent], *, pruned: tuple[int, str] | None = None
+) -> list[EntryRecord]:
+    """Under the head's lock: append ``events`` after ``head``, move the head to the
+    last of them (and its retention point to ``pruned``), seal it, and return the
+    entries written for ``events``.
+
+    When this process seals heads, the head it extends must carry the region's seal
+    (``HeadSealer.vet``); if not, an alarm entry (``alarm.py``) goes first, so the
+    finding stays in the chain under the new seal, and the events are appended all the
+    same: the reads they log happened."""
+    org_id = head.row.org_id
+    sealer = seal.current_sealer()
+    finding = await sealer.vet(head.row) if sealer is not None else None
+    if finding is not None:
+        log.error(
+            "access log of org %s: the chain head at #%d is not sealed by the region (%s); recorded as entry #%d",
+            org_id,
+            head.row.seq,
+            finding.code,
+            head.row.seq + 1,
+        )
+        events = [alarm.event(org_id, head.row.seq, finding, events[0].source), *events]
+    records: list[EntryRecord] = []
+    last_seq, last_hash = head.row.seq, head.row.entry_hash
+    now = _not_before(head.at)  # taken under the lock, so time follows seq
+    for event in events:
+        unhashed = EntryRecord(
+            id=uuid.uuid4(),
+            org_id=org_id,
+            seq=last_seq + 1,
+            at=now,
+            actor=_bounded(event.actor, AccessLogEntry.actor),
+            actor_role=_bounded(event.actor_role, AccessLogEntry.actor_role),
+            on_behalf_of=_bounded(event.on_behalf_of or event.actor, AccessLogEntry.on_behalf_of),
+            subject_ref=_bounded(event.subject_ref, AccessLogEntry.subject_ref),
+            action=event.action,
+            object_type=_bounded(event.object_type, AccessLogEntry.object_type),
+            object_id=_bounded(event.object_id, AccessLogEntry.object_id),
+            source_address=_bounded(event.source_address, AccessLogEntry.source_address),
+            outcome=event.outcome,
+            purpose=_bounded(event.purpose, AccessLogEntry.purpose),
+            source=_bounded(event.source, AccessLogEntry.source),
+            prev_hash=last_hash,
+            entry_hash="",
+        )
+        record = msgspec.structs.replace(unhashed, entry_hash=chain.entry_hash(unhashed))
+        records.append(record)
+        last_seq, last_hash = record.seq, record.entry_hash
+    await _insert(engine, records)
+    pruned_seq, pruned_hash = pruned if pruned is not None else (head.row.pruned_seq, head.row.pruned_hash)
+    sealed = ("", "")
+    if sealer is not None:
+        sealed = sealer.seal(seal.head_state(org_id, last_seq, last_hash, pruned_seq, pruned_hash))
+    await AccessLogHead.update(
+        {
+            AccessLogHead.seq: last_seq,
+            AccessLogHead.entry_hash: last_hash,
+            AccessLogHead.pruned_seq: pruned_seq,
+            AccessLogHead.pruned_hash: pruned_hash,
+            AccessLogHead.at: now,
+            AccessLogHead.seal_key: sealed[0],
+            AccessLogHead.seal: sealed[1],
+        }
+    ).where(AccessLogHead.org_id == org_id)
+    return records[1:] if finding is not None else records
 
 
 _COLUMN_NAMES = tuple(column._meta.db_column_name for column in _ENTRY_COLUMNS)
@@ -536,6 +594,11 @@ async def verify(
       hashes to the signed hash (so no entry up to it changed: the walk recomputes every
       hash from the retention point on), the log reaches that far, and no entry after
       it is dated before it or before the entry it follows.
+
+    And with or without them: an entry in which the region recorded that it found the
+    head tampered with, when an append was about to extend it (``alarm.py``), fails the
+    log for good, although the chain and the seal written since hold (``alarms``; the
+    walk goes on past it, so a later problem is still named).
     """
     for _ in range(3):
         pruned_before = await _pruned_point(org_id)
@@ -555,18 +618,7 @@ async def head_row(org_id: uuid.UUID) -> HeadRow | None:
         AccessLogHead.seal_key,
         AccessLogHead.seal,
     ).where(AccessLogHead.org_id == org_id)
-    if not rows:
-        return None
-    row = rows[0]
-    return HeadRow(
-        org_id=org_id,
-        seq=int(row["seq"]),
-        entry_hash=str(row["entry_hash"]),
-        pruned_seq=int(row["pruned_seq"]),
-        pruned_hash=str(row["pruned_hash"]),
-        seal_key=str(row["seal_key"] or ""),
-        seal=str(row["seal"] or ""),
-    )
+    return _head_row(org_id, rows[0]) if rows else None
 
 
 def _failed(problem: Problem, checked: int, pruned: int) -> VerifyReport:
@@ -591,6 +643,7 @@ async def _verify_once(
     seq, prev_hash, checked = pruned + 1, pruned_hash, 0
     last: EntryRecord | None = None
     last_retention_note: str | None = None
+    alarms: list[Problem] = []
     upto = head.seq if head is not None else None
     after = pruned or None  # entries up to the pruned point were removed by retention
     async for batch in _batches(org_id, after_seq=after, upto_seq=upto, batch_size=batch_size):
@@ -599,13 +652,15 @@ async def _verify_once(
             if problem is None:
                 problem = _against_checkpoints(record, pending, passed, last)
             if problem is not None:
-                return _failed(problem, checked, pruned)
+                return msgspec.structs.replace(_failed(problem, checked, pruned), alarms=alarms)
             checked += 1
             seq += 1
             prev_hash = record.entry_hash
             last = record
             if _is_retention_note(record):
                 last_retention_note = record.object_id
+            if alarm.is_alarm(record):
+                alarms.append(_alarm_problem(record))
 
     head_pair = (head.seq, head.entry_hash) if head is not None else None
     report = await _check_head(org_id, head_pair, seq, prev_hash, checked, last)
@@ -640,7 +695,24 @@ async def _verify_once(
         if unsealed is not None:
             report = _failed(Problem(seq=head.seq, entry_id=None, kind="rewritten", detail=unsealed), checked, pruned)
         sealed = unsealed is None
-    return msgspec.structs.replace(report, pruned=pruned, sealed=sealed, extends=passed if report.ok else [])
+    report = msgspec.structs.replace(
+        report, pruned=pruned, sealed=sealed, extends=passed if report.ok else [], alarms=alarms
+    )
+    if report.ok and alarms:
+        # The chain, the head and the checkpoints hold now, but the region recorded that
+        # it found the head tampered with: that does not heal.
+        report = msgspec.structs.replace(report, ok=False, problem=alarms[0])
+    return report
+
+
+def _alarm_problem(record: EntryRecord) -> Problem:
+    named = alarm.head_seq(record)
+    return Problem(
+        seq=named if named is not None else record.seq,
+        entry_id=record.id,
+        kind="tampered",
+        detail=alarm.describe(record),
+    )
 
 
 def _checkpoints_removed(pending: list[Checkpoint], pruned: int, pruned_hash: str) -> Problem | None:
@@ -888,15 +960,10 @@ async def prune(org_id: uuid.UUID, before: datetime, *, limit: int, reference: s
     Joins the caller's transaction when there is one."""
     engine = _engine()
     async with database.transaction(engine):
-        query = AccessLogHead.select(AccessLogHead.pruned_seq, AccessLogHead.pruned_hash).where(
-            AccessLogHead.org_id == org_id
-        )
-        if database.is_postgres(engine):
-            query = query.lock_rows("UPDATE")  # appends wait; they touch only the newest entries
-        rows = await query
-        if not rows:
+        head = await _locked_row(engine, org_id)  # appends wait; they touch only the newest entries
+        if head is None:
             return 0
-        seq, prev_hash = int(rows[0]["pruned_seq"]), str(rows[0]["pruned_hash"])
+        seq, prev_hash = head.row.pruned_seq, head.row.pruned_hash
         candidates = [
             _record(row)
             for row in await AccessLogEntry.select(*_ENTRY_COLUMNS)
@@ -924,25 +991,23 @@ async def prune(org_id: uuid.UUID, before: datetime, *, limit: int, reference: s
         left = await AccessLogEntry.count().where((AccessLogEntry.org_id == org_id) & (AccessLogEntry.seq <= seq))
         if left:  # rolled back with the transaction
             raise PruneRefused(f"entries at or before #{seq} remain beside the chain; run `konsil audit verify`")
-        await AccessLogHead.update({AccessLogHead.pruned_seq: seq, AccessLogHead.pruned_hash: prev_hash}).where(
-            AccessLogHead.org_id == org_id
+        # The note and the new retention point under one seal, after the head found is
+        # checked as any append checks it.
+        note = AccessEvent(
+            org_id=org_id,
+            actor=RETENTION_ACTOR,
+            actor_role="system",
+            on_behalf_of="system",
+            subject_ref=reference,
+            action="delete",
+            object_type="access_log_entry",
+            object_id=f"count:{len(doomed)};{_pruned_mark(seq, prev_hash)}",
+            source_address="local",
+            outcome="success",
+            purpose="retention purge",
+            source=source,
         )
-        await append(
-            AccessEvent(
-                org_id=org_id,
-                actor=RETENTION_ACTOR,
-                actor_role="system",
-                on_behalf_of="system",
-                subject_ref=reference,
-                action="delete",
-                object_type="access_log_entry",
-                object_id=f"count:{len(doomed)};{_pruned_mark(seq, prev_hash)}",
-                source_address="local",
-                outcome="success",
-                purpose="retention purge",
-                source=source,
-            )
-        )
+        await _extend(engine, head, [note], pruned=(seq, prev_hash))
     return len(doomed)
 
 

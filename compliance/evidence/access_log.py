@@ -6,7 +6,10 @@ batches as it is read (``access_log.service.verify``), and everything else is on
 aggregate SQL pass over the period's entries plus indexed look-ups:
 
 - ``chain_verifies``: the organisation's chain verifies from its start (or the point
-  retention removed up to) to its head;
+  retention removed up to) to its head, and holds no entry in which the region
+  recorded that it found the head tampered with (``access_log/alarm.py``: this
+  collection's own read is appended first, so a head set beside the log service is
+  found and recorded by that append, even if no one appended since);
 - ``entries_in_period``: every record the organisation created in the period (visits,
   calls, relay receipts, members, rooms, API tokens, data-subject requests) has its
   creation entry: access calls against audit events;
@@ -190,14 +193,8 @@ async def collect(region: RegionContext, scope: Scope) -> Observation:
             "ok": report.ok,
             "checked": report.checked,
             "pruned": report.pruned,
-            "problem": {
-                "seq": report.problem.seq,
-                "entry_id": str(report.problem.entry_id) if report.problem.entry_id else None,
-                "kind": report.problem.kind,
-                "detail": report.problem.detail,
-            }
-            if report.problem
-            else None,
+            "problem": _problem_evidence(report.problem) if report.problem else None,
+            "tampering_found": [_problem_evidence(found) for found in report.alarms],
             "head_seq": int(head["seq"]) if head else 0,
             "head_hash": str(head["entry_hash"]) if head else None,
             "verify_seconds": verify_seconds,
@@ -209,6 +206,15 @@ async def collect(region: RegionContext, scope: Scope) -> Observation:
         "subject_extract": extract,
     }
     return observation(scope, COLLECTOR, "TEST", DESCRIPTION, checks, evidence, observation_id)
+
+
+def _problem_evidence(problem: service.Problem) -> dict[str, Any]:
+    return {
+        "seq": problem.seq,
+        "entry_id": str(problem.entry_id) if problem.entry_id else None,
+        "kind": problem.kind,
+        "detail": problem.detail,
+    }
 
 
 def _read_event(region: RegionContext, scope: Scope, subject_ref: str, observation_id: uuid.UUID) -> AccessEvent:
@@ -300,8 +306,18 @@ def _chain_verifies(report: service.VerifyReport) -> Check:
         )
     problem = report.problem
     assert problem is not None
-    entry = f"entry #{problem.seq}" + (f" (id {problem.entry_id})" if problem.entry_id else "")
     figures["problem_seq"] = problem.seq
+    figures["tampering_found"] = len(report.alarms)
+    if problem.kind == "tampered":
+        more = len(report.alarms) - 1
+        return failed(
+            "chain_verifies",
+            f"The access log does not verify: {problem.detail}"
+            + (f" (and {plural(more, 'later finding')})" if more else "")
+            + f". Apart from this, the chain verifies: {plural(report.checked, 'entry', 'entries')}.",
+            **figures,
+        )
+    entry = f"entry #{problem.seq}" + (f" (id {problem.entry_id})" if problem.entry_id else "")
     return failed(
         "chain_verifies",
         f"The access-log chain does not verify: {entry} was {problem.kind}: {problem.detail} "

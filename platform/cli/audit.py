@@ -20,11 +20,12 @@ certificate still verifies and ``verify --since-checkpoint`` with its checkpoint
 passes; leaving these reads out would make exactly the reads of a removed
 organisation's log (by whom, when) the ones nobody can see.
 
-The one case where the read is not appended: the head does not carry the region's
-seal. Every append seals the head it finds, so an entry appended to a head set beside
-the log service would seal over the very change ``verify`` reports (a forged entry
-with the head moved to it, entries deleted under a forged retention point). The
-command then says so on stderr, and the log stays as it was found."""
+Also over a head that does not carry the region's seal (a forged entry with the head
+moved to it, entries deleted under a forged retention point): an append checks the
+head it extends and, finding it tampered with, first records that in the chain (the
+region's alarm entry, ``compliance/access_log/alarm.py``), so the read's entry cannot
+seal over the change. ``verify`` names the change itself the first time, and the alarm
+entry from then on ("the region found the chain head tampered at entry #N on …")."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from typing import Any
 
 import msgspec
 
-from konsil.compliance.access_log import certificates, seal, service
+from konsil.compliance.access_log import certificates
 from konsil.compliance.access_log.checkpoints import (
     CheckpointFileError,
     CheckpointRefused,
@@ -58,10 +59,6 @@ from konsil.tenants.tables import Organisation
 
 SIGNING_DOWN = "the region's signing key does not answer; try again later"
 OPERATOR = "operator:cli"
-NOT_LOGGED = (
-    "this read is not written to the organisation's access log: its head does not carry the region's seal "
-    "({}), and an entry appended now would seal over that"
-)
 
 
 def _count(n: int) -> str:
@@ -69,6 +66,8 @@ def _count(n: int) -> str:
 
 
 def _problem(problem: Problem, checked: int | None = None) -> str:
+    if problem.kind == "tampered":  # the detail names the entry, the time and the reason
+        return problem.detail if checked is None else f"{problem.detail} (apart from this, {_count(checked)} verified)"
     entry = f"entry #{problem.seq}"
     if problem.entry_id is not None:
         entry += f" (id {problem.entry_id})"
@@ -89,8 +88,25 @@ def format_report(report: VerifyReport, slug: str, *, removed: str = "") -> str:
         prefix += f" (entries #1 to #{report.pruned} removed by retention)"
     problem = report.problem
     if not report.ok and problem is not None:
-        return f"{prefix}: {_problem(problem, report.checked)}"
-    line = f"{prefix}: OK, {_count(report.checked)} verified"
+        line = f"{prefix}: {_problem(problem, report.checked)}"
+        if problem.kind == "tampered":
+            if len(report.alarms) > 1:
+                line += f"; the log records {_more_findings(len(report.alarms) - 1)} after it"
+            return line + _assurances(report)
+        if report.alarms:  # found by the region before the entry that does not verify
+            line += f"; before it, {report.alarms[0].detail}"
+            if len(report.alarms) > 1:
+                line += f", and {_more_findings(len(report.alarms) - 1)}"
+        return line
+    return f"{prefix}: OK, {_count(report.checked)} verified" + _assurances(report)
+
+
+def _more_findings(n: int) -> str:
+    return f"{n} more such finding" if n == 1 else f"{n} more such findings"
+
+
+def _assurances(report: VerifyReport) -> str:
+    line = ""
     if report.sealed:
         line += "; the head carries the region's seal"
     for checkpoint in report.extends:
@@ -175,16 +191,9 @@ async def in_region(args: argparse.Namespace, action: Any) -> int:
 
 async def log_read(
     ctx: RegionContext, found: Found, command: str, object_type: str, object_id: str, outcome: Outcome = "success"
-) -> bool:
-    """Append the command's read to the organisation's access log, unless its head
-    lacks the region's seal (see the module's doc; stderr then says so). True when
-    appended."""
-    head = await service.head_row(found.org_id)
-    if head is not None:
-        unsealed = seal.check(head, await ctx.signer.key_set())
-        if unsealed is not None:
-            print(NOT_LOGGED.format(unsealed), file=sys.stderr)
-            return False
+) -> None:
+    """Append the command's read to the organisation's access log (after the region's
+    alarm entry when its head was tampered with: see the module's doc)."""
     event = AccessEvent(
         org_id=found.org_id,
         actor=OPERATOR,
@@ -200,7 +209,6 @@ async def log_read(
         source=ctx.source,
     )
     await ctx.access_log.append_many([event])
-    return True
 
 
 # --- the commands ------------------------------------------------------------------------------

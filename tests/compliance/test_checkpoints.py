@@ -6,6 +6,12 @@ reports as OK are made here with the exact SQL an intruder would send, on its ow
 PostgreSQL connection: each is shown to pass the chain walk alone (the gap) and to be
 caught by what this adds: the region's seal on the head, checked by ``verify`` itself,
 and a checkpoint an auditor kept, checked by ``verify --since-checkpoint``.
+
+And since every append seals the head it extends, the edits are made again followed by
+one legitimate append, as a busy organisation's next read would follow within seconds:
+the append finds the head unsealed and records that in the chain, so ``verify`` still
+fails, while a busy log written by several processes, across a rotation of the
+region's key, raises no such alarm.
 """
 
 from __future__ import annotations
@@ -14,8 +20,12 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import itertools
 import json
+import logging
+import os
 import re
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -24,9 +34,10 @@ import asyncpg
 import msgspec
 import pytest
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from konsil.compliance.access_log import certificates, chain, seal
+from konsil.compliance.access_log import alarm, certificates, chain, seal
 from konsil.compliance.access_log.checkpoints import (
     CheckpointFileError,
     CheckpointRefused,
@@ -36,12 +47,20 @@ from konsil.compliance.access_log.checkpoints import (
     make_checkpoint,
     verify_log,
 )
-from konsil.compliance.access_log.documents import SignedCheckpoint, canonical
-from konsil.compliance.access_log.service import AccessEvent, VerifyReport, append_many, prune, verify
+from konsil.compliance.access_log.documents import CertifiedSealKey, SealKey, SignedCheckpoint, canonical, now_text
+from konsil.compliance.access_log.service import (
+    AccessEvent,
+    VerifyReport,
+    append_many,
+    entries,
+    head_row,
+    prune,
+    verify,
+)
 from konsil.compliance.access_log.tables import AccessLogCheckpoint, AccessLogEntry, DeletionCertificate
 from konsil.platform.cli.audit import format_report
 from konsil.platform.cli.migrations import Target, migrate_target
-from konsil.platform.core.keys.region_signing import KeySet
+from konsil.platform.core.keys.region_signing import KeySet, LocalSigner, Signature, key_id
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.settings import LifecycleSettings, RegionSettings, Settings, VaultSettings
 from konsil.regions import container, tasks
@@ -199,6 +218,38 @@ async def forge_entry(conn: asyncpg.Connection, org_id: uuid.UUID, at: dt.dateti
         "UPDATE access_log_head SET seq = $1, entry_hash = $2 WHERE org_id = $3", forged.seq, forged.entry_hash, org_id
     )
     return forged
+
+
+async def forge_retention(conn: asyncpg.Connection, org_id: uuid.UUID, upto: int) -> None:
+    """Delete entries #1 to #upto, move the head's retention point there and forge the
+    retention note that would record it."""
+    last_gone = await conn.fetchval(
+        "SELECT entry_hash FROM access_log_entry WHERE org_id = $1 AND seq = $2", org_id, upto
+    )
+    await conn.execute("DELETE FROM access_log_entry WHERE org_id = $1 AND seq <= $2", org_id, upto)
+    await conn.execute(
+        "UPDATE access_log_head SET pruned_seq = $1, pruned_hash = $2 WHERE org_id = $3", upto, last_gone, org_id
+    )
+    await forge_entry(
+        conn,
+        org_id,
+        dt.datetime.now(dt.UTC),
+        actor="system:retention",
+        actor_role="system",
+        on_behalf_of="system",
+        subject_ref="purge-run:forged",
+        action="delete",
+        object_type="access_log_entry",
+        object_id=f"count:{upto};upto:{upto}:{last_gone[:32]}",
+        purpose="retention purge",
+    )
+
+
+async def rotate(ctx: RegionContext) -> str:
+    """``konsil keys rotate-signing``: a new current key, the old one kept as retired."""
+    signer = ctx.signer
+    assert isinstance(signer, LocalSigner)
+    return await signer.rotate_key()
 
 
 async def keys(ctx: RegionContext) -> KeySet:
@@ -403,26 +454,7 @@ async def test_the_oldest_entries_deleted_as_if_by_retention_are_caught_by_verif
     await fill(org_id, 40)
     key_set = await keys(pg_ctx)
     async with intruder(pg_ctx) as conn:
-        last_gone = await conn.fetchval(
-            "SELECT entry_hash FROM access_log_entry WHERE org_id = $1 AND seq = 20", org_id
-        )
-        await conn.execute("DELETE FROM access_log_entry WHERE org_id = $1 AND seq <= 20", org_id)
-        await conn.execute(
-            "UPDATE access_log_head SET pruned_seq = 20, pruned_hash = $1 WHERE org_id = $2", last_gone, org_id
-        )
-        await forge_entry(
-            conn,
-            org_id,
-            dt.datetime.now(dt.UTC),
-            actor="system:retention",
-            actor_role="system",
-            on_behalf_of="system",
-            subject_ref="purge-run:forged",
-            action="delete",
-            object_type="access_log_entry",
-            object_id=f"count:20;upto:20:{last_gone[:32]}",
-            purpose="retention purge",
-        )
+        await forge_retention(conn, org_id, 20)
     assert await AccessLogCheckpoint.count().where(AccessLogCheckpoint.org_id == org_id) == 0
 
     plain = await verify(org_id)
@@ -452,6 +484,292 @@ async def test_an_unsealed_or_foreign_head_is_reported(pg_ctx: RegionContext) ->
         )
     assert (await verify(org_id, key_set=key_set)).sealed
     assert "sealed for region 'eu', not 'us'" in format_report(await verify(org_id, key_set=other_region), "acme")
+
+
+# --- the next append over a tampered head ---------------------------------------------------------
+
+
+async def alarm_entries(org_id: uuid.UUID) -> list[chain.EntryRecord]:
+    return [record for record in await entries(org_id, 10_000) if alarm.is_alarm(record)]
+
+
+async def test_a_forged_entry_sealed_over_by_the_next_append_is_still_caught(
+    pg_ctx: RegionContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """(c), then one legitimate append: it finds the head it extends not sealed by the
+    region, records that first and appends the read all the same. From then on the chain
+    and the new seal agree, and ``verify`` still fails, naming the forgery."""
+    org_id = uuid.uuid4()
+    await fill(org_id, 35)
+    key_set = await keys(pg_ctx)
+    async with intruder(pg_ctx) as conn:
+        await forge_entry(conn, org_id, dt.datetime.now(dt.UTC), actor="member:someone-else")
+
+    with caplog.at_level(logging.ERROR, "konsil.access_log"):
+        [read_id] = await append_many([event(org_id, "visit:next-read", 99)])
+
+    [found] = await alarm_entries(org_id)
+    assert (found.seq, found.object_id, found.action, found.outcome) == (37, "head:36:mismatch", "update", "failure")
+    assert (found.actor, found.actor_role, found.subject_ref, found.purpose) == (
+        "system:integrity",
+        "system",
+        "access_log",
+        "tamper evidence",
+    )
+    [read] = [r for r in await entries(org_id, 100, after_seq=37) if r.id == read_id]
+    assert read.seq == 38 and read.subject_ref == "visit:next-read", "the read is logged all the same, after it"
+    head = await head_row(org_id)
+    assert head is not None and head.seq == 38 and seal.check(head, key_set) is None, "the new seal holds"
+    [logged] = [r for r in caplog.records if r.name == "konsil.access_log"]
+    message = logged.getMessage()
+    assert logged.levelno == logging.ERROR and str(org_id) in message and "#36" in message and "mismatch" in message
+    assert "visit:" not in message and "member:" not in message, "no data subject or actor in the service log"
+
+    for report in (await verify(org_id), await verify(org_id, key_set=key_set), await verify_log(org_id, key_set)):
+        assert problem(report) == ("tampered", 36)
+        assert report.checked == 38 and len(report.alarms) == 1
+    line = format_report(await verify_log(org_id, key_set), "acme")
+    assert re.search(
+        r"^audit log of org 'acme': the region found the chain head tampered at entry #36 on "
+        r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00: its seal did not match it: its last entry or its retention point was set "
+        r"outside the log service; it recorded this in the log as entry #37 \(apart from this, 38 entries "
+        r"verified\); the head carries the region's seal$",
+        line,
+    ), line
+
+    # Taking the alarm out means rewriting the chain from it: the head's seal breaks
+    # again, and the next append records that again.
+    async with intruder(pg_ctx) as conn:
+        await conn.execute("DELETE FROM access_log_entry WHERE org_id = $1 AND seq = 37", org_id)
+        await rehash_from(conn, org_id, 37)
+    assert (await verify(org_id)).ok, "the chain alone cannot tell"
+    await append_many([event(org_id, "visit:next-read", 100)])
+    [again] = await alarm_entries(org_id)
+    assert (again.seq, again.object_id) == (38, "head:37:mismatch")
+    assert problem(await verify(org_id, key_set=key_set)) == ("tampered", 37)
+
+
+async def test_entries_deleted_under_a_forged_retention_point_and_sealed_over_are_still_caught(
+    pg_ctx: RegionContext,
+) -> None:
+    """(d), then one legitimate append: the retention point is part of the head the
+    append checks, so it records the head before sealing its own."""
+    org_id = uuid.uuid4()
+    await fill(org_id, 40)
+    key_set = await keys(pg_ctx)
+    async with intruder(pg_ctx) as conn:
+        await forge_retention(conn, org_id, 20)
+
+    await append_many([event(org_id, "visit:next-read", 99)])
+
+    report = await verify(org_id, key_set=key_set)
+    assert problem(report) == ("tampered", 41) and report.pruned == 20
+    line = format_report(report, "acme")
+    assert line.startswith(
+        "audit log of org 'acme' (entries #1 to #20 removed by retention): the region found the chain head "
+        "tampered at entry #41 on "
+    )
+    assert ": its seal did not match it: its last entry or its retention point was set outside" in line
+    assert "recorded this in the log as entry #42" in line
+    assert problem(await verify_log(org_id, key_set)) == ("tampered", 41)
+
+
+async def test_retention_over_a_tampered_head_records_it_before_its_note(pg_ctx: RegionContext) -> None:
+    org_id = uuid.uuid4()
+    await fill(org_id, 10)
+    async with intruder(pg_ctx) as conn:
+        await forge_entry(conn, org_id, dt.datetime.now(dt.UTC))
+
+    assert await prune(org_id, dt.datetime.now(dt.UTC), limit=3, reference="purge-run:t", source="t") == 3
+
+    [found] = await alarm_entries(org_id)
+    assert (found.seq, found.object_id) == (12, "head:11:mismatch")
+    [note] = await entries(org_id, 1, after_seq=12)
+    assert note.actor == "system:retention" and note.object_id.startswith("count:3;upto:3:")
+    report = await verify(org_id, key_set=await keys(pg_ctx))
+    assert problem(report) == ("tampered", 11) and report.pruned == 3
+
+
+async def test_a_head_without_a_seal_is_recorded_as_possibly_older_than_seals(pg_ctx: RegionContext) -> None:
+    """A process without a sealer (a test, a tool) appends as before: it checks nothing
+    and leaves the head unsealed. Such a head, or one last written before heads were
+    sealed, looks exactly like one whose seal an intruder blanked: the first sealed
+    append records it, with a reason that says it may be either."""
+    org_id = uuid.uuid4()
+    await fill(org_id, 2)
+    ours = seal.current_sealer()
+    async with intruder(pg_ctx) as conn:
+        await forge_entry(conn, org_id, dt.datetime.now(dt.UTC))
+    seal.use_sealer(None)
+    try:
+        await fill(org_id, 1)
+    finally:
+        seal.use_sealer(ours)
+    head = await head_row(org_id)
+    assert head is not None and (head.seq, head.seal_key, head.seal) == (4, "", "")
+    assert await alarm_entries(org_id) == [], "without a sealer nothing is checked"
+
+    await fill(org_id, 1)
+
+    [found] = await alarm_entries(org_id)
+    assert found.object_id == "head:4:unsealed"
+    report = await verify(org_id, key_set=await keys(pg_ctx))
+    assert problem(report) == ("tampered", 4) and report.problem is not None
+    assert (
+        "it carried no seal (it was set outside the log service, or last written before the region sealed heads)"
+        in report.problem.detail
+    )
+
+
+@pytest.mark.parametrize("made_up", ["uncertified", "not-certified"])
+async def test_a_head_sealed_with_a_key_of_the_intruders_own_is_recorded(pg_ctx: RegionContext, made_up: str) -> None:
+    """Someone with database access can make a sealing key and seal a head with it, but
+    cannot have the region certify it: left uncertified, or "certified" under a key id
+    the region's key set does not hold (looked up once, then known to be absent)."""
+    org_id = uuid.uuid4()
+    await fill(org_id, 3)
+    private = Ed25519PrivateKey.generate()
+    raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    key = SealKey(
+        region="eu", kid=key_id(raw), x=base64.urlsafe_b64encode(raw).rstrip(b"=").decode(), created_at=now_text()
+    )
+    signature = None
+    if made_up == "not-certified":
+        signature = Signature(kid=key_id(os.urandom(32)), value=base64.b64encode(private.sign(canonical(key))).decode())
+    async with intruder(pg_ctx) as conn:
+        forged = await forge_entry(conn, org_id, dt.datetime.now(dt.UTC))
+        state = seal.head_state(org_id, forged.seq, forged.entry_hash, 0, chain.GENESIS_HASH)
+        await conn.execute(
+            "UPDATE access_log_head SET seal_key = $1, seal = $2 WHERE org_id = $3",
+            msgspec.json.encode(CertifiedSealKey(key=key, signature=signature)).decode(),
+            base64.b64encode(private.sign(canonical(state))).decode(),
+            org_id,
+        )
+
+    await fill(org_id, 1)
+
+    [found] = await alarm_entries(org_id)
+    assert found.object_id == f"head:4:{made_up}"
+    assert problem(await verify(org_id, key_set=await keys(pg_ctx))) == ("tampered", 4)
+
+
+OTHER_PROCESS = """
+import asyncio, sys, uuid
+import msgspec
+from konsil.compliance.access_log import seal
+from konsil.compliance.access_log.documents import CertifiedSealKey
+from konsil.compliance.access_log.service import AccessEvent, append_many
+from konsil.platform.core.settings import LifecycleSettings, RegionSettings, Settings, VaultSettings
+from konsil.regions.container import open_region
+
+
+async def main(dsn: str, keyring: str, org_id: str, count: int) -> None:
+    region = RegionSettings(
+        id="eu", jurisdiction="EU/EEA", public_url="http://127.0.0.1:9", listen="127.0.0.1:9", database=dsn,
+        internal_secret="eu-secret-for-tests-only", vault=VaultSettings(backend="local", keyring_path=keyring),
+        lifecycle=LifecycleSettings(purge_every_seconds=3600),
+    )
+    settings = Settings(mode="embedded", discovery_key="discovery-key-for-tests", regions=[region])
+    async with open_region(settings, region, service_name="worker"):
+        for n in range(count):
+            await append_many([AccessEvent(
+                org_id=uuid.UUID(org_id), actor="system:worker", actor_role="system", subject_ref="visit:other-process",
+                action="read", object_type="visit", object_id=str(n), source_address="local", outcome="success",
+                purpose="provide the consultation", source="region:eu/worker",
+            )])
+        sealer = seal.current_sealer()
+        stored = msgspec.json.decode(sealer.seal(seal.head_state(uuid.UUID(org_id), 0, "0" * 64, 0, "0" * 64))[0],
+                                     type=CertifiedSealKey)
+        print(stored.signature.kid)
+
+
+asyncio.run(main(*sys.argv[1:4], int(sys.argv[4])))
+"""
+
+
+async def test_a_busy_log_written_by_two_processes_across_a_key_rotation_raises_no_alarm(
+    pg_ctx: RegionContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """This process (its sealing key certified with the region's first key, which is then
+    rotated out) and a worker started after the rotation (its key certified with the new
+    one) append to one log at the same time: each extends heads the other sealed, and
+    checks them (the key set fetched again for the new key id), and nothing is recorded."""
+    org_id = uuid.uuid4()
+    await fill(org_id, 5)
+    first_kid = (await keys(pg_ctx)).current().kid
+    new_kid = await rotate(pg_ctx)
+    ours = seal.current_sealer()
+    assert ours is not None and ours.certified
+
+    with caplog.at_level(logging.WARNING, "konsil.access_log"):
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            OTHER_PROCESS,
+            pg_ctx.region.database,
+            pg_ctx.region.vault.keyring_path,
+            str(org_id),
+            "150",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        finished = asyncio.create_task(worker.communicate())
+        n = 0
+        while not finished.done() or n < 10:
+            await append_many([event(org_id, "visit:this-process", n)])
+            n += 1
+            await asyncio.sleep(0.002)
+        out, err = await finished
+
+    assert worker.returncode == 0, err.decode()
+    assert out.decode().split() == [new_kid], "the worker's sealing key is certified with the new key"
+    ours_certified = msgspec.json.decode(
+        ours.seal(seal.head_state(org_id, 0, chain.GENESIS_HASH, 0, chain.GENESIS_HASH))[0], type=CertifiedSealKey
+    )
+    assert ours_certified.signature is not None and ours_certified.signature.kid == first_kid != new_kid
+    written = [record.subject_ref for record in await entries(org_id, 10_000)]
+    assert written.count("visit:other-process") == 150
+    turns = set(itertools.pairwise(written))
+    assert ("visit:other-process", "visit:this-process") in turns, "this process extended the worker's heads"
+    assert ("visit:this-process", "visit:other-process") in turns, "the worker extended this process's heads"
+    assert await alarm_entries(org_id) == []
+    assert [r.getMessage() for r in caplog.records if r.name == "konsil.access_log"] == [], "every head was checked"
+    report = await verify_log(org_id, await keys(pg_ctx))
+    assert report.ok and report.sealed and report.checked == len(written) and report.alarms == []
+
+
+async def test_a_head_is_not_checked_while_the_key_set_cannot_be_had(
+    pg_ctx: RegionContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Appends never wait for, nor fail with, the key service: a head sealed by a key
+    this process has not seen certified is then extended unchecked, and the service
+    log says so."""
+    org_id = uuid.uuid4()
+    await fill(org_id, 2)
+    ours = seal.current_sealer()
+    await rotate(pg_ctx)
+    other = seal.HeadSealer(pg_ctx.signer, "eu")  # another process, started after the rotation
+    assert await other.certify()
+    seal.use_sealer(other)
+    try:
+        await fill(org_id, 1)
+    finally:
+        seal.use_sealer(ours)
+    signer = pg_ctx.signer
+    assert isinstance(signer, LocalSigner)
+    signer.path.chmod(0o644)  # the keyring refuses to be read: the key set cannot be had
+    try:
+        with caplog.at_level(logging.WARNING, "konsil.access_log"):
+            await fill(org_id, 1)
+    finally:
+        signer.path.chmod(0o600)
+
+    assert await alarm_entries(org_id) == []
+    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "konsil.access_log")
+    assert "the region's key set cannot be had" in logged
+    assert f"access log of org {org_id}: the head at #3 was not checked before appending" in logged
+    report = await verify(org_id, key_set=await keys(pg_ctx))
+    assert report.ok and report.sealed
 
 
 # --- the schedule ------------------------------------------------------------------------------

@@ -7,8 +7,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from konsil.compliance.access_log.service import AccessEvent, append
-from konsil.compliance.access_log.tables import AccessLogEntry
+import msgspec
+
+from konsil.compliance.access_log import chain
+from konsil.compliance.access_log.service import AccessEvent, append, entries
+from konsil.compliance.access_log.tables import AccessLogEntry, AccessLogHead
 from konsil.compliance.dsr import service as dsr
 from konsil.compliance.dsr.schemas import RequestIn
 from konsil.compliance.evidence import access_log
@@ -114,6 +117,36 @@ async def test_an_edited_entry_breaks_the_chain(ctx: RegionContext) -> None:
     check = failing(await collected(ctx, org), "chain_verifies")
     assert "entry #3" in check.reason and "modified" in check.reason and "no longer matches its hash" in check.reason
     assert check.figures["problem_seq"] == 3
+
+
+async def test_a_head_moved_to_a_forged_entry_is_found_by_the_collections_own_read(ctx: RegionContext) -> None:
+    """A well-formed entry appended beside the service and the head moved to it: the
+    chain alone agrees, but the collection appends its own read first, which checks the
+    head it extends and records it in the chain as not sealed by the region."""
+    org = await new_org(ctx)
+    await new_visit(ctx, org)
+    last = (await entries(org.id, 10_000))[-1]
+    unhashed = msgspec.structs.replace(
+        last, id=uuid.uuid4(), seq=last.seq + 1, prev_hash=last.entry_hash, actor=f"member:{uuid.uuid4()}"
+    )
+    forged = msgspec.structs.replace(unhashed, entry_hash=chain.entry_hash(unhashed))
+    await AccessLogEntry.insert(AccessLogEntry(**msgspec.structs.asdict(forged)))
+    await AccessLogHead.update({AccessLogHead.seq: forged.seq, AccessLogHead.entry_hash: forged.entry_hash}).where(
+        AccessLogHead.org_id == org.id
+    )
+
+    observation = await collected(ctx, org)
+
+    check = failing(observation, "chain_verifies")
+    assert check.reason.startswith(
+        f"The access log does not verify: the region found the chain head tampered at entry #{forged.seq} on "
+    )
+    assert "its seal did not match it" in check.reason and f"as entry #{forged.seq + 1}" in check.reason
+    assert check.figures["problem_seq"] == forged.seq and check.figures["tampering_found"] == 1
+    found = observation.evidence["chain"]["tampering_found"]
+    assert [(f["kind"], f["seq"]) for f in found] == [("tampered", forged.seq)]
+    again = failing(await collected(ctx, org), "chain_verifies").reason
+    assert again.split(". Apart")[0] == check.reason.split(". Apart")[0], "it stays found"
 
 
 async def test_a_record_created_without_its_entry_is_named(ctx: RegionContext) -> None:
