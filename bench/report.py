@@ -80,7 +80,7 @@ from bench.harness import (
     set_quiet,
 )
 from bench.purge import bench_settings
-from konsil.compliance.access_log import chain
+from konsil.compliance.access_log import chain, seal
 from konsil.compliance.access_log import service as access_log_service
 from konsil.compliance.access_log.chain import GENESIS_HASH, EntryRecord
 from konsil.compliance.access_log.checkpoints import make_checkpoint
@@ -575,14 +575,21 @@ async def seed(ctx: RegionContext, conn: asyncpg.Connection, args: argparse.Name
         done = min(first + CHUNK, args.visits)
         if done % (CHUNK * 4) == 0 or done == args.visits:
             log(f"seeded {done} visits, {log_chain.seq} entries ({time.monotonic() - began:.0f} s)")
+    # The head as this region process would have written it: sealed with its own sealing
+    # key (an unsealed head would be recorded as tampering by the next append).
+    sealer = seal.current_sealer()
+    assert sealer is not None and sealer.certified, "the bench's region container seals heads"
+    seal_key, head_seal = sealer.seal(seal.head_state(org_id, log_chain.seq, log_chain.prev_hash, 0, GENESIS_HASH))
     await conn.execute(
-        "INSERT INTO access_log_head (org_id, seq, entry_hash, pruned_seq, pruned_hash, at) "
-        "VALUES ($1, $2, $3, 0, $4, $5)",
+        "INSERT INTO access_log_head (org_id, seq, entry_hash, pruned_seq, pruned_hash, at, seal_key, seal) "
+        "VALUES ($1, $2, $3, 0, $4, $5, $6, $7)",
         org_id,
         log_chain.seq,
         log_chain.prev_hash,
         GENESIS_HASH,
         log_chain.at(log_chain.seq),
+        seal_key,
+        head_seal,
     )
     await ctx.access_log.append_many([_owner_read(ctx, org_id, staff.owner)])
     head = await conn.fetchrow("SELECT seq, entry_hash FROM access_log_head WHERE org_id = $1", org_id)
