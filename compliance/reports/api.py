@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from konsil.compliance.reports import jobs
 from konsil.compliance.reports.jobs import FORMATS, ReportJobOut, ReportRequest, ReportRequestError
-from konsil.compliance.reports.json_report import schema_text
+from konsil.compliance.reports.json_report import published_schema
 from konsil.platform.core import errors
 from konsil.platform.core.access import AccessEvent
 from konsil.platform.core.authz import AUDIT_WORK, PUBLIC, rule
@@ -141,10 +141,10 @@ async def reports_page(request: Req) -> Template:
 
 
 @get("/schemas/konsil-report-v1.json", opt=PUBLIC, tags=TAGS, media_type="application/schema+json")
-async def report_schema() -> Response[bytes]:
+async def report_schema() -> dict[str, Any]:
     """The JSON Schema of a report's JSON document (``schema_version`` 1), published so
     an auditor's tools can validate what they download."""
-    return Response(schema_text().encode(), media_type="application/schema+json")
+    return published_schema()
 
 
 reports_router = Router(

@@ -43,6 +43,7 @@ PUBLIC_ROUTES = {
     ("POST", "/api/v1/orgs/{slug}/auth/login"),
     ("POST", "/api/v1/login"),
     ("GET", "/.well-known/konsil/keys"),  # the region's public signing keys, for auditors
+    ("GET", "/schemas/konsil-report-v1.json"),  # the report document's JSON Schema, for auditors' tools
     ("GET", "/.well-known/konsil/receipt-key"),  # its current one alone
     ("GET", "/login"),
     ("POST", "/login"),
