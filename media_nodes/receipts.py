@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from konsil.platform.core.keys.region_signing import KeySet, Signature, canonical_json, verify
+from konsil.platform.core.keys.region_signing import KeySet, Signature, Verifier, canonical_json
 
 KIND: Final = "konsil.residency-receipt"
 
@@ -55,10 +55,17 @@ def check(key_set: KeySet, receipt: ResidencyReceipt | None, signature: Signatur
     """How a stored receipt stands against the region's key set (``receipt`` None: its
     stored body is no receipt at all; ``signature`` None: a receipt stored before
     receipts named their key)."""
+    return check_with(Verifier(key_set), receipt, signature)
+
+
+def check_with(verifier: Verifier, receipt: ResidencyReceipt | None, signature: Signature | None) -> ReceiptStatus:
+    """``check`` with the key set's keys decoded once (``Verifier``), for many receipts.
+    The signature is checked over ``signed_bytes(receipt)``, the canonical bytes of the
+    receipt's fields as read, so a receipt changed in any field does not verify."""
     if signature is None or not signature.kid:
         return "retired_derivation"
     if receipt is None:
         return "invalid"
-    if not any(key.kid == signature.kid for key in key_set.keys):
+    if not verifier.knows(signature.kid):
         return "unknown_key"
-    return "valid" if verify(key_set, signed_bytes(receipt), signature) else "invalid"
+    return "valid" if verifier.verify(signed_bytes(receipt), signature) else "invalid"

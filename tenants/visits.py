@@ -22,7 +22,7 @@ from konsil.media_nodes.receipts import ReceiptStatus, ResidencyReceipt
 from konsil.platform.core import clock, database, errors
 from konsil.platform.core.authz import MANAGERS, token_hash
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
-from konsil.platform.core.keys.region_signing import KeySet, Signature
+from konsil.platform.core.keys.region_signing import KeySet, Signature, Verifier
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record, record_reads
@@ -459,10 +459,11 @@ class ReceiptOut(msgspec.Struct):
     note: str  # the status in words
 
 
-def receipt_status(key_set: KeySet, row: dict[str, Any]) -> ReceiptOut:
-    """A stored receipt row checked against the region's key set."""
+def receipt_status(keys: KeySet | Verifier, row: dict[str, Any]) -> ReceiptOut:
+    """A stored receipt row checked against the region's key set (a ``Verifier`` of it
+    when checking many: its keys decoded once)."""
     receipt, signature = _stored_receipt(row), _stored_signature(row)
-    status = receipts.check(key_set, receipt, signature)
+    status = receipts.check_with(keys if isinstance(keys, Verifier) else Verifier(keys), receipt, signature)
     return ReceiptOut(
         receipt=receipt, signature=signature, valid=status == "valid", status=status, note=receipts.NOTES[status]
     )

@@ -23,6 +23,7 @@ from konsil.compliance.evidence.common import listed, named, observation, plural
 from konsil.compliance.evidence.model import Check, Observation, Scope
 from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.media_nodes.tables import MediaNode
+from konsil.platform.core.keys.region_signing import Verifier
 from konsil.platform.core.region import RegionContext
 from konsil.tenants.login_index import LoginIndexSync
 from konsil.tenants.tables import Call, CallRelayReceipt, LoginIndexChange, Member
@@ -31,19 +32,20 @@ from konsil.tenants.visits import receipt_status
 COLLECTOR = "residency"
 BATCH = 2000  # calls looked at per query
 
-# ``stored receipt row -> valid``.
-ReceiptCheck = Callable[[dict[str, Any]], bool]
+# ``stored receipt row -> the receipt, when its signature verifies; else None``.
+ReceiptCheck = Callable[[dict[str, Any]], ResidencyReceipt | None]
 
 
 async def receipt_verifier(region: RegionContext) -> ReceiptCheck:
     """How a stored receipt is checked: against the region's own key set
-    (``region.signer``), as the receipt API does (``visits.receipt_status``). Receipts
-    from before the region had its own key count as not verified: the control plane
-    could have forged them."""
-    key_set = await region.signer.key_set()
+    (``region.signer``), as the receipt API does (``visits.receipt_status``), its keys
+    decoded once for all the period's receipts. Receipts from before the region had its
+    own key count as not verified: the control plane could have forged them."""
+    verifier = Verifier(await region.signer.key_set())
 
-    def valid(row: dict[str, Any]) -> bool:
-        return receipt_status(key_set, row).status == "valid"
+    def valid(row: dict[str, Any]) -> ResidencyReceipt | None:
+        checked = receipt_status(verifier, row)
+        return checked.receipt if checked.status == "valid" else None
 
     return valid
 
@@ -67,11 +69,8 @@ def judge(
         return "missing", []
     relays: list[str] = []
     for row in rows:
-        if not valid(row):
-            return "bad_signature", []
-        try:
-            receipt = msgspec.json.decode(row["body"], type=ResidencyReceipt)
-        except msgspec.MsgspecError:
+        receipt = valid(row)  # the body as read and verified; not decoded a second time
+        if receipt is None:
             return "bad_signature", []
         if receipt.call_id != str(call_id):
             return "other_call", []

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import secrets
@@ -119,17 +120,44 @@ def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@functools.lru_cache(maxsize=256)
+def _public_key(x: str) -> Ed25519PublicKey | None:
+    """A key set entry's public key object (None: ``x`` is no Ed25519 key). Cached by its
+    text: the same few keys verify every signature a region made."""
+    try:
+        return Ed25519PublicKey.from_public_bytes(_b64url_decode(x))
+    except ValueError:
+        return None
+
+
+class Verifier:
+    """The public keys of one key set, each decoded once: for checking many signatures
+    (a report verifies every call's residency receipt) by the same rules as ``verify``."""
+
+    def __init__(self, key_set: KeySet) -> None:
+        self._keys: dict[str, Ed25519PublicKey | None] = {}
+        for key in key_set.keys:
+            self._keys.setdefault(key.kid, _public_key(key.x))  # the first of a kid, as ``verify`` always did
+
+    def knows(self, kid: str) -> bool:
+        """Whether the key set lists a key with this id."""
+        return kid in self._keys
+
+    def verify(self, message: bytes, signature: Signature) -> bool:
+        """Whether ``signature`` over exactly ``message`` verifies under the key it names."""
+        public = self._keys.get(signature.kid)
+        if public is None:
+            return False
+        try:
+            public.verify(base64.b64decode(signature.value, validate=True), message)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
 def verify(key_set: KeySet, message: bytes, signature: Signature) -> bool:
     """Whether ``signature`` over ``message`` verifies under the key it names."""
-    for key in key_set.keys:
-        if key.kid == signature.kid:
-            try:
-                public = Ed25519PublicKey.from_public_bytes(_b64url_decode(key.x))
-                public.verify(base64.b64decode(signature.value, validate=True), message)
-            except (InvalidSignature, ValueError):
-                return False
-            return True
-    return False
+    return Verifier(key_set).verify(message, signature)
 
 
 def public_key_entry(public_raw: bytes, created_at: str, current: bool) -> PublicKey:

@@ -11,6 +11,7 @@ import json
 import stat
 from pathlib import Path
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -20,6 +21,7 @@ from konsil.platform.core.keys.region_signing import (
     LocalSigner,
     Signature,
     SigningUnavailable,
+    Verifier,
     canonical_json,
     verify,
 )
@@ -46,6 +48,32 @@ async def test_signatures_verify_with_the_published_key_alone(tmp_path: Path) ->
     assert verify(key_set, message, signature)
     assert not verify(key_set, message + b" ", signature)
     assert not verify(key_set, message, Signature(kid="0" * 16, value=signature.value))
+
+
+async def test_a_verifier_of_a_key_set_answers_as_verify_does(tmp_path: Path) -> None:
+    """The verifier (keys decoded once, for the many receipts of a report) checks every
+    signature by the same rules: the named key, the exact bytes."""
+    signer = LocalSigner(tmp_path / "signing", "eu")
+    old = await signer.sign(b"before")
+    await signer.rotate_key()
+    new = await signer.sign(b"after")
+    key_set = await signer.key_set()
+    verifier = Verifier(key_set)
+    cases = [
+        (b"before", old),
+        (b"after", new),
+        (b"after", old),  # another message
+        (b"after ", new),  # one byte more
+        (b"after", Signature(kid="0" * 16, value=new.value)),  # a key the set does not list
+        (b"after", Signature(kid=new.kid, value=old.value)),  # another signature
+        (b"after", Signature(kid=new.kid, value="not base64!")),
+    ]
+    assert [verifier.verify(m, s) for m, s in cases] == [verify(key_set, m, s) for m, s in cases]
+    assert [verifier.verify(m, s) for m, s in cases] == [True, True, False, False, False, False, False]
+    assert verifier.knows(old.kid) and verifier.knows(new.kid) and not verifier.knows("0" * 16)
+    # A key set entry that is no Ed25519 key verifies nothing.
+    broken = msgspec.structs.replace(key_set, keys=[msgspec.structs.replace(key_set.keys[1], x="AAAA")])
+    assert not Verifier(broken).verify(b"after", new) and not verify(broken, b"after", new)
 
 
 async def test_the_keyring_file_is_private_and_made_once(tmp_path: Path) -> None:
