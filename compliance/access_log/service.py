@@ -15,6 +15,7 @@ Works on PostgreSQL and SQLite with the engine the tables are bound to.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ __all__ = [
     "Problem",
     "ProblemKind",
     "VerifyReport",
+    "Walked",
     "append",
     "count",
     "entries",
@@ -64,6 +66,7 @@ __all__ = [
     "page",
     "prune",
     "verify",
+    "walk",
 ]
 
 
@@ -81,6 +84,24 @@ class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
     pruned: int = 0  # entries #1..#pruned removed by retention; the walk starts after them
     sealed: bool = False  # the head's seal was checked against the region's keys and holds
     extends: list[Checkpoint] = msgspec.field(default_factory=list)  # checkpoints the log was shown to extend
+    # Of ``checked``: entries the caller's own walk moments before had shown intact
+    # (``verify(walked=…)``), not walked again.
+    taken_from_walk: int = 0
+
+
+class Walked(msgspec.Struct, frozen=True, kw_only=True):
+    """What one walk of the chain showed (``walk``): entries #from_seq+1 to #upto_seq of
+    the organisation's log, each intact and following the one before, from ``from_hash``
+    to ``upto_hash``, and the last retention note among them. ``verify`` takes one made
+    moments earlier (a report's own checkpoint) and walks only the entries after it,
+    when it starts where verification starts (see ``verify``)."""
+
+    org_id: uuid.UUID
+    from_seq: int
+    from_hash: str
+    upto_seq: int
+    upto_hash: str
+    retention_note: str | None  # the object_id of the last retention note among them
 
 
 class PruneRefused(Exception):
@@ -295,11 +316,88 @@ async def _insert(engine: Engine[Any], records: list[EntryRecord]) -> None:
 # --- reading -----------------------------------------------------------------------
 
 
+@functools.cache
+def _walk_sql(*, first: bool, after: bool, upto: bool) -> str:
+    """One batch of the walk as fixed PostgreSQL SQL: the same rows, order and bounds as
+    the piccolo query of ``_batches`` (``$1`` the organisation, then the bounds, the
+    batch size last)."""
+    args = iter(range(2, 7))
+    where = ["org_id = $1"]
+    if first:
+        if after:
+            where.append(f"seq > ${next(args)}")
+    else:
+        seq, id_ = next(args), next(args)
+        where.append(f"seq >= ${seq} AND (seq > ${seq} OR (seq = ${seq} AND id > ${id_}))")
+    if upto:
+        where.append(f"seq <= ${next(args)}")
+    return (
+        f"SELECT {', '.join(_COLUMN_NAMES)} FROM access_log_entry "  # noqa: S608 - fixed names, values are parameters
+        f"WHERE {' AND '.join(where)} ORDER BY seq, id LIMIT ${next(args)}"
+    )
+
+
+def _from_record(row: Sequence[Any]) -> EntryRecord:
+    """An entry from asyncpg's positional record of ``_COLUMN_NAMES`` (UUIDs, ints and
+    datetimes already, as piccolo would have given them)."""
+    return EntryRecord(
+        id=row[0],
+        org_id=row[1],
+        seq=row[2],
+        at=row[3],
+        actor=row[4],
+        actor_role=row[5],
+        on_behalf_of=row[6],
+        subject_ref=row[7],
+        action=row[8],
+        object_type=row[9],
+        object_id=row[10],
+        source_address=row[11],
+        outcome=row[12],
+        purpose=row[13],
+        source=row[14],
+        prev_hash=row[15],
+        entry_hash=row[16],
+    )
+
+
+async def _pg_batches(
+    engine: Engine[Any], org_id: uuid.UUID, *, after_seq: int | None, upto_seq: int | None, batch_size: int
+) -> AsyncIterator[list[EntryRecord]]:
+    """``_batches`` on PostgreSQL: fixed SQL read with asyncpg directly. A chain walk
+    reads a million rows; piccolo's query building and a dict per row cost about a
+    quarter of the walk's Python time (bench/README.md, report)."""
+    last: tuple[int, uuid.UUID] | None = None
+    while True:
+        args: list[Any] = [org_id]
+        if last is None:
+            if after_seq is not None:
+                args.append(after_seq)
+        else:
+            args += last
+        if upto_seq is not None:
+            args.append(upto_seq)
+        sql = _walk_sql(first=last is None, after=after_seq is not None, upto=upto_seq is not None)
+        rows = await database.fetch_records(engine, sql, *args, batch_size)
+        if not rows:
+            return
+        batch = [_from_record(row) for row in rows]
+        yield batch
+        if len(rows) < batch_size:
+            return
+        last = (batch[-1].seq, batch[-1].id)
+
+
 async def _batches(
     org_id: uuid.UUID, *, after_seq: int | None, upto_seq: int | None, batch_size: int
 ) -> AsyncIterator[list[EntryRecord]]:
     """Entries in (seq, id) order, one batch at a time. Paging on (seq, id) rather than
     seq alone keeps a tampered log with duplicate seq numbers from skipping rows."""
+    engine = _engine()
+    if database.is_postgres(engine):
+        async for batch in _pg_batches(engine, org_id, after_seq=after_seq, upto_seq=upto_seq, batch_size=batch_size):
+            yield batch
+        return
     last: tuple[int, uuid.UUID] | None = None
     while True:
         where: Combinable = AccessLogEntry.org_id == org_id
@@ -437,6 +535,13 @@ def _missing(first: int, last: int) -> str:
     return f"entry #{first} is missing" if first == last else f"entries #{first} to #{last} are missing"
 
 
+def _intact(record: EntryRecord, seq: int, prev_hash: str) -> bool:
+    """The common case of ``_check``, without a coroutine per entry: ``record`` is entry
+    #seq, follows ``prev_hash`` and hashes to its stored hash. When not, ``_check``
+    says what is wrong."""
+    return record.seq == seq and record.prev_hash == prev_hash and chain.entry_hash(record) == record.entry_hash
+
+
 async def _check(org_id: uuid.UUID, record: EntryRecord, seq: int, prev_hash: str, head_seq: int) -> Problem | None:
     """Whether ``record``, next in (seq, id) order, is entry #seq following ``prev_hash``."""
     if record.seq > seq:
@@ -517,6 +622,7 @@ async def verify(
     batch_size: int = 1000,
     key_set: KeySet | None = None,
     checkpoints: Sequence[Checkpoint] = (),
+    walked: Walked | None = None,
 ) -> VerifyReport:
     """Walk the organisation's chain in seq order, batch by batch, and report the first
     problem: an entry modified, deleted or reordered, or a head that does not match.
@@ -536,10 +642,20 @@ async def verify(
       hashes to the signed hash (so no entry up to it changed: the walk recomputes every
       hash from the retention point on), the log reaches that far, and no entry after
       it is dated before it or before the entry it follows.
+
+    ``walked``: a walk of this chain made moments earlier by the caller's own job (a
+    report's checkpoint, ``checkpoints.make_report_checkpoint``). It stands in for the
+    entries it covers only when it started exactly where this walk starts (the head's
+    retention point as read now) and the head has not gone back before its end, no
+    checkpoint is to be compared and nothing is stored at or before the retention
+    point; then only the entries after it are walked, from its end hash. Otherwise (a
+    walk since an earlier checkpoint, a retention purge in between) the whole chain is
+    walked as without it. What it does not see: an entry changed in the seconds
+    between the two walks, which the signed checkpoint of the first one then shows.
     """
     for _ in range(3):
         pruned_before = await _pruned_point(org_id)
-        report = await _verify_once(org_id, batch_size, key_set, checkpoints)
+        report = await _verify_once(org_id, batch_size, key_set, checkpoints, walked)
         if report.ok or await _pruned_point(org_id) == pruned_before:
             return report
     return report
@@ -573,8 +689,29 @@ def _failed(problem: Problem, checked: int, pruned: int) -> VerifyReport:
     return VerifyReport(ok=False, checked=checked, problem=problem, pruned=pruned)
 
 
+async def _walked_from_start(
+    org_id: uuid.UUID, walked: Walked | None, head: HeadRow | None, checkpoints: Sequence[Checkpoint]
+) -> Walked | None:
+    """``walked`` when it covers the chain from where verification starts now (see
+    ``verify``), else None (walk it all)."""
+    if walked is None or head is None or checkpoints or walked.org_id != org_id:
+        return None
+    if (walked.from_seq, walked.from_hash) != (head.pruned_seq, head.pruned_hash) or walked.upto_seq > head.seq:
+        return None
+    # The walk it stands for had a lower bound (seq > from_seq); the full walk has none
+    # when nothing was pruned. Anything stored there sends it the full way, to be named.
+    stray = await AccessLogEntry.count().where(
+        (AccessLogEntry.org_id == org_id) & (AccessLogEntry.seq <= walked.from_seq)
+    )
+    return walked if not stray else None
+
+
 async def _verify_once(
-    org_id: uuid.UUID, batch_size: int, key_set: KeySet | None, checkpoints: Sequence[Checkpoint]
+    org_id: uuid.UUID,
+    batch_size: int,
+    key_set: KeySet | None,
+    checkpoints: Sequence[Checkpoint],
+    walked: Walked | None = None,
 ) -> VerifyReport:
     head = await head_row(org_id)
     head_seq = head.seq if head is not None else 0
@@ -593,10 +730,16 @@ async def _verify_once(
     last_retention_note: str | None = None
     upto = head.seq if head is not None else None
     after = pruned or None  # entries up to the pruned point were removed by retention
+    done = await _walked_from_start(org_id, walked, head, checkpoints)
+    if done is not None:  # the caller's walk showed these entries intact moments ago
+        seq, prev_hash, checked = done.upto_seq + 1, done.upto_hash, done.upto_seq - pruned
+        last_retention_note, after = done.retention_note, done.upto_seq
     async for batch in _batches(org_id, after_seq=after, upto_seq=upto, batch_size=batch_size):
         for record in batch:
-            problem = await _check(org_id, record, seq, prev_hash, head_seq)
-            if problem is None:
+            problem = None  # the common case, decided without a coroutine per entry
+            if not _intact(record, seq, prev_hash):
+                problem = await _check(org_id, record, seq, prev_hash, head_seq)
+            if problem is None and (pending or passed):
                 problem = _against_checkpoints(record, pending, passed, last)
             if problem is not None:
                 return _failed(problem, checked, pruned)
@@ -640,7 +783,13 @@ async def _verify_once(
         if unsealed is not None:
             report = _failed(Problem(seq=head.seq, entry_id=None, kind="rewritten", detail=unsealed), checked, pruned)
         sealed = unsealed is None
-    return msgspec.structs.replace(report, pruned=pruned, sealed=sealed, extends=passed if report.ok else [])
+    return msgspec.structs.replace(
+        report,
+        pruned=pruned,
+        sealed=sealed,
+        extends=passed if report.ok else [],
+        taken_from_walk=done.upto_seq - pruned if done is not None else 0,
+    )
 
 
 def _checkpoints_removed(pending: list[Checkpoint], pruned: int, pruned_hash: str) -> Problem | None:
@@ -732,13 +881,28 @@ async def extends(
     """Whether entries #from_seq+1 to #upto_seq follow ``from_hash``, each intact, and
     end at ``upto_hash``: the part a new checkpoint adds to the one before it (which
     already vouches for everything up to ``from_seq``)."""
+    walked = await walk(
+        org_id, from_seq=from_seq, from_hash=from_hash, upto_seq=upto_seq, upto_hash=upto_hash, batch_size=batch_size
+    )
+    return walked if isinstance(walked, Problem) else None
+
+
+async def walk(
+    org_id: uuid.UUID, *, from_seq: int, from_hash: str, upto_seq: int, upto_hash: str, batch_size: int = WALK_BATCH
+) -> Walked | Problem:
+    """``extends``, returning what the walk showed (``Walked``, which ``verify`` can
+    build on) or the first problem."""
     seq, prev_hash = from_seq + 1, from_hash
+    retention_note: str | None = None
     async for batch in _batches(org_id, after_seq=from_seq, upto_seq=upto_seq, batch_size=batch_size):
         for record in batch:
-            problem = await _check(org_id, record, seq, prev_hash, upto_seq)
-            if problem is not None:
-                return problem
+            if not _intact(record, seq, prev_hash):
+                problem = await _check(org_id, record, seq, prev_hash, upto_seq)
+                if problem is not None:
+                    return problem
             seq, prev_hash = seq + 1, record.entry_hash
+            if _is_retention_note(record):
+                retention_note = record.object_id
     if seq <= upto_seq:
         return Problem(seq=seq, entry_id=None, kind="deleted", detail=f"{_missing(seq, upto_seq)} before the head")
     if prev_hash != upto_hash:
@@ -748,7 +912,14 @@ async def extends(
             kind="modified",
             detail="the chain head records a different hash for the last entry",
         )
-    return None
+    return Walked(
+        org_id=org_id,
+        from_seq=from_seq,
+        from_hash=from_hash,
+        upto_seq=upto_seq,
+        upto_hash=upto_hash,
+        retention_note=retention_note,
+    )
 
 
 async def _check_pruned_range(org_id: uuid.UUID, pruned: int, head_seq: int) -> Problem | None:
