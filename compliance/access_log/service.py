@@ -337,9 +337,17 @@ def _walk_sql(*, first: bool, after: bool, upto: bool) -> str:
     )
 
 
-def _from_record(row: Sequence[Any]) -> EntryRecord:
-    """An entry from asyncpg's positional record of ``_COLUMN_NAMES`` (UUIDs, ints and
-    datetimes already, as piccolo would have given them)."""
+# An entry as the walk reads it: its values in ``EntryRecord``'s field order
+# (``chain.ENTRY_FIELDS``, which ``_COLUMN_NAMES`` follows); an asyncpg record on PostgreSQL.
+Row = Sequence[Any]
+if _COLUMN_NAMES != chain.ENTRY_FIELDS:
+    raise AssertionError("access_log_entry's columns are read in EntryRecord's field order")
+_SEQ, _ID = chain.ENTRY_FIELDS.index("seq"), chain.ENTRY_FIELDS.index("id")
+_PREV_HASH, _ENTRY_HASH = chain.ENTRY_FIELDS.index("prev_hash"), chain.ENTRY_FIELDS.index("entry_hash")
+
+
+def _from_row(row: Row) -> EntryRecord:
+    """The entry of a row (asyncpg gives UUIDs, ints and datetimes already, as piccolo does)."""
     return EntryRecord(
         id=row[0],
         org_id=row[1],
@@ -361,12 +369,12 @@ def _from_record(row: Sequence[Any]) -> EntryRecord:
     )
 
 
-async def _pg_batches(
+async def _pg_rows(
     engine: Engine[Any], org_id: uuid.UUID, *, after_seq: int | None, upto_seq: int | None, batch_size: int
-) -> AsyncIterator[list[EntryRecord]]:
-    """``_batches`` on PostgreSQL: fixed SQL read with asyncpg directly. A chain walk
-    reads a million rows; piccolo's query building and a dict per row cost about a
-    quarter of the walk's Python time (bench/README.md, report)."""
+) -> AsyncIterator[Sequence[Row]]:
+    """``_rows`` on PostgreSQL: fixed SQL read with asyncpg directly. A chain walk reads
+    a million rows; piccolo's query building, a dict and an ``EntryRecord`` per row
+    cost about a third of its Python time (bench/README.md, report)."""
     last: tuple[int, uuid.UUID] | None = None
     while True:
         args: list[Any] = [org_id]
@@ -381,11 +389,24 @@ async def _pg_batches(
         rows = await database.fetch_records(engine, sql, *args, batch_size)
         if not rows:
             return
-        batch = [_from_record(row) for row in rows]
-        yield batch
+        yield rows
         if len(rows) < batch_size:
             return
-        last = (batch[-1].seq, batch[-1].id)
+        last = (rows[-1][_SEQ], rows[-1][_ID])
+
+
+async def _rows(
+    org_id: uuid.UUID, *, after_seq: int | None, upto_seq: int | None, batch_size: int
+) -> AsyncIterator[Sequence[Row]]:
+    """``_batches`` as rows: what a chain walk reads, making an ``EntryRecord`` only of
+    an entry it has to look at more closely."""
+    engine = _engine()
+    if database.is_postgres(engine):
+        async for rows in _pg_rows(engine, org_id, after_seq=after_seq, upto_seq=upto_seq, batch_size=batch_size):
+            yield rows
+        return
+    async for batch in _batches(org_id, after_seq=after_seq, upto_seq=upto_seq, batch_size=batch_size):
+        yield [msgspec.structs.astuple(record) for record in batch]
 
 
 async def _batches(
@@ -395,8 +416,8 @@ async def _batches(
     seq alone keeps a tampered log with duplicate seq numbers from skipping rows."""
     engine = _engine()
     if database.is_postgres(engine):
-        async for batch in _pg_batches(engine, org_id, after_seq=after_seq, upto_seq=upto_seq, batch_size=batch_size):
-            yield batch
+        async for found in _pg_rows(engine, org_id, after_seq=after_seq, upto_seq=upto_seq, batch_size=batch_size):
+            yield [_from_row(row) for row in found]
         return
     last: tuple[int, uuid.UUID] | None = None
     while True:
@@ -535,11 +556,11 @@ def _missing(first: int, last: int) -> str:
     return f"entry #{first} is missing" if first == last else f"entries #{first} to #{last} are missing"
 
 
-def _intact(record: EntryRecord, seq: int, prev_hash: str) -> bool:
-    """The common case of ``_check``, without a coroutine per entry: ``record`` is entry
-    #seq, follows ``prev_hash`` and hashes to its stored hash. When not, ``_check``
-    says what is wrong."""
-    return record.seq == seq and record.prev_hash == prev_hash and chain.entry_hash(record) == record.entry_hash
+def _intact(row: Row, seq: int, prev_hash: str) -> bool:
+    """The common case of ``_check``, decided on the row without a coroutine: it is
+    entry #seq, follows ``prev_hash`` and hashes to its stored hash. When not,
+    ``_check`` (on its ``EntryRecord``) says what is wrong."""
+    return bool(row[_SEQ] == seq and row[_PREV_HASH] == prev_hash and chain.row_hash(row) == row[_ENTRY_HASH])
 
 
 async def _check(org_id: uuid.UUID, record: EntryRecord, seq: int, prev_hash: str, head_seq: int) -> Problem | None:
@@ -726,7 +747,6 @@ async def _verify_once(
     passed = [c for c in pending if c.seq <= pruned]
     pending = [c for c in pending if c.seq > pruned]
     seq, prev_hash, checked = pruned + 1, pruned_hash, 0
-    last: EntryRecord | None = None
     last_retention_note: str | None = None
     upto = head.seq if head is not None else None
     after = pruned or None  # entries up to the pruned point were removed by retention
@@ -734,21 +754,24 @@ async def _verify_once(
     if done is not None:  # the caller's walk showed these entries intact moments ago
         seq, prev_hash, checked = done.upto_seq + 1, done.upto_hash, done.upto_seq - pruned
         last_retention_note, after = done.retention_note, done.upto_seq
-    async for batch in _batches(org_id, after_seq=after, upto_seq=upto, batch_size=batch_size):
-        for record in batch:
-            problem = None  # the common case, decided without a coroutine per entry
-            if not _intact(record, seq, prev_hash):
-                problem = await _check(org_id, record, seq, prev_hash, head_seq)
+    last_row: Row | None = None
+    async for rows in _rows(org_id, after_seq=after, upto_seq=upto, batch_size=batch_size):
+        for row in rows:
+            problem = None  # the common case, decided on the row
+            if not _intact(row, seq, prev_hash):
+                problem = await _check(org_id, _from_row(row), seq, prev_hash, head_seq)
             if problem is None and (pending or passed):
-                problem = _against_checkpoints(record, pending, passed, last)
+                previous = _from_row(last_row) if last_row is not None else None
+                problem = _against_checkpoints(_from_row(row), pending, passed, previous)
             if problem is not None:
                 return _failed(problem, checked, pruned)
             checked += 1
             seq += 1
-            prev_hash = record.entry_hash
-            last = record
-            if _is_retention_note(record):
-                last_retention_note = record.object_id
+            prev_hash = row[_ENTRY_HASH]
+            last_row = row
+            if _is_retention_note(row):
+                last_retention_note = row[_OBJECT_ID]
+    last = _from_row(last_row) if last_row is not None else None
 
     head_pair = (head.seq, head.entry_hash) if head is not None else None
     report = await _check_head(org_id, head_pair, seq, prev_hash, checked, last)
@@ -894,15 +917,15 @@ async def walk(
     build on) or the first problem."""
     seq, prev_hash = from_seq + 1, from_hash
     retention_note: str | None = None
-    async for batch in _batches(org_id, after_seq=from_seq, upto_seq=upto_seq, batch_size=batch_size):
-        for record in batch:
-            if not _intact(record, seq, prev_hash):
-                problem = await _check(org_id, record, seq, prev_hash, upto_seq)
+    async for rows in _rows(org_id, after_seq=from_seq, upto_seq=upto_seq, batch_size=batch_size):
+        for row in rows:
+            if not _intact(row, seq, prev_hash):
+                problem = await _check(org_id, _from_row(row), seq, prev_hash, upto_seq)
                 if problem is not None:
                     return problem
-            seq, prev_hash = seq + 1, record.entry_hash
-            if _is_retention_note(record):
-                retention_note = record.object_id
+            seq, prev_hash = seq + 1, row[_ENTRY_HASH]
+            if _is_retention_note(row):
+                retention_note = row[_OBJECT_ID]
     if seq <= upto_seq:
         return Problem(seq=seq, entry_id=None, kind="deleted", detail=f"{_missing(seq, upto_seq)} before the head")
     if prev_hash != upto_hash:
@@ -1040,8 +1063,12 @@ def _pruned_mark(seq: int, hash_: str) -> str:
     return f"upto:{seq}:{hash_[:32]}"
 
 
-def _is_retention_note(record: EntryRecord) -> bool:
-    return record.actor == RETENTION_ACTOR and record.action == "delete" and record.object_type == "access_log_entry"
+_ACTOR, _ACTION = chain.ENTRY_FIELDS.index("actor"), chain.ENTRY_FIELDS.index("action")
+_OBJECT_TYPE, _OBJECT_ID = chain.ENTRY_FIELDS.index("object_type"), chain.ENTRY_FIELDS.index("object_id")
+
+
+def _is_retention_note(row: Row) -> bool:
+    return bool(row[_ACTOR] == RETENTION_ACTOR and row[_ACTION] == "delete" and row[_OBJECT_TYPE] == "access_log_entry")
 
 
 async def prune(org_id: uuid.UUID, before: datetime, *, limit: int, reference: str, source: str) -> int:

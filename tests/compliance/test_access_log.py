@@ -155,6 +155,19 @@ def test_canonical_encoding_is_fixed_and_independent_of_how_time_was_returned() 
     assert len(chain.entry_hash(utc)) == 64
 
 
+def test_a_row_hashes_as_its_entry_does() -> None:
+    """A chain walk hashes entries as the rows it reads; the bytes must be the entry's."""
+    records = [
+        _record(),
+        _record(at=datetime(2026, 3, 1, 13, 0, 0, tzinfo=timezone(timedelta(hours=1))), seq=1),
+        _record(at=datetime(2026, 3, 1, 12, 0, 0), prev_hash="f" * 64, actor='a "quoted" \\ name ü'),
+        _record(subject_ref="", purpose="\u2028", source_address="2001:db8::1"),
+    ]
+    for record in records:
+        assert chain.row_hash(msgspec.structs.astuple(record)) == chain.entry_hash(record)
+    assert chain.ENTRY_FIELDS == chain.EntryRecord.__struct_fields__
+
+
 def test_original_seq_finds_where_an_intact_entry_belongs() -> None:
     intact = _record(seq=5)
     intact = msgspec.structs.replace(intact, entry_hash=chain.entry_hash(intact))
