@@ -62,10 +62,23 @@ def check_with(verifier: Verifier, receipt: ResidencyReceipt | None, signature: 
     """``check`` with the key set's keys decoded once (``Verifier``), for many receipts.
     The signature is checked over ``signed_bytes(receipt)``, the canonical bytes of the
     receipt's fields as read, so a receipt changed in any field does not verify."""
+    decided = precheck(verifier, receipt, signature)
+    if isinstance(decided, str):
+        return decided
+    return "valid" if verifier.verify(*decided) else "invalid"
+
+
+def precheck(
+    verifier: Verifier, receipt: ResidencyReceipt | None, signature: Signature | None
+) -> ReceiptStatus | tuple[bytes, Signature]:
+    """``check_with`` up to the signature math: the status when that decides it already
+    (never "valid"), else the message and signature whose verification does (valid or
+    invalid). A report verifies the signatures of many receipts at once
+    (``Verifier.verify_all``)."""
     if signature is None or not signature.kid:
         return "retired_derivation"
     if receipt is None:
         return "invalid"
     if not verifier.knows(signature.kid):
         return "unknown_key"
-    return "valid" if verifier.verify(signed_bytes(receipt), signature) else "invalid"
+    return signed_bytes(receipt), signature

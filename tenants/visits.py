@@ -449,6 +449,12 @@ def _stored_signature(row: dict[str, Any]) -> Signature | None:
     return Signature(kid=row["key_id"], value=row["signature"]) if row.get("key_id") else None
 
 
+def stored_receipt(row: dict[str, Any]) -> tuple[ResidencyReceipt | None, Signature | None]:
+    """A stored receipt row as ``receipt_status`` reads it: the receipt (None: its body is
+    no receipt at all) and its signature (None: stored before receipts named their key)."""
+    return _stored_receipt(row), _stored_signature(row)
+
+
 class ReceiptOut(msgspec.Struct):
     # Its canonical JSON is what was signed (docs/verifying.md); None when the stored
     # receipt is unreadable (changed in the database, so "invalid").
@@ -462,7 +468,7 @@ class ReceiptOut(msgspec.Struct):
 def receipt_status(keys: KeySet | Verifier, row: dict[str, Any]) -> ReceiptOut:
     """A stored receipt row checked against the region's key set (a ``Verifier`` of it
     when checking many: its keys decoded once)."""
-    receipt, signature = _stored_receipt(row), _stored_signature(row)
+    receipt, signature = stored_receipt(row)
     status = receipts.check_with(keys if isinstance(keys, Verifier) else Verifier(keys), receipt, signature)
     return ReceiptOut(
         receipt=receipt, signature=signature, valid=status == "valid", status=status, note=receipts.NOTES[status]

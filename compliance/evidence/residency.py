@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -22,37 +21,20 @@ from piccolo.table import Table
 
 from konsil.compliance.evidence.common import listed, named, observation, plural
 from konsil.compliance.evidence.model import Check, Observation, Scope
+from konsil.media_nodes import receipts
 from konsil.media_nodes.receipts import ResidencyReceipt
 from konsil.media_nodes.tables import MediaNode
-from konsil.platform.core.keys.region_signing import Verifier
+from konsil.platform.core.keys.region_signing import Signature, Verifier
 from konsil.platform.core.region import RegionContext
 from konsil.tenants.login_index import LoginIndexSync
 from konsil.tenants.tables import Call, CallRelayReceipt, LoginIndexChange, Member
-from konsil.tenants.visits import receipt_status
+from konsil.tenants.visits import stored_receipt
 
 COLLECTOR = "residency"
 BATCH = 2000  # calls looked at per query
-# Threads a batch's receipts are verified in: a report takes at most this many cores for
-# it (the signature checks release the GIL), while the next batch is read.
+# Threads a batch's receipt signatures are checked in: a report takes at most this many
+# cores for it (libsodium runs outside the GIL), while the next batch is read.
 VERIFY_THREADS = 2
-
-# ``stored receipt row -> the receipt, when its signature verifies; else None``.
-ReceiptCheck = Callable[[dict[str, Any]], ResidencyReceipt | None]
-
-
-async def receipt_verifier(region: RegionContext) -> ReceiptCheck:
-    """How a stored receipt is checked: against the region's own key set
-    (``region.signer``), as the receipt API does (``visits.receipt_status``), its keys
-    decoded once for all the period's receipts. Receipts from before the region had its
-    own key count as not verified: the control plane could have forged them."""
-    verifier = Verifier(await region.signer.key_set())
-
-    def valid(row: dict[str, Any]) -> ResidencyReceipt | None:
-        checked = receipt_status(verifier, row)
-        return checked.receipt if checked.status == "valid" else None
-
-    return valid
-
 
 # Why a call's receipt does not show it stayed in the region, in the order they are judged.
 PROBLEMS: dict[str, str] = {
@@ -65,15 +47,15 @@ PROBLEMS: dict[str, str] = {
 
 
 def judge(
-    call_id: uuid.UUID, rows: list[dict[str, Any]], region: RegionContext, nodes: set[str], valid: ReceiptCheck
+    call_id: uuid.UUID, stored: list[ResidencyReceipt | None], region: RegionContext, nodes: set[str]
 ) -> tuple[str | None, list[str]]:
-    """(the problem, or None when the call has a good receipt; the relays it names).
+    """(the problem, or None when the call has a good receipt; the relays it names), from
+    the call's stored receipts as ``_verified`` gives them (None: one that is not valid).
     A call with more than one receipt needs every one of them to be good."""
-    if not rows:
+    if not stored:
         return "missing", []
     relays: list[str] = []
-    for row in rows:
-        receipt = valid(row)  # the body as read and verified; not decoded a second time
+    for receipt in stored:
         if receipt is None:
             return "bad_signature", []
         if receipt.call_id != str(call_id):
@@ -113,42 +95,41 @@ async def _receipts_of(scope: Scope, call_ids: list[uuid.UUID]) -> Found:
     return found
 
 
-Judged = list[tuple[uuid.UUID, str | None, list[str]]]
-
-
 async def _batch(scope: Scope, after: uuid.UUID | None) -> tuple[list[uuid.UUID], Found]:
     """The next calls of the period (by id, after ``after``) and their stored receipts."""
     calls = await _calls(scope, after)
     return calls, (await _receipts_of(scope, calls) if calls else {})
 
 
-def _judge_all(
-    calls: list[uuid.UUID],
-    found: Found,
-    region: RegionContext,
-    nodes: set[str],
-    valid: ReceiptCheck,
-) -> Judged:
-    return [(call_id, *judge(call_id, found.get(call_id, []), region, nodes, valid)) for call_id in calls]
-
-
-async def _judged(
-    calls: list[uuid.UUID],
-    found: Found,
-    region: RegionContext,
-    nodes: set[str],
-    valid: ReceiptCheck,
-) -> Judged:
-    """``judge`` of each call, in order, in ``VERIFY_THREADS`` worker threads: nearly all
-    of it is Ed25519 verification, which runs outside the GIL."""
-    size = -(-len(calls) // VERIFY_THREADS)
-    parts = [calls[start : start + size] for start in range(0, len(calls), size)]
-    done = await asyncio.gather(*(asyncio.to_thread(_judge_all, part, found, region, nodes, valid) for part in parts))
-    return [item for part in done for item in part]
+async def _verified(verifier: Verifier, found: Found) -> dict[uuid.UUID, list[ResidencyReceipt | None]]:
+    """Each stored receipt of a batch as read, when it is valid against the region's own
+    key set as the receipt API judges it (``visits.receipt_status``), else None. Receipts
+    from before the region had its own key count as not valid: the control plane could
+    have forged them. The signatures are checked in ``VERIFY_THREADS`` worker threads:
+    that is nearly all of the time, and it runs outside the GIL."""
+    read: list[tuple[uuid.UUID, ResidencyReceipt | None, int | None]] = []  # (call, receipt, its pending index)
+    pending: list[tuple[bytes, Signature]] = []
+    for call_id, rows in found.items():
+        for row in rows:
+            receipt, signature = stored_receipt(row)
+            decided = receipts.precheck(verifier, receipt, signature)
+            if isinstance(decided, str):  # unreadable, unknown key, or no key of its own: not valid
+                read.append((call_id, None, None))
+            else:
+                read.append((call_id, receipt, len(pending)))
+                pending.append(decided)
+    size = max(1, -(-len(pending) // VERIFY_THREADS))
+    parts = [pending[start : start + size] for start in range(0, len(pending), size)]
+    done = await asyncio.gather(*(asyncio.to_thread(verifier.verify_all, part) for part in parts))
+    valid = [ok for part in done for ok in part]
+    out: dict[uuid.UUID, list[ResidencyReceipt | None]] = {}
+    for call_id, receipt, index in read:
+        out.setdefault(call_id, []).append(receipt if index is not None and valid[index] else None)
+    return out
 
 
 async def receipts_valid(region: RegionContext, scope: Scope) -> tuple[Check, dict[str, Any]]:
-    valid = await receipt_verifier(region)
+    verifier = Verifier(await region.signer.key_set())  # its keys decoded once for the period
     nodes = {row["node_id"] for row in await MediaNode.select(MediaNode.node_id).run()}
     problems: dict[str, list[str]] = {key: [] for key in PROBLEMS}
     relays_used: dict[str, int] = {}
@@ -162,7 +143,9 @@ async def receipts_valid(region: RegionContext, scope: Scope) -> tuple[Check, di
             if not batch:
                 break
             reading = asyncio.ensure_future(_batch(scope, batch[-1]))
-            for call_id, problem, relays in await _judged(batch, found, region, nodes, valid):
+            verified = await _verified(verifier, found)
+            for call_id in batch:
+                problem, relays = judge(call_id, verified.get(call_id, []), region, nodes)
                 calls += 1
                 if problem is None:
                     good += 1
