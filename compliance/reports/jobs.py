@@ -272,7 +272,7 @@ async def build_document(
     )
     now = clock.now()
     # The checkpoint's walk is handed to the access-log evidence, which builds on it only
-    # when it covers the chain from its start (a first checkpoint), never walking it twice.
+    # when it covers the chain from its start (a first checkpoint): one walk per report.
     scope = Scope(
         org_id=org_id,
         period_start=job["period_start"],
