@@ -734,8 +734,8 @@ class StepTimes:
 
 
 def _instrument(times: StepTimes) -> None:
-    times.wrap(jobs, "make_checkpoint", "checkpoint")
-    times.wrap(access_log_service, "extends", "checkpoint: chain walk since the last checkpoint")
+    times.wrap(jobs, "make_report_checkpoint", "checkpoint")
+    times.wrap(access_log_service, "walk", "checkpoint: chain walk since the last checkpoint")
     times.wrap(access_log_service, "verify", "access_log collector: chain verify")
     for name in list(collectors.COLLECTORS):
         times.wrap(collectors.COLLECTORS, name, f"collector: {name}")

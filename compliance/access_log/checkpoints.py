@@ -31,7 +31,7 @@ import msgspec
 from konsil.compliance.access_log import seal, service
 from konsil.compliance.access_log.chain import format_time
 from konsil.compliance.access_log.documents import Checkpoint, SignedCheckpoint, canonical, decode_error
-from konsil.compliance.access_log.service import Problem, VerifyReport
+from konsil.compliance.access_log.service import Problem, VerifyReport, Walked
 from konsil.compliance.access_log.tables import AccessLogCheckpoint, AccessLogHead
 from konsil.platform.core.keys.region_signing import KeySet, RegionSigner, Signature, SigningUnavailable, verify
 from konsil.platform.core.region import RegionContext
@@ -59,13 +59,29 @@ async def make_checkpoint(region_ctx: RegionContext, org_id: uuid.UUID) -> Signe
     return the document an auditor keeps. Raises ``CheckpointRefused`` (the log does
     not verify since the last checkpoint, or the organisation has no log here) and
     ``SigningUnavailable``. Joins the caller's transaction when there is one."""
-    return await checkpoint(region_ctx.signer, region_ctx.region.id, org_id)
+    return (await make_report_checkpoint(region_ctx, org_id)).signed
+
+
+class MadeCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
+    signed: SignedCheckpoint
+    # The entries the checkpoint's own walk showed intact: since the previous checkpoint,
+    # or from the retention point when there was none. A report hands it to its
+    # access-log evidence (``service.verify(walked=…)``), which then need not walk them again.
+    walked: Walked
+
+
+async def make_report_checkpoint(region_ctx: RegionContext, org_id: uuid.UUID) -> MadeCheckpoint:
+    """``make_checkpoint``, also returning what its walk of the log showed."""
+    return await _checkpoint(region_ctx.signer, region_ctx.region.id, org_id)
 
 
 async def checkpoint(signer: RegionSigner, region_id: str, org_id: uuid.UUID) -> SignedCheckpoint:
-    """``make_checkpoint`` for callers that hold the signer but no container.
+    """``make_checkpoint`` for callers that hold the signer but no container."""
+    return (await _checkpoint(signer, region_id, org_id)).signed
 
-    The head and the checkpoint's time are read under the append lock; the checks and
+
+async def _checkpoint(signer: RegionSigner, region_id: str, org_id: uuid.UUID) -> MadeCheckpoint:
+    """The head and the checkpoint's time are read under the append lock; the checks and
     the signature (a Vault call in services mode) come after it is released, so appends
     never wait for the key service. That is safe: the entries up to the head cannot
     change legitimately, and later appends are dated no earlier than the time taken."""
@@ -79,9 +95,9 @@ async def checkpoint(signer: RegionSigner, region_id: str, org_id: uuid.UUID) ->
     unsealed = seal.check(head, key_set)
     if unsealed is not None:
         raise CheckpointRefused(Problem(seq=head.seq, entry_id=None, kind="rewritten", detail=unsealed))
-    problem = await _since_previous(org_id, head, key_set)
-    if problem is not None:
-        raise CheckpointRefused(problem)
+    walked = await _since_previous(org_id, head, key_set)
+    if isinstance(walked, Problem):
+        raise CheckpointRefused(walked)
     made = Checkpoint(region=region_id, org=str(org_id), seq=head.seq, head_hash=head.entry_hash, at=format_time(at))
     signature = await signer.sign(canonical(made))
     await AccessLogCheckpoint.insert(
@@ -96,10 +112,10 @@ async def checkpoint(signer: RegionSigner, region_id: str, org_id: uuid.UUID) ->
             signature=signature.value,
         )
     )
-    return SignedCheckpoint(checkpoint=made, signature=signature)
+    return MadeCheckpoint(signed=SignedCheckpoint(checkpoint=made, signature=signature), walked=walked)
 
 
-async def _since_previous(org_id: uuid.UUID, head: seal.HeadRow, key_set: KeySet) -> Problem | None:
+async def _since_previous(org_id: uuid.UUID, head: seal.HeadRow, key_set: KeySet) -> Walked | Problem:
     """The entries the new checkpoint adds to the latest stored one (from the retention
     point when there is none, or it lies in what retention removed since)."""
     previous = await latest_stored(org_id)
@@ -127,7 +143,7 @@ async def _since_previous(org_id: uuid.UUID, head: seal.HeadRow, key_set: KeySet
             )
         if stored.seq >= head.pruned_seq:
             start = (stored.seq, stored.head_hash)
-    return await service.extends(
+    return await service.walk(
         org_id, from_seq=start[0], from_hash=start[1], upto_seq=head.seq, upto_hash=head.entry_hash
     )
 

@@ -17,6 +17,7 @@ Works on PostgreSQL and SQLite with the engine the tables are bound to.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -60,6 +61,7 @@ __all__ = [
     "Problem",
     "ProblemKind",
     "VerifyReport",
+    "Walked",
     "append",
     "count",
     "entries",
@@ -70,6 +72,7 @@ __all__ = [
     "page",
     "prune",
     "verify",
+    "walk",
 ]
 
 
@@ -90,6 +93,26 @@ class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
     # The region's alarm entries (``alarm.py``) in the range walked, in chain order: any of
     # them fails the log, even when everything else verifies (``problem`` is then the first).
     alarms: list[Problem] = msgspec.field(default_factory=list)
+    # Of ``checked``: entries the caller's own walk moments before had shown intact
+    # (``verify(walked=…)``), not walked again.
+    taken_from_walk: int = 0
+
+
+class Walked(msgspec.Struct, frozen=True, kw_only=True):
+    """What one walk of the chain showed (``walk``): entries #from_seq+1 to #upto_seq of
+    the organisation's log, each intact and following the one before, from ``from_hash``
+    to ``upto_hash``, the last retention note among them and the region's alarm entries
+    among them (``alarm.py``). ``verify`` takes one made moments earlier (a report's own
+    checkpoint) and walks only the entries after it, when it starts where verification
+    starts (see ``verify``); the alarms it carries still fail the log."""
+
+    org_id: uuid.UUID
+    from_seq: int
+    from_hash: str
+    upto_seq: int
+    upto_hash: str
+    retention_note: str | None  # the object_id of the last retention note among them
+    alarms: list[EntryRecord] = msgspec.field(default_factory=list)
 
 
 class PruneRefused(Exception):
@@ -353,11 +376,109 @@ async def _insert(engine: Engine[Any], records: list[EntryRecord]) -> None:
 # --- reading -----------------------------------------------------------------------
 
 
+@functools.cache
+def _walk_sql(*, first: bool, after: bool, upto: bool) -> str:
+    """One batch of the walk as fixed PostgreSQL SQL: the same rows, order and bounds as
+    the piccolo query of ``_batches`` (``$1`` the organisation, then the bounds, the
+    batch size last)."""
+    args = iter(range(2, 7))
+    where = ["org_id = $1"]
+    if first:
+        if after:
+            where.append(f"seq > ${next(args)}")
+    else:
+        seq, id_ = next(args), next(args)
+        where.append(f"seq >= ${seq} AND (seq > ${seq} OR (seq = ${seq} AND id > ${id_}))")
+    if upto:
+        where.append(f"seq <= ${next(args)}")
+    return (
+        f"SELECT {', '.join(_COLUMN_NAMES)} FROM access_log_entry "  # noqa: S608 - fixed names, values are parameters
+        f"WHERE {' AND '.join(where)} ORDER BY seq, id LIMIT ${next(args)}"
+    )
+
+
+# An entry as the walk reads it: its values in ``EntryRecord``'s field order
+# (``chain.ENTRY_FIELDS``, which ``_COLUMN_NAMES`` follows); an asyncpg record on PostgreSQL.
+Row = Sequence[Any]
+if _COLUMN_NAMES != chain.ENTRY_FIELDS:
+    raise AssertionError("access_log_entry's columns are read in EntryRecord's field order")
+_SEQ, _ID = chain.ENTRY_FIELDS.index("seq"), chain.ENTRY_FIELDS.index("id")
+_PREV_HASH, _ENTRY_HASH = chain.ENTRY_FIELDS.index("prev_hash"), chain.ENTRY_FIELDS.index("entry_hash")
+
+
+def _from_row(row: Row) -> EntryRecord:
+    """The entry of a row (asyncpg gives UUIDs, ints and datetimes already, as piccolo does)."""
+    return EntryRecord(
+        id=row[0],
+        org_id=row[1],
+        seq=row[2],
+        at=row[3],
+        actor=row[4],
+        actor_role=row[5],
+        on_behalf_of=row[6],
+        subject_ref=row[7],
+        action=row[8],
+        object_type=row[9],
+        object_id=row[10],
+        source_address=row[11],
+        outcome=row[12],
+        purpose=row[13],
+        source=row[14],
+        prev_hash=row[15],
+        entry_hash=row[16],
+    )
+
+
+async def _pg_rows(
+    engine: Engine[Any], org_id: uuid.UUID, *, after_seq: int | None, upto_seq: int | None, batch_size: int
+) -> AsyncIterator[Sequence[Row]]:
+    """``_rows`` on PostgreSQL: fixed SQL read with asyncpg directly. A chain walk reads
+    a million rows; piccolo's query building, a dict and an ``EntryRecord`` per row
+    cost about a third of its Python time (bench/README.md, report)."""
+    last: tuple[int, uuid.UUID] | None = None
+    while True:
+        args: list[Any] = [org_id]
+        if last is None:
+            if after_seq is not None:
+                args.append(after_seq)
+        else:
+            args += last
+        if upto_seq is not None:
+            args.append(upto_seq)
+        sql = _walk_sql(first=last is None, after=after_seq is not None, upto=upto_seq is not None)
+        rows = await database.fetch_records(engine, sql, *args, batch_size)
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch_size:
+            return
+        last = (rows[-1][_SEQ], rows[-1][_ID])
+
+
+async def _rows(
+    org_id: uuid.UUID, *, after_seq: int | None, upto_seq: int | None, batch_size: int
+) -> AsyncIterator[Sequence[Row]]:
+    """``_batches`` as rows: what a chain walk reads, making an ``EntryRecord`` only of
+    an entry it has to look at more closely."""
+    engine = _engine()
+    if database.is_postgres(engine):
+        async for rows in _pg_rows(engine, org_id, after_seq=after_seq, upto_seq=upto_seq, batch_size=batch_size):
+            yield rows
+        return
+    async for batch in _batches(org_id, after_seq=after_seq, upto_seq=upto_seq, batch_size=batch_size):
+        yield [msgspec.structs.astuple(record) for record in batch]
+
+
 async def _batches(
     org_id: uuid.UUID, *, after_seq: int | None, upto_seq: int | None, batch_size: int
 ) -> AsyncIterator[list[EntryRecord]]:
     """Entries in (seq, id) order, one batch at a time. Paging on (seq, id) rather than
     seq alone keeps a tampered log with duplicate seq numbers from skipping rows."""
+    engine = _engine()
+    if database.is_postgres(engine):
+        async for found in _pg_rows(engine, org_id, after_seq=after_seq, upto_seq=upto_seq, batch_size=batch_size):
+            yield [_from_row(row) for row in found]
+        return
     last: tuple[int, uuid.UUID] | None = None
     while True:
         where: Combinable = AccessLogEntry.org_id == org_id
@@ -495,6 +616,13 @@ def _missing(first: int, last: int) -> str:
     return f"entry #{first} is missing" if first == last else f"entries #{first} to #{last} are missing"
 
 
+def _intact(row: Row, seq: int, prev_hash: str) -> bool:
+    """The common case of ``_check``, decided on the row without a coroutine: it is
+    entry #seq, follows ``prev_hash`` and hashes to its stored hash. When not,
+    ``_check`` (on its ``EntryRecord``) says what is wrong."""
+    return bool(row[_SEQ] == seq and row[_PREV_HASH] == prev_hash and chain.row_hash(row) == row[_ENTRY_HASH])
+
+
 async def _check(org_id: uuid.UUID, record: EntryRecord, seq: int, prev_hash: str, head_seq: int) -> Problem | None:
     """Whether ``record``, next in (seq, id) order, is entry #seq following ``prev_hash``."""
     if record.seq > seq:
@@ -575,6 +703,7 @@ async def verify(
     batch_size: int = 1000,
     key_set: KeySet | None = None,
     checkpoints: Sequence[Checkpoint] = (),
+    walked: Walked | None = None,
 ) -> VerifyReport:
     """Walk the organisation's chain in seq order, batch by batch, and report the first
     problem: an entry modified, deleted or reordered, or a head that does not match.
@@ -599,10 +728,21 @@ async def verify(
     head tampered with, when an append was about to extend it (``alarm.py``), fails the
     log for good, although the chain and the seal written since hold (``alarms``; the
     walk goes on past it, so a later problem is still named).
+
+    ``walked``: a walk of this chain made moments earlier by the caller's own job (a
+    report's checkpoint, ``checkpoints.make_report_checkpoint``). It stands in for the
+    entries it covers only when it started exactly where this walk starts (the head's
+    retention point as read now) and the head has not gone back before its end, no
+    checkpoint is to be compared and nothing is stored at or before the retention
+    point; then only the entries after it are walked, from its end hash, and the alarm
+    entries it found count as found here. Otherwise (a walk since an earlier
+    checkpoint, a retention purge in between) the whole chain is walked as without it.
+    What it does not see: an entry changed in the seconds between the two walks, which
+    the signed checkpoint of the first one then shows.
     """
     for _ in range(3):
         pruned_before = await _pruned_point(org_id)
-        report = await _verify_once(org_id, batch_size, key_set, checkpoints)
+        report = await _verify_once(org_id, batch_size, key_set, checkpoints, walked)
         if report.ok or await _pruned_point(org_id) == pruned_before:
             return report
     return report
@@ -625,8 +765,29 @@ def _failed(problem: Problem, checked: int, pruned: int) -> VerifyReport:
     return VerifyReport(ok=False, checked=checked, problem=problem, pruned=pruned)
 
 
+async def _walked_from_start(
+    org_id: uuid.UUID, walked: Walked | None, head: HeadRow | None, checkpoints: Sequence[Checkpoint]
+) -> Walked | None:
+    """``walked`` when it covers the chain from where verification starts now (see
+    ``verify``), else None (walk it all)."""
+    if walked is None or head is None or checkpoints or walked.org_id != org_id:
+        return None
+    if (walked.from_seq, walked.from_hash) != (head.pruned_seq, head.pruned_hash) or walked.upto_seq > head.seq:
+        return None
+    # The walk it stands for had a lower bound (seq > from_seq); the full walk has none
+    # when nothing was pruned. Anything stored there sends it the full way, to be named.
+    stray = await AccessLogEntry.count().where(
+        (AccessLogEntry.org_id == org_id) & (AccessLogEntry.seq <= walked.from_seq)
+    )
+    return walked if not stray else None
+
+
 async def _verify_once(
-    org_id: uuid.UUID, batch_size: int, key_set: KeySet | None, checkpoints: Sequence[Checkpoint]
+    org_id: uuid.UUID,
+    batch_size: int,
+    key_set: KeySet | None,
+    checkpoints: Sequence[Checkpoint],
+    walked: Walked | None = None,
 ) -> VerifyReport:
     head = await head_row(org_id)
     head_seq = head.seq if head is not None else 0
@@ -641,26 +802,35 @@ async def _verify_once(
     passed = [c for c in pending if c.seq <= pruned]
     pending = [c for c in pending if c.seq > pruned]
     seq, prev_hash, checked = pruned + 1, pruned_hash, 0
-    last: EntryRecord | None = None
     last_retention_note: str | None = None
     alarms: list[Problem] = []
     upto = head.seq if head is not None else None
     after = pruned or None  # entries up to the pruned point were removed by retention
-    async for batch in _batches(org_id, after_seq=after, upto_seq=upto, batch_size=batch_size):
-        for record in batch:
-            problem = await _check(org_id, record, seq, prev_hash, head_seq)
-            if problem is None:
-                problem = _against_checkpoints(record, pending, passed, last)
+    done = await _walked_from_start(org_id, walked, head, checkpoints)
+    if done is not None:  # the caller's walk showed these entries intact moments ago
+        seq, prev_hash, checked = done.upto_seq + 1, done.upto_hash, done.upto_seq - pruned
+        last_retention_note, after = done.retention_note, done.upto_seq
+        alarms.extend(_alarm_problem(record) for record in done.alarms)
+    last_row: Row | None = None
+    async for rows in _rows(org_id, after_seq=after, upto_seq=upto, batch_size=batch_size):
+        for row in rows:
+            problem = None  # the common case, decided on the row
+            if not _intact(row, seq, prev_hash):
+                problem = await _check(org_id, _from_row(row), seq, prev_hash, head_seq)
+            if problem is None and (pending or passed):
+                previous = _from_row(last_row) if last_row is not None else None
+                problem = _against_checkpoints(_from_row(row), pending, passed, previous)
             if problem is not None:
                 return msgspec.structs.replace(_failed(problem, checked, pruned), alarms=alarms)
             checked += 1
             seq += 1
-            prev_hash = record.entry_hash
-            last = record
-            if _is_retention_note(record):
-                last_retention_note = record.object_id
-            if alarm.is_alarm(record):
-                alarms.append(_alarm_problem(record))
+            prev_hash = row[_ENTRY_HASH]
+            last_row = row
+            if _is_retention_note(row):
+                last_retention_note = row[_OBJECT_ID]
+            if _is_alarm_row(row):
+                alarms.append(_alarm_problem(_from_row(row)))
+    last = _from_row(last_row) if last_row is not None else None
 
     head_pair = (head.seq, head.entry_hash) if head is not None else None
     report = await _check_head(org_id, head_pair, seq, prev_hash, checked, last)
@@ -696,13 +866,22 @@ async def _verify_once(
             report = _failed(Problem(seq=head.seq, entry_id=None, kind="rewritten", detail=unsealed), checked, pruned)
         sealed = unsealed is None
     report = msgspec.structs.replace(
-        report, pruned=pruned, sealed=sealed, extends=passed if report.ok else [], alarms=alarms
+        report,
+        pruned=pruned,
+        sealed=sealed,
+        extends=passed if report.ok else [],
+        alarms=alarms,
+        taken_from_walk=done.upto_seq - pruned if done is not None else 0,
     )
     if report.ok and alarms:
         # The chain, the head and the checkpoints hold now, but the region recorded that
         # it found the head tampered with: that does not heal.
         report = msgspec.structs.replace(report, ok=False, problem=alarms[0])
     return report
+
+
+def _is_alarm_row(row: Any) -> bool:
+    return bool(row[_OBJECT_TYPE] == alarm.OBJECT_TYPE and alarm.is_alarm(_from_row(row)))
 
 
 def _alarm_problem(record: EntryRecord) -> Problem:
@@ -804,13 +983,31 @@ async def extends(
     """Whether entries #from_seq+1 to #upto_seq follow ``from_hash``, each intact, and
     end at ``upto_hash``: the part a new checkpoint adds to the one before it (which
     already vouches for everything up to ``from_seq``)."""
+    walked = await walk(
+        org_id, from_seq=from_seq, from_hash=from_hash, upto_seq=upto_seq, upto_hash=upto_hash, batch_size=batch_size
+    )
+    return walked if isinstance(walked, Problem) else None
+
+
+async def walk(
+    org_id: uuid.UUID, *, from_seq: int, from_hash: str, upto_seq: int, upto_hash: str, batch_size: int = WALK_BATCH
+) -> Walked | Problem:
+    """``extends``, returning what the walk showed (``Walked``, which ``verify`` can
+    build on) or the first problem."""
     seq, prev_hash = from_seq + 1, from_hash
-    async for batch in _batches(org_id, after_seq=from_seq, upto_seq=upto_seq, batch_size=batch_size):
-        for record in batch:
-            problem = await _check(org_id, record, seq, prev_hash, upto_seq)
-            if problem is not None:
-                return problem
-            seq, prev_hash = seq + 1, record.entry_hash
+    retention_note: str | None = None
+    alarms: list[EntryRecord] = []
+    async for rows in _rows(org_id, after_seq=from_seq, upto_seq=upto_seq, batch_size=batch_size):
+        for row in rows:
+            if not _intact(row, seq, prev_hash):
+                problem = await _check(org_id, _from_row(row), seq, prev_hash, upto_seq)
+                if problem is not None:
+                    return problem
+            seq, prev_hash = seq + 1, row[_ENTRY_HASH]
+            if _is_retention_note(row):
+                retention_note = row[_OBJECT_ID]
+            if _is_alarm_row(row):
+                alarms.append(_from_row(row))
     if seq <= upto_seq:
         return Problem(seq=seq, entry_id=None, kind="deleted", detail=f"{_missing(seq, upto_seq)} before the head")
     if prev_hash != upto_hash:
@@ -820,7 +1017,15 @@ async def extends(
             kind="modified",
             detail="the chain head records a different hash for the last entry",
         )
-    return None
+    return Walked(
+        org_id=org_id,
+        from_seq=from_seq,
+        from_hash=from_hash,
+        upto_seq=upto_seq,
+        upto_hash=upto_hash,
+        retention_note=retention_note,
+        alarms=alarms,
+    )
 
 
 async def _check_pruned_range(org_id: uuid.UUID, pruned: int, head_seq: int) -> Problem | None:
@@ -941,8 +1146,12 @@ def _pruned_mark(seq: int, hash_: str) -> str:
     return f"upto:{seq}:{hash_[:32]}"
 
 
-def _is_retention_note(record: EntryRecord) -> bool:
-    return record.actor == RETENTION_ACTOR and record.action == "delete" and record.object_type == "access_log_entry"
+_ACTOR, _ACTION = chain.ENTRY_FIELDS.index("actor"), chain.ENTRY_FIELDS.index("action")
+_OBJECT_TYPE, _OBJECT_ID = chain.ENTRY_FIELDS.index("object_type"), chain.ENTRY_FIELDS.index("object_id")
+
+
+def _is_retention_note(row: Row) -> bool:
+    return bool(row[_ACTOR] == RETENTION_ACTOR and row[_ACTION] == "delete" and row[_OBJECT_TYPE] == "access_log_entry")
 
 
 async def prune(org_id: uuid.UUID, before: datetime, *, limit: int, reference: str, source: str) -> int:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from konsil.compliance.access_log.service import Walked
 from konsil.platform.core.region import RegionContext
 
 Result = Literal["pass", "fail", "not_applicable"]
@@ -32,6 +33,10 @@ class Scope(msgspec.Struct, frozen=True, kw_only=True):
     period_start: datetime  # inclusive, UTC
     period_end: datetime  # exclusive, UTC
     now: datetime  # the collection time; every age is measured from it
+    # The walk of the organisation's access log that the report's own checkpoint made
+    # moments before, handed on by the job (``reports/jobs.py``): the access-log collector
+    # builds on it when it covers the chain from its start (``access_log.service.verify``).
+    chain_walked: Walked | None = None
 
 
 class Check(msgspec.Struct, frozen=True, kw_only=True):

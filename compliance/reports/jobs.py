@@ -24,7 +24,7 @@ from typing import Any, Final, Literal, get_args
 import msgspec
 
 from konsil.compliance.access_log import certificates
-from konsil.compliance.access_log.checkpoints import make_checkpoint
+from konsil.compliance.access_log.checkpoints import make_report_checkpoint
 from konsil.compliance.attestations.service import current as current_attestations
 from konsil.compliance.controls.catalog import FRAMEWORK_IDS, Framework, FrameworkId, load_catalogs
 from konsil.compliance.evidence import store
@@ -261,7 +261,8 @@ async def build_document(
     framework = load_catalogs()[job["framework"]]
     org_id: uuid.UUID = job["org_id"]
     await progress(2, "Signing a checkpoint of the access log")
-    signed = await make_checkpoint(region, org_id)
+    made = await make_report_checkpoint(region, org_id)
+    signed = made.signed
     checkpoint = Checkpoint(
         seq=signed.checkpoint.seq,
         head_hash=signed.checkpoint.head_hash,
@@ -270,7 +271,15 @@ async def build_document(
         document=msgspec.to_builtins(signed),
     )
     now = clock.now()
-    scope = Scope(org_id=org_id, period_start=job["period_start"], period_end=job["period_end"], now=now)
+    # The checkpoint's walk is handed to the access-log evidence, which builds on it only
+    # when it covers the chain from its start (a first checkpoint): one walk per report.
+    scope = Scope(
+        org_id=org_id,
+        period_start=job["period_start"],
+        period_end=job["period_end"],
+        now=now,
+        chain_walked=made.walked,
+    )
     names = _collectors(framework)
     observations: list[Observation] = []
     for index, name in enumerate(names):

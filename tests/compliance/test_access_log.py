@@ -23,13 +23,16 @@ from konsil.compliance.access_log.service import (
     AccessEvent,
     PruneRefused,
     VerifyReport,
+    Walked,
     append,
     append_many,
     entries,
+    head_row,
     iter_entries,
     organisations_due,
     prune,
     verify,
+    walk,
 )
 from konsil.compliance.access_log.tables import ACCESS_LOG_TABLES, AccessLogEntry, AccessLogHead
 from konsil.platform.cli.audit import format_report
@@ -150,6 +153,19 @@ def test_canonical_encoding_is_fixed_and_independent_of_how_time_was_returned() 
     assert chain.entry_hash(utc) != chain.entry_hash(_record(seq=8))
     assert chain.entry_hash(utc) != chain.entry_hash(_record(prev_hash="1" * 64))
     assert len(chain.entry_hash(utc)) == 64
+
+
+def test_a_row_hashes_as_its_entry_does() -> None:
+    """A chain walk hashes entries as the rows it reads; the bytes must be the entry's."""
+    records = [
+        _record(),
+        _record(at=datetime(2026, 3, 1, 13, 0, 0, tzinfo=timezone(timedelta(hours=1))), seq=1),
+        _record(at=datetime(2026, 3, 1, 12, 0, 0), prev_hash="f" * 64, actor='a "quoted" \\ name ü'),
+        _record(subject_ref="", purpose="\u2028", source_address="2001:db8::1"),
+    ]
+    for record in records:
+        assert chain.row_hash(msgspec.structs.astuple(record)) == chain.entry_hash(record)
+    assert chain.ENTRY_FIELDS == chain.EntryRecord.__struct_fields__
 
 
 def test_original_seq_finds_where_an_intact_entry_belongs() -> None:
@@ -526,3 +542,87 @@ async def test_the_chains_due_for_retention_are_found_in_one_read(log_engine: En
         assert old not in await organisations_due(at[2]), "its oldest kept entry is now #2, at the cutoff"
     else:  # the embedded default looks at every chain
         assert {old, young} <= set(due)
+
+
+# --- building on a walk made moments before (a report's own checkpoint) ------------------
+
+
+async def walk_to_head(org_id: uuid.UUID, from_seq: int = 0) -> Walked:
+    """The walk a checkpoint makes: from ``from_seq`` (the retention point, or an earlier
+    checkpoint's entry) to the head."""
+    head = await head_row(org_id)
+    assert head is not None
+    start = head.pruned_hash  # the genesis hash when nothing was removed
+    if from_seq != head.pruned_seq:
+        start = next(e.entry_hash for e in await entries(org_id) if e.seq == from_seq)
+    walked = await walk(org_id, from_seq=from_seq, from_hash=start, upto_seq=head.seq, upto_hash=head.entry_hash)
+    assert isinstance(walked, Walked)
+    return walked
+
+
+async def test_verify_builds_on_a_walk_from_the_start_and_walks_only_the_entries_after_it(
+    log_engine: Engine[Any],
+) -> None:
+    org_id = uuid.uuid4()
+    await fill(org_id, 6)
+    walked = await walk_to_head(org_id)
+    assert (walked.from_seq, walked.upto_seq, walked.retention_note) == (0, 6, None)
+    await fill(org_id, 3)
+
+    report = await verify(org_id, batch_size=2, walked=walked)
+    assert report.ok and report.checked == 9 and report.taken_from_walk == 6
+    # The entries after the walk are still checked, against the hash it ended at.
+    await sql("UPDATE access_log_entry SET actor = {} WHERE org_id = {} AND seq = {}", "member:evil", org_id, 8)
+    assert problem_of(await verify(org_id, walked=walked))[0] == 8
+    await sql("DELETE FROM access_log_entry WHERE org_id = {} AND seq = {}", org_id, 7)
+    assert problem_of(await verify(org_id, walked=walked))[:2] == (7, None)
+    # Another organisation's walk stands for nothing here.
+    other = uuid.uuid4()
+    await fill(other, 2)
+    assert (await verify(other, walked=walked)).taken_from_walk == 0
+
+
+async def test_a_walk_since_a_checkpoint_is_not_taken_for_the_whole_chain(log_engine: Engine[Any]) -> None:
+    """A checkpoint that walked only since an earlier one vouches for nothing before it:
+    verification still walks from the start and names an early entry that was edited."""
+    org_id = uuid.uuid4()
+    ids = await fill(org_id, 6)
+    walked = await walk_to_head(org_id, from_seq=3)
+    assert (await verify(org_id, walked=walked)).taken_from_walk == 0
+    await sql("UPDATE access_log_entry SET actor = {} WHERE org_id = {} AND seq = {}", "member:evil", org_id, 2)
+
+    report = await verify(org_id, walked=walked)
+    assert problem_of(report) == (2, ids[1], "modified") and report.checked == 1
+
+
+async def test_a_walk_is_not_taken_once_retention_moved_the_start(log_engine: Engine[Any]) -> None:
+    org_id = uuid.uuid4()
+    at = await fill_apart(org_id, 6)
+    walked = await walk_to_head(org_id)
+    assert await prune_before(org_id, at[3]) == 2
+
+    report = await verify(org_id, walked=walked)
+    assert report.ok and report.pruned == 2 and report.checked == 5 and report.taken_from_walk == 0
+    # A walk from the new retention point is taken, its retention note with it.
+    again = await walk_to_head(org_id, from_seq=2)
+    assert again.retention_note is not None and again.retention_note.startswith("count:2;upto:2:")
+    report = await verify(org_id, walked=again)
+    assert report.ok and report.checked == 5 and report.taken_from_walk == 5
+
+
+async def test_an_entry_stored_before_the_walk_started_is_still_named(log_engine: Engine[Any]) -> None:
+    """A walk from the start reads seq > 0; a row stored at #0 beside the chain makes
+    verification walk the whole way, which names it."""
+    org_id = uuid.uuid4()
+    await fill(org_id, 4)
+    walked = await walk_to_head(org_id)
+    await sql(
+        "INSERT INTO access_log_entry SELECT {}, org_id, 0, at, actor, actor_role, on_behalf_of, subject_ref, "
+        "action, object_type, object_id, source_address, outcome, purpose, source, prev_hash, entry_hash "
+        "FROM access_log_entry WHERE org_id = {} AND seq = 1",
+        uuid.uuid4(),
+        org_id,
+    )
+
+    report = await verify(org_id, walked=walked)
+    assert not report.ok and report.taken_from_walk == 0 and report.checked == 0

@@ -15,12 +15,14 @@ import msgspec
 import pytest
 from pypdf import PdfReader
 
-from konsil.compliance.access_log.tables import AccessLogHead
+from konsil.compliance.access_log.checkpoints import make_checkpoint
+from konsil.compliance.access_log.tables import AccessLogEntry, AccessLogHead
 from konsil.compliance.controls.catalog import FrameworkId
 from konsil.compliance.evidence import store
 from konsil.compliance.reports import jobs
 from konsil.compliance.reports.jobs import FORMATS, ReportRequest, ReportRequestError
 from konsil.compliance.reports.json_report import decode_report
+from konsil.compliance.reports.model import ReportDocument
 from konsil.compliance.reports.tables import ReportFile, ReportJob
 from konsil.compliance.reports.verify_zip import verify_zip
 from konsil.platform.core import clock
@@ -213,3 +215,89 @@ async def test_a_row_left_past_its_retention_makes_the_report_say_fail_with_the_
     pdf = (await jobs.file(org.id, job_id, "pdf")) or b""
     text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
     assert "Kept longer than allowed" in text
+
+
+def _chain_findings(document: ReportDocument) -> list[tuple[str, str]]:
+    """(control, status) of every finding resting on the access-log chain check."""
+    return [(f.control_id, f.status) for f in document.findings if any(c.name == "chain_verifies" for c in f.checks)]
+
+
+async def test_a_first_report_walks_the_chain_once_and_still_verifies_it_to_its_head(ctx: RegionContext) -> None:
+    """No checkpoint before: the report's own checkpoint walks the chain from its start,
+    and the access-log evidence builds on that walk, verifying only the entries after it."""
+    org = await new_org(ctx)
+    await new_visit(ctx, org)
+    job_id = await jobs.create(ctx, org.id, _request("hipaa"), _event(org.id))
+
+    assert await jobs.generate(ctx, job_id) == "done"
+
+    document = decode_report((await jobs.file(org.id, job_id, "json")) or b"")
+    [evidence] = [o for o in document.observations if o.collector == "access_log"]
+    chain = evidence.evidence["chain"]
+    assert chain["ok"] and evidence.check("chain_verifies").result == "pass"
+    assert chain["verified_by_report_checkpoint"] == document.checkpoint.seq
+    # Every entry up to the head counted, the collection's own entries after the checkpoint too.
+    assert chain["checked"] == chain["head_seq"] > document.checkpoint.seq
+    assert _chain_findings(document) and all(status == "pass" for _, status in _chain_findings(document))
+
+
+async def test_an_early_entry_edited_after_a_checkpoint_fails_the_reports_chain_control(ctx: RegionContext) -> None:
+    """The region checkpointed the log; then entry #5 is edited in the database. The
+    report's own checkpoint walks only what came after the region's last one, so it
+    signs; the access-log evidence must still walk the chain from its start."""
+    org = await new_org(ctx)
+    await new_visit(ctx, org)
+    await make_checkpoint(ctx, org.id)  # as the region's schedule makes them
+    await AccessLogEntry.raw(
+        "UPDATE access_log_entry SET purpose = 'nothing happened' WHERE org_id = {} AND seq = 5", org.id
+    )
+    job_id = await jobs.create(ctx, org.id, _request("hipaa"), _event(org.id))
+
+    assert await jobs.generate(ctx, job_id) == "done"
+
+    document = decode_report((await jobs.file(org.id, job_id, "json")) or b"")
+    [evidence] = [o for o in document.observations if o.collector == "access_log"]
+    check = evidence.check("chain_verifies")
+    assert check.result == "fail"
+    assert "entry #5" in check.reason and "modified" in check.reason
+    assert evidence.evidence["chain"]["verified_by_report_checkpoint"] == 0
+    assert _chain_findings(document) and all(status == "fail" for _, status in _chain_findings(document))
+    pdf = (await jobs.file(org.id, job_id, "pdf")) or b""
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
+    assert "entry #5" in text
+
+
+async def test_an_early_entry_edited_before_a_first_report_is_never_reported_as_intact(ctx: RegionContext) -> None:
+    """With no checkpoint before it, the report's own checkpoint walks from the start,
+    finds entry #5 changed and the region refuses to sign: no report says the log is fine."""
+    org = await new_org(ctx)
+    await new_visit(ctx, org)
+    await AccessLogEntry.raw(
+        "UPDATE access_log_entry SET purpose = 'nothing happened' WHERE org_id = {} AND seq = 5", org.id
+    )
+    job_id = await jobs.create(ctx, org.id, _request("hipaa"), _event(org.id))
+
+    assert await jobs.generate(ctx, job_id) == "failed"
+    assert await ReportFile.count().where(ReportFile.report_id == job_id) == 0
+
+
+async def test_a_tamper_alarm_inside_the_reused_walk_still_fails_the_reports_chain_control(ctx: RegionContext) -> None:
+    """A forged head (its seal blanked) is found by the next append, which records an
+    alarm entry in the chain; the report's first walk covers that entry and the
+    access-log evidence builds on the walk: the alarm must still fail the control."""
+    org = await new_org(ctx)
+    await new_visit(ctx, org)
+    await AccessLogHead.update({AccessLogHead.seal: "", AccessLogHead.seal_key: ""}).where(
+        AccessLogHead.org_id == org.id
+    )
+    await new_visit(ctx, org)  # a legitimate append over the unsealed head: the alarm goes first
+    job_id = await jobs.create(ctx, org.id, _request("hipaa"), _event(org.id))
+
+    assert await jobs.generate(ctx, job_id) == "done"
+
+    document = decode_report((await jobs.file(org.id, job_id, "json")) or b"")
+    [evidence] = [o for o in document.observations if o.collector == "access_log"]
+    assert evidence.evidence["chain"]["verified_by_report_checkpoint"] > 0, "the walk was reused"
+    check = evidence.check("chain_verifies")
+    assert check.result == "fail" and "tampered" in check.reason, check.reason
+    assert _chain_findings(document) and all(status == "fail" for _, status in _chain_findings(document))
