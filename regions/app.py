@@ -14,12 +14,10 @@ from typing import Any
 from litestar import Litestar, Request, Response, Router
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
-from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
-from litestar.template import TemplateConfig
 
 from konsil.compliance.access_log.api import access_log_router
 from konsil.compliance.attestations.api import attestations_router
@@ -38,6 +36,7 @@ from konsil.platform.core.keys.region_signing import SigningUnavailable
 from konsil.platform.core.openapi import document_errors
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
+from konsil.platform.pages import i18n, rendering
 from konsil.regions import container
 from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
@@ -51,8 +50,10 @@ from konsil.tenants.signaling import SOCKETS
 from konsil.tenants.visitor_pages import visitor_router
 
 log = logging.getLogger("konsil.region")
-TEMPLATES = Path(__file__).resolve().parent.parent / "tenants" / "templates"
-STATIC = Path(__file__).resolve().parent.parent / "tenants" / "static"
+TENANTS = Path(__file__).resolve().parent.parent / "tenants"
+TEMPLATES = TENANTS / "templates"
+STATIC = TENANTS / "static"
+i18n.register_catalogs(TENANTS / "locale", STATIC)
 
 
 def channels_backend(region: RegionSettings) -> ChannelsBackend:
@@ -185,20 +186,25 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             ops_router,
             Router(path="/", guards=[authorize], route_handlers=SOCKETS),
             create_static_files_router(
-                path="/static", directories=[STATIC], include_in_schema=False, opt={"public": True}
+                path="/static",
+                directories=[rendering.STATIC, STATIC],
+                include_in_schema=False,
+                opt={"public": True},
             ),
         ],
         plugins=[channels],
         middleware=[DefineMiddleware(SignedCalls, verifier=ctx.verifier, max_body=settings.max_body_bytes)],
-        exception_handlers={
-            **EXCEPTION_HANDLERS,
-            **DATABASE_UNAVAILABLE_HANDLERS,
-            LoginRequired: _to_login,
-            KeyUnavailable: _key_unavailable,
-            SigningUnavailable: _signing_unavailable,
-            KeyDestroyed: _key_destroyed,
-            UnwrapRefused: _unwrap_refused,
-        },
+        exception_handlers=rendering.for_people(
+            {
+                **EXCEPTION_HANDLERS,
+                **DATABASE_UNAVAILABLE_HANDLERS,
+                LoginRequired: _to_login,
+                KeyUnavailable: _key_unavailable,
+                SigningUnavailable: _signing_unavailable,
+                KeyDestroyed: _key_destroyed,
+                UnwrapRefused: _unwrap_refused,
+            }
+        ),
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -206,10 +212,10 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             version="1",
             openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}, include_in_schema=False),
         ),
-        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        template_config=rendering.template_config(TEMPLATES),
         logging_config=LOGGING,
         before_request=_authorized_and_strict,
-        before_send=[security_headers],
+        before_send=[security_headers, rendering.remember_language],
         debug=False,
     )
     app.state.region = ctx

@@ -36,6 +36,8 @@ class Organisation(Record, frozen=True, kw_only=True):
     contract_end: dt.date | None
     relay_only: bool
     created_at: dt.datetime
+    locale: str = "en"
+    country: str = ""
 
 
 class Member(Record, frozen=True, kw_only=True):
@@ -62,6 +64,7 @@ class Room(Record, frozen=True, kw_only=True):
     title: str
     expert_id: uuid.UUID
     created_at: dt.datetime
+    welcome_text: str = ""
 
 
 class Visit(Record, frozen=True, kw_only=True):

@@ -7,7 +7,7 @@ listed in ``PERSONAL_COLUMNS``) hold only values sealed with the organisation's
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, Boolean, Date, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import UUID, Boolean, Bytea, Date, Integer, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
@@ -24,6 +24,10 @@ class Organisation(Table, tablename="organisation"):
     # each other's network addresses.
     relay_only = Boolean(default=True)
     created_at = Timestamptz(default=TimestamptzNow())
+    # The pages' language when a visitor's browser asks for none Konsil speaks (en, nb, de, nl).
+    locale = Varchar(length=5, default="en")
+    # ISO 3166 country of the organisation: its supervisory authority in the legal notices.
+    country = Varchar(length=2, default="")
 
 
 class Member(Table, tablename="member"):
@@ -70,6 +74,18 @@ class Room(Table, tablename="room"):
     title = Varchar(length=120)
     expert_id = UUID(index=True)
     created_at = Timestamptz(default=TimestamptzNow())
+    # Shown to visitors in the waiting room (no personal data: written by the organisation).
+    welcome_text = Text(default="")
+
+
+class OrganisationLogo(Table, tablename="organisation_logo"):
+    """The organisation's logo on its visitors' pages (an image, not personal data)."""
+
+    org_id = UUID(primary_key=True)
+    content_type = Varchar(length=40)
+    image = Bytea()
+    sha256 = Varchar(length=64)
+    updated_at = Timestamptz(default=TimestamptzNow())
 
 
 class ApiToken(Table, tablename="api_token"):
@@ -191,6 +207,7 @@ TENANT_TABLES: list[type[Table]] = [
     Member,
     LoginIndexChange,
     Room,
+    OrganisationLogo,
     ApiToken,
     MemberSession,
     Visit,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, Router, get, post
@@ -17,6 +18,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from konsil.platform.control import discovery, signup
@@ -33,8 +35,13 @@ from konsil.platform.core.ratelimit import RateLimit
 from konsil.platform.core.settings import ControlPlaneSettings
 from konsil.platform.core.signing import Verifier
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
+from konsil.platform.pages import i18n, rendering
 
 Req = Request[Any, Any, Any]
+CONTROL = Path(__file__).resolve().parent
+TEMPLATES = CONTROL / "templates"
+STATIC = CONTROL / "static"
+i18n.register_catalogs(CONTROL / "locale", STATIC)
 
 
 def source_address(request: Req) -> str:
@@ -154,9 +161,16 @@ def create_control_app(settings: ControlPlaneSettings) -> Litestar:
             internal_router,
             forward,
             browser_redirect,
+            create_static_files_router(
+                path="/static",
+                directories=[rendering.STATIC, STATIC],
+                include_in_schema=False,
+                opt=PUBLIC,
+            ),
         ],
         middleware=[DefineMiddleware(SignedCalls, verifier=ctx.verifier, max_body=settings.max_body_bytes)],
-        exception_handlers={**EXCEPTION_HANDLERS, **DATABASE_UNAVAILABLE_HANDLERS},
+        exception_handlers=rendering.for_people({**EXCEPTION_HANDLERS, **DATABASE_UNAVAILABLE_HANDLERS}),
+        template_config=rendering.template_config(TEMPLATES),
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -166,7 +180,7 @@ def create_control_app(settings: ControlPlaneSettings) -> Litestar:
         ),
         logging_config=LOGGING,
         before_request=_authorized_and_strict,
-        before_send=[security_headers],
+        before_send=[security_headers, rendering.remember_language],
         debug=False,
     )
     app.state.control = ctx
