@@ -44,7 +44,7 @@ PHONE: ViewportSize = {"width": 390, "height": 844}
 DESKTOP: ViewportSize = {"width": 1180, "height": 900}
 EXPERT = "Kari Berg"
 WELCOME = "Welcome! Please have your insurance card ready.\nThe consultation takes about 20 minutes."
-# A 1×1 PNG: the logo row a logo upload would leave.
+# A 1 by 1 pixel PNG: the logo row a logo upload would leave.
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a5f6e5d40000000049454e44ae426082"
@@ -93,7 +93,14 @@ class Practice:
         assert room.status_code == 201, room.text
         self.room_id = uuid.UUID(room.json()["id"])
         self.join_path = f"/{self.slug}/consultation"
-        db(stack, region, "UPDATE organisation SET country = $1, locale = $2 WHERE id = $3", country, locale, self.org_id)
+        db(
+            stack,
+            region,
+            "UPDATE organisation SET country = $1, locale = $2 WHERE id = $3",
+            country,
+            locale,
+            self.org_id,
+        )
 
     def page(self, browser: Browser, problems: list[str], locale: str = "en-GB", **options: Any) -> Page:
         context = browser.new_context(base_url=self.base, locale=locale, **options)
@@ -102,7 +109,8 @@ class Practice:
         page = context.new_page()
         page.on("pageerror", lambda exc: problems.append(f"{page.url}: {exc}"))
         page.on(
-            "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "/static/" in r.url else None
+            "response",
+            lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "/static/" in r.url else None,
         )
         return page
 
@@ -224,6 +232,11 @@ def test_every_form_error_is_shown_at_once_next_to_its_field(stack: Stack, brows
     shot(page, f"join-errors-{language}-phone")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert db(stack, "eu", "SELECT count(*) AS n FROM visit WHERE org_id = $1", practice.org_id)[0]["n"] == before
+    # Another language chosen on the page that came back: the join page in that language.
+    page.get_by_role("link", name="Deutsch").click()
+    page.wait_for_url(re.compile(rf"{practice.join_path}\?lang=de$"))
+    expect(page.locator("html")).to_have_attribute("lang", "de")
+    expect(page.get_by_label("Ihr Name")).to_be_visible()
     assert not problems, problems
 
 
@@ -292,7 +305,9 @@ def test_the_waiting_room_shows_the_organisation_the_expert_the_welcome_and_a_se
     expect(page.locator("header .brand")).to_have_text(practice.name)
     logo = page.locator("header img.org-logo")
     expect(logo).to_have_attribute("src", f"/{practice.slug}/logo")
-    expect(page.get_by_role("heading", name="Du er i venterommet" if nb else "You are in the waiting room")).to_be_focused()
+    expect(
+        page.get_by_role("heading", name="Du er i venterommet" if nb else "You are in the waiting room")
+    ).to_be_focused()
     expect(waiting.locator("#waiting-who")).to_have_text(
         f"{EXPERT} slipper deg inn straks samtalen kan begynne."
         if nb
@@ -306,11 +321,13 @@ def test_the_waiting_room_shows_the_organisation_the_expert_the_welcome_and_a_se
     self_view = page.locator("#self-view")
     expect(self_view).to_be_visible()
     wait_until(
-        lambda: page.evaluate(
-            "() => { const v = document.getElementById('self-view');"
-            " return v.srcObject && !v.paused && v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0; }"
-        )
-        or None,
+        lambda: (
+            page.evaluate(
+                "() => { const v = document.getElementById('self-view');"
+                " return v.srcObject && !v.paused && v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0; }"
+            )
+            or None
+        ),
         "the self-view to play",
         within=10,
     )
@@ -356,7 +373,9 @@ def test_without_a_logo_or_welcome_text_the_waiting_room_says_nothing_of_them(st
     assert joined.status_code == 303
     cookie = joined.headers["set-cookie"].split(";")[0].split("=", 1)[1]
     page = httpx.get(
-        f"{practice.base}{joined.headers['location']}", cookies={"konsil_visit": cookie}, headers={"accept": "text/html"}
+        f"{practice.base}{joined.headers['location']}",
+        cookies={"konsil_visit": cookie},
+        headers={"accept": "text/html"},
     )
     assert page.status_code == 200
     assert "org-logo" not in page.text and "welcome-text" not in page.text
