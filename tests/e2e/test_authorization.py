@@ -49,6 +49,7 @@ PUBLIC_ROUTES = {
     ("POST", "/login"),
     ("GET", "/{slug}/{room_slug}"),  # a room's join link
     ("POST", "/{slug}/{room_slug}/visits"),  # the join form
+    ("GET", "/{slug}/{room_slug}/visits"),  # the join form's address opened as a page: to the join page
     ("GET", "/static/{file_path}"),
     ("HEAD", "/static/{file_path}"),
     ("OPTIONS", "/static/{file_path}"),  # Litestar's own, public with its router
