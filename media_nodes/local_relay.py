@@ -32,7 +32,7 @@ from konsil.media_nodes.coturn import CoturnConfig, CoturnError, CoturnProcess
 from konsil.platform.core.settings import RegionSettings
 
 REALM = "konsil.local"
-SECRET_FILE = "turn-secret"
+SECRET_FILE = "turn-secret"  # noqa: S105 - the file's name, not a secret
 PID_FILE = "turnserver.pid"  # coturn's own (CoturnConfig.render)
 CONFIG_FILE = "turnserver.conf"
 _SECRET = re.compile(r"^[0-9a-f]{32,128}$")
@@ -80,8 +80,8 @@ def _command_line(pid: int) -> str | None:
         except OSError:
             return None
         return line.strip() or None
-    found = subprocess.run(  # noqa: S603 - fixed arguments, no shell
-        ["ps", "-o", "command=", "-p", str(pid)],  # noqa: S607 - ps from the PATH, as a shell would
+    found = subprocess.run(
+        ["ps", "-o", "command=", "-p", str(pid)],
         capture_output=True,
         text=True,
         check=False,

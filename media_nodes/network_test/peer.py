@@ -1,5 +1,6 @@
 """The probe peer: an aiortc peer in the region service that the visitor's browser
-reaches through the region's relay only (or directly, in a region without relays) (aiortc is the optional ``network-test``
+reaches through the region's relay only, or directly in a region without relays
+(aiortc is the optional ``network-test``
 dependency; ``regions/container.py`` checks that it is there).
 
 Two data channels, negotiated out of band with fixed ids so neither side waits for

@@ -3,7 +3,8 @@ browser found no way through the relay: if the relay does not answer the service
 the relay is down (the service's trouble, said so), else the visitor's network blocks it.
 
 A STUN Binding request (RFC 8489), which a TURN server answers without credentials:
-over UDP a datagram, over TCP (and TLS, ``turns:``) an accepted connection is enough.
+over UDP a datagram, over TCP (and TLS, ``turns:``) the same on a connection: an
+accepted connection alone is not enough (the kernel accepts for a server that hangs).
 Plain asyncio, no WebRTC library."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import ssl
 import struct
 from urllib.parse import urlsplit
 
@@ -56,7 +58,9 @@ async def _udp_answers(host: str, port: int) -> bool:
     request, transaction = binding_request()
     loop = asyncio.get_running_loop()
     try:
-        transport, protocol = await loop.create_datagram_endpoint(lambda: _Answer(transaction), remote_addr=(host, port))
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _Answer(transaction), remote_addr=(host, port)
+        )
     except OSError:
         return False
     try:
@@ -70,23 +74,35 @@ async def _udp_answers(host: str, port: int) -> bool:
         transport.close()
 
 
-async def _tcp_answers(host: str, port: int) -> bool:
+async def _stream_answers(host: str, port: int, tls: bool) -> bool:
+    request, transaction = binding_request()
+    context = None
+    if tls:  # whether it answers, not who it is: the browser checks the certificate
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(TCP_TIMEOUT):
-            _, writer = await asyncio.open_connection(host, port)
-    except (OSError, TimeoutError):
+            reader, writer = await asyncio.open_connection(host, port, ssl=context)
+            writer.write(request)
+            await writer.drain()
+            header = await reader.readexactly(20)
+        return header[8:20] == transaction
+    except (OSError, TimeoutError, EOFError, ssl.SSLError):
         return False
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
-    return True
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
 
 
 async def url_answers(url: str) -> bool:
     host, port, kind = _host_port(url)
     if not host:
         return False
-    return await (_udp_answers(host, port) if kind == "udp" else _tcp_answers(host, port))
+    return await (_udp_answers(host, port) if kind == "udp" else _stream_answers(host, port, kind == "tls"))
 
 
 async def any_answers(servers: list[IceServer]) -> bool:

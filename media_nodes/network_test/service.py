@@ -266,7 +266,7 @@ ADVICE = {
     "blocked": "Your network blocks the connection to this service, so a video call cannot connect.",
     "try_other_network": "Try another network (for example mobile data), or ask your IT department to "
     "allow video calls to this service.",
-    "unavailable": "The service cannot connect video calls right now. This is not a problem with your network.",
+    "unavailable": "The service has a temporary problem with video calls. This is not a problem with your network.",
     "not_measured": "Your connection could not be measured right now. You can still continue: the call "
     "will try to connect.",
 }
@@ -307,7 +307,8 @@ def advice_keys_for(transport: str, verdict: str, figures: Figures) -> list[str]
 def advice_for(transport: str, verdict: str, figures: Figures) -> list[str]:
     """Plain-words advice for one transport's result (English: the API's and support's)."""
     params = {"speed": _mbits(figures.throughput_kbps or 0.0), "needed": _mbits(GOOD_THROUGHPUT_KBPS)}
-    return [ADVICE[key] % params if "%(" in ADVICE[key] else ADVICE[key] for key in advice_keys_for(transport, verdict, figures)]
+    keys = advice_keys_for(transport, verdict, figures)
+    return [ADVICE[key] % params if "%(" in ADVICE[key] else ADVICE[key] for key in keys]
 
 
 # --- storage ------------------------------------------------------------------------------------

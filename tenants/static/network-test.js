@@ -24,6 +24,8 @@ const TRANSPORTS = [
   { id: 'tcp', title: () => t('Fallback connection') },
 ];
 const DIRECT = { id: 'direct', title: () => t('Your connection') };
+// No relay answers: nothing about a route or the visitor's network to show.
+const SERVICE = (id) => ({ id, title: () => t('Video calls') });
 const VERDICT_TEXT = {
   good: () => t('Good'),
   'may be unstable': () => t('May be unstable'),
@@ -51,7 +53,7 @@ const ADVICE = {
   ask_it_usual: () => t('If you are on a work or hospital network, ask your IT department to allow video calls to this service.'),
   blocked: () => t('Your network blocks the connection to this service, so a video call cannot connect.'),
   try_other_network: () => t('Try another network (for example mobile data), or ask your IT department to allow video calls to this service.'),
-  unavailable: () => t('The service cannot connect video calls right now. This is not a problem with your network.'),
+  unavailable: () => t('The service has a temporary problem with video calls. This is not a problem with your network.'),
   not_measured: () => t('Your connection could not be measured right now. You can still continue: the call will try to connect.'),
   no_answer: () => t('The test connection did not get through. Your network may block video calls to this service.'),
   not_run: () => t('The test could not run. Please try again in a minute.'),
@@ -348,11 +350,12 @@ export function wireNetworkTest(root) {
         } catch {
           result = made(transport.id, 'not measured', 'not_run');
         }
-        const route = result.transport === 'direct' ? DIRECT : transport;
+        let route = result.transport === 'direct' ? DIRECT : transport;
+        if (result.verdict === 'unavailable') route = SERVICE(route.id);
         found[route.id] = result;
         render(results, route, result);
         // One path to measure (a region without relays), or no relay to measure at all.
-        if (route === DIRECT || result.verdict === 'unavailable') break;
+        if (route.id === 'direct' || result.verdict === 'unavailable') break;
       }
       const overall = summary(found, root.dataset.organisation);
       status.textContent = overall.text;

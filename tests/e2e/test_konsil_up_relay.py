@@ -17,6 +17,7 @@ Screenshots go to ``test-output/browser/``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -38,13 +39,19 @@ from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, SHOTS
 
 pytestmark = pytest.mark.e2e
 
+KONSIL_UP = [sys.executable, "-m", "konsil.platform.cli.main", "up", "--demo"]
+
 # What the page must never say when nothing is wrong with the visitor's network.
 ALARMS = {
     "en": ["cannot connect", "Cannot connect", "UDP", "TCP", "TURN", "relay", "region eu"],
     "de": ["Keine Verbindung möglich", "kann kein Gespräch", "UDP", "TCP", "TURN", "Relay", "region eu"],
 }
 WORDS = {  # the connection test's own words on the page, per language
-    "en": {"button": "Test my connection", "ready": "Your connection is ready for a video call.", "head": "Your connection"},
+    "en": {
+        "button": "Test my connection",
+        "ready": "Your connection is ready for a video call.",
+        "head": "Your connection",
+    },
     "de": {
         "button": "Meine Verbindung testen",
         "ready": "Ihre Verbindung ist bereit für ein Videogespräch.",
@@ -74,8 +81,7 @@ class Up:
         self.data = data
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "konsil.platform.cli.main", "up", "--demo", "--data-dir", str(data)]
-            + ["--port", str(port)],
+            [*KONSIL_UP, "--data-dir", str(data), "--port", str(port)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -147,11 +153,16 @@ def visitor_page(browser: Browser, room_url: str, locale: str) -> tuple[Page, li
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "/static/" in r.url else None)
+    page.on(
+        "response",
+        lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "/static/" in r.url else None,
+    )
     page.goto(path)
     # Shorter phases than a visitor's (the API bounds them either way).
-    page.evaluate("() => { const t = document.getElementById('network-test'); t.dataset.probeSeconds = '1';"
-                  " t.dataset.bulkSeconds = '1'; }")
+    page.evaluate(
+        "() => { const t = document.getElementById('network-test'); t.dataset.probeSeconds = '1';"
+        " t.dataset.bulkSeconds = '1'; }"
+    )
     return page, errors
 
 
@@ -185,6 +196,10 @@ def running(pid: int) -> bool:
     except OSError:
         return False
     return bool(line.strip(b"\0"))
+
+
+def stopped(pid: int) -> bool | None:
+    return None if running(pid) else True
 
 
 def stored_transports(data: Path, region: str) -> list[tuple[str, str]]:
@@ -277,11 +292,35 @@ def test_konsil_up_with_turnserver_starts_a_relay_the_visitors_test_goes_through
         log = (data / "relay-eu" / "turn.log").read_text(errors="replace")
         assert re.search(r"session \d+: new,", log), log[-2000:]
         assert {t for t, _ in stored_transports(data, "eu")} == {"udp", "tcp"}
+
+        # The relay hangs (its process stopped): the visitor is told, in plain words, that the
+        # call may not connect and that it is not their network; nothing in red.
+        os.kill(pids["eu"], signal.SIGSTOP)
+        try:
+            page.get_by_role("button", name="Erneut testen").click()
+            expect(test).to_have_attribute("data-state", "done", timeout=90_000)
+            assert test.get_attribute("data-verdict") == "unavailable", test.inner_text()
+            expect(page.locator("[data-network-test-status]")).to_contain_text("Das liegt nicht an Ihrem Netzwerk.")
+            assert page.locator("#network-test .bad").count() == 0
+            shot(page, "relay-down-de")
+        finally:
+            os.kill(pids["eu"], signal.SIGCONT)
         page.context.close()
+
+        # A relay that stops is started again by konsil up.
+        os.kill(pids["eu"], signal.SIGKILL)
+        up.read_until("the relay of region eu stopped; starting it again", within=30)
+        restarted = wait_until(
+            lambda: relay_pids(data).get("eu") if relay_pids(data).get("eu") != pids["eu"] else None,
+            "a new relay pid",
+            within=15,
+        )
+        assert running(restarted)
+        pids["eu"] = restarted
         up.stop()
     # Ctrl-C stopped the relays too: no turnserver left, no pid file.
     for pid in pids.values():
-        wait_until(lambda pid=pid: not running(pid) or None, f"relay pid {pid} to stop", within=10)
+        wait_until(functools.partial(stopped, pid), f"relay pid {pid} to stop", within=10)
     assert relay_pids(data) == {}
 
 
