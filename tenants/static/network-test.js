@@ -63,9 +63,9 @@ const ADVICE = {
 // The advice lines of a result: by key in the page's language (the English text only
 // for a key this page does not know).
 export function adviceOf(result) {
-  const keys = result.advice_keys || [];
   const english = result.advice || [];
-  return keys.map((key, i) => (ADVICE[key] ? ADVICE[key](result) : english[i] || '')).filter(Boolean);
+  if (!result.advice_keys) return english;
+  return result.advice_keys.map((key, i) => (ADVICE[key] ? ADVICE[key](result) : english[i] || '')).filter(Boolean);
 }
 
 // Browser family and major version, and the language: only what support needs (P10).

@@ -142,4 +142,5 @@ async def test_a_browser_that_never_connects_means_cannot_connect(relay_port: in
         await browser.close()
     assert not figures.connected and figures.reason == "no_connection"
     assert service.verdict_of(figures) == "cannot connect"
-    assert "UDP" in " ".join(service.advice_for("udp", "cannot connect", figures))
+    assert service.advice_keys_for("udp", "cannot connect", figures) == ["usual_blocked", "ask_it_usual"]
+    assert "UDP" not in " ".join(service.advice_for("udp", "cannot connect", figures)), "plain words"
