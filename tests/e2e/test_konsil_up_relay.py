@@ -16,6 +16,8 @@ Screenshots go to ``test-output/browser/``.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import os
@@ -198,6 +200,49 @@ def running(pid: int) -> bool:
     return bool(line.strip(b"\0"))
 
 
+async def call_through_the_relay(up: Up, relay_port: int) -> None:
+    """The demo expert admits a visitor; both ends (aiortc peers, relay-only as browsers
+    are in the tests) get the local relay for the call, connect through it, and see video."""
+    from tests.e2e.test_call_aiortc import Peer, arrive, frames_from, login, receive, socket
+
+    output = "".join(up.lines)
+    [(email, password)] = re.findall(r"expert:\s+(expert@demo-eu\.example) / (\S+)", output)
+    base = up.room("eu").rsplit("/demo-eu/", 1)[0]
+    expert = await login(base, "demo-eu", email, password)
+    visitor_at = await arrive(base, "demo-eu", "consultation")
+    peers: list[Peer] = []
+    try:
+        async with (
+            socket(base, f"{visitor_at.path}/ws", konsil_visit=visitor_at.token) as visitor_ws,
+            asyncio.timeout(90),
+        ):
+            assert await receive(visitor_ws) == {"type": "waiting"}
+            visitor = Peer("visitor", visitor_ws)
+            peers.append(visitor)
+            admitted = await expert.http.post(f"/api/v1/orgs/demo-eu/visits/{visitor_at.visit_id}/admit")
+            assert admitted.status_code == 200, admitted.text
+            call_id = admitted.json()["id"]
+            async with socket(base, f"/demo-eu/calls/{call_id}/ws", konsil_session=expert.session) as expert_ws:
+                expert_peer = Peer("expert", expert_ws)
+                peers.append(expert_peer)
+                for peer in peers:
+                    await peer.until(peer.joined)
+                    joined = peer.joined.result()
+                    assert joined["relay_only"] is True and joined["notice"] is None, joined
+                    urls = [url for server in joined["ice_servers"] for url in server["urls"]]
+                    assert f"turn:127.0.0.1:{relay_port}?transport=udp" in urls, urls
+                for peer in peers:
+                    await peer.until(peer.connected)
+                for receiver in peers:
+                    assert await frames_from(receiver)
+                selected = visitor.ice_transport().iceGatherer.getLocalCandidates()
+                assert selected and all(c.type == "relay" for c in selected), "relay candidates only"
+    finally:
+        for peer in peers:
+            await peer.close()
+        await expert.http.aclose()
+
+
 def stopped(pid: int) -> bool | None:
     return None if running(pid) else True
 
@@ -292,6 +337,10 @@ def test_konsil_up_with_turnserver_starts_a_relay_the_visitors_test_goes_through
         log = (data / "relay-eu" / "turn.log").read_text(errors="replace")
         assert re.search(r"session \d+: new,", log), log[-2000:]
         assert {t for t, _ in stored_transports(data, "eu")} == {"udp", "tcp"}
+
+        # A call goes through it too (in a thread: Playwright's loop runs in this one).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, call_through_the_relay(up, int(relays["eu"]))).result()
 
         # The relay hangs (its process stopped): the visitor is told, in plain words, that the
         # call may not connect and that it is not their network; nothing in red.
