@@ -7,7 +7,9 @@ hospital networks block them).
 - ``/schema/swagger``: Swagger UI from the ``swagger-ui-bundle`` package, its files at
   ``/schema/swagger-ui/…``, started by ``/static/swagger-init.js`` (no inline script:
   the pages' CSP is ``default-src 'self'``);
-- ``/schema/openapi.json`` and ``/schema/openapi.yaml``: the document itself.
+- ``/schema/openapi.json`` and ``/schema/openapi.yaml``: the document itself (OpenAPI
+  3.1); ``/schema/openapi-3.0.json`` the same in 3.0 terms, which the packaged Swagger
+  UI 4 reads.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, Router, get
 from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
@@ -190,13 +193,62 @@ class PackagedSwagger(OpenAPIRenderPlugin):
         assets = PATH + SWAGGER_ASSETS
         return (
             _head(title, f"{assets}/swagger-ui.css", "/static/api-docs.css")
-            + f'<body class="swagger"><div id="swagger-ui" data-url="{PATH}/openapi.json"></div>'
+            + f'<body class="swagger"><div id="swagger-ui" data-url="{PATH}/openapi-3.0.json"></div>'
             + f'<script src="{assets}/swagger-ui-bundle.js"></script>'
             + '<script src="/static/swagger-init.js"></script></body></html>'
         ).encode()
 
     def receive_router(self, router: Router) -> None:
         router.register(swagger_asset)
+        router.register(openapi_30)
+
+
+def _as_30(node: Any) -> Any:
+    """One schema (or any part of the document) in OpenAPI 3.0 terms: ``null`` in a type
+    list or a ``oneOf`` becomes ``nullable``, ``const`` an ``enum`` of one."""
+    if isinstance(node, list):
+        return [_as_30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _as_30(value) for key, value in node.items()}
+    kind = out.get("type")
+    if isinstance(kind, list):
+        others = [k for k in kind if k != "null"]
+        out["type"] = others[0] if len(others) == 1 else others
+        if len(others) < len(kind):
+            out["nullable"] = True
+        if isinstance(out["type"], list):  # several types: any of them
+            out["oneOf"] = [{"type": k} for k in out.pop("type")]
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    for key in ("oneOf", "anyOf"):
+        choices = out.get(key)
+        if isinstance(choices, list) and any(isinstance(c, dict) and c.get("type") == "null" for c in choices):
+            rest = [c for c in choices if not (isinstance(c, dict) and c.get("type") == "null")]
+            out.pop(key)
+            if len(rest) == 1 and "$ref" in rest[0]:
+                out["allOf"] = rest
+            elif len(rest) == 1:
+                out.update(rest[0])
+            else:
+                out[key] = rest
+            out["nullable"] = True
+    return out
+
+
+def as_openapi_30(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The document for Swagger UI 4 (the version the ``swagger-ui-bundle`` package
+    ships), which reads OpenAPI 3.0 only; Litestar writes 3.1."""
+    converted: dict[str, Any] = _as_30(dict(document))
+    converted["openapi"] = "3.0.3"
+    return converted
+
+
+@get("/openapi-3.0.json", opt={"public": True}, include_in_schema=False, sync_to_thread=False)
+def openapi_30(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The OpenAPI document in 3.0 terms, for Swagger UI (``/schema/openapi.json`` is the document)."""
+    document = request.app.openapi_schema.to_schema()
+    return Response(msgspec.json.encode(as_openapi_30(document)), media_type="application/json")
 
 
 _TYPES = {".css": "text/css", ".js": "text/javascript"}
