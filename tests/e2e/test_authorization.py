@@ -47,6 +47,7 @@ PUBLIC_ROUTES = {
     ("GET", "/.well-known/konsil/receipt-key"),  # its current one alone
     ("GET", "/login"),
     ("POST", "/login"),
+    ("GET", "/welcome/{token}"),  # a new owner's one-time sign-in link (tenants/welcome.py)
     ("GET", "/{slug}/{room_slug}"),  # a room's join link
     ("POST", "/{slug}/{room_slug}/visits"),  # the join form
     ("GET", "/static/{file_path}"),
@@ -64,6 +65,14 @@ CONTROL_PUBLIC_ROUTES = {
     ("POST", "/api/v1/signup"),
     ("POST", "/api/v1/login-discovery"),
     ("GET", "/api/v1/regions"),
+    ("GET", "/"),  # the pages: landing, signup, finding where to log in (platform/control/pages.py)
+    ("GET", "/signup"),
+    ("POST", "/signup"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/static/{file_path}"),
+    ("HEAD", "/static/{file_path}"),
+    ("OPTIONS", "/static/{file_path}"),
     ("ASGI", "/api/v1/orgs"),  # the gateway: the region authorizes each forwarded call
     ("GET", "/{slug}"),  # browser paths: a redirect to the organisation's region
     ("GET", "/{slug}/{rest}"),
