@@ -75,6 +75,7 @@ class Watched:
         own = {stack.control_url, stack.region_url("eu"), stack.region_url("us")}
         self.page = self.context.new_page()
         self.page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+
         def console(message: Any) -> None:
             # A page answered with 400/409/410 (a form with problems) is logged as a failed
             # load; failed assets are caught by their responses below.
@@ -471,10 +472,10 @@ def other_hosts(html: str) -> list[str]:
 def test_the_api_docs_reference_no_other_host_and_render(stack: Stack, browser: Browser) -> None:
     for base in (stack.control_url, stack.region_url("eu")):
         for path in ("/schema", "/schema/swagger", "/schema/redoc"):
-            page = httpx.get(f"{base}{path}", headers=HTML)
-            assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), (base, path)
-            assert other_hosts(page.text) == [], (base, path, other_hosts(page.text))
-            assert "cdn" not in page.text.lower() and "fonts.googleapis" not in page.text
+            answer = httpx.get(f"{base}{path}", headers=HTML)
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html"), (base, path)
+            assert other_hosts(answer.text) == [], (base, path, other_hosts(answer.text))
+            assert "cdn" not in answer.text.lower() and "fonts.googleapis" not in answer.text
         document = httpx.get(f"{base}/schema/openapi-3.0.json").json()
         assert document["openapi"] == "3.0.3" and document["paths"]
         for asset in ("swagger-ui.css", "swagger-ui-bundle.js"):
