@@ -48,9 +48,9 @@ def region_org(stack: Stack, region: str, slug: str) -> dict[str, Any] | None:
     return dict(rows[0]) if rows else None
 
 
-def shot(page: Page, name: str) -> None:
+def shot(page: Page, name: str, full_page: bool = True) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 @pytest.fixture(scope="module")
@@ -490,11 +490,12 @@ def test_the_api_docs_reference_no_other_host_and_render(stack: Stack, browser: 
         page = watched.page
         try:
             page.goto(f"{base}/schema/swagger")
-            expect(page.locator(".opblock-summary-path").filter(has_text=operation).first).to_be_visible()
-            shot(page, f"swagger-{'control' if base == stack.control_url else 'eu'}")
+            path = page.locator(".opblock-summary-path").filter(has_text=operation).first
+            expect(path).to_be_visible(timeout=40_000)
+            shot(page, f"swagger-{'control' if base == stack.control_url else 'eu'}", full_page=False)
             page.goto(f"{base}/schema")
             expect(page.get_by_text(name, exact=True).first).to_be_visible()
-            shot(page, f"docs-{'control' if base == stack.control_url else 'eu'}")
+            shot(page, f"docs-{'control' if base == stack.control_url else 'eu'}", full_page=False)
             assert watched.problems == [], watched.problems
             assert all(u.startswith(base) or u.startswith("data:") for u in watched.urls), watched.urls
         finally:
