@@ -500,3 +500,22 @@ def test_the_api_docs_reference_no_other_host_and_render(stack: Stack, browser: 
             assert all(u.startswith(base) or u.startswith("data:") for u in watched.urls), watched.urls
         finally:
             watched.close()
+
+
+def test_a_wrong_password_with_an_address_also_used_elsewhere_says_both(stack: Stack) -> None:
+    """The address logs in here and in another region: the password is wrong here, and
+    the page offers the other region by name (as discovery would tell anyone)."""
+    email = f"{stack.unique('twice')}@two-regions.example"
+    stack.signup("eu", email=email)
+    stack.signup("us", email=email, password="another long passphrase")
+    client = httpx.Client(base_url=stack.region_url("eu"), timeout=30)
+    form = client.get("/login?lang=en", headers=HTML)
+    token = re.search(r'name="_csrf" value="([^"]+)"', form.text)
+    assert token is not None
+    answer = client.post(
+        "/login", data={"email": email, "password": "another long passphrase", "_csrf": token.group(1)}, headers=HTML
+    )
+    assert answer.status_code == 401
+    assert "E-mail address or password is wrong. Your address is also used in another region:" in answer.text
+    assert f'href="{stack.region_url("us")}/login?moved=1&amp;lang=en">Log in at United States' in answer.text
+    assert email not in answer.text
