@@ -490,8 +490,8 @@ def test_the_api_docs_reference_no_other_host_and_render(stack: Stack, browser: 
         page = watched.page
         try:
             page.goto(f"{base}/schema/swagger")
-            path = page.locator(".opblock-summary-path").filter(has_text=operation).first
-            expect(path).to_be_visible(timeout=40_000)
+            summary = page.locator(".opblock-summary-path").filter(has_text=operation).first
+            expect(summary).to_be_visible(timeout=40_000)
             shot(page, f"swagger-{'control' if base == stack.control_url else 'eu'}", full_page=False)
             page.goto(f"{base}/schema")
             expect(page.get_by_text(name, exact=True).first).to_be_visible()
