@@ -15,7 +15,6 @@ from litestar import Litestar, Request, Response, Router
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
@@ -37,7 +36,7 @@ from konsil.platform.core.keys.region_signing import SigningUnavailable
 from konsil.platform.core.openapi import document_errors
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
-from konsil.platform.pages import i18n, rendering
+from konsil.platform.pages import api_docs, i18n, rendering
 from konsil.regions import container
 from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
@@ -45,6 +44,7 @@ from konsil.regions.tasks import CeleryRunner, start_in_process
 from konsil.tenants import login_index
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
+from konsil.tenants.login_pages import login_router
 from konsil.tenants.network_test_api import network_test_router
 from konsil.tenants.pages import pages_router
 from konsil.tenants.signaling import SOCKETS
@@ -177,6 +177,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             healthz,
             org_router,
             region_login_router,
+            login_router,
             pages_router,
             internal_router,
             visitor_router,
@@ -210,11 +211,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         ),
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title=f"Konsil region {region.id}",
-            version="1",
-            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}, include_in_schema=False),
-        ),
+        openapi_config=api_docs.openapi_config(f"Konsil region {region.id}"),
         template_config=rendering.template_config(TEMPLATES),
         logging_config=LOGGING,
         before_request=_authorized_and_strict,

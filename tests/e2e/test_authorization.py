@@ -47,6 +47,7 @@ PUBLIC_ROUTES = {
     ("GET", "/.well-known/konsil/receipt-key"),  # its current one alone
     ("GET", "/login"),
     ("POST", "/login"),
+    ("GET", "/welcome/{token}"),  # a new owner's one-time sign-in link (tenants/welcome.py)
     ("GET", "/{slug}/{room_slug}"),  # a room's join link
     ("POST", "/{slug}/{room_slug}/visits"),  # the join form
     ("GET", "/{slug}/{room_slug}/visits"),  # the join form's address opened as a page: to the join page
@@ -65,6 +66,14 @@ CONTROL_PUBLIC_ROUTES = {
     ("POST", "/api/v1/signup"),
     ("POST", "/api/v1/login-discovery"),
     ("GET", "/api/v1/regions"),
+    ("GET", "/"),  # the pages: landing, signup, finding where to log in (platform/control/pages.py)
+    ("GET", "/signup"),
+    ("POST", "/signup"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/static/{file_path}"),
+    ("HEAD", "/static/{file_path}"),
+    ("OPTIONS", "/static/{file_path}"),
     ("ASGI", "/api/v1/orgs"),  # the gateway: the region authorizes each forwarded call
     ("GET", "/{slug}"),  # browser paths: a redirect to the organisation's region
     ("GET", "/{slug}/{rest}"),
@@ -149,7 +158,8 @@ class Org:
         self.clients: dict[str, httpx.Client] = {"owner": stack.login(base, self.slug, made["owner"]["email"])}
         owner = self.clients["owner"]
         # node_id: the media-node ops routes; org_id: the internal routes.
-        self.ids: dict[str, str] = {"node_id": "eu-relay-1", "org_id": made["organisation_id"]}
+        # "token": a sign-in link's token (/welcome/{token}); Litestar's OPTIONS answer is refused.
+        self.ids: dict[str, str] = {"node_id": "eu-relay-1", "org_id": made["organisation_id"], "token": "no-such"}
         for role in ("admin", "expert", "auditor"):
             member = stack.add_member(owner, self.slug, role)
             self.clients[role] = stack.login(base, self.slug, member["email"])
