@@ -77,9 +77,6 @@ CONTROL_PUBLIC_ROUTES = {
     ("ASGI", "/api/v1/orgs"),  # the gateway: the region authorizes each forwarded call
     ("GET", "/{slug}"),  # browser paths: a redirect to the organisation's region
     ("GET", "/{slug}/{rest}"),
-    ("GET", "/static/{file_path}"),  # the pages' stylesheet, scripts and icon
-    ("HEAD", "/static/{file_path}"),
-    ("OPTIONS", "/static/{file_path}"),
 }
 WS_REFUSALS = {"http 401", "http 403", "close 4401", "close 4403", "close 4404"}
 
