@@ -2,6 +2,8 @@
 // The page's state is in <main data-state="…"> (check | waiting | call | ended | error)
 // and the connection's in data-connection.
 import { CallSession, Log, formatDuration, getLocalMedia, playTestTone, playVideo, watchLevel } from './call.js';
+import { CallControls } from './call-ui.js';
+import { t } from '/static/i18n.js';
 
 const main = document.querySelector('main');
 const $ = (id) => document.getElementById(id);
@@ -31,19 +33,19 @@ const session = new CallSession({
   onConnection: (state) => {
     main.dataset.connection = state;
     const text = {
-      new: 'Connecting to the expert…',
-      connecting: 'Connecting to the expert…',
-      connected: 'Connected · end-to-end encrypted',
-      disconnected: 'The connection is unstable; trying to keep the call…',
-      failed: 'The connection failed; trying again…',
-      closed: 'Disconnected',
-    }[state] || state;
+      new: t('Connecting to the expert…'),
+      connecting: t('Connecting to the expert…'),
+      connected: t('Connected · end-to-end encrypted'),
+      disconnected: t('The connection is unstable; trying to keep the call…'),
+      failed: t('The connection failed; trying again…'),
+      closed: t('Disconnected'),
+    }[state] || t('Connecting to the expert…');
     $('call-status').textContent = text;
     $('overlay').textContent = state === 'connected' ? '' : text;
     if (state === 'connected' && !timer) {
       timer = setInterval(() => {
         const seconds = (Date.now() - session.connectedAt) / 1000;
-        $('call-status').textContent = `Connected · end-to-end encrypted · ${formatDuration(seconds)}`;
+        $('call-status').textContent = t('Connected · end-to-end encrypted · %(duration)s', { duration: formatDuration(seconds) });
       }, 1000);
     }
   },
@@ -140,27 +142,9 @@ $('leave').addEventListener('click', () => {
 });
 $('hangup').addEventListener('click', () => session.hangup());
 
-$('mute').addEventListener('click', (event) => {
-  session.setMuted(!session.muted);
-  pressed(event.currentTarget, session.muted, 'Unmute', 'Mute');
-});
-
-$('camera').addEventListener('click', (event) => {
-  session.setCameraOff(!session.cameraOff);
-  pressed(event.currentTarget, session.cameraOff, 'Camera on', 'Camera off');
-});
-
-$('share').addEventListener('click', async () => {
-  if (session.screenTrack) await session.stopScreenShare();
-  else await session.startScreenShare();
-});
-
-$('sound-on').addEventListener('click', (event) => {
-  const remote = $('remote');
-  remote.muted = false;
-  playVideo(remote);
-  event.currentTarget.hidden = true;
-});
+// In the call: mute, camera, sharing, devices, full screen, what the expert is doing,
+// and the chat (tenants/static/call-ui.js, shared with the expert's page).
+new CallControls(session, { peerFallback: t('The expert') });
 
 session.connect();
 checkDevices().catch((err) => log.add(`device check: ${err && err.message ? err.message : err}`, 'error'));
