@@ -19,6 +19,7 @@ import re
 import secrets
 import stat
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "call_with": "Samtale med {name}",
         "arrival_title": "(1) Noen venter · ",
         "camera_off": "Kameraet er av",
-        "muted": "{name} har slått av mikrofonen",
+        "muted": "{name} er dempet",
         "too_long": "Denne meldingen er for lang (5 KB). En melding kan være på høyst 4 KB",
         "you": "Du",
         "unread": "Chat (1 uleste)",
@@ -138,14 +139,15 @@ def database_holds(stack: Stack, text: str) -> list[str]:
     async def search() -> list[str]:
         tables = await fetch(
             stack.dsns["eu"],
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+            "SELECT quote_ident(table_name) AS name FROM information_schema.tables "
+            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
         )
         found = []
         for row in tables:
-            name = row["table_name"]
-            hits = await fetch(stack.dsns["eu"], f'SELECT count(*) AS n FROM "{name}" t WHERE t::text LIKE $1', f"%{text}%")
-            if hits[0]["n"]:
-                found.append(name)
+            # Each row as text (every column of every table), searched for the text.
+            query = f"SELECT count(*) AS n FROM {row['name']} t WHERE t::text LIKE $1"  # noqa: S608 (names from the catalog)
+            if (await fetch(stack.dsns["eu"], query, f"%{text}%"))[0]["n"]:
+                found.append(row["name"])
         return found
 
     return list(in_thread(search()))
@@ -406,9 +408,12 @@ def test_a_call_with_chat_and_indicators(stack: Stack, browser: Browser, lang: s
     assert wire.sent and not wire.holds(secret)
     assert database_holds(stack, secret) == []
     output = process_output(stack.procs["region eu"].pid)
-    if output is not None:
+    if output is None:
+        warnings.warn("the region's output goes to a terminal or a pipe: not searched for the chat text", stacklevel=1)
+    else:
         assert secret.encode() not in output
-    [visit_id] = [r["visit_id"] for r in in_thread(fetch(stack.dsns["eu"], 'SELECT visit_id FROM "call" WHERE id = $1', uuid.UUID(call_id)))]
+    [call] = in_thread(fetch(stack.dsns["eu"], 'SELECT visit_id FROM "call" WHERE id = $1', uuid.UUID(call_id)))
+    visit_id = call["visit_id"]
     reads = in_thread(
         fetch(
             stack.dsns["eu"],

@@ -56,7 +56,7 @@ def test_a_visit_from_join_to_end(stack: Stack, practice: dict) -> None:  # type
 
     waiting = client.get(f"/api/v1/orgs/{slug}/visits/waiting").json()
     assert [(w["name"], w["phone"], w["room"]) for w in waiting] == [("Kari Nordmann", "+4712345678", "sprechstunde")]
-    assert waiting[0]["phone_display"] == "+47 123 45 678"  # grouped as people write it
+    assert waiting[0]["phone_display"] == "+47 12345678"  # formatted for people (phonenumbers)
     opened = client.get(f"/api/v1/orgs/{slug}/visits/{visit_id}")
     assert opened.status_code == 200 and opened.json()["status"] == "waiting"
 
