@@ -23,6 +23,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -74,6 +75,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "arrival_title": "(1) Someone is waiting · ",
         "camera_off": "Camera is off",
         "muted": "{name} is muted",
+        "sharing": "{name} is sharing their screen",
         "too_long": "This message is too long (5 KB). A message can be at most 4 KB",
         "you": "You",
         "unread": "Chat (1 unread)",
@@ -88,6 +90,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "arrival_title": "(1) Noen venter · ",
         "camera_off": "Kameraet er av",
         "muted": "{name} er dempet",
+        "sharing": "{name} deler skjermen sin",
         "too_long": "Denne meldingen er for lang (5 KB). En melding kan være på høyst 4 KB",
         "you": "Du",
         "unread": "Chat (1 uleste)",
@@ -98,8 +101,33 @@ TEXTS: dict[str, dict[str, str]] = {
         "visitor_header": "Besøkende",
     },
 }
-VISITORS = {"en": ("Ada Lovelace", "AL"), "nb": ("Åse Øvrebø", "ÅØ")}
+VISITORS = {"en": ("Ada Lovelace", "AL"), "nb": ("Åse Øvrebø", "ÅØ"), "de": ("Jürgen Müller", "JM")}
+TEXTS["de"] = {
+    "call_with": "Gespräch mit {name}",
+    "arrival_title": "(1) Jemand wartet · ",
+    "camera_off": "Kamera ist aus",
+    "muted": "{name} ist stummgeschaltet",
+    "sharing": "{name} teilt den Bildschirm",
+    "too_long": "Diese Nachricht ist zu lang (5 KB). Eine Nachricht darf höchstens 4 KB groß sein",
+    "you": "Sie",
+    "unread": "Chat (1 ungelesen)",
+    "notified": "Jemand wartet in {room}",
+    "notify_on": "Sie erhalten eine Desktop-Benachrichtigung, wenn jemand ankommt.",
+    "full_screen": "Vollbild",
+    "exit_full_screen": "Vollbild beenden",
+    "visitor_header": "Besucher",
+}
 ROOM_TITLE = "Consultation with Dr. Berg"
+
+
+@pytest.fixture(autouse=True)
+def patient() -> Iterator[None]:
+    """Two browsers in a call on a shared machine: give each expectation more time."""
+    expect.set_options(timeout=15_000)
+    try:
+        yield
+    finally:
+        expect.set_options(timeout=5_000)
 
 
 @dataclass
@@ -170,6 +198,7 @@ def member_page(browser: Browser, base: str, lang: str, slug: str, member: dict[
     """A logged-in member's page on the dashboard, in ``lang`` (logged in through the API:
     the session cookie lands in the browser context)."""
     page = new_page(browser, base, errors, viewport=DESKTOP)
+    page.context.set_default_timeout(30_000)  # a shared machine may be slow
     page.context.add_init_script(BACKGROUND_TAB)
     page.context.grant_permissions(["camera", "microphone", "notifications"], origin=base)
     login = page.context.request.post(
@@ -177,7 +206,7 @@ def member_page(browser: Browser, base: str, lang: str, slug: str, member: dict[
     )
     assert login.ok, login.text()
     page.goto(f"/{slug}/portal?lang={lang}")
-    expect(page.locator("main")).to_have_attribute("data-live", "true")
+    expect(page.locator("main")).to_have_attribute("data-live", "true", timeout=30_000)
     return page
 
 
@@ -185,6 +214,7 @@ def visitor_page(browser: Browser, base: str, lang: str, join_path: str, name: s
     """A visitor who filled the join form and went through the device check (by the form's
     field names: the words are the visitor pages' own)."""
     page = new_page(browser, base, errors, viewport=DESKTOP)
+    page.context.set_default_timeout(30_000)  # a shared machine may be slow
     page.context.add_init_script(CHANNEL_SPY)
     page.goto(f"{join_path}?lang={lang}")
     page.locator("input[name=name]").fill(name)
@@ -221,7 +251,7 @@ def initials(name: str) -> str:
     return (words[0][0] + words[-1][0]).upper()
 
 
-@pytest.mark.parametrize("lang", ["en", "nb"])
+@pytest.mark.parametrize("lang", ["en", "nb", "de"])
 def test_a_call_with_chat_and_indicators(stack: Stack, browser: Browser, lang: str) -> None:
     words = TEXTS[lang]
     base = stack.region_url("eu")
@@ -242,7 +272,7 @@ def test_a_call_with_chat_and_indicators(stack: Stack, browser: Browser, lang: s
     assert doctor.evaluate("localStorage.getItem('konsil.arrival-sound')") == "on"
     doctor.reload()
     expect(doctor.locator("#sound-toggle")).to_be_checked()
-    expect(doctor.locator("main")).to_have_attribute("data-live", "true")
+    expect(doctor.locator("main")).to_have_attribute("data-live", "true", timeout=30_000)
     title = doctor.title()
     shot(doctor, "dashboard")
 
@@ -358,6 +388,19 @@ def test_a_call_with_chat_and_indicators(stack: Stack, browser: Browser, lang: s
     doctor.locator("#camera").click()
     doctor.locator("#mute").click()
     expect(visitor.locator("#remote-off")).to_be_hidden()
+
+    # Screen sharing: the other side is told who shares, and sees the screen, not the placeholder.
+    visitor.locator("#camera").click()
+    visitor.locator("#share").click()
+    expect(visitor.locator("#share")).to_have_attribute("aria-pressed", "true")
+    expect(doctor.locator("#peer-sharing")).to_have_text(words["sharing"].format(name=visitor_name))
+    expect(placeholder).to_be_hidden()
+    shot(doctor, "visitor-sharing")
+    visitor.locator("#share").click()
+    expect(doctor.locator("#peer-sharing")).to_be_hidden()
+    expect(placeholder).to_be_visible()  # the camera is still off
+    visitor.locator("#camera").click()
+    expect(placeholder).to_be_hidden()
 
     # Another microphone, picked in the call: the call sends the new one (no renegotiation).
     visitor.locator("#devices summary").click()
