@@ -20,10 +20,10 @@ import secrets
 import stat
 import uuid
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -101,22 +101,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "visitor_header": "Besøkende",
     },
 }
-VISITORS = {"en": ("Ada Lovelace", "AL"), "nb": ("Åse Øvrebø", "ÅØ"), "de": ("Jürgen Müller", "JM")}
-TEXTS["de"] = {
-    "call_with": "Gespräch mit {name}",
-    "arrival_title": "(1) Jemand wartet · ",
-    "camera_off": "Kamera ist aus",
-    "muted": "{name} ist stummgeschaltet",
-    "sharing": "{name} teilt den Bildschirm",
-    "too_long": "Diese Nachricht ist zu lang (5 KB). Eine Nachricht darf höchstens 4 KB groß sein",
-    "you": "Sie",
-    "unread": "Chat (1 ungelesen)",
-    "notified": "Jemand wartet in {room}",
-    "notify_on": "Sie erhalten eine Desktop-Benachrichtigung, wenn jemand ankommt.",
-    "full_screen": "Vollbild",
-    "exit_full_screen": "Vollbild beenden",
-    "visitor_header": "Besucher",
-}
+VISITORS = {"en": ("Ada Lovelace", "AL"), "nb": ("Åse Øvrebø", "ÅØ")}
 ROOM_TITLE = "Consultation with Dr. Berg"
 
 
@@ -128,6 +113,16 @@ def patient() -> Iterator[None]:
         yield
     finally:
         expect.set_options(timeout=5_000)
+
+
+@pytest.fixture
+def pages() -> Iterator[list[Page]]:
+    """The pages a test opens; their browser contexts are closed after it (a call left
+    running would slow the next test down)."""
+    opened: list[Page] = []
+    yield opened
+    for page in opened:
+        page.context.close()
 
 
 @dataclass
@@ -251,8 +246,8 @@ def initials(name: str) -> str:
     return (words[0][0] + words[-1][0]).upper()
 
 
-@pytest.mark.parametrize("lang", ["en", "nb", "de"])
-def test_a_call_with_chat_and_indicators(stack: Stack, browser: Browser, lang: str) -> None:
+@pytest.mark.parametrize("lang", ["en", "nb"])
+def test_a_call_with_chat_and_indicators(stack: Stack, browser: Browser, pages: list[Page], lang: str) -> None:
     words = TEXTS[lang]
     base = stack.region_url("eu")
     slug, expert, join_path = org_with_room(stack)
@@ -263,6 +258,7 @@ def test_a_call_with_chat_and_indicators(stack: Stack, browser: Browser, lang: s
 
     # The expert's dashboard, with the arrival sound switched on (a preference of this browser).
     doctor = member_page(browser, base, lang, slug, expert, errors)
+    pages.append(doctor)
     wire.watch(doctor)
     expect(doctor.locator("#waiting-empty")).to_be_visible()
     expect(doctor.locator("#notify")).to_be_hidden()  # notifications were allowed already
@@ -281,6 +277,7 @@ def test_a_call_with_chat_and_indicators(stack: Stack, browser: Browser, lang: s
     visitor_name, visitor_initials = VISITORS[lang]
     doctor.locator("h1").click()  # the expert used the page: the browser lets it play sounds
     visitor = visitor_page(browser, base, lang, join_path, visitor_name, errors)
+    pages.append(visitor)
     wire.watch(visitor)
     waiting = doctor.locator("#waiting li", has_text=visitor_name)
     expect(waiting).to_be_visible()
