@@ -40,12 +40,14 @@ function pressed(button, on, onText, offText) {
 
 export class CallControls {
   /**
-   * options: peerName (the other side's name if this page knows it), peerFallback (how
-   * to call them otherwise: "The expert" / "The visitor").
+   * options: peerName (the other side's name as the server knows it), expectedName (whom
+   * this page expects, until the other side tells its own name over the data channel:
+   * the room's expert), peerFallback (how to call them otherwise: "The expert").
    */
   constructor(session, options = {}) {
     this.session = session;
     this.knownName = options.peerName || null;
+    this.expectedName = options.expectedName || null;
     this.peerFallback = options.peerFallback || t('The other person');
     this.unread = 0;
     this.bind();
@@ -53,7 +55,7 @@ export class CallControls {
 
   /** The other side's name as far as this page knows it. */
   get peerName() {
-    return this.knownName || (this.session.peerState && this.session.peerState.name) || null;
+    return this.knownName || (this.session.peerState && this.session.peerState.name) || this.expectedName;
   }
 
   get peerLabel() {

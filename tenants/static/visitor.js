@@ -183,7 +183,10 @@ $('hangup').addEventListener('click', () => session.hangup());
 
 // In the call: mute, camera, sharing, devices, full screen, what the expert is doing,
 // and the chat (tenants/static/call-ui.js, shared with the expert's page).
-new CallControls(session, { peerFallback: t('The expert') });
+new CallControls(session, {
+  expectedName: document.querySelector('section[data-step="call"]').dataset.expertName || null,
+  peerFallback: t('The expert'),
+});
 
 session.connect();
 checkDevices().catch((err) => log.add(`device check: ${err && err.message ? err.message : err}`, 'error'));
