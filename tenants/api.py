@@ -181,15 +181,18 @@ async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
 
 @get("/calls/today", opt=rule(*EXPERTS, personal_data="call"))
 async def calls_today(request: Req, since: dt.datetime | None = None) -> list[visits.CallOut]:
-    """Today's calls in your rooms, with start, end and duration. ``since`` is the
-    start of the caller's day (the browser's local midnight); default UTC midnight."""
+    """Today's calls in your rooms, with start, end, duration and the visitor's name
+    (each name shown is an access-logged read of the visit). ``since`` is the start of
+    the caller's day (the browser's local midnight); default UTC midnight."""
     principal = _principal(request)
     if since is not None and since.tzinfo is None:
         raise errors.bad_request("since needs a time zone, e.g. 2026-11-28T00:00:00+01:00")
     now = dt.datetime.now(dt.UTC)
     if since is not None and not (now - dt.timedelta(hours=38) <= since <= now):
         raise errors.bad_request("since must be within the last day")
-    return await visits.calls_today(_org(request), principal.id, principal.role, since)
+    return await visits.calls_today(
+        region_of(request), actor_of(request), _org(request), principal.id, principal.role, since
+    )
 
 
 @get("/calls/{call_id:uuid}/receipt", opt=rule("owner", "admin", "expert", "auditor", personal_data="call"))
