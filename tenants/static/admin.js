@@ -110,6 +110,12 @@ export const el = (tag, props = {}, ...children) => {
   return node;
 };
 
+// Dates and times as the server writes them (Babel's en_GB, nb_NO, de_DE, nl_NL).
+const lang = document.documentElement.lang || 'en';
+export const intlLocale = { en: 'en-GB', nb: 'nb-NO', de: 'de-DE', nl: 'nl-NL' }[lang] || lang;
+export const dateTimeText = (iso) =>
+  new Intl.DateTimeFormat(intlLocale, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
+
 // Copy a text to the clipboard; where the browser does not allow it, select the field so
 // the person can copy it themselves.
 export async function copy(text, field) {

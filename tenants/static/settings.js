@@ -1,7 +1,7 @@
 // The organisation's settings page: name, retention, contract end, default language,
 // country (PATCH /api/v1/orgs/{slug}) and the logo (PUT/DELETE …/logo, raw image bytes).
 import { t, formatNumber } from '/static/i18n.js';
-import { $, api, ApiError, badLine, fieldError, main, problemText, say } from '/static/admin.js';
+import { $, api, ApiError, badLine, fieldError, intlLocale, main, problemText, say } from '/static/admin.js';
 
 const errorBox = $('settings-error');
 const noticeBox = $('settings-notice');
@@ -37,8 +37,8 @@ function showDeletion() {
   }
   const day = new Date(`${value}T00:00:00Z`);
   day.setUTCDate(day.getUTCDate() + 90);
-  const date = new Intl.DateTimeFormat(document.documentElement.lang || 'en', { dateStyle: 'long', timeZone: 'UTC' })
-    .format(day);
+  // As the server writes dates: "28 September 2027".
+  const date = new Intl.DateTimeFormat(intlLocale, { dateStyle: 'long', timeZone: 'UTC' }).format(day);
   deletionLine.textContent = $('contract-end').dataset.deletion.replace('%(date)s', date);
 }
 
@@ -97,6 +97,7 @@ form.addEventListener('submit', async (event) => {
       },
     });
     $('org-name').value = saved.name;
+    for (const shown of document.querySelectorAll('.org-name')) shown.textContent = saved.name;
     showRetention();
     showDeletion();
     say(errorBox, noticeBox, { notice: t('The settings are saved.') });

@@ -1,8 +1,8 @@
 // The integrations page: API tokens with what each may do, when it was made and last
 // used; create one with scopes (its value is shown once, here, and never again), revoke
 // one with a confirmation. Through the tenant API (…/tokens).
-import { t, formatDateTime } from '/static/i18n.js';
-import { $, api, ApiError, badLine, copy, el, fieldError, problemText, say } from '/static/admin.js';
+import { t } from '/static/i18n.js';
+import { $, api, ApiError, badLine, copy, dateTimeText, el, fieldError, problemText, say } from '/static/admin.js';
 
 const errorBox = $('tokens-error');
 const noticeBox = $('tokens-notice');
@@ -20,10 +20,8 @@ let tokens = [];
 
 function tokenItem(token) {
   const facts = [
-    el('li', {}, t('Created %(when)s', { when: formatDateTime(new Date(token.created_at)) })),
-    el('li', {}, token.last_used_at
-      ? t('Last used %(when)s', { when: formatDateTime(new Date(token.last_used_at)) })
-      : t('Not used yet')),
+    el('li', {}, t('Created %(when)s', { when: dateTimeText(token.created_at) })),
+    el('li', {}, token.last_used_at ? t('Last used %(when)s', { when: dateTimeText(token.last_used_at) }) : t('Not used yet')),
   ];
   const head = el('h3', {}, token.label);
   if (token.revoked) head.append(' ', el('span', { className: 'badge' }, t('Revoked')));
@@ -31,7 +29,7 @@ function tokenItem(token) {
     'li',
     { className: token.revoked ? 'token revoked' : 'token', dataset: { id: token.id } },
     head,
-    el('p', { className: 'small' }, t('May:')),
+    el('p', { className: 'small muted may' }, t('What it may do')),
     el('ul', { className: 'scopes small' }, ...token.scopes.map((scope) => el('li', {}, words[scope] || scope))),
     el('ul', { className: 'facts-inline muted small' }, ...facts),
   );
