@@ -75,7 +75,7 @@ async def read_organisation(request: Req) -> OrganisationOut:
 
 @patch("/", opt=rule(*MANAGERS))
 async def update_organisation(request: Req, data: OrganisationPatch) -> OrganisationOut:
-    """Change the organisation's name, retention (1–90 days), contract end, the pages'
+    """Change the organisation's name, retention (1 to 90 days), contract end, the pages'
     default language (``locale``: en, nb, de, nl) or its ``country`` (ISO 3166-1 alpha-2:
     the supervisory authority its legal notices name; a region accepts the countries its
     legal texts know, e.g. NO, DK, SE, FI, DE, AT, NL, BE, IE, FR in the EU; empty for none)."""
@@ -210,9 +210,7 @@ async def change_room(request: Req, room_id: uuid.UUID, data: RoomPatch) -> Room
     expert of the organisation (``expert_id``; owners and admins only). Experts change
     their own rooms only. The room's address (``slug``) does not change: links already
     sent keep working."""
-    return await rooms.change(
-        region_of(request), actor_of(request), _principal(request), _org(request), room_id, data
-    )
+    return await rooms.change(region_of(request), actor_of(request), _principal(request), _org(request), room_id, data)
 
 
 @delete(

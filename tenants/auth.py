@@ -288,9 +288,7 @@ async def _from_session(ctx: RegionContext, sid: str, caller: Caller | None) -> 
 
 async def _token_caller(hashed: str) -> _TokenCaller | None:
     row = (
-        await ApiToken.select(
-            ApiToken.id, ApiToken.org_id, ApiToken.scopes, ApiToken.created_by, ApiToken.last_used_at
-        )
+        await ApiToken.select(ApiToken.id, ApiToken.org_id, ApiToken.scopes, ApiToken.created_by, ApiToken.last_used_at)
         .where((ApiToken.token_hash == hashed) & ApiToken.revoked_at.is_null())
         .first()
         .run()

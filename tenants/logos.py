@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import io
 import uuid
-import warnings
 
 import msgspec
 from PIL import Image
@@ -77,20 +76,25 @@ def check(data: bytes) -> Logo:
             )
         raise not_an_image()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[found]) as image:
-                width, height = image.size
-                if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-                    raise errors.AppError(
-                        400,
-                        "image_dimensions",
-                        f"the image is {width} × {height} pixels; a logo may be at most {MAX_SIDE} a side",
-                    )
-                image.load()  # the whole image decodes: not just a plausible header
+        # Opening reads the header only; the size is checked before anything is decoded
+        # (Pillow also warns of, or refuses, a huge picture: the size check refuses both).
+        with Image.open(io.BytesIO(data), formats=[found]) as image:
+            width, height = image.size
+            if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+                raise errors.AppError(
+                    400,
+                    "image_dimensions",
+                    f"the image is {width} x {height} pixels; a logo may be at most {MAX_SIDE} pixels a side",
+                )
+            image.load()  # the whole image decodes: not just a plausible header
     except errors.AppError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
+        # A small file that would decode into a huge picture: refused before decoding.
+        raise errors.AppError(
+            400, "image_dimensions", f"the image has too many pixels; a logo may be at most {MAX_SIDE} pixels a side"
+        ) from None
+    except (OSError, ValueError, SyntaxError):
         # Pillow's ways of saying "not a valid image of this format" (truncated, corrupt).
         raise not_an_image() from None
     return Logo(

@@ -38,7 +38,10 @@ def noisy_png(min_bytes: int) -> bytes:
     return data
 
 
-SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script></svg>'
+SVG = (
+    b'<?xml version="1.0"?>\n'
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script></svg>'
+)
 
 
 @pytest.fixture
@@ -229,7 +232,10 @@ def test_a_room_is_renamed_given_a_welcome_text_and_another_expert(stack: Stack,
         assert answer.status_code == 400, (body, answer.status_code, answer.text)
         assert says in answer.text, (body, answer.text)
     auditor = stack.add_member(client, slug, "auditor")
-    assert stack.login(region, slug, auditor["email"]).patch(f"{rooms}/{room['id']}", json={"title": "A"}).status_code == 403
+    assert (
+        stack.login(region, slug, auditor["email"]).patch(f"{rooms}/{room['id']}", json={"title": "A"}).status_code
+        == 403
+    )
     assert client.patch(f"{rooms}/{uuid.uuid4()}", json={"title": "Gone"}).status_code == 404
     assert client.patch(f"{rooms}/not-a-uuid", json={"title": "Gone"}).status_code in (400, 404)
     # A welcome text of exactly 500 characters fits; surrounding spaces are trimmed.

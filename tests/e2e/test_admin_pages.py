@@ -72,7 +72,7 @@ def translator(lang: str) -> Callable[..., str]:
     def tr(message: str, **params: Any) -> str:
         text = i18n.gettext(lang, message, **params)
         if lang != "en":  # in the merged catalog (some words are the same, e.g. "Expert" in Dutch)
-            assert i18n.translations(lang)._catalog.get(message), f"{message!r} has no {lang} translation"  # noqa: SLF001
+            assert i18n.translations(lang)._catalog.get(message), f"{message!r} has no {lang} translation"
         return text
 
     return tr
@@ -141,7 +141,9 @@ def test_an_owner_runs_the_organisation_from_the_admin_pages(
         tr("Visitor names, phone numbers and call details are deleted %(days)s days after the visit.", days=7)
     )
     page.get_by_label(tr("Contract end")).fill("2027-06-30")
-    expect(page.locator("#contract-deletion")).to_contain_text({"en": "28 September 2027", "nl": "28 september 2027"}[lang])
+    expect(page.locator("#contract-deletion")).to_contain_text(
+        {"en": "28 September 2027", "nl": "28 september 2027"}[lang]
+    )
     page.get_by_label(tr("Default language")).select_option("nb")
     page.get_by_label(tr("Country")).select_option("NO")
     page.get_by_role("button", name=tr("Save the settings")).click()
@@ -180,7 +182,10 @@ def test_an_owner_runs_the_organisation_from_the_admin_pages(
     (tmp_path / "huge.png").write_bytes(big_png())
     refusals = [
         ("letter.png", tr("This file is not an image. Choose a PNG, JPEG or WebP file.")),
-        ("drawing.svg", tr("SVG images are not accepted because they can contain scripts. Choose a PNG, JPEG or WebP file.")),
+        (
+            "drawing.svg",
+            tr("SVG images are not accepted because they can contain scripts. Choose a PNG, JPEG or WebP file."),
+        ),
         ("huge.png", tr("The image is larger than 1 MB. Choose a smaller file.")),
     ]
     for name, message in refusals:
@@ -218,7 +223,9 @@ def test_an_owner_runs_the_organisation_from_the_admin_pages(
     new_room.get_by_label(tr("Name of the room")).fill("Second")
     new_room.get_by_label(tr("Address")).fill("dr-odegard")
     page.get_by_role("button", name=tr("Create the room")).click()
-    expect(page.locator("#room-slug-error")).to_have_text(tr("This address is already used or reserved. Choose another."))
+    expect(page.locator("#room-slug-error")).to_have_text(
+        tr("This address is already used or reserved. Choose another.")
+    )
     expect(item).to_have_count(1)
 
     # Rename and change the welcome text.
@@ -227,7 +234,9 @@ def test_an_owner_runs_the_organisation_from_the_admin_pages(
     page.locator(f"#edit-welcome-{room['id']}").fill("Fijn dat u er bent.")
     page.screenshot(path=str(SHOTS / f"rooms-edit-{lang}.png"), full_page=True)
     item.get_by_role("button", name=tr("Save the changes")).click()
-    expect(page.locator("#rooms-notice")).to_have_text(tr("The room %(title)s is saved.", title="Dr. Ødegård, huisarts"))
+    expect(page.locator("#rooms-notice")).to_have_text(
+        tr("The room %(title)s is saved.", title="Dr. Ødegård, huisarts")
+    )
     expect(page.locator("#rooms li.room h3")).to_have_text("Dr. Ødegård, huisarts")
     changed = owner_api.get(f"/api/v1/orgs/{slug}/rooms/{room['id']}").json()
     assert changed["title"] == "Dr. Ødegård, huisarts" and changed["welcome_text"] == "Fijn dat u er bent."
@@ -241,7 +250,9 @@ def test_an_owner_runs_the_organisation_from_the_admin_pages(
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#rooms li.room").get_by_role("button", name=tr("Delete…")).click()
     expect(page.locator("#rooms li.room")).to_have_count(0)
-    expect(page.locator("#rooms-notice")).to_have_text(tr("The room %(title)s is deleted.", title="Dr. Ødegård, huisarts"))
+    expect(page.locator("#rooms-notice")).to_have_text(
+        tr("The room %(title)s is deleted.", title="Dr. Ødegård, huisarts")
+    )
     assert owner_api.get(f"/api/v1/orgs/{slug}/rooms/{room['id']}").status_code == 404
 
     # --- integration tokens ------------------------------------------------------------------
@@ -288,7 +299,9 @@ def test_experts_see_their_own_rooms_and_no_settings(stack: Stack, browser: Brow
     slug = made["slug"]
     owner_api = stack.login(base, slug, made["owner"]["email"])
     expert = stack.add_member(owner_api, slug, "expert")
-    assert owner_api.post(f"/api/v1/orgs/{slug}/rooms", json={"slug": "owner-room", "title": "Owner's"}).status_code == 201
+    assert (
+        owner_api.post(f"/api/v1/orgs/{slug}/rooms", json={"slug": "owner-room", "title": "Owner's"}).status_code == 201
+    )
     mine = owner_api.post(
         f"/api/v1/orgs/{slug}/rooms", json={"slug": "expert-room", "title": "Expert's", "expert_id": expert["id"]}
     ).json()
