@@ -42,6 +42,7 @@ from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
 from konsil.regions.tasks import CeleryRunner, start_in_process
 from konsil.tenants import login_index
+from konsil.tenants.admin_pages import admin_pages_router
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
 from konsil.tenants.login_pages import login_router
@@ -179,6 +180,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             region_login_router,
             login_router,
             pages_router,
+            admin_pages_router,
             internal_router,
             visitor_router,
             network_test_router,
