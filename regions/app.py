@@ -33,6 +33,7 @@ from konsil.platform.core.db_errors import DATABASE_UNAVAILABLE_HANDLERS
 from konsil.platform.core.errors import EXCEPTION_HANDLERS
 from konsil.platform.core.keys.provider import KeyDestroyed, KeyProvider, KeyUnavailable, UnwrapRefused
 from konsil.platform.core.keys.region_signing import SigningUnavailable
+from konsil.platform.core.mail import NoMailer
 from konsil.platform.core.openapi import document_errors
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
@@ -42,8 +43,11 @@ from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
 from konsil.regions.tasks import CeleryRunner, start_in_process
 from konsil.tenants import login_index
+from konsil.tenants.account_pages import account_router
+from konsil.tenants.admin_members import members_pages_router
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
+from konsil.tenants.invitations_api import invitations_router
 from konsil.tenants.network_test_api import network_test_router
 from konsil.tenants.pages import pages_router
 from konsil.tenants.signaling import SOCKETS
@@ -143,6 +147,8 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         await container.start(ctx)
         if ctx.network_tests.unavailable:
             log.warning("region %s: %s", region.id, ctx.network_tests.unavailable)
+        if isinstance(ctx.mail, NoMailer):
+            log.warning("region %s: invitations and password resets go %s", region.id, ctx.mail.description)
         consumer = HeartbeatConsumer(registry, region.broker_url).start() if registry else None
         if registry:
             try:
@@ -175,6 +181,9 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             org_router,
             region_login_router,
             pages_router,
+            account_router,
+            members_pages_router,
+            invitations_router,
             internal_router,
             visitor_router,
             network_test_router,

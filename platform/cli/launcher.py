@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from konsil.platform.cli.migrations import migrate_all
+from konsil.platform.core.mail import outbox_folder
 from konsil.platform.core.settings import Settings, dump_settings, load_settings
 
 DEFAULT_REGIONS = (("eu", "EU/EEA (GDPR)"), ("us", "United States (HIPAA)"))
@@ -70,7 +71,17 @@ def _write_private(path: Path, text: str) -> None:
 
 # What konsil up keeps in its data directory (a folder chosen by hand may hold other things,
 # which the folder's own 0700 then keeps from others without changing their modes).
-KONSIL_FILES = ("konsil.toml", "*.db", "*.db-*", "demo.json", DEMO_LOGINS, "run", "keyring-*", "celerybeat-*")
+KONSIL_FILES = (
+    "konsil.toml",
+    "*.db",
+    "*.db-*",
+    "demo.json",
+    DEMO_LOGINS,
+    "run",
+    "keyring-*",
+    "celerybeat-*",
+    "outbox-*",
+)
 
 
 def make_private(root: Path, settings: Settings | None = None, echo: Any = print) -> None:
@@ -245,6 +256,17 @@ def demo_login_lines(seeded: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def mail_lines(settings: Settings) -> list[str]:
+    """Where each region's mails go when it has no SMTP server: invitations and password
+    resets are written as .eml files there, to open with any mail program."""
+    lines = []
+    for region in settings.regions:
+        folder = outbox_folder(settings, region)
+        if folder is not None:
+            lines.append(f"  mail of {region.id:<6}  written to {folder.resolve()}/ (no SMTP server configured)")
+    return lines
+
+
 def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = print) -> int:
     os.umask(PRIVATE_UMASK)  # before the first file: the config, the databases, the keyrings
     settings, root = resolve_settings(config, data_dir, port)
@@ -268,6 +290,8 @@ def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = pri
         echo(f"  control plane   {control.public_url}   (API docs: {control.public_url.rstrip('/')}/schema)")
         for region in settings.regions:
             echo(f"  region {region.id:<8} {region.public_url}   {region.jurisdiction}")
+        for line in mail_lines(settings):
+            echo(line)
         if demo:
             lines = demo_login_lines(seed_demo(settings, root))
             for line in ["", *lines[:-1]]:
