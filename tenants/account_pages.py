@@ -152,7 +152,7 @@ async def reset_ask(request: Req, data: Annotated[ResetAskForm, Form]) -> Templa
 
 
 def _reset_link_page(request: Req, token: str, state: str, status: int = 200, **context: Any) -> Template:
-    if state != "valid" and status == 200:
+    if state not in ("valid", "done") and status == 200:
         status = 404 if state == "unknown" else 410
     return _page(request, "password_reset_new.html", RESET_PATH, status, state=state, token=token, **context)
 
