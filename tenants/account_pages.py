@@ -30,7 +30,7 @@ from konsil.tenants import invitations, password_reset
 from konsil.tenants.actors import source_address
 from konsil.tenants.api import session_cookie
 from konsil.tenants.auth import start_session
-from konsil.tenants.mails import ROLE_NAMES
+from konsil.tenants.mails import ROLE_LABELS
 from konsil.tenants.schemas import PASSWORD_PATTERN, Email, PersonName
 
 FORM_CSRF_COOKIE = "konsil_form_csrf"
@@ -202,7 +202,7 @@ def _invitation_page(
         state=state,
         token=token,
         org_name=org.name if org else "",
-        role_name=ROLE_NAMES.get(invitation.role, "") if invitation else "",
+        role_name=ROLE_LABELS.get(invitation.role, "") if invitation else "",
         access_expires_at=invitation.access_expires_at if invitation else None,
         email=opened.email,
         values=context.pop("values", AcceptForm()),
@@ -253,7 +253,9 @@ async def invitation_accept(request: Req, token: str, data: Annotated[AcceptForm
             return _invitation_page(request, token, opened, state="ended")
         raise
     cookie, _csrf = await start_session(ctx, member, source_address(request))
-    return Redirect(f"/{org.slug}/portal", status_code=303, cookies=[session_cookie(ctx, request, cookie)])
+    # The portal goes on in the language the person accepted in (only the language is kept).
+    language = Cookie(key=i18n.LANG_COOKIE, value=locale_of(request), path="/", max_age=365 * 24 * 3600, samesite="lax")
+    return Redirect(f"/{org.slug}/portal", status_code=303, cookies=[session_cookie(ctx, request, cookie), language])
 
 
 account_router = Router(

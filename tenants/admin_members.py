@@ -31,6 +31,7 @@ from konsil.tenants import invitations, members, records
 from konsil.tenants.actors import actor_of
 from konsil.tenants.auth import Principal
 from konsil.tenants.invitations import InvitationIn
+from konsil.tenants.mails import ROLE_LABELS
 from konsil.tenants.pages import CsrfForm
 from konsil.tenants.schemas import Email, MemberPatch
 from konsil.tenants.tables import Member
@@ -40,12 +41,6 @@ Form = Body(media_type=RequestEncodingType.URL_ENCODED)
 PAGE = {**rule(*MANAGERS, personal_data="member"), "page": True}
 FORM = {**PAGE, "csrf": "form"}
 
-ROLE_LABELS = {
-    "owner": N_("Owner"),
-    "admin": N_("Administrator"),
-    "expert": N_("Expert"),
-    "auditor": N_("Auditor"),
-}
 NOTICES = {
     "invited": N_("The invitation was sent."),
     "resent": N_("The invitation was sent again with a new link. The previous link no longer works."),
@@ -75,6 +70,8 @@ IN_WORDS = {
 SOMETHING_WRONG = N_("That did not work. Reload the page and try again.")
 ACCESS_END = N_("Choose the last day of the auditor's access: a day within the coming year.")
 FORM_EXPIRED = N_("Your form expired. Reload the page and try again.")
+# What a change that was refused comes back with (``?error=``: a code, never personal data).
+ERRORS = {**IN_WORDS, "access_end": ACCESS_END, "form_expired": FORM_EXPIRED, "failed": SOMETHING_WRONG}
 
 
 class InviteForm(msgspec.Struct):
@@ -155,6 +152,8 @@ async def _render(
     shown = await members.list_members(ctx, actor, org)
     pending = await invitations.list_pending(ctx, actor, org)
     done = request.query_params.get("done", "") if status == 200 and not error else ""
+    if status == 200 and not error:
+        error = ERRORS.get(request.query_params.get("error", ""))
     today = clock.now().date()
     values = invite_values or InviteForm(language=locale_of(request))
     return Template(
@@ -186,17 +185,37 @@ def _done(request: Req, what: str, anchor: str = "") -> Redirect:
     return Redirect(f"/{_org(request).slug}/portal/members?done={what}{anchor}", status_code=303)
 
 
-def _in_words(exc: errors.AppError) -> str:
+def _error_code(exc: errors.AppError) -> str:
     if exc.code in IN_WORDS:
-        return IN_WORDS[exc.code]
+        return exc.code
     if exc.status == 400 and "access_expires_at" in exc.message:
-        return ACCESS_END
-    return SOMETHING_WRONG
+        return "access_end"
+    return "failed"
+
+
+def _in_words(exc: errors.AppError) -> str:
+    return ERRORS[_error_code(exc)]
+
+
+def _refused(request: Req, code: str) -> Redirect:
+    """Back to the page, saying why (after a post, so that reloading or choosing another
+    language does not send the form again)."""
+    return Redirect(f"/{_org(request).slug}/portal/members?error={code}", status_code=303)
 
 
 @get("/{slug:str}/portal/members", opt=PAGE, include_in_schema=False)
 async def members_page(request: Req) -> Template:
     return await _render(request)
+
+
+@get("/{slug:str}/portal/members/invite", opt=PAGE, include_in_schema=False)
+async def invite_page(request: Req) -> Redirect:
+    """Where the invite form's answer lives: opened again (another language, a reload
+    after the answer), it is the members page."""
+    lang = request.query_params.get("lang", "")
+    return Redirect(
+        f"/{_org(request).slug}/portal/members" + (f"?lang={lang}" if lang in LOCALES else ""), status_code=303
+    )
 
 
 @post("/{slug:str}/portal/members/invite", opt=FORM, include_in_schema=False)
@@ -239,7 +258,7 @@ async def invite_submit(request: Req, data: Annotated[InviteForm, Form]) -> Resp
 @post("/{slug:str}/portal/invitations/{invitation_id:uuid}/resend", opt=FORM, include_in_schema=False)
 async def resend_submit(request: Req, invitation_id: uuid.UUID, data: Annotated[CsrfForm, Form]) -> Response[Any]:
     if not _csrf_ok(request, data.csrf):
-        return await _render(request, status=403, error=FORM_EXPIRED)
+        return _refused(request, "form_expired")
     ctx, org = region_of(request), _org(request)
     try:
         ctx.limits.invitation(org.id)
@@ -247,35 +266,35 @@ async def resend_submit(request: Req, invitation_id: uuid.UUID, data: Annotated[
     except errors.AppError as exc:
         if exc.status >= 500:
             raise
-        return await _render(request, status=exc.status, error=_in_words(exc))
+        return _refused(request, _error_code(exc))
     return _done(request, "resent" if made.mail_sent else "resent_unsent", "#invitations")
 
 
 @post("/{slug:str}/portal/invitations/{invitation_id:uuid}/revoke", opt=FORM, include_in_schema=False)
 async def revoke_submit(request: Req, invitation_id: uuid.UUID, data: Annotated[CsrfForm, Form]) -> Response[Any]:
     if not _csrf_ok(request, data.csrf):
-        return await _render(request, status=403, error=FORM_EXPIRED)
+        return _refused(request, "form_expired")
     try:
         await invitations.revoke(region_of(request), actor_of(request), _org(request), invitation_id)
     except errors.AppError as exc:
         if exc.status >= 500:
             raise
-        return await _render(request, status=exc.status, error=_in_words(exc))
+        return _refused(request, _error_code(exc))
     return _done(request, "revoked", "#invitations")
 
 
 @post("/{slug:str}/portal/members/{member_id:uuid}/role", opt=FORM, include_in_schema=False)
 async def role_submit(request: Req, member_id: uuid.UUID, data: Annotated[RoleForm, Form]) -> Response[Any]:
     if not _csrf_ok(request, data.csrf):
-        return await _render(request, status=403, error=FORM_EXPIRED)
+        return _refused(request, "form_expired")
     ctx, org = region_of(request), _org(request)
     if data.role not in ("owner", "admin", "expert", "auditor"):
-        return await _render(request, status=400, error=SOMETHING_WRONG)
+        return _refused(request, "failed")
     patch = MemberPatch(role=data.role)  # type: ignore[arg-type]
     if data.role == "auditor":
         end = access_end(data.access_until, data.tz_offset, clock.now())
         if end is None:
-            return await _render(request, status=400, error=ACCESS_END)
+            return _refused(request, "access_end")
         patch = MemberPatch(role="auditor", access_expires_at=end)
     current = await Member.select(Member.role).where((Member.id == member_id) & (Member.org_id == org.id)).first().run()
     if current is not None and current["role"] == data.role and data.role != "auditor":
@@ -285,20 +304,20 @@ async def role_submit(request: Req, member_id: uuid.UUID, data: Annotated[RoleFo
     except errors.AppError as exc:
         if exc.status >= 500:
             raise
-        return await _render(request, status=exc.status, error=_in_words(exc))
+        return _refused(request, _error_code(exc))
     return _done(request, "role")
 
 
 @post("/{slug:str}/portal/members/{member_id:uuid}/remove", opt=FORM, include_in_schema=False)
 async def remove_submit(request: Req, member_id: uuid.UUID, data: Annotated[CsrfForm, Form]) -> Response[Any]:
     if not _csrf_ok(request, data.csrf):
-        return await _render(request, status=403, error=FORM_EXPIRED)
+        return _refused(request, "form_expired")
     try:
         await members.remove(region_of(request), actor_of(request), _org(request).id, member_id)
     except errors.AppError as exc:
         if exc.status >= 500:
             raise
-        return await _render(request, status=exc.status, error=_in_words(exc))
+        return _refused(request, _error_code(exc))
     if member_id == _principal(request).id:  # they removed themselves: their session is gone
         return Redirect("/login", status_code=303)
     return _done(request, "removed")
@@ -306,5 +325,5 @@ async def remove_submit(request: Req, member_id: uuid.UUID, data: Annotated[Csrf
 
 members_pages_router = Router(
     path="/",
-    route_handlers=[members_page, invite_submit, resend_submit, revoke_submit, role_submit, remove_submit],
+    route_handlers=[members_page, invite_page, invite_submit, resend_submit, revoke_submit, role_submit, remove_submit],
 )

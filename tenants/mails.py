@@ -13,11 +13,12 @@ from konsil.platform.core.mail import Mail
 from konsil.platform.pages import i18n
 from konsil.platform.pages.i18n import N_
 
-ROLE_NAMES = {
-    "owner": N_("owner"),
-    "admin": N_("administrator"),
-    "expert": N_("expert"),
-    "auditor": N_("auditor"),
+# The roles as people read them, on the pages and in the mails.
+ROLE_LABELS = {
+    "owner": N_("Owner"),
+    "admin": N_("Administrator"),
+    "expert": N_("Expert"),
+    "auditor": N_("Auditor"),
 }
 
 
@@ -61,10 +62,12 @@ def invitation(
     def t(message: str, **params: str) -> str:
         return i18n.gettext(language, message, **params)
 
-    role_name = t(ROLE_NAMES.get(role, role))
+    role_name = t(ROLE_LABELS.get(role, role))
     paragraphs = [
         t(N_("Hello,")),
-        t(N_("You have been invited to join %(org)s on Konsil as %(role)s."), org=org_name, role=role_name),
+        t(N_("You have been invited to join %(org)s on Konsil."), org=org_name)
+        + " "
+        + t(N_("Your role: %(role)s."), role=role_name),
     ]
     if access_expires_at is not None:
         paragraphs.append(t(N_("Your access as an auditor ends on %(date)s."), date=when(access_expires_at, language)))

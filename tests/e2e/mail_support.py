@@ -35,14 +35,14 @@ class Received:
     def text(self) -> str:
         body = self.message.get_body(("plain",))
         assert body is not None
-        content: str = body.get_content()  # type: ignore[attr-defined]
+        content: str = body.get_content()
         return content
 
     @property
     def html(self) -> str:
         body = self.message.get_body(("html",))
         assert body is not None
-        content: str = body.get_content()  # type: ignore[attr-defined]
+        content: str = body.get_content()
         return content
 
     def link(self, kind: str) -> str:

@@ -49,6 +49,12 @@ PUBLIC_ROUTES = {
     ("POST", "/login"),
     ("GET", "/{slug}/{room_slug}"),  # a room's join link
     ("POST", "/{slug}/{room_slug}/visits"),  # the join form
+    ("GET", "/password-reset"),  # asking for a password-reset link by e-mail
+    ("POST", "/password-reset"),
+    ("GET", "/password-reset/{token}"),  # the link from the mail: choosing the new password
+    ("POST", "/password-reset/{token}"),
+    ("GET", "/invitations/{token}"),  # an invitation's link: the invited person joins
+    ("POST", "/invitations/{token}"),
     ("GET", "/static/{file_path}"),
     ("HEAD", "/static/{file_path}"),
     ("OPTIONS", "/static/{file_path}"),  # Litestar's own, public with its router

@@ -229,7 +229,7 @@ def test_invitations_by_api_sealed_logged_and_mailed_in_their_language(
     assert body["email"] == email and body["role"] == "expert" and body["mail_sent"] is True
     [received] = mail.wait_for(email)
     assert received.message["Subject"] == f"Einladung zu Praxis {slug} bei Konsil"
-    assert "als Fachperson" in received.text and "Hallo," in received.text
+    assert "Ihre Rolle: Fachperson." in received.text and "Hallo," in received.text
     token = received.link("invitations").rsplit("/", 1)[1]
     [row] = db(
         stack,

@@ -15,6 +15,7 @@ import ssl
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +233,9 @@ async def test_the_embedded_default_writes_mails_to_its_outbox(tmp_path: Path) -
     [written] = list((tmp_path / "outbox-eu").glob("*.eml"))
     assert stat.S_IMODE(written.stat().st_mode) == 0o600 and stat.S_IMODE(written.parent.stat().st_mode) == 0o700
     message = email.message_from_bytes(written.read_bytes(), policy=email.policy.default)
-    assert message["To"] == RECIPIENT and "Åpne lenken" in message.get_body(("plain",)).get_content()
+    assert isinstance(message, EmailMessage)
+    plain = message.get_body(("plain",))
+    assert message["To"] == RECIPIENT and plain is not None and "Åpne lenken" in plain.get_content()
     # konsil up says where.
     assert mail_lines(settings) == [
         f"  mail of eu      written to {(tmp_path / 'outbox-eu').resolve()}/ (no SMTP server configured)"
