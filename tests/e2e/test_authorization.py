@@ -185,6 +185,12 @@ class Org:
         dsr = owner.post(f"/api/v1/orgs/{self.slug}/dsr", json={"kind": "access", "email": "subject@authz.example"})
         assert dsr.status_code == 201, dsr.text
         self.ids["dsr_id"] = dsr.json()["id"]
+        invited = owner.post(
+            f"/api/v1/orgs/{self.slug}/invitations", json={"email": "invitee@authz.example", "role": "expert"}
+        )
+        assert invited.status_code == 201, invited.text
+        self.ids["invitation_id"] = invited.json()["id"]
+        self.ids["token"] = "not-a-real-link"  # the public invitation and password-reset pages
         self.ids["test_id"] = asyncio.run(stored_network_test_result(stack.dsns["eu"], self.slug))
         control_id = next(c.id for c in load_catalogs()["gdpr"].controls if c.attestation is not None)
         signed = owner.post(
