@@ -5,8 +5,8 @@ person opens a one-time link, chooses their name and password and is in.
   7 days, until it is revoked; sending it again makes a new link (the old one stops).
 - The e-mail address is personal data: sealed with the organisation's key (with a blind
   index to refuse a second invitation of the same address), read only by managers with
-  an access-log entry per invitation shown, and cleared once the invitation is accepted
-  or revoked. Old rows go after ``KEEP_USED``.
+  an access-log entry per invitation shown, and cleared once the invitation is accepted,
+  revoked or has expired (``tidy``). Old rows go after ``KEEP_USED``.
 - Who may invite whom follows the members' rules (``members.check_grant``): only an
   owner invites an admin or an auditor, an auditor always with an end of access.
 - A mail that cannot be sent loses nothing: the invitation stays, marked as not mailed,
@@ -103,17 +103,40 @@ def _pending(org_id: uuid.UUID, now: dt.datetime) -> Combinable:
     )
 
 
-async def _prune(org_id: uuid.UUID, now: dt.datetime) -> None:
-    """Invitations of the organisation that ended more than ``KEEP_USED`` ago go."""
+# Who clears what an ended invitation held, in the access log.
+TIDY = Actor("system:retention", "system", "system", "local", "invitation ended: its e-mail address removed")
+
+
+async def tidy(ctx: RegionContext) -> int:
+    """An invitation that expired keeps no e-mail address (its link no longer works, and
+    nobody sees it again): cleared, each with an access-log entry. Invitations that ended
+    more than ``KEEP_USED`` ago go. Run every few minutes by the region service; how many
+    addresses were cleared."""
+    now = clock.now()
+    expired = (
+        await Invitation.select(Invitation.id, Invitation.org_id)
+        .where(Invitation.email.is_not_null() & (Invitation.expires_at <= now))
+        .run()
+    )
+    for row in expired:
+        async with database.transaction(ctx.engine):
+            await (
+                Invitation.update({Invitation.email: None, Invitation.email_index: None})
+                .where(Invitation.id == row["id"])
+                .run()
+            )
+            await record(ctx, TIDY, row["org_id"], "delete", "invitation", row["id"], subject(row["id"]))
     old = now - KEEP_USED
     await (
         Invitation.delete()
         .where(
-            (Invitation.org_id == org_id)
-            & ((Invitation.expires_at < old) | (Invitation.accepted_at < old) | (Invitation.revoked_at < old))
+            (Invitation.expires_at < old)
+            | (Invitation.accepted_at < old)
+            | (Invitation.revoked_at < old)
         )
         .run()
     )
+    return len(expired)
 
 
 async def _mail(
@@ -179,7 +202,6 @@ async def create(
             raise members.already_member()
         if await Invitation.exists().where(_pending(org.id, now) & (Invitation.email_index == index)).run():
             raise already_invited()
-        await _prune(org.id, now)
         invitation = records.Invitation(
             id=invitation_id,
             org_id=org.id,

@@ -71,7 +71,6 @@ async def send_links(ctx: RegionContext, email: str, language: str, source_addre
         log.warning("password-reset mails for one address are over their limit; none sent")
         return 0
     now = clock.now()
-    await PasswordReset.delete().where(PasswordReset.expires_at < now - KEEP_USED).run()
     lookup = email_lookup(ctx.discovery_key, email)
     found = [records.Member.of(row) for row in await Member.select().where(Member.email_lookup == lookup).run()]
     sent = 0
@@ -112,6 +111,11 @@ async def _send_link(ctx: RegionContext, member: records.Member, language: str, 
         log.warning("a password-reset link of organisation %s could not be mailed", org.id)
         return 0
     return 1
+
+
+async def tidy() -> None:
+    """Links that ended more than ``KEEP_USED`` ago go (run by the region service)."""
+    await PasswordReset.delete().where(PasswordReset.expires_at < clock.now() - KEEP_USED).run()
 
 
 class Opened(msgspec.Struct, frozen=True, kw_only=True):

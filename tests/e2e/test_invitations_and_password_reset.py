@@ -26,7 +26,7 @@ from litestar.testing import AsyncTestClient
 from konsil.platform.core.settings import RegionLimits
 from konsil.regions.app import create_region_app
 from konsil.regions.tables import REGION_TABLES
-from tests.conftest import Stack, auditor_access_until, bindings_restored, fetch
+from tests.conftest import Stack, auditor_access_until, bindings_restored, fetch, wait_until_async
 from tests.e2e.mail_support import MailServer, mail_stack
 
 pytestmark = pytest.mark.e2e
@@ -374,3 +374,27 @@ def test_a_mail_that_cannot_be_sent_loses_nothing(stack: Stack, mail: MailServer
     assert resent.status_code == 200 and resent.json()["mail_sent"] is True
     link = mail.wait_for(email)[0].link("invitations")
     assert accept(link, "Finally Here").status_code == 303
+
+
+async def test_an_expired_invitation_keeps_no_email_address(
+    stack: Stack, mail: MailServer, org: dict[str, Any]
+) -> None:
+    client, slug = org["client"], org["slug"]
+    email = f"expiring-{uuid.uuid4().hex[:6]}@praxis.example"
+    made = client.post(f"/api/v1/orgs/{slug}/invitations", json={"email": email, "role": "expert"})
+    assert made.status_code == 201, made.text
+    invitation_id = uuid.UUID(made.json()["id"])
+    dsn = stack.dsns["eu"]
+    await fetch(dsn, "UPDATE invitation SET expires_at = now() - interval '1 second' WHERE id = $1", invitation_id)
+
+    async def cleared() -> bool:
+        [row] = await fetch(dsn, "SELECT email, email_index FROM invitation WHERE id = $1", invitation_id)
+        return row["email"] is None and row["email_index"] is None
+
+    assert not await cleared()
+    # A region service (here one in this process) tidies ended links from its start on.
+    with bindings_restored(REGION_TABLES):
+        async with AsyncTestClient(create_region_app(stack.settings.for_region("eu"))):
+            await wait_until_async(cleared, "the expired invitation's e-mail address to be cleared")
+    entries = await fetch(dsn, "SELECT actor, action FROM access_log_entry WHERE object_id = $1", str(invitation_id))
+    assert ("system:retention", "delete") in [(e["actor"], e["action"]) for e in entries]
