@@ -129,11 +129,7 @@ async def tidy(ctx: RegionContext) -> int:
     old = now - KEEP_USED
     await (
         Invitation.delete()
-        .where(
-            (Invitation.expires_at < old)
-            | (Invitation.accepted_at < old)
-            | (Invitation.revoked_at < old)
-        )
+        .where((Invitation.expires_at < old) | (Invitation.accepted_at < old) | (Invitation.revoked_at < old))
         .run()
     )
     return len(expired)
