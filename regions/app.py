@@ -15,7 +15,6 @@ from litestar import Litestar, Request, Response, Router
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
@@ -24,6 +23,7 @@ from konsil.compliance.attestations.api import attestations_router
 from konsil.compliance.dsr.api import dsr_router
 from konsil.compliance.reports.api import reports_router
 from konsil.compliance.retention.api import retention_router
+from konsil.media_nodes.network_test.service import no_relay_notice
 from konsil.media_nodes.ops_api import ops_router
 from konsil.media_nodes.registry import HeartbeatConsumer
 from konsil.media_nodes.registry_store import sync_registry
@@ -38,7 +38,7 @@ from konsil.platform.core.openapi import document_errors
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
-from konsil.platform.pages import i18n, rendering
+from konsil.platform.pages import api_docs, i18n, rendering
 from konsil.regions import container
 from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
@@ -49,6 +49,7 @@ from konsil.tenants.admin_members import members_pages_router
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
 from konsil.tenants.invitations_api import invitations_router
+from konsil.tenants.login_pages import login_router
 from konsil.tenants.network_test_api import network_test_router
 from konsil.tenants.pages import pages_router
 from konsil.tenants.signaling import SOCKETS
@@ -163,6 +164,8 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         await container.start(ctx)
         if ctx.network_tests.unavailable:
             log.warning("region %s: %s", region.id, ctx.network_tests.unavailable)
+        if no_relay := no_relay_notice(ctx):  # konsil up says it in its own words
+            log.log(logging.INFO if settings.mode == "embedded" else logging.WARNING, no_relay)
         if isinstance(ctx.mail, NoMailer):
             log.warning("region %s: invitations and password resets go %s", region.id, ctx.mail.description)
         consumer = HeartbeatConsumer(registry, region.broker_url).start() if registry else None
@@ -198,6 +201,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             healthz,
             org_router,
             region_login_router,
+            login_router,
             pages_router,
             account_router,
             members_pages_router,
@@ -234,11 +238,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         ),
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title=f"Konsil region {region.id}",
-            version="1",
-            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}, include_in_schema=False),
-        ),
+        openapi_config=api_docs.openapi_config(f"Konsil region {region.id}"),
         template_config=rendering.template_config(TEMPLATES),
         logging_config=LOGGING,
         before_request=_authorized_and_strict,

@@ -9,7 +9,7 @@ import msgspec
 
 from konsil.platform.core import database, errors
 from konsil.platform.core.region import RegionContext
-from konsil.tenants import members, records
+from konsil.tenants import members, records, welcome
 from konsil.tenants.actors import Actor, record
 from konsil.tenants.schemas import CreatedOrganisation, MemberIn, NewOrganisation, OrganisationOut, OrganisationPatch
 from konsil.tenants.tables import Organisation
@@ -46,12 +46,20 @@ async def create(ctx: RegionContext, actor: Actor, new: NewOrganisation) -> Crea
     )
     async with database.transaction(ctx.engine):
         await Organisation.insert(
-            Organisation(id=new.id, slug=new.slug, name=new.name, retention_days=new.retention_days)
+            Organisation(
+                id=new.id,
+                slug=new.slug,
+                name=new.name,
+                retention_days=new.retention_days,
+                locale=new.locale,
+                country=new.country,
+            )
         ).run()
         await ctx.keys.provision(new.id)
         # The control plane records the owner's login-index entry from the answer.
         owner = await members.insert(ctx, actor, new.id, first)
-    return CreatedOrganisation(new.id, new.slug, owner.id, owner.email_lookup)
+        welcome_token = await welcome.issue(new.id, owner.id)
+    return CreatedOrganisation(new.id, new.slug, owner.id, owner.email_lookup, welcome_token)
 
 
 async def update(

@@ -146,6 +146,16 @@ class MemberSession(Table, tablename="member_session"):
     last_seen_at = Timestamptz(default=TimestamptzNow())
 
 
+class WelcomeToken(Table, tablename="welcome_token"):
+    """A new owner's one-time sign-in link after signup (tenants/welcome.py): only its
+    SHA-256 is kept; it opens one session, once, within minutes."""
+
+    token_hash = Varchar(length=64, primary_key=True)
+    org_id = UUID(index=True)
+    member_id = UUID()
+    expires_at = Timestamptz(index=True)
+
+
 class Visit(Table, tablename="visit"):
     """One visitor's visit to a room. It stands alone: no visitor profile links
     visits (P8). Deleted with its calls and telemetry after the organisation's
@@ -249,6 +259,7 @@ TENANT_TABLES: list[type[Table]] = [
     OrganisationLogo,
     ApiToken,
     MemberSession,
+    WelcomeToken,
     Visit,
     Call,
     CallTelemetry,

@@ -17,11 +17,10 @@ from litestar import Litestar, Request, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from konsil.platform.control import discovery, signup
+from konsil.platform.control import discovery, pages, signup
 from konsil.platform.control.context import ControlContext, new_client, new_gateway_pool
 from konsil.platform.control.gateway import Directory, browser_redirect, forward
 from konsil.platform.control.tables import CONTROL_TABLES, RegionRecord
@@ -35,7 +34,7 @@ from konsil.platform.core.ratelimit import RateLimit
 from konsil.platform.core.settings import ControlPlaneSettings
 from konsil.platform.core.signing import Verifier
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
-from konsil.platform.pages import i18n, rendering
+from konsil.platform.pages import api_docs, i18n, rendering
 
 Req = Request[Any, Any, Any]
 CONTROL = Path(__file__).resolve().parent
@@ -88,10 +87,25 @@ async def org_removed_route(request: Req, data: discovery.OrgRemoved) -> dict[st
     return await discovery.org_removed(request.scope["state"]["signed_by"], data)
 
 
+@post("/login-discovery", status_code=HTTP_200_OK, opt=INTERNAL)
+async def region_discovery_route(request: Req, data: discovery.DiscoveryIn) -> discovery.PlacesOut:
+    """A region's login page asks where else an address logs in (after a failed login
+    there): the public discovery's answer, limited per e-mail address as it is."""
+    ctx: ControlContext = request.app.state.control
+    ctx.discoveries_per_email.hit(normalise_email(data.email))
+    return await discovery.places_for(ctx, data)
+
+
+@get("/regions", opt=INTERNAL)
+async def region_places_route(request: Req) -> discovery.PlacesOut:
+    """Every region's address: where a region's login page may send a person."""
+    return discovery.every_place(request.app.state.control)
+
+
 internal_router = Router(
     path="/internal/v1",
     guards=[signed_by_region],
-    route_handlers=[login_index_route, org_removed_route],
+    route_handlers=[login_index_route, org_removed_route, region_discovery_route, region_places_route],
     include_in_schema=False,
 )
 
@@ -159,6 +173,7 @@ def create_control_app(settings: ControlPlaneSettings) -> Litestar:
             discovery_route,
             regions_route,
             internal_router,
+            pages.pages_router,
             forward,
             browser_redirect,
             create_static_files_router(
@@ -173,11 +188,7 @@ def create_control_app(settings: ControlPlaneSettings) -> Litestar:
         template_config=rendering.template_config(TEMPLATES),
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Konsil control plane",
-            version="1",
-            openapi_router=Router(path="/schema", route_handlers=[], opt=PUBLIC, include_in_schema=False),
-        ),
+        openapi_config=api_docs.openapi_config("Konsil control plane"),
         logging_config=LOGGING,
         before_request=_authorized_and_strict,
         before_send=[security_headers, rendering.remember_language],

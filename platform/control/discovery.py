@@ -48,6 +48,36 @@ async def discover(ctx: ControlContext, data: DiscoveryIn) -> DiscoveryOut:
     return DiscoveryOut([RegionLogin(r, f"{ctx.regions[r].public_url.rstrip('/')}/login") for r in found])
 
 
+class RegionPlace(msgspec.Struct):
+    """A region as a page names it (its jurisdiction, never only its id) and its login page."""
+
+    region: str
+    jurisdiction: str
+    public_url: str
+    login_url: str
+
+
+class PlacesOut(msgspec.Struct):
+    regions: list[RegionPlace]
+
+
+def place(ctx: ControlContext, region_id: str) -> RegionPlace:
+    region = ctx.regions[region_id]
+    public = region.public_url.rstrip("/")
+    return RegionPlace(region.id, region.jurisdiction, public, f"{public}/login")
+
+
+def every_place(ctx: ControlContext) -> PlacesOut:
+    """Every region: a region's login page may send people to any of them."""
+    return PlacesOut([place(ctx, r) for r in sorted(ctx.regions)])
+
+
+async def places_for(ctx: ControlContext, data: DiscoveryIn) -> PlacesOut:
+    """``discover``'s answer (no more, no less), with each region's jurisdiction."""
+    found = await discover(ctx, data)
+    return PlacesOut([place(ctx, r.region) for r in found.regions])
+
+
 class LoginIndexChange(msgspec.Struct, forbid_unknown_fields=True):
     org_id: uuid.UUID
     add: list[str] = []

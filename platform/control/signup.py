@@ -20,6 +20,7 @@ from konsil.platform.control.context import ControlContext
 from konsil.platform.control.tables import DirectoryOrganisation, LoginIndexEntry
 from konsil.platform.core import database, errors
 from konsil.platform.core.text import LINE_PATTERN, Email
+from konsil.platform.pages import jurisdictions, legal
 
 log = logging.getLogger("konsil.signup")
 
@@ -66,10 +67,24 @@ OrgName = Annotated[str, msgspec.Meta(min_length=2, max_length=200, pattern=LINE
 PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=LINE_PATTERN)]
 
 
+PageLocale = Annotated[
+    Literal["en", "nb", "de", "nl"], msgspec.Meta(description="the pages' default language of the organisation")
+]
+Country = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(?:[A-Z]{2})?\Z",
+        description="ISO 3166 country of the organisation (its supervisory authority), one of the region's",
+    ),
+]
+
+
 class OrganisationIn(msgspec.Struct, forbid_unknown_fields=True):
     name: OrgName
     slug: Slug
     retention_days: RetentionDays = 30
+    locale: PageLocale = "en"
+    country: Country = ""
 
 
 class OwnerIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -99,6 +114,24 @@ class RegionCreated(msgspec.Struct):
     slug: str
     owner_id: uuid.UUID
     email_lookup: str
+    welcome_token: str = ""
+
+
+class Created(msgspec.Struct, frozen=True):
+    """A signup as the signup page sees it: the API's answer, and where the browser that
+    signed up goes next (the owner's one-time sign-in link, else the region's login)."""
+
+    out: SignupOut
+    next_url: str
+
+
+def countries_of(ctx: ControlContext, region_id: str) -> list[str]:
+    """The countries an organisation of this region can name (their authorities are known)."""
+    region = ctx.regions.get(region_id)
+    if region is None:
+        return []
+    kind = jurisdictions.kind_of(region.id, region.jurisdiction)
+    return legal.countries(kind) if kind else []
 
 
 async def _undo(ctx: ControlContext, region_id: str, org_id: uuid.UUID) -> None:
@@ -118,11 +151,19 @@ async def _undo(ctx: ControlContext, region_id: str, org_id: uuid.UUID) -> None:
 
 
 async def signup(ctx: ControlContext, data: SignupIn) -> SignupOut:
+    return (await create(ctx, data)).out
+
+
+async def create(ctx: ControlContext, data: SignupIn) -> Created:
     region = ctx.regions.get(data.region)
     if region is None:
         raise errors.bad_request(f"unknown region {data.region!r}; choose one of: {', '.join(sorted(ctx.regions))}")
     if data.organisation.slug in RESERVED_SLUGS:
         raise errors.conflict("this organisation address is reserved")
+    country = data.organisation.country
+    if country and country not in countries_of(ctx, region.id):
+        allowed = ", ".join(countries_of(ctx, region.id)) or "none"
+        raise errors.bad_request(f"country {country!r} is not one of region {region.id}'s ({allowed})")
     org_id = uuid.uuid4()
     try:
         await DirectoryOrganisation.insert(
@@ -138,6 +179,8 @@ async def signup(ctx: ControlContext, data: SignupIn) -> SignupOut:
             "slug": data.organisation.slug,
             "name": data.organisation.name,
             "retention_days": data.organisation.retention_days,
+            "locale": data.organisation.locale,
+            "country": data.organisation.country,
             "owner": data.owner,
         }
     )
@@ -171,4 +214,7 @@ async def signup(ctx: ControlContext, data: SignupIn) -> SignupOut:
     except Exception:
         await _undo(ctx, region.id, org_id)
         raise
-    return SignupOut(org_id, data.organisation.slug, region.id, created.owner_id, f"{region.public_url}/login")
+    public = region.public_url.rstrip("/")
+    out = SignupOut(org_id, data.organisation.slug, region.id, created.owner_id, f"{region.public_url}/login")
+    welcome = f"{public}/welcome/{created.welcome_token}" if created.welcome_token else f"{public}/login"
+    return Created(out, welcome)

@@ -98,14 +98,22 @@ class ControlLink:
     secret: str
     client: httpx.AsyncClient | None = None
 
-    async def post(self, path: str, body: bytes) -> httpx.Response:
+    async def post(self, path: str, body: bytes, within: float = 10.0) -> httpx.Response:
         if not self.base_url:
             raise httpx.ConnectError("no control plane configured")
         if self.client is None:
             self.client = httpx.AsyncClient(timeout=10.0)
         headers = sign(self.secret, "POST", path, body, signer=f"region:{self.region_id}")
         headers["content-type"] = "application/json"
-        return await self.client.post(self.base_url + path, content=body, headers=headers)
+        return await self.client.post(self.base_url + path, content=body, headers=headers, timeout=within)
+
+    async def get(self, path: str, within: float = 10.0) -> httpx.Response:
+        if not self.base_url:
+            raise httpx.ConnectError("no control plane configured")
+        if self.client is None:
+            self.client = httpx.AsyncClient(timeout=10.0)
+        headers = sign(self.secret, "GET", path, b"", signer=f"region:{self.region_id}")
+        return await self.client.get(self.base_url + path, headers=headers, timeout=within)
 
     async def close(self) -> None:
         if self.client is not None:

@@ -47,8 +47,10 @@ PUBLIC_ROUTES = {
     ("GET", "/.well-known/konsil/receipt-key"),  # its current one alone
     ("GET", "/login"),
     ("POST", "/login"),
+    ("GET", "/welcome/{token}"),  # a new owner's one-time sign-in link (tenants/welcome.py)
     ("GET", "/{slug}/{room_slug}"),  # a room's join link
     ("POST", "/{slug}/{room_slug}/visits"),  # the join form
+    ("GET", "/{slug}/{room_slug}/visits"),  # the join form's address opened as a page: to the join page
     ("GET", "/password-reset"),  # asking for a password-reset link by e-mail
     ("POST", "/password-reset"),
     ("GET", "/password-reset/{token}"),  # the link from the mail: choosing the new password
@@ -70,6 +72,14 @@ CONTROL_PUBLIC_ROUTES = {
     ("POST", "/api/v1/signup"),
     ("POST", "/api/v1/login-discovery"),
     ("GET", "/api/v1/regions"),
+    ("GET", "/"),  # the pages: landing, signup, finding where to log in (platform/control/pages.py)
+    ("GET", "/signup"),
+    ("POST", "/signup"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/static/{file_path}"),
+    ("HEAD", "/static/{file_path}"),
+    ("OPTIONS", "/static/{file_path}"),
     ("ASGI", "/api/v1/orgs"),  # the gateway: the region authorizes each forwarded call
     ("GET", "/{slug}"),  # browser paths: a redirect to the organisation's region
     ("GET", "/{slug}/{rest}"),
@@ -151,7 +161,8 @@ class Org:
         self.clients: dict[str, httpx.Client] = {"owner": stack.login(base, self.slug, made["owner"]["email"])}
         owner = self.clients["owner"]
         # node_id: the media-node ops routes; org_id: the internal routes.
-        self.ids: dict[str, str] = {"node_id": "eu-relay-1", "org_id": made["organisation_id"]}
+        # "token": a sign-in link's token (/welcome/{token}); Litestar's OPTIONS answer is refused.
+        self.ids: dict[str, str] = {"node_id": "eu-relay-1", "org_id": made["organisation_id"], "token": "no-such"}
         for role in ("admin", "expert", "auditor"):
             member = stack.add_member(owner, self.slug, role)
             self.clients[role] = stack.login(base, self.slug, member["email"])
@@ -190,7 +201,6 @@ class Org:
         )
         assert invited.status_code == 201, invited.text
         self.ids["invitation_id"] = invited.json()["id"]
-        self.ids["token"] = "not-a-real-link"  # the public invitation and password-reset pages
         self.ids["test_id"] = asyncio.run(stored_network_test_result(stack.dsns["eu"], self.slug))
         control_id = next(c.id for c in load_catalogs()["gdpr"].controls if c.attestation is not None)
         signed = owner.post(

@@ -70,6 +70,7 @@ OWN_PATTERNS = {
     "konsil.tenants.schemas.LoginIn.password": "passwords: any character but controls, <> included",
     "konsil.tenants.schemas.RoomIn.slug": "a slug: lower-case letters, digits and hyphens",
     "konsil.tenants.schemas.NewOrganisation.slug": "a slug: lower-case letters, digits and hyphens",
+    "konsil.tenants.schemas.NewOrganisation.country": "an ISO 3166 country code (two capital letters) or empty",
     "konsil.tenants.schemas.LoginIn.organisation": "a slug: lower-case letters, digits and hyphens",
     "konsil.media_nodes.network_test.service.NetworkTestIn.language": "a language tag (BCP 47)",
     "konsil.media_nodes.network_test.service.NetworkTestIn.relay": "a media node id",
@@ -80,10 +81,10 @@ OWN_PATTERNS = {
 # Form posts are read as raw strings so that the page can answer with a human message;
 # the handler converts them to a checked Struct (Email, VisitorForm) before any use.
 FORM_FIELDS = {
-    "konsil.tenants.pages.LoginForm.email": "converted to Email before use",
-    "konsil.tenants.pages.LoginForm.password": "only ever compared with a stored hash",
-    "konsil.tenants.pages.LoginForm.organisation": "only compared with slugs in memory",
-    "konsil.tenants.pages.LoginForm.csrf": "compared with the CSRF cookie",
+    "konsil.tenants.login_pages.LoginForm.email": "converted to Email before use",
+    "konsil.tenants.login_pages.LoginForm.password": "only ever compared with a stored hash",
+    "konsil.tenants.login_pages.LoginForm.organisation": "only compared with slugs in memory",
+    "konsil.tenants.login_pages.LoginForm.csrf": "compared with the CSRF cookie",
     "konsil.tenants.pages.CsrfForm.csrf": "compared with the session's CSRF token",
     "konsil.tenants.visitor_pages.JoinForm.name": "converted to VisitorForm (PersonName) before use",
     "konsil.tenants.visitor_pages.JoinForm.phone": "converted to VisitorForm (Phone) before use",
