@@ -33,7 +33,9 @@ from konsil.platform.core.db_errors import DATABASE_UNAVAILABLE_HANDLERS
 from konsil.platform.core.errors import EXCEPTION_HANDLERS
 from konsil.platform.core.keys.provider import KeyDestroyed, KeyProvider, KeyUnavailable, UnwrapRefused
 from konsil.platform.core.keys.region_signing import SigningUnavailable
+from konsil.platform.core.mail import NoMailer
 from konsil.platform.core.openapi import document_errors
+from konsil.platform.core.region import RegionContext
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
 from konsil.platform.pages import api_docs, i18n, rendering
@@ -41,10 +43,13 @@ from konsil.regions import container
 from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
 from konsil.regions.tasks import CeleryRunner, start_in_process
-from konsil.tenants import login_index
+from konsil.tenants import invitations, login_index, password_reset
+from konsil.tenants.account_pages import account_router
+from konsil.tenants.admin_members import members_pages_router
 from konsil.tenants.admin_pages import admin_pages_router
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
+from konsil.tenants.invitations_api import invitations_router
 from konsil.tenants.login_pages import login_router
 from konsil.tenants.network_test_api import network_test_router
 from konsil.tenants.pages import pages_router
@@ -75,6 +80,21 @@ async def turn_secret(region: RegionSettings, provider: KeyProvider) -> str:
     if vault.backend != "vault" or not vault.turn_secret_path:
         return ""
     return await read_with_key_service(region.id, provider, vault.turn_secret_path, vault.kv_mount)
+
+
+TIDY_EVERY_SECONDS = 300.0
+
+
+async def keep_links_tidy(ctx: RegionContext, every: float = TIDY_EVERY_SECONDS) -> None:
+    """Ended invitation and password-reset links: an expired invitation's e-mail address
+    is cleared and old links are deleted, every few minutes (each replica; idempotent)."""
+    while True:
+        try:
+            await invitations.tidy(ctx)
+            await password_reset.tidy()
+        except Exception as exc:  # the next round tries again
+            log.warning("ended invitation and reset links could not be tidied (%s)", type(exc).__name__)
+        await asyncio.sleep(every)
 
 
 def _to_login(_: Request[Any, Any, Any], __: LoginRequired) -> Response[Any]:
@@ -147,6 +167,8 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             log.warning("region %s: %s", region.id, ctx.network_tests.unavailable)
         if no_relay := no_relay_notice(ctx):  # konsil up says it in its own words
             log.log(logging.INFO if settings.mode == "embedded" else logging.WARNING, no_relay)
+        if isinstance(ctx.mail, NoMailer):
+            log.warning("region %s: invitations and password resets go %s", region.id, ctx.mail.description)
         consumer = HeartbeatConsumer(registry, region.broker_url).start() if registry else None
         if registry:
             try:
@@ -159,12 +181,14 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         ctx.tasks = lifecycle.runner if lifecycle is not None else CeleryRunner(settings, region.id)
         # Login-index changes the control plane has not taken yet (it was down), retried.
         login_index_retries = asyncio.create_task(login_index.keep_delivering(ctx))
+        tidying = asyncio.create_task(keep_links_tidy(ctx))
         try:
             yield
         finally:
-            login_index_retries.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await login_index_retries
+            for task in (login_index_retries, tidying):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if lifecycle is not None:
                 await lifecycle.stop()
             if follower is not None:
@@ -181,6 +205,9 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             login_router,
             pages_router,
             admin_pages_router,
+            account_router,
+            members_pages_router,
+            invitations_router,
             internal_router,
             visitor_router,
             network_test_router,

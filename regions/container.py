@@ -20,8 +20,10 @@ from konsil.platform.core.keys.build import build_region_signer
 from konsil.platform.core.keys.provider import KeyProvider
 from konsil.platform.core.keys.region_signing import RegionKey
 from konsil.platform.core.keys.service import build_tenant_keys
+from konsil.platform.core.keys.vault import VaultTransitProvider
+from konsil.platform.core.mail import Mailer, PasswordSource, build_mailer
 from konsil.platform.core.region import ControlLink, NetworkTests, RegionContext
-from konsil.platform.core.settings import RegionSettings, Settings
+from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.signing import Verifier
 from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
 
@@ -72,7 +74,26 @@ def build_region(
         organisation_tables=tuple(ORGANISATION_OWNED),
         live=live,
         service_name=service_name,
+        mail=region_mailer(settings, region, keys.provider),
     )
+
+
+def region_mailer(settings: Settings, region: RegionSettings, provider: KeyProvider) -> Mailer:
+    """The region's e-mail by its ``smtp`` settings; an SMTP password kept in the region's
+    Vault (``smtp.password_path``) is read with the key service's login when first needed."""
+    password: PasswordSource | None = None
+    path = region.smtp.password_path
+    if path:
+        if not isinstance(provider, VaultTransitProvider):
+            raise ConfigError(f"regions.{region.id}.smtp.password_path: needs the vault backend")
+        vault, mount = provider, region.vault.kv_mount
+
+        async def read_password() -> str:
+            return await vault.read_secret(path, "password", mount)
+
+        password = read_password
+
+    return build_mailer(settings, region, password)
 
 
 def region_signer(settings: Settings, region: RegionSettings, provider: KeyProvider | None = None) -> RegionKey:

@@ -123,7 +123,13 @@ async def record_reads(
 DENIALS_PER_MINUTE = 30
 _ACTIONS = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
 # Path parameters that name the data subject a refused call was aimed at.
-_SUBJECT_PARAMS = {"member_id": "member", "visit_id": "visit", "call_id": "call", "dsr_id": "dsr"}
+_SUBJECT_PARAMS = {
+    "member_id": "member",
+    "visit_id": "visit",
+    "call_id": "call",
+    "dsr_id": "dsr",
+    "invitation_id": "invitation",
+}
 
 
 class DenialBound:

@@ -28,7 +28,7 @@ from konsil.tenants import login_index, records
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.passwords import hash_password, verify_password
 from konsil.tenants.schemas import MemberIn, MemberOut, MemberPatch
-from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation, Room
+from konsil.tenants.tables import ApiToken, Member, MemberSession, Organisation, PasswordReset, Room
 
 
 def subject(member_id: uuid.UUID) -> str:
@@ -89,16 +89,26 @@ async def first_owner(org_id: uuid.UUID) -> records.Member:
     return records.Member.of(row)
 
 
-async def insert(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, new: MemberIn) -> records.Member:
-    """Insert a member inside the caller's transaction, with its access-log entry."""
+async def insert(
+    ctx: RegionContext,
+    actor: Actor,
+    org_id: uuid.UUID,
+    new: MemberIn,
+    *,
+    member_id: uuid.UUID | None = None,
+    granted_by: uuid.UUID | None = None,
+) -> records.Member:
+    """Insert a member inside the caller's transaction, with its access-log entry. An
+    auditor's grant is recorded as given by ``granted_by`` (default: the actor), e.g.
+    the owner whose invitation the new member accepted."""
     now = clock.now()
     check_access_end(new.role, new.access_expires_at, now)
     granted = new.role == AUDITOR
-    member_id = uuid.uuid4()
+    member_id = member_id or uuid.uuid4()
     cipher = await ctx.keys.cipher(org_id)
     index = email_index(cipher, new.email)
-    if await Member.exists().where((Member.org_id == org_id) & (Member.email_index == index)).run():
-        raise errors.conflict("a member with this e-mail address already exists")
+    if await is_member(org_id, index):
+        raise already_member()
 
     def seal(column: str, value: str) -> str:
         return cipher.seal(FieldRef(org_id, "member", column, member_id), value)
@@ -117,11 +127,33 @@ async def insert(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, new: Membe
         created_at=now,
         access_expires_at=new.access_expires_at,
         access_granted_at=now if granted else None,
-        access_granted_by=member_of(actor) if granted else None,
+        access_granted_by=(granted_by or member_of(actor)) if granted else None,
     )
     await Member.insert(Member(**msgspec.structs.asdict(member))).run()
     await record(ctx, actor, org_id, "create", "member", member_id, subject(member_id))
     return member
+
+
+async def is_member(org_id: uuid.UUID, index: str) -> bool:
+    """Whether the organisation has a member with this e-mail blind index."""
+    found: bool = await Member.exists().where((Member.org_id == org_id) & (Member.email_index == index)).run()
+    return found
+
+
+def already_member() -> errors.AppError:
+    return errors.AppError(409, "already_member", "a member with this e-mail address already exists")
+
+
+def last_owner() -> errors.AppError:
+    return errors.AppError(409, "last_owner", "an organisation keeps at least one owner")
+
+
+async def _hold_owners(ctx: RegionContext, org_id: uuid.UUID) -> None:
+    """Inside a transaction that may take an owner away: lock the organisation's row, so
+    that two owners demoting or removing each other at once cannot leave none (SQLite
+    serialises write transactions already)."""
+    if database.is_postgres(ctx.engine):
+        await database.fetch(ctx.engine, "SELECT id FROM organisation WHERE id = $1 FOR UPDATE", org_id)
 
 
 # Roles that manage other members. Only an owner grants, takes or touches them:
@@ -192,7 +224,7 @@ def _is_token(actor: Actor) -> bool:
     return actor.actor.startswith("token:")
 
 
-def _check_grant(actor: Actor, role: str) -> None:
+def check_grant(actor: Actor, role: str) -> None:
     """Whether ``actor`` may give a member ``role`` (by invitation or by a change)."""
     if role == AUDITOR:
         if _is_token(actor):
@@ -224,7 +256,7 @@ async def invite(ctx: RegionContext, actor: Actor, org: records.Organisation, ne
     """Add a member; the control plane's login index learns of them after commit."""
     if new.password is not None and _is_token(actor):
         raise errors.forbidden("an integration token cannot set a member's password; leave password out")
-    _check_grant(actor, new.role)
+    check_grant(actor, new.role)
     async with database.transaction(ctx.engine):
         member = await insert(ctx, actor, org.id, new)
         await login_index.queue(org.id, member.email_lookup)
@@ -268,9 +300,11 @@ async def change(
         _check_target(actor, member, personal_data_only=not (role_change or grant_change))
         values: dict[Any, Any] = {}
         if patch.role is not msgspec.UNSET and patch.role != member.role:
-            _check_grant(actor, patch.role)
-            if member.role == "owner" and await _owners(org.id) <= 1:
-                raise errors.conflict("an organisation keeps at least one owner")
+            check_grant(actor, patch.role)
+            if member.role == "owner":
+                await _hold_owners(ctx, org.id)
+                if await _owners(org.id) <= 1:
+                    raise last_owner()
             values[Member.role] = patch.role
         values |= _grant_values(actor, member, patch)
         cipher = await ctx.keys.cipher(org.id)
@@ -298,7 +332,7 @@ def _grant_values(actor: Actor, member: records.Member, patch: MemberPatch) -> d
     if role == AUDITOR:
         if role == member.role and expires is None:
             return {}  # the grant stays as it is (a change of name or phone)
-        _check_grant(actor, AUDITOR)
+        check_grant(actor, AUDITOR)
         now = clock.now()
         check_access_end(AUDITOR, expires, now)
         return {
@@ -364,11 +398,16 @@ async def remove(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, member_id:
     async with database.transaction(ctx.engine):
         member = await _get(org_id, member_id)
         _check_target(actor, member, personal_data_only=False)
-        if member.role == "owner" and await _owners(org_id) <= 1:
-            raise errors.conflict("an organisation keeps at least one owner")
+        if member.role == "owner":
+            await _hold_owners(ctx, org_id)
+            if await _owners(org_id) <= 1:
+                raise last_owner()
         if await Room.exists().where(Room.expert_id == member_id).run():
-            raise errors.conflict("this member still owns rooms; remove or reassign them first")
+            raise errors.AppError(
+                409, "member_has_rooms", "this member still owns rooms; remove or reassign them first"
+            )
         await MemberSession.delete().where(MemberSession.member_id == member_id).run()
+        await PasswordReset.delete().where(PasswordReset.member_id == member_id).run()
         await (
             ApiToken.update({ApiToken.revoked_at: clock.now()})
             .where((ApiToken.created_by == member_id) & ApiToken.revoked_at.is_null())

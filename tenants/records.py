@@ -94,3 +94,32 @@ class Call(Record, frozen=True, kw_only=True):
     ended_at: dt.datetime | None
     duration_seconds: int | None
     expires_at: dt.datetime
+
+
+class Invitation(Record, frozen=True, kw_only=True):
+    id: uuid.UUID
+    org_id: uuid.UUID
+    email: str | None  # sealed; None once accepted or revoked
+    email_index: str | None
+    role: str
+    access_expires_at: dt.datetime | None
+    language: str
+    token_hash: str
+    created_by: uuid.UUID | None
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    mailed_at: dt.datetime | None
+    accepted_at: dt.datetime | None
+    member_id: uuid.UUID | None
+    revoked_at: dt.datetime | None
+
+
+class PasswordReset(Record, frozen=True, kw_only=True):
+    id: uuid.UUID
+    org_id: uuid.UUID
+    member_id: uuid.UUID
+    token_hash: str
+    language: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    used_at: dt.datetime | None

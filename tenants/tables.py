@@ -67,6 +67,43 @@ class LoginIndexChange(Table, tablename="login_index_change"):
     next_attempt_at = Timestamptz(default=TimestamptzNow(), index=True)
 
 
+class Invitation(Table, tablename="invitation"):
+    """A new member invited by e-mail with a one-time link (tenants/invitations.py): only
+    the link's SHA-256 is stored; valid 7 days, once, until revoked. The e-mail address
+    is sealed with the organisation's key and cleared once the invitation is accepted or
+    revoked; the row then only answers a second use of the link."""
+
+    id = UUID(primary_key=True)
+    org_id = UUID(index=True)
+    email = EncryptedText(null=True, default=None)
+    email_index = Varchar(length=64, index=True, null=True, default=None)
+    role = Varchar(length=16)
+    access_expires_at = Timestamptz(null=True, default=None)  # auditors: when their access ends
+    language = Varchar(length=5, default="en")  # of the mail and the page behind the link
+    token_hash = Varchar(length=64, unique=True)
+    created_by = UUID(null=True, default=None)  # the inviting member; None for an integration token
+    created_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz(index=True)
+    mailed_at = Timestamptz(null=True, default=None)  # None: the last mail could not be sent
+    accepted_at = Timestamptz(null=True, default=None)
+    member_id = UUID(null=True, default=None)  # the member it became
+    revoked_at = Timestamptz(null=True, default=None)
+
+
+class PasswordReset(Table, tablename="password_reset"):
+    """A member's one-time password-reset link (tenants/password_reset.py): only its
+    SHA-256 is stored; valid 30 minutes, once."""
+
+    id = UUID(primary_key=True)
+    org_id = UUID(index=True)
+    member_id = UUID(index=True)
+    token_hash = Varchar(length=64, unique=True)
+    language = Varchar(length=5, default="en")
+    created_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz(index=True)
+    used_at = Timestamptz(null=True, default=None)
+
+
 class Room(Table, tablename="room"):
     id = UUID(primary_key=True)
     org_id = UUID(index=True)
@@ -216,6 +253,8 @@ TENANT_TABLES: list[type[Table]] = [
     Organisation,
     Member,
     LoginIndexChange,
+    Invitation,
+    PasswordReset,
     Room,
     OrganisationLogo,
     ApiToken,

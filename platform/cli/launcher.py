@@ -24,6 +24,7 @@ import msgspec
 from konsil.media_nodes.coturn import CoturnError
 from konsil.media_nodes.local_relay import LocalRelay, has_own_relay, turnserver
 from konsil.platform.cli.migrations import migrate_all
+from konsil.platform.core.mail import outbox_folder
 from konsil.platform.core.settings import Settings, dump_settings, load_settings
 
 DEFAULT_REGIONS = (("eu", "EU/EEA (GDPR)"), ("us", "United States (HIPAA)"))
@@ -84,6 +85,7 @@ KONSIL_FILES = (
     "run",
     "keyring-*",
     "celerybeat-*",
+    "outbox-*",
     "relay-*",
 )
 # Each region's local relay listens on the control plane's port + this + the region's
@@ -341,6 +343,17 @@ def demo_login_lines(seeded: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def mail_lines(settings: Settings) -> list[str]:
+    """Where each region's mails go when it has no SMTP server: invitations and password
+    resets are written as .eml files there, to open with any mail program."""
+    lines = []
+    for region in settings.regions:
+        folder = outbox_folder(settings, region)
+        if folder is not None:
+            lines.append(f"  mail of {region.id:<6}  written to {folder.resolve()}/ (no SMTP server configured)")
+    return lines
+
+
 def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = print) -> int:
     os.umask(PRIVATE_UMASK)  # before the first file: the config, the databases, the keyrings
     settings, root = resolve_settings(config, data_dir, port)
@@ -366,7 +379,7 @@ def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = pri
         echo(f"  control plane   {control.public_url}   (API docs: {control.public_url.rstrip('/')}/schema)")
         for region in settings.regions:
             echo(f"  region {region.id:<8} {region.public_url}   {region.jurisdiction}")
-        for line in relays.lines:
+        for line in [*relays.lines, *mail_lines(settings)]:
             echo(line)
         if demo:
             lines = demo_login_lines(seed_demo(settings, root))

@@ -42,6 +42,9 @@ RESERVED_SLUGS = frozenset(
         "help",
         "status",
         "konsil",
+        # Paths of the region's own pages (a slug would be shadowed by them).
+        "password-reset",
+        "invitations",
     }
 )
 

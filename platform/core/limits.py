@@ -1,5 +1,5 @@
 """Rate limits of the tenant side, where abuse is cheap: member logins, the visitor's
-join form and invitations. Each answers 429 with Retry-After (pages: a human message).
+join form, invitations and password-reset mails. Each answers 429 with Retry-After (pages: a human message).
 
 The numbers are the region's settings (``regions.<id>.limits``); counted in the process
 (konsil.platform.core.ratelimit): each replica counts its own callers.
@@ -32,6 +32,14 @@ class TenantLimits:
         self.invitations_per_organisation = RateLimit(
             "invitations per organisation", settings.invitations_per_organisation_minute, 60
         )
+        # Password-reset mails: per e-mail address (no mail-bombing one person) and per
+        # source address (no probing many addresses).
+        self.password_resets_per_email = RateLimit(
+            "password resets per e-mail address", settings.password_resets_per_email_hour, 3600
+        )
+        self.password_resets_per_address = RateLimit(
+            "password resets per address", settings.password_resets_per_address_minute, 60
+        )
 
     def _login_limits(self, email: str, source_address: str) -> tuple[tuple[RateLimit, str], ...]:
         return (
@@ -63,3 +71,16 @@ class TenantLimits:
 
     def invitation(self, org_id: object) -> None:
         self.invitations_per_organisation.hit(f"org:{org_id}")
+
+    def password_reset_source(self, source_address: str) -> None:
+        """Count a reset asked from ``source_address``; 429 when it is over its limit."""
+        self.password_resets_per_address.hit(f"address:{source_address}")
+
+    def password_reset_email(self, email: str) -> bool:
+        """Count a reset mail for ``email``: False when that address had its share (the
+        caller then sends nothing, and answers as always)."""
+        try:
+            self.password_resets_per_email.hit(f"email:{normalise_email(email)}")
+        except AppError:
+            return False
+        return True

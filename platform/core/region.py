@@ -21,6 +21,7 @@ from konsil.platform.core.channels import RegionChannels
 from konsil.platform.core.keys.region_signing import RegionSigner
 from konsil.platform.core.keys.service import TenantKeys
 from konsil.platform.core.limits import TenantLimits
+from konsil.platform.core.mail import Mailer, NoMailer
 from konsil.platform.core.settings import RegionSettings, Settings
 from konsil.platform.core.signing import Verifier, sign
 
@@ -142,6 +143,8 @@ class RegionContext:
     # The region's background tasks (reports); set by the region service, None elsewhere.
     tasks: Tasks | None = None
     service_name: str = "region-service"
+    # The region's e-mail (invitations, password resets): platform/core/mail.py.
+    mail: Mailer = field(default_factory=lambda: NoMailer(""))
     limits: TenantLimits = field(init=False)
 
     def __post_init__(self) -> None:

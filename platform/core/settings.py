@@ -63,6 +63,43 @@ class LifecycleSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     dsr_keep_days: Annotated[int, msgspec.Meta(ge=28, le=3650)] = 1095
 
 
+class SmtpSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How a region sends its e-mail (member invitations, password resets): its own SMTP
+    server, like its other providers. Without a ``host`` the embedded default writes
+    each mail to a local outbox folder instead (``outbox``, default
+    ``<data_dir>/outbox-<region>``), so a trial needs no mail server; in services mode
+    nothing can be mailed and the pages say so (platform/core/mail.py).
+
+    The password is a secret like the others: written here (or in
+    ``KONSIL_REGIONS__<ID>__SMTP__PASSWORD``), or kept in the region's Vault (KV v2 at
+    ``vault.kv_mount``, field ``password``) at ``password_path``."""
+
+    host: str = ""
+    port: Annotated[int, msgspec.Meta(ge=1, le=65_535)] = 587
+    # starttls: plain connection upgraded with STARTTLS (port 587); tls: TLS from the
+    # first byte (port 465); none: no encryption, only for a relay on the same host or
+    # network, and never with a login.
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password: str = ""
+    password_path: str = ""
+    # The sender, e.g. "Konsil <no-reply@eu.konsil.example>"; required with a host.
+    from_address: str = ""
+    # A CA bundle to trust besides the system's (a private relay's certificate).
+    ca_file: str = ""
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
+    outbox: str = ""
+
+    def __post_init__(self) -> None:
+        # msgspec reports a ValueError here as a validation error of this table.
+        if self.host and not self.from_address:
+            raise ValueError("from_address is required when host is set")
+        if self.security == "none" and (self.username or self.password or self.password_path):
+            raise ValueError("a login (username, password) needs security = starttls or tls")
+        if self.password and self.password_path:
+            raise ValueError("give either password or password_path, not both")
+
+
 class RegionLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Rate limits of a region's cheap routes (429 with Retry-After; each replica counts
     its own callers). Only failed logins count, so staff behind one address log in freely."""
@@ -72,6 +109,10 @@ class RegionLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     joins_per_address_minute: Annotated[int, msgspec.Meta(ge=1)] = 20
     joins_per_room_minute: Annotated[int, msgspec.Meta(ge=1)] = 60
     invitations_per_organisation_minute: Annotated[int, msgspec.Meta(ge=1)] = 60
+    # Password-reset mails asked for one e-mail address (silently not sent beyond, so the
+    # answer never tells whether the address exists), and asks from one source address.
+    password_resets_per_email_hour: Annotated[int, msgspec.Meta(ge=1)] = 5
+    password_resets_per_address_minute: Annotated[int, msgspec.Meta(ge=1)] = 10
 
 
 class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -101,6 +142,8 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Retention purges (compliance/retention): Celery workers and beat of this region, or in-process.
     lifecycle: LifecycleSettings = LifecycleSettings()
     limits: RegionLimits = RegionLimits()
+    # E-mail: invitations and password resets.
+    smtp: SmtpSettings = SmtpSettings()
 
     def endpoint(self) -> RegionEndpoint:
         return RegionEndpoint(

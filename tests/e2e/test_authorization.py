@@ -52,6 +52,12 @@ PUBLIC_ROUTES = {
     ("GET", "/{slug}/logo"),  # the organisation's logo on its visitors' pages
     ("POST", "/{slug}/{room_slug}/visits"),  # the join form
     ("GET", "/{slug}/{room_slug}/visits"),  # the join form's address opened as a page: to the join page
+    ("GET", "/password-reset"),  # asking for a password-reset link by e-mail
+    ("POST", "/password-reset"),
+    ("GET", "/password-reset/{token}"),  # the link from the mail: choosing the new password
+    ("POST", "/password-reset/{token}"),
+    ("GET", "/invitations/{token}"),  # an invitation's link: the invited person joins
+    ("POST", "/invitations/{token}"),
     ("GET", "/static/{file_path}"),
     ("HEAD", "/static/{file_path}"),
     ("OPTIONS", "/static/{file_path}"),  # Litestar's own, public with its router
@@ -191,6 +197,11 @@ class Org:
         dsr = owner.post(f"/api/v1/orgs/{self.slug}/dsr", json={"kind": "access", "email": "subject@authz.example"})
         assert dsr.status_code == 201, dsr.text
         self.ids["dsr_id"] = dsr.json()["id"]
+        invited = owner.post(
+            f"/api/v1/orgs/{self.slug}/invitations", json={"email": "invitee@authz.example", "role": "expert"}
+        )
+        assert invited.status_code == 201, invited.text
+        self.ids["invitation_id"] = invited.json()["id"]
         self.ids["test_id"] = asyncio.run(stored_network_test_result(stack.dsns["eu"], self.slug))
         control_id = next(c.id for c in load_catalogs()["gdpr"].controls if c.attestation is not None)
         signed = owner.post(
