@@ -76,7 +76,17 @@ TEXT = {
         "changed": "er wurde geändert, nachdem er geschrieben wurde.",
         "none": "Kein Eintrag entspricht diesen Filtern.",
         "viewed": "Angesehen",
-        "header": ["Eintrag", "Zeit", "Wer", "Im Auftrag von", "Was getan wurde", "Daten", "Betrifft", "Warum", "Ergebnis"],
+        "header": [
+            "Eintrag",
+            "Zeit",
+            "Wer",
+            "Im Auftrag von",
+            "Was getan wurde",
+            "Daten",
+            "Betrifft",
+            "Warum",
+            "Ergebnis",
+        ],
         "room": "Raum",
     },
 }
