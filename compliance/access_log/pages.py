@@ -101,6 +101,17 @@ class Filters:
         values.update({k: "" if v is None else str(v) for k, v in changes.items()})
         return urlencode({k: v for k, v in values.items() if v})
 
+    def service_query(self) -> dict[str, Any]:
+        """The filters as ``service.page`` and ``service.count`` take them."""
+        since, until = self.bounds()
+        return {
+            "outcome": self.outcome or None,
+            "since": since,
+            "until": until,
+            "actor": self.actor or None,
+            "subject": self.subject or None,
+        }
+
     @property
     def active(self) -> bool:
         return bool(self.actor or self.subject or self.day_from or self.day_to or self.outcome)
@@ -238,9 +249,7 @@ async def access_log_page(request: Req) -> Template:
     principal = request.state.principal
     ctx = region_of(request)
     filters = read_filters(request)
-    since, until = filters.bounds()
-    query = {"outcome": filters.outcome or None, "since": since, "until": until}
-    query |= {"actor": filters.actor or None, "subject": filters.subject or None}
+    query = filters.service_query()
     found = await service.page(org.id, limit=PER_PAGE + 1, before_seq=filters.cursor, **query)
     total = await service.count(org.id, **query)
     shown = found[:PER_PAGE]
@@ -322,9 +331,7 @@ async def access_log_export(request: Req) -> Response[bytes]:
     filters = read_filters(request)
     if filters.errors:
         raise errors.bad_request(" ".join(filters.errors.values()))
-    since, until = filters.bounds()
-    query = {"outcome": filters.outcome or None, "since": since, "until": until}
-    query |= {"actor": filters.actor or None, "subject": filters.subject or None}
+    query = filters.service_query()
     entries: list[EntryRecord] = []
     cursor = None  # from the newest: the whole filtered view, not the page shown
     while len(entries) < EXPORT_MAX:

@@ -49,7 +49,10 @@ from konsil.compliance.access_log.checkpoints import (
 )
 from konsil.compliance.access_log.documents import canonical
 from konsil.compliance.access_log.tables import AccessLogHead
-from konsil.compliance.access_log.verify_text import format_report, problem_text
+
+# format_report: also the CLI's public name of the verify line (tests and tools import it from here).
+from konsil.compliance.access_log.verify_text import format_report as format_report
+from konsil.compliance.access_log.verify_text import problem_text
 from konsil.platform.core.access import AccessEvent, Outcome
 from konsil.platform.core.keys.region_signing import SigningUnavailable
 from konsil.platform.core.region import RegionContext
