@@ -372,3 +372,16 @@ def test_auditors_read_the_page_and_experts_are_refused(stack: Stack, browser: B
     assert refused.status_code == 403 and "<h1>" in refused.text
     assert expert.get(f"/{clinic.slug}/portal/access-log/export").status_code == 403
     assert expert.get(f"/api/v1/orgs/{clinic.slug}/access-log/verify").status_code == 403
+
+    # The API's filters: one actor, one subject (a whole reference or an id's beginning);
+    # wildcards of the database's own are refused.
+    owner = stack.login(clinic.base, clinic.slug, clinic.owner["email"])
+    path = f"/api/v1/orgs/{clinic.slug}/access-log"
+    theirs = owner.get(path, params={"actor": f"member:{clinic.expert['id']}", "limit": 500}).json()["entries"]
+    assert theirs and {e["actor"] for e in theirs} == {f"member:{clinic.expert['id']}"}
+    visitors = owner.get(path, params={"actor": "visitor:*"}).json()["entries"]
+    assert [e["actor"] for e in visitors] == [f"visitor:{clinic.visit_id}"]
+    about = owner.get(path, params={"subject": str(clinic.visit_id)[:8]}).json()["entries"]
+    assert about and {e["subject_ref"] for e in about} == {f"visit:{clinic.visit_id}"}
+    for bad in ({"actor": "member:%"}, {"subject": "visit:*"}, {"subject": "_"}, {"actor": "x" * 90}):
+        assert owner.get(path, params=bad).status_code == 400, bad

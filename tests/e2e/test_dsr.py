@@ -133,7 +133,9 @@ def test_each_kind_is_filed_with_a_due_date_four_weeks_out_and_overdue_ones_are_
         assert set(made) == {"id", "kind", "identifier_kind", "received_at", "due_at", "status", "overdue"} | {
             "completed_at",
             "fulfilled_by",
+            "outcome",
         }
+        assert made["outcome"] == {}, "open: not answered yet"
     assert [m["kind"] for m in filed] == ["access", "rectification", "erasure", "portability"]
 
     rows = sql(practice.stack, "SELECT * FROM data_subject_request WHERE org_id = $1", practice.org_id)
