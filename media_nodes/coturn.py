@@ -223,8 +223,17 @@ def _probe_host(ip: str) -> str:
 class CoturnProcess:
     """One coturn server process, restartable. Not thread-safe: one supervisor calls it."""
 
-    def __init__(self, config: CoturnConfig, workdir: str | Path | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        config: CoturnConfig,
+        workdir: str | Path | None = None,
+        binary: str | None = None,
+        own_session: bool = False,
+    ) -> None:
         self.config = config
+        # In a session of its own, a Ctrl-C in the terminal reaches only the supervisor,
+        # which then stops coturn in its own time (``konsil up``).
+        self.own_session = own_session
         found = binary or shutil.which("turnserver")
         if not found:
             raise CoturnError("coturn: turnserver is not installed (Debian package coturn)")
@@ -265,6 +274,7 @@ class CoturnProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=self.own_session,
         )
         deadline = time.monotonic() + ready_timeout
         while not self.accepts_connections():

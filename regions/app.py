@@ -24,6 +24,7 @@ from konsil.compliance.attestations.api import attestations_router
 from konsil.compliance.dsr.api import dsr_router
 from konsil.compliance.reports.api import reports_router
 from konsil.compliance.retention.api import retention_router
+from konsil.media_nodes.network_test.service import no_relay_notice
 from konsil.media_nodes.ops_api import ops_router
 from konsil.media_nodes.registry import HeartbeatConsumer
 from konsil.media_nodes.registry_store import sync_registry
@@ -143,6 +144,8 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         await container.start(ctx)
         if ctx.network_tests.unavailable:
             log.warning("region %s: %s", region.id, ctx.network_tests.unavailable)
+        if no_relay := no_relay_notice(ctx):  # konsil up says it in its own words
+            log.log(logging.INFO if settings.mode == "embedded" else logging.WARNING, no_relay)
         consumer = HeartbeatConsumer(registry, region.broker_url).start() if registry else None
         if registry:
             try:

@@ -19,6 +19,12 @@ Signaling is plain HTTP and non-trickle: the browser asks for the relays of one
 transport, gathers its relay candidates, POSTs its offer, and gets the service
 peer's answer. The figures and the verdict come back on the data channel, and are
 stored for support.
+
+The test takes the path the organisation's calls take: in a region without relays,
+where calls go direct, the relays answer names the path "direct" (no relay, any STUN
+servers, every candidate) and the test measures that path once; the operator's log
+said so at start. No relay where calls need one is "unavailable" (503), in words
+that blame neither the visitor nor their network.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from konsil.media_nodes.network_test.service import (
     NetworkTestIn,
     NetworkTestOut,
     NetworkTestStarted,
+    Path,
     RelaysOut,
     Runner,
     Transport,
@@ -88,22 +95,34 @@ def _org(request: Req) -> records.Organisation:
 
 
 def _no_relay(exc: service.NoRelay) -> Response[Any]:
-    # A clear "cannot connect", never another region's relay.
+    # The service's relay is down (never another region's relay instead): the call may not
+    # connect, and that is not the visitor's network. The message is for support.
     return Response(
         {
             "error": "unavailable",
             "message": str(exc),
-            "verdict": "cannot connect",
+            "verdict": "unavailable",
             "advice": service.NO_RELAY_ADVICE,
+            "advice_keys": service.NO_RELAY_ADVICE_KEYS,
         },
         status_code=503,
         headers={"retry-after": "30", "cache-control": "no-store"},
     )
 
 
+def _path(request: Req) -> Path:
+    """The path this organisation's calls take in this region (``service.goes_direct``)."""
+    return "direct" if service.goes_direct(region_of(request), _org(request).relay_only) else "relay"
+
+
 def _relays(request: Req, transport: Transport) -> Response[Any]:
+    ctx = region_of(request)
+    if _path(request) == "direct":
+        servers = service.direct_servers(ctx, service.test_ref())
+        out = RelaysOut(transport=transport, ice_servers=servers, ice_transport_policy="all", path="direct")
+        return Response(out, headers={"cache-control": "no-store"})
     try:
-        found = service.relays(region_of(request), transport, service.test_ref())
+        found = service.relays(ctx, transport, service.test_ref())
     except service.NoRelay as exc:
         return _no_relay(exc)
     return Response(
@@ -115,7 +134,7 @@ def _relays(request: Req, transport: Transport) -> Response[Any]:
 async def _start(request: Req, runner: Runner, data: NetworkTestIn) -> Response[Any]:
     org = _org(request)
     try:
-        started = await service.start(region_of(request), org.id, runner, data)
+        started = await service.start(region_of(request), org.id, runner, data, _path(request))
     except OfferRefused as exc:
         raise errors.bad_request(str(exc), code="invalid_offer") from None
     except service.TooManyTests:

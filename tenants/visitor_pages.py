@@ -1,6 +1,14 @@
 """The visitor's pages: a room's join link ``/{org}/{room}`` → a short notice of what
-is stored and for how long → the form (name; phone optional; consent) → the visit
-page (device check, waiting room, call, ended). No account, no tracking (P3, P14)."""
+is stored and for how long, in the law of the organisation's region → the form (name;
+phone optional; consent) → the visit page (device check, waiting room, call, ended).
+No account, no tracking (P3, P14).
+
+Every page is in the visitor's language; when their browser asks for none Konsil
+speaks, the organisation's default applies (``state["org"]``, read by
+``konsil.platform.pages.rendering.locale_of``). Dead ends a visitor can reach (a
+mistyped room, a visit opened without its cookie) are pages in the organisation's
+look, not JSON; scripts and API clients keep the JSON errors.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
+import phonenumbers
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
@@ -15,14 +24,18 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from konsil.platform.core import errors
-from konsil.platform.core.ratelimit import wait_in_words
-from konsil.platform.core.region import region_of
-from konsil.tenants import organisations, records, rooms, visits
+from konsil.platform.core.keys.provider import KeyUnavailable
+from konsil.platform.core.region import RegionContext, region_of
+from konsil.platform.pages import legal
+from konsil.platform.pages.rendering import example_phone, format_phone, locale_of, tr, wants_html
+from konsil.tenants import organisations, records, rooms, visitor_branding, visits
 from konsil.tenants.actors import source_address
+from konsil.tenants.schemas import PersonName, Phone
 from konsil.tenants.signaling import VISIT_COOKIE
 
 Req = Request[Any, Any, Any]
 Form = Body(media_type=RequestEncodingType.URL_ENCODED)
+PHONE_MAX = 40  # characters as typed, spaces and dashes included
 
 
 class JoinForm(msgspec.Struct):
@@ -31,31 +44,129 @@ class JoinForm(msgspec.Struct):
     consent: str = ""
 
 
-async def _org_and_room(slug: str, room_slug: str) -> tuple[records.Organisation, records.Room]:
+def law_area(ctx: RegionContext) -> str:
+    """The legal texts of the region's jurisdiction ("us": HIPAA, else "eu": GDPR)."""
+    text = ctx.region.jurisdiction.strip().lower()
+    if "hipaa" in text or "united states" in text or text.split("/")[0].split()[0] in {"us", "usa", "u.s."}:
+        return "us"
+    return "eu"
+
+
+def org_country(ctx: RegionContext, org: records.Organisation) -> str:
+    """The organisation's country; in a US region, the US when none is set."""
+    return org.country or ("US" if law_area(ctx) == "us" else "")
+
+
+def _for_organisation(request: Req, org: records.Organisation) -> None:
+    """The organisation's default language applies to this request from here on."""
+    state = request.scope.setdefault("state", {})
+    state["org"] = org
+    state.pop("locale", None)
+
+
+async def _organisation(request: Req, slug: str) -> records.Organisation:
     org = await organisations.get(slug)
     if org is None:
         raise errors.not_found("no such room")
-    return org, await rooms.by_slug(org, room_slug)
+    _for_organisation(request, org)
+    return org
 
 
-def _join_page(
+def _dead_end(
+    org: records.Organisation,
+    status: int,
+    title: str,
+    advice: str,
+    *,
+    again: str | None = None,
+    has_logo: bool = False,
+) -> Template:
+    """A visitor's dead end as a page in the organisation's look."""
+    return Template(
+        "visitor_error.html",
+        context={"org": org, "status": status, "title": title, "advice": advice, "again": again, "has_logo": has_logo},
+        status_code=status,
+    )
+
+
+async def _room_or_dead_end(request: Req, org: records.Organisation, room_slug: str) -> records.Room | Template:
+    try:
+        return await rooms.by_slug(org, room_slug)
+    except errors.AppError:
+        if not wants_html(request):
+            raise
+        return _dead_end(
+            org,
+            404,
+            tr(request, "We could not find this room"),
+            tr(
+                request,
+                "Check the link you were given. If it came from %(org)s, ask them to send it again.",
+                org=org.name,
+            ),
+            has_logo=await visitor_branding.has_logo(org.id),
+        )
+
+
+def normalise_phone(text: str, country: str) -> str | None:
+    """The number in E.164 (+4741234567), typed in national format for the organisation's
+    country or in international format; None when it is not a phone number one can call.
+
+    A national entry must be a valid number of that country (digits typed into the wrong
+    field are caught). An international one needs the length of a fixed-line or mobile
+    number of its country: number ranges change faster than any library's data, and a
+    visitor from abroad must not be turned away for it."""
+    text = text.strip()
+    if not text or len(text) > PHONE_MAX or not text.isprintable():
+        return None
+    try:
+        parsed = phonenumbers.parse(text, country.upper() or None)
+    except phonenumbers.NumberParseException:
+        return None
+    international = text.startswith(("+", "00"))
+    possible = phonenumbers.is_possible_number_for_type_with_reason(
+        parsed, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE
+    )
+    if not (
+        phonenumbers.is_valid_number(parsed)
+        or (international and possible == phonenumbers.ValidationResult.IS_POSSIBLE)
+    ):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+async def _join_page(
     request: Req,
     org: records.Organisation,
     room: records.Room,
     *,
-    error: str | None = None,
+    problems: dict[str, str] | None = None,
+    form_problem: str | None = None,
+    wait_seconds: int | None = None,
     values: JoinForm | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Template:
+    ctx = region_of(request)
+    country = org_country(ctx, org)
+    law = law_area(ctx)
+    expert = await visitor_branding.expert_name(ctx, visitor_branding.anonymous(source_address(request)), room)
     return Template(
         "join.html",
         context={
             "org": org,
             "room": room,
-            "error": error,
+            "expert": expert,
+            "has_logo": await visitor_branding.has_logo(org.id),
+            "legal": legal.legal_text(law, country, locale_of(request), org.name, org.retention_days),
+            "law": law,
+            "example": example_phone(country),
+            "problems": problems or {},
+            "form_problem": form_problem,
+            # Too many joins: how long to wait (the page says it in words, in its language).
+            "wait_seconds": wait_seconds,
+            "wait_minutes": -(-wait_seconds // 60) if wait_seconds else 0,
             "values": values or JoinForm(),
-            "region": region_of(request).region.id,
         },
         status_code=status,
         headers=headers,
@@ -64,49 +175,99 @@ def _join_page(
 
 @get("/{slug:str}/{room_slug:str}", opt={"public": True}, include_in_schema=False)
 async def join_page(request: Req, slug: str, room_slug: str) -> Template:
-    org, room = await _org_and_room(slug, room_slug)
-    return _join_page(request, org, room)
+    org = await _organisation(request, slug)
+    room = await _room_or_dead_end(request, org, room_slug)
+    if isinstance(room, Template):
+        return room
+    return await _join_page(request, org, room)
+
+
+@get("/{slug:str}/{room_slug:str}/visits", opt={"public": True}, include_in_schema=False)
+async def join_again(request: Req, slug: str, room_slug: str) -> Redirect:
+    """The form's address opened as a page (a language chosen after an error, a reload):
+    back to the join page, the language choice kept."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return Redirect(f"/{slug}/{room_slug}" + (f"?{query}" if query else ""), status_code=303)
+
+
+def _check(request: Req, org: records.Organisation, law: str, data: JoinForm) -> tuple[dict[str, str], str | None]:
+    """Every problem of the form at once (field → message), and the phone in E.164."""
+    problems: dict[str, str] = {}
+    name = data.name.strip(" ")
+    if not name:
+        problems["name"] = tr(request, "Please enter your name.")
+    else:
+        try:
+            msgspec.convert(name, PersonName)
+        except msgspec.ValidationError:
+            problems["name"] = tr(request, "Please enter your name as plain text of up to 200 characters.")
+    phone: str | None = None
+    if data.phone.strip():
+        country = org_country(region_of(request), org)
+        phone = normalise_phone(data.phone, country)
+        try:
+            msgspec.convert(phone, Phone)  # what the visit stores (E.164)
+        except msgspec.ValidationError:
+            phone = None
+        if phone is None:
+            problems["phone"] = tr(
+                request,
+                "Please check the phone number. Write it with the country code, for example %(example)s, "
+                "or leave the field empty.",
+                example=example_phone(country),
+            )
+    if data.consent != "yes":
+        problems["consent"] = (
+            tr(request, "Please confirm that you have read the notice above to continue.")
+            if law == "us"
+            else tr(request, "Please agree to the processing described above to continue.")
+        )
+    return problems, phone
 
 
 @post("/{slug:str}/{room_slug:str}/visits", opt={"public": True}, include_in_schema=False)
 async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[JoinForm, Form]) -> Response[Any]:
     ctx = region_of(request)
-    org, room = await _org_and_room(slug, room_slug)
-    # Only spaces are trimmed: a control character anywhere is refused by the same
-    # rule as every other text field (konsil.platform.core.text), not quietly cut off.
-    raw = {"name": data.name.strip(" "), "consent": data.consent == "yes", "phone": data.phone.replace(" ", "") or None}
-    try:
-        form = msgspec.convert(raw, visits.VisitorForm)
-    except msgspec.ValidationError as exc:
-        field = str(exc).rsplit("$.", 1)[-1].rstrip("`") if "$." in str(exc) else ""
-        message = {
-            "name": "Please enter your name (up to 200 characters).",
-            "phone": "Please enter the phone number with country code, e.g. +47 12345678, or leave it empty.",
-        }.get(field, "Please check the form.")
-        return _join_page(request, org, room, error=message, values=data, status=400)
-    if not form.consent:
-        return _join_page(
-            request,
-            org,
-            room,
-            values=data,
-            status=400,
-            error="Please agree to the processing described above to continue.",
-        )
+    org = await _organisation(request, slug)
+    room = await _room_or_dead_end(request, org, room_slug)
+    if isinstance(room, Template):
+        return room
+    problems, phone = _check(request, org, law_area(ctx), data)
+    if phone is not None:  # shown as people write it when the form comes back
+        data = msgspec.structs.replace(data, phone=format_phone(phone))
+    if problems:
+        return await _join_page(request, org, room, problems=problems, values=data, status=400)
+    form = visits.VisitorForm(name=data.name.strip(" "), consent=True, phone=phone)
     try:
         ctx.limits.join(room.id, source_address(request))
     except errors.AppError as exc:
         wait = exc.headers.get("retry-after", "60")
-        return _join_page(
+        return await _join_page(
             request,
             org,
             room,
             values=data,
             status=429,
             headers={"retry-after": wait},
-            error=f"Too many people are joining right now. Please wait {wait_in_words(wait)} and send the form again.",
+            wait_seconds=int(wait) if wait.isdigit() else 60,
         )
-    visit_id, token = await visits.arrive(ctx, org, room, form, source_address(request))
+    try:
+        visit_id, token = await visits.arrive(ctx, org, room, form, source_address(request))
+    except KeyUnavailable:
+        if not wants_html(request):
+            raise
+        return await _join_page(
+            request,
+            org,
+            room,
+            values=data,
+            status=503,
+            headers={"retry-after": "10"},
+            form_problem=tr(
+                request,
+                "We could not save your details just now, so nothing was stored. Please try again in a minute.",
+            ),
+        )
     path = f"/{slug}/{room_slug}/visits/{visit_id}"
     secure = ctx.region.public_url.startswith("https://")
     return Redirect(
@@ -118,8 +279,30 @@ async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[J
 
 @get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}", opt={"public": True}, include_in_schema=False)
 async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template:
-    org, room = await _org_and_room(slug, room_slug)
-    await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
+    ctx = region_of(request)
+    org = await _organisation(request, slug)
+    room = await _room_or_dead_end(request, org, room_slug)
+    if isinstance(room, Template):
+        return room
+    try:
+        visit = await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
+    except errors.AppError:
+        if not wants_html(request):
+            raise
+        return _dead_end(
+            org,
+            404,
+            tr(request, "This visit cannot be opened here"),
+            tr(
+                request,
+                "A visit opens only in the browser where the form was filled in, and only until it ends. "
+                "To join again, open the room's page and fill in the form.",
+            ),
+            again=f"/{slug}/{room_slug}",
+            has_logo=await visitor_branding.has_logo(org.id),
+        )
+    actor = visitor_branding.visitor(visit.id, source_address(request))
+    phone = await visitor_branding.own_phone(ctx, actor, visit) if visit.status == "waiting" else None
     return Template(
         "visit.html",
         context={
@@ -127,9 +310,11 @@ async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUI
             "room": room,
             "visit_id": str(visit_id),
             "ws_path": f"/{slug}/{room_slug}/visits/{visit_id}/ws",
-            "region": region_of(request).region.id,
+            "expert": await visitor_branding.expert_name(ctx, actor, room),
+            "has_logo": await visitor_branding.has_logo(org.id),
+            "phone": format_phone(phone),
         },
     )
 
 
-visitor_router = Router(path="/", route_handlers=[join_page, join_submit, visit_page])
+visitor_router = Router(path="/", route_handlers=[join_page, join_again, join_submit, visit_page])

@@ -52,6 +52,21 @@ def relay_candidates_only(sdp: str) -> tuple[str, int]:
     return "\r\n".join(lines), kept
 
 
+def direct_candidates(sdp: str) -> tuple[str, int]:
+    """The offer for a test of the direct path (a region without relays, whose calls go
+    direct): its candidates are the visitor's own addresses, as they are for the other
+    side of such a call. They are used for this test only, never stored. Related
+    addresses are dropped. Returns the SDP and how many candidates it holds."""
+    lines = []
+    kept = 0
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if line.startswith("a=candidate:"):
+            line = _RAW_ADDRESS.sub("", line)
+            kept += 1
+        lines.append(line)
+    return "\r\n".join(lines), kept
+
+
 def check_offer(sdp: str) -> None:
     """Only a data-channel offer: no audio or video, nothing else to negotiate."""
     if not sdp.startswith("v=0"):

@@ -1,5 +1,6 @@
 """The probe peer: an aiortc peer in the region service that the visitor's browser
-reaches through the region's relay only (aiortc is the optional ``network-test``
+reaches through the region's relay only, or directly in a region without relays
+(aiortc is the optional ``network-test``
 dependency; ``regions/container.py`` checks that it is there).
 
 Two data channels, negotiated out of band with fixed ids so neither side waits for
@@ -61,12 +62,14 @@ class _Counters:
 class ProbePeer:
     """One test: answer the browser's offer, measure, report, close."""
 
-    def __init__(self, servers: list[IceServer], plan: Plan) -> None:
+    def __init__(self, servers: list[IceServer], plan: Plan, relay_only: bool = True) -> None:
         self.plan = plan
+        # Relay-only, but for a test of the direct path (a region without relays).
+        policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
         self.pc = RTCPeerConnection(
             RTCConfiguration(
                 iceServers=[RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in servers],
-                iceTransportPolicy=RTCIceTransportPolicy.RELAY,
+                iceTransportPolicy=policy,
             )
         )
         self.probe: RTCDataChannel | None = None

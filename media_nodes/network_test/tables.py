@@ -2,7 +2,7 @@
 
 A result is deliberately unlinkable to a visit: no visit, call, member or token id,
 no name, phone or network address. It keeps the organisation whose page ran the
-test (not personal data), when, over which transport, the figures, the verdict,
+test (not personal data), when, over which transport (or the direct path), the figures, the verdict,
 and the browser's family, major version and language if the browser sent them.
 The support-metadata purge deletes rows by ``created_at`` after 9 months."""
 
@@ -18,8 +18,8 @@ class NetworkTestResult(Table, tablename="network_test_result"):
     org_id = UUID(index=True)
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
     runner = Varchar(length=8)  # visitor | member: who ran it, never which one
-    transport = Varchar(length=3)  # udp | tcp
-    verdict = Varchar(length=16)  # good | may be unstable | cannot connect
+    transport = Varchar(length=6)  # udp | tcp | direct (a region without relays)
+    verdict = Varchar(length=16)  # good | may be unstable | cannot connect | unavailable | not measured
     reason = Varchar(length=24, null=True, default=None)  # why it could not connect
     connect_ms = Real(null=True, default=None)
     rtt_ms = Real(null=True, default=None)

@@ -1,6 +1,8 @@
 """``konsil up``: the embedded default. Starts the control plane and one region
 service per configured region on localhost, each in its own process with only
-its own configuration; SQLite files under the data directory. Ctrl-C stops all.
+its own configuration; SQLite files under the data directory; and, when coturn's
+``turnserver`` is installed, a local TURN relay per region (media_nodes/local_relay.py)
+so that calls go through a relay as in production. Ctrl-C stops all.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
+from konsil.media_nodes.coturn import CoturnError
+from konsil.media_nodes.local_relay import LocalRelay, has_own_relay, turnserver
 from konsil.platform.cli.migrations import migrate_all
 from konsil.platform.core.settings import Settings, dump_settings, load_settings
 
@@ -70,7 +75,27 @@ def _write_private(path: Path, text: str) -> None:
 
 # What konsil up keeps in its data directory (a folder chosen by hand may hold other things,
 # which the folder's own 0700 then keeps from others without changing their modes).
-KONSIL_FILES = ("konsil.toml", "*.db", "*.db-*", "demo.json", DEMO_LOGINS, "run", "keyring-*", "celerybeat-*")
+KONSIL_FILES = (
+    "konsil.toml",
+    "*.db",
+    "*.db-*",
+    "demo.json",
+    DEMO_LOGINS,
+    "run",
+    "keyring-*",
+    "celerybeat-*",
+    "relay-*",
+)
+# Each region's local relay listens on the control plane's port + this + the region's
+# place (1, 2, …): with the default 8000, 8011 and 8012.
+RELAY_PORT_OFFSET = 10
+# A relay that stops is started again, at most this often; after this many, it is left off.
+RELAY_RESTART_SECONDS = 5.0
+RELAY_RESTARTS = 5
+INSTALL_COTURN = (
+    "To try calls through a relay as in production, install coturn "
+    "(Debian/Ubuntu: sudo apt-get install coturn; macOS: brew install coturn) and run konsil up again."
+)
 
 
 def make_private(root: Path, settings: Settings | None = None, echo: Any = print) -> None:
@@ -182,6 +207,77 @@ def stop_processes(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
+class LocalRelays:
+    """The local relays ``konsil up`` runs, one per region that has none configured."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, LocalRelay] = {}
+        self.lines: list[str] = []  # what to tell the operator once everything runs
+        self._restarts: dict[str, list[float]] = {}
+
+    def start(self, settings: Settings, data_dir: Path) -> Settings:
+        """Start a relay per region without one (when coturn is installed); the settings
+        the region services get: each started relay's URLs and secret in its region."""
+        wanted = [(place, r) for place, r in enumerate(settings.regions, start=1) if not has_own_relay(r)]
+        if not wanted:
+            return settings
+        binary = turnserver()
+        if binary is None:
+            self.lines.append(
+                "  No relay: coturn (turnserver) is not installed, so calls go directly between the "
+                "browsers on this machine, and the connection test measures that direct path."
+            )
+            self.lines.append(f"  {INSTALL_COTURN}")
+            return settings
+        control_port = int(settings.require_control().listen.rsplit(":", 1)[1])
+        regions = list(settings.regions)
+        for place, region in wanted:
+            try:
+                relay = LocalRelay(region.id, data_dir, control_port + RELAY_PORT_OFFSET + place, binary)
+                relay.start()
+            except CoturnError as exc:
+                self.lines.append(
+                    f"  relay {region.id:<9} could not start ({exc}); calls in region {region.id} go directly "
+                    "between the browsers"
+                )
+                continue
+            self.running[region.id] = relay
+            if relay.reaped is not None:
+                self.lines.append(f"  relay {region.id:<9} stopped a relay left running earlier (pid {relay.reaped})")
+            self.lines.append(
+                f"  relay {region.id:<9} 127.0.0.1:{relay.port}   TURN relay (coturn, UDP and TCP): calls and "
+                "the connection test go through it"
+            )
+            regions = [relay.for_region(r) if r.id == region.id else r for r in regions]
+        return msgspec.structs.replace(settings, regions=regions)
+
+    def supervise(self, echo: Any) -> None:
+        """Start a relay that stopped again (not too often; then it is left off)."""
+        for region_id, relay in list(self.running.items()):
+            if relay.is_alive():
+                continue
+            now = time.monotonic()
+            recent = [t for t in self._restarts.get(region_id, []) if now - t < 60]
+            if recent and now - recent[-1] < RELAY_RESTART_SECONDS:
+                continue
+            if len(recent) >= RELAY_RESTARTS:
+                echo(f"the relay of region {region_id} keeps stopping; it stays off (see {relay.workdir})")
+                relay.stop()
+                self.running.pop(region_id)
+                continue
+            self._restarts[region_id] = [*recent, now]
+            echo(f"the relay of region {region_id} stopped; starting it again")
+            try:
+                relay.process.start()
+            except CoturnError as exc:
+                echo(f"the relay of region {region_id} could not start again: {exc}")
+
+    def stop(self) -> None:
+        for relay in self.running.values():
+            relay.stop()
+        self.running.clear()
+
+
 def seed_demo(settings: Settings, data_dir: Path) -> list[dict[str, Any]]:
     """One organisation per region with an owner, an expert and a room (idempotent)."""
     control = settings.require_control()
@@ -251,16 +347,18 @@ def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = pri
     make_private(root, settings, echo)
     control = settings.require_control()
     migrate_all(settings, echo=lambda line: None)
-    procs = start_processes(settings, root / "run")
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
+    relays = LocalRelays()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        procs = start_processes(relays.start(settings, root), root / "run")
         urls = {"control": control.public_url.rstrip("/")}
         urls |= {f"region {r.id}": r.public_url.rstrip("/") for r in settings.regions}
         wait_healthy(urls, procs)
@@ -268,6 +366,8 @@ def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = pri
         echo(f"  control plane   {control.public_url}   (API docs: {control.public_url.rstrip('/')}/schema)")
         for region in settings.regions:
             echo(f"  region {region.id:<8} {region.public_url}   {region.jurisdiction}")
+        for line in relays.lines:
+            echo(line)
         if demo:
             lines = demo_login_lines(seed_demo(settings, root))
             for line in ["", *lines[:-1]]:
@@ -281,6 +381,8 @@ def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = pri
                 if proc.poll() is not None:
                     echo(f"{name} stopped unexpectedly (exit code {proc.returncode}); stopping everything")
                     return 1
+            relays.supervise(echo)
+            sys.stdout.flush()
             time.sleep(0.3)
         echo("stopping…")
         return 0
@@ -289,3 +391,4 @@ def up(config: str | None, data_dir: str, port: int, demo: bool, echo: Any = pri
         return 1
     finally:
         stop_processes(procs)
+        relays.stop()

@@ -173,6 +173,6 @@ def every_message_id(sources: Iterable[tuple[Path, str]]) -> set[str]:
         ):
             if isinstance(message, str):
                 found.add(message)
-            elif isinstance(message, tuple):
-                found.update(m for m in message if isinstance(m, str) and m)
+            elif isinstance(message, tuple) and isinstance(message[0], str):
+                found.add(message[0])  # a plural: the catalog knows it by its singular
     return found

@@ -2,10 +2,15 @@
 // a peer in the region service, through the region's relay only, once over UDP and
 // once over TCP. The service measures round-trip time, jitter, loss and upload
 // speed, stores them without any link to the visit, and sends back a verdict and advice.
+// In a region without relays, where calls go direct, the relays answer says so (path
+// "direct") and the direct path is measured once: a failure there is "not measured",
+// never "cannot connect". A relay that is down is "unavailable": the service's fault.
 //
 // Signaling is plain HTTP and non-trickle: GET <base>/relays?transport=… for the ICE
-// servers, gather the relay candidates, POST the offer to <base>, apply the answer.
+// servers, gather the candidates, POST the offer to <base>, apply the answer.
 // The channels are negotiated with fixed ids (media_nodes/network_test/peer.py).
+// Visitors read plain words in their language: no protocol, relay or region names.
+import { t, formatNumber } from '/static/i18n.js';
 
 const PROBE_CHANNEL_ID = 1;
 const BULK_CHANNEL_ID = 2;
@@ -13,12 +18,55 @@ const CHUNK_BYTES = 16 * 1024;
 const MAX_BUFFERED = 1024 * 1024;
 const GATHER_TIMEOUT_MS = 8000;
 const RESULT_TIMEOUT_MS = 30000;
+const GOOD_UPLOAD_KBPS = 1000; // media_nodes/network_test/service.py GOOD_THROUGHPUT_KBPS
 const TRANSPORTS = [
-  { id: 'udp', title: 'UDP (preferred for calls)' },
-  { id: 'tcp', title: 'TCP (fallback)' },
+  { id: 'udp', title: () => t('Usual connection') },
+  { id: 'tcp', title: () => t('Fallback connection') },
 ];
-const VERDICT_TEXT = { good: 'Good', 'may be unstable': 'May be unstable', 'cannot connect': 'Cannot connect' };
-const VERDICT_CLASS = { good: 'ok', 'may be unstable': 'warn', 'cannot connect': 'bad' };
+const DIRECT = { id: 'direct', title: () => t('Your connection') };
+// No relay answers: nothing about a route or the visitor's network to show.
+const SERVICE = (id) => ({ id, title: () => t('Video calls') });
+const VERDICT_TEXT = {
+  good: () => t('Good'),
+  'may be unstable': () => t('May be unstable'),
+  'cannot connect': () => t('Cannot connect'),
+  unavailable: () => t('Not available right now'),
+  'not measured': () => t('Not measured'),
+};
+const VERDICT_CLASS = {
+  good: 'ok', 'may be unstable': 'warn', 'cannot connect': 'bad', unavailable: 'warn', 'not measured': 'muted',
+};
+
+function mbits(kbps) {
+  return t('%(value)s Mbit/s', { value: formatNumber(kbps / 1000, { minimumFractionDigits: 1, maximumFractionDigits: 1 }) });
+}
+
+// The service's advice by key (media_nodes/network_test/service.py ADVICE), in the page's language.
+const ADVICE = {
+  good: () => t('Your connection is good for a video call.'),
+  unsteady: () => t('Your connection is unsteady. Use a wired connection or move closer to the Wi-Fi router, and pause other downloads, streams or video calls on this network.'),
+  reception: () => t('On mobile data, a place with better reception helps.'),
+  slow_upload: (result) => t('Your upload speed is %(speed)s; a clear video picture needs about %(needed)s. The call will still work, with a softer picture.', { speed: mbits(result.throughput_kbps || 0), needed: mbits(GOOD_UPLOAD_KBPS) }),
+  upload_unmeasured: () => t('Your upload speed could not be measured. The call will still work, perhaps with a softer picture.'),
+  fallback_lag: () => t('Over the fallback connection a call works, but it can lag when the network is busy.'),
+  usual_blocked: () => t('Your network seems to block the usual connection for video calls. Calls will use the fallback connection instead and may be less smooth.'),
+  ask_it_usual: () => t('If you are on a work or hospital network, ask your IT department to allow video calls to this service.'),
+  blocked: () => t('Your network blocks the connection to this service, so a video call cannot connect.'),
+  try_other_network: () => t('Try another network (for example mobile data), or ask your IT department to allow video calls to this service.'),
+  unavailable: () => t('The service has a temporary problem with video calls. This is not a problem with your network.'),
+  not_measured: () => t('Your connection could not be measured right now. You can still continue: the call will try to connect.'),
+  no_answer: () => t('The test connection did not get through. Your network may block video calls to this service.'),
+  not_run: () => t('The test could not run. Please try again in a minute.'),
+  busy: () => t('Many tests are running right now; please try again in a minute.'),
+};
+
+// The advice lines of a result: by key in the page's language (the English text only
+// for a key this page does not know).
+export function adviceOf(result) {
+  const english = result.advice || [];
+  if (!result.advice_keys) return english;
+  return result.advice_keys.map((key, i) => (ADVICE[key] ? ADVICE[key](result) : english[i] || '')).filter(Boolean);
+}
 
 // Browser family and major version, and the language: only what support needs (P10).
 export function browserInfo() {
@@ -74,24 +122,34 @@ async function sendBulk(channel, seconds, maxBytes, onProgress) {
     channel.send(chunk);
     sent += CHUNK_BYTES;
     if (sent % (CHUNK_BYTES * 32) === 0) {
-      onProgress('Measuring your upload speed…');
+      onProgress(t('Measuring your upload speed…'));
       await new Promise((resolve) => setTimeout(resolve, 0));
     }
   }
   if (channel.readyState === 'open') channel.send(JSON.stringify({ type: 'sent', bytes: sent }));
 }
 
+// A result the page makes itself, when the service could not give one.
+function made(transport, verdict, key, extra = {}) {
+  return { transport, verdict, advice_keys: [key], ...extra };
+}
+
 // One transport's test; resolves with the service's result (verdict, figures, advice).
+// A test of the direct path (a region without relays) has the transport "direct".
 export async function runTransport(base, transport, { onProgress = () => {}, probeSeconds, bulkSeconds } = {}) {
-  onProgress('Finding the relay…');
+  onProgress(t('Preparing the test…'));
   const relays = await fetch(`${base}/relays?transport=${transport}`, { credentials: 'same-origin' });
   const relayBody = await relays.json().catch(() => ({}));
-  if (relays.status === 503) {
-    return { transport, verdict: 'cannot connect', advice: relayBody.advice || [relayBody.message || 'No relay is available.'] };
-  }
-  if (!relays.ok) throw new Error(relayBody.message || `the relays could not be fetched (${relays.status})`);
+  if (relays.status === 503) return made(transport, 'unavailable', 'unavailable');
+  if (!relays.ok) return made(transport, 'not measured', 'not_run');
+  const direct = relayBody.path === 'direct';
+  const tested = direct ? 'direct' : transport;
+  const unmeasured = direct ? made(tested, 'not measured', 'not_measured') : null;
 
-  const pc = new RTCPeerConnection({ iceServers: relayBody.ice_servers, iceTransportPolicy: 'relay' });
+  const pc = new RTCPeerConnection({
+    iceServers: relayBody.ice_servers,
+    iceTransportPolicy: relayBody.ice_transport_policy === 'all' ? 'all' : 'relay',
+  });
   try {
     const probe = pc.createDataChannel('probe', { ordered: false, maxRetransmits: 0, negotiated: true, id: PROBE_CHANNEL_ID });
     const bulk = pc.createDataChannel('bulk', { negotiated: true, id: BULK_CHANNEL_ID });
@@ -100,7 +158,7 @@ export async function runTransport(base, transport, { onProgress = () => {}, pro
     probe.onmessage = (event) => {
       if (probe.readyState === 'open') probe.send(event.data); // echo: the service times the round trip
     };
-    probe.onopen = () => onProgress('Measuring the round-trip time…');
+    probe.onopen = () => onProgress(t('Measuring the delay…'));
     const result = new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('timeout')), RESULT_TIMEOUT_MS);
       bulk.onmessage = (event) => {
@@ -114,7 +172,7 @@ export async function runTransport(base, transport, { onProgress = () => {}, pro
         }
       };
     });
-    onProgress('Connecting through the relay…');
+    onProgress(t('Connecting…'));
     await pc.setLocalDescription(await pc.createOffer());
     await waitForGathering(pc);
     const body = { transport, sdp: pc.localDescription.sdp };
@@ -133,21 +191,18 @@ export async function runTransport(base, transport, { onProgress = () => {}, pro
     });
     const started = await response.json().catch(() => ({}));
     if (response.status === 503) {
-      return { transport, verdict: 'cannot connect', advice: started.advice || [started.message] };
+      // No relay answered the service: its trouble; or this server cannot run tests at all.
+      return started.verdict === 'unavailable' ? made(tested, 'unavailable', 'unavailable') : made(tested, 'not measured', 'not_run');
     }
-    if (response.status === 429) throw new Error('Many tests are running right now; please try again in a minute.');
-    if (!response.ok) throw new Error(started.message || `the test could not start (${response.status})`);
-    if (started.result) return started.result; // no relay candidate: the network blocked this transport
+    if (response.status === 429) return made(tested, 'not measured', 'busy');
+    if (!response.ok) return made(tested, 'not measured', 'not_run');
+    if (started.result) return started.result; // the browser found no way through over this transport
     await pc.setRemoteDescription({ type: 'answer', sdp: started.sdp });
     try {
       return await result;
     } catch {
-      return {
-        id: started.id, // the service stores its side's result (a timeout) under this id
-        transport,
-        verdict: 'cannot connect',
-        advice: ['The test connection did not get through. Your network may block the media relay.'],
-      };
+      // The service stores its side's result (a timeout) under this id.
+      return unmeasured ? { ...unmeasured, id: started.id } : made(tested, 'cannot connect', 'no_answer', { id: started.id });
     }
   } finally {
     pc.close();
@@ -155,29 +210,30 @@ export async function runTransport(base, transport, { onProgress = () => {}, pro
 }
 
 function figure(value, unit, digits = 0) {
-  return value === null || value === undefined ? '—' : `${Number(value).toFixed(digits)} ${unit}`;
+  if (value === null || value === undefined) return '—';
+  return `${formatNumber(Number(value), { maximumFractionDigits: digits, minimumFractionDigits: digits })} ${unit}`;
 }
 
-function render(container, transport, result) {
+function render(container, route, result) {
   const section = document.createElement('section');
   section.className = 'network-result';
-  section.dataset.transport = transport.id;
+  section.dataset.transport = route.id;
   section.dataset.verdict = result.verdict;
   const head = document.createElement('h3');
-  head.textContent = `${transport.title}: `;
+  head.textContent = `${route.title()}: `;
   const verdict = document.createElement('span');
   verdict.className = `verdict ${VERDICT_CLASS[result.verdict] || ''}`;
-  verdict.textContent = VERDICT_TEXT[result.verdict] || result.verdict;
+  verdict.textContent = VERDICT_TEXT[result.verdict] ? VERDICT_TEXT[result.verdict]() : result.verdict;
   head.append(verdict);
   section.append(head);
-  if (result.verdict !== 'cannot connect') {
+  if (result.rtt_ms !== undefined && result.rtt_ms !== null) {
     const list = document.createElement('dl');
     list.className = 'figures';
     const rows = [
-      ['Round trip', figure(result.rtt_ms, 'ms')],
-      ['Jitter', figure(result.jitter_ms, 'ms', 1)],
-      ['Loss', figure(result.loss_percent, '%', 1)],
-      ['Upload', result.throughput_kbps ? `${(result.throughput_kbps / 1000).toFixed(1)} Mbit/s` : '—'],
+      [t('Delay'), figure(result.rtt_ms, 'ms')],
+      [t('Variation'), figure(result.jitter_ms, 'ms', 1)],
+      [t('Data lost'), figure(result.loss_percent, '%', 1)],
+      [t('Upload speed'), result.throughput_kbps ? mbits(result.throughput_kbps) : '—'],
     ];
     for (const [name, value] of rows) {
       const term = document.createElement('dt');
@@ -190,7 +246,7 @@ function render(container, transport, result) {
   }
   const advice = document.createElement('ul');
   advice.className = 'advice small';
-  for (const text of result.advice || []) {
+  for (const text of adviceOf(result)) {
     const item = document.createElement('li');
     item.textContent = text;
     advice.append(item);
@@ -199,18 +255,38 @@ function render(container, transport, result) {
   container.append(section);
 }
 
-// What the visitor should take away from both results together.
-export function summary(results) {
+// What the visitor should take away from the results together.
+export function summary(results, organisation) {
+  const all = Object.values(results).filter(Boolean);
+  if (all.some((r) => r.verdict === 'unavailable')) {
+    return {
+      verdict: 'unavailable',
+      text: organisation
+        ? t('Your video call may not connect right now. This is not a problem with your network. Please keep this page open: if the call cannot start, %(organisation)s will contact you another way, for example by phone if you gave your number.', { organisation })
+        : t('Your video call may not connect right now. This is not a problem with your network. Please keep this page open: if the call cannot start, you will be contacted another way, for example by phone if you gave your number.'),
+    };
+  }
+  if (results.direct) {
+    const direct = results.direct.verdict;
+    if (direct === 'good') return { verdict: 'good', text: t('Your connection is ready for a video call.') };
+    if (direct === 'may be unstable') {
+      return { verdict: 'may be unstable', text: t('A call will work, but the picture or sound may stutter. See the advice below.') };
+    }
+    return { verdict: 'not measured', text: t('Your connection could not be measured right now. You can still continue: the call will try to connect.') };
+  }
   const udp = results.udp && results.udp.verdict;
   const tcp = results.tcp && results.tcp.verdict;
-  if (udp === 'good') return { verdict: 'good', text: 'Your connection is ready for a video call.' };
+  if (udp === 'good') return { verdict: 'good', text: t('Your connection is ready for a video call.') };
   if (udp === 'may be unstable') {
-    return { verdict: 'may be unstable', text: 'A call will work, but the picture or sound may stutter. See the advice below.' };
+    return { verdict: 'may be unstable', text: t('A call will work, but the picture or sound may stutter. See the advice below.') };
   }
-  if (tcp && tcp !== 'cannot connect') {
-    return { verdict: 'may be unstable', text: 'Your network blocks UDP; calls will use TCP and may be less smooth.' };
+  if (tcp === 'good' || tcp === 'may be unstable') {
+    return { verdict: 'may be unstable', text: t('Your network blocks the usual connection; calls will use the fallback connection and may be less smooth.') };
   }
-  return { verdict: 'cannot connect', text: 'A call cannot connect from this network. See the advice below.' };
+  if (udp === 'cannot connect' || tcp === 'cannot connect') {
+    return { verdict: 'cannot connect', text: t('A call cannot connect from this network. See the advice below.') };
+  }
+  return { verdict: 'not measured', text: t('Your connection could not be measured right now. You can still continue: the call will try to connect.') };
 }
 
 // P10: the stored results go after 9 months, or now if the visitor asks.
@@ -225,7 +301,7 @@ function offerDeletion(root, base, found, status) {
   remove.type = 'button';
   remove.className = 'secondary small';
   remove.dataset.networkTestDelete = '';
-  remove.textContent = 'Delete my test results';
+  remove.textContent = t('Delete my test results');
   remove.addEventListener('click', async () => {
     remove.disabled = true;
     const answers = await Promise.all(ids.map((id) =>
@@ -235,10 +311,10 @@ function offerDeletion(root, base, found, status) {
     if (answers.every(Boolean)) {
       for (const id of ids) storedIds.delete(id);
       remove.remove();
-      status.textContent = 'Your test results were deleted.';
+      status.textContent = t('Your test results were deleted.');
     } else {
       remove.disabled = false;
-      status.textContent = 'Your test results could not be deleted; please try again.';
+      status.textContent = t('Your test results could not be deleted; please try again.');
     }
   });
   root.querySelector('[data-network-test-results]').append(remove);
@@ -252,29 +328,36 @@ export function wireNetworkTest(root) {
   if (!button || !status || !results || !base) return;
   if (!window.RTCPeerConnection) {
     button.disabled = true;
-    status.textContent = 'This browser cannot make video calls. Please use a current Chrome, Edge, Firefox or Safari.';
+    status.textContent = t('This browser cannot make video calls. Please use a current Chrome, Edge, Firefox or Safari.');
     return;
   }
   button.addEventListener('click', async () => {
     button.disabled = true;
     root.dataset.state = 'running';
+    status.className = 'small muted';
     results.replaceChildren();
     const found = {};
     try {
       for (const transport of TRANSPORTS) {
-        const progress = (text) => { status.textContent = `${transport.id.toUpperCase()}: ${text}`; };
+        const progress = (text) => { status.textContent = text; };
+        let result;
         try {
-          found[transport.id] = await runTransport(base, transport.id, {
+          result = await runTransport(base, transport.id, {
             onProgress: progress,
             probeSeconds: Number(root.dataset.probeSeconds) || undefined,
             bulkSeconds: Number(root.dataset.bulkSeconds) || undefined,
           });
-        } catch (err) {
-          found[transport.id] = { verdict: 'cannot connect', advice: [err && err.message ? err.message : String(err)] };
+        } catch {
+          result = made(transport.id, 'not measured', 'not_run');
         }
-        render(results, transport, found[transport.id]);
+        let route = result.transport === 'direct' ? DIRECT : transport;
+        if (result.verdict === 'unavailable') route = SERVICE(route.id);
+        found[route.id] = result;
+        render(results, route, result);
+        // One path to measure (a region without relays), or no relay to measure at all.
+        if (route.id === 'direct' || result.verdict === 'unavailable') break;
       }
-      const overall = summary(found);
+      const overall = summary(found, root.dataset.organisation);
       status.textContent = overall.text;
       status.className = `small ${VERDICT_CLASS[overall.verdict]}`;
       root.dataset.verdict = overall.verdict;
@@ -282,7 +365,7 @@ export function wireNetworkTest(root) {
       offerDeletion(root, base, found, status);
     } finally {
       button.disabled = false;
-      button.textContent = 'Test again';
+      button.textContent = t('Test again');
     }
   });
 }

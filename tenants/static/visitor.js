@@ -2,6 +2,7 @@
 // The page's state is in <main data-state="…"> (check | waiting | call | ended | error)
 // and the connection's in data-connection.
 import { CallSession, Log, formatDuration, getLocalMedia, playTestTone, playVideo, watchLevel } from './call.js';
+import { t } from '/static/i18n.js';
 
 const main = document.querySelector('main');
 const $ = (id) => document.getElementById(id);
@@ -12,6 +13,25 @@ let left = false; // the visitor left the waiting room
 let joinedAt = null; // when the expert let the visitor in
 let stopLevel = () => {};
 let timer = null;
+let ownStream = null; // the visitor's camera and microphone, shown back to them while waiting
+
+// What call.js reports in English, in the visitor's language (its known messages).
+const PLAIN = {
+  'No camera or microphone was found.': t('No camera or microphone was found.'),
+  'This link is no longer valid. Please ask for a new one.': t('This link is no longer valid. Please ask for a new one.'),
+  'This page may not connect from here.': t('This page cannot connect from here. Please open the link again.'),
+};
+const plain = (message, otherwise) => PLAIN[message] || otherwise;
+
+function mediaProblem(media) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    return t('This browser cannot use a camera or microphone on this page. Please open the link in another browser.');
+  }
+  if (media.camera === 'denied' || media.microphone === 'denied') {
+    return t('Camera and microphone are blocked. Allow them in your browser (the icon in the address bar) and reload the page.');
+  }
+  return plain(media.error, t('The camera and microphone could not start. You can still join, but the expert will not see or hear you.'));
+}
 
 const session = new CallSession({
   path: main.dataset.wsPath,
@@ -24,7 +44,7 @@ const session = new CallSession({
     else if (state === 'call') enterCall();
     else if (state === 'ended') endCall();
     else if (state === 'error') {
-      $('error-text').textContent = message || 'Please reload the page.';
+      $('error-text').textContent = plain(message, t("Please reload the page. If it happens again, open the room's page and join again."));
       show('error');
     }
   },
@@ -49,11 +69,13 @@ const session = new CallSession({
   },
   onSocket: (open) => {
     const check = $('check-connection');
-    check.textContent = open ? '✓ Connected to the service' : 'Reconnecting…';
+    check.textContent = open ? t('✓ Connected') : t('Reconnecting…');
     check.className = open ? 'ok' : 'warn';
-    $('waiting-connection').textContent = open ? '' : 'Connection lost; reconnecting…';
+    $('waiting-connection').textContent = open ? '' : t('The connection was lost. Reconnecting…');
   },
-  onNotice: (text) => { $('notice').textContent = text; },
+  // The service's notices are about its setup (relays), for support: kept in the
+  // technical details, never shown to the visitor as a message.
+  onNotice: (text) => log.add(text),
   onSoundBlocked: () => { $('sound-on').hidden = false; },
   onScreenShare: (active) => pressed($('share'), active, 'Stop sharing', 'Share screen'),
 });
@@ -64,8 +86,22 @@ function show(step) {
   for (const section of document.querySelectorAll('section[data-step]')) {
     section.hidden = section.dataset.step !== step;
   }
+  if (step === 'waiting') showSelf();
+  else $('self-view').srcObject = null;
   const heading = document.querySelector(`section[data-step="${step}"] h1`);
   if (heading) heading.focus({ preventScroll: true });
+}
+
+// The waiting room shows the visitor their own camera, as the device check did.
+function showSelf() {
+  const video = $('self-view');
+  const hasVideo = !!ownStream && ownStream.getVideoTracks().length > 0;
+  $('self-view-caption').textContent = hasVideo
+    ? t('This is how the expert will see you.')
+    : t('Your camera is not on. The expert will only hear you.');
+  if (!hasVideo) return;
+  if (video.srcObject !== ownStream) video.srcObject = ownStream;
+  playVideo(video);
 }
 
 function pressed(button, on, onText, offText) {
@@ -85,9 +121,11 @@ function endCall() {
   if (timer) clearInterval(timer);
   if (joinedAt) {
     const seconds = (Date.now() - joinedAt) / 1000;
-    $('ended-text').textContent = `The call lasted ${formatDuration(seconds)}. Thank you. You can close this page now.`;
+    $('ended-text').textContent = t('The call lasted %(duration)s. Thank you. You can close this page now.', {
+      duration: formatDuration(seconds),
+    });
   } else if (left) {
-    $('ended-text').textContent = 'You left the waiting room. You can close this page now.';
+    $('ended-text').textContent = t('You left the waiting room. You can close this page now.');
   }
   show('ended');
 }
@@ -98,14 +136,19 @@ async function checkDevices() {
   const microphone = $('check-microphone');
   const hasVideo = !!media.stream && media.stream.getVideoTracks().length > 0;
   const hasAudio = !!media.stream && media.stream.getAudioTracks().length > 0;
-  camera.textContent = hasVideo ? '✓ Working' : media.camera === 'denied' ? '✗ Blocked' : '✗ Not available';
+  camera.textContent = hasVideo ? t('✓ Working') : media.camera === 'denied' ? t('✗ Blocked') : t('✗ Not available');
   camera.className = hasVideo ? 'ok' : 'bad';
-  microphone.textContent = hasAudio ? '✓ Working — speak to see the level' : media.microphone === 'denied' ? '✗ Blocked' : '✗ Not available';
+  microphone.textContent = hasAudio
+    ? t('✓ Working. Speak to see the level.')
+    : media.microphone === 'denied' ? t('✗ Blocked') : t('✗ Not available');
   microphone.className = hasAudio ? 'ok small' : 'bad small';
-  if (media.error) $('media-error').textContent = media.error;
-  else if (!hasVideo || !hasAudio) {
-    $('media-error').textContent = 'You can still join, but the expert will not '
-      + (hasVideo ? 'hear you.' : hasAudio ? 'see you.' : 'see or hear you.');
+  if (media.error) {
+    $('media-error').textContent = mediaProblem(media);
+  } else if (!hasVideo || !hasAudio) {
+    $('media-error').textContent = hasVideo
+      ? t('You can still join, but the expert will not hear you.')
+      : hasAudio ? t('You can still join, but the expert will not see you.')
+        : t('You can still join, but the expert will not see or hear you.');
   }
   session.action('camera_permission', media.camera);
   session.action('microphone_permission', media.microphone);
@@ -113,6 +156,8 @@ async function checkDevices() {
     status.addEventListener('change', () => session.action(`${kind}_permission`, status.state));
   }
   if (media.stream) {
+    ownStream = media.stream;
+    if (main.dataset.state === 'waiting') showSelf();
     const preview = $('preview');
     preview.srcObject = media.stream;
     playVideo(preview);
@@ -124,8 +169,8 @@ async function checkDevices() {
 
 $('speaker-test').addEventListener('click', () => {
   $('check-speakers').textContent = playTestTone()
-    ? 'Did you hear two tones? If not, check the volume.'
-    : 'This browser cannot play a test sound.';
+    ? t('Did you hear two tones? If not, check the volume.')
+    : t('This browser cannot play a test sound.');
 });
 
 $('continue').addEventListener('click', () => {

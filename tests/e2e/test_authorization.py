@@ -49,6 +49,7 @@ PUBLIC_ROUTES = {
     ("POST", "/login"),
     ("GET", "/{slug}/{room_slug}"),  # a room's join link
     ("POST", "/{slug}/{room_slug}/visits"),  # the join form
+    ("GET", "/{slug}/{room_slug}/visits"),  # the join form's address opened as a page: to the join page
     ("GET", "/static/{file_path}"),
     ("HEAD", "/static/{file_path}"),
     ("OPTIONS", "/static/{file_path}"),  # Litestar's own, public with its router
@@ -67,6 +68,9 @@ CONTROL_PUBLIC_ROUTES = {
     ("ASGI", "/api/v1/orgs"),  # the gateway: the region authorizes each forwarded call
     ("GET", "/{slug}"),  # browser paths: a redirect to the organisation's region
     ("GET", "/{slug}/{rest}"),
+    ("GET", "/static/{file_path}"),  # the pages' stylesheet, scripts and icon
+    ("HEAD", "/static/{file_path}"),
+    ("OPTIONS", "/static/{file_path}"),
 }
 WS_REFUSALS = {"http 401", "http 403", "close 4401", "close 4403", "close 4404"}
 

@@ -214,7 +214,7 @@ def test_a_consultation_in_two_browsers_through_the_relay(stack: Stack, browser:
     expect(notice).to_contain_text("your name, your phone number if you give it, the time and duration of the call")
     expect(notice).to_contain_text("technical troubleshooting data")
     expect(notice).to_contain_text("30 days")
-    expect(notice).to_contain_text("your consent")
+    expect(notice).to_contain_text("Your consent")
     expect(notice).to_contain_text("end-to-end encrypted")
     expect(notice).to_contain_text("never recorded")
     shot(visitor, "join")

@@ -28,13 +28,14 @@ MAX_BUFFERED = 1_000_000
 
 
 class BrowserPeer:
-    """The visitor's side of the test, relay-only over the given ICE servers."""
+    """The visitor's side of the test, relay-only over the given ICE servers (every
+    candidate with ``relay_only=False``: a region without relays, whose calls go direct)."""
 
-    def __init__(self, ice_servers: list[dict[str, Any]]) -> None:
+    def __init__(self, ice_servers: list[dict[str, Any]], relay_only: bool = True) -> None:
         self.pc = RTCPeerConnection(
             RTCConfiguration(
                 iceServers=[RTCIceServer(**server) for server in ice_servers],
-                iceTransportPolicy=RTCIceTransportPolicy.RELAY,
+                iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
             )
         )
         self.probe = self.pc.createDataChannel("probe", ordered=False, maxRetransmits=0, negotiated=True, id=1)
@@ -141,4 +142,5 @@ async def test_a_browser_that_never_connects_means_cannot_connect(relay_port: in
         await browser.close()
     assert not figures.connected and figures.reason == "no_connection"
     assert service.verdict_of(figures) == "cannot connect"
-    assert "UDP" in " ".join(service.advice_for("udp", "cannot connect", figures))
+    assert service.advice_keys_for("udp", "cannot connect", figures) == ["usual_blocked", "ask_it_usual"]
+    assert "UDP" not in " ".join(service.advice_for("udp", "cannot connect", figures)), "plain words"
