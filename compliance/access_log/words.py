@@ -151,9 +151,14 @@ class Words:
             name, current = self.names.members[reference]
             return self.gettext("%(name)s (%(role)s)", name=name, role=self.role(role or current))
         if reference.startswith("member:"):
+            ref = short(reference)
             if self.names.complete:  # every member's name is known: this one was removed
-                return self.gettext("Former member %(ref)s (%(role)s)", ref=short(reference), role=self.role(role))
-            return self.gettext("Member %(ref)s (%(role)s)", ref=short(reference), role=self.role(role))
+                if not role:
+                    return self.gettext("Former member %(ref)s", ref=ref)
+                return self.gettext("Former member %(ref)s (%(role)s)", ref=ref, role=self.role(role))
+            if not role:
+                return self.gettext("Member %(ref)s", ref=ref)
+            return self.gettext("Member %(ref)s (%(role)s)", ref=ref, role=self.role(role))
         if reference.startswith("token:"):
             label = self.names.tokens.get(reference)
             if label:
