@@ -113,14 +113,11 @@ async def end_session(session_id: str) -> None:
 # organisation's columns are those piccolo's select() gives (a test compares the two,
 # so a new column cannot be missed here).
 _ORGANISATION_SQL = """
-SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at,
-       o.locale, o.country,
-       o.locale, o.country
+SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at, o.locale, o.country
 FROM organisation o
 WHERE o.slug = $1"""
 _ORGANISATION_AND_INTEGRATION_SQL = """
-SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at,
-       o.locale, o.country,
+SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at, o.locale, o.country,
        t.id AS caller_id, t.org_id AS caller_org_id, t.scopes AS caller_scopes,
        t.last_used_at AS caller_last_used_at,
        m.role AS caller_maker_role, m.access_expires_at AS caller_maker_access_expires_at
@@ -129,8 +126,7 @@ LEFT JOIN api_token t ON t.token_hash = $2 AND t.revoked_at IS NULL
 LEFT JOIN member m ON m.id = t.created_by
 WHERE o.slug = $1"""
 _ORGANISATION_AND_SESSION_SQL = """
-SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at,
-       o.locale, o.country,
+SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at, o.locale, o.country,
        s.org_id AS caller_org_id, s.member_id AS caller_member_id, s.csrf_token AS caller_csrf_token,
        s.last_seen_at AS caller_last_seen_at, m.role AS caller_role,
        m.access_expires_at AS caller_access_expires_at
