@@ -34,9 +34,6 @@ Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}\Z", descriptio
 PASSWORD_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\ud800-\udfff]*\Z"  # noqa: S105 - a pattern
 Password = Annotated[str, msgspec.Meta(min_length=12, max_length=200, pattern=PASSWORD_PATTERN)]
 RetentionDays = Annotated[int, msgspec.Meta(ge=1, le=90, description="visitor data retention, 1..90 days")]
-# The pages' default language of an organisation, and its ISO 3166 country ("" for none).
-PageLocale = Literal["en", "nb", "de", "nl"]
-Country = Annotated[str, msgspec.Meta(pattern=r"^(?:[A-Z]{2})?\Z", description="ISO 3166 country code, e.g. NO")]
 RoomTitle = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=LINE_PATTERN)]
 TokenLabel = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=LINE_PATTERN)]
 # What visitors read in a room's waiting room: plain text over a few lines (no controls but
@@ -85,7 +82,7 @@ class NewOrganisation(Strict):
     name: OrgName
     owner: OwnerIn
     retention_days: RetentionDays = 30
-    locale: PageLocale = "en"
+    locale: Locale = "en"
     country: Country = ""
 
 
