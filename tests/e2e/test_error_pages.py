@@ -9,7 +9,7 @@ serious accessibility violation; and the same URL asked for JSON (or its API rou
 still answers the JSON error. Screenshots: ``$KONSIL_SCREENSHOTS/error-pages``.
 
 500 is not reachable from outside (every failure found has its own status); its page
-is the same template, checked in-process by tests/platform (rendering)."""
+is the same template, checked in-process by tests/platform/test_error_page_500.py."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def visible(html: str) -> Visible:
 
 
 def expected_title(status: int, locale: str) -> str:
-    return i18n.gettext(locale, ERROR_TEXTS[status][0])
+    return str(i18n.gettext(locale, ERROR_TEXTS[status][0]))
 
 
 def assert_people_page(html: str, locale: str, where: str) -> Visible:
@@ -233,6 +233,8 @@ def check_in_chromium(page: Page, watch: Watch, answer: Response, case: ErrorCas
     assert answer.status == case.status, f"{where}: {answer.status}"
     assert_error_page(page.content(), case.status, locale, where)
     assert page.locator("h1").inner_text() == expected_title(case.status, locale)
+    # After a form there is a page to go back to, and a button for it; a link opened anew has none.
+    assert page.locator("[data-back]").is_visible() == (case.fields is not None), where
     shots(page, f"{case.key}-{locale}")
     if locale == AXE_LOCALE:  # one template: axe in one language per case (all pages: test_accessibility.py)
         assert_accessible(page, where)
