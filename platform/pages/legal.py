@@ -50,7 +50,8 @@ def legal_text(jurisdiction: str, country: str, locale: str, org: str, days: int
     texts = section["text"].get(locale) or section["text"][i18n.DEFAULT_LOCALE]
     authorities = data["authorities"][kind]
     found = authorities.get(country.upper()) or authorities["default"]
-    authority = Authority(name=found["name"], url=found["url"])
+    # An authority's own name stays as it is; a description of one is said in the page's language.
+    authority = Authority(name=found.get("names", {}).get(locale, found["name"]), url=found["url"])
     values = {"org": org, "days": days, "authority": authority.name}
     return LegalText(
         law=section["law"],

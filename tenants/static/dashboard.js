@@ -318,7 +318,7 @@ function renderRooms(rooms) {
   for (const room of rooms) roomTitles.set(room.slug, room.title);
   const items = rooms.map((room) => {
     const url = `${location.origin}${room.join_path}`;
-    const copy = el('button', { type: 'button', className: 'secondary', textContent: t('Copy link'), 'aria-label': t('Copy the link of %(room)s', { room: room.title }) });
+    const copy = el('button', { type: 'button', className: 'secondary', textContent: t('Copy link'), 'aria-label': `${t('Copy link')}: ${room.title}` });
     copy.addEventListener('click', async () => {
       try {
         await navigator.clipboard.writeText(url);

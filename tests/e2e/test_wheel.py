@@ -186,11 +186,20 @@ def test_wheel_holds_every_python_file_and_template_of_the_areas(wheel: Wheel) -
         for path in _area_files(area):
             relative = path.relative_to(REPO_ROOT / area).as_posix()
             is_template = "templates" in path.relative_to(REPO_ROOT / area).parts
-            if (path.suffix == ".py" or is_template) and f"konsil/{area}/{relative}" not in members:
+            # What the pages need at run time: scripts, styles, catalogs, legal wording.
+            is_page_file = path.suffix in {".js", ".css", ".svg", ".po", ".toml"}
+            if (path.suffix == ".py" or is_template or is_page_file) and f"konsil/{area}/{relative}" not in members:
                 missing.append(f"{area}/{relative}")
     assert missing == [], f"files of the repository missing from the wheel: {missing}"
     templates = {n for n in members if n.startswith("konsil/tenants/templates/")}
-    assert {"konsil/tenants/templates/base.html", "konsil/tenants/templates/login.html"} <= templates
+    assert {"konsil/tenants/templates/join.html", "konsil/tenants/templates/login.html"} <= templates
+    assert {
+        "konsil/platform/pages/templates/base.html",
+        "konsil/platform/pages/legal.toml",
+        "konsil/platform/pages/locale/nb/LC_MESSAGES/pages.po",
+        "konsil/tenants/locale/de/LC_MESSAGES/visitor.po",
+        "konsil/platform/control/templates/signup.html",
+    } <= members
 
 
 def test_wheel_has_no_init_at_the_top_of_konsil_or_an_area(wheel: Wheel) -> None:
