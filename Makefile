@@ -5,6 +5,9 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# axe-core (npm), which the browser tests inject into Chromium (tests/e2e/browser_kit.py).
+AXE := tests/e2e/axe
+AXE_STAMP := $(AXE)/node_modules/.installed
 
 .PHONY: up test test-fast lint bench clean
 
@@ -14,11 +17,16 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(AXE_STAMP): $(AXE)/package.json $(AXE)/package-lock.json
+	cd $(AXE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(AXE_STAMP)
+
 up: $(STAMP)
 	$(VENV)/bin/konsil up --demo
 
 test: $(STAMP)
 	scripts/install-system-packages
+	$(MAKE) --no-print-directory $(AXE_STAMP)
 	scripts/ensure-services
 	scripts/lint
 	$(VENV)/bin/pytest
@@ -37,4 +45,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench
 
 clean:
-	rm -rf $(VENV) .konsil .mypy-view build *.egg-info
+	rm -rf $(VENV) .konsil .mypy-view build *.egg-info $(AXE)/node_modules

@@ -46,6 +46,7 @@ from konsil.regions.tasks import CeleryRunner, start_in_process
 from konsil.tenants import invitations, login_index, password_reset
 from konsil.tenants.account_pages import account_router
 from konsil.tenants.admin_members import members_pages_router
+from konsil.tenants.admin_pages import admin_pages_router
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
 from konsil.tenants.invitations_api import invitations_router
@@ -203,6 +204,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             region_login_router,
             login_router,
             pages_router,
+            admin_pages_router,
             account_router,
             members_pages_router,
             invitations_router,

@@ -4,13 +4,15 @@ integration tokens, and member login. Handlers validate and call services."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import uuid
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, Router, delete, get, patch, post
+from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.datastructures import Cookie
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from konsil.platform.core import errors
@@ -18,12 +20,13 @@ from konsil.platform.core.authz import MANAGERS, OWN_SESSION, PUBLIC, rule
 from konsil.platform.core.keys.region_signing import KeySet
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.core.text import LINE_PATTERN
-from konsil.tenants import api_tokens, members, organisations, records, removal, rooms, visits
+from konsil.tenants import api_tokens, logos, members, organisations, records, removal, rooms, visits
 from konsil.tenants.actors import actor_of, source_address
 from konsil.tenants.auth import SESSION_COOKIE, Principal, end_session, log_in
 from konsil.tenants.schemas import (
     LoginIn,
     LoginOut,
+    LogoOut,
     MemberIn,
     MemberOut,
     MemberPatch,
@@ -31,6 +34,7 @@ from konsil.tenants.schemas import (
     OrganisationPatch,
     RoomIn,
     RoomOut,
+    RoomPatch,
     TokenCreated,
     TokenIn,
     TokenOut,
@@ -71,7 +75,65 @@ async def read_organisation(request: Req) -> OrganisationOut:
 
 @patch("/", opt=rule(*MANAGERS))
 async def update_organisation(request: Req, data: OrganisationPatch) -> OrganisationOut:
+    """Change the organisation's name, retention (1 to 90 days), contract end, the pages'
+    default language (``locale``: en, nb, de, nl) or its ``country`` (ISO 3166-1 alpha-2:
+    the supervisory authority its legal notices name; a region accepts the countries its
+    legal texts know, e.g. NO, DK, SE, FI, DE, AT, NL, BE, IE, FR in the EU; empty for none)."""
     return await organisations.update(region_of(request), actor_of(request), _org(request), data)
+
+
+@dataclasses.dataclass
+class _LogoUpload(Operation):
+    """The logo upload's body in the OpenAPI document: raw image bytes (the handler reads
+    them itself, so Litestar does not parse them as JSON)."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            description="The image's bytes (PNG, JPEG or WebP, at most 1 MB). Its format is read from its "
+            "content; the content type sent and any file name are ignored.",
+            content={
+                "application/octet-stream": OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+                )
+            },
+        )
+
+
+@put(
+    "/logo",
+    opt={
+        **rule(*MANAGERS),
+        "errors": {
+            400: "Not a PNG, JPEG or WebP image (`not_an_image`), an SVG (`svg_refused`), an empty body (`empty`) "
+            "or more than 4096 pixels a side (`image_dimensions`); nothing was stored.",
+            413: "The image is larger than 1 MB (`too_large`); nothing was stored.",
+        },
+    },
+    status_code=HTTP_200_OK,
+    operation_class=_LogoUpload,
+)
+async def upload_logo(request: Req) -> LogoOut:
+    """Set or replace the organisation's logo, shown on its visitors' pages and served
+    publicly at ``GET /{slug}/logo``. The body is the image's bytes; the whole image must
+    decode; SVG is refused (it can carry scripts)."""
+    data = await request.body()  # bounded by the service's max_body_bytes (1 MiB by default)
+    return await logos.store(region_of(request), actor_of(request), _org(request), data)
+
+
+@get("/logo", opt=rule(*ALL_MEMBERS, scope="org:read"))
+async def read_logo(request: Req) -> LogoOut:
+    """The stored logo's facts (the image itself is at ``url``); 404 when there is none."""
+    found = await logos.describe(_org(request))
+    if found is None:
+        raise errors.not_found("this organisation has no logo")
+    return found
+
+
+@delete("/logo", opt=rule(*MANAGERS), status_code=HTTP_204_NO_CONTENT)
+async def remove_logo(request: Req) -> None:
+    """Remove the logo (visitors' pages then show the organisation's name alone)."""
+    await logos.remove(region_of(request), actor_of(request), _org(request))
 
 
 class DeleteOrganisation(msgspec.Struct, forbid_unknown_fields=True):
@@ -141,6 +203,16 @@ async def read_room(request: Req, room_id: uuid.UUID) -> RoomOut:
     return rooms.to_out(_org(request), await rooms.get(_org(request), room_id))
 
 
+@patch("/rooms/{room_id:uuid}", opt=rule("owner", "admin", "expert", scope="rooms:write"))
+async def change_room(request: Req, room_id: uuid.UUID, data: RoomPatch) -> RoomOut:
+    """Rename a room (``title``), set the ``welcome_text`` its visitors read in the waiting
+    room (plain text, at most 500 characters; line breaks kept), or give it to another
+    expert of the organisation (``expert_id``; owners and admins only). Experts change
+    their own rooms only. The room's address (``slug``) does not change: links already
+    sent keep working."""
+    return await rooms.change(region_of(request), actor_of(request), _principal(request), _org(request), room_id, data)
+
+
 @delete(
     "/rooms/{room_id:uuid}", opt=rule("owner", "admin", "expert", scope="rooms:write"), status_code=HTTP_204_NO_CONTENT
 )
@@ -181,15 +253,18 @@ async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
 
 @get("/calls/today", opt=rule(*EXPERTS, personal_data="call"))
 async def calls_today(request: Req, since: dt.datetime | None = None) -> list[visits.CallOut]:
-    """Today's calls in your rooms, with start, end and duration. ``since`` is the
-    start of the caller's day (the browser's local midnight); default UTC midnight."""
+    """Today's calls in your rooms, with start, end, duration and the visitor's name
+    (each name shown is an access-logged read of the visit). ``since`` is the start of
+    the caller's day (the browser's local midnight); default UTC midnight."""
     principal = _principal(request)
     if since is not None and since.tzinfo is None:
         raise errors.bad_request("since needs a time zone, e.g. 2026-11-28T00:00:00+01:00")
     now = dt.datetime.now(dt.UTC)
     if since is not None and not (now - dt.timedelta(hours=38) <= since <= now):
         raise errors.bad_request("since must be within the last day")
-    return await visits.calls_today(_org(request), principal.id, principal.role, since)
+    return await visits.calls_today(
+        region_of(request), actor_of(request), _org(request), principal.id, principal.role, since
+    )
 
 
 @get("/calls/{call_id:uuid}/receipt", opt=rule("owner", "admin", "expert", "auditor", personal_data="call"))
@@ -315,6 +390,9 @@ org_router = Router(
     route_handlers=[
         read_organisation,
         update_organisation,
+        upload_logo,
+        read_logo,
+        remove_logo,
         delete_organisation,
         list_members,
         invite_member,
@@ -324,6 +402,7 @@ org_router = Router(
         list_rooms,
         create_room,
         read_room,
+        change_room,
         remove_room,
         waiting_visits,
         open_visit,

@@ -69,6 +69,7 @@ async def list_tokens(org: records.Organisation) -> list[TokenOut]:
             scopes=r["scopes"].split(),
             created_at=r["created_at"],
             revoked=r["revoked_at"] is not None,
+            last_used_at=r["last_used_at"],
         )
         for r in rows
     ]

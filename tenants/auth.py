@@ -113,19 +113,20 @@ async def end_session(session_id: str) -> None:
 # organisation's columns are those piccolo's select() gives (a test compares the two,
 # so a new column cannot be missed here).
 _ORGANISATION_SQL = """
-SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at
+SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at, o.locale, o.country
 FROM organisation o
 WHERE o.slug = $1"""
 _ORGANISATION_AND_INTEGRATION_SQL = """
-SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at,
+SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at, o.locale, o.country,
        t.id AS caller_id, t.org_id AS caller_org_id, t.scopes AS caller_scopes,
+       t.last_used_at AS caller_last_used_at,
        m.role AS caller_maker_role, m.access_expires_at AS caller_maker_access_expires_at
 FROM organisation o
 LEFT JOIN api_token t ON t.token_hash = $2 AND t.revoked_at IS NULL
 LEFT JOIN member m ON m.id = t.created_by
 WHERE o.slug = $1"""
 _ORGANISATION_AND_SESSION_SQL = """
-SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at,
+SELECT o.id, o.slug, o.name, o.retention_days, o.contract_end, o.relay_only, o.created_at, o.locale, o.country,
        s.org_id AS caller_org_id, s.member_id AS caller_member_id, s.csrf_token AS caller_csrf_token,
        s.last_seen_at AS caller_last_seen_at, m.role AS caller_role,
        m.access_expires_at AS caller_access_expires_at
@@ -178,6 +179,7 @@ class _TokenCaller(msgspec.Struct, frozen=True, kw_only=True):
     # The member who made the token: their access ending ends the token's too.
     maker_role: str | None = None  # None: the maker is gone
     maker_access_expires_at: dt.datetime | None = None
+    last_used_at: dt.datetime | None = None
 
 
 Caller = _SessionCaller | _TokenCaller
@@ -194,6 +196,7 @@ def _caller_of(kind: str, row: dict[str, Any]) -> Caller | None:
             scopes=row["caller_scopes"],
             maker_role=row["caller_maker_role"],
             maker_access_expires_at=row["caller_maker_access_expires_at"],
+            last_used_at=row["caller_last_used_at"],
         )
     return _SessionCaller(
         org_id=row["caller_org_id"],
@@ -281,7 +284,7 @@ async def _from_session(ctx: RegionContext, sid: str, caller: Caller | None) -> 
 
 async def _token_caller(hashed: str) -> _TokenCaller | None:
     row = (
-        await ApiToken.select(ApiToken.id, ApiToken.org_id, ApiToken.scopes, ApiToken.created_by)
+        await ApiToken.select(ApiToken.id, ApiToken.org_id, ApiToken.scopes, ApiToken.created_by, ApiToken.last_used_at)
         .where((ApiToken.token_hash == hashed) & ApiToken.revoked_at.is_null())
         .first()
         .run()
@@ -297,7 +300,21 @@ async def _token_caller(hashed: str) -> _TokenCaller | None:
         scopes=row["scopes"],
         maker_role=maker["role"] if maker else None,
         maker_access_expires_at=maker["access_expires_at"] if maker else None,
+        last_used_at=row["last_used_at"],
     )
+
+
+# A token's last use is noted to within this much (one write per token and period at most).
+TOKEN_USE_PRECISION = dt.timedelta(minutes=5)
+
+
+async def _note_use(caller: Caller | None) -> None:
+    """When a token was last used, for the integrations page (no write on most calls)."""
+    if not isinstance(caller, _TokenCaller):
+        return
+    now = clock.now()
+    if caller.last_used_at is None or now - caller.last_used_at > TOKEN_USE_PRECISION:
+        await ApiToken.update({ApiToken.last_used_at: now}).where(ApiToken.id == caller.id).run()
 
 
 def _from_token(caller: Caller | None) -> Principal | None:
@@ -330,9 +347,12 @@ async def identify(
         if any(hmac.compare_digest(hashed, known) for known in ctx.region.ops_token_hashes):
             return Principal("ops", NO_ORGANISATION, uuid.UUID(hashed[:32]), "ops")
         found, caller = _prefetched(connection, "token", hashed)
-        principal = _from_token(caller if found else await _token_caller(hashed))
+        if not found:
+            caller = await _token_caller(hashed)
+        principal = _from_token(caller)
         if principal is None:
             raise errors.unauthorized("the API token is not valid or was revoked")
+        await _note_use(caller)
         return principal
     found, caller = _prefetched(connection, "session", hashed)
     return await _from_session(ctx, hashed, caller if found else await _session_caller(hashed))

@@ -9,6 +9,7 @@ import msgspec
 
 from konsil.platform.core import database, errors
 from konsil.platform.core.region import RegionContext
+from konsil.platform.pages import legal
 from konsil.tenants import members, records, welcome
 from konsil.tenants.actors import Actor, record
 from konsil.tenants.schemas import CreatedOrganisation, MemberIn, NewOrganisation, OrganisationOut, OrganisationPatch
@@ -24,7 +25,21 @@ def to_out(ctx: RegionContext, org: records.Organisation) -> OrganisationOut:
         retention_days=org.retention_days,
         contract_end=org.contract_end,
         relay_only=org.relay_only,
+        locale=org.locale,
+        country=org.country,
     )
+
+
+def legal_jurisdiction(ctx: RegionContext) -> str:
+    """The jurisdiction of this region's legal texts (platform/pages/legal.toml): its own
+    id when the texts know it (eu, us), else the EU's, as ``legal.legal_text`` does."""
+    return ctx.region.id if legal.countries(ctx.region.id) else "eu"
+
+
+def countries(ctx: RegionContext) -> list[str]:
+    """The countries an organisation of this region may name: those whose supervisory
+    authority the legal texts name (the legal notices cite it)."""
+    return legal.countries(legal_jurisdiction(ctx))
 
 
 async def get(slug: str) -> records.Organisation | None:
@@ -68,6 +83,9 @@ async def update(
     values: dict[Any, Any] = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
     if not values:
         raise errors.bad_request("nothing to change")
+    country = values.get("country")
+    if country and country not in countries(ctx):
+        raise errors.bad_request(f"country must be one of {', '.join(countries(ctx))} in this region (or empty)")
     async with database.transaction(ctx.engine):
         await Organisation.update(values).where(Organisation.id == org.id).run()
         await record(ctx, actor, org.id, "update", "organisation", org.id, f"org:{org.id}")

@@ -16,7 +16,9 @@ from litestar.response import Redirect, Template
 from konsil.platform.core import errors
 from konsil.platform.core.authz import OWN_SESSION, rule
 from konsil.platform.core.region import region_of
-from konsil.tenants import records, visits
+from konsil.platform.pages.i18n import N_
+from konsil.tenants import members, records, visits
+from konsil.tenants.actors import actor_of
 from konsil.tenants.api import session_cookie
 from konsil.tenants.auth import Principal, end_session
 
@@ -28,10 +30,15 @@ class CsrfForm(msgspec.Struct):
     csrf: str = msgspec.field(default="", name="_csrf")
 
 
+# The member roles in people's words (the dashboard says whom you are signed in as).
+ROLE_NAMES = {"owner": N_("Owner"), "admin": N_("Administrator"), "expert": N_("Expert"), "auditor": N_("Auditor")}
+
+
 @get("/{slug:str}/portal", opt={**rule("owner", "admin", "expert", "auditor"), "page": True}, include_in_schema=False)
 async def portal(request: Req) -> Template:
-    """The expert's dashboard: live waiting list, admit, calls today (auditors see
-    their role only)."""
+    """The expert's dashboard: live waiting list with arrival alerts, admit, calls
+    today (auditors see their role and the navigation only). The lists come from the
+    API, where each read of a visitor's data is access-logged."""
     org: records.Organisation = request.state.org
     principal: Principal = request.state.principal
     return Template(
@@ -40,20 +47,32 @@ async def portal(request: Req) -> Template:
             "org_name": org.name,
             "slug": org.slug,
             "role": principal.role,
+            "role_name": ROLE_NAMES.get(principal.role, principal.role),
             "csrf": principal.csrf_token,
-            "region": region_of(request).region.id,
             "is_expert": principal.role in ("owner", "admin", "expert"),
         },
     )
 
 
 @get(
-    "/{slug:str}/calls/{call_id:uuid}", opt={**rule("owner", "admin", "expert"), "page": True}, include_in_schema=False
+    "/{slug:str}/calls/{call_id:uuid}",
+    opt={**rule("owner", "admin", "expert", personal_data="call"), "page": True},
+    include_in_schema=False,
 )
 async def call_page(request: Req, call_id: uuid.UUID) -> Template:
+    """The expert's side of a call, headed with the visitor's name (an access-logged
+    read of the visit); the expert's own name goes to the visitor's page over the
+    call's data channel, browser to browser."""
     org: records.Organisation = request.state.org
     principal: Principal = request.state.principal
-    await visits.call_for_member(org, call_id, principal.id, principal.role)
+    ctx = region_of(request)
+    actor = actor_of(request)
+    call = await visits.call_for_member(org, call_id, principal.id, principal.role)
+    visitor_name = await visits.visitor_name(ctx, actor, org, call)
+    try:
+        expert_name: str | None = (await members.get(ctx, actor, org, principal.id)).name
+    except errors.AppError:
+        expert_name = None  # a record that failed its integrity check (logged): the call goes on without it
     return Template(
         "call.html",
         context={
@@ -62,7 +81,8 @@ async def call_page(request: Req, call_id: uuid.UUID) -> Template:
             "call_id": str(call_id),
             "csrf": principal.csrf_token,
             "ws_path": f"/{org.slug}/calls/{call_id}/ws",
-            "region": region_of(request).region.id,
+            "visitor_name": visitor_name,
+            "expert_name": expert_name,
         },
     )
 

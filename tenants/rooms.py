@@ -16,23 +16,34 @@ from konsil.tenants import records
 from konsil.tenants.actors import Actor, record
 from konsil.tenants.auth import Principal
 from konsil.tenants.members import subject
-from konsil.tenants.schemas import RoomIn, RoomOut
+from konsil.tenants.schemas import RoomIn, RoomOut, RoomPatch
 from konsil.tenants.tables import Member, Room
 
 # Room addresses that would collide with the organisation's own pages.
-RESERVED_ROOM_SLUGS = frozenset({"portal", "logout", "login", "api", "static", "settings", "dashboard", "calls"})
+RESERVED_ROOM_SLUGS = frozenset(
+    {"portal", "logout", "login", "api", "static", "settings", "dashboard", "calls", "logo"}
+)
 
 
 def to_out(org: records.Organisation, room: records.Room) -> RoomOut:
-    return _out(org, room.id, room.slug, room.title, room.expert_id)
+    return _out(org, room.id, room.slug, room.title, room.expert_id, room.welcome_text)
 
 
-def _out(org: records.Organisation, room_id: uuid.UUID, slug: str, title: str, expert_id: uuid.UUID) -> RoomOut:
-    return RoomOut(id=room_id, slug=slug, title=title, expert_id=expert_id, join_path=f"/{org.slug}/{slug}")
+def _out(
+    org: records.Organisation, room_id: uuid.UUID, slug: str, title: str, expert_id: uuid.UUID, welcome_text: str
+) -> RoomOut:
+    return RoomOut(
+        id=room_id,
+        slug=slug,
+        title=title,
+        expert_id=expert_id,
+        join_path=f"/{org.slug}/{slug}",
+        welcome_text=welcome_text,
+    )
 
 
 # A hot read (the room list of every dashboard and integration): fixed SQL on PostgreSQL.
-_LIST_SQL = "SELECT id, slug, title, expert_id FROM room WHERE org_id = $1 ORDER BY slug"
+_LIST_SQL = "SELECT id, slug, title, expert_id, welcome_text FROM room WHERE org_id = $1 ORDER BY slug"
 
 
 async def list_rooms(org: records.Organisation) -> list[RoomOut]:
@@ -42,12 +53,12 @@ async def list_rooms(org: records.Organisation) -> list[RoomOut]:
         rows = await database.fetch(engine, _LIST_SQL, org.id)
     else:
         rows = (
-            await Room.select(Room.id, Room.slug, Room.title, Room.expert_id)
+            await Room.select(Room.id, Room.slug, Room.title, Room.expert_id, Room.welcome_text)
             .where(Room.org_id == org.id)
             .order_by(Room.slug)
             .run()
         )
-    return [_out(org, r["id"], r["slug"], r["title"], r["expert_id"]) for r in rows]
+    return [_out(org, r["id"], r["slug"], r["title"], r["expert_id"], r["welcome_text"]) for r in rows]
 
 
 async def get(org: records.Organisation, room_id: uuid.UUID) -> records.Room:
@@ -83,16 +94,16 @@ async def create(
 ) -> RoomOut:
     expert_id = _expert_of_new_room(principal, new)
     room = records.Room(
-        id=uuid.uuid4(), org_id=org.id, slug=new.slug, title=new.title, expert_id=expert_id, created_at=clock.now()
+        id=uuid.uuid4(),
+        org_id=org.id,
+        slug=new.slug,
+        title=new.title,
+        expert_id=expert_id,
+        created_at=clock.now(),
+        welcome_text=new.welcome_text.strip(),
     )
     async with database.transaction(ctx.engine):
-        expert = (
-            await Member.select(Member.role).where((Member.id == expert_id) & (Member.org_id == org.id)).first().run()
-        )
-        if expert is None:
-            raise errors.bad_request("expert_id is not a member of this organisation")
-        if expert["role"] not in {"expert", "owner", "admin"}:
-            raise errors.bad_request("rooms belong to experts, admins or owners")
+        await _check_expert(org, expert_id)
         if new.slug in RESERVED_ROOM_SLUGS:
             raise errors.conflict("this room address is reserved")
         if await Room.exists().where((Room.org_id == org.id) & (Room.slug == new.slug)).run():
@@ -100,6 +111,45 @@ async def create(
         await Room.insert(Room(**msgspec.structs.asdict(room))).run()
         await record(ctx, actor, org.id, "create", "room", room.id, subject(expert_id))
     return to_out(org, room)
+
+
+async def _check_expert(org: records.Organisation, expert_id: uuid.UUID) -> None:
+    expert = await Member.select(Member.role).where((Member.id == expert_id) & (Member.org_id == org.id)).first().run()
+    if expert is None:
+        raise errors.bad_request("expert_id is not a member of this organisation")
+    if expert["role"] not in {"expert", "owner", "admin"}:
+        raise errors.bad_request("rooms belong to experts, admins or owners")
+
+
+async def change(
+    ctx: RegionContext,
+    actor: Actor,
+    principal: Principal,
+    org: records.Organisation,
+    room_id: uuid.UUID,
+    patch: RoomPatch,
+) -> RoomOut:
+    """Rename a room, set its welcome text, or give it to another expert. An expert
+    changes only their own rooms and cannot give them away; managers change any."""
+    values: dict[str, Any] = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    if not values:
+        raise errors.bad_request("nothing to change: send title, welcome_text or expert_id")
+    if "welcome_text" in values:
+        values["welcome_text"] = values["welcome_text"].strip()
+    manager = principal.kind != "member" or principal.role in MANAGERS
+    async with database.transaction(ctx.engine):
+        room = await get(org, room_id)
+        if not manager and room.expert_id != principal.id:
+            raise errors.forbidden("only the room's expert or an admin can change it")
+        expert_id = values.get("expert_id", room.expert_id)
+        if expert_id != room.expert_id:
+            if not manager:
+                raise errors.forbidden("only owners and admins can give a room to another expert")
+            await _check_expert(org, expert_id)
+        columns = {getattr(Room, name): value for name, value in values.items()}
+        await Room.update(columns).where(Room.id == room_id).run()
+        await record(ctx, actor, org.id, "update", "room", room_id, subject(expert_id))
+    return to_out(org, msgspec.structs.replace(room, **values))
 
 
 async def remove(

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from konsil.platform.core.text import LINE_CHAR, LINE_PATTERN
+from konsil.platform.core.text import LINE_CHAR, LINE_PATTERN, MULTILINE_PATTERN
 
 Role = Literal["owner", "admin", "expert", "auditor"]
 ROLES: tuple[str, ...] = ("owner", "admin", "expert", "auditor")
@@ -34,11 +34,31 @@ Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}\Z", descriptio
 PASSWORD_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\ud800-\udfff]*\Z"  # noqa: S105 - a pattern
 Password = Annotated[str, msgspec.Meta(min_length=12, max_length=200, pattern=PASSWORD_PATTERN)]
 RetentionDays = Annotated[int, msgspec.Meta(ge=1, le=90, description="visitor data retention, 1..90 days")]
-# The pages' default language of an organisation, and its ISO 3166 country ("" for none).
-PageLocale = Literal["en", "nb", "de", "nl"]
-Country = Annotated[str, msgspec.Meta(pattern=r"^(?:[A-Z]{2})?\Z", description="ISO 3166 country code, e.g. NO")]
 RoomTitle = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=LINE_PATTERN)]
 TokenLabel = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=LINE_PATTERN)]
+# What visitors read in a room's waiting room: plain text over a few lines (no controls but
+# tab and line breaks), written by the organisation.
+WELCOME_TEXT_MAX = 500
+WelcomeText = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=WELCOME_TEXT_MAX,
+        pattern=MULTILINE_PATTERN,
+        description="plain text shown to visitors in the room's waiting room (at most 500 characters)",
+    ),
+]
+# The pages' languages (konsil.platform.pages.i18n.LOCALES).
+Locale = Literal["en", "nb", "de", "nl"]
+# ISO 3166-1 alpha-2; which ones a region accepts is checked by tenants/organisations.py
+# (the countries with a supervisory authority in its legal texts), "" for none chosen.
+Country = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(?:[A-Z]{2})?\Z",
+        max_length=2,
+        description="ISO 3166-1 alpha-2 country of the organisation (its supervisory authority), or empty",
+    ),
+]
 Scope = Literal["org:read", "members:read", "members:write", "rooms:read", "rooms:write"]
 SCOPES: tuple[str, ...] = ("org:read", "members:read", "members:write", "rooms:read", "rooms:write")
 
@@ -62,7 +82,7 @@ class NewOrganisation(Strict):
     name: OrgName
     owner: OwnerIn
     retention_days: RetentionDays = 30
-    locale: PageLocale = "en"
+    locale: Locale = "en"
     country: Country = ""
 
 
@@ -84,6 +104,8 @@ class OrganisationOut(msgspec.Struct):
     retention_days: int
     contract_end: dt.date | None
     relay_only: bool
+    locale: str = "en"
+    country: str = ""
 
 
 class OrganisationPatch(Strict):
@@ -91,6 +113,20 @@ class OrganisationPatch(Strict):
     retention_days: RetentionDays | msgspec.UnsetType = msgspec.UNSET
     contract_end: dt.date | msgspec.UnsetType | None = msgspec.UNSET
     relay_only: bool | msgspec.UnsetType = msgspec.UNSET
+    # The pages' language when a visitor's browser asks for none Konsil speaks.
+    locale: Locale | msgspec.UnsetType = msgspec.UNSET
+    country: Country | msgspec.UnsetType = msgspec.UNSET
+
+
+class LogoOut(msgspec.Struct):
+    """The organisation's logo as stored: served at ``url`` (public, for visitors' pages)."""
+
+    url: str
+    content_type: str
+    sha256: str
+    size_bytes: int
+    width: int
+    height: int
 
 
 # When an auditor's access ends: required for the auditor role (at most a year ahead,
@@ -137,6 +173,16 @@ class RoomIn(Strict):
     slug: RoomSlug
     title: RoomTitle
     expert_id: uuid.UUID | None = None
+    welcome_text: WelcomeText = ""
+
+
+class RoomPatch(Strict):
+    """A change of a room: its title, its welcome text, or its expert (owners and admins
+    only; an expert changes their own rooms' title and welcome text)."""
+
+    title: RoomTitle | msgspec.UnsetType = msgspec.UNSET
+    welcome_text: WelcomeText | msgspec.UnsetType = msgspec.UNSET
+    expert_id: uuid.UUID | msgspec.UnsetType = msgspec.UNSET
 
 
 class RoomOut(msgspec.Struct):
@@ -145,6 +191,7 @@ class RoomOut(msgspec.Struct):
     title: str
     expert_id: uuid.UUID
     join_path: str
+    welcome_text: str = ""
 
 
 class TokenIn(Strict):
@@ -158,6 +205,7 @@ class TokenOut(msgspec.Struct):
     scopes: list[str]
     created_at: dt.datetime
     revoked: bool
+    last_used_at: dt.datetime | None = None  # within minutes (tenants/auth.py notes each use)
 
 
 class TokenCreated(msgspec.Struct):

@@ -24,6 +24,7 @@ from konsil.platform.core.authz import MANAGERS, token_hash
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
 from konsil.platform.core.keys.region_signing import KeySet, Signature, Verifier
 from konsil.platform.core.region import RegionContext
+from konsil.platform.pages.rendering import format_phone
 from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.schemas import PersonName, Phone
@@ -46,6 +47,7 @@ class WaitingVisit(msgspec.Struct):
     arrived_at: dt.datetime
     status: str
     away_since: dt.datetime | None = None  # the visitor's page has had no socket open since
+    phone_display: str | None = None  # the phone number grouped as people write it (+47 406 12 345)
 
 
 class CallOut(msgspec.Struct):
@@ -55,6 +57,9 @@ class CallOut(msgspec.Struct):
     started_at: dt.datetime
     ended_at: dt.datetime | None
     duration_seconds: int | None
+    # The visitor's name, in "calls today" only (an access-logged read of the visit);
+    # None where the stored name failed its integrity check (that failure is logged).
+    visitor_name: str | None = None
 
 
 def visit_subject(visit_id: uuid.UUID) -> str:
@@ -137,6 +142,7 @@ def _shown(cipher: OrgCipher, visit: records.Visit, rooms: dict[uuid.UUID, str])
         arrived_at=visit.arrived_at,
         status=visit.status,
         away_since=visit.away_since,
+        phone_display=format_phone(phone) if phone else None,
     )
 
 
@@ -345,8 +351,15 @@ async def leave(ctx: RegionContext, visit: records.Visit) -> None:
 
 
 async def calls_today(
-    org: records.Organisation, member_id: uuid.UUID, role: str, since: dt.datetime | None = None
+    ctx: RegionContext,
+    actor: Actor,
+    org: records.Organisation,
+    member_id: uuid.UUID,
+    role: str,
+    since: dt.datetime | None = None,
 ) -> list[CallOut]:
+    """Today's calls in the member's rooms with each visitor's name: every name shown
+    is an access-logged read of that visit (as on the waiting list)."""
     rooms = await _visible_rooms(org, member_id, role)
     midnight = since or clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
     rows = (
@@ -355,6 +368,23 @@ async def calls_today(
         .order_by(Call.started_at, ascending=False)
         .run()
     )
+    calls = [call for call in map(records.Call.of, rows) if call.room_id in rooms]
+    if not calls:
+        return []
+    stored = {
+        row["id"]: row["name"]
+        for row in await Visit.select(Visit.id, Visit.name)
+        .where((Visit.org_id == org.id) & Visit.id.is_in([call.visit_id for call in calls]))
+        .run()
+    }
+    cipher = await ctx.keys.cipher(org.id)
+    names: dict[uuid.UUID, str] = {}
+    for visit_id, sealed in stored.items():
+        try:
+            names[visit_id] = cipher.open(FieldRef(org.id, "visit", "name", visit_id), sealed)
+        except FieldDecryptionError:
+            await record(ctx, actor, org.id, "read", "visit", visit_id, visit_subject(visit_id), "failure")
+    await record_reads(ctx, actor, org.id, "visit", [(visit_id, visit_subject(visit_id)) for visit_id in names])
     return [
         CallOut(
             id=call.id,
@@ -363,10 +393,27 @@ async def calls_today(
             started_at=call.started_at,
             ended_at=call.ended_at,
             duration_seconds=call.duration_seconds,
+            visitor_name=names.get(call.visit_id),
         )
-        for call in map(records.Call.of, rows)
-        if call.room_id in rooms
+        for call in calls
     ]
+
+
+async def visitor_name(ctx: RegionContext, actor: Actor, org: records.Organisation, call: records.Call) -> str | None:
+    """The name of a call's visitor for the expert's call page: an access-logged read of
+    the visit; None when the stored name failed its integrity check (logged as such)."""
+    row = await Visit.select(Visit.name).where((Visit.id == call.visit_id) & (Visit.org_id == org.id)).first().run()
+    if row is None:
+        return None
+    cipher = await ctx.keys.cipher(org.id)
+    subject = visit_subject(call.visit_id)
+    try:
+        name = cipher.open(FieldRef(org.id, "visit", "name", call.visit_id), row["name"])
+    except FieldDecryptionError:
+        await record(ctx, actor, org.id, "read", "visit", call.visit_id, subject, "failure")
+        return None
+    await record(ctx, actor, org.id, "read", "visit", call.visit_id, subject)
+    return name
 
 
 async def call_for_member(

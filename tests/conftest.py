@@ -40,7 +40,12 @@ if TYPE_CHECKING:
 
 # The tests' own settings, taken out of the environment: Konsil reads every KONSIL_*
 # variable as one of its settings, and an unknown one is a configuration error.
-TEST_SETTINGS = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("KONSIL_TEST_")}
+# KONSIL_SCREENSHOTS: where browser tests save their screenshots (tests/e2e/browser_kit.py).
+TEST_SETTINGS = {
+    name: os.environ.pop(name)
+    for name in list(os.environ)
+    if name.startswith("KONSIL_TEST_") or name == "KONSIL_SCREENSHOTS"
+}
 PG_SERVER = TEST_SETTINGS.get("KONSIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 AMQP_SERVER = TEST_SETTINGS.get("KONSIL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
 SESSION_TAG = f"konsil_t{secrets.token_hex(3)}"

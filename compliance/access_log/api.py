@@ -1,6 +1,8 @@
 """The organisation's access-log view: who read or changed personal data, and who was
 refused (NEN 7513 fields; entries hold pseudonymous references only, never decrypted
-personal data). For owners, admins and auditors; reading it is itself access-logged."""
+personal data), and its integrity check (what ``konsil audit verify`` runs). For
+owners, admins and auditors; reading or checking it is itself access-logged. The
+portal's page of the same is ``pages.py``."""
 
 from __future__ import annotations
 
@@ -12,15 +14,36 @@ import msgspec
 from litestar import Request, Router, get
 from litestar.params import Parameter
 
-from konsil.compliance.access_log import service
-from konsil.compliance.access_log.service import EntryRecord, Outcome
+from konsil.compliance.access_log import integrity, service
+from konsil.compliance.access_log.integrity import IntegrityOut
+from konsil.compliance.access_log.pages import access_log_export, access_log_page
+from konsil.compliance.access_log.service import FILTER_PATTERN, EntryRecord, Outcome
 from konsil.platform.core import errors
 from konsil.platform.core.authz import rule
+from konsil.platform.core.region import region_of
 from konsil.tenants.actors import actor_of, record
 
 Req = Request[Any, Any, Any]
 MAX_PAGE = 500
 READERS = ("owner", "admin", "auditor")
+ActorFilter = Annotated[
+    str | None,
+    Parameter(
+        pattern=FILTER_PATTERN,
+        max_length=81,
+        description="only this actor's entries: member:<id>, token:<id>, anonymous, system; "
+        "ending in * for every actor it begins (visitor:*, system*)",
+    ),
+]
+SubjectFilter = Annotated[
+    str | None,
+    Parameter(
+        pattern=FILTER_PATTERN,
+        max_length=80,
+        description="only entries about this data subject: visit:<id>, member:<id>, dsr:<id>, payment:<id>; "
+        "or an id (or its first characters) of any of them",
+    ),
+]
 
 
 class EntryOut(msgspec.Struct):
@@ -75,18 +98,26 @@ async def read_access_log(
     until: dt.datetime | None = None,
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
     cursor: Annotated[int | None, Parameter(ge=1, description="next_cursor of the page before")] = None,
+    actor: ActorFilter = None,
+    subject: SubjectFilter = None,
 ) -> AccessLogPage:
     """The organisation's access log, newest first: every read or change of personal
     data and every refused attempt. ``since`` is inclusive, ``until`` exclusive; both
-    need a time zone."""
+    need a time zone. ``actor`` and ``subject`` narrow it to one actor or data subject
+    (``denied`` then counts theirs)."""
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise errors.bad_request(f"{name} needs a time zone, e.g. 2026-11-28T00:00:00Z")
     if since is not None and until is not None and since >= until:
         raise errors.bad_request("since must be before until")
+    if subject is not None and subject.endswith("*"):
+        raise errors.bad_request("subject: a reference or an id, without *")
     org_id: uuid.UUID = request.state.org.id
-    records = await service.page(org_id, limit=limit + 1, before_seq=cursor, outcome=outcome, since=since, until=until)
-    denied = await service.count(org_id, outcome="denied", since=since, until=until)
+    who = {"actor": actor, "subject": subject}
+    records = await service.page(
+        org_id, limit=limit + 1, before_seq=cursor, outcome=outcome, since=since, until=until, **who
+    )
+    denied = await service.count(org_id, outcome="denied", since=since, until=until, **who)
     shown = records[:limit]
     await record(
         request.app.state.region,
@@ -104,4 +135,20 @@ async def read_access_log(
     )
 
 
-access_log_router = Router(path="/", route_handlers=[read_access_log])
+@get(
+    "/api/v1/orgs/{slug:str}/access-log/verify",
+    opt=rule(*READERS, personal_data="access_log"),
+    tags=["access log"],
+)
+async def verify_access_log(request: Req) -> IntegrityOut:
+    """Check the organisation's access log as ``konsil audit verify`` does: every entry's
+    hash and its link to the one before, the chain head and its seal, and the region's
+    latest signed checkpoint. Answers whether it verifies, up to which entry, or the first
+    entry that does not; the check is logged as a read of the log."""
+    org = request.state.org
+    return await integrity.check(region_of(request), actor_of(request), org.id, org.slug)
+
+
+access_log_router = Router(
+    path="/", route_handlers=[read_access_log, verify_access_log, access_log_page, access_log_export]
+)

@@ -45,6 +45,9 @@ from konsil.platform.core.keys.region_signing import KeySet
 ProblemKind = Literal["modified", "deleted", "reordered", "rewritten", "forged", "uncheckable", "tampered"]
 # SQLite binds at most 32766 parameters a statement, 17 an entry; PostgreSQL takes arrays.
 SQLITE_ROWS_PER_INSERT = 1000
+# What the view's actor and subject filters accept: references as the log writes them
+# (no LIKE wildcards), an actor's optionally ending in "*" (every actor it begins).
+FILTER_PATTERN = r"^[a-z0-9][a-z0-9:.-]{0,79}\*?\Z"
 # Entries read per query when a checkpoint walks the chain: fewer round trips (a million
 # entries in 200 queries, not 1,000) for a few MB of rows in memory (bench/report.py).
 WALK_BATCH = 5000
@@ -539,10 +542,13 @@ async def page(
     outcome: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    actor: str | None = None,
+    subject: str | None = None,
 ) -> list[EntryRecord]:
     """The newest ``limit`` entries (before ``before_seq``), newest first, filtered by
-    outcome and time (``since`` inclusive, ``until`` exclusive): the organisation's view."""
-    where = _filter(org_id, outcome, since, until)
+    outcome, time (``since`` inclusive, ``until`` exclusive), actor and data subject
+    (see ``_filter``): the organisation's view."""
+    where = _filter(org_id, outcome, since, until, actor, subject)
     if before_seq is not None:
         where &= AccessLogEntry.seq < before_seq
     rows = await (
@@ -555,12 +561,30 @@ async def page(
 
 
 async def count(
-    org_id: uuid.UUID, *, outcome: str | None = None, since: datetime | None = None, until: datetime | None = None
+    org_id: uuid.UUID,
+    *,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = None,
+    subject: str | None = None,
 ) -> int:
-    return int(await AccessLogEntry.count().where(_filter(org_id, outcome, since, until)))
+    return int(await AccessLogEntry.count().where(_filter(org_id, outcome, since, until, actor, subject)))
 
 
-def _filter(org_id: uuid.UUID, outcome: str | None, since: datetime | None, until: datetime | None) -> Combinable:
+def _filter(
+    org_id: uuid.UUID,
+    outcome: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    actor: str | None = None,
+    subject: str | None = None,
+) -> Combinable:
+    """``actor``: a reference (``member:<id>``, ``token:<id>``, ``anonymous``), or one
+    ending in ``*`` for every actor it begins (``visitor:*``, ``system*``). ``subject``:
+    a data subject's reference (``visit:<id>``), or an id or its beginning, of any kind
+    of subject (visit, member, request, payment). Both are checked at the edge to hold
+    no LIKE wildcards of their own (``FILTER_PATTERN``)."""
     where: Combinable = AccessLogEntry.org_id == org_id
     if outcome is not None:
         where &= AccessLogEntry.outcome == outcome
@@ -568,6 +592,16 @@ def _filter(org_id: uuid.UUID, outcome: str | None, since: datetime | None, unti
         where &= AccessLogEntry.at >= since
     if until is not None:
         where &= AccessLogEntry.at < until
+    if actor:
+        if actor.endswith("*"):
+            where &= AccessLogEntry.actor.like(actor[:-1] + "%")
+        else:
+            where &= AccessLogEntry.actor == actor
+    if subject:
+        if ":" in subject:
+            where &= AccessLogEntry.subject_ref == subject
+        else:
+            where &= AccessLogEntry.subject_ref.like(f"%:{subject}%")
     return where
 
 

@@ -17,6 +17,7 @@ from litestar.response import Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from konsil.compliance.dsr import service
+from konsil.compliance.dsr.overview import legal_for
 from konsil.compliance.dsr.schemas import (
     Erasure,
     FulfilmentOut,
@@ -30,9 +31,24 @@ from konsil.compliance.dsr.schemas import (
 )
 from konsil.platform.core.authz import MANAGERS, rule
 from konsil.platform.core.region import region_of
+from konsil.platform.pages.i18n import N_
+from konsil.platform.pages.rendering import locale_of
 from konsil.tenants.actors import actor_of
 
 BASE = "/api/v1/orgs/{slug:str}/dsr"
+# What the page offers to file and why it may reject, in words.
+KIND_CHOICES = (
+    ("access", N_("Access: an overview of their data")),
+    ("portability", N_("Portability: their data, machine-readable")),
+    ("rectification", N_("Rectification: a correction")),
+    ("erasure", N_("Erasure: deletion")),
+)
+REASON_CHOICES = (
+    ("identity_not_verified", N_("Their identity could not be verified")),
+    ("manifestly_unfounded", N_("The request is manifestly unfounded")),
+    ("duplicate", N_("The same request was filed before")),
+    ("withdrawn", N_("The person withdrew it")),
+)
 
 Req = Request[Any, Any, Any]
 
@@ -91,9 +107,11 @@ async def export_request(request: Req, dsr_id: uuid.UUID) -> Response[SubjectExp
     tags=["data-subject requests"],
 )
 async def overview_request(request: Req, dsr_id: uuid.UUID) -> Response[str]:
-    """The same as the export, as a plain-text overview a person can read."""
+    """The same as the export, as a plain-text overview a person can read, in the
+    caller's language (``Accept-Language``; English by default)."""
     data = await service.export(region_of(request), actor_of(request), _org(request), dsr_id)
-    return Response(service.overview_text(data), media_type="text/plain", headers={"cache-control": "no-store"})
+    text = service.overview_text(data, locale_of(request))
+    return Response(text, media_type="text/plain", headers={"cache-control": "no-store"})
 
 
 @post(
@@ -157,17 +175,26 @@ async def reject_request(request: Req, dsr_id: uuid.UUID, data: Rejection) -> Re
 @get("/{slug:str}/portal/dsr", opt={**rule(*MANAGERS), "page": True}, include_in_schema=False)
 async def dsr_page(request: Req) -> Template:
     """The portal page: requests with due dates, file, view, export, the "who accessed
-    their data" extract, rectify, erase."""
+    their data" extract, rectify, erase, reject; and what to tell the person of their
+    rights and where to complain, in the organisation's jurisdiction."""
     org = _org(request)
     principal = request.state.principal
+    legal = legal_for(
+        region_of(request).region.id, org.get("country") or "", locale_of(request), org["name"], org["retention_days"]
+    )
     return Template(
         "dsr.html",
         context={
             "org_name": org["name"],
             "slug": org["slug"],
+            "role": principal.role,
             "csrf": principal.csrf_token,
-            "region": region_of(request).region.id,
+            "legal": legal,
+            "country": org.get("country") or "",
+            "kinds": KIND_CHOICES,
+            "reasons": REASON_CHOICES,
         },
+        headers={"cache-control": "no-store"},
     )
 
 

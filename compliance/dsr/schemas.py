@@ -125,6 +125,9 @@ class RequestOut(msgspec.Struct):
     overdue: bool
     completed_at: dt.datetime | None
     fulfilled_by: str
+    # How it was answered: the records changed or found (counts), or why it was rejected
+    # (``reason``); empty while it is open. No personal data.
+    outcome: dict[str, int | str]
 
 
 class Found(msgspec.Struct):
@@ -141,7 +144,6 @@ class Found(msgspec.Struct):
 class RequestDetail(RequestOut):
     identifier: str
     found: Found
-    outcome: dict[str, int | str]
 
 
 class FulfilmentOut(msgspec.Struct):
@@ -160,6 +162,8 @@ class ExportOrganisation(msgspec.Struct):
     region: str
     jurisdiction: str
     retention_days: int  # visits, calls and telemetry are deleted after this many days
+    # ISO 3166 country (its supervisory authority in the notes); "" when not set. Added in version 1.
+    country: str = ""
 
 
 class ExportRequest(msgspec.Struct):

@@ -34,6 +34,8 @@ from piccolo.custom_types import Combinable
 from konsil.compliance.access_log.chain import EntryRecord
 from konsil.compliance.access_log.service import AccessEvent, append_many
 from konsil.compliance.access_log.tables import AccessLogEntry
+from konsil.compliance.dsr import overview
+from konsil.compliance.dsr.overview import complaint_note, legal_for
 from konsil.compliance.dsr.schemas import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
@@ -103,6 +105,7 @@ def to_out(row: dict[str, Any], now: dt.datetime | None = None) -> RequestOut:
         overdue=row["status"] == OPEN and row["due_at"] < now,
         completed_at=row["completed_at"],
         fulfilled_by=row["fulfilled_by"],
+        outcome=json.loads(row["outcome"]) if row["outcome"] else {},
     )
 
 
@@ -301,8 +304,7 @@ async def detail(ctx: RegionContext, actor: Actor, org: dict[str, Any], request_
         await record(ctx, actor, org["id"], "read", "data_subject_request", request_id, dsr_subject(request_id))
         await _log_each(ctx, actor, org["id"], "search", records)
     out = to_out(row)
-    outcome = json.loads(row["outcome"]) if row["outcome"] else {}
-    return RequestDetail(**msgspec.structs.asdict(out), identifier=identifier, found=records.found(), outcome=outcome)
+    return RequestDetail(**msgspec.structs.asdict(out), identifier=identifier, found=records.found())
 
 
 # --- access and portability: the export ----------------------------------------------------
@@ -338,14 +340,20 @@ async def _who_accessed(org_id: uuid.UUID, refs: list[str]) -> list[AccessData]:
     return [AccessData(**row) for row in rows]
 
 
-NOTES = [
-    "Visits, calls and their troubleshooting data are deleted automatically after the organisation's "
-    "retention period (organisation.retention_days).",
-    "Payment records are kept for 5 years because the law requires it; an erasure request does not remove them.",
-    "Calls are end-to-end encrypted and never recorded: no audio or video is stored.",
-    "accessed_by lists every access to these records from the access log (pseudonymous references).",
-    "You may complain to the data-protection supervisory authority (in Norway: Datatilsynet).",
-]
+def notes(region_id: str, org: dict[str, Any]) -> list[str]:
+    """The export's notes (English, as the rest of the format): retention, legal hold,
+    no recordings, the ``accessed_by`` list, and the subject's rights and where to
+    complain, from the legal wording of the organisation's jurisdiction and country."""
+    legal = legal_for(region_id, org.get("country") or "", "en", org["name"], org["retention_days"])
+    return [
+        "Visits, calls and their troubleshooting data are deleted automatically after the organisation's "
+        "retention period (organisation.retention_days).",
+        "Payment records are kept for 5 years because the law requires it; an erasure request does not remove them.",
+        "Calls are end-to-end encrypted and never recorded: no audio or video is stored.",
+        "accessed_by lists every access to these records from the access log (pseudonymous references).",
+        legal.rights,
+        complaint_note(legal),
+    ]
 
 
 # Opens one sealed field of an exported record: (table, column, row id, stored value).
@@ -407,7 +415,12 @@ def _build(
         version=EXPORT_VERSION,
         generated_at=clock.now(),
         organisation=ExportOrganisation(
-            org["slug"], org["name"], ctx.region.id, ctx.region.jurisdiction, org["retention_days"]
+            org["slug"],
+            org["name"],
+            ctx.region.id,
+            ctx.region.jurisdiction,
+            org["retention_days"],
+            org.get("country") or "",
         ),
         request=ExportRequest(
             row["id"],
@@ -463,7 +476,7 @@ def _build(
             for p in records.payments
         ],
         accessed_by=accessed,
-        notes=NOTES,
+        notes=notes(ctx.region.id, org),
     )
 
 
@@ -547,45 +560,9 @@ async def _complete(row: dict[str, Any], actor: Actor, outcome: dict[str, Any]) 
     )
 
 
-def overview_text(data: SubjectExport) -> str:
-    """The export as a plain-text overview a person can read."""
-    lines = [
-        f"Data held about {data.request.identifier} by {data.organisation.name} "
-        f"(region {data.organisation.region}, {data.organisation.jurisdiction})",
-        f"Request {data.request.id} ({data.request.kind}), received {data.request.received_at:%Y-%m-%d}, "
-        f"due {data.request.due_at:%Y-%m-%d}, {data.request.status}",
-        f"Generated {data.generated_at:%Y-%m-%d %H:%M} UTC",
-        "",
-        f"Member accounts: {len(data.members)}",
-    ]
-    for m in data.members:
-        lines.append(f"  - {m.name} <{m.email}> phone {m.phone or '-'}, role {m.role}, since {m.created_at:%Y-%m-%d}")
-    lines.append(f"Visits: {len(data.visits)}")
-    for v in data.visits:
-        lines.append(
-            f"  - {v.arrived_at:%Y-%m-%d %H:%M} room {v.room}: {v.name}, phone {v.phone or '-'}, {v.status}, "
-            f"deleted after {v.expires_at:%Y-%m-%d}"
-        )
-        for c in v.calls:
-            duration = f"{c.duration_seconds} s" if c.duration_seconds is not None else "ongoing"
-            relays = f", relayed in {c.relay_receipt.region}" if c.relay_receipt else ""
-            lines.append(
-                f"      call {c.started_at:%H:%M}, {duration}, {len(c.telemetry)} troubleshooting records{relays}"
-            )
-    lines.append(f"Payments (kept 5 years by law): {len(data.payments)}")
-    for p in data.payments:
-        lines.append(
-            f"  - {p.created_at:%Y-%m-%d} {p.amount_minor / 100:.2f} {p.currency}, {p.card_brand} "
-            f"…{p.card_last4}, kept until {p.keep_until:%Y-%m-%d}"
-        )
-    lines.append(f"Accesses to these records: {len(data.accessed_by)}")
-    for a in data.accessed_by:
-        lines.append(
-            f"  - {a.at:%Y-%m-%d %H:%M} {a.actor} ({a.actor_role}) {a.action} {a.object_type}: "
-            f"{a.purpose} [{a.outcome}]"
-        )
-    lines += ["", *data.notes]
-    return "\n".join(lines) + "\n"
+def overview_text(data: SubjectExport, locale: str = "en") -> str:
+    """The export as a plain-text overview a person can read, in ``locale``."""
+    return overview.overview_text(data, locale)
 
 
 # --- access: the "who accessed my data" extract ---------------------------------------------

@@ -16,10 +16,13 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from konsil.compliance.reports import jobs
 from konsil.compliance.reports.jobs import FORMATS, ReportJobOut, ReportRequest, ReportRequestError
 from konsil.compliance.reports.json_report import published_schema
+from konsil.compliance.reports.labels import COLLECTOR_LABELS
 from konsil.platform.core import errors
 from konsil.platform.core.access import AccessEvent
 from konsil.platform.core.authz import AUDIT_WORK, PUBLIC, rule
 from konsil.platform.core.region import region_of
+from konsil.platform.pages.i18n import N_
+from konsil.platform.pages.rendering import tr
 from konsil.tenants.actors import Actor, actor_of, record
 
 log = logging.getLogger("konsil.reports")
@@ -27,6 +30,12 @@ log = logging.getLogger("konsil.reports")
 BASE = "/api/v1/orgs/{slug:str}/reports"
 READERS = ("owner", "admin", "auditor")
 TAGS = ["compliance reports"]
+FRAMEWORK_CHOICES = (
+    ("gdpr", N_("GDPR")),
+    ("hipaa", N_("HIPAA Security Rule")),
+    ("nen7510", N_("NEN 7510 / NEN 7513")),
+    ("normen", N_("Normen")),
+)
 
 Req = Request[Any, Any, Any]
 
@@ -75,7 +84,7 @@ async def start_report(request: Req, data: ReportRequest) -> ReportJobOut:
         region.tasks.submit(jobs.REPORT_TASK, job_id)
     except Exception:  # the region's broker is away: say so now, not an hour later
         log.exception("report job %s could not be handed to the region's workers", job_id)
-        await jobs.mark_failed(job_id, "The report could not be started: the region's task queue is unavailable.")
+        await jobs.mark_failed(job_id, jobs.QUEUE_DOWN)
         raise errors.unavailable("The report could not be started now; please try again in a few minutes.") from None
     made = await jobs.get(_org_id(request), job_id)
     assert made is not None
@@ -117,6 +126,16 @@ async def download_report(request: Req, report_id: uuid.UUID, file_format: str) 
     )
 
 
+def progress_texts(request: Req) -> dict[str, str]:
+    """What a report's progress and failure say as stored (English), each in the
+    request's language, for the page's script to show."""
+    texts = {text: tr(request, text) for text in jobs.PERSON_TEXTS}
+    for name, label in COLLECTOR_LABELS.items():
+        stored = jobs.COLLECTING % {"what": jobs.collector_words(name)}
+        texts[stored] = tr(request, jobs.COLLECTING, what=tr(request, label))
+    return {stored: shown for stored, shown in texts.items() if stored != shown}
+
+
 @get("/{slug:str}/portal/reports", opt={**rule(*READERS), "page": True}, include_in_schema=False)
 async def reports_page(request: Req) -> Template:
     """The auditor's page: reports with progress, start one, download every format
@@ -128,15 +147,12 @@ async def reports_page(request: Req) -> Template:
         context={
             "org_name": org.name,
             "slug": org.slug,
+            "role": principal.role,
             "csrf": principal.csrf_token,
-            "frameworks": [
-                ("gdpr", "GDPR"),
-                ("hipaa", "HIPAA Security Rule"),
-                ("nen7510", "NEN 7510 / NEN 7513"),
-                ("normen", "Normen"),
-            ],
-            "region": region_of(request).region.id,
+            "frameworks": FRAMEWORK_CHOICES,
+            "progress_texts": progress_texts(request),
         },
+        headers={"cache-control": "no-store"},
     )
 
 

@@ -39,9 +39,42 @@ from konsil.compliance.subprocessors.register import for_region
 from konsil.platform.core import clock, database
 from konsil.platform.core.access import AccessEvent
 from konsil.platform.core.region import RegionContext
+from konsil.platform.pages.i18n import N_
 from konsil.tenants.tables import Organisation
 
 log = logging.getLogger("konsil.reports")
+
+# What a report's progress and failure say (its ``step`` and ``message``), in English as
+# stored; the portal's page shows them in the person's language (``PERSON_TEXTS``).
+STEP_STARTING: Final = N_("Starting")
+STEP_CHECKPOINT: Final = N_("Signing a checkpoint of the access log")
+STEP_ATTESTATIONS: Final = N_("Reading the attestations")
+STEP_DOCUMENTS: Final = N_("Writing the JSON document and the workbooks")
+STEP_PDF: Final = N_("Writing the PDF")
+STEP_ARCHIVE: Final = N_("Signing the evidence archive")
+STEP_SAVING: Final = N_("Saving the files")
+STEP_DONE: Final = N_("Done")
+NO_ORGANISATION: Final = N_("There is no such organisation in this region.")
+KEYS_DOWN: Final = N_("The region's key service is unavailable; start the report again when it is back.")
+DATABASE_DOWN: Final = N_("The region's database was unavailable; start the report again.")
+FAILED: Final = N_("The report could not be made; the region's operators have the details in the service log.")
+QUEUE_DOWN: Final = N_("The report could not be started: the region's task queue is unavailable.")
+COLLECTING: Final = N_("Collecting evidence: %(what)s")
+PERSON_TEXTS: Final = (
+    STEP_STARTING,
+    STEP_CHECKPOINT,
+    STEP_ATTESTATIONS,
+    STEP_DOCUMENTS,
+    STEP_PDF,
+    STEP_ARCHIVE,
+    STEP_SAVING,
+    STEP_DONE,
+    NO_ORGANISATION,
+    KEYS_DOWN,
+    DATABASE_DOWN,
+    FAILED,
+    QUEUE_DOWN,
+)
 
 # The task name on the region's queue (regions/tasks.py runs it).
 REPORT_TASK: Final = "konsil.reports.generate"
@@ -230,7 +263,7 @@ async def _set(job_id: uuid.UUID, **values: Any) -> None:
     await ReportJob.update({getattr(ReportJob, k): v for k, v in values.items()}).where(ReportJob.id == job_id)
 
 
-def _collector_words(name: str) -> str:
+def collector_words(name: str) -> str:
     """A collector as the progress line shows it ("data-subject requests", not "dsr")."""
     label = collector_label(name)
     return label[:1].lower() + label[1:]
@@ -260,7 +293,7 @@ async def build_document(
     """Checkpoint, evidence, attestations → the report document (stored observations pinned to the job)."""
     framework = load_catalogs()[job["framework"]]
     org_id: uuid.UUID = job["org_id"]
-    await progress(2, "Signing a checkpoint of the access log")
+    await progress(2, STEP_CHECKPOINT)
     made = await make_report_checkpoint(region, org_id)
     signed = made.signed
     checkpoint = Checkpoint(
@@ -283,10 +316,10 @@ async def build_document(
     names = _collectors(framework)
     observations: list[Observation] = []
     for index, name in enumerate(names):
-        await progress(5 + 70 * index // len(names), f"Collecting evidence: {_collector_words(name)}")
+        await progress(5 + 70 * index // len(names), COLLECTING % {"what": collector_words(name)})
         observations.extend(await collect(region, scope, [name]))
     await store.store(observations, report_id=job["id"])
-    await progress(76, "Reading the attestations")
+    await progress(76, STEP_ATTESTATIONS)
     attestations = await _attested(org_id, framework.id, job["period_end"])
     signing = await current_signing(region.signer, region.region.public_url.rstrip("/") + KEY_SET_PATH)
     return assemble(
@@ -310,14 +343,14 @@ async def build_document(
 async def render(region: RegionContext, doc: ReportDocument, progress: Progress) -> dict[str, bytes]:
     """Every format of ``doc``; the CPU-bound ones in a worker thread."""
     files: dict[str, bytes] = {}
-    await progress(80, "Writing the JSON document and the workbooks")
+    await progress(80, STEP_DOCUMENTS)
     files["json"] = json_report.json_bytes(doc)
     files["csv"] = await asyncio.to_thread(csv_workbook.csv_bytes, doc)
     files["ropa"] = await asyncio.to_thread(ropa.ropa_bytes, doc)
     files["oscal"] = await asyncio.to_thread(oscal.oscal_bytes, doc)
-    await progress(85, "Writing the PDF")
+    await progress(85, STEP_PDF)
     files["pdf"] = await asyncio.to_thread(pdf_report.pdf_bytes, doc)
-    await progress(92, "Signing the evidence archive")
+    await progress(92, STEP_ARCHIVE)
     files["zip"] = await evidence_zip_bytes(doc, region.signer)
     return files
 
@@ -332,7 +365,7 @@ async def generate(region: RegionContext, job_id: uuid.UUID, on_progress: Progre
         return "done"
     org_name = await _org_name(job["org_id"])
     if org_name is None:
-        message = "There is no such organisation in this region."
+        message = NO_ORGANISATION
         await _set(job_id, status="failed", message=message, finished_at=clock.now())
         return "failed"
 
@@ -345,7 +378,7 @@ async def generate(region: RegionContext, job_id: uuid.UUID, on_progress: Progre
         job_id,
         status="running",
         progress=0,
-        step="Starting",
+        step=STEP_STARTING,
         message="",
         started_at=clock.now(),
         heartbeat_at=clock.now(),
@@ -355,7 +388,7 @@ async def generate(region: RegionContext, job_id: uuid.UUID, on_progress: Progre
         await store.discard(job_id)  # what an interrupted attempt stored
         doc = await build_document(region, job, org_name, progress)
         files = await render(region, doc, progress)
-        await progress(97, "Saving the files")
+        await progress(97, STEP_SAVING)
         async with database.transaction(region.engine):
             await ReportFile.delete().where(ReportFile.report_id == job_id)
             await ReportFile.insert(
@@ -375,7 +408,7 @@ async def generate(region: RegionContext, job_id: uuid.UUID, on_progress: Progre
                 job_id,
                 status="done",
                 progress=100,
-                step="Done",
+                step=STEP_DONE,
                 finished_at=clock.now(),
                 report_sha256=json_report.report_sha256(doc),
             )
@@ -404,7 +437,7 @@ def _safe_reason(exc: Exception) -> str:
     """Why a job failed, in words that name no personal data and no internals."""
     name = type(exc).__name__
     if name in {"KeyUnavailable", "SigningUnavailable"}:
-        return "The region's key service is unavailable; start the report again when it is back."
+        return KEYS_DOWN
     if name in {"ConnectionRefusedError", "OSError", "InterfaceError", "ConnectionDoesNotExistError"}:
-        return "The region's database was unavailable; start the report again."
-    return "The report could not be made; the region's operators have the details in the service log."
+        return DATABASE_DOWN
+    return FAILED

@@ -8,6 +8,8 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
+from konsil.platform.pages.i18n import N_
+
 # Every check of controls.catalog.COLLECTOR_RULES (a test keeps the two in step).
 CHECK_LABELS: Final[dict[str, str]] = {
     "data_within_retention": "Data kept no longer than its retention period",
@@ -42,16 +44,17 @@ CHECK_LABELS: Final[dict[str, str]] = {
 }
 
 # Every collector of controls.catalog.COLLECTORS.
+# Marked for the catalogs: the portal shows a report's progress in the person's language.
 COLLECTOR_LABELS: Final[dict[str, str]] = {
-    "retention": "Retention and deletion",
-    "encryption": "Encryption coverage",
-    "keys": "Key management",
-    "access_log": "Access log",
-    "residency": "Data residency",
-    "dsr": "Data-subject requests",
-    "sessions": "Sign-in and sessions",
-    "subprocessors": "Subprocessors",
-    "network_tests": "Network test results",
+    "retention": N_("Retention and deletion"),
+    "encryption": N_("Encryption coverage"),
+    "keys": N_("Key management"),
+    "access_log": N_("Access log"),
+    "residency": N_("Data residency"),
+    "dsr": N_("Data-subject requests"),
+    "sessions": N_("Sign-in and sessions"),
+    "subprocessors": N_("Subprocessors"),
+    "network_tests": N_("Network test results"),
 }
 
 STATUS_LABELS: Final[dict[str, str]] = {

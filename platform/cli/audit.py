@@ -48,8 +48,11 @@ from konsil.compliance.access_log.checkpoints import (
     verify_log,
 )
 from konsil.compliance.access_log.documents import canonical
-from konsil.compliance.access_log.service import Problem, VerifyReport
 from konsil.compliance.access_log.tables import AccessLogHead
+
+# format_report: also the CLI's public name of the verify line (tests and tools import it from here).
+from konsil.compliance.access_log.verify_text import format_report as format_report
+from konsil.compliance.access_log.verify_text import problem_text
 from konsil.platform.core.access import AccessEvent, Outcome
 from konsil.platform.core.keys.region_signing import SigningUnavailable
 from konsil.platform.core.region import RegionContext
@@ -59,59 +62,6 @@ from konsil.tenants.tables import Organisation
 
 SIGNING_DOWN = "the region's signing key does not answer; try again later"
 OPERATOR = "operator:cli"
-
-
-def _count(n: int) -> str:
-    return f"{n} entry" if n == 1 else f"{n} entries"
-
-
-def _problem(problem: Problem, checked: int | None = None) -> str:
-    if problem.kind == "tampered":  # the detail names the entry, the time and the reason
-        return problem.detail if checked is None else f"{problem.detail} (apart from this, {_count(checked)} verified)"
-    entry = f"entry #{problem.seq}"
-    if problem.entry_id is not None:
-        entry += f" (id {problem.entry_id})"
-    if problem.kind == "uncheckable":
-        text = f"the checkpoint cannot be checked: {problem.detail}"
-    elif problem.kind == "rewritten" and problem.entry_id is None:
-        text = f"the log was rewritten (at entry #{problem.seq}): {problem.detail}"
-    else:
-        text = f"{entry} was {problem.kind}: {problem.detail}"
-    return text if checked is None else f"{text} ({_count(checked)} before it verified)"
-
-
-def format_report(report: VerifyReport, slug: str, *, removed: str = "") -> str:
-    prefix = f"audit log of org {slug!r}"
-    if removed:
-        prefix += f" (organisation removed {removed})"
-    if report.pruned:
-        prefix += f" (entries #1 to #{report.pruned} removed by retention)"
-    problem = report.problem
-    if not report.ok and problem is not None:
-        line = f"{prefix}: {_problem(problem, report.checked)}"
-        if problem.kind == "tampered":
-            if len(report.alarms) > 1:
-                line += f"; the log records {_more_findings(len(report.alarms) - 1)} after it"
-            return line + _assurances(report)
-        if report.alarms:  # found by the region before the entry that does not verify
-            line += f"; before it, {report.alarms[0].detail}"
-            if len(report.alarms) > 1:
-                line += f", and {_more_findings(len(report.alarms) - 1)}"
-        return line
-    return f"{prefix}: OK, {_count(report.checked)} verified" + _assurances(report)
-
-
-def _more_findings(n: int) -> str:
-    return f"{n} more such finding" if n == 1 else f"{n} more such findings"
-
-
-def _assurances(report: VerifyReport) -> str:
-    line = ""
-    if report.sealed:
-        line += "; the head carries the region's seal"
-    for checkpoint in report.extends:
-        line += f"; it extends the region's checkpoint of {checkpoint.at} (#{checkpoint.seq})"
-    return line
 
 
 # --- finding the organisation, live or removed ---------------------------------------------------
@@ -250,7 +200,7 @@ async def checkpoint(args: argparse.Namespace) -> int:
         try:
             made = await make_checkpoint(ctx, found.org_id)
         except CheckpointRefused as exc:
-            print(f"the region does not sign the access log of org {found.slug!r}: {_problem(exc.problem)}")
+            print(f"the region does not sign the access log of org {found.slug!r}: {problem_text(exc.problem)}")
             await log_read(ctx, found, "checkpoint", "access_log", f"refused at #{exc.problem.seq}", "failure")
             return 1
         # Logged after signing: the checks before a signature rest on the head's seal as it was.

@@ -31,13 +31,13 @@ import httptools
 import msgspec
 import uvicorn
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
 from konsil.platform.core.settings import ServiceSettings
-from konsil.platform.core.web import SECURITY_HEADERS, replaying
+from konsil.platform.core.web import BODY_TOO_LARGE, SECURITY_HEADERS, replaying
 
 log = logging.getLogger("konsil.http")
 
@@ -203,7 +203,7 @@ class CompleteBodies:
             await self.app(scope, receive, send)
             return
         if declared > self.max_body:
-            await _answer_and_close(send, 413, "too_large", "request body is too large")
+            await self._too_large(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -217,7 +217,7 @@ class CompleteBodies:
                     chunk: bytes = message.get("body", b"")
                     size += len(chunk)
                     if size > self.max_body:
-                        await _answer_and_close(send, 413, "too_large", "request body is too large")
+                        await self._too_large(scope, receive, send)
                         return
                     chunks.append(chunk)
                     if not message.get("more_body", False):
@@ -227,6 +227,36 @@ class CompleteBodies:
             await _answer_and_close(send, 408, "timeout", "the request body did not arrive in time")
             return
         await self.app(scope, replaying(b"".join(chunks), receive), send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """413, and the connection is closed (the rest of the body is not read). A
+        browser's form post gets the app's error page, in the person's language: the
+        app is called with an empty body and the request marked, and refuses it (see
+        ``platform.core.web.strict_input``). Anything else gets the JSON error."""
+        if not _from_a_page(scope):
+            await _answer_and_close(send, 413, "too_large", "request body is too large")
+            return
+        scope["state"] = {**scope.get("state", {}), BODY_TOO_LARGE: True}
+        scope["headers"] = [
+            (name, value) for name, value in scope["headers"] if name not in (b"content-length", b"transfer-encoding")
+        ]
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send(message)
+
+        await self.app(scope, replaying(b"", receive), closing)
+
+
+def _from_a_page(scope: Scope) -> bool:
+    """A browser sending a page's form (as ``platform.pages.rendering.wants_html`` decides
+    who gets a page): not the API, not an internal call, and it accepts HTML."""
+    path: str = scope.get("path", "")
+    if path.startswith(("/api/", "/internal/", "/ops/", "/schema", "/.well-known/")):
+        return False
+    accept = b",".join(value for name, value in scope["headers"] if name == b"accept")
+    return b"text/html" in accept
 
 
 def _declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int:

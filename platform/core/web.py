@@ -61,6 +61,11 @@ async def read_body(receive: Receive, send: Send, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
+# Set in the request's state by the HTTP server (http_server.CompleteBodies) when a
+# browser's form post was larger than ``max_body_bytes``: the app answers 413 with a page.
+BODY_TOO_LARGE = "body_too_large"
+
+
 def replaying(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` for the app after a middleware read the whole body: ``body`` as one
     message first, then whatever the client sends next (its disconnect)."""
@@ -217,6 +222,8 @@ async def strict_input(request: Request[Any, Any, Any]) -> None:
     given twice in one object (400, the two copies could be read differently by
     different parsers). URL-encoded forms are checked for UTF-8 only.
     """
+    if request.scope.get("state", {}).get(BODY_TOO_LARGE):
+        raise AppError(413, "too_large", "request body is too large")
     _check_query_times(request)
     body_spec = _body_of(request.route_handler)
     if body_spec is None:

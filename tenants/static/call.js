@@ -6,8 +6,22 @@
 // Signaling rule (tenants/signaling.py): whoever receives a "hello" from the peer
 // answers "present"; the visitor makes the offer when it hears "hello" or "present"
 // from the expert (once; again when the expert re-joins); the expert answers.
+//
+// The peer connection also carries a data channel between the two browsers (DTLS, end
+// to end): each side's state (muted, camera off, sharing, its name) and the in-call
+// chat. Nothing of it passes through or is kept by the server; it ends with the call.
+import { t } from '/static/i18n.js';
 
 const TELEMETRY_SECONDS = 5;
+// A chat message is at most 4 KB of UTF-8 text; bigger ones are refused when sent and
+// ignored when received. A channel message (JSON) bigger than this is ignored unread.
+export const CHAT_MAX_BYTES = 4096;
+const CHANNEL_MAX_CHARS = 32 * 1024;
+const NAME_MAX_CHARS = 200;
+
+export function utf8Bytes(text) {
+  return new TextEncoder().encode(text).length;
+}
 
 export function wsUrl(path) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -57,7 +71,7 @@ async function permissionState(name) {
 export async function getLocalMedia() {
   const result = { stream: null, camera: null, microphone: null, error: null, statuses: {} };
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    result.error = 'This browser cannot use a camera or microphone here (a secure https page is needed).';
+    result.error = t('This browser cannot use a camera or microphone on this page. Please open the link in an up-to-date browser.');
     return result;
   }
   const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
@@ -83,10 +97,10 @@ export async function getLocalMedia() {
   }
   if (!result.stream && lastError) {
     result.error = lastError.name === 'NotAllowedError'
-      ? 'Camera and microphone are blocked. Allow them in your browser (the icon in the address bar) and reload the page.'
+      ? t('Camera and microphone are blocked. Allow them in your browser (the icon in the address bar) and reload the page.')
       : lastError.name === 'NotFoundError'
-        ? 'No camera or microphone was found.'
-        : `Camera and microphone could not start (${lastError.name || 'error'}).`;
+        ? t('No camera or microphone was found.')
+        : t('The camera and microphone could not start. Close other programs that use them and reload the page.');
   }
   return result;
 }
@@ -166,13 +180,20 @@ export async function playVideo(video, onBlocked) {
  * One participant's side of a call.
  *
  * options: path (WebSocket path), role ("visitor" | "expert"), log (Log),
- * localVideo, remoteVideo (video elements), and callbacks:
+ * localVideo, remoteVideo (video elements), name (this side's name, told to the
+ * other side over the data channel; optional), and callbacks:
  * onState(state) with "connecting" | "waiting" | "call" | "ended" | "error",
  * onConnection(state) with the peer connection's state,
  * onSocket(open: boolean), onNotice(text), onSoundBlocked(), onScreenShare(active).
+ *
+ * It is also an EventTarget, for the in-call controls (tenants/static/call-ui.js):
+ * "peer-state" (detail: the other side's state, or null when unknown), "chat" (detail:
+ * { text, at }), "channel" (detail: { open }), "local-media", "screen-share" (detail:
+ * { active }), "sound-blocked" and "finished".
  */
-export class CallSession {
+export class CallSession extends EventTarget {
   constructor(options) {
+    super();
     this.path = options.path;
     this.role = options.role;
     this.log = options.log || new Log(null);
@@ -198,6 +219,9 @@ export class CallSession {
     this.screenTrack = null;
     this.muted = false;
     this.cameraOff = false;
+    this.name = options.name ? String(options.name).slice(0, NAME_MAX_CHARS) : null;
+    this.channel = null; // the data channel to the other browser
+    this.peerState = null; // what the other side last told about itself
     this.telemetryTimer = null;
     this.previousSample = null;
     this.connectedAt = null;
@@ -223,14 +247,18 @@ export class CallSession {
       if (event.code === 4404 || event.code === 4403) {
         this.log.add(`signaling refused: ${event.reason || event.code}`, 'error');
         this.fail(event.code === 4404
-          ? 'This link is no longer valid. Please ask for a new one.'
-          : 'This page may not connect from here.');
+          ? t('This link is no longer valid. Please ask for a new one.')
+          : t('This page cannot connect to the call. Please open the link you were given again.'));
         return;
       }
       const delay = Math.min(10000, 500 * 2 ** this.retries++);
       this.log.add(`signaling closed (${event.code}); reconnecting in ${Math.round(delay / 100) / 10} s`);
       setTimeout(() => this.connect(), delay);
     });
+  }
+
+  emit(type, detail = null) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
   get socketOpen() {
@@ -305,7 +333,15 @@ export class CallSession {
   onJoined(msg) {
     this.joined = msg;
     this.log.add(`joined call ${msg.call_id} as ${msg.role}; ${msg.relay_only ? 'relay only' : 'direct or relay'}`);
-    if (msg.notice) this.on.notice(msg.notice);
+    // The server's notice is for operators; people only hear of it when the call cannot
+    // connect (it must go through a relay and none is available right now).
+    const relays = (msg.ice_servers || []).some((server) => [].concat(server.urls || []).some((url) => /^turns?:/.test(url)));
+    if (msg.relay_only && !relays) {
+      this.log.add('no relay available for this call', 'error');
+      this.on.notice(t('The call cannot connect right now. Please reload the page in a minute to try again.'));
+    } else {
+      this.on.notice('');
+    }
     this.newPeer();
     this.on.state('call');
     for (const action of this.queuedActions.splice(0)) this.send(action);
@@ -318,6 +354,12 @@ export class CallSession {
       this.pc.ontrack = null;
       this.pc.onconnectionstatechange = null;
       this.pc.close();
+    }
+    if (this.channel) this.channel.close();
+    this.channel = null;
+    if (this.peerState) {
+      this.peerState = null; // a new connection: the other side tells its state again
+      this.emit('peer-state', null);
     }
     const pc = new RTCPeerConnection({
       iceServers: this.joined.ice_servers || [],
@@ -341,7 +383,7 @@ export class CallSession {
     pc.ontrack = (event) => {
       if (pc !== this.pc) return;
       this.remoteStream.addTrack(event.track);
-      if (this.remoteVideo) playVideo(this.remoteVideo, () => this.on.soundBlocked());
+      if (this.remoteVideo) playVideo(this.remoteVideo, () => this.soundBlocked());
     };
     pc.onconnectionstatechange = () => {
       if (pc !== this.pc) return;
@@ -361,6 +403,8 @@ export class CallSession {
         else pc.addTransceiver(kind, { direction: 'sendrecv' });
       }
     }
+    // Both sides make the same pre-agreed channel (id 0); the visitor's offer carries it.
+    this.openChannel(pc.createDataChannel('konsil', { negotiated: true, id: 0, ordered: true }));
     this.on.connection('new');
   }
 
@@ -469,6 +513,8 @@ export class CallSession {
     }
     if (this.localVideo && !this.screenTrack) this.localVideo.srcObject = stream;
     await this.attachTracks();
+    this.sendState();
+    this.emit('local-media');
   }
 
   /** Record an in-call action (sent when in the call; earlier ones wait until then). */
@@ -482,12 +528,14 @@ export class CallSession {
     this.muted = muted;
     for (const track of this.stream ? this.stream.getAudioTracks() : []) track.enabled = !muted;
     this.action(muted ? 'mute' : 'unmute');
+    this.sendState();
   }
 
   setCameraOff(off) {
     this.cameraOff = off;
     for (const track of this.stream ? this.stream.getVideoTracks() : []) track.enabled = !off;
     this.action(off ? 'camera_off' : 'camera_on');
+    this.sendState();
   }
 
   static canShareScreen() {
@@ -514,6 +562,8 @@ export class CallSession {
     await this.attachTracks();
     this.action('screen_share_start');
     this.on.screenShare(true);
+    this.emit('screen-share', { active: true });
+    this.sendState();
     return true;
   }
 
@@ -531,6 +581,168 @@ export class CallSession {
     }
     this.action('screen_share_stop');
     this.on.screenShare(false);
+    this.emit('screen-share', { active: false });
+    this.sendState();
+  }
+
+  soundBlocked() {
+    this.on.soundBlocked();
+    this.emit('sound-blocked');
+  }
+
+  // --- cameras and microphones ----------------------------------------------------------
+
+  /** The cameras and microphones the browser offers (labels only once permission is given). */
+  static async devices() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return { video: [], audio: [] };
+    const all = await navigator.mediaDevices.enumerateDevices();
+    return {
+      video: all.filter((d) => d.kind === 'videoinput' && d.deviceId),
+      audio: all.filter((d) => d.kind === 'audioinput' && d.deviceId),
+    };
+  }
+
+  /** The camera's or microphone's own track (not the shared screen). */
+  deviceTrack(kind) {
+    if (!this.stream) return null;
+    return (kind === 'audio' ? this.stream.getAudioTracks() : this.stream.getVideoTracks())[0] || null;
+  }
+
+  deviceInUse(kind) {
+    const track = this.deviceTrack(kind);
+    return track && track.getSettings ? track.getSettings().deviceId || null : null;
+  }
+
+  /**
+   * Switch to another camera ("video") or microphone ("audio"): the new track replaces
+   * the old one in the call (RTCRtpSender.replaceTrack, no renegotiation). Throws when
+   * the device cannot start; the old one is then kept (or opened again).
+   */
+  async useDevice(kind, deviceId) {
+    const media = (id) => (kind === 'video'
+      ? { video: { deviceId: { exact: id }, width: { ideal: 1280 }, height: { ideal: 720 } } }
+      : { audio: { deviceId: { exact: id } } });
+    const old = this.deviceTrack(kind);
+    const oldId = this.deviceInUse(kind);
+    if (old && oldId === deviceId) return old;
+    let fresh;
+    try {
+      fresh = await navigator.mediaDevices.getUserMedia(media(deviceId));
+    } catch (err) {
+      if (!old) throw err;
+      old.stop(); // some devices open only once: free the old one and try again
+      try {
+        fresh = await navigator.mediaDevices.getUserMedia(media(deviceId));
+      } catch (again) {
+        this.log.add(`could not switch ${kind} (${again && again.name ? again.name : 'error'})`, 'error');
+        if (oldId) fresh = await navigator.mediaDevices.getUserMedia(media(oldId)).catch(() => null);
+        if (fresh) await this.putTrack(kind, old, fresh);
+        throw again;
+      }
+    }
+    return this.putTrack(kind, old, fresh);
+  }
+
+  async putTrack(kind, old, fresh) {
+    const track = (kind === 'video' ? fresh.getVideoTracks() : fresh.getAudioTracks())[0];
+    track.enabled = kind === 'video' ? !this.cameraOff : !this.muted;
+    if (!this.stream) this.stream = new MediaStream();
+    if (old) {
+      this.stream.removeTrack(old);
+      old.stop();
+    }
+    this.stream.addTrack(track);
+    if (kind === 'video' && this.localVideo && !this.screenTrack) {
+      this.localVideo.srcObject = this.stream;
+      playVideo(this.localVideo);
+    }
+    await this.attachTracks();
+    this.log.add(`switched ${kind === 'video' ? 'camera' : 'microphone'}`);
+    this.sendState();
+    this.emit('local-media');
+    return track;
+  }
+
+  // --- the data channel: state and chat, browser to browser ------------------------------
+
+  openChannel(channel) {
+    this.channel = channel;
+    channel.addEventListener('open', () => {
+      if (channel !== this.channel) return;
+      this.log.add('chat and status channel open');
+      this.sendState();
+      this.emit('channel', { open: true });
+    });
+    channel.addEventListener('close', () => {
+      if (channel !== this.channel) return;
+      this.emit('channel', { open: false });
+    });
+    channel.addEventListener('message', (event) => {
+      if (channel === this.channel) this.onChannelMessage(event.data);
+    });
+  }
+
+  get channelOpen() {
+    return !!this.channel && this.channel.readyState === 'open';
+  }
+
+  /** This side's state, for the other side's indicators. */
+  sendState() {
+    if (!this.channelOpen) return;
+    this.channel.send(JSON.stringify({
+      type: 'state',
+      name: this.name,
+      muted: this.muted,
+      cameraOff: this.cameraOff,
+      sharing: !!this.screenTrack,
+      camera: !!this.deviceTrack('video'),
+      microphone: !!this.deviceTrack('audio'),
+    }));
+  }
+
+  /**
+   * Send a chat message straight to the other browser. Returns "sent", "empty",
+   * "too-long" (over CHAT_MAX_BYTES of UTF-8) or "not-connected".
+   */
+  sendChat(text) {
+    if (!text || !text.trim()) return 'empty';
+    if (utf8Bytes(text) > CHAT_MAX_BYTES) return 'too-long';
+    if (!this.channelOpen) return 'not-connected';
+    this.channel.send(JSON.stringify({ type: 'chat', text }));
+    return 'sent';
+  }
+
+  onChannelMessage(data) {
+    if (typeof data !== 'string' || data.length > CHANNEL_MAX_CHARS) {
+      this.log.add('ignored a message from the other side that was too large');
+      return;
+    }
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!msg || typeof msg !== 'object') return;
+    if (msg.type === 'chat') {
+      if (typeof msg.text !== 'string' || !msg.text.trim()) return;
+      if (utf8Bytes(msg.text) > CHAT_MAX_BYTES) {
+        this.log.add('ignored a chat message over 4 KB');
+        return;
+      }
+      this.emit('chat', { text: msg.text, at: new Date() });
+    } else if (msg.type === 'state') {
+      const name = typeof msg.name === 'string' && msg.name.trim() ? msg.name.trim().slice(0, NAME_MAX_CHARS) : null;
+      this.peerState = {
+        name,
+        muted: msg.muted === true,
+        cameraOff: msg.cameraOff === true,
+        sharing: msg.sharing === true,
+        camera: msg.camera !== false,
+        microphone: msg.microphone !== false,
+      };
+      this.emit('peer-state', this.peerState);
+    }
   }
 
   // --- telemetry ------------------------------------------------------------------------
@@ -605,6 +817,7 @@ export class CallSession {
     this.finished = true;
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
     this.telemetryTimer = null;
+    this.closeChannel();
     if (this.pc) this.pc.close();
     this.pc = null;
     this.stopMedia();
@@ -613,16 +826,25 @@ export class CallSession {
     this.ws = null;
     if (ws) setTimeout(() => ws.close(1000), 200); // let a last message go out first
     this.log.add('call ended');
+    this.emit('finished');
     this.on.state('ended');
   }
 
   fail(message) {
     this.finished = true;
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
+    this.closeChannel();
     if (this.pc) this.pc.close();
     this.pc = null;
     this.stopMedia();
+    this.emit('finished');
     this.on.state('error', message);
+  }
+
+  closeChannel() {
+    if (this.channel) this.channel.close();
+    this.channel = null;
+    this.peerState = null;
   }
 
   stopMedia() {

@@ -1,7 +1,13 @@
 // The expert's dashboard: the live waiting list (admit → the call page) and today's
 // calls. The socket only says *that* something changed (no personal data travels
 // over it); the page then fetches the lists from the API, where each read is logged.
+//
+// When someone arrives: the tab's title says so until the expert comes back to the
+// tab, a short sound plays if the expert switched it on (made here with the Web Audio
+// API; the choice is kept in this browser), and a desktop notification that names no
+// one appears if the expert allowed notifications.
 import { formatDuration, wsUrl } from './call.js';
+import { formatTime, t } from '/static/i18n.js';
 
 // The start of the expert's own day, with its UTC offset (calls "today" are local).
 function localMidnight() {
@@ -17,6 +23,7 @@ const main = document.querySelector('main');
 const $ = (id) => document.getElementById(id);
 const { slug, csrf } = main.dataset;
 const apiBase = `/api/v1/orgs/${encodeURIComponent(slug)}`;
+const roomTitles = new Map(); // room slug → title, from the rooms list
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -28,7 +35,12 @@ class ApiError extends Error {
 async function api(path, method = 'GET') {
   const headers = { accept: 'application/json' };
   if (method !== 'GET') headers['x-csrf-token'] = csrf;
-  const response = await fetch(apiBase + path, { method, headers, credentials: 'same-origin' });
+  let response;
+  try {
+    response = await fetch(apiBase + path, { method, headers, credentials: 'same-origin' });
+  } catch {
+    throw new ApiError(0, t('The service cannot be reached. Check your connection; the page keeps trying.'));
+  }
   let body = null;
   try {
     body = await response.json();
@@ -36,23 +48,26 @@ async function api(path, method = 'GET') {
     body = null;
   }
   if (!response.ok) {
-    if (response.status === 401) throw new ApiError(401, 'Your session has ended. Please log in again.');
-    throw new ApiError(response.status, (body && (body.message || body.detail)) || `The server answered ${response.status}.`);
+    if (response.status === 401) throw new ApiError(401, t('Your session has ended. Please log in again.'));
+    if (response.status === 403) throw new ApiError(403, t('Your account may not do this.'));
+    throw new ApiError(response.status, t('Something went wrong (error %(status)s). Please try again.', { status: response.status }));
   }
   return body;
 }
 
-function showError(message) {
+function showError(message, loginLink = false) {
   const box = $('dashboard-error');
   box.replaceChildren();
   if (!message) return;
   box.append(message);
-  if (/log in again/.test(message)) {
-    const link = document.createElement('a');
-    link.href = '/login';
-    link.textContent = ' Log in';
-    box.append(link);
+  if (loginLink) {
+    box.append(' ');
+    box.append(el('a', { href: '/login' }, t('Log in')));
   }
+}
+
+function showApiError(err) {
+  showError(err.message, err.status === 401);
 }
 
 const el = (tag, props = {}, ...children) => {
@@ -66,32 +81,177 @@ const el = (tag, props = {}, ...children) => {
   return node;
 };
 
-const clock = (iso, seconds = false) => new Date(iso).toLocaleTimeString([], {
-  hour: '2-digit', minute: '2-digit', ...(seconds ? { second: '2-digit' } : {}), hour12: false,
+const clock = (iso, seconds = false) => formatTime(new Date(iso), {
+  hour: '2-digit', minute: '2-digit', ...(seconds ? { second: '2-digit' } : {}),
 });
+
+const roomName = (room) => roomTitles.get(room) || room;
 
 function waitedText(iso) {
   const minutes = Math.floor((Date.now() - new Date(iso).getTime()) / 60000);
-  return minutes < 1 ? 'just now' : `waiting ${minutes} min`;
+  return minutes < 1 ? t('just now') : t('waiting %(minutes)s min', { minutes });
+}
+
+// --- arrival alerts -------------------------------------------------------------------------
+
+const baseTitle = document.title;
+const SOUND_KEY = 'konsil.arrival-sound'; // a preference of this browser, no personal data
+let unseen = 0; // arrivals since the expert last looked at this tab
+let audio = null;
+
+function showTitle() {
+  if (unseen > 0) {
+    const text = unseen === 1
+      ? t('(%(count)s) Someone is waiting', { count: unseen })
+      : t('(%(count)s) People are waiting', { count: unseen });
+    document.title = `${text} · ${baseTitle}`;
+  } else {
+    document.title = baseTitle;
+  }
+}
+
+function seen() {
+  if (unseen === 0) return;
+  unseen = 0;
+  showTitle();
+}
+
+// The expert is back: on the tab, or using the page.
+window.addEventListener('focus', seen);
+document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible' && document.hasFocus()) seen(); });
+for (const type of ['pointerdown', 'keydown']) {
+  document.addEventListener(type, () => {
+    seen();
+    if (audio && audio.state === 'suspended') audio.resume().then(showAlertStatus).catch(() => {});
+  });
+}
+
+function soundOn() {
+  try {
+    return localStorage.getItem(SOUND_KEY) === 'on';
+  } catch {
+    return false;
+  }
+}
+
+function audioContext() {
+  const AudioCtx = window.AudioContext || window.webkitAudioContext;
+  if (!AudioCtx) return null;
+  if (!audio) audio = new AudioCtx();
+  return audio;
+}
+
+/** A short two-note chime, made here (no sound file). */
+function chime() {
+  const ctx = audioContext();
+  if (!ctx || ctx.state !== 'running') return false;
+  const start = ctx.currentTime + 0.02;
+  for (const [freq, at] of [[784, 0], [1175, 0.16]]) {
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.type = 'sine';
+    osc.frequency.value = freq;
+    gain.gain.setValueAtTime(0.0001, start + at);
+    gain.gain.exponentialRampToValueAtTime(0.18, start + at + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, start + at + 0.35);
+    osc.connect(gain);
+    gain.connect(ctx.destination);
+    osc.start(start + at);
+    osc.stop(start + at + 0.4);
+  }
+  main.dataset.chimes = String(Number(main.dataset.chimes || 0) + 1);
+  return true;
+}
+
+function notifications() {
+  return 'Notification' in window ? Notification.permission : 'unsupported';
+}
+
+function showAlertStatus() {
+  const permission = notifications();
+  $('notify').hidden = permission !== 'default';
+  const lines = [];
+  if (permission === 'granted') lines.push(t('You get a desktop notification when someone arrives.'));
+  if (permission === 'denied') lines.push(t('Desktop notifications are blocked in this browser\'s settings.'));
+  if (soundOn() && audio && audio.state === 'suspended') {
+    lines.push(t('The sound plays once you have clicked anywhere on this page.'));
+  }
+  $('alerts-status').textContent = lines.join(' ');
+}
+
+function setUpAlerts() {
+  const toggle = $('sound-toggle');
+  toggle.checked = soundOn();
+  if (toggle.checked) audioContext(); // may wait for a first click (the browser's rule)
+  toggle.addEventListener('change', () => {
+    try {
+      localStorage.setItem(SOUND_KEY, toggle.checked ? 'on' : 'off');
+    } catch {
+      /* storage blocked: the choice lasts for this page */
+    }
+    if (toggle.checked) {
+      const ctx = audioContext();
+      if (ctx) ctx.resume().then(() => { chime(); showAlertStatus(); }).catch(() => {});
+    }
+    showAlertStatus();
+  });
+  $('notify').addEventListener('click', async () => {
+    try {
+      await Notification.requestPermission();
+    } catch {
+      /* an old browser: nothing more to do */
+    }
+    showAlertStatus();
+  });
+  showAlertStatus();
+}
+
+function notify(visits) {
+  if (notifications() !== 'granted') return;
+  if (document.visibilityState === 'visible' && document.hasFocus()) return;
+  const room = roomName(visits[0].room);
+  try {
+    const note = new Notification(t('Someone is waiting in %(room)s', { room }), {
+      body: t('Open the dashboard to let them in.'),
+      tag: 'konsil-arrival',
+      icon: '/static/favicon.svg',
+    });
+    note.addEventListener('click', () => {
+      window.focus();
+      note.close();
+    });
+  } catch {
+    /* some browsers show notifications only from a service worker: the title and sound remain */
+  }
+}
+
+function arrived(visits) {
+  unseen += visits.length;
+  showTitle();
+  if (soundOn()) chime();
+  notify(visits);
 }
 
 // --- waiting list ---------------------------------------------------------------------------
 
+let waitingIds = null; // who was waiting at the last look (null before the first)
+
 function renderWaiting(visits) {
   const items = visits.map((visit) => {
-    const admit = el('button', { type: 'button', textContent: 'Admit', 'aria-label': `Admit ${visit.name}` });
+    const admit = el('button', { type: 'button', textContent: t('Admit'), 'aria-label': t('Admit %(name)s', { name: visit.name }) });
     admit.addEventListener('click', () => admitVisit(visit, admit));
     const details = el('div', { className: 'muted small' },
-      `Arrived ${clock(visit.arrived_at)} · `,
+      t('Arrived %(time)s', { time: clock(visit.arrived_at) }), ' · ',
       el('span', { dataset: { waitingSince: visit.arrived_at } }, waitedText(visit.arrived_at)),
-      ` · room ${visit.room}`);
+      ' · ', roomName(visit.room));
     // The visitor's page closed or lost its network: they may come back (listed as left after 10 min).
     const away = visit.away_since
       ? el('div', { className: 'small away', dataset: { awaySince: visit.away_since } },
-        `Left the page at ${clock(visit.away_since)}; may come back`)
+        t('Left the page at %(time)s; may come back', { time: clock(visit.away_since) }))
       : null;
     const phone = visit.phone
-      ? el('div', { className: 'small' }, 'Phone: ', el('a', { href: `tel:${visit.phone}` }, visit.phone))
+      ? el('div', { className: 'small' }, t('Phone:'), ' ',
+        el('a', { href: `tel:${visit.phone}` }, visit.phone_display || visit.phone))
       : null;
     return el('li', { dataset: { visitId: visit.id } },
       el('div', { className: 'who' }, el('strong', { className: 'name' }, visit.name), details, phone, away),
@@ -100,18 +260,31 @@ function renderWaiting(visits) {
   $('waiting').replaceChildren(...items);
   $('waiting-empty').hidden = items.length > 0;
   main.dataset.waiting = String(items.length);
+
+  const now = new Set(visits.map((visit) => visit.id));
+  if (waitingIds !== null) {
+    const fresh = visits.filter((visit) => !waitingIds.has(visit.id));
+    if (fresh.length > 0) arrived(fresh);
+  }
+  waitingIds = now;
+  if (unseen > visits.length) {
+    unseen = visits.length; // those who left or were let in meanwhile no longer wait
+    showTitle();
+  }
 }
 
 async function admitVisit(visit, button) {
   button.disabled = true;
-  button.textContent = 'Admitting…';
+  button.textContent = t('Admitting…');
   try {
     const call = await api(`/visits/${encodeURIComponent(visit.id)}/admit`, 'POST');
     location.assign(`/${encodeURIComponent(slug)}/calls/${encodeURIComponent(call.id)}`);
   } catch (err) {
-    showError(`Could not admit ${visit.name}: ${err.message}`);
+    if (err.status === 503) showError(t('The call cannot start right now. %(name)s keeps waiting; please try again in a minute.', { name: visit.name }));
+    else if (err.status === 409 || err.status === 404) showError(t('%(name)s was let in by someone else or left meanwhile.', { name: visit.name }));
+    else showApiError(err);
     button.disabled = false;
-    button.textContent = 'Admit';
+    button.textContent = t('Admit');
     refresh('waiting');
   }
 }
@@ -122,13 +295,16 @@ function renderCalls(calls) {
   const rows = calls.map((call) => {
     const ongoing = !call.ended_at;
     const end = ongoing
-      ? el('td', {}, el('a', { href: `/${encodeURIComponent(slug)}/calls/${encodeURIComponent(call.id)}` }, 'in progress'))
+      ? el('td', {}, el('a', { href: `/${encodeURIComponent(slug)}/calls/${encodeURIComponent(call.id)}` }, t('in progress')))
       : el('td', {}, clock(call.ended_at, true));
     const duration = ongoing
       ? el('td', { dataset: { since: call.started_at } }, formatDuration((Date.now() - new Date(call.started_at)) / 1000))
       : el('td', { className: 'duration' }, formatDuration(call.duration_seconds));
-    return el('tr', { dataset: { callId: call.id } }, el('td', {}, clock(call.started_at, true)), end, duration,
-      el('td', {}, call.room));
+    const visitor = call.visitor_name
+      ? el('td', { className: 'visitor' }, call.visitor_name)
+      : el('td', { className: 'visitor muted' }, t('(name not available)'));
+    return el('tr', { dataset: { callId: call.id } }, visitor, el('td', {}, clock(call.started_at, true)), end, duration,
+      el('td', {}, roomName(call.room)));
   });
   $('calls').tBodies[0].replaceChildren(...rows);
   $('calls-empty').hidden = rows.length > 0;
@@ -138,17 +314,19 @@ function renderCalls(calls) {
 // --- rooms ----------------------------------------------------------------------------------
 
 function renderRooms(rooms) {
+  roomTitles.clear();
+  for (const room of rooms) roomTitles.set(room.slug, room.title);
   const items = rooms.map((room) => {
     const url = `${location.origin}${room.join_path}`;
-    const copy = el('button', { type: 'button', className: 'secondary', textContent: 'Copy link' });
+    const copy = el('button', { type: 'button', className: 'secondary', textContent: t('Copy link'), 'aria-label': t('Copy the link of %(room)s', { room: room.title }) });
     copy.addEventListener('click', async () => {
       try {
         await navigator.clipboard.writeText(url);
-        copy.textContent = 'Copied';
+        copy.textContent = t('Copied');
       } catch {
-        copy.textContent = 'Select the link to copy it';
+        copy.textContent = t('Select the link to copy it');
       }
-      setTimeout(() => { copy.textContent = 'Copy link'; }, 2500);
+      setTimeout(() => { copy.textContent = t('Copy link'); }, 2500);
     });
     return el('li', {}, el('div', { className: 'who' }, el('strong', {}, room.title), el('br'),
       el('a', { href: room.join_path }, el('code', {}, url))), copy);
@@ -179,7 +357,7 @@ async function refresh(which) {
     } while (again[which]);
     showError('');
   } catch (err) {
-    showError(err.message);
+    showApiError(err);
   } finally {
     running[which] = false;
   }
@@ -198,7 +376,7 @@ let everReady = false;
 
 function setLive(on) {
   const live = $('live');
-  live.textContent = on ? 'live' : 'reconnecting…';
+  live.textContent = on ? t('live') : t('reconnecting…');
   live.className = `live ${on ? 'on' : 'off'}`;
   main.dataset.live = String(on);
   if (on && pollTimer) {
@@ -249,6 +427,7 @@ setInterval(() => {
   }
 }, 1000);
 
-// The lists load on the socket's "ready" (and again after each reconnect, to catch up).
-api('/rooms').then(renderRooms).catch((err) => showError(err.message));
-listen();
+setUpAlerts();
+// The lists load on the socket's "ready" (and again after each reconnect, to catch up);
+// the room titles first, so that the lists name rooms as people know them.
+api('/rooms').then(renderRooms).catch(showApiError).finally(listen);

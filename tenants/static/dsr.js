@@ -1,82 +1,79 @@
 // Data-subject requests (P17) for owners and admins: the list with due dates (overdue
 // ones highlighted), filing, and per request the overview, the JSON export, the "who
-// accessed their data" PDF (NEN 7513 ch. 5, Normen innsyn i logg), rectification and
-// erasure. The subject's e-mail or phone travels only in POST bodies; nothing personal
-// is put in a URL or in storage.
+// accessed their data" PDF (NEN 7513 ch. 5, Normen innsyn i logg), rectification,
+// erasure and rejection. The subject's e-mail or phone travels only in POST bodies;
+// nothing personal is put in a URL or in storage.
+//
+// A request's state (status, overdue, answered on) is drawn from one place, the list
+// the server gives: after an action the list is read again and the open request takes
+// its state from it, so the list and the detail always agree, and only the actions its
+// state allows are offered.
+import { t } from '/static/i18n.js';
+import { $, api, day, download, el, messages } from '/static/portal.js';
 
-const main = document.querySelector('main');
-const $ = (id) => document.getElementById(id);
-const { slug, csrf } = main.dataset;
-const apiBase = `/api/v1/orgs/${encodeURIComponent(slug)}/dsr`;
-let current = null; // the request shown in the detail card
+const { error: showError, notice: showNotice } = messages('dsr-error', 'dsr-notice');
+let current = null; // the request shown in the detail card (the detail, with the list's state)
+let rows = []; // the list as last read
 
-class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
-
-const ACCEPT = { json: 'application/json', text: 'text/plain', pdf: 'application/pdf' };
-
-async function api(path, { method = 'GET', body, as = 'json' } = {}) {
-  const headers = { accept: ACCEPT[as] };
-  if (method !== 'GET') headers['x-csrf-token'] = csrf;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(apiBase + path, {
-    method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!response.ok) {
-    let problem = null;
-    try { problem = await response.json(); } catch { problem = null; }
-    if (response.status === 401) throw new ApiError(401, 'Your session has ended. Please log in again.');
-    const details = problem && problem.details ? ` (${problem.details.join('; ')})` : '';
-    throw new ApiError(response.status, ((problem && problem.message) || `The server answered ${response.status}.`) + details);
-  }
-  if (as === 'json') return response.json();
-  return as === 'pdf' ? response.blob() : response.text();
-}
-
-function say(id, message) {
-  const box = $(id);
-  box.replaceChildren();
-  if (message) box.append(message);
-}
-const showError = (message) => { say('dsr-error', message); if (message) say('dsr-notice', ''); };
-const showNotice = (message) => { say('dsr-notice', message); if (message) say('dsr-error', ''); };
-
-const el = (tag, props = {}, ...children) => {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === 'dataset') Object.assign(node.dataset, value);
-    else if (key in node) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
+const KINDS = {
+  access: () => t('Access'),
+  portability: () => t('Portability'),
+  rectification: () => t('Rectification'),
+  erasure: () => t('Erasure'),
+};
+const BY = { email: () => t('e-mail address'), phone: () => t('phone number') };
+const REASONS = {
+  identity_not_verified: () => t('their identity could not be verified'),
+  manifestly_unfounded: () => t('the request is manifestly unfounded'),
+  duplicate: () => t('the same request was filed before'),
+  withdrawn: () => t('the person withdrew it'),
+};
+// Messages the API is known to send, in the page's words.
+const KNOWN = {
+  'email: not a valid e-mail address': t('That is not a valid e-mail address.'),
+  'phone: not a phone number with country code, e.g. +47 123 45 678':
+    t('That is not a phone number with its country code, such as +47 123 45 678.'),
+  'this request was rejected; file a new one to answer it': t('This request was rejected; file a new one to answer it.'),
+  'no such data-subject request': t('This request was not found; reload the page.'),
 };
 
-const day = (iso) => new Date(iso).toLocaleDateString([], { year: 'numeric', month: 'short', day: 'numeric' });
+const kindText = (r) => (KINDS[r.kind] || (() => r.kind))();
+const answers = (r) => r.kind === 'access' || r.kind === 'portability';
 
 function statusText(r) {
-  if (r.overdue) return 'overdue';
-  return r.status;
+  if (r.status === 'completed') return t('Answered');
+  if (r.status === 'rejected') return t('Rejected');
+  return r.overdue ? t('Overdue') : t('Not answered');
+}
+
+// What may be done with a request in its state.
+function actionsFor(r) {
+  const open = r.status === 'received';
+  const view = open || (r.status === 'completed' && answers(r));
+  return {
+    view,
+    answerNote: open && answers(r),
+    rectify: open && r.kind === 'rectification',
+    erase: open && r.kind === 'erasure',
+    reject: open,
+  };
 }
 
 // --- the list --------------------------------------------------------------------------------
 
 async function loadList() {
-  const rows = await api('');
+  rows = await api('/dsr', { known: KNOWN });
   const body = $('requests').querySelector('tbody');
   body.replaceChildren(...rows.map((r) => {
-    const open = el('button', { type: 'button', className: 'secondary', textContent: 'Open' });
+    const open = el('button', { type: 'button', className: 'secondary' }, t('Open'));
+    open.setAttribute('aria-label', t('Open the request received %(day)s (%(kind)s)', { kind: kindText(r), day: day(r.received_at) }));
     open.addEventListener('click', () => openRequest(r.id).catch((e) => showError(e.message)));
     const row = el(
       'tr', { dataset: { id: r.id, status: r.status, overdue: String(r.overdue) } },
       el('td', {}, day(r.received_at)),
       el('td', {}, day(r.due_at)),
-      el('td', {}, `${r.kind} (by ${r.identifier_kind})`),
-      el('td', { className: r.overdue ? 'bad' : (r.status === 'completed' ? 'ok' : '') }, statusText(r)),
+      el('td', {}, t('%(kind)s (by %(by)s)', { kind: kindText(r), by: (BY[r.identifier_kind] || (() => r.identifier_kind))() })),
+      el('td', { className: `status ${r.overdue ? 'bad' : (r.status === 'completed' ? 'ok' : '')}` }, statusText(r)),
       el('td', {}, open),
     );
     if (r.overdue) row.classList.add('overdue');
@@ -85,151 +82,180 @@ async function loadList() {
   $('requests-empty').hidden = rows.length > 0;
 }
 
+// The list read again, and the open request given the state it now has there.
+async function refresh() {
+  await loadList();
+  if (!current) return;
+  const listed = rows.find((r) => r.id === current.id);
+  if (listed) {
+    const { status, overdue, completed_at: completedAt, outcome } = listed;
+    current = { ...current, status, overdue, completed_at: completedAt, outcome };
+    render();
+  }
+}
+
 $('file-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const by = $('dsr-by').value;
-  const value = $('dsr-identifier').value.trim();
-  if (!value) { showError('Enter the e-mail address or phone number the person gave.'); return; }
+  const input = $('dsr-identifier');
+  const value = input.value.trim();
+  input.removeAttribute('aria-invalid');
+  if (!value) {
+    input.setAttribute('aria-invalid', 'true');
+    showError(by === 'phone' ? t('Enter the phone number the person gave.') : t('Enter the e-mail address the person gave.'));
+    input.focus();
+    return;
+  }
   try {
-    const made = await api('', { method: 'POST', body: { kind: $('dsr-kind').value, [by]: value } });
-    $('dsr-identifier').value = '';
-    showNotice(`Request filed; answer it by ${day(made.due_at)}.`);
+    const made = await api('/dsr', { method: 'POST', body: { kind: $('dsr-kind').value, [by]: value }, known: KNOWN });
+    input.value = '';
+    showNotice(t('Request filed; answer it by %(day)s.', { day: day(made.due_at) }));
     await loadList();
     await openRequest(made.id);
   } catch (e) {
+    if (e.status === 400) { input.setAttribute('aria-invalid', 'true'); input.focus(); }
     showError(e.message);
   }
 });
 
 // --- one request -----------------------------------------------------------------------------
 
-function fact(term, value) {
-  return [el('dt', {}, term), el('dd', {}, String(value))];
+function fact(term, ...value) {
+  return [el('dt', {}, term), el('dd', {}, ...value)];
 }
 
-async function openRequest(id) {
-  const r = await api(`/${id}`);
-  current = r;
-  const f = r.found;
+function found(f) {
+  return [
+    t('Member accounts: %(count)s', { count: f.members }),
+    t('Visits: %(count)s', { count: f.visits }),
+    t('Calls: %(count)s', { count: f.calls }),
+    t('Troubleshooting records: %(count)s', { count: f.telemetry }),
+    t('Relay receipts: %(count)s', { count: f.relay_receipts }),
+    t('Payment records (kept by law): %(count)s', { count: f.payments }),
+  ].join(' · ');
+}
+
+function outcomeText(r) {
+  const o = r.outcome || {};
+  if (r.status === 'rejected') return t('Rejected: %(reason)s.', { reason: (REASONS[o.reason] || (() => o.reason || ''))() });
+  if (r.status !== 'completed') return '';
+  if (r.kind === 'erasure') {
+    return t('Erased: visits %(visits)s, calls %(calls)s, member accounts %(members)s; payment records kept by law: %(kept)s.', {
+      visits: o.visits ?? 0, calls: o.calls ?? 0, members: o.members ?? 0, kept: o.payments_kept ?? 0,
+    });
+  }
+  if (r.kind === 'rectification') {
+    return t('Corrected on member accounts: %(members)s, visits: %(visits)s.', { members: o.members ?? 0, visits: o.visits ?? 0 });
+  }
+  return t('Answered with the overview or the export.');
+}
+
+function render() {
+  const r = current;
+  const status = r.status === 'received'
+    ? (r.overdue ? t('Not answered yet, overdue') : t('Not answered yet'))
+    : t('%(status)s on %(day)s', { status: statusText(r), day: day(r.completed_at) });
+  const outcome = outcomeText(r);
   $('detail-facts').replaceChildren(
-    ...fact('About', `${r.identifier} (${r.identifier_kind})`),
-    ...fact('Kind', r.kind),
-    ...fact('Received', day(r.received_at)),
-    ...fact('Due', `${day(r.due_at)}${r.overdue ? ' — overdue' : ''}`),
-    ...fact('Status', r.status + (r.completed_at ? ` on ${day(r.completed_at)}` : '')),
-    ...fact('Records found', `${f.members} member account(s), ${f.visits} visit(s), ${f.calls} call(s), `
-      + `${f.telemetry} troubleshooting record(s), ${f.relay_receipts} relay receipt(s), `
-      + `${f.payments} payment record(s) (kept by law)`),
+    ...fact(t('About'), t('%(identifier)s (%(by)s)', { identifier: r.identifier, by: (BY[r.identifier_kind] || (() => r.identifier_kind))() })),
+    ...fact(t('Kind'), kindText(r)),
+    ...fact(t('Received'), day(r.received_at)),
+    ...fact(t('Answer due'), r.overdue ? t('%(day)s (overdue)', { day: day(r.due_at) }) : day(r.due_at)),
+    ...fact(t('Status'), el('span', { id: 'detail-status', className: r.overdue ? 'bad' : '' }, status)),
+    ...fact(t('Records found'), found(r.found)),
+    ...(outcome ? fact(t('Outcome'), outcome) : []),
   );
-  $('detail-title').textContent = `Request ${r.id.slice(0, 8)}`;
-  $('rectify-form').hidden = r.kind !== 'rectification' || r.status === 'rejected';
-  $('erase-box').hidden = r.kind !== 'erasure' || r.status === 'rejected';
-  $('reject-form').hidden = r.status !== 'received';
-  $('download-extract').hidden = r.status === 'rejected';
-  $('extract-note').hidden = r.status === 'rejected';
-  $('overview').hidden = true;
-  $('overview').textContent = '';
+  $('detail-title').textContent = t('Request %(ref)s', { ref: r.id.slice(0, 8) });
+  const can = actionsFor(r);
+  $('view-actions').hidden = !can.view;
+  $('answer-note').hidden = !can.answerNote;
+  $('rectify-form').hidden = !can.rectify;
+  $('erase-box').hidden = !can.erase;
+  $('reject-form').hidden = !can.reject;
+  let note = '';
+  if (r.status === 'rejected') note = t('Nothing more can be done with a rejected request. If the person asks again, file a new request.');
+  else if (r.status === 'completed' && !answers(r)) note = t('This request is answered. If the person asks again, file a new request.');
+  else if (r.status === 'completed') note = t('This request is answered. You can show or download the answer again.');
+  $('state-note').textContent = note;
+  $('state-note').hidden = !note;
   $('detail').hidden = false;
 }
 
-$('show-overview').addEventListener('click', async () => {
-  if (!current) return;
-  try {
-    const text = await api(`/${current.id}/overview`, { method: 'POST', as: 'text' });
-    $('overview').textContent = text;
-    $('overview').hidden = false;
-    await loadList();
-  } catch (e) {
-    showError(e.message);
-  }
-});
-
-// Hands a blob to the browser as a file; the name carries the request id, never the person.
-function download(blob, name) {
-  const link = el('a', { href: URL.createObjectURL(blob), download: name });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+async function openRequest(id) {
+  const detail = await api(`/dsr/${id}`, { known: KNOWN });
+  current = detail;
+  $('overview').hidden = true;
+  $('overview').textContent = '';
+  render();
+  $('detail-title').focus();
 }
 
-$('download-json').addEventListener('click', async () => {
-  if (!current) return;
-  try {
-    const data = await api(`/${current.id}/export`, { method: 'POST' });
-    download(new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' }), `data-subject-export-${current.id}.json`);
-    showNotice('The export was downloaded.');
-    await loadList();
-  } catch (e) {
-    showError(e.message);
-  }
+// Runs an action on the open request; the list and the detail are read again after it.
+function action(id, run) {
+  $(id).addEventListener(id.endsWith('-form') ? 'submit' : 'click', async (event) => {
+    event.preventDefault();
+    if (!current) return;
+    try {
+      await run(current);
+    } catch (e) {
+      showError(e.message);
+    }
+    try { await refresh(); } catch (e) { showError(e.message); }
+  });
+}
+
+action('show-overview', async (r) => {
+  const text = await api(`/dsr/${r.id}/overview`, { method: 'POST', as: 'text', known: KNOWN });
+  $('overview').textContent = text;
+  $('overview').hidden = false;
+  showNotice(answers(r) && r.status === 'received'
+    ? t('The overview is shown below; the request is now answered.')
+    : t('The overview is shown below.'));
 });
 
-// The extract does not complete the request (the overview or the export answers an
-// access request), so the list and the detail stay as they are.
-$('download-extract').addEventListener('click', async () => {
-  if (!current) return;
-  try {
-    const pdf = await api(`/${current.id}/access-extract`, { method: 'POST', as: 'pdf' });
-    download(pdf, `access-log-extract-${current.id}.pdf`);
-    showNotice('The PDF of who accessed their data was downloaded. Give it to the person with their overview '
-      + 'or export.');
-  } catch (e) {
-    showError(e.message);
-  }
+action('download-json', async (r) => {
+  const { blob, name } = await api(`/dsr/${r.id}/export`, { method: 'POST', as: 'blob', known: KNOWN });
+  download(blob, name || `data-subject-export-${r.id}.json`);
+  showNotice(answers(r) && r.status === 'received'
+    ? t('The export was downloaded; the request is now answered.')
+    : t('The export was downloaded.'));
 });
 
-$('rectify-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  if (!current) return;
+// The extract does not answer the request (the overview or the export does).
+action('download-extract', async (r) => {
+  const { blob, name } = await api(`/dsr/${r.id}/access-extract`, { method: 'POST', as: 'blob', known: KNOWN });
+  download(blob, name || `access-log-extract-${r.id}.pdf`);
+  showNotice(t('The PDF of who accessed their data was downloaded. Give it to the person with their overview or export.'));
+});
+
+action('rectify-form', async (r) => {
   const body = {};
   const name = $('rectify-name').value.trim();
   const phone = $('rectify-phone').value.trim();
   if (name) body.name = name;
   if (phone) body.phone = phone;
-  if (!name && !phone) { showError('Enter the corrected name or phone.'); return; }
-  try {
-    const done = await api(`/${current.id}/rectify`, { method: 'POST', body });
-    $('rectify-name').value = '';
-    $('rectify-phone').value = '';
-    showNotice(`Corrected on ${done.changed.members} member account(s) and ${done.changed.visits} visit(s).`);
-    await loadList();
-    await openRequest(current.id);
-  } catch (e) {
-    showError(e.message);
-  }
+  if (!name && !phone) { showError(t('Enter the corrected name or phone number.')); $('rectify-name').focus(); return; }
+  const done = await api(`/dsr/${r.id}/rectify`, { method: 'POST', body, known: KNOWN });
+  $('rectify-name').value = '';
+  $('rectify-phone').value = '';
+  showNotice(t('Corrected on member accounts: %(members)s, visits: %(visits)s.', done.changed));
+  await openRequest(r.id); // their records changed: read them again
 });
 
-$('erase').addEventListener('click', async () => {
-  if (!current) return;
-  const sure = window.confirm(
-    'Erase this person\'s visits, calls and member account in this organisation for good? '
-    + 'Payment records are kept (required by law). This cannot be undone.',
-  );
+action('erase', async (r) => {
+  const sure = window.confirm(t('Erase this person’s visits, calls and member account in this organisation for good? Payment records are kept (required by law). This cannot be undone.'));
   if (!sure) return;
-  try {
-    const done = await api(`/${current.id}/erase`, { method: 'POST', body: { confirm: 'erase' } });
-    const c = done.changed;
-    showNotice(`Erased ${c.visits} visit(s), ${c.calls} call(s), ${c.members} member account(s); `
-      + `${c.payments_kept} payment record(s) kept by law.`);
-    await loadList();
-    await openRequest(current.id);
-  } catch (e) {
-    showError(e.message);
-  }
+  const done = await api(`/dsr/${r.id}/erase`, { method: 'POST', body: { confirm: 'erase' }, known: KNOWN });
+  const c = done.changed;
+  showNotice(t('Erased: visits %(visits)s, calls %(calls)s, member accounts %(members)s; payment records kept by law: %(kept)s.', {
+    visits: c.visits, calls: c.calls, members: c.members, kept: c.payments_kept,
+  }));
+  await openRequest(r.id); // their records are gone: read them again
 });
 
-$('reject-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  if (!current) return;
-  try {
-    await api(`/${current.id}/reject`, { method: 'POST', body: { reason: $('reject-reason').value } });
-    showNotice('The request was rejected.');
-    await loadList();
-    await openRequest(current.id);
-  } catch (e) {
-    showError(e.message);
-  }
+action('reject-form', async (r) => {
+  await api(`/dsr/${r.id}/reject`, { method: 'POST', body: { reason: $('reject-reason').value }, known: KNOWN });
+  showNotice(t('The request was rejected.'));
 });
 
 loadList().catch((e) => showError(e.message));

@@ -1,11 +1,13 @@
 // The expert's call page: the same call module as the visitor, plus "End call"
 // through the API (which returns the call's duration).
 import { CallSession, Log, formatDuration, getLocalMedia, playVideo } from './call.js';
+import { CallControls } from './call-ui.js';
+import { t } from '/static/i18n.js';
 
 const main = document.querySelector('main');
 const $ = (id) => document.getElementById(id);
 const log = new Log($('log'));
-const { slug, callId, csrf, wsPath } = main.dataset;
+const { slug, callId, csrf, wsPath, peerName, selfName } = main.dataset;
 let timer = null;
 let duration = null; // seconds, from the server when the expert ends the call
 
@@ -13,42 +15,43 @@ const session = new CallSession({
   path: wsPath,
   role: 'expert',
   log,
+  name: selfName || null,
   localVideo: $('local'),
   remoteVideo: $('remote'),
   onState: (state, message) => {
     if (state === 'call') show('call');
     else if (state === 'ended') ended();
     else if (state === 'error') {
-      $('error-text').textContent = message || 'Please reload the page.';
+      $('error-text').textContent = message || t('Please reload the page.');
       show('error');
     }
   },
   onConnection: (state) => {
     main.dataset.connection = state;
     const text = {
-      new: 'Waiting for the visitor to connect…',
-      connecting: 'Connecting…',
-      connected: 'Connected · end-to-end encrypted',
-      disconnected: 'The connection is unstable…',
-      failed: 'The connection failed; waiting for the visitor to try again…',
-      closed: 'Disconnected',
-    }[state] || state;
+      new: t('Waiting for the visitor to connect…'),
+      connecting: t('Connecting…'),
+      connected: t('Connected · end-to-end encrypted'),
+      disconnected: t('The connection is unstable…'),
+      failed: t('The connection failed; waiting for the visitor to try again…'),
+      closed: t('Disconnected'),
+    }[state] || t('Connecting…');
     $('call-status').textContent = text;
     $('overlay').textContent = state === 'connected' ? '' : text;
     if (state === 'connected' && !timer) {
       timer = setInterval(() => {
         const seconds = (Date.now() - session.connectedAt) / 1000;
-        $('call-status').textContent = `Connected · end-to-end encrypted · ${formatDuration(seconds)}`;
+        $('call-status').textContent = t('Connected · end-to-end encrypted · %(duration)s', { duration: formatDuration(seconds) });
       }, 1000);
     }
   },
   onSocket: (open) => {
-    if (!open && !session.finished) $('call-status').textContent = 'Connection to the service lost; reconnecting…';
+    if (!open && !session.finished) $('call-status').textContent = t('Connection to the service lost; reconnecting…');
   },
   onNotice: (text) => { $('notice').textContent = text; },
-  onSoundBlocked: () => { $('sound-on').hidden = false; },
-  onScreenShare: (active) => pressed($('share'), active, 'Stop sharing', 'Share screen'),
 });
+
+new CallControls(session, { peerName: peerName || null, peerFallback: t('The visitor') });
 
 function show(step) {
   if (main.dataset.state === step) return;
@@ -60,16 +63,12 @@ function show(step) {
   if (heading && step !== 'call') heading.focus({ preventScroll: true });
 }
 
-function pressed(button, on, onText, offText) {
-  button.setAttribute('aria-pressed', String(on));
-  button.textContent = on ? onText : offText;
-}
-
 function ended() {
   if (timer) clearInterval(timer);
+  $('notice').textContent = '';
   const seconds = duration ?? (session.connectedAt ? (Date.now() - session.connectedAt) / 1000 : null);
   if (seconds !== null) {
-    $('ended-text').textContent = `The call lasted ${formatDuration(seconds)}. Nothing of it was recorded.`;
+    $('ended-text').textContent = t('The call lasted %(duration)s. Nothing of it was recorded.', { duration: formatDuration(seconds) });
   }
   show('ended');
 }
@@ -92,7 +91,7 @@ async function endCall() {
   } catch (err) {
     log.add(`ending through the API failed (${err.message}); hanging up instead`, 'error');
     if (!session.send({ type: 'hangup' })) {
-      $('call-error').textContent = 'The call could not be ended right now. Please try again.';
+      $('call-error').textContent = t('The call could not be ended right now. Please try again.');
       button.disabled = false;
       return;
     }
@@ -101,29 +100,6 @@ async function endCall() {
 }
 
 $('end').addEventListener('click', endCall);
-
-$('mute').addEventListener('click', (event) => {
-  session.setMuted(!session.muted);
-  pressed(event.currentTarget, session.muted, 'Unmute', 'Mute');
-});
-
-$('camera').addEventListener('click', (event) => {
-  session.setCameraOff(!session.cameraOff);
-  pressed(event.currentTarget, session.cameraOff, 'Camera on', 'Camera off');
-});
-
-$('share').hidden = !CallSession.canShareScreen();
-$('share').addEventListener('click', async () => {
-  if (session.screenTrack) await session.stopScreenShare();
-  else await session.startScreenShare();
-});
-
-$('sound-on').addEventListener('click', (event) => {
-  const remote = $('remote');
-  remote.muted = false;
-  playVideo(remote);
-  event.currentTarget.hidden = true;
-});
 
 session.connect();
 getLocalMedia().then(async (media) => {

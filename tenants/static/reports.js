@@ -1,26 +1,39 @@
 // Compliance reports for owners, admins and auditors: start one (it runs in the
 // background in the organisation's region), follow its progress, download each format.
 // Errors are told in the words of the form (its labels), never as the API's field names.
+import { t } from '/static/i18n.js';
+import { $, api as call, calendarDay, el, messages, orgApi, sentence, when } from '/static/portal.js';
 
-const main = document.querySelector('main');
-const $ = (id) => document.getElementById(id);
-const { slug, csrf } = main.dataset;
-const apiBase = `/api/v1/orgs/${encodeURIComponent(slug)}/reports`;
-const FRAMEWORKS = { gdpr: 'GDPR', hipaa: 'HIPAA Security Rule', nen7510: 'NEN 7510 / NEN 7513', normen: 'Normen' };
+const apiBase = orgApi('/reports');
+const FRAMEWORKS = {
+  gdpr: () => t('GDPR'),
+  hipaa: () => t('HIPAA Security Rule'),
+  nen7510: () => t('NEN 7510 / NEN 7513'),
+  normen: () => t('Normen'),
+};
 const FORMATS = {
-  pdf: 'PDF report',
-  json: 'JSON document',
-  csv: 'Evidence workbook (CSV)',
-  zip: 'Signed evidence archive (ZIP)',
-  ropa: 'Record of processing (CSV)',
-  oscal: 'OSCAL assessment results',
+  pdf: () => t('PDF report'),
+  json: () => t('JSON document'),
+  csv: () => t('Evidence workbook (CSV)'),
+  zip: () => t('Signed evidence archive (ZIP)'),
+  ropa: () => t('Record of processing (CSV)'),
+  oscal: () => t('OSCAL assessment results'),
 };
 // The API's names of the form's fields: the input and the label a person sees.
 const FIELDS = {
-  framework: { input: 'report-framework', label: 'Framework', kind: 'choice' },
-  from: { input: 'report-from', label: 'First day', kind: 'date' },
-  to: { input: 'report-to', label: 'Last day', kind: 'date' },
+  framework: { input: 'report-framework', label: () => t('Framework'), kind: 'choice' },
+  from: { input: 'report-from', label: () => t('First day'), kind: 'date' },
+  to: { input: 'report-to', label: () => t('Last day'), kind: 'date' },
 };
+// What the API says about a field, in the page's words.
+const FIELD_PROBLEMS = {
+  'the period ends before it starts': () => t('the last day must not be before the first day.'),
+  'the period starts in the future': () => t('the period must not start in the future.'),
+  'a period may be at most 3 years long': () => t('a period may be at most 3 years long.'),
+};
+// A report's progress and failure as stored, in the page's language (from the server).
+const PROGRESS = JSON.parse(($('progress-texts') || {}).textContent || '{}');
+const said = (text) => (Object.prototype.hasOwnProperty.call(PROGRESS, text) ? PROGRESS[text] : text);
 const POLL_MS = 1500;
 let polling = null;
 let starting = false;
@@ -33,59 +46,39 @@ class Problem extends Error {
   }
 }
 
-const stop = (text) => (/[.!?]$/.test(text) ? text : `${text}.`);
-const sentence = (text) => {
-  const trimmed = String(text).trim();
-  return stop(trimmed.charAt(0).toUpperCase() + trimmed.slice(1));
-};
-
 // What went wrong, in plain words, and which field of the form it is about.
-function problemOf(status, body) {
+function problemOf(error) {
+  const body = error.body || null;
   const message = body && typeof body.message === 'string' ? body.message : '';
-  if (status === 401) {
-    return new Problem(body && body.error === 'access_expired' ? sentence(message) : 'Your session has ended. Please log in again.');
-  }
-  if (status >= 500 || !message) return new Problem('Something went wrong on the server. Please try again in a moment.');
-  const named = /^(\w+): ([\s\S]+)$/.exec(message);
-  if (named && FIELDS[named[1]]) return new Problem(`${FIELDS[named[1]].label}: ${stop(named[2].trim())}`, named[1]);
-  for (const detail of (body && Array.isArray(body.details)) ? body.details : []) {
-    const at = /`\$\.(\w+)`|`(\w+)`/.exec(String(detail));
-    const name = at && (at[1] || at[2]);
-    if (name && FIELDS[name]) {
-      const field = FIELDS[name];
-      return new Problem(`${field.label}: ${field.kind === 'date' ? 'not a valid date' : 'not a valid choice'}.`, name);
+  if (error.status === 400) {
+    const named = /^(\w+): ([\s\S]+)$/.exec(message);
+    if (named && FIELDS[named[1]]) {
+      const detail = FIELD_PROBLEMS[named[2].trim()];
+      const text = detail ? detail() : sentence(named[2]);
+      return new Problem(t('%(field)s: %(problem)s', { field: FIELDS[named[1]].label(), problem: text }), named[1]);
+    }
+    for (const detail of (body && Array.isArray(body.details)) ? body.details : []) {
+      const at = /`\$\.(\w+)`|`(\w+)`/.exec(String(detail));
+      const name = at && (at[1] || at[2]);
+      if (name && FIELDS[name]) {
+        const field = FIELDS[name];
+        const problem = field.kind === 'date' ? t('not a valid date.') : t('not a valid choice.');
+        return new Problem(t('%(field)s: %(problem)s', { field: field.label(), problem }), name);
+      }
     }
   }
-  return new Problem(sentence(message));
+  return new Problem(error.message);
 }
 
-async function api(path, { method = 'GET', body } = {}) {
-  const headers = { accept: 'application/json' };
-  if (method !== 'GET') headers['x-csrf-token'] = csrf;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  let response;
+async function api(path, options = {}) {
   try {
-    response = await fetch(apiBase + path, {
-      method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new Problem('The region cannot be reached. Check your connection and try again.');
+    return await call(`/reports${path}`, options);
+  } catch (error) {
+    throw problemOf(error);
   }
-  if (!response.ok) {
-    let problem = null;
-    try { problem = await response.json(); } catch { problem = null; }
-    throw problemOf(response.status, problem);
-  }
-  return response.json();
 }
 
-function say(id, message) {
-  const box = $(id);
-  box.replaceChildren();
-  if (message) box.append(message);
-}
-const showError = (message) => { say('reports-error', message); if (message) say('reports-notice', ''); };
-const showNotice = (message) => { say('reports-notice', message); if (message) say('reports-error', ''); };
+const { error: showError, notice: showNotice } = messages('reports-error', 'reports-notice');
 
 function markField(name) {
   for (const [key, field] of Object.entries(FIELDS)) {
@@ -96,29 +89,17 @@ function markField(name) {
   if (name) $(FIELDS[name].input).focus();
 }
 
-const el = (tag, props = {}, ...children) => {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === 'dataset') Object.assign(node.dataset, value);
-    else if (key in node) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-};
-
-const day = (iso) => new Date(`${iso}T00:00:00Z`).toLocaleDateString([], { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' });
-const when = (iso) => new Date(iso).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
-const nameOf = (report) => FRAMEWORKS[report.framework] || report.framework;
-const periodOf = (report) => `${day(report.from)} – ${day(report.to)}`;
+const nameOf = (report) => (FRAMEWORKS[report.framework] ? FRAMEWORKS[report.framework]() : report.framework);
+const periodOf = (report) => `${calendarDay(report.from)} – ${calendarDay(report.to)}`;
 
 function statusCell(report) {
-  if (report.status === 'done') return el('td', { className: 'status ok' }, 'Ready');
+  if (report.status === 'done') return el('td', { className: 'status ok' }, t('Ready'));
   if (report.status === 'failed') {
-    return el('td', { className: 'status bad' }, `Failed: ${report.message || 'the report could not be made.'}`);
+    const why = report.message ? said(report.message) : t('the report could not be made.');
+    return el('td', { className: 'status bad' }, t('Failed: %(why)s', { why }));
   }
-  const bar = el('progress', { max: 100, value: report.progress, 'aria-label': `Progress of the ${nameOf(report)} report` });
-  const label = report.status === 'queued' ? 'Waiting to start' : report.step;
+  const bar = el('progress', { max: 100, value: report.progress, 'aria-label': t('Progress of the %(framework)s report', { framework: nameOf(report) }) });
+  const label = report.status === 'queued' ? t('Waiting to start') : said(report.step);
   return el('td', { className: 'status' }, bar, ' ', el('span', { className: 'small' }, `${report.progress}% · ${label}`));
 }
 
@@ -132,13 +113,13 @@ function downloads(report) {
       dataset: { key: `${report.id}/${format}` },
       // Which report a link is of, for those who hear the page: its framework and period.
       'aria-describedby': `report-${report.id}-name report-${report.id}-period`,
-    }, FORMATS[format] || format)));
+    }, FORMATS[format] ? FORMATS[format]() : format)));
   }
   return el('td', { className: 'downloads' }, list);
 }
 
 // The column headings, for the narrow layout that shows each row as a block.
-const HEADINGS = ['Made', 'Framework', 'Period', 'Status', 'Download'];
+const HEADINGS = [t('Made'), t('Framework'), t('Period'), t('Status'), t('Download')];
 
 function row(report, signature) {
   const cells = [
@@ -181,8 +162,12 @@ function announce(reports) {
   for (const report of reports) {
     if (!startedHere.has(report.id) || report.status === 'queued' || report.status === 'running') continue;
     startedHere.delete(report.id);
-    if (report.status === 'done') showNotice(`The ${nameOf(report)} report for ${periodOf(report)} is ready: download it in the list below.`);
-    else showError(`The ${nameOf(report)} report could not be made: ${report.message || 'no reason was given.'}`);
+    if (report.status === 'done') {
+      showNotice(t('The %(framework)s report for %(period)s is ready: download it in the list below.', { framework: nameOf(report), period: periodOf(report) }));
+    } else {
+      const why = report.message ? said(report.message) : t('no reason was given.');
+      showError(t('The %(framework)s report could not be made: %(why)s', { framework: nameOf(report), why }));
+    }
   }
 }
 
@@ -209,15 +194,15 @@ $('start-form').addEventListener('submit', async (event) => {
   const from = $('report-from').value;
   const to = $('report-to').value;
   markField(null);
-  if (!from) { showError('First day: choose the first day of the period.'); markField('from'); return; }
-  if (!to) { showError('Last day: choose the last day of the period.'); markField('to'); return; }
-  if (to < from) { showError('Last day: the last day must not be before the first day.'); markField('to'); return; }
+  if (!from) { showError(t('First day: choose the first day of the period.')); markField('from'); return; }
+  if (!to) { showError(t('Last day: choose the last day of the period.')); markField('to'); return; }
+  if (to < from) { showError(t('Last day: the last day must not be before the first day.')); markField('to'); return; }
   if (starting) return; // a second press while the first is on its way
   starting = true;
   try {
     const made = await api('', { method: 'POST', body: { framework: $('report-framework').value, from, to } });
     startedHere.add(made.id);
-    showNotice(`The ${nameOf(made)} report is being made; its progress is shown in the list below.`);
+    showNotice(t('The %(framework)s report is being made; its progress is shown in the list below.', { framework: nameOf(made) }));
     await refresh();
   } catch (error) {
     showError(error.message);

@@ -2,6 +2,7 @@
 // The page's state is in <main data-state="…"> (check | waiting | call | ended | error)
 // and the connection's in data-connection.
 import { CallSession, Log, formatDuration, getLocalMedia, playTestTone, playVideo, watchLevel } from './call.js';
+import { CallControls } from './call-ui.js';
 import { t } from '/static/i18n.js';
 
 const main = document.querySelector('main');
@@ -15,13 +16,8 @@ let stopLevel = () => {};
 let timer = null;
 let ownStream = null; // the visitor's camera and microphone, shown back to them while waiting
 
-// What call.js reports in English, in the visitor's language (its known messages).
-const PLAIN = {
-  'No camera or microphone was found.': t('No camera or microphone was found.'),
-  'This link is no longer valid. Please ask for a new one.': t('This link is no longer valid. Please ask for a new one.'),
-  'This page may not connect from here.': t('This page cannot connect from here. Please open the link again.'),
-};
-const plain = (message, otherwise) => PLAIN[message] || otherwise;
+// call.js reports its problems in the page's language already (its t() messages).
+const plain = (message, otherwise) => message || otherwise;
 
 function mediaProblem(media) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -51,19 +47,19 @@ const session = new CallSession({
   onConnection: (state) => {
     main.dataset.connection = state;
     const text = {
-      new: 'Connecting to the expert…',
-      connecting: 'Connecting to the expert…',
-      connected: 'Connected · end-to-end encrypted',
-      disconnected: 'The connection is unstable; trying to keep the call…',
-      failed: 'The connection failed; trying again…',
-      closed: 'Disconnected',
-    }[state] || state;
+      new: t('Connecting to the expert…'),
+      connecting: t('Connecting to the expert…'),
+      connected: t('Connected · end-to-end encrypted'),
+      disconnected: t('The connection is unstable; trying to keep the call…'),
+      failed: t('The connection failed; trying again…'),
+      closed: t('Disconnected'),
+    }[state] || t('Connecting to the expert…');
     $('call-status').textContent = text;
     $('overlay').textContent = state === 'connected' ? '' : text;
     if (state === 'connected' && !timer) {
       timer = setInterval(() => {
         const seconds = (Date.now() - session.connectedAt) / 1000;
-        $('call-status').textContent = `Connected · end-to-end encrypted · ${formatDuration(seconds)}`;
+        $('call-status').textContent = t('Connected · end-to-end encrypted · %(duration)s', { duration: formatDuration(seconds) });
       }, 1000);
     }
   },
@@ -73,9 +69,9 @@ const session = new CallSession({
     check.className = open ? 'ok' : 'warn';
     $('waiting-connection').textContent = open ? '' : t('The connection was lost. Reconnecting…');
   },
-  // The service's notices are about its setup (relays), for support: kept in the
-  // technical details, never shown to the visitor as a message.
-  onNotice: (text) => log.add(text),
+  // call.js says something here only when it helps the visitor (the call cannot connect
+  // right now), in plain words; the service's own notice about its setup is never shown.
+  onNotice: (text) => { $('notice').textContent = text; },
   onSoundBlocked: () => { $('sound-on').hidden = false; },
   onScreenShare: (active) => pressed($('share'), active, 'Stop sharing', 'Share screen'),
 });
@@ -185,26 +181,11 @@ $('leave').addEventListener('click', () => {
 });
 $('hangup').addEventListener('click', () => session.hangup());
 
-$('mute').addEventListener('click', (event) => {
-  session.setMuted(!session.muted);
-  pressed(event.currentTarget, session.muted, 'Unmute', 'Mute');
-});
-
-$('camera').addEventListener('click', (event) => {
-  session.setCameraOff(!session.cameraOff);
-  pressed(event.currentTarget, session.cameraOff, 'Camera on', 'Camera off');
-});
-
-$('share').addEventListener('click', async () => {
-  if (session.screenTrack) await session.stopScreenShare();
-  else await session.startScreenShare();
-});
-
-$('sound-on').addEventListener('click', (event) => {
-  const remote = $('remote');
-  remote.muted = false;
-  playVideo(remote);
-  event.currentTarget.hidden = true;
+// In the call: mute, camera, sharing, devices, full screen, what the expert is doing,
+// and the chat (tenants/static/call-ui.js, shared with the expert's page).
+new CallControls(session, {
+  expectedName: document.querySelector('section[data-step="call"]').dataset.expertName || null,
+  peerFallback: t('The expert'),
 });
 
 session.connect();

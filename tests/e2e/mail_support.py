@@ -92,10 +92,16 @@ class MailServer:
 
 @contextlib.contextmanager
 def mail_stack(
-    label: str, pg_database: Callable[[str, str], str], run_dir: Path, server: MailServer, **limits: int
+    label: str,
+    pg_database: Callable[[str, str], str],
+    run_dir: Path,
+    server: MailServer,
+    region_lines: tuple[str, ...] = (),
+    **limits: int,
 ) -> Iterator[Stack]:
     """A control plane and an EU region mailing through ``server``; ``limits`` go to
-    ``[regions.limits]`` (the per-address ones are off unless given)."""
+    ``[regions.limits]`` (the per-address ones are off unless given); ``region_lines``
+    are more settings of the region (its relays, say)."""
     dsns = {
         name: pg_database(f"{label}_{name}", "control" if name == "control" else "region") for name in ("control", "eu")
     }
@@ -123,6 +129,7 @@ def mail_stack(
         f'listen = "127.0.0.1:{ports["eu"]}"',
         f'database = "{dsns["eu"]}"',
         f'internal_secret = "eu-{secrets.token_urlsafe(24)}"',
+        *region_lines,
         "[regions.vault]",
         'backend = "local"',
         f'keyring_path = "{run_dir / "keyring-eu"}"',

@@ -49,6 +49,7 @@ PUBLIC_ROUTES = {
     ("POST", "/login"),
     ("GET", "/welcome/{token}"),  # a new owner's one-time sign-in link (tenants/welcome.py)
     ("GET", "/{slug}/{room_slug}"),  # a room's join link
+    ("GET", "/{slug}/logo"),  # the organisation's logo on its visitors' pages
     ("POST", "/{slug}/{room_slug}/visits"),  # the join form
     ("GET", "/{slug}/{room_slug}/visits"),  # the join form's address opened as a page: to the join page
     ("GET", "/password-reset"),  # asking for a password-reset link by e-mail

@@ -133,7 +133,9 @@ def test_each_kind_is_filed_with_a_due_date_four_weeks_out_and_overdue_ones_are_
         assert set(made) == {"id", "kind", "identifier_kind", "received_at", "due_at", "status", "overdue"} | {
             "completed_at",
             "fulfilled_by",
+            "outcome",
         }
+        assert made["outcome"] == {}, "open: not answered yet"
     assert [m["kind"] for m in filed] == ["access", "rectification", "erasure", "portability"]
 
     rows = sql(practice.stack, "SELECT * FROM data_subject_request WHERE org_id = $1", practice.org_id)
@@ -229,7 +231,11 @@ def test_an_access_request_by_phone_exports_visits_calls_telemetry_and_who_acces
 
     overview = practice.owner.post(practice.api(f"/{made['id']}/overview"))
     assert overview.status_code == 200 and overview.headers["content-type"].startswith("text/plain")
-    assert "Visits: 2" in overview.text and "Kari Nordmann" in overview.text and "Datatilsynet" in overview.text
+    assert "Visits: 2" in overview.text and "Kari Nordmann" in overview.text
+    # The rights and the authority of the organisation's jurisdiction (no country set:
+    # the European Data Protection Board's list of authorities), never a hard-coded one.
+    assert "GDPR Art. 15" in overview.text and "edpb.europa.eu" in overview.text
+    assert "Datatilsynet" not in overview.text
 
 
 def test_a_member_is_found_by_e_mail(practice: Practice) -> None:

@@ -85,7 +85,7 @@ def test_an_owner_files_views_downloads_and_erases_in_the_portal(stack: Stack, b
     page.get_by_role("link", name="Data-subject requests").click()
     page.wait_for_url(f"**/{slug}/portal/dsr")
     expect(page.locator("tr.overdue")).to_have_count(1)
-    expect(page.locator(f'tr[data-id="{late["id"]}"]')).to_contain_text("overdue")
+    expect(page.locator(f'tr[data-id="{late["id"]}"]')).to_contain_text("Overdue")
 
     # A malformed phone: a clear message, nothing filed.
     page.get_by_label("The person asks for").select_option("erasure")
@@ -99,13 +99,13 @@ def test_an_owner_files_views_downloads_and_erases_in_the_portal(stack: Stack, b
     page.get_by_role("button", name="File the request").click()
     expect(page.locator("#dsr-notice")).to_contain_text("Request filed")
     expect(page.locator("#requests tbody tr")).to_have_count(2)
-    expect(page.locator("#detail-facts")).to_contain_text("1 visit(s)")
+    expect(page.locator("#detail-facts")).to_contain_text("Visits: 1")
     expect(page.locator("#detail-facts")).to_contain_text("+4791122333")
 
     page.get_by_role("button", name="Show the overview").click()
     expect(page.locator("#overview")).to_contain_text("Sigrid Dahl")
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download the JSON export").click()
+        page.get_by_role("button", name="Download the export (JSON)").click()
     data = json.loads(download.value.path().read_text())
     assert data["format"] == "konsil.data-subject-export" and data["visits"][0]["id"] == str(visit_id)
 
@@ -116,7 +116,7 @@ def test_an_owner_files_views_downloads_and_erases_in_the_portal(stack: Stack, b
     extract = " ".join((p.extract_text() or "") for p in reader.pages)
     assert "Who accessed your data" in extract and "You, visitor" in extract and "Sigrid" not in extract
     expect(page.locator("#dsr-notice")).to_contain_text("who accessed their data")
-    expect(page.locator("#detail-facts")).to_contain_text("received")
+    expect(page.locator("#detail-status")).to_have_text("Not answered yet")
 
     page.once("dialog", lambda dialog: dialog.dismiss())
     page.get_by_role("button", name="Erase…").click()
@@ -125,8 +125,8 @@ def test_an_owner_files_views_downloads_and_erases_in_the_portal(stack: Stack, b
     )
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Erase…").click()
-    expect(page.locator("#dsr-notice")).to_contain_text("Erased 1 visit(s)")
-    expect(page.locator("#detail-facts")).to_contain_text("completed")
+    expect(page.locator("#dsr-notice")).to_contain_text("Erased: visits 1")
+    expect(page.locator("#detail-status")).to_contain_text("Answered on")
     assert db(stack, "SELECT id FROM visit WHERE id = $1", visit_id) == []
     assert problems == [], problems
     context.close()

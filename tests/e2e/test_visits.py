@@ -56,6 +56,7 @@ def test_a_visit_from_join_to_end(stack: Stack, practice: dict) -> None:  # type
 
     waiting = client.get(f"/api/v1/orgs/{slug}/visits/waiting").json()
     assert [(w["name"], w["phone"], w["room"]) for w in waiting] == [("Kari Nordmann", "+4712345678", "sprechstunde")]
+    assert waiting[0]["phone_display"] == "+47 12345678"  # formatted for people (phonenumbers)
     opened = client.get(f"/api/v1/orgs/{slug}/visits/{visit_id}")
     assert opened.status_code == 200 and opened.json()["status"] == "waiting"
 
@@ -68,6 +69,7 @@ def test_a_visit_from_join_to_end(stack: Stack, practice: dict) -> None:  # type
     assert ended.status_code == 200 and ended.json()["duration_seconds"] >= 0
     today = client.get(f"/api/v1/orgs/{slug}/calls/today").json()
     assert today[0]["id"] == call_id and today[0]["ended_at"] and today[0]["duration_seconds"] is not None
+    assert today[0]["visitor_name"] == "Kari Nordmann"
     recent = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
     assert client.get(f"/api/v1/orgs/{slug}/calls/today", params={"since": recent}).json()[0]["id"] == call_id
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
@@ -92,9 +94,12 @@ def test_a_visit_from_join_to_end(stack: Stack, practice: dict) -> None:  # type
         ("read", "visit"),
         ("create", "call"),
         ("update", "call"),
+        ("read", "visit"),  # "calls today" shows the visitor's name: each listing is a logged read
+        ("read", "visit"),
     ]
     assert log[0]["actor"] == f"visitor:{visit_id}"
     assert log[1]["actor"] == f"member:{practice['expert']['id']}"
+    assert log[-1]["actor"] == f"member:{practice['expert']['id']}"
 
 
 def test_retention_sets_the_visits_expiry(stack: Stack, practice: dict) -> None:  # type: ignore[type-arg]

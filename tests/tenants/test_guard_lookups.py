@@ -77,7 +77,10 @@ def connection(slug: str, *, token: str | None = None, cookie: str | None = None
 
 async def new_org() -> records.Organisation:
     slug = f"guard-{secrets.token_hex(4)}"
-    await Organisation.insert(Organisation(id=uuid.uuid4(), slug=slug, name="Guarded practice")).run()
+    # Not the defaults: the guard's own SQL must read every column (language, country).
+    await Organisation.insert(
+        Organisation(id=uuid.uuid4(), slug=slug, name="Guarded practice", locale="nl", country="NL")
+    ).run()
     row = await Organisation.select().where(Organisation.slug == slug).first().run()
     assert row is not None
     return records.Organisation.of(row)

@@ -5,6 +5,9 @@ const block = document.getElementById("konsil-strings");
 const strings = block ? JSON.parse(block.textContent || "{}") : {};
 
 export const locale = document.documentElement.lang || "en";
+// The same regional conventions as the server's dates (platform/pages/i18n.py babel_locale):
+// English pages write 24-hour times and day-month dates.
+const intlLocale = { en: "en-GB", nb: "nb-NO", de: "de-DE", nl: "nl-NL" }[locale] || "en-GB";
 
 export function t(message, params) {
   let text = Object.prototype.hasOwnProperty.call(strings, message) ? strings[message] : message;
@@ -15,13 +18,13 @@ export function t(message, params) {
 }
 
 export function formatTime(value, options) {
-  return new Intl.DateTimeFormat(locale, options || { hour: "2-digit", minute: "2-digit" }).format(value);
+  return new Intl.DateTimeFormat(intlLocale, options || { hour: "2-digit", minute: "2-digit" }).format(value);
 }
 
 export function formatDateTime(value, options) {
-  return new Intl.DateTimeFormat(locale, options || { dateStyle: "medium", timeStyle: "short" }).format(value);
+  return new Intl.DateTimeFormat(intlLocale, options || { dateStyle: "medium", timeStyle: "short" }).format(value);
 }
 
 export function formatNumber(value, options) {
-  return new Intl.NumberFormat(locale, options).format(value);
+  return new Intl.NumberFormat(intlLocale, options).format(value);
 }
