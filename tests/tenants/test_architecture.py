@@ -71,6 +71,7 @@ OWN_PATTERNS = {
     "konsil.tenants.schemas.RoomIn.slug": "a slug: lower-case letters, digits and hyphens",
     "konsil.tenants.schemas.NewOrganisation.slug": "a slug: lower-case letters, digits and hyphens",
     "konsil.tenants.schemas.NewOrganisation.country": "an ISO 3166 country code (two capital letters) or empty",
+    "konsil.tenants.schemas.OrganisationPatch.country": "an ISO 3166 country code (two capital letters) or empty",
     "konsil.tenants.schemas.LoginIn.organisation": "a slug: lower-case letters, digits and hyphens",
     "konsil.media_nodes.network_test.service.NetworkTestIn.language": "a language tag (BCP 47)",
     "konsil.media_nodes.network_test.service.NetworkTestIn.relay": "a media node id",
