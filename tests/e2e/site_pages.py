@@ -81,6 +81,10 @@ SITE: list[SitePage] = [
     SitePage("dashboard of an auditor", "/{slug:str}/portal", who="auditor"),
     SitePage("data-subject requests", "/{slug:str}/portal/dsr", who="owner"),
     SitePage("compliance reports", "/{slug:str}/portal/reports", who="owner"),
+    SitePage("rooms", "/{slug:str}/portal/rooms", who="owner"),
+    SitePage("settings", "/{slug:str}/portal/settings", who="owner"),
+    SitePage("integration tokens", "/{slug:str}/portal/tokens", who="owner"),
+    SitePage("welcome link used or expired", "/welcome/{token:str}", path="/welcome/not-a-valid-link", status=410),
     SitePage("join", "/{slug:str}/{room_slug:str}"),
     SitePage(
         "visit: device check",
@@ -107,14 +111,19 @@ SITE: list[SitePage] = [
     SitePage("region: unknown room", None, path="/{slug}/no-such-room", status=404),
     SitePage("region: unknown organisation", None, path="/no-such-org-here/room", status=404),
     # The control plane
+    SitePage("control plane: home", "/", app="control"),
+    SitePage("signup", "/signup", app="control"),
+    SitePage("control plane: login", "/login", app="control"),
     SitePage("control plane: unknown organisation", None, app="control", path="/no-such-org-here", status=404),
 ]
 
 # Page routes that only redirect elsewhere (no page of their own).
 REDIRECT_ROUTES: dict[App, set[str]] = {
     "control": {"/{slug:str}", "/{slug:str}/{rest:path}"},  # a browser path of an organisation → its region
-    "region": set(),
+    "region": {"/{slug:str}/{room_slug:str}/visits"},  # the join form's address opened → the join page
 }
+# GET routes left out of the API schema that answer no page (a picture, a file).
+NOT_PAGE_ROUTES: dict[App, set[str]] = {"control": set(), "region": {"/{slug:str}/logo"}}
 
 # The API documentation pages of both apps (Litestar's OpenAPI UIs).
 API_DOCS = ("/schema", "/schema/swagger", "/schema/redoc")

@@ -11,10 +11,20 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.conftest import Stack
-from tests.e2e.browser_kit import LOCALES, Shots, assert_accessible, chromium
+from tests.e2e.browser_kit import LOCALES, Shots, assert_accessible, axe_violations, chromium, describe
 from tests.e2e.site_pages import SITE, SitePage, World, make_world, open_site_page
 
 pytestmark = pytest.mark.e2e
+
+# Violations in pages of other areas, reported to be fixed there: page name → axe rule ids.
+# Such a page is an expected failure while they are all still found; the test fails when
+# one is gone (remove it here with the fix) or another one appears.
+KNOWN_DEFECTS: dict[str, set[str]] = {
+    # tenants/static/dashboard.js: the rooms list's "Copy link" button is labelled
+    # "Copy the link of <room>" (aria-label), which does not contain the visible words
+    # (WCAG 2.5.3 Label in Name): speech users saying "Copy link" cannot press it.
+    "dashboard of an expert": {"label-content-name-mismatch"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +52,17 @@ def test_no_serious_accessibility_violation(
     try:
         assert opened.page.locator("html").get_attribute("lang") == locale
         shots(opened.page, f"{site.key}-{locale}")
-        assert_accessible(opened.page, f"{site.name} [{locale}]")
+        label = f"{site.name} [{locale}]"
+        known = KNOWN_DEFECTS.get(site.name, set())
+        if not known:
+            assert_accessible(opened.page, label)
+            return
+        violations = axe_violations(opened.page)
+        others = [v for v in violations if v["id"] not in known]
+        assert not others, f"{label}: serious/critical accessibility violation(s)\n" + describe(others)
+        fixed = known - {v["id"] for v in violations}
+        assert not fixed, f"{label}: {sorted(fixed)} fixed: remove from KNOWN_DEFECTS"
+        pytest.xfail(f"{label}: known defects reported to their page's owner: {sorted(known)}")
     finally:
         opened.context.close()
 
