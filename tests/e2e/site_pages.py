@@ -84,6 +84,13 @@ SITE: list[SitePage] = [
     SitePage("rooms", "/{slug:str}/portal/rooms", who="owner"),
     SitePage("settings", "/{slug:str}/portal/settings", who="owner"),
     SitePage("integration tokens", "/{slug:str}/portal/tokens", who="owner"),
+    SitePage("members", "/{slug:str}/portal/members", who="owner"),
+    SitePage("access log", "/{slug:str}/portal/access-log", who="owner"),
+    SitePage("password reset", "/password-reset"),
+    SitePage(
+        "password reset link unknown", "/password-reset/{token:str}", path="/password-reset/no-such-link", status=404
+    ),
+    SitePage("invitation link unknown", "/invitations/{token:str}", path="/invitations/no-such-link", status=404),
     SitePage("welcome link used or expired", "/welcome/{token:str}", path="/welcome/not-a-valid-link", status=410),
     SitePage("join", "/{slug:str}/{room_slug:str}"),
     SitePage(
@@ -120,10 +127,16 @@ SITE: list[SitePage] = [
 # Page routes that only redirect elsewhere (no page of their own).
 REDIRECT_ROUTES: dict[App, set[str]] = {
     "control": {"/{slug:str}", "/{slug:str}/{rest:path}"},  # a browser path of an organisation → its region
-    "region": {"/{slug:str}/{room_slug:str}/visits"},  # the join form's address opened → the join page
+    "region": {
+        "/{slug:str}/{room_slug:str}/visits",  # the join form's address opened → the join page
+        "/{slug:str}/portal/members/invite",  # the invite form's address opened → the members page
+    },
 }
 # GET routes left out of the API schema that answer no page (a picture, a file).
-NOT_PAGE_ROUTES: dict[App, set[str]] = {"control": set(), "region": {"/{slug:str}/logo"}}
+NOT_PAGE_ROUTES: dict[App, set[str]] = {
+    "control": set(),
+    "region": {"/{slug:str}/logo", "/{slug:str}/portal/access-log/export"},
+}
 
 # The API documentation pages of both apps (Litestar's OpenAPI UIs).
 API_DOCS = ("/schema", "/schema/swagger", "/schema/redoc")

@@ -19,12 +19,24 @@ pytestmark = pytest.mark.e2e
 # Violations in pages of other areas, reported to be fixed there: page name → axe rule ids.
 # Such a page is an expected failure while they are all still found; the test fails when
 # one is gone (remove it here with the fix) or another one appears.
-KNOWN_DEFECTS: dict[str, set[str]] = {
-    # tenants/static/dashboard.js: the rooms list's "Copy link" button is labelled
-    # "Copy the link of <room>" (aria-label), which does not contain the visible words
-    # (WCAG 2.5.3 Label in Name): speech users saying "Copy link" cannot press it.
-    "dashboard of an expert": {"label-content-name-mismatch"},
+KNOWN_DEFECTS: dict[str, set[str]] = {}
+# Pages shown in another language than the browser's, reported to their owners (page name
+# → why): an expected failure in languages other than English until fixed.
+WRONG_LANGUAGE: dict[str, str] = {
+    "password reset link unknown": "tenants/password_reset.py: an unknown link's language is 'en', "
+    "which tenants/account_pages.py prefers over the browser's",
 }
+
+
+def cases() -> list[object]:
+    found: list[object] = []
+    for site in SITE:
+        for locale in ("en", "de"):
+            marks = []
+            if locale != "en" and site.name in WRONG_LANGUAGE:
+                marks.append(pytest.mark.xfail(strict=True, reason=WRONG_LANGUAGE[site.name]))
+            found.append(pytest.param(site, locale, marks=marks, id=f"{site.key}-{locale}"))
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +55,7 @@ def shots() -> Shots:
     return Shots("accessibility")
 
 
-@pytest.mark.parametrize("locale", ["en", "de"])
-@pytest.mark.parametrize("site", SITE, ids=lambda s: s.key)
+@pytest.mark.parametrize(("site", "locale"), cases())
 def test_no_serious_accessibility_violation(
     browser: Browser, world: World, shots: Shots, site: SitePage, locale: str
 ) -> None:
