@@ -81,6 +81,17 @@ SITE: list[SitePage] = [
     SitePage("dashboard of an auditor", "/{slug:str}/portal", who="auditor"),
     SitePage("data-subject requests", "/{slug:str}/portal/dsr", who="owner"),
     SitePage("compliance reports", "/{slug:str}/portal/reports", who="owner"),
+    SitePage("rooms", "/{slug:str}/portal/rooms", who="owner"),
+    SitePage("settings", "/{slug:str}/portal/settings", who="owner"),
+    SitePage("integration tokens", "/{slug:str}/portal/tokens", who="owner"),
+    SitePage("members", "/{slug:str}/portal/members", who="owner"),
+    SitePage("access log", "/{slug:str}/portal/access-log", who="owner"),
+    SitePage("password reset", "/password-reset"),
+    SitePage(
+        "password reset link unknown", "/password-reset/{token:str}", path="/password-reset/no-such-link", status=404
+    ),
+    SitePage("invitation link unknown", "/invitations/{token:str}", path="/invitations/no-such-link", status=404),
+    SitePage("welcome link used or expired", "/welcome/{token:str}", path="/welcome/not-a-valid-link", status=410),
     SitePage("join", "/{slug:str}/{room_slug:str}"),
     SitePage(
         "visit: device check",
@@ -107,13 +118,24 @@ SITE: list[SitePage] = [
     SitePage("region: unknown room", None, path="/{slug}/no-such-room", status=404),
     SitePage("region: unknown organisation", None, path="/no-such-org-here/room", status=404),
     # The control plane
+    SitePage("control plane: home", "/", app="control"),
+    SitePage("signup", "/signup", app="control"),
+    SitePage("control plane: login", "/login", app="control"),
     SitePage("control plane: unknown organisation", None, app="control", path="/no-such-org-here", status=404),
 ]
 
 # Page routes that only redirect elsewhere (no page of their own).
 REDIRECT_ROUTES: dict[App, set[str]] = {
     "control": {"/{slug:str}", "/{slug:str}/{rest:path}"},  # a browser path of an organisation → its region
-    "region": set(),
+    "region": {
+        "/{slug:str}/{room_slug:str}/visits",  # the join form's address opened → the join page
+        "/{slug:str}/portal/members/invite",  # the invite form's address opened → the members page
+    },
+}
+# GET routes left out of the API schema that answer no page (a picture, a file).
+NOT_PAGE_ROUTES: dict[App, set[str]] = {
+    "control": set(),
+    "region": {"/{slug:str}/logo", "/{slug:str}/portal/access-log/export"},
 }
 
 # The API documentation pages of both apps (Litestar's OpenAPI UIs).

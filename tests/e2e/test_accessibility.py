@@ -11,10 +11,32 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.conftest import Stack
-from tests.e2e.browser_kit import LOCALES, Shots, assert_accessible, chromium
+from tests.e2e.browser_kit import LOCALES, Shots, assert_accessible, axe_violations, chromium, describe
 from tests.e2e.site_pages import SITE, SitePage, World, make_world, open_site_page
 
 pytestmark = pytest.mark.e2e
+
+# Violations in pages of other areas, reported to be fixed there: page name → axe rule ids.
+# Such a page is an expected failure while they are all still found; the test fails when
+# one is gone (remove it here with the fix) or another one appears.
+KNOWN_DEFECTS: dict[str, set[str]] = {}
+# Pages shown in another language than the browser's, reported to their owners (page name
+# → why): an expected failure in languages other than English until fixed.
+WRONG_LANGUAGE: dict[str, str] = {
+    "password reset link unknown": "tenants/password_reset.py: an unknown link's language is 'en', "
+    "which tenants/account_pages.py prefers over the browser's",
+}
+
+
+def cases() -> list[object]:
+    found: list[object] = []
+    for site in SITE:
+        for locale in ("en", "de"):
+            marks = []
+            if locale != "en" and site.name in WRONG_LANGUAGE:
+                marks.append(pytest.mark.xfail(strict=True, reason=WRONG_LANGUAGE[site.name]))
+            found.append(pytest.param(site, locale, marks=marks, id=f"{site.key}-{locale}"))
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +55,7 @@ def shots() -> Shots:
     return Shots("accessibility")
 
 
-@pytest.mark.parametrize("locale", ["en", "de"])
-@pytest.mark.parametrize("site", SITE, ids=lambda s: s.key)
+@pytest.mark.parametrize(("site", "locale"), cases())
 def test_no_serious_accessibility_violation(
     browser: Browser, world: World, shots: Shots, site: SitePage, locale: str
 ) -> None:
@@ -42,7 +63,17 @@ def test_no_serious_accessibility_violation(
     try:
         assert opened.page.locator("html").get_attribute("lang") == locale
         shots(opened.page, f"{site.key}-{locale}")
-        assert_accessible(opened.page, f"{site.name} [{locale}]")
+        label = f"{site.name} [{locale}]"
+        known = KNOWN_DEFECTS.get(site.name, set())
+        if not known:
+            assert_accessible(opened.page, label)
+            return
+        violations = axe_violations(opened.page)
+        others = [v for v in violations if v["id"] not in known]
+        assert not others, f"{label}: serious/critical accessibility violation(s)\n" + describe(others)
+        fixed = known - {v["id"] for v in violations}
+        assert not fixed, f"{label}: {sorted(fixed)} fixed: remove from KNOWN_DEFECTS"
+        pytest.xfail(f"{label}: known defects reported to their page's owner: {sorted(known)}")
     finally:
         opened.context.close()
 

@@ -190,7 +190,6 @@ def test_a_page_in_chromium_asks_only_its_own_origin(browser: Browser, world: Wo
 API_DOC_PAGES = [(app, path) for app in ("control", "region") for path in API_DOCS]
 
 
-@pytest.mark.xfail(strict=True, reason="API docs served from the package: helper 1")
 @pytest.mark.parametrize(("app", "path"), API_DOC_PAGES, ids=[f"{a}{p}" for a, p in API_DOC_PAGES])
 def test_the_api_docs_load_nothing_from_another_host(browser: Browser, world: World, app: str, path: str) -> None:
     base = world.base("region" if app == "region" else "control")
