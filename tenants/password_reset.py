@@ -120,7 +120,7 @@ async def tidy() -> None:
 
 class Opened(msgspec.Struct, frozen=True, kw_only=True):
     state: State
-    language: str = "en"
+    language: str = ""  # the language the link was asked in; "" for an unknown link (the browser's then)
 
 
 def _state(reset: records.PasswordReset, now: dt.datetime) -> State:

@@ -22,10 +22,7 @@ pytestmark = pytest.mark.e2e
 KNOWN_DEFECTS: dict[str, set[str]] = {}
 # Pages shown in another language than the browser's, reported to their owners (page name
 # → why): an expected failure in languages other than English until fixed.
-WRONG_LANGUAGE: dict[str, str] = {
-    "password reset link unknown": "tenants/password_reset.py: an unknown link's language is 'en', "
-    "which tenants/account_pages.py prefers over the browser's",
-}
+WRONG_LANGUAGE: dict[str, str] = {}
 
 
 def cases() -> list[object]:
