@@ -32,7 +32,7 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
     assert isinstance(body.get("error"), str) and isinstance(body.get("message"), str), body
-    assert set(body) <= {"error", "message", "details", "verdict", "advice"}, body
+    assert set(body) <= {"error", "message", "details", "verdict", "advice", "advice_keys"}, body
     if code is not None:
         assert body["error"] == code, body
     checked: dict[str, Any] = body
