@@ -149,6 +149,12 @@ class LocalRelay:
     def start(self) -> None:
         """Stop a leftover relay of this folder, then start (raises CoturnError)."""
         self.reaped = reap_leftover(self.workdir)
+        if self.reaped is not None:
+            # The kernel drops a process's command line before it closes its sockets: give
+            # the leftover's port a moment to be free, else start() takes it for a stranger's.
+            deadline = time.monotonic() + 5.0
+            while self.process.accepts_connections() and time.monotonic() < deadline:
+                time.sleep(0.05)
         self.process.start()
 
     def is_alive(self) -> bool:

@@ -21,12 +21,14 @@ import concurrent.futures
 import contextlib
 import functools
 import os
+import queue
 import re
 import signal
 import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,13 +91,28 @@ class Up:
             text=True,
             env=env,
         )
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line)
+        self._queue.put("")
 
     def read_until(self, done: str, within: float = 120) -> str:
         deadline = time.monotonic() + within
         assert self.proc.stdout is not None
         while not self.lines or done not in self.lines[-1]:
-            line = self.proc.stdout.readline()
-            assert line or self.proc.poll() is None, "konsil up exited early:\n" + "".join(self.lines)
+            # A line at a time, from a reader thread: if konsil up died, its children may
+            # still hold the pipe open, and a plain readline here would wait for ever.
+            try:
+                line = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                assert self.proc.poll() is None, "konsil up exited early:\n" + "".join(self.lines)
+                assert time.monotonic() < deadline, "no output in time:\n" + "".join(self.lines)
+                continue
+            assert line, "konsil up closed its output:\n" + "".join(self.lines)
             self.lines.append(line)
             assert time.monotonic() < deadline, "no output in time:\n" + "".join(self.lines)
         return "".join(self.lines)
@@ -108,7 +125,12 @@ class Up:
     def stop(self) -> str:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
-        rest, _ = self.proc.communicate(timeout=60)
+        self.proc.wait(timeout=60)
+        tail: list[str] = []
+        with contextlib.suppress(queue.Empty):  # what it printed last (the reader ends with "")
+            while line := self._queue.get(timeout=10):
+                tail.append(line)
+        rest = "".join(tail)
         assert self.proc.returncode == 0, "".join(self.lines) + rest
         assert "Traceback" not in rest, rest
         return rest
@@ -124,10 +146,10 @@ def konsil_up(data: Path, path: str | None = None) -> Iterator[Up]:
         if up.proc.poll() is None:
             up.proc.send_signal(signal.SIGINT)
             try:
-                up.proc.communicate(timeout=60)
+                up.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 up.proc.kill()
-                up.proc.communicate()
+                up.proc.wait()
 
 
 def visit_of(room_url: str) -> tuple[str, str, str]:
@@ -396,5 +418,5 @@ def test_a_relay_left_running_by_a_killed_konsil_up_is_stopped_at_the_next_start
         leftover.stop()
         if up.proc.poll() is None:
             up.proc.kill()
-            up.proc.communicate()
+            up.proc.wait()
     assert relay_pids(data) == {}
