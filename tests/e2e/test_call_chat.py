@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.conftest import Stack, fetch
+from tests.conftest import Stack, fetch, wait_until
 from tests.e2e.test_browser import DESKTOP, PHONE, browser, new_page, org_with_room, wait_for_frames
 
 pytestmark = pytest.mark.e2e
@@ -411,18 +411,22 @@ def test_a_call_with_chat_and_indicators(stack: Stack, browser: Browser, pages: 
         "() => window.__peers.filter((p) => p.connectionState === 'connected').pop()"
         ".getSenders().find((s) => s.track && s.track.kind === 'audio').track.label"
     )
-    visitor.wait_for_function(f"({sending})() === {other_label!r}")
+    # Polled from here: the page's CSP refuses the string evaluation wait_for_function uses.
+    wait_until(lambda: visitor.evaluate(f"({sending})()") == other_label or None, "the other microphone sent")
     expect(visitor.locator("#camera-select option")).not_to_have_count(0)
     shot(visitor, "devices")
 
     # Full screen: the call area fills the screen, and the button says how to leave it.
     fullscreen = doctor.locator("#fullscreen")
     fullscreen.click()
-    doctor.wait_for_function("document.fullscreenElement && document.fullscreenElement.id === 'call-area'")
+    wait_until(
+        lambda: doctor.evaluate("document.fullscreenElement && document.fullscreenElement.id === 'call-area'") or None,
+        "the call area in full screen",
+    )
     expect(fullscreen).to_have_text(words["exit_full_screen"])
     shot(doctor, "full-screen")
     fullscreen.click()
-    doctor.wait_for_function("document.fullscreenElement === null")
+    wait_until(lambda: doctor.evaluate("document.fullscreenElement === null") or None, "full screen left")
     expect(fullscreen).to_have_text(words["full_screen"])
 
     # The expert ends the call: the messages are gone from both pages, nothing was kept.
