@@ -1,0 +1,49 @@
+"""A CLIENT span per PostgreSQL statement (asyncpg, under piccolo and the fixed SQL of
+``platform/core/database.py``): the statement as parameterised text, never the values.
+
+Piccolo and the fixed SQL pass values as parameters (``$1``), which are not recorded;
+literals written into a statement are replaced by ``?`` on export (``privacy.scrub_sql``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+
+from konsil.platform.core.telemetry import tracing
+
+_METHODS = ("execute", "executemany", "fetch", "fetchval", "fetchrow")
+_instrumented = False
+
+
+def _operation(query: str) -> str:
+    words = query.split(None, 1)
+    return words[0].upper()[:20] if words else "SQL"
+
+
+def _traced(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def run(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if not tracing.tracing_enabled() or not isinstance(query, str):
+            return await method(self, query, *args, **kwargs)
+        operation = _operation(query)
+        attributes = {"db.system": "postgresql", "db.operation": operation, "db.statement": query}
+        with tracing.span(operation, SpanKind.CLIENT, attributes):
+            return await method(self, query, *args, **kwargs)
+
+    return run
+
+
+def instrument_asyncpg() -> None:
+    """Wrap asyncpg's query methods (process-wide, once)."""
+    global _instrumented
+    if _instrumented:
+        return
+    _instrumented = True
+    import asyncpg
+
+    for name in _METHODS:
+        setattr(asyncpg.Connection, name, _traced(getattr(asyncpg.Connection, name)))

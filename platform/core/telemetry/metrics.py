@@ -1,0 +1,75 @@
+"""Konsil's metrics: one named instrument per thing an ops team watches, recorded by
+the areas through this module (they never import the OpenTelemetry SDK).
+
+The instruments come from OpenTelemetry's global meter. Until a process sets up
+telemetry (``platform/core/telemetry/setup.py``) they record into the API's no-op
+meter, which costs a function call; afterwards the same objects feed the OTLP
+exporter and the Prometheus ``/metrics`` endpoint.
+
+Attributes are low-cardinality names (a table, a result, a media node); an
+organisation is added only through ``organisation()``, which honours the
+``organisation_attributes`` setting.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+
+from opentelemetry import metrics as otel_metrics
+
+_meter = otel_metrics.get_meter("konsil")
+
+# Names are final Prometheus names; the Prometheus exporter adds ``_total`` to counters
+# and the unit to the others, so units are given where the name does not end in one.
+waiting_visitors = _meter.create_up_down_counter(
+    "konsil_waiting_visitors", description="Visitors in a waiting room (each replica counts its own changes)"
+)
+active_calls = _meter.create_up_down_counter(
+    "konsil_active_calls", description="Calls admitted and not yet ended (each replica counts its own changes)"
+)
+admit_to_connected = _meter.create_histogram(
+    "konsil_admit_to_connected",
+    unit="s",
+    description="Time from a visitor's admission to both sides of the call being connected",
+)
+purge_rows_deleted = _meter.create_counter(
+    "konsil_purge_rows_deleted", description="Rows deleted by retention purges, by kind of record"
+)
+relay_allocations = _meter.create_counter(
+    "konsil_relay_allocations", description="TURN relay allocations handed to calls, by result"
+)
+relay_load = _meter.create_histogram(
+    "konsil_relay_load",
+    description="Calls already allocated to the media node chosen for a new call, by node (its load when chosen)",
+)
+key_cache = _meter.create_counter(
+    "konsil_key_cache_lookups", description="Data-key cache lookups, by result (hit/miss)"
+)
+vault_request = _meter.create_histogram(
+    "konsil_vault_request", unit="s", description="Vault requests by operation and outcome"
+)
+access_log_appends = _meter.create_counter(
+    "konsil_access_log_appends", description="Entries appended to the organisations' access logs"
+)
+dropped_spans = _meter.create_counter(
+    "konsil_telemetry_dropped_spans",
+    description="Spans dropped because the telemetry endpoint was down or too slow (queue full or export failed)",
+)
+
+_organisation_attributes = "none"
+
+
+def configure(organisation_attributes: str) -> None:
+    """Set by telemetry setup: whether ``organisation()`` attaches ids or slugs."""
+    global _organisation_attributes
+    _organisation_attributes = organisation_attributes
+
+
+def organisation(org_id: uuid.UUID | str | None = None, slug: str | None = None) -> Mapping[str, str]:
+    """Metric attributes naming an organisation, as far as configuration allows (none by default)."""
+    if _organisation_attributes == "slug" and slug:
+        return {"organisation": slug}
+    if _organisation_attributes in ("id", "slug") and org_id is not None:
+        return {"organisation": str(org_id)}
+    return {}
