@@ -221,13 +221,19 @@ def global_receiver() -> Iterator[Receiver]:
 async def _call(app: Any, headers: list[tuple[bytes, bytes]]) -> int:
     sent: list[dict[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Any:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message: Any) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "GET", "path": "/api/v1/orgs/praxis/x", "headers": headers, "query_string": b""}
+    scope: Any = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/v1/orgs/praxis/x",
+        "headers": headers,
+        "query_string": b"",
+    }
     await tracing.TraceRequests(app)(scope, receive, send)
     return int(sent[0]["status"])
 

@@ -40,6 +40,7 @@ class RotationResult:
     key_version: int
     rewrapped: int
 
+
 _HIT = {"result": "hit"}
 _MISS = {"result": "miss"}
 

@@ -69,7 +69,8 @@ class Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if _format == "json":
             return self.format_json(record)
-        return scrub_text(super().format(record))
+        line: str = super().format(record)
+        return scrub_text(line)
 
     def format_json(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {

@@ -107,7 +107,7 @@ class TraceRequests:
         self.region = region
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
+        kind: str = scope["type"]
         if kind not in ("http", "websocket") or not tracing_enabled():
             await self.app(scope, receive, send)
             return
