@@ -31,7 +31,8 @@ active_calls = _meter.create_up_down_counter(
 admit_to_connected = _meter.create_histogram(
     "konsil_admit_to_connected",
     unit="s",
-    description="Time from a visitor's admission to both sides of the call being connected",
+    description="Time from a visitor's admission to the call's media flowing (its first quality sample), per side",
+    explicit_bucket_boundaries_advisory=[0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120],
 )
 purge_rows_deleted = _meter.create_counter(
     "konsil_purge_rows_deleted", description="Rows deleted by retention purges, by kind of record"
@@ -42,12 +43,16 @@ relay_allocations = _meter.create_counter(
 relay_load = _meter.create_histogram(
     "konsil_relay_load",
     description="Calls already allocated to the media node chosen for a new call, by node (its load when chosen)",
+    explicit_bucket_boundaries_advisory=[0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
 )
 key_cache = _meter.create_counter(
     "konsil_key_cache_lookups", description="Data-key cache lookups, by result (hit/miss)"
 )
 vault_request = _meter.create_histogram(
-    "konsil_vault_request", unit="s", description="Vault requests by operation and outcome"
+    "konsil_vault_request",
+    unit="s",
+    description="Vault requests by operation and outcome",
+    explicit_bucket_boundaries_advisory=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
 )
 access_log_appends = _meter.create_counter(
     "konsil_access_log_appends", description="Entries appended to the organisations' access logs"

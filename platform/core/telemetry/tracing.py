@@ -31,6 +31,7 @@ from konsil.platform.core.telemetry.privacy import ORGANISATION_SLUG
 
 log = logging.getLogger("konsil.telemetry")
 T = TypeVar("T")
+M = TypeVar("M", bound=MutableMapping[str, str])
 
 tracer = trace.get_tracer("konsil")
 _propagator = TraceContextTextMapPropagator()
@@ -44,7 +45,7 @@ _SIGNED = b"x-konsil-signature"
 # --- context across processes --------------------------------------------------------------
 
 
-def inject(carrier: MutableMapping[str, str]) -> MutableMapping[str, str]:
+def inject(carrier: M) -> M:
     """Adds ``traceparent`` (and ``tracestate``) of the current span to ``carrier``."""
     _propagator.inject(carrier)
     return carrier
