@@ -89,13 +89,15 @@ def span(
 
 
 def _route_of(scope: Scope) -> str | None:
-    template = scope.get("path_template")
-    if isinstance(template, str):
-        return template
+    """The route template Litestar matched (never the path itself: it holds slugs and tokens)."""
     handler: Any = scope.get("route_handler")
     paths = getattr(handler, "paths", None)
-    if paths and len(paths) == 1:
-        return str(next(iter(paths)))
+    if getattr(handler, "is_mount", False) and paths:
+        # A mounted ASGI app (the gateway): whatever follows the mount point is the app's own.
+        return f"{next(iter(paths)).rstrip('/')}/{{path:path}}"
+    template = scope.get("path_template")
+    if isinstance(template, str) and template:
+        return template
     return None
 
 
