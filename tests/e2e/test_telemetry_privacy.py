@@ -273,7 +273,7 @@ async def _a_day_of_use(running: Running, seeds: Seeds) -> None:
                 f"/{slug}/sprechstunde/visits", data={"name": name, "phone": phone, "consent": "yes"}
             )
             assert joined.status_code == 303, joined.text
-            token = next(c.value for c in joined.cookies.jar if c.name == "konsil_visit")
+            token = str(next(c.value for c in joined.cookies.jar if c.name == "konsil_visit"))
             seeds.secrets_seen.append(token)
             arrivals.append((joined.headers["location"], token))
     waiting = await expert.get(f"/api/v1/orgs/{slug}/visits/waiting")
@@ -416,7 +416,10 @@ def test_a_gateway_requests_trace_continues_in_the_region(day: tuple[Running, Se
         and s.span.parent_span_id == by_trace[s.span.trace_id].span.span_id
     ]
     assert len(continued) >= 5  # logins, members, rooms, admit, the export... each continued
-    assert {s.attributes["http.route"] for s in continued} >= {"/api/v1/orgs/{slug}/members", "/api/v1/orgs/{slug}/visits/{visit_id}/admit"}
+    assert {s.attributes["http.route"] for s in continued} >= {
+        "/api/v1/orgs/{slug}/members",
+        "/api/v1/orgs/{slug}/visits/{visit_id}/admit",
+    }
     # The signup's signed internal call continues the control plane's trace too.
     assert any(
         s.attributes.get("http.route", "").startswith("/internal/")

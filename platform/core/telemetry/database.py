@@ -11,6 +11,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from konsil.platform.core.telemetry import tracing
@@ -27,7 +28,8 @@ def _operation(query: str) -> str:
 def _traced(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(method)
     async def run(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-        if not tracing.tracing_enabled() or not isinstance(query, str):
+        # No span outside a recorded trace (a sampled-out request, a background loop).
+        if not tracing.tracing_enabled() or not isinstance(query, str) or not trace.get_current_span().is_recording():
             return await method(self, query, *args, **kwargs)
         operation = _operation(query)
         attributes = {"db.system": "postgresql", "db.operation": operation, "db.statement": query}

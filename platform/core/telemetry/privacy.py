@@ -19,6 +19,7 @@ test checks with seeded names.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -93,12 +94,12 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _TOKEN = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{20,}(?![\w-])", re.ASCII)
 # Seven or more digits, maybe with a leading +, spaces, dots, dashes or brackets between.
 _PHONE = re.compile(r"(?<![\w.-])\+?\(?\d[\d ().\-/]{5,}\d(?![\w-])")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?)?\Z")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?![\d-])")
 
 
 def _phone(match: re.Match[str]) -> str:
     text = match.group(0)
-    if _DATE.match(text.strip()) or sum(ch.isdigit() for ch in text) < 7:
+    if _DATE.match(text) or sum(ch.isdigit() for ch in text) < 7:
         return text
     return "<number>"
 
@@ -132,6 +133,7 @@ _SQL_KEYWORD = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def scrub_sql(statement: str) -> str:
     """The statement as parameterised text: string, dollar-quoted and numeric literals
     become ``?`` (placeholders ``$1`` stay), so no value can ride along; identifiers stay."""

@@ -28,6 +28,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from konsil.platform.core.telemetry import database, logs, metrics, tracing
 from konsil.platform.core.telemetry.config import TelemetrySettings
@@ -108,7 +109,9 @@ def setup(settings: TelemetrySettings, kind: str, region: str | None = None) -> 
     if endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(
+            resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio))
+        )
         exporter = ScrubbingExporter(
             OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=timeout),
             AttributePolicy(settings.organisation_attributes),

@@ -288,28 +288,35 @@ def set_tracing_enabled(on: bool) -> None:
 
 
 class DropCounter:
-    """Counts dropped spans (``konsil_telemetry_dropped_spans_total``) and logs once per
-    outage, not per span: again only after an export has succeeded in between."""
+    """Counts dropped spans (``konsil_telemetry_dropped_spans_total``) and logs it, never
+    per span: at the first drop, then at most once a minute while spans are dropped."""
+
+    LOG_EVERY_SECONDS = 60.0
 
     def __init__(self) -> None:
         self.total = 0
-        self._logged = False
+        self._logged_total = 0
+        self._logged_at: float | None = None
         self._lock = threading.Lock()
 
     def dropped(self, count: int, why: str) -> None:
         if count <= 0:
             return
         metrics.dropped_spans.add(count, {"reason": why})
+        now = time.monotonic()
         with self._lock:
             self.total += count
-            first = not self._logged
-            self._logged = True
-        if first:
-            log.warning("telemetry: spans are being dropped (%s); counted in konsil_telemetry_dropped_spans_total", why)
-
-    def recovered(self) -> None:
-        with self._lock:
-            self._logged = False
+            due = self._logged_at is None or now - self._logged_at >= self.LOG_EVERY_SECONDS
+            if due:
+                self._logged_at = now
+                since, self._logged_total = self.total - self._logged_total, self.total
+        if due:
+            log.warning(
+                "telemetry: spans are being dropped (%s; %d since the last report); "
+                "counted in konsil_telemetry_dropped_spans_total",
+                why,
+                since,
+            )
 
 
 class BoundedBatchProcessor(SpanProcessor):
@@ -355,9 +362,7 @@ class BoundedBatchProcessor(SpanProcessor):
             batch: list[ReadableSpan] = []
             while self._queue and len(batch) < self.batch_size:
                 batch.append(self._queue.popleft())
-            result = self.exporter.export(batch)  # ScrubbingExporter counts a failure
-            if result.name == "SUCCESS":
-                self.drops.recovered()
+            self.exporter.export(batch)  # ScrubbingExporter counts a failure
 
     def _loop(self) -> None:
         while not self._stop:
