@@ -16,5 +16,6 @@ from konsil.platform.core.telemetry.tracing import extract as extract
 from konsil.platform.core.telemetry.tracing import in_current_context as in_current_context
 from konsil.platform.core.telemetry.tracing import inject as inject
 from konsil.platform.core.telemetry.tracing import instrument_vault as instrument_vault
+from konsil.platform.core.telemetry.tracing import message_span as message_span
 from konsil.platform.core.telemetry.tracing import span as span
 from konsil.platform.core.telemetry.tracing import trace_header_line as trace_header_line

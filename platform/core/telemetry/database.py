@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from konsil.platform.core.telemetry import tracing
 
@@ -33,8 +33,16 @@ def _traced(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
             return await method(self, query, *args, **kwargs)
         operation = _operation(query)
         attributes = {"db.system": "postgresql", "db.operation": operation, "db.statement": query}
-        with tracing.span(operation, SpanKind.CLIENT, attributes):
+        # A leaf span: never made current (nothing runs inside it), which saves half its cost.
+        current = tracing.tracer.start_span(operation, kind=SpanKind.CLIENT, attributes=attributes)
+        try:
             return await method(self, query, *args, **kwargs)
+        except BaseException as exc:
+            current.set_attribute("error.type", type(exc).__name__)
+            current.set_status(StatusCode.ERROR)
+            raise
+        finally:
+            current.end()
 
     return run
 

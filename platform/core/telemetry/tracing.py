@@ -125,10 +125,16 @@ class TraceRequests:
             parent = extract(carrier)
         method = str(scope.get("method", "GET")) if kind == "http" else "WEBSOCKET"
         current = tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
+        token = otel_context.attach(trace.set_span_in_context(current))
+        if not current.is_recording():  # sampled out: the context (not sampled) still goes on
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                otel_context.detach(token)
+            return
         current.set_attribute("http.request.method", method)
         if self.region:
             current.set_attribute("konsil.region", self.region)
-        token = otel_context.attach(trace.set_span_in_context(current))
         status = 0
 
         async def sending(message: Message) -> None:
@@ -157,6 +163,31 @@ class TraceRequests:
                 current.set_attribute(ORGANISATION_SLUG, slug)  # kept on export only when configured
             otel_context.detach(token)
             current.end()
+
+
+# --- messages (media-node heartbeats over RabbitMQ) ------------------------------------------
+
+
+@contextlib.contextmanager
+def message_span(operation: str, destination: str, headers: MutableMapping[str, Any]) -> Iterator[None]:
+    """``publish``: a PRODUCER span whose trace context is written into the message's
+    ``headers``; ``process``: a CONSUMER span continuing the context read from them."""
+    if operation == "publish":
+        with span(f"publish {destination}", SpanKind.PRODUCER, _messaging(operation, destination)):
+            _propagator.inject(headers)
+            yield
+        return
+    carrier = {
+        key: value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        for key, value in headers.items()
+        if key in (TRACEPARENT, TRACESTATE)
+    }
+    with span(f"process {destination}", SpanKind.CONSUMER, _messaging(operation, destination), extract(carrier)):
+        yield
+
+
+def _messaging(operation: str, destination: str) -> dict[str, str]:
+    return {"messaging.system": "rabbitmq", "messaging.operation": operation, "messaging.destination.name": destination}
 
 
 # --- Celery -------------------------------------------------------------------------------
