@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import secrets
@@ -36,6 +37,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from konsil.compliance.reports.jobs import REPORT_TASK
 from konsil.platform.cli.launcher import wait_healthy
 from konsil.platform.core.settings import Settings, load_settings
 from konsil.regions.tasks import PURGE, CeleryRunner
@@ -315,6 +317,19 @@ async def _a_day_of_use(running: Running, seeds: Seeds) -> None:
     async with httpx.AsyncClient(base_url=running.region, timeout=30) as stranger:
         refused = await stranger.post(f"/internal/v1/orgs?email={seeds.owner[1]}&token={seeds.secrets_seen[0]}")
         assert refused.status_code == 401
+    # A compliance report: started through the gateway, made by the region's Celery worker.
+    today = dt.datetime.now(dt.UTC).date()
+    period = {"from": str(today - dt.timedelta(days=7)), "to": str(today)}
+    started = await owner.post(f"/api/v1/orgs/{slug}/reports", json={"framework": "gdpr", **period})
+    assert started.status_code == 202, started.text
+    deadline = time.monotonic() + 120
+    while (report := (await owner.get(f"/api/v1/orgs/{slug}/reports/{started.json()['id']}")).json())["status"] not in (
+        "done",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, report
+        await asyncio.sleep(0.5)
+    assert report["status"] == "done", report
     for client in (owner, expert):
         await client.aclose()
 
@@ -427,6 +442,21 @@ def test_a_gateway_requests_trace_continues_in_the_region(day: tuple[Running, Se
         for s in spans
         if s.service == "konsil-region"
     )
+
+
+def test_a_task_sent_by_the_region_continues_its_trace_in_the_worker(
+    day: tuple[Running, Seeds], receiver: Receiver
+) -> None:
+    spans = receiver.spans()
+    started = [
+        s
+        for s in spans
+        if s.service == "konsil-region" and s.attributes.get("http.route") == "/api/v1/orgs/{slug}/reports"
+    ]
+    [run] = [s for s in spans if s.service == "konsil-worker" and s.attributes.get("konsil.task") == REPORT_TASK]
+    assert [s.span.span_id for s in started if s.span.trace_id == run.span.trace_id] == [run.span.parent_span_id]
+    # ... and the worker's database and Vault spans belong to that trace.
+    assert any(s.attributes.get("db.system") and s.span.trace_id == run.span.trace_id for s in spans)
 
 
 class _Blackhole:

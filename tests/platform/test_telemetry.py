@@ -21,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
+from konsil.media_nodes.agent_settings import load_agent_settings
 from konsil.platform.core.settings import ConfigError, load_control_settings, load_settings
 from konsil.platform.core.telemetry import logs, tracing
 from konsil.platform.core.telemetry.config import TelemetrySettings
@@ -356,3 +357,29 @@ def test_bad_telemetry_settings_name_the_key(tmp_path: Any, line: str, key: str)
 def test_settings_struct_round_trips() -> None:
     settings = TelemetrySettings(organisation_attributes="slug")
     assert msgspec.convert(msgspec.to_builtins(settings), TelemetrySettings) == settings
+
+
+def test_the_media_node_agent_reads_the_same_telemetry_table(tmp_path: Any) -> None:
+    config = tmp_path / "konsil.toml"
+    config.write_text(
+        '[telemetry]\notlp_endpoint = "http://collector:4318"\nmetrics_listen = "0.0.0.0:9464"\n'
+        '[[regions]]\nid = "eu"\nbroker_url = "amqp://guest:guest@127.0.0.1:5672/eu"\n'
+        'media_node_key = "0123456789abcdef0123"\nturn_secret = "0123456789abcdef"\n'
+    )
+    settings = load_agent_settings(config, "eu", {})
+    assert settings.telemetry == TelemetrySettings(otlp_endpoint="http://collector:4318", metrics_listen="0.0.0.0:9464")
+    config.write_text(config.read_text().replace('"http://collector:4318"', '"collector"'))
+    with pytest.raises(ConfigError, match="telemetry"):
+        load_agent_settings(config, "eu", {})
+
+
+def test_a_heartbeat_carries_the_nodes_trace_to_the_registry(global_receiver: Receiver) -> None:
+    headers: dict[str, Any] = {"x-konsil-signature": "abc"}
+    with tracing.message_span("publish", "konsil.heartbeats", headers):
+        sent = trace.get_current_span().get_span_context()
+    # Over AMQP, header values arrive as bytes.
+    arrived = {key: value.encode() if isinstance(value, str) else value for key, value in headers.items()}
+    with tracing.message_span("process", "konsil.heartbeats", arrived):
+        received = trace.get_current_span()
+    assert received.get_span_context().trace_id == sent.trace_id
+    assert received.parent is not None and received.parent.span_id == sent.span_id  # type: ignore[attr-defined]
