@@ -118,7 +118,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=40.0, help="cap on the measured time of one measure, both sides")
     p.add_argument("--rounds", type=int, default=4, help="interleaved rounds per side")
     p.add_argument("--warmup", type=int, default=200, help="discarded requests per side before the first round")
-    p.add_argument("--sample-ratio", type=float, default=1.0, help="[telemetry] trace_sample_ratio of the on side")
+    p.add_argument(
+        "--sample-ratio",
+        type=float,
+        default=TelemetrySettings().trace_sample_ratio,
+        help="[telemetry] trace_sample_ratio of the on side (default: the setting's default)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 

@@ -148,6 +148,7 @@ def telemetry_stack(
             f'otlp_endpoint = "{otlp_endpoint}"',
             'log_format = "json"',
             "export_timeout_seconds = 1",
+            "trace_sample_ratio = 1.0",  # every span of the day, to be searched
             "[control]",
             f'database = "{control_dsn}"',
             f'listen = "127.0.0.1:{ports["control"]}"',

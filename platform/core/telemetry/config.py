@@ -38,9 +38,11 @@ class TelemetrySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     # A collector that does not answer within this long loses that batch (counted as
     # dropped); requests never wait for it.
     export_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30)] = 2.0
-    # The share of traces recorded (a trace started by a request; the region service follows
-    # the gateway's choice): 1.0 records all, 0.1 one in ten. Metrics are never sampled.
-    trace_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+    # The share of traces recorded (decided where a trace starts; the region service follows
+    # the gateway's choice, a worker the region's): 0.1 records one in ten, 1.0 all. Spans
+    # cost tens of microseconds each in Python; one in ten keeps the throughput cost within
+    # a few percent (bench/telemetry_overhead). Metrics and logs are never sampled.
+    trace_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.1
     # Spans waiting for export at most; beyond, new spans are dropped and counted.
     max_queue_spans: Annotated[int, msgspec.Meta(ge=64, le=1_000_000)] = 4096
 

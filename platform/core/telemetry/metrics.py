@@ -6,15 +6,11 @@ telemetry (``platform/core/telemetry/setup.py``) they record into the API's no-o
 meter, which costs a function call; afterwards the same objects feed the OTLP
 exporter and the Prometheus ``/metrics`` endpoint.
 
-Attributes are low-cardinality names (a table, a result, a media node); an
-organisation is added only through ``organisation()``, which honours the
-``organisation_attributes`` setting.
+Attributes are low-cardinality names (a table, a result, an operation, a media node),
+never an organisation or a person.
 """
 
 from __future__ import annotations
-
-import uuid
-from collections.abc import Mapping
 
 from opentelemetry import metrics as otel_metrics
 
@@ -61,20 +57,3 @@ dropped_spans = _meter.create_counter(
     "konsil_telemetry_dropped_spans",
     description="Spans dropped because the telemetry endpoint was down or too slow (queue full or export failed)",
 )
-
-_organisation_attributes = "none"
-
-
-def configure(organisation_attributes: str) -> None:
-    """Set by telemetry setup: whether ``organisation()`` attaches ids or slugs."""
-    global _organisation_attributes
-    _organisation_attributes = organisation_attributes
-
-
-def organisation(org_id: uuid.UUID | str | None = None, slug: str | None = None) -> Mapping[str, str]:
-    """Metric attributes naming an organisation, as far as configuration allows (none by default)."""
-    if _organisation_attributes == "slug" and slug:
-        return {"organisation": slug}
-    if _organisation_attributes in ("id", "slug") and org_id is not None:
-        return {"organisation": str(org_id)}
-    return {}

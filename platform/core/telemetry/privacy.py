@@ -151,6 +151,12 @@ def scrub_sql(statement: str) -> str:
 # --- spans ---------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8192)
+def _clean(key: str, value: str) -> str:
+    """A kept string attribute, scrubbed (cached: routes, methods and statements repeat)."""
+    return scrub_sql(value) if key in _STATEMENT_KEYS else scrub_text(value)[:500]
+
+
 class AttributePolicy:
     """Which attributes survive, for a given ``organisation_attributes`` setting."""
 
@@ -165,7 +171,7 @@ class AttributePolicy:
 
     def value(self, key: str, value: Any) -> Any:
         if isinstance(value, str):
-            return scrub_sql(value) if key in _STATEMENT_KEYS else scrub_text(value)[:500]
+            return _clean(key, value)
         if isinstance(value, (bool, int, float)):
             return value
         if isinstance(value, Sequence):
@@ -182,7 +188,9 @@ class AttributePolicy:
                     out[key] = cleaned
         return out
 
-    def span_name(self, name: str) -> str:
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def span_name(name: str) -> str:
         if _SQL_KEYWORD.match(name):
             return scrub_sql(name)[:200]
         return scrub_text(name)[:200]

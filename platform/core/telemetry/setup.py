@@ -30,7 +30,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from konsil.platform.core.telemetry import database, logs, metrics, tracing
+from konsil.platform.core.telemetry import database, logs, tracing
 from konsil.platform.core.telemetry.config import TelemetrySettings
 from konsil.platform.core.telemetry.privacy import AttributePolicy, ScrubbingExporter
 
@@ -73,7 +73,6 @@ def setup(settings: TelemetrySettings, kind: str, region: str | None = None) -> 
     service_name = f"{settings.service_name_prefix}-{kind}"
     logs.configure(settings.log_format, service_name)
     logs.apply_to_root()
-    metrics.configure(settings.organisation_attributes)
     telemetry = Telemetry(settings, service_name)
     _current = telemetry
     if not settings.enabled:
