@@ -61,7 +61,10 @@ def test_free_text_loses_personal_data(text: str, gone: str) -> None:
 
 
 def test_free_text_keeps_ids_dates_and_words() -> None:
-    text = "purge run 550e8400-e29b-41d4-a716-446655440000 on 2026-11-29T04:00:00 removed 12 rows of visit"
+    text = (
+        "purge run 550e8400-e29b-41d4-a716-446655440000 on 2026-11-29T04:00:00 removed 12 rows of visit; "
+        "listening on 192.168.100.200:8000"
+    )
     assert scrub_text(text) == text
 
 

@@ -89,23 +89,33 @@ _SECRET_PAIR = re.compile(
     r"email|e-mail|phone|name)(\"?\s*=\s*\"?|\"?\s*:\s+\"?|\":\"?)([^\s,;&\"']+)"
 )
 _QUERY = re.compile(r"\?[^\s\"'<>]*")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # A long run of letters/digits/_/- holding both letters and digits: a token, a key, a hash.
 _TOKEN = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{20,}(?![\w-])", re.ASCII)
 # Seven or more digits, maybe with a leading +, spaces, dots, dashes or brackets between.
 _PHONE = re.compile(r"(?<![\w.-])\+?\(?\d[\d ().\-/]{5,}\d(?![\w-])")
+_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?![\d-])")
 
 
 def _phone(match: re.Match[str]) -> str:
     text = match.group(0)
-    if _DATE.match(text) or sum(ch.isdigit() for ch in text) < 7:
+    if _DATE.match(text) or _IPV4.fullmatch(text) or sum(ch.isdigit() for ch in text) < 7:
         return text
     return "<number>"
 
 
 def _token(match: re.Match[str]) -> str:
-    return match.group(0) if _UUID.fullmatch(match.group(0)) else "<token>"
+    """Random-looking: mixed case with digits (URL-safe base64), long hex, or very long.
+    Identifiers (``konsil_t3e1f2_eu``) and UUIDs stay."""
+    text = match.group(0)
+    if _UUID.fullmatch(text):
+        return text
+    mixed = any(ch.isupper() for ch in text) and any(ch.islower() for ch in text)
+    if mixed or len(text) >= 40 or (len(text) >= 32 and _HEX.fullmatch(text)):
+        return "<token>"
+    return text
 
 
 def scrub_text(text: str) -> str:
