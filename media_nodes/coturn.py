@@ -16,15 +16,20 @@ approximation averaged over a window, lagging by up to 4096 packets per session.
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
+import ctypes.util
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,8 +41,86 @@ _GONE = re.compile(r"session (\d+): delete:")
 _PEER_USAGE = re.compile(r"session (\d+): peer usage: .*?\brb=(\d+), sp=\d+, sb=(\d+)")
 
 
+PID_FILE = "turnserver.pid"  # coturn writes it (``pidfile=`` in CoturnConfig.render)
+CONFIG_FILE = "turnserver.conf"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 class CoturnError(Exception):
     """coturn could not be configured or started (one line, names no secret)."""
+
+
+def command_line(pid: int) -> str | None:
+    """The command line of a running process, or None when there is none (a zombie has none)."""
+    if Path("/proc/self/cmdline").exists():
+        try:
+            line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            return None
+        return line.strip() or None
+    found = subprocess.run(
+        ["ps", "-o", "command=", "-p", str(pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() or None
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if command_line(pid) is None:
+            return True
+        with contextlib.suppress(ChildProcessError):  # our own child (tests): reap it
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    return False
+
+
+def reap_leftover(workdir: Path, grace_seconds: float = 5.0) -> int | None:
+    """Stop a turnserver left running with this folder's configuration (its pid file
+    names it), say by a supervisor that was killed: SIGTERM, then SIGKILL after
+    ``grace_seconds``. Only a process that is a turnserver reading this folder's
+    configuration file is stopped (a pid can be reused by a stranger). Returns its pid,
+    or None when there was none."""
+    pid_file = workdir / PID_FILE
+    try:
+        pid = int(pid_file.read_text(encoding="ascii").strip())
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    line = command_line(pid) if pid > 1 else None
+    if not line or "turnserver" not in line or str(workdir / CONFIG_FILE) not in line:
+        pid_file.unlink(missing_ok=True)  # stale: that process is gone, or is another program now
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not _gone(pid, grace_seconds):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _gone(pid, grace_seconds)
+    pid_file.unlink(missing_ok=True)
+    return pid
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGTERM the child when its parent dies
+    (Linux ``prctl(PR_SET_PDEATHSIG)``), or None elsewhere. Resolved here, before any
+    fork: the child only makes one system call, nothing that could wait on a lock."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    signum = int(signal.SIGTERM)
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+    return set_death_signal
 
 
 @dataclass(frozen=True)
@@ -132,7 +215,7 @@ class CoturnConfig:
             "no-stdout-log",
             "simple-log",
             f"log-file={workdir / 'turn.log'}",
-            f"pidfile={workdir / 'turnserver.pid'}",
+            f"pidfile={workdir / PID_FILE}",
             f"userdb={workdir / 'turndb'}",
         ]
         if self.tls:
@@ -229,11 +312,16 @@ class CoturnProcess:
         workdir: str | Path | None = None,
         binary: str | None = None,
         own_session: bool = False,
+        die_with_parent: bool = False,
     ) -> None:
         self.config = config
         # In a session of its own, a Ctrl-C in the terminal reaches only the supervisor,
         # which then stops coturn in its own time (``konsil up``).
         self.own_session = own_session
+        # The kernel stops coturn when the thread that started it dies (the media-node
+        # agent starts it from threads that live as long as the agent does): a killed
+        # agent leaves no relay behind where Linux allows it (reap_leftover covers the rest).
+        self._preexec = _parent_death_signal() if die_with_parent else None
         found = binary or shutil.which("turnserver")
         if not found:
             raise CoturnError("coturn: turnserver is not installed (Debian package coturn)")
@@ -241,7 +329,7 @@ class CoturnProcess:
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="konsil-coturn-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.workdir, 0o700)
-        self.config_path = self.workdir / "turnserver.conf"
+        self.config_path = self.workdir / CONFIG_FILE
         self.log_path = self.workdir / "turn.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = _LogReader(self.log_path)
@@ -275,6 +363,7 @@ class CoturnProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=self.own_session,
+            preexec_fn=self._preexec,  # one prctl call, resolved before the fork (see _parent_death_signal)
         )
         deadline = time.monotonic() + ready_timeout
         while not self.accepts_connections():
@@ -285,6 +374,18 @@ class CoturnProcess:
                 self.stop()
                 raise CoturnError(f"coturn did not listen on port {self.config.listening_port} in {ready_timeout:g} s")
             time.sleep(0.05)
+
+    def reap_leftover(self, grace_seconds: float = 5.0) -> int | None:
+        """Stop a turnserver of this workdir left running by a supervisor that was killed
+        (``reap_leftover``), then wait for its port to be free: the kernel drops a dying
+        process's command line before it closes its sockets, so ``start`` would take the
+        leftover for a stranger's server. Returns its pid, or None when there was none."""
+        reaped = reap_leftover(self.workdir, grace_seconds)
+        if reaped is not None:
+            deadline = time.monotonic() + grace_seconds
+            while self.accepts_connections() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return reaped
 
     def accepts_connections(self) -> bool:
         try:

@@ -8,7 +8,8 @@ import stat
 from pathlib import Path
 
 from konsil.media_nodes import local_relay
-from konsil.media_nodes.local_relay import LocalRelay, has_own_relay, read_or_make_secret, reap_leftover
+from konsil.media_nodes.coturn import reap_leftover
+from konsil.media_nodes.local_relay import LocalRelay, has_own_relay, read_or_make_secret
 from konsil.media_nodes.network_test import reach
 from konsil.media_nodes.network_test.measures import direct_candidates
 from tests.conftest import bare_region
