@@ -5,17 +5,21 @@ coturn authenticates with TURN REST credentials (``use-auth-secret``): the regio
 shared secret signs short-lived ``expiry:ref`` user names (see ``ice.turn_credentials``).
 The configuration file holds that secret, so it is written 0600 in a private directory.
 
-Load figures come from coturn's own log (the Debian build has no Prometheus exporter and
-its CLI is a telnet session): with ``verbose`` it logs ``session N: new, ...`` when an
-allocation is made and ``session N: delete: ...`` when it ends, and every 4096 packets of
-a session (and at its end) ``session N: peer usage: ..., rb=B, sb=B`` with the bytes
-relayed to and from peers since its last report. The relayed bandwidth is therefore an
-approximation averaged over a window, lagging by up to 4096 packets per session.
+Load figures come from coturn's own log (the Debian build has no Prometheus exporter, and
+the totals its CLI shows move only when it logs): with ``verbose`` it logs ``session N:
+new, ...`` when an allocation is made and ``session N: delete: ...`` when it ends, and
+``session N: peer usage: ..., rb=B, sb=B`` with the bytes relayed to and from peers since
+its last report each time the session's packet counters (client and peer side, in and
+out) reach a multiple of 4096, i.e. every 2048 relayed packets (seconds in a video call),
+and once more at its end. A session's rate is the bytes of its last report over the
+time that report covers; it is live from the session's first report on, falls when the
+next report is late (it cannot be more than those bytes over the time since), and counts
+no more once the session has ended: its last report says what it relayed, not what it
+relays now. Before its first report a session counts as relaying nothing.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
 import ctypes.util
@@ -38,6 +42,7 @@ from pathlib import Path
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._~+/=:@-]+$")
 _NEW = re.compile(r"session (\d+): new,")
 _GONE = re.compile(r"session (\d+): delete:")
+_UPTIME = re.compile(r"^(\d+): ")  # simple-log lines begin with coturn's seconds since start
 _PEER_USAGE = re.compile(r"session (\d+): peer usage: .*?\brb=(\d+), sp=\d+, sb=(\d+)")
 
 
@@ -259,15 +264,37 @@ class Load:
 
 
 @dataclass
+class _Session:
+    """One allocation as its usage reports tell it: the bytes of its last report and
+    the time that report covers, from the one before (or from the allocation)."""
+
+    since: float  # when the last report (or the allocation) was logged
+    rate: float = 0.0  # bytes/s over the interval of the last report; 0 before the first
+    last_bytes: int = 0
+
+    def report(self, at: float, relayed: int) -> None:
+        self.rate = relayed / max(at - self.since, 1.0)  # the log's clock counts whole seconds
+        self.last_bytes, self.since = relayed, at
+
+    def bytes_per_second(self, now: float) -> float:
+        # The next report comes after as many packets again: if it is late, the session
+        # relays less than it did, at most last_bytes over the time since the last one.
+        if not self.last_bytes:
+            return 0.0
+        return min(self.rate, self.last_bytes / max(now - self.since, 1.0))
+
+
+@dataclass
 class _LogReader:
-    """Follows one coturn log file and keeps the live allocations and relayed bytes."""
+    """Follows one coturn log file and keeps the live allocations and their relay rates.
+    A line's time is coturn's own (the seconds since it started that begin each line),
+    on the clock of ``started``; a line without one is taken as read at ``poll``."""
 
     path: Path
-    window_seconds: float = 10.0
+    started: float = field(default_factory=time.monotonic)
     offset: int = 0
     partial: bytes = b""
-    sessions: set[str] = field(default_factory=set)
-    relayed: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
+    sessions: dict[str, _Session] = field(default_factory=dict)
 
     def poll(self, now: float) -> None:
         try:
@@ -281,18 +308,18 @@ class _LogReader:
         *lines, self.partial = data.split(b"\n")
         for raw in lines:
             line = raw.decode("utf-8", "replace")
+            uptime = _UPTIME.match(line)
+            at = min(now, self.started + int(uptime.group(1))) if uptime else now
             if match := _NEW.search(line):
-                self.sessions.add(match.group(1))
+                self.sessions[match.group(1)] = _Session(since=at)
             elif match := _GONE.search(line):
-                self.sessions.discard(match.group(1))
-            elif match := _PEER_USAGE.search(line):
-                self.relayed.append((now, int(match.group(2)) + int(match.group(3))))
-        while self.relayed and self.relayed[0][0] < now - self.window_seconds:
-            self.relayed.popleft()
+                self.sessions.pop(match.group(1), None)
+            elif (match := _PEER_USAGE.search(line)) and (session := self.sessions.get(match.group(1))):
+                session.report(at, int(match.group(2)) + int(match.group(3)))
 
-    def load(self) -> Load:
-        total_bytes = sum(size for _, size in self.relayed)
-        return Load(allocations=len(self.sessions), relayed_kbps=total_bytes * 8 / 1000 / self.window_seconds)
+    def load(self, now: float) -> Load:
+        rate = sum(session.bytes_per_second(now) for session in self.sessions.values())
+        return Load(allocations=len(self.sessions), relayed_kbps=rate * 8 / 1000)
 
 
 def _probe_host(ip: str) -> str:
@@ -418,5 +445,6 @@ class CoturnProcess:
     def load(self) -> Load:
         """Live allocations and relayed kbit/s (approximate, see module docstring)."""
         with self._lock:
-            self._log.poll(time.monotonic())
-            return self._log.load()
+            now = time.monotonic()
+            self._log.poll(now)
+            return self._log.load(now)

@@ -207,6 +207,65 @@ async def test_drain_waits_for_the_last_allocation(node: tuple[NodeAgent, Heartb
     assert not agent.coturn.is_alive()
 
 
+class Peer(asyncio.DatagramProtocol):
+    """The far end of a relayed call: counts what the relay delivers."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received += len(data)
+
+
+async def test_relayed_kbps_is_live_during_a_call_and_zero_after(node: tuple[NodeAgent, Heartbeats, str, str]) -> None:
+    """``relayed_kbps`` was 0 during a live call and non-zero after it: the agent counted
+    coturn's usage reports in a 10 s window, and coturn reports a session only every 2048
+    relayed packets and once more when it ends. Now a session's rate is measured between
+    its reports and an ended session counts no more. The call sends 1000-byte packets at
+    about 400 a second (a video call's order) for 15 s through the node's relay."""
+    agent, beats, key, secret = node
+    username, password = turn_credentials(secret, "call-kbps", 600)
+    loop = asyncio.get_running_loop()
+    peer_transport, peer = await loop.create_datagram_endpoint(Peer, local_addr=("127.0.0.1", 0))
+    peer_address = peer_transport.get_extra_info("sockname")
+    relay, client = await asyncio.wait_for(
+        create_turn_endpoint(TurnClient, ("127.0.0.1", agent.config.listening_port), username, password, lifetime=60),
+        5,
+    )
+    sending = True
+
+    async def media() -> None:
+        while sending:
+            for _ in range(20):
+                relay.sendto(b"\x80" * 1000, peer_address)
+            await asyncio.sleep(0.05)
+
+    call = asyncio.create_task(media())
+    try:
+        beats.channel.queue_purge(beats.queue)
+        during = await asyncio.to_thread(
+            beats.until, key, lambda b: b.allocations == 1 and b.relayed_kbps > 0, timeout=15
+        )
+        live = during[-1].relayed_kbps
+        # Mid-call, the rate is of the order of what is sent (~ 8 Mbit/s, counted once).
+        assert 500 < live < 100_000, live
+        await asyncio.sleep(4)
+        later = await asyncio.to_thread(beats.next, key)
+        assert later[0].allocations == 1 and later[0].relayed_kbps > 0, later[0]
+    finally:
+        sending = False
+        await call
+        await release_turn(relay, client)
+        peer_transport.close()
+    assert peer.received > 1_000_000, "the media went through the relay"
+    after = await asyncio.to_thread(beats.until, key, lambda b: b.allocations == 0, timeout=10)
+    assert after[-1].relayed_kbps == 0, [(b.allocations, b.relayed_kbps) for b in after]
+    # ... and stays 0 (before, the call's last report showed for the next 10 s).
+    for _ in range(3):
+        beat, _ = await asyncio.to_thread(beats.next, key)
+        assert (beat.allocations, beat.relayed_kbps) == (0, 0), beat
+
+
 def test_the_command_runs_until_sigterm_then_drains(tmp_path: Path) -> None:
     import subprocess
     import sys
