@@ -124,7 +124,12 @@ def test_region_service_has_two_replicas_an_autoscaler_and_a_disruption_budget(
     rendered = renders[region]
     name = f"konsil-{region}-region"
     deployment = rendered.named("Deployment", name)
-    assert deployment["spec"]["replicas"] >= 2
+    # The autoscaler owns the count (Kubernetes' advice): a replicas field would reset it
+    # at every upgrade. Without autoscaling the Deployment says 2 or more itself.
+    assert "replicas" not in deployment["spec"]
+    fixed = render_region(region, {"regionService": {"autoscaling": {"enabled": False}}})
+    assert fixed.named("Deployment", name)["spec"]["replicas"] >= 2
+    assert not fixed.of_kind("HorizontalPodAutoscaler")
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     hpa = rendered.named("HorizontalPodAutoscaler", name)
     assert hpa["apiVersion"] == "autoscaling/v2"
@@ -407,6 +412,17 @@ def test_region_pods_reach_only_their_own_services(renders: dict[str, Render], r
     assert http["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert http["from"] == values["ingressFrom"] + values["controlPlaneFrom"]
     assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    # The region service's connection-test peer reaches the region's relays only.
+    relay = rendered.named("NetworkPolicy", f"konsil-{region}-relay-egress")
+    assert relay["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "region"
+    [rule] = relay["spec"]["egress"]
+    assert rule["to"] == values["mediaNodes"] and rule["to"]
+    assert rule["ports"] == [
+        {"port": 3478, "protocol": "UDP"},
+        {"port": 3478, "protocol": "TCP"},
+        {"port": 5349, "protocol": "TCP"},
+        {"port": 49152, "endPort": 65535, "protocol": "UDP"},
+    ]
     quiet = rendered.named("NetworkPolicy", f"konsil-{region}-no-ingress")
     assert [{"port": "metrics", "protocol": "TCP"}] == [p for r in quiet["spec"]["ingress"] for p in r["ports"]]
 
@@ -456,6 +472,15 @@ def test_a_region_id_that_is_not_two_lower_case_letters_is_refused() -> None:
     with pytest.raises(helm.HelmValuesError) as caught:
         render(REGION_CHART, region_values("eu", {"region": {"id": "EU"}}), "konsil-eu", "konsil-eu")
     assert "at '/region/id': 'EU' does not match pattern '^[a-z]{2}$'" in str(caught.value)
+
+
+def test_a_single_region_service_replica_is_refused() -> None:
+    with pytest.raises(helm.HelmValuesError) as caught:
+        render_region("eu", {"regionService": {"replicas": 1, "autoscaling": {"enabled": False}}})
+    assert "at '/regionService/replicas': minimum: got 1, want 2" in str(caught.value)
+    with pytest.raises(helm.HelmValuesError) as caught:
+        render_region("eu", {"regionService": {"autoscaling": {"minReplicas": 1}}})
+    assert "at '/regionService/autoscaling/minReplicas': minimum: got 1, want 2" in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,7 @@ one of them. Called with (dict "what" "database" "host" HOST "root" $).
 {{- $needed := list "database" "vault" "rabbitmq" "controlPlane" "dns" -}}
 {{- if .Values.telemetry.otlpEndpoint }}{{ $needed = append $needed "telemetry" }}{{ end -}}
 {{- if .Values.smtp.host }}{{ $needed = append $needed "smtp" }}{{ end -}}
+{{- if .Values.mediaNodes.enabled }}{{ $needed = append $needed "mediaNodes" }}{{ end -}}
 {{- range $what := $needed -}}
 {{- if not (index $.Values.networkPolicy $what) -}}
 {{- fail (printf "networkPolicy.%s: list where it is (ipBlock CIDRs or namespace/pod selectors), or set networkPolicy.enabled=false" $what) -}}
