@@ -68,6 +68,9 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_command("konsil.platform.cli.processes:serve"))
 
     migrate = with_config(sub.add_parser("migrate", help="apply database migrations everywhere"))
+    only = migrate.add_mutually_exclusive_group()
+    only.add_argument("--region", help="only this region's database (a region's migration job)")
+    only.add_argument("--control", action="store_true", help="only the control plane's database")
     migrate.set_defaults(func=_command("konsil.platform.cli.processes:migrate"))
     check = with_config(sub.add_parser("check-config", help="validate the configuration"))
     check.add_argument(
