@@ -7,7 +7,8 @@
   restart (admits are refused until then, then work);
 - every 5xx is logged with its cause and without the request's personal data (signup
   against an OpenBao whose Transit engine is not enabled);
-- every process logs one line when it has started, naming what it is and where.
+- every process logs one line when it has started, naming what it is and where;
+- a missing RabbitMQ vhost is one clear line per retry, with backoff, no traceback.
 
 The region and control plane run as child processes whose output is kept in files, so
 the tests read the logs an operator would."""
@@ -408,3 +409,57 @@ def test_readiness_says_the_database_is_down(tmp_path: Path, child_env: Callable
 def _not_ready(base: str) -> httpx.Response | None:
     answer = readyz(base)
     return answer if answer.status_code == 503 else None
+
+
+# --- a missing RabbitMQ vhost ------------------------------------------------------------------
+
+
+def test_a_missing_vhost_is_one_line_per_retry(
+    pg_database: Callable[[str, str], str], tmp_path: Path, child_env: Callable[..., dict[str, str]]
+) -> None:
+    missing = f"{SESSION_TAG}_missing"
+    settings = services_config(
+        tmp_path,
+        pg_database("novhost_control", "control"),
+        pg_database("novhost_eu", "region"),
+        top_lines=(),
+        region_lines=[
+            f'broker_url = "amqp://guest:guest@127.0.0.1:5672/{missing}"',
+            f'media_node_key = "{secrets.token_urlsafe(24)}"',
+            'turn_secret = "eu-turn-secret-0123456789"',
+            "[regions.vault]",
+            'backend = "local"',
+            f'keyring_path = "{tmp_path / "keyring-eu"}"',
+        ],
+    )
+    config = tmp_path / "konsil.toml"
+    commands = {
+        "worker": ["worker", "--region", "eu", "--config", str(config)],
+        "beat": ["beat", "--region", "eu", "--config", str(config)],
+    }
+    with control_and_region(settings, tmp_path, child_env) as services, logged(tmp_path, commands, child_env) as tasks:
+        region_base = settings.region("eu").public_url
+        broker_check = readyz(region_base).json()["checks"]["broker"]
+        assert broker_check == {
+            "status": "failing",
+            "detail": f"RabbitMQ vhost '{missing}' does not exist or the user has no access to it",
+        }
+        time.sleep(8)
+        for proc in tasks.procs.values():
+            assert proc.poll() is None, "a worker or beat gave up instead of retrying"
+        expected = f"RabbitMQ vhost '{missing}' does not exist or the user has no access to it; retrying in"
+        for name in ("worker", "beat"):
+            log = tasks.text(name)
+            assert f"konsil {name} started, region eu, mode services, queue konsil.eu.lifecycle" in log, log
+            tries = [line for line in log.splitlines() if expected in line]
+            # Backoff from 1 s doubling (with jitter): 2 to 5 tries in 8 s, not five a second.
+            assert 2 <= len(tries) <= 5, log
+            assert all("WARNING" in line for line in tries), tries
+            assert "Traceback" not in log and "ERROR" not in log, log
+            assert "guest:guest" not in log
+        region_log = services.text("region eu")
+        beats = [line for line in region_log.splitlines() if "media-node heartbeats of region eu" in line]
+        assert beats and all(f"RabbitMQ vhost '{missing}' does not exist" in line for line in beats), region_log
+        # The consumer backs off from 0.5 s to 10 s: a handful of lines, no pika trace.
+        assert len(beats) <= 8, region_log
+        assert "Traceback" not in region_log and "pika" not in region_log, region_log
