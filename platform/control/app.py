@@ -85,7 +85,9 @@ async def login_index_route(request: Req, data: discovery.LoginIndexChange) -> d
 
 @post("/org-removed", status_code=HTTP_200_OK, opt=INTERNAL)
 async def org_removed_route(request: Req, data: discovery.OrgRemoved) -> dict[str, Any]:
-    return await discovery.org_removed(request.scope["state"]["signed_by"], data)
+    answer = await discovery.org_removed(request.scope["state"]["signed_by"], data)
+    request.app.state.directory.forget()
+    return answer
 
 
 @post("/login-discovery", status_code=HTTP_200_OK, opt=INTERNAL)

@@ -8,6 +8,7 @@
 - every 5xx is logged with its cause and without the request's personal data (signup
   against an OpenBao whose Transit engine is not enabled);
 - every process logs one line when it has started, naming what it is and where;
+- a deleted organisation answers 410 Gone at the gateway, as the README promises;
 - a missing RabbitMQ vhost is one clear line per retry, with backoff, no traceback.
 
 The region and control plane run as child processes whose output is kept in files, so
@@ -311,6 +312,27 @@ def test_readiness_answers_fast_and_from_its_cache(region: Region) -> None:
     assert all(a.status_code == 200 for a in answers)
     assert time.monotonic() - started < 5
     assert answers[-1].headers["cache-control"] == "no-store"
+
+
+def test_a_deleted_organisation_answers_410_at_the_gateway(region: Region) -> None:
+    slug = f"gone-{secrets.token_hex(3)}"
+    owner = owner_client(region.settings, slug)
+    control = region.settings.require_control().public_url
+    assert httpx.get(f"{control}/api/v1/orgs/{slug}/").status_code != 404
+    deleted = owner.post(f"/api/v1/orgs/{slug}/delete", json={"confirm": slug})
+    assert deleted.status_code == 200 and deleted.json()["directory_updated"] is True, deleted.text
+    gone = httpx.get(f"{control}/api/v1/orgs/{slug}/rooms")
+    assert gone.status_code == 410, gone.text
+    assert gone.json() == {"error": "gone", "message": "this organisation was deleted; its data no longer exists"}
+    assert httpx.get(f"{control}/{slug}/room", headers={"accept": "application/json"}).status_code == 410
+    # An address never used is still unknown; the deleted one is not given to someone else.
+    assert httpx.get(f"{control}/api/v1/orgs/never-{slug}/rooms").status_code == 404
+    assert signup(region.settings, slug).status_code == 409
+    # The control plane keeps the id, slug and region only (no personal data).
+    [row] = asyncio.run(
+        fetch(region.settings.require_control().database, "SELECT * FROM directory_organisation WHERE slug = $1", slug)
+    )
+    assert row["status"] == "deleted"
 
 
 def test_each_process_says_it_started_and_where(region: Region) -> None:
