@@ -240,6 +240,8 @@ def test_a_turn_secret_written_after_start_is_read_without_a_restart(region: Reg
         refused = owner.post(f"/api/v1/orgs/{slug}/visits/{waiting_visit(region, slug)}/admit")
         assert refused.status_code == 503, refused.text
         assert "relay credentials are unavailable" in refused.json()["message"].lower()
+        # A member's connection test is told the same, and both 503s are logged with their cause.
+        assert owner.get(f"/api/v1/orgs/{slug}/network-tests/relays", params={"transport": "udp"}).status_code == 503
         ready = readyz(region.base)
         # Reported, but not a reason to take the region out of service (every replica shares it).
         assert ready.status_code == 200, ready.text
@@ -269,6 +271,8 @@ def test_a_turn_secret_written_after_start_is_read_without_a_restart(region: Reg
         within=5,
     )
     log = region.running.text("region eu")
+    assert "POST /api/v1/orgs/{slug}/visits/{visit_id}/admit answered 503: Relay credentials are" in log
+    assert "GET /api/v1/orgs/{slug}/network-tests/relays answered 503: relay credentials are" in log
     # Once per change, never per try: one line for the missing secret, one when it is read.
     assert len(re.findall(r"TURN secret could not be read", log)) == 1, log
     assert len(re.findall(r"TURN secret is read \(try \d+\)", log)) == 1, log
