@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import secrets
 import subprocess
@@ -423,13 +424,17 @@ def test_readiness_says_the_database_is_down(tmp_path: Path, child_env: Callable
             }
             pg.ctl("-m", "fast", "-w", "stop")
             for base in (region_base, control_base):
-                down = wait_until(lambda b=base: _not_ready(b), f"{base} to see its database down", within=10)
+                down = wait_until(functools.partial(_not_ready, base), f"{base} to see its database down", within=10)
                 assert down.json()["checks"]["database"]["status"] == "failing", down.text
                 assert "does not accept connections" in down.json()["checks"]["database"]["detail"]
                 assert httpx.get(f"{base}/healthz").status_code == 200
             pg.ctl("-w", "start")
             for base in (region_base, control_base):
-                wait_until(lambda b=base: readyz(b).status_code == 200, f"{base} to be ready again", within=10)
+                wait_until(functools.partial(_ready, base), f"{base} to be ready again", within=10)
+
+
+def _ready(base: str) -> bool:
+    return readyz(base).status_code == 200
 
 
 def _not_ready(base: str) -> httpx.Response | None:
