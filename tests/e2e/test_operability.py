@@ -57,6 +57,16 @@ class Logged:
     def text(self, name: str) -> str:
         return self.logs[name].read_text(errors="replace")
 
+    def wait_for(self, name: str, words: str, within: float = 10) -> str:
+        """The log of ``name`` once it holds ``words``: the processes log through a queue,
+        so a line can reach the file just after the answer it belongs to."""
+
+        def holding() -> str | None:
+            log = self.text(name)
+            return log if words in log else None
+
+        return wait_until(holding, f"{words!r} in {name}'s log", within)
+
 
 @contextlib.contextmanager
 def logged(run_dir: Path, commands: dict[str, list[str]], child_env: Callable[..., dict[str, str]]) -> Iterator[Logged]:
@@ -271,7 +281,7 @@ def test_a_turn_secret_written_after_start_is_read_without_a_restart(region: Reg
         "readiness to report the secret read",
         within=5,
     )
-    log = region.running.text("region eu")
+    log = region.running.wait_for("region eu", "TURN secret is read")
     assert "POST /api/v1/orgs/{slug}/visits/{visit_id}/admit answered 503: Relay credentials are" in log
     assert "GET /api/v1/orgs/{slug}/network-tests/relays answered 503: relay credentials are" in log
     # Once per change, never per try: one line for the missing secret, one when it is read.
@@ -342,8 +352,8 @@ def test_a_deleted_organisation_answers_410_at_the_gateway(region: Region) -> No
 
 def test_each_process_says_it_started_and_where(region: Region) -> None:
     control_listen = region.settings.require_control().listen
-    region_log = region.running.text("region eu")
-    control_log = region.running.text("control")
+    region_log = region.running.wait_for("region eu", "konsil region service started")
+    control_log = region.running.wait_for("control", "konsil control plane started")
     assert (
         f"konsil region service started, region eu, mode services, listening on {region.settings.region('eu').listen}"
         in region_log
@@ -387,7 +397,7 @@ def test_signup_without_transit_is_a_clear_503_logged_with_its_cause(
             [line] = [line for line in region_log.splitlines() if "POST /internal/v1/orgs answered" in line]
             assert "POST /internal/v1/orgs answered 503: the region's key service: key service misconfigured" in line
             assert "ERROR" in line and "(KeyServiceMisconfigured)" in line
-            control_log = running.text("control")
+            control_log = running.wait_for("control", "answered 503")
             [line] = [line for line in control_log.splitlines() if "answered 503" in line]
             assert "POST /api/v1/signup answered 503: region eu could not create the organisation" in line
             assert "the region's key service is not set up for this" in message
