@@ -9,6 +9,11 @@ broker loss. A heartbeat's ``healthy`` is false when coturn was down at any mome
 the previous heartbeat, so a crash followed by a quick restart is still reported; a crash
 also triggers an immediate heartbeat.
 
+A killed agent leaves no coturn behind: the kernel stops coturn with the agent where
+Linux allows it (``prctl(PR_SET_PDEATHSIG)``), and else the next agent of the same
+working directory (by default one per region and node id, see ``default_workdir``)
+finds the leftover by coturn's pid file and stops it before starting its own.
+
 Draining: the node announces ``draining`` (the registry then gives it no new calls; coturn
 itself keeps relaying the calls it has), waits until its allocations reach zero or a
 timeout, announces ``leaving``, and stops coturn.
@@ -23,10 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -55,6 +62,19 @@ LOOPBACK_ONLY_DENIED = ("0.0.0.0-126.255.255.255", "128.0.0.0-255.255.255.255")
 
 class AgentError(Exception):
     """The agent cannot run as configured (one line, names no secret)."""
+
+
+def default_workdir(region_id: str, node_id: str) -> Path:
+    """The agent's working directory when none is given: the same for every start of one
+    node, so a restarted agent finds the pid file of a coturn it left behind. Private
+    (0700) and ours; refused if someone else made it first."""
+    path = Path(tempfile.gettempdir()) / f"konsil-media-node-{os.getuid()}-{region_id}-{node_id}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    found = path.lstat()
+    if not path.is_dir() or path.is_symlink() or found.st_uid != os.getuid():
+        raise AgentError(f"working directory {path} is not a directory of this user; give --workdir")
+    path.chmod(0o700)
+    return path
 
 
 class NodeAgent:
@@ -113,7 +133,8 @@ class NodeAgent:
         except CoturnError as exc:
             raise AgentError(str(exc)) from None
         self.turn_urls = self.config.turn_urls(public_host)
-        self.coturn = CoturnProcess(self.config, workdir)
+        self.coturn = CoturnProcess(self.config, workdir or default_workdir(region_id, node_id), die_with_parent=True)
+        self.reaped: int | None = None  # the pid of a coturn left by a killed agent, stopped at start
         self.restarts = 0
         self.published = 0
         self.state: heartbeat.HeartbeatState = "active"
@@ -135,7 +156,12 @@ class NodeAgent:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        self.reaped = self.coturn.reap_leftover()
+        if self.reaped is not None:
+            log.warning("node %s: stopped coturn pid %d left running by a previous agent", self.node_id, self.reaped)
         self.coturn.start()
+        port = self.config.listening_port
+        log.info("node %s: coturn started (pid %s) on port %d", self.node_id, self.coturn.pid, port)
         for target, name in ((self._supervise, "supervisor"), (self._publish_loop, "heartbeats")):
             thread = threading.Thread(target=target, name=f"konsil-node-{name}", daemon=True)
             thread.start()

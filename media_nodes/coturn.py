@@ -5,26 +5,35 @@ coturn authenticates with TURN REST credentials (``use-auth-secret``): the regio
 shared secret signs short-lived ``expiry:ref`` user names (see ``ice.turn_credentials``).
 The configuration file holds that secret, so it is written 0600 in a private directory.
 
-Load figures come from coturn's own log (the Debian build has no Prometheus exporter and
-its CLI is a telnet session): with ``verbose`` it logs ``session N: new, ...`` when an
-allocation is made and ``session N: delete: ...`` when it ends, and every 4096 packets of
-a session (and at its end) ``session N: peer usage: ..., rb=B, sb=B`` with the bytes
-relayed to and from peers since its last report. The relayed bandwidth is therefore an
-approximation averaged over a window, lagging by up to 4096 packets per session.
+Load figures come from coturn's own log (the Debian build has no Prometheus exporter, and
+the totals its CLI shows move only when it logs): with ``verbose`` it logs ``session N:
+new, ...`` when an allocation is made and ``session N: delete: ...`` when it ends, and
+``session N: peer usage: ..., rb=B, sb=B`` with the bytes relayed to and from peers since
+its last report each time the session's packet counters (client and peer side, in and
+out) reach a multiple of 4096, i.e. every 2048 relayed packets (seconds in a video call),
+and once more at its end. A session's rate is the bytes of its last report over the
+time that report covers; it is live from the session's first report on, falls when the
+next report is late (it cannot be more than those bytes over the time since), and counts
+no more once the session has ended: its last report says what it relayed, not what it
+relays now. Before its first report a session counts as relaying nothing.
 """
 
 from __future__ import annotations
 
-import collections
+import contextlib
+import ctypes
+import ctypes.util
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,11 +42,90 @@ from pathlib import Path
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._~+/=:@-]+$")
 _NEW = re.compile(r"session (\d+): new,")
 _GONE = re.compile(r"session (\d+): delete:")
+_UPTIME = re.compile(r"^(\d+): ")  # simple-log lines begin with coturn's seconds since start
 _PEER_USAGE = re.compile(r"session (\d+): peer usage: .*?\brb=(\d+), sp=\d+, sb=(\d+)")
+
+
+PID_FILE = "turnserver.pid"  # coturn writes it (``pidfile=`` in CoturnConfig.render)
+CONFIG_FILE = "turnserver.conf"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class CoturnError(Exception):
     """coturn could not be configured or started (one line, names no secret)."""
+
+
+def command_line(pid: int) -> str | None:
+    """The command line of a running process, or None when there is none (a zombie has none)."""
+    if Path("/proc/self/cmdline").exists():
+        try:
+            line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            return None
+        return line.strip() or None
+    found = subprocess.run(
+        ["ps", "-o", "command=", "-p", str(pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() or None
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if command_line(pid) is None:
+            return True
+        with contextlib.suppress(ChildProcessError):  # our own child (tests): reap it
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    return False
+
+
+def reap_leftover(workdir: Path, grace_seconds: float = 5.0) -> int | None:
+    """Stop a turnserver left running with this folder's configuration (its pid file
+    names it), say by a supervisor that was killed: SIGTERM, then SIGKILL after
+    ``grace_seconds``. Only a process that is a turnserver reading this folder's
+    configuration file is stopped (a pid can be reused by a stranger). Returns its pid,
+    or None when there was none."""
+    pid_file = workdir / PID_FILE
+    try:
+        pid = int(pid_file.read_text(encoding="ascii").strip())
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    line = command_line(pid) if pid > 1 else None
+    if not line or "turnserver" not in line or str(workdir / CONFIG_FILE) not in line:
+        pid_file.unlink(missing_ok=True)  # stale: that process is gone, or is another program now
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not _gone(pid, grace_seconds):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _gone(pid, grace_seconds)
+    pid_file.unlink(missing_ok=True)
+    return pid
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGTERM the child when its parent dies
+    (Linux ``prctl(PR_SET_PDEATHSIG)``), or None elsewhere. Resolved here, before any
+    fork: the child only makes one system call, nothing that could wait on a lock."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    signum = int(signal.SIGTERM)
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+    return set_death_signal
 
 
 @dataclass(frozen=True)
@@ -132,7 +220,7 @@ class CoturnConfig:
             "no-stdout-log",
             "simple-log",
             f"log-file={workdir / 'turn.log'}",
-            f"pidfile={workdir / 'turnserver.pid'}",
+            f"pidfile={workdir / PID_FILE}",
             f"userdb={workdir / 'turndb'}",
         ]
         if self.tls:
@@ -176,15 +264,37 @@ class Load:
 
 
 @dataclass
+class _Session:
+    """One allocation as its usage reports tell it: the bytes of its last report and
+    the time that report covers, from the one before (or from the allocation)."""
+
+    since: float  # when the last report (or the allocation) was logged
+    rate: float = 0.0  # bytes/s over the interval of the last report; 0 before the first
+    last_bytes: int = 0
+
+    def report(self, at: float, relayed: int) -> None:
+        self.rate = relayed / max(at - self.since, 1.0)  # the log's clock counts whole seconds
+        self.last_bytes, self.since = relayed, at
+
+    def bytes_per_second(self, now: float) -> float:
+        # The next report comes after as many packets again: if it is late, the session
+        # relays less than it did, at most last_bytes over the time since the last one.
+        if not self.last_bytes:
+            return 0.0
+        return min(self.rate, self.last_bytes / max(now - self.since, 1.0))
+
+
+@dataclass
 class _LogReader:
-    """Follows one coturn log file and keeps the live allocations and relayed bytes."""
+    """Follows one coturn log file and keeps the live allocations and their relay rates.
+    A line's time is coturn's own (the seconds since it started that begin each line),
+    on the clock of ``started``; a line without one is taken as read at ``poll``."""
 
     path: Path
-    window_seconds: float = 10.0
+    started: float = field(default_factory=time.monotonic)
     offset: int = 0
     partial: bytes = b""
-    sessions: set[str] = field(default_factory=set)
-    relayed: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
+    sessions: dict[str, _Session] = field(default_factory=dict)
 
     def poll(self, now: float) -> None:
         try:
@@ -198,18 +308,18 @@ class _LogReader:
         *lines, self.partial = data.split(b"\n")
         for raw in lines:
             line = raw.decode("utf-8", "replace")
+            uptime = _UPTIME.match(line)
+            at = min(now, self.started + int(uptime.group(1))) if uptime else now
             if match := _NEW.search(line):
-                self.sessions.add(match.group(1))
+                self.sessions[match.group(1)] = _Session(since=at)
             elif match := _GONE.search(line):
-                self.sessions.discard(match.group(1))
-            elif match := _PEER_USAGE.search(line):
-                self.relayed.append((now, int(match.group(2)) + int(match.group(3))))
-        while self.relayed and self.relayed[0][0] < now - self.window_seconds:
-            self.relayed.popleft()
+                self.sessions.pop(match.group(1), None)
+            elif (match := _PEER_USAGE.search(line)) and (session := self.sessions.get(match.group(1))):
+                session.report(at, int(match.group(2)) + int(match.group(3)))
 
-    def load(self) -> Load:
-        total_bytes = sum(size for _, size in self.relayed)
-        return Load(allocations=len(self.sessions), relayed_kbps=total_bytes * 8 / 1000 / self.window_seconds)
+    def load(self, now: float) -> Load:
+        rate = sum(session.bytes_per_second(now) for session in self.sessions.values())
+        return Load(allocations=len(self.sessions), relayed_kbps=rate * 8 / 1000)
 
 
 def _probe_host(ip: str) -> str:
@@ -229,11 +339,16 @@ class CoturnProcess:
         workdir: str | Path | None = None,
         binary: str | None = None,
         own_session: bool = False,
+        die_with_parent: bool = False,
     ) -> None:
         self.config = config
         # In a session of its own, a Ctrl-C in the terminal reaches only the supervisor,
         # which then stops coturn in its own time (``konsil up``).
         self.own_session = own_session
+        # The kernel stops coturn when the thread that started it dies (the media-node
+        # agent starts it from threads that live as long as the agent does): a killed
+        # agent leaves no relay behind where Linux allows it (reap_leftover covers the rest).
+        self._preexec = _parent_death_signal() if die_with_parent else None
         found = binary or shutil.which("turnserver")
         if not found:
             raise CoturnError("coturn: turnserver is not installed (Debian package coturn)")
@@ -241,7 +356,7 @@ class CoturnProcess:
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="konsil-coturn-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.workdir, 0o700)
-        self.config_path = self.workdir / "turnserver.conf"
+        self.config_path = self.workdir / CONFIG_FILE
         self.log_path = self.workdir / "turn.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = _LogReader(self.log_path)
@@ -275,6 +390,7 @@ class CoturnProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=self.own_session,
+            preexec_fn=self._preexec,  # one prctl call, resolved before the fork (see _parent_death_signal)
         )
         deadline = time.monotonic() + ready_timeout
         while not self.accepts_connections():
@@ -285,6 +401,18 @@ class CoturnProcess:
                 self.stop()
                 raise CoturnError(f"coturn did not listen on port {self.config.listening_port} in {ready_timeout:g} s")
             time.sleep(0.05)
+
+    def reap_leftover(self, grace_seconds: float = 5.0) -> int | None:
+        """Stop a turnserver of this workdir left running by a supervisor that was killed
+        (``reap_leftover``), then wait for its port to be free: the kernel drops a dying
+        process's command line before it closes its sockets, so ``start`` would take the
+        leftover for a stranger's server. Returns its pid, or None when there was none."""
+        reaped = reap_leftover(self.workdir, grace_seconds)
+        if reaped is not None:
+            deadline = time.monotonic() + grace_seconds
+            while self.accepts_connections() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return reaped
 
     def accepts_connections(self) -> bool:
         try:
@@ -317,5 +445,6 @@ class CoturnProcess:
     def load(self) -> Load:
         """Live allocations and relayed kbit/s (approximate, see module docstring)."""
         with self._lock:
-            self._log.poll(time.monotonic())
-            return self._log.load()
+            now = time.monotonic()
+            self._log.poll(now)
+            return self._log.load(now)

@@ -33,6 +33,8 @@ class Heartbeat(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     state: HeartbeatState
     healthy: bool
     allocations: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+    # What coturn relays now, from its usage reports (coturn.py: live from a session's first
+    # report, after 2048 relayed packets; an ended session counts no more).
     relayed_kbps: Annotated[float, msgspec.Meta(ge=0, le=100_000_000)]
     # Where browsers reach this node's relay: turn:/turns: URLs (UDP, TCP, TLS).
     turn_urls: Annotated[list[str], msgspec.Meta(min_length=1, max_length=6)]

@@ -16,25 +16,19 @@ a turnserver with this folder's configuration: a pid can be reused).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
 import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import msgspec
 
-from konsil.media_nodes.coturn import CoturnConfig, CoturnError, CoturnProcess
+from konsil.media_nodes.coturn import PID_FILE, CoturnConfig, CoturnError, CoturnProcess
 from konsil.platform.core.settings import RegionSettings
 
 REALM = "konsil.local"
 SECRET_FILE = "turn-secret"  # noqa: S105 - the file's name, not a secret
-PID_FILE = "turnserver.pid"  # coturn's own (CoturnConfig.render)
-CONFIG_FILE = "turnserver.conf"
 _SECRET = re.compile(r"^[0-9a-f]{32,128}$")
 
 
@@ -72,56 +66,6 @@ def read_or_make_secret(path: Path) -> str:
     return made
 
 
-def _command_line(pid: int) -> str | None:
-    """The command line of a running process, or None when there is none (a zombie has none)."""
-    if Path("/proc/self/cmdline").exists():
-        try:
-            line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            return None
-        return line.strip() or None
-    found = subprocess.run(
-        ["ps", "-o", "command=", "-p", str(pid)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return found.stdout.strip() or None
-
-
-def _gone(pid: int, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if _command_line(pid) is None:
-            return True
-        with contextlib.suppress(ChildProcessError):  # our own child (tests): reap it
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-    return False
-
-
-def reap_leftover(workdir: Path) -> int | None:
-    """Stop a turnserver left running with this folder's configuration (its pid file
-    names it). Returns its pid, or None when there was none."""
-    pid_file = workdir / PID_FILE
-    try:
-        pid = int(pid_file.read_text(encoding="ascii").strip())
-    except (FileNotFoundError, ValueError, OSError):
-        return None
-    line = _command_line(pid) if pid > 1 else None
-    if not line or "turnserver" not in line or str(workdir / CONFIG_FILE) not in line:
-        pid_file.unlink(missing_ok=True)  # stale: that process is gone, or is another program now
-        return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if not _gone(pid, 5.0):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        _gone(pid, 5.0)
-    pid_file.unlink(missing_ok=True)
-    return pid
-
-
 class LocalRelay:
     """One region's relay for ``konsil up``: coturn on 127.0.0.1:``port`` over UDP and TCP."""
 
@@ -148,13 +92,7 @@ class LocalRelay:
 
     def start(self) -> None:
         """Stop a leftover relay of this folder, then start (raises CoturnError)."""
-        self.reaped = reap_leftover(self.workdir)
-        if self.reaped is not None:
-            # The kernel drops a process's command line before it closes its sockets: give
-            # the leftover's port a moment to be free, else start() takes it for a stranger's.
-            deadline = time.monotonic() + 5.0
-            while self.process.accepts_connections() and time.monotonic() < deadline:
-                time.sleep(0.05)
+        self.reaped = self.process.reap_leftover()
         self.process.start()
 
     def is_alive(self) -> bool:

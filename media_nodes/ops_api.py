@@ -32,6 +32,9 @@ Status = Literal["active", "unhealthy", "cordoned", "draining", "drained", "dead
 class CordonIn(msgspec.Struct, forbid_unknown_fields=True):
     # Single-line text (konsil.platform.core.text); empty means no reason given.
     reason: Annotated[str, msgspec.Meta(max_length=200, pattern=rf"^(?!\s+\Z){LINE_CHAR}*\Z")] = ""
+    # A node the region has never heard from is refused (404) unless this says it has not
+    # joined yet (cordoned before it is racked); see media_nodes/cordons.py.
+    new_node: bool = False
 
 
 class NodeOut(msgspec.Struct):
@@ -165,27 +168,31 @@ async def show_node(request: Req, node_id: NodePath) -> NodeOut:
     return await _view(request, node_id)
 
 
-async def _cordon(request: Req, node_id: str, reason: str, drain: bool) -> NodeOut:
-    await cordons.cordon(region_of(request).region.id, node_id, reason, drain=drain, registry=_registry(request))
+async def _cordon(request: Req, node_id: str, data: CordonIn, drain: bool) -> NodeOut:
+    region_id, registry = region_of(request).region.id, _registry(request)
+    try:
+        await cordons.cordon(region_id, node_id, data.reason, drain=drain, registry=registry, new_node=data.new_node)
+    except cordons.UnknownNode as exc:
+        raise errors.not_found(f"{exc} (to cordon a node before it joins, send new_node: true)") from None
     return await _view(request, node_id)
 
 
 @post("/{node_id:str}/cordon", opt=OPS, status_code=200, summary="Give a node no new calls")
 async def cordon_node(request: Req, node_id: NodePath, data: CordonIn | None = None) -> NodeOut:
-    return await _cordon(request, node_id, (data or CordonIn()).reason, drain=False)
+    return await _cordon(request, node_id, data or CordonIn(), drain=False)
 
 
 @post("/{node_id:str}/drain", opt=OPS, status_code=200, summary="Cordon a node and watch its calls end")
 async def drain_node(request: Req, node_id: NodePath, data: CordonIn | None = None) -> NodeOut:
-    return await _cordon(request, node_id, (data or CordonIn()).reason, drain=True)
+    return await _cordon(request, node_id, data or CordonIn(), drain=True)
 
 
 @post("/{node_id:str}/uncordon", opt=OPS, status_code=200, summary="Let a node take new calls again")
 async def uncordon_node(request: Req, node_id: NodePath) -> NodeOut:
-    registry = _registry(request)
-    lifted = await cordons.uncordon(region_of(request).region.id, node_id, registry=registry)
-    if not lifted and (registry is None or registry.node(node_id) is None):
-        raise errors.not_found(f"no media node {node_id!r} in this region")
+    try:
+        await cordons.uncordon(region_of(request).region.id, node_id, registry=_registry(request))
+    except cordons.UnknownNode as exc:
+        raise errors.not_found(str(exc)) from None
     return await _view(request, node_id)
 
 

@@ -27,6 +27,7 @@ import pika.exceptions
 
 from konsil.media_nodes import heartbeat
 from konsil.media_nodes.heartbeat import Heartbeat, HeartbeatRejected
+from konsil.platform.core import broker
 from konsil.platform.core.telemetry import message_span
 
 log = logging.getLogger("konsil.media_nodes")
@@ -351,16 +352,19 @@ class HeartbeatConsumer:
 
     def _run(self) -> None:
         backoff = 0.5
+        broker.quiet_pika()
         while not self._stop.is_set():
             try:
                 self._consume()
                 backoff = 0.5
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self._ready.clear()
+                # One line per retry, no trace: what is wrong (a missing vhost, a refused
+                # login, nothing listening) and when the next try is.
                 log.warning(
-                    "media-node heartbeats of region %s: broker unavailable (%s); retrying in %.1f s",
+                    "media-node heartbeats of region %s: %s; retrying in %.1f s",
                     self.registry.region_id,
-                    type(exc).__name__,
+                    broker.describe(exc, self.broker_url),
                     backoff,
                 )
                 self._stop.wait(backoff)

@@ -6,6 +6,7 @@ the region itself are ever handed out."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from konsil.media_nodes.allocation import NoHealthyNode, allocate_node, credentials_on, pick_node
@@ -23,6 +24,8 @@ class RegionRelays:
     registry: NodeRegistry | None = None
     # From the settings or the region's Vault; "" until read (no relay is handed out).
     turn_secret: str = ""
+    # Told when a call or test finds the secret missing (turn_secret.SecretKeeper.wanted).
+    secret_wanted: Callable[[], None] | None = None
     _calls: OrderedDict[str, RelayOffer] = field(default_factory=OrderedDict)
 
     @property
@@ -31,6 +34,8 @@ class RegionRelays:
 
     def _no_secret(self) -> str | None:
         if not self.turn_secret:
+            if self.secret_wanted is not None:
+                self.secret_wanted()
             return f"relay credentials are unavailable in region {self.region.id} right now"
         return None
 

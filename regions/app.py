@@ -23,18 +23,20 @@ from konsil.compliance.attestations.api import attestations_router
 from konsil.compliance.dsr.api import dsr_router
 from konsil.compliance.reports.api import reports_router
 from konsil.compliance.retention.api import retention_router
+from konsil.media_nodes import secret_keeper
 from konsil.media_nodes.network_test.service import no_relay_notice
 from konsil.media_nodes.ops_api import ops_router
 from konsil.media_nodes.registry import HeartbeatConsumer
 from konsil.media_nodes.registry_store import sync_registry
-from konsil.media_nodes.turn_secret import read_with_key_service
+from konsil.platform.core import startup
 from konsil.platform.core.channels import PgNotifyChannels, RegionChannels
 from konsil.platform.core.db_errors import DATABASE_UNAVAILABLE_HANDLERS
-from konsil.platform.core.errors import EXCEPTION_HANDLERS
-from konsil.platform.core.keys.provider import KeyDestroyed, KeyProvider, KeyUnavailable, UnwrapRefused
+from konsil.platform.core.errors import EXCEPTION_HANDLERS, log_server_error
+from konsil.platform.core.keys.provider import KeyDestroyed, KeyServiceMisconfigured, KeyUnavailable, UnwrapRefused
 from konsil.platform.core.keys.region_signing import SigningUnavailable
 from konsil.platform.core.mail import NoMailer
 from konsil.platform.core.openapi import document_errors
+from konsil.platform.core.readiness import readyz_route
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
@@ -42,6 +44,7 @@ from konsil.platform.pages import api_docs, i18n, rendering
 from konsil.regions import container
 from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
+from konsil.regions.readiness import region_probe
 from konsil.regions.tasks import CeleryRunner, start_in_process
 from konsil.tenants import invitations, login_index, password_reset
 from konsil.tenants.account_pages import account_router
@@ -71,17 +74,6 @@ def channels_backend(region: RegionSettings) -> ChannelsBackend:
     return MemoryChannelsBackend()
 
 
-async def turn_secret(region: RegionSettings, provider: KeyProvider) -> str:
-    """The region relays' TURN secret: from the settings, or read from the region's Vault
-    (KV v2) with its key service's login; "" when neither is configured (no relays)."""
-    if region.turn_secret:
-        return region.turn_secret
-    vault = region.vault
-    if vault.backend != "vault" or not vault.turn_secret_path:
-        return ""
-    return await read_with_key_service(region.id, provider, vault.turn_secret_path, vault.kv_mount)
-
-
 TIDY_EVERY_SECONDS = 300.0
 
 
@@ -101,22 +93,28 @@ def _to_login(_: Request[Any, Any, Any], __: LoginRequired) -> Response[Any]:
     return Redirect("/login", status_code=303)
 
 
-def _key_unavailable(_: Request[Any, Any, Any], __: KeyUnavailable) -> Response[Any]:
-    # Fail closed: nothing that needs the organisation's key is read or written.
+def _key_unavailable(request: Request[Any, Any, Any], exc: KeyUnavailable) -> Response[Any]:
+    # Fail closed: nothing that needs the organisation's key is read or written. The
+    # provider's message names the failure (Vault's own words), never a key or a value.
+    misconfigured = isinstance(exc, KeyServiceMisconfigured)
+    log_server_error(
+        request, 503, exc, f"the region's key service: {exc}", level=logging.ERROR if misconfigured else logging.WARNING
+    )
+    why = "is not set up for this; its operators must fix it" if misconfigured else "does not answer"
     return Response(
         {
             "error": "unavailable",
-            "message": "personal data is unavailable right now (the region's key service "
-            "does not answer); nothing was written, try again shortly",
+            "message": f"personal data is unavailable right now (the region's key service {why}); "
+            "nothing was written, try again shortly",
         },
         status_code=503,
         headers={"retry-after": "10"},
     )
 
 
-def _signing_unavailable(_: Request[Any, Any, Any], exc: SigningUnavailable) -> Response[Any]:
+def _signing_unavailable(request: Request[Any, Any, Any], exc: SigningUnavailable) -> Response[Any]:
     # What needs the region's signature is not made without it (receipts, key set, ...).
-    log.error("the region's signing key is unavailable: %s", exc)
+    log_server_error(request, 503, exc, f"the region's signing key is unavailable: {exc}")
     return Response(
         {
             "error": "unavailable",
@@ -135,7 +133,8 @@ def _key_destroyed(_: Request[Any, Any, Any], __: KeyDestroyed) -> Response[Any]
     )
 
 
-def _unwrap_refused(_: Request[Any, Any, Any], __: UnwrapRefused) -> Response[Any]:
+def _unwrap_refused(request: Request[Any, Any, Any], exc: UnwrapRefused) -> Response[Any]:
+    log_server_error(request, 500, exc, f"the key service refused a stored data key: {exc}")
     return Response(
         {"error": "integrity_error", "message": "a stored data key was refused by the key service; nothing was shown"},
         status_code=500,
@@ -170,11 +169,9 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         if isinstance(ctx.mail, NoMailer):
             log.warning("region %s: invitations and password resets go %s", region.id, ctx.mail.description)
         consumer = HeartbeatConsumer(registry, region.broker_url).start() if registry else None
-        if registry:
-            try:
-                relays.turn_secret = await turn_secret(region, ctx.keys.provider)
-            except KeyUnavailable as exc:  # fail closed: calls are told no relay is available
-                log.error("the relays' TURN secret could not be read: %s", exc)
+        # Fail closed: calls are told no relay is available until the secret is read.
+        keeper = await secret_keeper.keep_for(region, ctx.keys.provider, relays)
+        app.state.readiness = region_probe(ctx, relays, keeper)
         follower = asyncio.create_task(sync_registry(registry)) if registry else None
         lifecycle = start_in_process(ctx)  # the embedded default's purge schedule (else Celery beat)
         # Reports run where the region's other tasks run: in process, or on its Celery workers.
@@ -182,6 +179,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         # Login-index changes the control plane has not taken yet (it was down), retried.
         login_index_retries = asyncio.create_task(login_index.keep_delivering(ctx))
         tidying = asyncio.create_task(keep_links_tidy(ctx))
+        startup.started("region service", region=region.id, mode=settings.mode, listen=region.listen, settings=settings)
         try:
             yield
         finally:
@@ -195,11 +193,14 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
                 follower.cancel()
             if consumer is not None:
                 await asyncio.to_thread(consumer.stop)
+            if keeper is not None:
+                await keeper.stop()
             await container.stop(ctx)
 
     app = Litestar(
         route_handlers=[
             healthz,
+            readyz_route(lambda request: request.app.state.readiness),
             org_router,
             region_login_router,
             login_router,

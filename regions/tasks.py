@@ -21,6 +21,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,7 +32,7 @@ from konsil.compliance.access_log.checkpoints import checkpoint_moved
 from konsil.compliance.reports.jobs import REPORT_TASK, generate
 from konsil.compliance.retention.purge import PurgeRequest, purge, run_as_of, summary
 from konsil.compliance.retention.tables import PurgeRun
-from konsil.platform.core import database
+from konsil.platform.core import broker, database, startup
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.regions.container import open_region
@@ -337,8 +339,55 @@ class CeleryRunner:
         return task_id
 
 
+BROKER_FIRST_RETRY_SECONDS = 1.0
+BROKER_MAX_RETRY_SECONDS = 60.0
+
+
+def wait_for_broker(
+    url: str,
+    *,
+    first_retry: float = BROKER_FIRST_RETRY_SECONDS,
+    max_retry: float = BROKER_MAX_RETRY_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Block until the region's RabbitMQ accepts a connection to its vhost; the number
+    of failed tries. Celery retries a refused connection (a missing vhost, a refused
+    login) at once and logs each try with several lines, about five times a second;
+    this waits with backoff (``first_retry`` doubling to ``max_retry``, with jitter)
+    and says what is wrong in one line per try."""
+    from kombu import Connection
+
+    failures = 0
+    delay = first_retry
+    while True:
+        try:
+            with Connection(url, connect_timeout=5) as connection:
+                connection.connect()
+        except Exception as exc:  # py-amqp's errors and socket errors: said in one line
+            failures += 1
+            wait = min(max_retry, delay) * random.uniform(0.75, 1.25)  # jitter: workers spread out
+            log.warning("%s; retrying in %.0f s", broker.describe(exc, url), wait)
+            sleep(wait)
+            delay = min(max_retry, delay * 2)
+            continue
+        if failures:
+            log.info("RabbitMQ at %s accepts connections now", broker.where(url))
+        return failures
+
+
+def _start(settings: Settings, region_id: str, what: str, loglevel: str, app: Celery) -> None:
+    """Logging set up as Celery would (so these lines look like its own), the start
+    line, then the broker waited for."""
+    app.log.setup_logging_subsystem(loglevel=loglevel)
+    url = settings.region(region_id).broker_url
+    where = f"queue {queue_name(region_id)} on RabbitMQ {broker.where(url)}"
+    startup.started(what, region=region_id, mode=settings.mode, also=where, settings=settings)
+    wait_for_broker(url)
+
+
 def run_worker(settings: Settings, region_id: str, loglevel: str = "INFO") -> None:
     app = celery_app(settings, region_id)
+    _start(settings, region_id, "worker", loglevel, app)
     app.worker_main(
         [
             "worker",
@@ -355,4 +404,5 @@ def run_worker(settings: Settings, region_id: str, loglevel: str = "INFO") -> No
 def run_beat(settings: Settings, region_id: str, loglevel: str = "INFO") -> None:
     app = celery_app(settings, region_id)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    _start(settings, region_id, "beat", loglevel, app)
     app.start(["beat", f"--loglevel={loglevel}"])

@@ -29,6 +29,7 @@ that blame neither the visitor nor their network.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Annotated, Any
 
@@ -94,9 +95,10 @@ def _org(request: Req) -> records.Organisation:
     return org
 
 
-def _no_relay(exc: service.NoRelay) -> Response[Any]:
+def _no_relay(request: Req, exc: service.NoRelay) -> Response[Any]:
     # The service's relay is down (never another region's relay instead): the call may not
     # connect, and that is not the visitor's network. The message is for support.
+    errors.log_server_error(request, 503, exc, str(exc), level=logging.WARNING)
     return Response(
         {
             "error": "unavailable",
@@ -124,7 +126,7 @@ def _relays(request: Req, transport: Transport) -> Response[Any]:
     try:
         found = service.relays(ctx, transport, service.test_ref())
     except service.NoRelay as exc:
-        return _no_relay(exc)
+        return _no_relay(request, exc)
     return Response(
         RelaysOut(transport=transport, ice_servers=found.servers, relay=found.node_id),
         headers={"cache-control": "no-store"},
@@ -144,9 +146,10 @@ async def _start(request: Req, runner: Runner, data: NetworkTestIn) -> Response[
             headers={"retry-after": "10"},
         )
     except service.NoRelay as exc:
-        return _no_relay(exc)
-    except service.TestUnavailable:
+        return _no_relay(request, exc)
+    except service.TestUnavailable as exc:
         # Not the visitor's network: this server cannot run the test (the operator's log says why).
+        errors.log_server_error(request, 503, exc, "this server cannot run connection tests")
         return Response(
             {"error": "unavailable", "message": "The connection test is not available on this server right now."},
             status_code=503,

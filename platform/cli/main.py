@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from konsil.platform.cli.migrations import MigrationError
-from konsil.platform.core.settings import ConfigError, load_settings
+from konsil.platform.core.settings import ConfigError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -44,11 +44,8 @@ def _command(target: str) -> Command:
 
 
 def _check(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    print(
-        f"configuration is valid: mode {settings.mode}, regions {', '.join(r.id for r in settings.regions) or 'none'}"
-    )
-    return 0
+    """``check-config``: the file, and with --connect every service (platform/cli/check_config.py)."""
+    return int(_load("konsil.platform.cli.check_config:run")(args))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -71,8 +68,20 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_command("konsil.platform.cli.processes:serve"))
 
     migrate = with_config(sub.add_parser("migrate", help="apply database migrations everywhere"))
+    only = migrate.add_mutually_exclusive_group()
+    only.add_argument("--region", help="only this region's database (a region's migration job)")
+    only.add_argument("--control", action="store_true", help="only the control plane's database")
     migrate.set_defaults(func=_command("konsil.platform.cli.processes:migrate"))
-    with_config(sub.add_parser("check-config", help="validate the configuration")).set_defaults(func=_check)
+    check = with_config(sub.add_parser("check-config", help="validate the configuration"))
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect to every service the process uses; exit 1 if any is missing",
+    )
+    only = check.add_mutually_exclusive_group()
+    only.add_argument("--region", help="with --connect: only what this region's processes use")
+    only.add_argument("--control", action="store_true", help="with --connect: only what the control plane uses")
+    check.set_defaults(func=_check)
 
     org = sub.add_parser("org", help="organisation tools").add_subparsers(dest="org_command", required=True)
     delete = with_config(org.add_parser("delete", help="delete an organisation: destroy its key, then its rows"))

@@ -21,7 +21,7 @@ async def _cordons(args: argparse.Namespace) -> int:
     async with open_region(settings, region):
         if args.nodes_command in ("cordon", "drain"):
             drain = args.nodes_command == "drain"
-            await cordons.cordon(region.id, args.node, args.reason, drain=drain)
+            await cordons.cordon(region.id, args.node, args.reason, drain=drain, new_node=args.new_node)
             if drain:
                 print(f"media node {args.node} in region {region.id}: draining (no new calls; `list` shows when empty)")
             else:
@@ -37,8 +37,11 @@ async def _cordons(args: argparse.Namespace) -> int:
             if not views:
                 print(f"no media nodes known in region {region.id}")
         elif args.nodes_command == "uncordon":
-            await cordons.uncordon(region.id, args.node)
-            print(f"media node {args.node} in region {region.id}: takes new calls again")
+            lifted = await cordons.uncordon(region.id, args.node)
+            if lifted:
+                print(f"media node {args.node} in region {region.id}: takes new calls again")
+            else:
+                print(f"media node {args.node} in region {region.id}: was not cordoned (takes new calls)")
         else:
             listed = await cordons.cordons()
             for cordon in listed:
@@ -60,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("node")
         if name != "uncordon":
             command.add_argument("--reason", default="", help="why (shown in the list)")
+            command.add_argument(
+                "--new-node",
+                action="store_true",
+                help="the region has not heard from this node yet (cordon it before it joins)",
+            )
     nodes.add_parser("cordons", help="list cordoned nodes")
     nodes.add_parser("list", help="every node the region knows, with its state and load")
     for command in nodes.choices.values():
@@ -75,6 +83,10 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"konsil: configuration error: {exc}", file=sys.stderr)
         return 2
+    except cordons.UnknownNode as exc:
+        hint = " (--new-node cordons a node before it joins)" if args.nodes_command != "uncordon" else ""
+        print(f"konsil: {exc}{hint}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"konsil: {type(exc).__name__}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,6 @@
-"""``konsil migrate``: apply the piccolo migrations to every configured database.
+"""``konsil migrate``: apply the piccolo migrations to every configured database, or
+to one of them (``--region ID`` or ``--control``: a Helm release migrates only its own
+database, from a configuration file that holds only its own part).
 
 Each database is migrated in a short child process, because piccolo finds its
 engine through one module-level configuration (platform/core/piccolo_conf.py).
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlparse, urlunparse
 
-from konsil.platform.core.settings import Settings
+from konsil.platform.core.settings import Settings, load_control_settings, load_settings
 
 
 class MigrationError(Exception):
@@ -88,9 +90,28 @@ def migrate_target(target: Target) -> str:
 
 
 def migrate_all(settings: Settings, echo: Callable[[str], object] = print) -> None:
-    for target in targets(settings):
+    migrate_targets(targets(settings), echo)
+
+
+def migrate_targets(chosen: list[Target], echo: Callable[[str], object] = print) -> None:
+    for target in chosen:
         migrate_target(target)
         echo(f"migrated {target.label} ({redact(target.dsn)})")
+
+
+def selected_targets(config: str | None, region: str | None = None, control: bool = False) -> list[Target]:
+    """What ``konsil migrate`` migrates: one region, the control plane, or everything.
+
+    The control plane's database is read the way the control plane reads its file
+    (``load_control_settings``): the control chart's file has each region's endpoint only,
+    no region database, and must migrate all the same. A region is read from the whole
+    settings, so its database is checked as the region service checks it."""
+    if control:
+        return [Target("control", "control", load_control_settings(config).control.database)]
+    settings = load_settings(config)
+    if region is not None:
+        return [Target(f"region {region}", "region", settings.region(region).database)]
+    return targets(settings)
 
 
 async def _forwards(app: str) -> None:

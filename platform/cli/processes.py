@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from konsil.platform.cli.launcher import up as launch
-from konsil.platform.cli.migrations import migrate_all
+from konsil.platform.cli.migrations import migrate_targets, selected_targets
 from konsil.platform.control.app import create_control_app
 from konsil.platform.core.http_server import serve as serve_app
 from konsil.platform.core.settings import load_control_settings, load_settings
@@ -35,7 +35,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def migrate(args: argparse.Namespace) -> int:
-    migrate_all(load_settings(args.config))
+    migrate_targets(selected_targets(args.config, args.region, args.control))
     return 0
 
 

@@ -24,13 +24,14 @@ from konsil.platform.control import discovery, pages, signup
 from konsil.platform.control.context import ControlContext, new_client, new_gateway_pool
 from konsil.platform.control.gateway import Directory, browser_redirect, forward
 from konsil.platform.control.tables import CONTROL_TABLES, RegionRecord
-from konsil.platform.core import database, errors
+from konsil.platform.core import database, errors, startup
 from konsil.platform.core.authz import INTERNAL, PUBLIC
 from konsil.platform.core.db_errors import DATABASE_UNAVAILABLE_HANDLERS
 from konsil.platform.core.errors import EXCEPTION_HANDLERS
 from konsil.platform.core.lookup import normalise_email
 from konsil.platform.core.openapi import document_errors
 from konsil.platform.core.ratelimit import RateLimit
+from konsil.platform.core.readiness import Probe, check_database, readyz_route
 from konsil.platform.core.settings import ControlPlaneSettings
 from konsil.platform.core.signing import Verifier
 from konsil.platform.core.web import LOGGING, SignedCalls, healthz, security_headers, strict_input
@@ -84,7 +85,9 @@ async def login_index_route(request: Req, data: discovery.LoginIndexChange) -> d
 
 @post("/org-removed", status_code=HTTP_200_OK, opt=INTERNAL)
 async def org_removed_route(request: Req, data: discovery.OrgRemoved) -> dict[str, Any]:
-    return await discovery.org_removed(request.scope["state"]["signed_by"], data)
+    answer = await discovery.org_removed(request.scope["state"]["signed_by"], data)
+    request.app.state.directory.forget()
+    return answer
 
 
 @post("/login-discovery", status_code=HTTP_200_OK, opt=INTERNAL)
@@ -159,6 +162,7 @@ def create_control_app(settings: ControlPlaneSettings) -> Litestar:
         database.bind(CONTROL_TABLES, engine)
         await database.start(engine)
         await register_regions(settings)
+        startup.started("control plane", listen=control.listen, settings=settings)
         try:
             yield
         finally:
@@ -169,6 +173,7 @@ def create_control_app(settings: ControlPlaneSettings) -> Litestar:
     app = Litestar(
         route_handlers=[
             healthz,
+            readyz_route(lambda request: request.app.state.readiness),
             signup_route,
             discovery_route,
             regions_route,
@@ -196,5 +201,7 @@ def create_control_app(settings: ControlPlaneSettings) -> Litestar:
     )
     app.state.control = ctx
     app.state.directory = Directory()
+    # Ready while its own database answers (it holds no region's credentials to check).
+    app.state.readiness = Probe({"database": lambda: check_database(engine)}, frozenset({"database"}))
     document_errors(app)
     return app

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from konsil.platform.control.context import ControlContext
-from konsil.platform.control.tables import DirectoryOrganisation, LoginIndexEntry
+from konsil.platform.control.tables import DELETED, DirectoryOrganisation, LoginIndexEntry
 from konsil.platform.core import errors
 from konsil.platform.core.lookup import email_lookup, normalise_email
 from konsil.platform.core.text import Email
@@ -88,7 +88,7 @@ async def change_index(ctx: ControlContext, signer: str, change: LoginIndexChang
     """A region reports members added or removed (keyed hashes only)."""
     org = (
         await DirectoryOrganisation.select(DirectoryOrganisation.region)
-        .where(DirectoryOrganisation.id == change.org_id)
+        .where((DirectoryOrganisation.id == change.org_id) & (DirectoryOrganisation.status != DELETED))
         .first()
         .run()
     )
@@ -121,7 +121,10 @@ class OrgRemoved(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def org_removed(signer: str, removed: OrgRemoved) -> dict[str, Any]:
-    """A region deleted an organisation: drop its directory and discovery entries."""
+    """A region deleted an organisation: drop its discovery entries, and keep its
+    directory entry as deleted (id, slug, region: no personal data), so the gateway
+    answers 410 Gone for it rather than 404, and its address is not given to another
+    organisation whose visitors would then follow the old links."""
     org = (
         await DirectoryOrganisation.select(DirectoryOrganisation.region)
         .where(DirectoryOrganisation.id == removed.org_id)
@@ -133,5 +136,9 @@ async def org_removed(signer: str, removed: OrgRemoved) -> dict[str, Any]:
     if signer != f"region:{org['region']}":
         raise errors.not_found("no such organisation in the caller's region")
     await LoginIndexEntry.delete().where(LoginIndexEntry.org_id == removed.org_id).run()
-    await DirectoryOrganisation.delete().where(DirectoryOrganisation.id == removed.org_id).run()
+    await (
+        DirectoryOrganisation.update({DirectoryOrganisation.status: DELETED})
+        .where(DirectoryOrganisation.id == removed.org_id)
+        .run()
+    )
     return {"ok": True}

@@ -17,7 +17,7 @@ from litestar.types import Receive, Scope, Send
 from konsil.platform.control.context import ControlContext
 from konsil.platform.control.network import RegionUnavailable
 from konsil.platform.control.signup import SLUG_PATTERN
-from konsil.platform.control.tables import DirectoryOrganisation
+from konsil.platform.control.tables import DELETED, DirectoryOrganisation
 from konsil.platform.core import errors
 from konsil.platform.core.signing import FORWARDED_FOR, SIGNED_HEADERS
 from konsil.platform.core.telemetry import trace_header_line  # telemetry (wt2): trace context to the region
@@ -55,12 +55,23 @@ _NO_CONTENT_METHODS = {"GET", "HEAD", "DELETE", "OPTIONS"}
 _DROP_RESPONSE = {b"connection", b"keep-alive", b"transfer-encoding", b"server", b"date"}
 
 
+# What ``Directory.region_of`` answers for an organisation its region deleted.
+GONE = "(deleted)"
+GONE_MESSAGE = "this organisation was deleted; its data no longer exists"
+
+
 class Directory:
-    """slug → region for active organisations, cached briefly (ids never move silently)."""
+    """slug → region for active organisations (``GONE`` for deleted ones), cached
+    briefly (ids never move silently)."""
 
     def __init__(self, ttl_seconds: float = 15.0) -> None:
         self.ttl = ttl_seconds
         self._cache: dict[str, tuple[float, str | None]] = {}
+
+    def forget(self) -> None:
+        """Drop what is cached (an organisation was deleted: it answers 410 from now on
+        here; other replicas of the control plane within their ``ttl``)."""
+        self._cache.clear()
 
     async def region_of(self, slug: str) -> str | None:
         if _SLUG.match(slug) is None:  # not an organisation address (and never sent to the database)
@@ -70,15 +81,15 @@ class Directory:
         if hit and hit[0] > now:
             return hit[1]
         row = (
-            await DirectoryOrganisation.select(DirectoryOrganisation.region)
-            .where((DirectoryOrganisation.slug == slug) & (DirectoryOrganisation.status == "active"))
+            await DirectoryOrganisation.select(DirectoryOrganisation.region, DirectoryOrganisation.status)
+            .where((DirectoryOrganisation.slug == slug) & DirectoryOrganisation.status.is_in(["active", DELETED]))
             .first()
             .run()
         )
-        region = row["region"] if row else None
+        region = (GONE if row["status"] == DELETED else row["region"]) if row else None
         if len(self._cache) > 100_000:
             self._cache.clear()
-        self._cache[slug] = (now + (self.ttl if region else 2.0), region)
+        self._cache[slug] = (now + (self.ttl if region and region != GONE else 2.0), region)
         return region
 
 
@@ -91,6 +102,9 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     rest = raw_path[len(_PREFIX) :] if raw_path.startswith(_PREFIX) else b""
     slug = rest.split(b"/", 1)[0].decode("latin-1")
     region_id = await directory.region_of(slug) if slug else None
+    if region_id == GONE:
+        await send_json_error(send, 410, "gone", GONE_MESSAGE)
+        return
     if region_id is None or region_id not in ctx.regions:
         await send_json_error(send, 404, "not_found", "no such organisation")
         return
@@ -147,6 +161,8 @@ async def _unavailable(send: Send, region_id: str, exc: RegionUnavailable) -> No
 
 def _redirect(request: Request[Any, Any, Any], region_id: str | None) -> Response[Any]:
     ctx: ControlContext = request.app.state.control
+    if region_id == GONE:
+        raise errors.AppError(410, "gone", GONE_MESSAGE)
     if region_id is None or region_id not in ctx.regions:
         raise errors.not_found("no such organisation")
     query = request.scope.get("query_string", b"").decode("latin-1")

@@ -150,6 +150,17 @@ async def _undo(ctx: ControlContext, region_id: str, org_id: uuid.UUID) -> None:
     await DirectoryOrganisation.delete().where(DirectoryOrganisation.id == org_id).run()
 
 
+def _region_error(response: httpx.Response) -> str:
+    """A region's error answer in a few words: its status, code and message."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return f"{response.status_code} {body.get('error', 'error')}: {body['message'][:300]}"
+    return f"{response.status_code} without an error message"
+
+
 async def signup(ctx: ControlContext, data: SignupIn) -> SignupOut:
     return (await create(ctx, data)).out
 
@@ -191,15 +202,19 @@ async def create(ctx: ControlContext, data: SignupIn) -> Created:
             content=body,
             headers={**ctx.signed_headers(region.id, "POST", path, body), "content-type": "application/json"},
         )
-    except httpx.HTTPError:
+    except httpx.HTTPError as exc:
         await _undo(ctx, region.id, org_id)
-        raise errors.unavailable(f"region {region.id} is not reachable; nothing was created, try again") from None
+        # Chained: the 503's log line names the cause (ConnectError, ReadTimeout, ...).
+        raise errors.unavailable(f"region {region.id} is not reachable; nothing was created, try again") from exc
     if response.status_code != 200:
         await _undo(ctx, region.id, org_id)
         if response.status_code in (400, 409):
             detail = response.json().get("message", "the region refused the request")
             raise errors.AppError(response.status_code, "refused", detail)
-        raise errors.unavailable(f"region {region.id} could not create the organisation; nothing was created")
+        # The region's own error (its code and message are written for people: no
+        # personal data), logged with this 503; the region's log names the cause.
+        why = _region_error(response)
+        raise errors.unavailable(f"region {region.id} could not create the organisation ({why}); nothing was created")
     created = msgspec.json.decode(response.content, type=RegionCreated)
     try:
         async with database.transaction(ctx.engine):

@@ -7,12 +7,15 @@ from piccolo.columns import UUID, Serial, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
+# The status of an organisation its region deleted: the gateway answers 410 Gone for it.
+DELETED = "deleted"
+
 
 class DirectoryOrganisation(Table, tablename="directory_organisation"):
     id = UUID(primary_key=True)
     slug = Varchar(length=40, unique=True, index=True)
     region = Varchar(length=2, index=True)
-    status = Varchar(length=16, default="pending")  # pending | active
+    status = Varchar(length=16, default="pending")  # pending | active | deleted
     created_at = Timestamptz(default=TimestamptzNow())
 
 

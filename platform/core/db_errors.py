@@ -15,9 +15,7 @@ from typing import Any
 import asyncpg
 from litestar import Request, Response
 
-from konsil.platform.core.errors import internal_handler
-
-log = logging.getLogger("konsil.database")
+from konsil.platform.core.errors import internal_handler, log_server_error
 
 RETRY_AFTER_SECONDS = 5
 MESSAGE = "the service cannot reach its database right now; try again in a few seconds"
@@ -47,9 +45,7 @@ def database_unavailable_handler(request: Request[Any, Any, Any], exc: Exception
     if not database_down(exc):
         return internal_handler(request, exc)
     # The type only: messages can carry query values.
-    log.warning(
-        "database unavailable (%s) on %s %s", type(exc).__name__, request.method, request.scope.get("route_handler")
-    )
+    log_server_error(request, 503, exc, "the database is unavailable", level=logging.WARNING)
     return Response(
         {"error": "unavailable", "message": MESSAGE},
         status_code=503,

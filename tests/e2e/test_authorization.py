@@ -40,6 +40,7 @@ SCOPES = ["org:read", "members:read", "members:write", "rooms:read", "rooms:writ
 # Open to anyone (besides the OpenAPI documents under /schema, Litestar's own routes).
 PUBLIC_ROUTES = {
     ("GET", "/healthz"),
+    ("GET", "/readyz"),  # readiness: which dependency fails, never how to reach it (platform/core/readiness.py)
     ("POST", "/api/v1/orgs/{slug}/auth/login"),
     ("POST", "/api/v1/login"),
     ("GET", "/.well-known/konsil/keys"),  # the region's public signing keys, for auditors
@@ -70,6 +71,8 @@ VISITOR_ROUTES = {
 }
 CONTROL_PUBLIC_ROUTES = {
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/readyz"),  # readiness: which dependency fails, never how to reach it (platform/core/readiness.py)
     ("POST", "/api/v1/signup"),
     ("POST", "/api/v1/login-discovery"),
     ("GET", "/api/v1/regions"),

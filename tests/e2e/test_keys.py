@@ -226,7 +226,8 @@ def test_deleting_an_organisation_shreds_its_key_and_a_backup_cannot_be_read(sta
         stack, "SELECT action, object_type, outcome FROM access_log_entry WHERE org_id = $1 ORDER BY seq", org_id
     )
     assert log[-1] == {"action": "delete", "object_type": "organisation", "outcome": "success"}
-    assert httpx.get(f"{stack.control_url}/api/v1/orgs/{made['slug']}/").status_code == 404
+    # The README's promise: a deleted organisation answers 410 Gone at the gateway.
+    assert httpx.get(f"{stack.control_url}/api/v1/orgs/{made['slug']}/").status_code == 410
     with pytest.raises(KeyDestroyed):
         read_backup(stack, backup, org_id, member["id"], "after")
 
@@ -266,6 +267,8 @@ def test_org_delete_from_the_command_line(stack: Stack) -> None:
     assert done.returncode == 0, done.stderr
     assert "key destroyed" in done.stdout
     assert client.get(f"/api/v1/orgs/{made['slug']}/").status_code == 404
+    # The command told the control plane: its gateway answers 410 Gone, as the README promises.
+    assert httpx.get(f"{stack.control_url}/api/v1/orgs/{made['slug']}/").status_code == 410
     assert cli(stack, "org", "delete", made["slug"], "--yes").returncode == 2
 
 

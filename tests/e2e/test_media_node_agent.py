@@ -7,7 +7,10 @@ import itertools
 import os
 import secrets
 import signal
+import socket
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,7 @@ from aioice.turn import create_turn_endpoint
 
 from konsil.media_nodes import heartbeat
 from konsil.media_nodes.agent import NodeAgent
+from konsil.media_nodes.coturn import PID_FILE, CoturnConfig, CoturnProcess, command_line
 from konsil.media_nodes.ice import turn_credentials
 from tests.conftest import AMQP_SERVER, TurnClient, free_port, release_turn
 
@@ -203,6 +207,65 @@ async def test_drain_waits_for_the_last_allocation(node: tuple[NodeAgent, Heartb
     assert not agent.coturn.is_alive()
 
 
+class Peer(asyncio.DatagramProtocol):
+    """The far end of a relayed call: counts what the relay delivers."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received += len(data)
+
+
+async def test_relayed_kbps_is_live_during_a_call_and_zero_after(node: tuple[NodeAgent, Heartbeats, str, str]) -> None:
+    """``relayed_kbps`` was 0 during a live call and non-zero after it: the agent counted
+    coturn's usage reports in a 10 s window, and coturn reports a session only every 2048
+    relayed packets and once more when it ends. Now a session's rate is measured between
+    its reports and an ended session counts no more. The call sends 1000-byte packets at
+    about 400 a second (a video call's order) for 15 s through the node's relay."""
+    agent, beats, key, secret = node
+    username, password = turn_credentials(secret, "call-kbps", 600)
+    loop = asyncio.get_running_loop()
+    peer_transport, peer = await loop.create_datagram_endpoint(Peer, local_addr=("127.0.0.1", 0))
+    peer_address = peer_transport.get_extra_info("sockname")
+    relay, client = await asyncio.wait_for(
+        create_turn_endpoint(TurnClient, ("127.0.0.1", agent.config.listening_port), username, password, lifetime=60),
+        5,
+    )
+    sending = True
+
+    async def media() -> None:
+        while sending:
+            for _ in range(20):
+                relay.sendto(b"\x80" * 1000, peer_address)
+            await asyncio.sleep(0.05)
+
+    call = asyncio.create_task(media())
+    try:
+        beats.channel.queue_purge(beats.queue)
+        during = await asyncio.to_thread(
+            beats.until, key, lambda b: b.allocations == 1 and b.relayed_kbps > 0, timeout=15
+        )
+        live = during[-1].relayed_kbps
+        # Mid-call, the rate is of the order of what is sent (~ 8 Mbit/s, counted once).
+        assert 500 < live < 100_000, live
+        await asyncio.sleep(4)
+        later = await asyncio.to_thread(beats.next, key)
+        assert later[0].allocations == 1 and later[0].relayed_kbps > 0, later[0]
+    finally:
+        sending = False
+        await call
+        await release_turn(relay, client)
+        peer_transport.close()
+    assert peer.received > 1_000_000, "the media went through the relay"
+    after = await asyncio.to_thread(beats.until, key, lambda b: b.allocations == 0, timeout=10)
+    assert after[-1].relayed_kbps == 0, [(b.allocations, b.relayed_kbps) for b in after]
+    # ... and stays 0 (before, the call's last report showed for the next 10 s).
+    for _ in range(3):
+        beat, _ = await asyncio.to_thread(beats.next, key)
+        assert (beat.allocations, beat.relayed_kbps) == (0, 0), beat
+
+
 def test_the_command_runs_until_sigterm_then_drains(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -300,3 +363,128 @@ def test_a_port_already_taken_is_refused_at_start(node: tuple[NodeAgent, Heartbe
     agent, _, _, _ = node
     with pytest.raises(CoturnError, match="already in use"):
         CoturnProcess(agent.config, tmp_path / "other").start()
+
+
+class AgentProcess:
+    """``konsil media-node run`` as a real process (its log in a file), on loopback."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.node_id = f"node-{secrets.token_hex(4)}"
+        self.key = secrets.token_urlsafe(24)
+        self.port = free_port()
+        self.workdir = tmp_path / "work"
+        self.config = tmp_path / "node.toml"
+        self.config.write_text(
+            "[[regions]]\n"
+            'id = "eu"\n'
+            f'broker_url = "{BROKER}"\n'
+            f'media_node_key = "{self.key}"\n'
+            f'turn_secret = "{secrets.token_urlsafe(24)}"\n'
+        )
+        self.logs = tmp_path
+        self.started = 0
+
+    def start(self) -> tuple[subprocess.Popen[bytes], Path]:
+        self.started += 1
+        log = self.logs / f"agent-{self.started}.log"
+        relay_min = 42000 + (self.port % 200) * 100
+        argv = [
+            *(sys.executable, "-m", "konsil.platform.cli.main", "media-node", "run"),
+            *("--region", "eu", "--node-id", self.node_id, "--config", str(self.config)),
+            *("--public-host", "127.0.0.1", "--listen-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"),
+            *("--port", str(self.port), "--min-port", str(relay_min), "--max-port", str(relay_min + 99)),
+            *("--heartbeat-seconds", "0.5", "--drain-timeout", "2", "--workdir", str(self.workdir)),
+            "--loopback-only",
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")}
+        with log.open("wb") as out:
+            process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return process, log
+
+    def coturn_pid(self) -> int:
+        return int((self.workdir / PID_FILE).read_text().strip())
+
+
+def wait_for(what: str, check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_killed_agent_leaves_no_coturn_behind(tmp_path: Path) -> None:
+    """A killed agent orphaned coturn, and the next start failed with "port … already in
+    use (a leftover turnserver?)" although its own pid file named the leftover. Now
+    coturn dies with the agent (Linux), and a leftover that outlived its agent anyway
+    (one left by an agent without the kernel's help) is reaped by the next agent, which
+    logs so."""
+    agent = AgentProcess(tmp_path)
+    beats = Heartbeats(agent.node_id)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        first, _ = agent.start()
+        processes.append(first)
+        beats.next(agent.key, timeout=20)
+        coturn = agent.coturn_pid()
+        first.kill()  # SIGKILL: the agent cleans up nothing
+        first.wait(timeout=10)
+        wait_for("coturn to die with its agent", lambda: command_line(coturn) is None, timeout=10)
+
+        # What a killed agent leaves where the kernel does not stop coturn: coturn running
+        # on the agent's configuration, its pid file naming it, its port taken.
+        left = subprocess.Popen(
+            ["turnserver", "-c", str(agent.workdir / "turnserver.conf")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        processes.append(left)
+        wait_for("the leftover's pid file", lambda: agent.coturn_pid() == left.pid)
+        wait_for("the leftover to listen", lambda: listening(agent.port))
+
+        second, log = agent.start()
+        processes.append(second)
+        beats.until(agent.key, lambda beat: beat.healthy, timeout=30)
+        assert left.wait(timeout=10) is not None, "the leftover is gone"
+        assert agent.coturn_pid() != left.pid and command_line(agent.coturn_pid()) is not None
+        text = log.read_text()
+        assert f"stopped coturn pid {left.pid} left running by a previous agent" in text, text
+        assert "already in use" not in text
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0, "the agent drains and leaves cleanly"
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+        beats.close()
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_pid_file_naming_another_program_is_left_alone(tmp_path: Path) -> None:
+    """A pid is reused: a stranger named by the pid file, even a turnserver of another
+    folder, is never stopped."""
+    stranger = subprocess.Popen(["sleep", "60"])
+    other = CoturnProcess(CoturnConfig.loopback(free_port(), secrets.token_urlsafe(24)), tmp_path / "other")
+    try:
+        other.start()
+        ours = CoturnProcess(CoturnConfig.loopback(free_port(), secrets.token_urlsafe(24)), tmp_path / "ours")
+        for pid in (stranger.pid, other.pid):
+            (ours.workdir / PID_FILE).write_text(f"{pid}\n")
+            assert ours.reap_leftover() is None
+            assert not (ours.workdir / PID_FILE).exists(), "the stale pid file is removed"
+        assert stranger.poll() is None and other.is_alive()
+    finally:
+        other.stop()
+        stranger.kill()
+        stranger.wait()

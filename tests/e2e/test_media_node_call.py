@@ -304,6 +304,47 @@ def test_ops_see_restarts_and_drain_a_node(stack: Stack, node: Node) -> None:
     assert relay_urls(asyncio.run(a_call(stack, practice, with_media=False))["joined"])
 
 
+def ops_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")}
+    config = ["--region", "us", "--config", str(stack.run_dir / "region-us.toml")]
+    return subprocess.run([*OPS_CLI, *args, *config], capture_output=True, text=True, env=env, check=False, timeout=60)
+
+
+def test_a_node_the_region_never_heard_of_cannot_be_cordoned(stack: Stack, node: Node) -> None:
+    """``cordon ghost-node`` answered 200 and stored a cordon of nothing; ``uncordon
+    never-existed`` said it takes new calls again. Both are refused, naming the known
+    nodes, by the ops API (404) and the ops CLI (exit 1); a node not racked yet can still
+    be cordoned when ops say so."""
+    wait_until(lambda: node_where(stack, lambda v: v["status"] == "active"), "the node to register", every=0.3)
+    client = ops(stack)
+    for action, body in (("cordon", {"reason": "typo"}), ("drain", None), ("uncordon", None)):
+        refused = client.post(f"/ghost-node/{action}", json=body)
+        assert refused.status_code == 404, refused.text
+        message = refused.json()["message"]
+        assert "no media node 'ghost-node' is known in region us" in message and NODE in message, message
+    assert "ghost-node" not in [n["node_id"] for n in client.get("/").json()["nodes"]], "no cordon was stored"
+
+    for args in (("cordon", "ghost-node", "--reason", "typo"), ("drain", "ghost-node"), ("uncordon", "never-existed")):
+        done = ops_cli(stack, *args)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert done.stdout == "" and "Traceback" not in done.stderr
+        assert f"no media node '{args[1]}' is known in region us" in done.stderr and NODE in done.stderr
+    assert "ghost-node" not in ops_cli(stack, "cordons").stdout
+
+    # Asked for: a node cordoned before it ever joins, by the API and by the CLI.
+    early = client.post("/us-relay-rack9/cordon", json={"reason": "not racked yet", "new_node": True})
+    assert early.status_code == 200 and early.json()["status"] == "cordoned", early.text
+    done = ops_cli(stack, "cordon", "us-relay-rack10", "--new-node")
+    assert done.returncode == 0 and "cordoned" in done.stdout, done.stderr
+    for name in ("us-relay-rack9", "us-relay-rack10"):
+        lifted = ops_cli(stack, "uncordon", name)
+        assert lifted.returncode == 0 and "takes new calls again" in lifted.stdout, lifted.stderr
+    assert ops_cli(stack, "uncordon", "us-relay-rack9").returncode == 1, "uncordoned and never heard: unknown"
+    # A known node that is not cordoned is told so, not that it "takes new calls again".
+    idle = ops_cli(stack, "uncordon", NODE)
+    assert idle.returncode == 0 and "was not cordoned" in idle.stdout, idle.stderr
+
+
 async def test_the_network_test_runs_through_the_allocated_node(stack: Stack, node: Node) -> None:
     await asyncio.to_thread(
         wait_until, lambda: node_where(stack, lambda v: v["status"] == "active"), "the node to register", every=0.3

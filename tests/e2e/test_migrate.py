@@ -165,3 +165,102 @@ def test_migrate_with_a_bad_config_is_one_line(
     assert done.stderr.splitlines() == [done.stderr.strip()]
     assert "regions.eu.database" in done.stderr
     assert not (tmp_path / "control.db").exists(), "nothing is migrated when the configuration is bad"
+
+
+async def database_exists(name: str) -> bool:
+    conn = await asyncpg.connect(f"{PG_SERVER}/postgres")
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+    finally:
+        await conn.close()
+
+
+async def test_migrate_one_region_or_the_control_plane_only(
+    tmp_path: Path,
+    region_dsn: str,
+    konsil_script: Path,
+    child_env: Callable[..., dict[str, str]],
+) -> None:
+    """The Helm charts' migration jobs: a region's job migrates its own database and no
+    other region's nor the control plane's; the control plane's job migrates its own from
+    the control chart's file, which has each region's endpoint and no region database."""
+    control_db = tmp_path / "data" / "control.db"
+    other_name = f"{region_dsn.rsplit('/', 1)[1]}_us"
+    config = write_config(tmp_path, control_db, region_dsn)
+    with config.open("a", encoding="utf-8") as extra:
+        extra.write(
+            f"""
+[[regions]]
+id = "us"
+jurisdiction = "United States"
+public_url = "http://127.0.0.1:8102"
+listen = "127.0.0.1:8102"
+database = "{PG_SERVER}/{other_name}"
+internal_secret = "0123456789abcdef0123"
+"""
+        )
+
+    def konsil(*args: str, file: Path = config) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(konsil_script), "migrate", "--config", str(file), *args],
+            cwd=tmp_path,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    try:
+        done = await asyncio.to_thread(konsil, "--region", "eu")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert [line.split(" (")[0] for line in done.stdout.splitlines()] == ["migrated region eu"]
+        assert PG_PASSWORD not in done.stdout + done.stderr
+        tables, ran = await postgres_tables_and_migrations(region_dsn)
+        assert {t._meta.tablename for t in REGION_TABLES} <= tables
+        assert sorted(ran) == sorted((mid, "region") for mid in migration_ids("konsil.regions.piccolo_migrations"))
+        assert not await database_exists(other_name), "another region's database was touched"
+        assert not control_db.exists(), "the control database was touched by a region's migration"
+
+        # The control chart's file: [control] and each region's endpoint only.
+        control_file = tmp_path / "control.toml"
+        control_file.write_text(
+            f"""
+mode = "services"
+discovery_key = "0123456789abcdef0123"
+
+[control]
+database = "sqlite://{control_db}"
+listen = "0.0.0.0:8080"
+public_url = "https://konsil.example"
+
+[[regions]]
+id = "eu"
+jurisdiction = "EU/EEA (GDPR)"
+public_url = "https://eu.konsil.example"
+internal_url = "http://konsil-eu-region.konsil-eu.svc:8080"
+internal_secret = "0123456789abcdef0123"
+""",
+            encoding="utf-8",
+        )
+        done = await asyncio.to_thread(konsil, "--control", file=control_file)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert [line.split(" (")[0] for line in done.stdout.splitlines()] == ["migrated control"]
+        tables, ran = sqlite_tables_and_migrations(control_db)
+        assert {t._meta.tablename for t in CONTROL_TABLES} <= tables
+        assert not {t._meta.tablename for t in REGION_TABLES} & tables
+        assert not await database_exists(other_name)
+
+        done = await asyncio.to_thread(konsil, "--region", "xx")
+        assert done.returncode == 2
+        assert done.stderr.strip() == "konsil: configuration error: regions: no region with id 'xx' is configured"
+
+        done = await asyncio.to_thread(konsil, "--region", "eu", "--control")
+        assert done.returncode == 2
+        assert "not allowed with argument" in done.stderr
+    finally:
+        conn = await asyncpg.connect(f"{PG_SERVER}/postgres")
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{other_name}" WITH (FORCE)')
+        finally:
+            await conn.close()

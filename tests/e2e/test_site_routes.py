@@ -18,7 +18,7 @@ from tests.e2e.site_pages import NOT_PAGE_ROUTES, REDIRECT_ROUTES, SITE, App
 pytestmark = pytest.mark.e2e
 
 # GET routes that are not pages: programs' routes, files, the API documentation (its own test).
-NOT_PAGES = ("/api/", "/internal/", "/ops/", "/static/", "/schema", "/.well-known/", "/healthz")
+NOT_PAGES = ("/api/", "/internal/", "/ops/", "/static/", "/schema", "/.well-known/", "/healthz", "/readyz")
 
 
 def page_routes(app: Litestar) -> set[str]:

@@ -7,8 +7,8 @@ import os
 import stat
 from pathlib import Path
 
-from konsil.media_nodes import local_relay
-from konsil.media_nodes.local_relay import LocalRelay, has_own_relay, read_or_make_secret, reap_leftover
+from konsil.media_nodes.coturn import PID_FILE, reap_leftover
+from konsil.media_nodes.local_relay import LocalRelay, has_own_relay, read_or_make_secret
 from konsil.media_nodes.network_test import reach
 from konsil.media_nodes.network_test.measures import direct_candidates
 from tests.conftest import bare_region
@@ -48,7 +48,7 @@ def test_a_region_with_relays_of_its_own_gets_none() -> None:
 
 
 def test_a_stale_pid_file_never_stops_another_program(tmp_path: Path) -> None:
-    pid_file = tmp_path / local_relay.PID_FILE
+    pid_file = tmp_path / PID_FILE
     pid_file.write_text(f"{os.getpid()}\n")  # this test's own process: not a turnserver
     assert reap_leftover(tmp_path) is None
     assert not pid_file.exists(), "the stale pid file is removed"

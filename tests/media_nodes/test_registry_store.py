@@ -75,6 +75,7 @@ async def test_every_replica_follows_drains_from_the_db(clean: None) -> None:
     reg = registry(clock)
     send(reg, beat("eu-1", seq=1, allocations=2))
     send(reg, beat("eu-2", seq=1))
+    await write_nodes(reg, {})  # the nodes are known to the region DB
     await cordons.cordon("eu", "eu-1", "kernel", drain=True)  # by the ops CLI, or another replica
     await follow_cordons(reg)
     [draining] = [v for v in await node_views(reg) if v.node_id == "eu-1"]
@@ -82,8 +83,8 @@ async def test_every_replica_follows_drains_from_the_db(clean: None) -> None:
     send(reg, beat("eu-1", seq=2, allocations=0))
     [drained] = [v for v in await node_views(reg) if v.node_id == "eu-1"]
     assert drained.status == "drained"
-    # A node cordoned before it ever joined is listed too.
-    await cordons.cordon("eu", "eu-9", "not racked yet")
+    # A node cordoned before it ever joined (asked for: new_node) is listed too.
+    await cordons.cordon("eu", "eu-9", "not racked yet", new_node=True)
     await follow_cordons(reg)
     assert {v.node_id: v.status for v in await node_views(reg)} == {
         "eu-1": "drained",
@@ -127,10 +128,36 @@ async def test_the_ops_api_and_the_ops_cli_cordon_alike(cordon_table: None) -> N
     await follow_cordons(elsewhere)
     assert elsewhere.node("eu-1").draining_by_ops  # type: ignore[union-attr]
 
-    await cordons.cordon("eu", "eu-2", "x" * 300)
+    await cordons.cordon("eu", "eu-2", "x" * 300, new_node=True)
     assert [len(c.reason) for c in await cordons.cordons() if c.node_id == "eu-2"] == [cordons.REASON_LENGTH]
 
     assert await cordons.uncordon("eu", "eu-1", registry=here) is True
     assert not here.node("eu-1").cordoned  # type: ignore[union-attr]
-    assert await cordons.uncordon("eu", "eu-1") is False, "no cordon left to lift"
+    assert await cordons.uncordon("eu", "eu-1", registry=elsewhere) is False, "no cordon left to lift"
     assert [c.node_id for c in await cordons.cordons()] == ["eu-2"]
+
+
+async def test_a_node_the_region_never_heard_of_is_refused(cordon_table: None) -> None:
+    """``cordon ghost-node`` stored a cordon of nothing and ``uncordon never-existed``
+    said it takes new calls again. Known is: heard by this replica, written to the region
+    DB by any replica (the node may be offline now), or cordoned already."""
+    heard = registry()
+    send(heard, beat("eu-1", seq=1))
+    await write_nodes(heard, {})  # eu-1 is known to the region DB, and then goes offline
+    here = registry()
+    send(here, beat("eu-3", seq=1))  # eu-3 only this replica has heard so far
+    for action in (cordons.cordon, cordons.uncordon):
+        with pytest.raises(cordons.UnknownNode) as refused:
+            await action("eu", "ghost-node", registry=here)
+        assert str(refused.value) == "no media node 'ghost-node' is known in region eu; known nodes: eu-1, eu-3"
+    assert await cordons.cordons() == [], "nothing stored for an unknown node"
+    with pytest.raises(cordons.UnknownNode, match=r"known nodes: eu-1$"):
+        await cordons.cordon("eu", "eu-3")  # the ops CLI has no registry: eu-3 is not in the DB yet
+    await cordons.cordon("eu", "eu-1", "offline, still known")  # no replica hears it now
+    await cordons.cordon("eu", "eu-3", registry=here)
+    await cordons.cordon("eu", "eu-new", "not racked yet", new_node=True)
+    assert [c.node_id for c in await cordons.cordons()] == ["eu-1", "eu-3", "eu-new"]
+    assert await cordons.uncordon("eu", "eu-new") is True
+    await MediaNode.delete(force=True).run()
+    with pytest.raises(cordons.UnknownNode, match=r"known nodes: eu-1, eu-3$"):
+        await cordons.cordon("eu", "eu-new")  # uncordoned and never heard: unknown again

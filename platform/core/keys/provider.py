@@ -22,6 +22,11 @@ class KeyUnavailable(KeyServiceError):
     """The key service cannot be reached or failed: fail closed (HTTP 503)."""
 
 
+class KeyServiceMisconfigured(KeyUnavailable):
+    """The key service answers but is not set up for what was asked (no Transit engine
+    at the mount, a policy that denies it): an operator must act; waiting will not help."""
+
+
 class KeyDestroyed(KeyServiceError):
     """The organisation's key does not exist (deleted: crypto-shredded; HTTP 410)."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from konsil.platform.core.keys.provider import (
     KeyDestroyed,
     KeyInfo,
     KeyServiceError,
+    KeyServiceMisconfigured,
     KeyUnavailable,
     UnwrapRefused,
     key_name,
@@ -61,6 +63,15 @@ def _reason(exc: hvac_errors.VaultError) -> str:
     return text[:200] or type(exc).__name__
 
 
+def _unmounted(reason: str) -> str:
+    """Vault's "no handler for route 'transit/keys/org-…'" in words an operator acts on:
+    the mount (the route's first segment) has no secrets engine enabled."""
+    found = re.search(r"""route ['"]?([^/'"\s]+)/""", reason)
+    if found is None:
+        return reason
+    return f"no secrets engine is enabled at Vault mount {found.group(1)!r} (enable Transit or KV v2 there)"
+
+
 def _translate(exc: Exception, *, unwrapping: bool) -> KeyServiceError:
     """Map an hvac/requests failure onto the provider's errors."""
     if isinstance(exc, requests.exceptions.RequestException):
@@ -68,11 +79,11 @@ def _translate(exc: Exception, *, unwrapping: bool) -> KeyServiceError:
     if isinstance(exc, _UNAVAILABLE):
         return KeyUnavailable(f"key service failed: {_reason(exc)}")
     if isinstance(exc, hvac_errors.Forbidden):
-        return KeyUnavailable("key service denied the request (permission denied)")
+        return KeyServiceMisconfigured("key service denied the request (permission denied)")
     if isinstance(exc, hvac_errors.InvalidPath):
         reason = _reason(exc)
         if "no handler for route" in reason:  # transit engine not mounted: misconfigured, not shredded
-            return KeyUnavailable(f"key service misconfigured: {reason}")
+            return KeyServiceMisconfigured(f"key service misconfigured: {_unmounted(reason)}")
         return KeyDestroyed("organisation key not found")
     if isinstance(exc, hvac_errors.InvalidRequest):
         reason = _reason(exc)
