@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from konsil.platform.core.telemetry import metrics
-from konsil.platform.core.telemetry.privacy import ORGANISATION_SLUG
+from konsil.platform.core.telemetry.privacy import ORGANISATION_ID, ORGANISATION_SLUG
 
 log = logging.getLogger("konsil.telemetry")
 T = TypeVar("T")
@@ -158,9 +158,13 @@ class TraceRequests:
                 current.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     current.set_status(StatusCode.ERROR)
+            # Kept on export only as organisation_attributes allows (privacy.AttributePolicy).
             slug = (scope.get("path_params") or {}).get("slug")
             if isinstance(slug, str):
-                current.set_attribute(ORGANISATION_SLUG, slug)  # kept on export only when configured
+                current.set_attribute(ORGANISATION_SLUG, slug)
+            org_id = getattr((scope.get("state") or {}).get("org"), "id", None)
+            if org_id is not None:
+                current.set_attribute(ORGANISATION_ID, str(org_id))
             otel_context.detach(token)
             current.end()
 
