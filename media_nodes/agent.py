@@ -49,6 +49,8 @@ from konsil.media_nodes.coturn import CoturnConfig, CoturnError, CoturnProcess
 from konsil.media_nodes.turn_secret import read_from_vault
 from konsil.platform.core.config import ConfigError
 from konsil.platform.core.keys.provider import KeyUnavailable
+from konsil.platform.core.telemetry import message_span
+from konsil.platform.core.telemetry.setup import setup as setup_telemetry
 
 log = logging.getLogger("konsil.media_nodes.agent")
 
@@ -306,16 +308,18 @@ class NodeAgent:
                     log.info("node %s: connected to the broker", self.node_id)
                 beat = self._heartbeat()
                 body, signature = heartbeat.encode(self._key, beat)
-                channel.basic_publish(
-                    exchange=heartbeat.EXCHANGE,
-                    routing_key=key,
-                    body=body,
-                    properties=pika.BasicProperties(
-                        content_type="application/json",
-                        delivery_mode=pika.DeliveryMode.Transient,
-                        headers={heartbeat.SIGNATURE_HEADER: signature},
-                    ),
-                )
+                headers = {heartbeat.SIGNATURE_HEADER: signature}
+                with message_span("publish", heartbeat.EXCHANGE, headers):  # telemetry (wt2): trace context
+                    channel.basic_publish(
+                        exchange=heartbeat.EXCHANGE,
+                        routing_key=key,
+                        body=body,
+                        properties=pika.BasicProperties(
+                            content_type="application/json",
+                            delivery_mode=pika.DeliveryMode.Transient,
+                            headers=headers,
+                        ),
+                    )
                 self.published += 1
                 if beat.state == "draining":
                     self._draining_announced.set()
@@ -397,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail("--tls-cert and --tls-key go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.WARNING)
+    setup_telemetry(settings.telemetry, "media-node", settings.region_id)  # telemetry (wt2): [telemetry]
     try:
         agent = NodeAgent(
             region_id=settings.region_id,

@@ -21,6 +21,7 @@ import msgspec
 from konsil.media_nodes.turn_secret import VaultKv
 from konsil.platform.core.config import ConfigError, convert, read_config
 from konsil.platform.core.keys.login import VaultLogin, check_login
+from konsil.platform.core.telemetry.config import TelemetrySettings
 
 NEEDED = "needed to run a media node"
 
@@ -32,6 +33,8 @@ class AgentSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # The TURN secret as written in the configuration, or else where to read it.
     turn_secret: str = ""
     turn_secret_in_vault: VaultKv | None = None
+    # The same [telemetry] table as the other processes (service.name konsil-media-node).
+    telemetry: TelemetrySettings = TelemetrySettings()
 
 
 class _Vault(VaultLogin, frozen=True):
@@ -78,7 +81,8 @@ def agent_settings(raw: Mapping[str, Any], region_id: str) -> AgentSettings:
         if region.vault.backend != "vault" or not region.vault.turn_secret_path:
             raise ConfigError(f"{where}.turn_secret: missing (or vault.turn_secret_path), {NEEDED}")
         in_vault = _vault_kv(region.vault, f"{where}.vault")
-    return AgentSettings(region_id, region.broker_url, region.media_node_key, region.turn_secret, in_vault)
+    telemetry = convert(raw.get("telemetry") or {}, TelemetrySettings, "telemetry")
+    return AgentSettings(region_id, region.broker_url, region.media_node_key, region.turn_secret, in_vault, telemetry)
 
 
 def load_agent_settings(

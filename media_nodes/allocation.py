@@ -9,6 +9,7 @@ from konsil.media_nodes.ice import IceConfigError, turn_credentials
 from konsil.media_nodes.registry import NodeRegistry, RegisteredNode
 from konsil.platform.core.region import IceServer
 from konsil.platform.core.settings import RegionSettings
+from konsil.platform.core.telemetry import metrics
 
 
 class NoHealthyNode(Exception):
@@ -75,7 +76,10 @@ def allocate_node(
         raise IceConfigError(f"regions.{region.id}.turn_secret: required to hand out media-node credentials")
     node = pick_node(registry)
     if node is None:
+        metrics.relay_allocations.add(1, {"result": "no_healthy_node"})
         raise NoHealthyNode(region.id)
+    metrics.relay_load.record(node.allocations, {"node": node.node_id})
+    metrics.relay_allocations.add(1, {"result": "allocated", "node": node.node_id})
     registry.note_allocation(node.node_id)
     username, credential = turn_credentials(secret, call_ref, region.turn_credential_seconds)
     return node.node_id, [IceServer(urls=list(node.turn_urls), username=username, credential=credential)]

@@ -28,6 +28,7 @@ import pika.exceptions
 from konsil.media_nodes import heartbeat
 from konsil.media_nodes.heartbeat import Heartbeat, HeartbeatRejected
 from konsil.platform.core import broker
+from konsil.platform.core.telemetry import message_span
 
 log = logging.getLogger("konsil.media_nodes")
 
@@ -396,9 +397,10 @@ class HeartbeatConsumer:
                 if isinstance(signature, bytes):
                     signature = signature.decode("ascii", "replace")
                 try:
-                    self.registry.accept(
-                        body, signature if isinstance(signature, str) else None, routing_key=method.routing_key
-                    )
+                    with message_span("process", heartbeat.EXCHANGE, headers):  # telemetry (wt2): the node's trace
+                        self.registry.accept(
+                            body, signature if isinstance(signature, str) else None, routing_key=method.routing_key
+                        )
                 except HeartbeatRejected:
                     pass  # counted and logged by the registry
                 channel.basic_ack(delivery_tag=method.delivery_tag)

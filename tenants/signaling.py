@@ -27,11 +27,12 @@ from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.exceptions import WebSocketDisconnect
 
-from konsil.platform.core import errors
+from konsil.platform.core import clock, errors
 from konsil.platform.core.authz import rule
 from konsil.platform.core.channels import BoundedSubscriber
 from konsil.platform.core.keys.region_signing import SigningUnavailable
 from konsil.platform.core.region import RegionContext, region_of
+from konsil.platform.core.telemetry import metrics
 from konsil.tenants import organisations, records, visits
 from konsil.tenants.actors import Actor, actor_of, source_address
 from konsil.tenants.auth import Principal
@@ -248,6 +249,7 @@ class CallSession:
         self.call: records.Call | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.subscribers: list[BoundedSubscriber] = []
+        self.connected_timed = False
 
     async def join(self, call: records.Call) -> None:
         ctx = region_of(self.socket)
@@ -285,6 +287,10 @@ class CallSession:
         if isinstance(message, RELAYED):
             await self.relay(message)
         elif isinstance(message, Quality | Action):
+            if isinstance(message, Quality) and not self.connected_timed:
+                # The first quality sample: the peer connection carries media (telemetry).
+                self.connected_timed = True
+                metrics.admit_to_connected.record(max(0.0, (clock.now() - self.call.started_at).total_seconds()))
             kind = "quality" if isinstance(message, Quality) else "action"
             fields = {name: getattr(message, name) for name in message.__struct_fields__ if name != "call_id"}
             body = msgspec.json.encode({"type": kind, **fields})

@@ -37,6 +37,7 @@ from konsil.compliance.access_log.tables import AccessLogEntry, AccessLogHead
 from konsil.platform.core import database
 from konsil.platform.core.access import ACTIONS, OUTCOMES, AccessEvent, Action, Outcome
 from konsil.platform.core.keys.region_signing import KeySet
+from konsil.platform.core.telemetry import metrics
 
 # modified, deleted, reordered: one entry changed beside the service. rewritten: the log no
 # longer matches what the region sealed or signed (a consistent rewrite). forged: an entry
@@ -284,6 +285,7 @@ async def append_many(events: list[AccessEvent]) -> list[uuid.UUID]:
     async with database.transaction(engine):
         head = await _lock_head(engine, org_id)
         records = await _extend(engine, head, events)
+    metrics.access_log_appends.add(len(records))
     return [r.id for r in records]
 
 

@@ -60,6 +60,7 @@ from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 from konsil.platform.core import database
 from konsil.platform.core.keys.provider import KeyUnavailable
 from konsil.platform.core.region import RegionContext
+from konsil.platform.core.telemetry import metrics
 from konsil.tenants import removal
 from konsil.tenants.actors import Actor, _event
 from konsil.tenants.tables import (
@@ -121,6 +122,8 @@ class _Evidence:
     async def add(self, counts: dict[str, int]) -> None:
         for table, n in counts.items():
             self.rows[table] = self.rows.get(table, 0) + n
+            if self.id is not None and n:
+                metrics.purge_rows_deleted.add(n, {"table": table})
         if self.id is not None:
             await PurgeRun.update(
                 {

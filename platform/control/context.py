@@ -15,6 +15,7 @@ from konsil.platform.control.network import Origin, RegionPool
 from konsil.platform.core.ratelimit import RateLimit
 from konsil.platform.core.settings import ControlPlaneSettings, RegionEndpoint
 from konsil.platform.core.signing import RequestSigner, Verifier, sign
+from konsil.platform.core.telemetry import inject
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class ControlContext:
         return route
 
     def signed_headers(self, region_id: str, method: str, path: str, body: bytes) -> dict[str, str]:
-        return sign(self.regions[region_id].internal_secret, method, path, body, signer="control")
+        # With the trace context: the region's span of the call continues the control plane's trace.
+        return inject(sign(self.regions[region_id].internal_secret, method, path, body, signer="control"))
 
 
 class NoCookies(CookieJar):

@@ -20,6 +20,7 @@ from konsil.platform.control.signup import SLUG_PATTERN
 from konsil.platform.control.tables import DELETED, DirectoryOrganisation
 from konsil.platform.core import errors
 from konsil.platform.core.signing import FORWARDED_FOR, SIGNED_HEADERS
+from konsil.platform.core.telemetry import trace_header_line  # telemetry (wt2): trace context to the region
 from konsil.platform.core.web import read_body, send_json_error
 
 log = logging.getLogger("konsil.gateway")
@@ -45,6 +46,8 @@ _DROP_REQUEST = {
         "expect",
         FORWARDED_FOR,
         *SIGNED_HEADERS,
+        "traceparent",  # telemetry (wt2): only the gateway's own trace context goes on
+        "tracestate",
     )
 }
 _SLUG = re.compile(SLUG_PATTERN)
@@ -123,7 +126,7 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     parts += (b"\r\n" + FORWARDED_FOR_LINE, (client[0] if client else "unknown").encode("latin-1"), b"\r\n")
     if body or method not in _NO_CONTENT_METHODS:  # RFC 9110 §8.6: none where no content is expected
         parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
-    parts += (route.signer.header_lines(method, target.decode("latin-1"), body), b"\r\n")
+    parts += (route.signer.header_lines(method, target.decode("latin-1"), body), trace_header_line(), b"\r\n")
     pool = ctx.pool
     try:
         answer = await pool.request(route.origin, b"".join(parts), body, method == "HEAD")

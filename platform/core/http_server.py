@@ -37,6 +37,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.protocol import State
 
 from konsil.platform.core.settings import ServiceSettings
+from konsil.platform.core.telemetry.tracing import TraceRequests
 from konsil.platform.core.web import BODY_TOO_LARGE, SECURITY_HEADERS, replaying
 
 log = logging.getLogger("konsil.http")
@@ -297,7 +298,8 @@ def server_config(app: ASGIApp, settings: ServiceSettings, listen: str) -> uvico
     host, _, port = listen.rpartition(":")
     http, ws = protocol_classes(settings)
     return uvicorn.Config(
-        CompleteBodies(app, settings.body_timeout_seconds, settings.max_body_bytes),
+        # A server span per request (a no-op pass-through while telemetry is off).
+        TraceRequests(CompleteBodies(app, settings.body_timeout_seconds, settings.max_body_bytes)),
         host=host.strip("[]"),
         port=int(port),
         http=http,

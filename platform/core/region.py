@@ -24,6 +24,7 @@ from konsil.platform.core.limits import TenantLimits
 from konsil.platform.core.mail import Mailer, NoMailer
 from konsil.platform.core.settings import RegionSettings, Settings
 from konsil.platform.core.signing import Verifier, sign
+from konsil.platform.core.telemetry import inject
 
 
 class IceServer(msgspec.Struct, omit_defaults=True):
@@ -103,7 +104,7 @@ class ControlLink:
             raise httpx.ConnectError("no control plane configured")
         if self.client is None:
             self.client = httpx.AsyncClient(timeout=10.0)
-        headers = sign(self.secret, "POST", path, body, signer=f"region:{self.region_id}")
+        headers = inject(sign(self.secret, "POST", path, body, signer=f"region:{self.region_id}"))
         headers["content-type"] = "application/json"
         return await self.client.post(self.base_url + path, content=body, headers=headers, timeout=within)
 
@@ -112,7 +113,7 @@ class ControlLink:
             raise httpx.ConnectError("no control plane configured")
         if self.client is None:
             self.client = httpx.AsyncClient(timeout=10.0)
-        headers = sign(self.secret, "GET", path, b"", signer=f"region:{self.region_id}")
+        headers = inject(sign(self.secret, "GET", path, b"", signer=f"region:{self.region_id}"))
         return await self.client.get(self.base_url + path, headers=headers, timeout=within)
 
     async def close(self) -> None:

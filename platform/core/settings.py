@@ -20,6 +20,7 @@ import msgspec
 from konsil.platform.core.config import ConfigError as ConfigError
 from konsil.platform.core.config import convert, read_config
 from konsil.platform.core.keys.login import VaultLogin
+from konsil.platform.core.telemetry.config import TelemetrySettings
 
 RegionId = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}\Z", description="two-letter region id")]
 Jurisdiction = Annotated[str, msgspec.Meta(min_length=2, max_length=120)]
@@ -205,6 +206,8 @@ class ServiceSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Key of the keyed hash of normalised e-mail addresses (login discovery). The
     # control plane and the regions share it; regions send only the hash.
     discovery_key: Secret | None = None
+    # Traces, metrics and log format for the ops team's tools ([telemetry]); off by default.
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     def require_discovery_key(self) -> str:
         if not self.discovery_key:

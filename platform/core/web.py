@@ -23,8 +23,11 @@ log = logging.getLogger("konsil.web")
 
 # Warnings and errors only, and no exception traces from request handling: messages
 # may carry request values, and logs must stay free of personal data.
+# Lines are text or JSON with trace ids, as ``[telemetry] log_format`` says, and scrubbed of
+# personal data either way (platform/core/telemetry/logs.py).
 LOGGING = LoggingConfig(
     root={"level": "WARNING", "handlers": ["queue_listener"]},
+    formatters={"standard": {"()": "konsil.platform.core.telemetry.logs.Formatter"}},
     loggers={"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
     log_exceptions="never",
 )

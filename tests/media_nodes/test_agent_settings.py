@@ -95,6 +95,7 @@ def test_the_agents_settings_type_has_no_place_for_a_dsn_or_transit_credentials(
         "media_node_key",
         "turn_secret",
         "turn_secret_in_vault",
+        "telemetry",  # [telemetry]: where traces and metrics go, no credential
     }
     # The Vault login reads the KV engine: no Transit mount, no keyring.
     assert set(VaultKv.__struct_fields__) == {

@@ -24,6 +24,7 @@ from konsil.platform.core.keys.cipher import OrgCipher
 from konsil.platform.core.keys.provider import KeyInfo, KeyProvider
 from konsil.platform.core.keys.tables import TenantDataKey
 from konsil.platform.core.settings import RegionSettings, Settings
+from konsil.platform.core.telemetry import metrics
 
 
 @dataclass
@@ -38,6 +39,10 @@ class RotationResult:
     org_id: uuid.UUID
     key_version: int
     rewrapped: int
+
+
+_HIT = {"result": "hit"}
+_MISS = {"result": "miss"}
 
 
 def _new_key_id() -> str:
@@ -84,7 +89,9 @@ class TenantKeys:
         entry = self._cache.get(org_id)
         now = time.monotonic()
         if entry is not None and now - entry.loaded_at < self.max_age and entry.cipher.encryptions < self.max_uses:
+            metrics.key_cache.add(1, _HIT)
             return entry.cipher
+        metrics.key_cache.add(1, _MISS)
         async with self._lock(org_id):
             entry = self._cache.get(org_id)
             now = time.monotonic()

@@ -39,6 +39,7 @@ from konsil.platform.core.keys.provider import (
     key_name,
     wrapped_version,
 )
+from konsil.platform.core.telemetry import in_current_context, instrument_vault
 
 T = TypeVar("T")
 
@@ -158,6 +159,7 @@ class VaultTransitProvider:
         self._kubernetes_jwt_path = kubernetes_jwt_path
         self._auth_mount = auth_mount or auth
         self._client = hvac.Client(url=url, token=token or None, timeout=timeout)
+        instrument_vault(self._client)  # a span and a latency sample per Vault request
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vault-transit")
         self._lock = threading.Lock()  # guards round_trips and logins
         self._login_generation = 0  # bumped on every successful login
@@ -225,7 +227,8 @@ class VaultTransitProvider:
         if self._closed:
             raise KeyUnavailable("key provider is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._blocking, op, unwrapping)
+        # The caller's context goes along, so the Vault request's span joins its trace.
+        return await loop.run_in_executor(self._executor, in_current_context(self._blocking), op, unwrapping)
 
     async def transit(self, op: Callable[[Any], T]) -> T:
         """One operation on this Vault's Transit engine (``op`` gets hvac's transit API)
