@@ -179,7 +179,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         # Login-index changes the control plane has not taken yet (it was down), retried.
         login_index_retries = asyncio.create_task(login_index.keep_delivering(ctx))
         tidying = asyncio.create_task(keep_links_tidy(ctx))
-        startup.started("region service", region=region.id, mode=settings.mode, listen=region.listen, settings=settings)
+        startup.started("region service", region=region.id, mode=settings.mode, listen=region.listen)
         try:
             yield
         finally:

@@ -87,13 +87,20 @@ async def check_broker(region: RegionSettings, seconds: float = CHECK_TIMEOUT_SE
     try:
         await asyncio.to_thread(_connect_once, region.broker_url, seconds)
     except (pika.exceptions.AMQPError, OSError) as exc:
-        return failing(broker.describe(exc, region.broker_url))
-    return ok(f"RabbitMQ answers ({broker.where(region.broker_url)})")
+        # /readyz is public: what fails, never where the broker is (check-config and the logs say).
+        return failing(broker.describe(exc, region.broker_url, public=True))
+    return ok("RabbitMQ answers")
 
 
 def check_turn_secret(relays: RegionRelays, keeper: SecretKeeper | None) -> Check:
     if relays.registry is None:
-        return not_configured("this region hands out no media-node relays")
+        region = relays.region
+        if not any(url.startswith(("turn:", "turns:")) for url in region.ice_servers):
+            return not_configured("this region hands out no relays")
+        # Configured turn: servers take credentials made with the settings' secret only.
+        if not region.turn_secret:
+            return failing(f"the region's turn: servers have no TURN secret (regions.{region.id}.turn_secret)")
+        return ok("the relays' TURN secret is configured")
     if relays.turn_secret:
         return ok("the relays' TURN secret is read")
     if keeper is None:

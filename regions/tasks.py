@@ -381,7 +381,7 @@ def _start(settings: Settings, region_id: str, what: str, loglevel: str, app: Ce
     app.log.setup_logging_subsystem(loglevel=loglevel)
     url = settings.region(region_id).broker_url
     where = f"queue {queue_name(region_id)} on RabbitMQ {broker.where(url)}"
-    startup.started(what, region=region_id, mode=settings.mode, also=where, settings=settings)
+    startup.started(what, region=region_id, mode=settings.mode, also=where)
     wait_for_broker(url)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import re
 import socket
@@ -31,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlparse
 
 import httpx
 import hvac
@@ -43,6 +41,7 @@ import requests
 from konsil.platform.cli.launcher import embedded_config_text
 from konsil.platform.cli.migrations import redact
 from konsil.platform.control import piccolo_app as control_app
+from konsil.platform.core import broker
 from konsil.platform.core.keys.vault_signing import default_key_name
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings, load_settings
 from konsil.regions import piccolo_app as region_app
@@ -241,9 +240,7 @@ def _check_kv(client: hvac.Client, region: RegionSettings, path: str, field: str
 
 def check_broker(region: RegionSettings) -> Check:
     what = f"broker (region {region.id})"
-    parsed = urlparse(region.broker_url)
-    vhost = unquote(parsed.path[1:]) if len(parsed.path) > 1 else "/"
-    where = f"{parsed.hostname}:{parsed.port or 5672} vhost {vhost!r}"
+    vhost, where = broker.vhost_of(region.broker_url), broker.where(region.broker_url)
     params = pika.URLParameters(region.broker_url)
     params.socket_timeout = TIMEOUT
     params.blocked_connection_timeout = TIMEOUT
@@ -251,16 +248,14 @@ def check_broker(region: RegionSettings) -> Check:
     params.stack_timeout = TIMEOUT * 2
     try:
         connection = pika.BlockingConnection(params)
-    except pika.exceptions.ProbableAuthenticationError:
-        return missing(what, f"{where}: login refused for user {parsed.username!r}")
-    except pika.exceptions.ProbableAccessDeniedError:
-        return missing(
-            what,
-            f"{where}: the vhost does not exist or user {parsed.username!r} may not use it "
-            f"(`rabbitmqctl add_vhost {vhost}`, `rabbitmqctl set_permissions -p {vhost} USER '.*' '.*' '.*'`)",
-        )
     except (pika.exceptions.AMQPError, OSError) as exc:
-        return missing(what, f"{where}: unreachable ({type(exc).__name__})")
+        # The same words as the region's logs and /readyz (platform/core/broker.py).
+        problem = broker.describe(exc, region.broker_url)
+        if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
+            problem += (
+                f" (`rabbitmqctl add_vhost {vhost}`, `rabbitmqctl set_permissions -p {vhost} USER '.*' '.*' '.*'`)"
+            )
+        return missing(what, problem)
     connection.close()
     return ok(what, f"{where}: connected")
 
@@ -354,7 +349,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], object] = print) -> int:
     if not args.connect:
         return 0
     # Each check says what failed in one line; pika would add its own tracebacks.
-    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    broker.quiet_pika()
     checks: list[Check] = []
     if args.control:
         checks += control_checks(settings)

@@ -59,11 +59,15 @@ async def ensure_postgres_database(dsn: str) -> None:
 
 
 def redact(dsn: str) -> str:
+    """The DSN as it may be printed: the password masked and the query string dropped
+    (libpq takes ``?password=`` and ``sslpassword=`` there too)."""
     parsed = urlparse(dsn)
+    if not parsed.password and not parsed.query:
+        return dsn  # (urlunparse would also turn sqlite:/// into sqlite:/)
+    netloc = parsed.netloc
     if parsed.password:
-        netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
-        return urlunparse(parsed._replace(netloc=netloc))
-    return dsn
+        netloc = netloc.replace(f":{parsed.password}@", ":***@")
+    return urlunparse(parsed._replace(netloc=netloc, query="…" if parsed.query else ""))
 
 
 def migrate_target(target: Target) -> str:

@@ -162,7 +162,7 @@ def create_control_app(settings: ControlPlaneSettings) -> Litestar:
         database.bind(CONTROL_TABLES, engine)
         await database.start(engine)
         await register_regions(settings)
-        startup.started("control plane", listen=control.listen, settings=settings)
+        startup.started("control plane", listen=control.listen)
         try:
             yield
         finally:

@@ -211,10 +211,12 @@ async def create(ctx: ControlContext, data: SignupIn) -> Created:
         if response.status_code in (400, 409):
             detail = response.json().get("message", "the region refused the request")
             raise errors.AppError(response.status_code, "refused", detail)
-        # The region's own error (its code and message are written for people: no
-        # personal data), logged with this 503; the region's log names the cause.
-        why = _region_error(response)
-        raise errors.unavailable(f"region {region.id} could not create the organisation ({why}); nothing was created")
+        # The region's own error (its code and message hold no personal data) goes to the
+        # operators' log, not to the anonymous caller; the region's log names the cause.
+        log.warning("region %s could not create an organisation: %s", region.id, _region_error(response))
+        raise errors.unavailable(
+            f"region {region.id} could not create the organisation; nothing was created, try again later"
+        )
     created = msgspec.json.decode(response.content, type=RegionCreated)
     try:
         async with database.transaction(ctx.engine):

@@ -37,23 +37,25 @@ def _texts(exc: BaseException) -> str:
     return " ".join(parts)
 
 
-def describe(exc: BaseException, url: str) -> str:
+def describe(exc: BaseException, url: str, *, public: bool = False) -> str:
     """What went wrong reaching the broker at ``url``, in a few words. The broker's
     own reasons name vhosts and users, never passwords; the URL's password is never
-    used here."""
+    used here. ``public``: for an answer anyone may read (``/readyz``), which says what
+    fails but never where the broker is (no host, port or vhost)."""
     text = _texts(exc)
-    vhost = vhost_of(url)
+    vhost = "" if public else f" {vhost_of(url)!r}"
+    at = "" if public else f" at {where(url)}"
     if (str(_NOT_ALLOWED) in text and ("vhost" in text or "NOT_ALLOWED" in text)) or "NotAllowed" in text:
-        return f"RabbitMQ vhost {vhost!r} does not exist or the user has no access to it"
+        return f"RabbitMQ vhost{vhost} does not exist or the user has no access to it"
     if (str(_ACCESS_REFUSED) in text and "ACCESS_REFUSED" in text) or "ProbableAuthenticationError" in text:
-        return f"RabbitMQ refused the login of the configured user (vhost {vhost!r})"
+        return "RabbitMQ refused the login of the configured user" + ("" if public else f" (vhost{vhost})")
     if "ProbableAccessDeniedError" in text:
-        return f"RabbitMQ vhost {vhost!r} does not exist or the user has no access to it"
+        return f"RabbitMQ vhost{vhost} does not exist or the user has no access to it"
     if "Connection refused" in text or "ConnectionRefusedError" in text:
-        return f"nothing accepts connections at {where(url)}"
+        return f"nothing accepts connections at {where(url)}" if not public else "RabbitMQ refuses connections"
     if "timed out" in text.lower() or "Timeout" in text:
-        return f"RabbitMQ at {where(url)} did not answer in time"
-    return f"RabbitMQ at {where(url)} is unavailable ({type(exc).__name__})"
+        return f"RabbitMQ{at} did not answer in time"
+    return f"RabbitMQ{at} is unavailable ({type(exc).__name__})"
 
 
 def quiet_pika() -> None:

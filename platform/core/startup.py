@@ -6,22 +6,25 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+
+from konsil.platform.core.telemetry import logs
+from konsil.platform.core.telemetry import setup as telemetry
 
 log = logging.getLogger("konsil.start")
 log.setLevel(logging.INFO)  # the start line is INFO; the processes' default level is WARNING
 
 
-def metrics_listen(settings: Any) -> str:
-    """The metrics endpoint's address when the settings configure one ([telemetry]
-    metrics_listen), else ""."""
-    telemetry = getattr(settings, "telemetry", None)
-    return str(getattr(telemetry, "metrics_listen", "") or "")
+def metrics_address() -> str:
+    """Where this process serves ``/metrics``: only once the endpoint really listens
+    (a port in use is logged by telemetry and leaves it off), else ""."""
+    running = telemetry.current()
+    if running is None or running.metrics_server is None:
+        return ""
+    host = running.settings.metrics_listen.rpartition(":")[0]
+    return f"{host}:{running.metrics_port}"
 
 
-def started(
-    what: str, *, region: str = "", mode: str = "", listen: str = "", also: str = "", settings: Any = None
-) -> str:
+def started(what: str, *, region: str = "", mode: str = "", listen: str = "", also: str = "") -> str:
     """Log (INFO) and return the start line of a process (``also``: what else it is
     bound to, e.g. a worker's queue and broker)."""
     parts = [f"konsil {what} started"]
@@ -33,14 +36,14 @@ def started(
         parts.append(f"listening on {listen}")
     if also:
         parts.append(also)
-    if metrics := metrics_listen(settings):
+    if metrics := metrics_address():
         parts.append(f"metrics on {metrics}")
     line = ", ".join(parts)
     if not logging.getLogger().handlers and not log.handlers:
         # A process whose logging nobody configured (Celery's worker and beat leave the
         # root logger alone): the line still reaches its standard error.
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logs.Formatter())  # scrubbed, text or JSON as configured
         log.addHandler(handler)
     log.info("%s", line)
     return line

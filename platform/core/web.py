@@ -18,6 +18,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from konsil.platform.core.errors import AppError
 from konsil.platform.core.signing import SIGNATURE_HEADER, SignatureError, Verifier
+from konsil.platform.core.telemetry.tracing import serve_verified
 
 log = logging.getLogger("konsil.web")
 
@@ -120,7 +121,7 @@ class SignedCalls:
             log.warning("refused internal call to %s: %s", path, exc)
             await send_json_error(send, 401, "bad_signature", str(exc))
             return
-        await self.app(scope, replaying(body, receive), send)
+        await serve_verified(self.app, scope, replaying(body, receive), send)
 
 
 @get("/healthz", opt={"public": True}, include_in_schema=False)

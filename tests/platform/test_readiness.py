@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from konsil.media_nodes.relays import RegionRelays
 from konsil.platform.core.readiness import Check, Probe, failing, ok
+from konsil.regions.readiness import check_turn_secret
+from tests.conftest import bare_region
 
 
 class Counted:
@@ -65,3 +68,16 @@ async def test_a_check_that_raises_is_failing_and_names_only_the_type() -> None:
     answer = await Probe({"database": broken}, frozenset({"database"})).run()
     assert answer.ready is False
     assert answer.checks["database"] == failing("database check failed (ValueError)")
+
+
+def test_configured_turn_servers_without_a_secret_are_reported_failing() -> None:
+    """A region whose relays are configured turn: servers (no media-node registry) makes
+    their credentials with regions.<id>.turn_secret only: without it, calls get relays
+    they cannot log in to, and readiness says so instead of "not configured"."""
+    servers = ["stun:stun.eu.konsil.test:3478", "turn:turn.eu.konsil.test:3478?transport=udp"]
+    without = check_turn_secret(RegionRelays(bare_region(ice_servers=servers)), None)
+    assert without.status == "failing" and "regions.eu.turn_secret" in without.detail
+    with_secret = RegionRelays(bare_region(ice_servers=servers, turn_secret="eu-turn-secret-0123456789"))
+    assert check_turn_secret(with_secret, None).status == "ok"
+    stun_only = RegionRelays(bare_region(ice_servers=servers[:1]))
+    assert check_turn_secret(stun_only, None).status == "not_configured"

@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind
 
 from konsil.media_nodes.agent_settings import load_agent_settings
 from konsil.platform.core.settings import ConfigError, load_control_settings, load_settings
+from konsil.platform.core.signing import Verifier, sign
 from konsil.platform.core.telemetry import logs, tracing
 from konsil.platform.core.telemetry.config import TelemetrySettings
 from konsil.platform.core.telemetry.privacy import (
@@ -33,6 +34,7 @@ from konsil.platform.core.telemetry.privacy import (
     scrub_sql,
     scrub_text,
 )
+from konsil.platform.core.web import SignedCalls
 from tests.telemetry_receiver import Receiver, ReceiverServer
 
 EMAIL = "jane.marker7f3a@clinic.example"
@@ -222,7 +224,12 @@ def global_receiver() -> Iterator[Receiver]:
             provider.force_flush()
 
 
+SECRET = "control-secret-0123456789"
+PATH = "/api/v1/orgs/praxis/x"
+
+
 async def _call(app: Any, headers: list[tuple[bytes, bytes]]) -> int:
+    """One GET through the server's layers: TraceRequests, then SignedCalls, then ``app``."""
     sent: list[dict[str, Any]] = []
 
     async def receive() -> Any:
@@ -231,15 +238,14 @@ async def _call(app: Any, headers: list[tuple[bytes, bytes]]) -> int:
     async def send(message: Any) -> None:
         sent.append(message)
 
-    scope: Any = {
-        "type": "http",
-        "method": "GET",
-        "path": "/api/v1/orgs/praxis/x",
-        "headers": headers,
-        "query_string": b"",
-    }
-    await tracing.TraceRequests(app)(scope, receive, send)
+    scope: Any = {"type": "http", "method": "GET", "path": PATH, "headers": headers, "query_string": b""}
+    verified = SignedCalls(app, Verifier({"control": SECRET}, 60), max_body=1024)
+    await tracing.TraceRequests(verified)(scope, receive, send)
     return int(sent[0]["status"])
+
+
+def _signed(secret: str) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in sign(secret, "GET", PATH, b"", "control").items()]
 
 
 async def _app(scope: Any, receive: Any, send: Any) -> None:
@@ -250,22 +256,29 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b""})
 
 
-async def test_a_signed_call_continues_the_callers_trace_and_a_browsers_does_not(global_receiver: Receiver) -> None:
+async def test_only_a_verified_signed_call_continues_the_callers_trace(global_receiver: Receiver) -> None:
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    assert await _call(_app, [(b"x-konsil-signature", b"abc"), (b"traceparent", parent.encode())]) == 204
-    assert await _call(_app, [(b"traceparent", parent.encode())]) == 204
+    caller = (b"traceparent", parent.encode())
+    assert await _call(_app, [*_signed(SECRET), caller]) == 204
+    # A browser's trace context, and one beside a forged signature, are never continued:
+    # the forged call is refused before any span starts (no chosen trace ids, no forced sampling).
+    assert await _call(_app, [caller]) == 204
+    assert await _call(_app, [*_signed("not-the-control-secret-000"), caller]) == 401
     trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
     spans = [s for s in _wait_for_spans(global_receiver, 4) if s.span.kind == s.span.SPAN_KIND_SERVER]
-    signed, browser = spans[-2:]
-    assert signed.span.trace_id.hex() == "0af7651916cd43dd8448eb211c80319c"
+    continued = [s for s in spans if s.span.trace_id.hex() == "0af7651916cd43dd8448eb211c80319c"]
+    assert len(continued) == 1, "only the verified call continues the caller's trace"
+    (signed,) = continued
     assert signed.span.parent_span_id.hex() == "b7ad6b7169203331"
-    assert browser.span.trace_id.hex() != "0af7651916cd43dd8448eb211c80319c"
     assert signed.span.name == "GET /api/v1/orgs/{slug:str}/x"
     assert signed.attributes == {
         "http.request.method": "GET",
         "http.route": "/api/v1/orgs/{slug:str}/x",
         "http.response.status_code": 204,
     }
+    browser = spans[-1]
+    assert browser.span.trace_id.hex() != "0af7651916cd43dd8448eb211c80319c"
+    assert browser.span.name == "GET /api/v1/orgs/{slug:str}/x"
 
 
 def test_trace_header_line_carries_the_current_span(global_receiver: Receiver) -> None:

@@ -60,7 +60,13 @@ def _reason(exc: hvac_errors.VaultError) -> str:
     """Vault's own error text (it names no key material), shortened."""
     errors = getattr(exc, "errors", None)
     text = "; ".join(str(e) for e in errors) if errors else str(getattr(exc, "message", "") or "")
+    # Vault's words may quote a key's path (transit/keys/org-<id>): the reason goes to logs
+    # and 5xx log lines, which name no organisation (telemetry's organisation_attributes).
+    text = _UUID.sub("…", text)
     return text[:200] or type(exc).__name__
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 
 
 def _unmounted(reason: str) -> str:

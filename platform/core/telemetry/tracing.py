@@ -40,6 +40,8 @@ TRACESTATE = "tracestate"
 # Only a call signed by the control plane or a region may continue a trace: a browser's
 # traceparent is ignored (it could carry anything, and trace ids are not the public's).
 _SIGNED = b"x-konsil-signature"
+# Where TraceRequests leaves a signed call for SignedCalls to serve once verified.
+_VERIFIED_LATER = "konsil.trace_after_verification"
 
 
 # --- context across processes --------------------------------------------------------------
@@ -103,7 +105,9 @@ def _route_of(scope: Scope) -> str | None:
 
 class TraceRequests:
     """ASGI middleware: a server span per request or socket, named by method and route
-    template; continues the caller's trace on signed internal calls only."""
+    template. A signed internal call's span is started by ``SignedCalls`` once its
+    signature is verified (``serve_verified``): only then is the caller's trace context
+    continued, so an unsigned caller can neither pick trace ids nor force sampling."""
 
     def __init__(self, app: ASGIApp, region: str | None = None) -> None:
         self.app = app
@@ -114,21 +118,22 @@ class TraceRequests:
         if kind not in ("http", "websocket") or not tracing_enabled():
             await self.app(scope, receive, send)
             return
-        parent = None
-        headers = scope["headers"]
-        if any(name == _SIGNED for name, _ in headers):
-            carrier = {
-                name.decode("latin-1"): value.decode("latin-1")
-                for name, value in headers
-                if name in (b"traceparent", b"tracestate")
-            }
-            parent = extract(carrier)
+        if kind == "http" and any(name == _SIGNED for name, _ in scope["headers"]):
+            extensions: dict[str, Any] = scope.get("extensions") or {}
+            extensions[_VERIFIED_LATER] = self
+            scope["extensions"] = extensions
+            await self.app(scope, receive, send)
+            return
+        await self.serve(self.app, scope, receive, send, None)
+
+    async def serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, parent: Context | None) -> None:
+        kind: str = scope["type"]
         method = str(scope.get("method", "GET")) if kind == "http" else "WEBSOCKET"
         current = tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
         token = otel_context.attach(trace.set_span_in_context(current))
         if not current.is_recording():  # sampled out: the context (not sampled) still goes on
             try:
-                await self.app(scope, receive, send)
+                await app(scope, receive, send)
             finally:
                 otel_context.detach(token)
             return
@@ -144,7 +149,7 @@ class TraceRequests:
             await send(message)
 
         try:
-            await self.app(scope, receive, sending)
+            await app(scope, receive, sending)
         except BaseException as exc:
             current.set_attribute("error.type", type(exc).__name__)
             current.set_status(StatusCode.ERROR)
@@ -167,6 +172,21 @@ class TraceRequests:
                 current.set_attribute(ORGANISATION_ID, str(org_id))
             otel_context.detach(token)
             current.end()
+
+
+async def serve_verified(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve a signed call whose signature was just verified: its server span continues
+    the caller's trace (``traceparent``) when ``TraceRequests`` left it for this point."""
+    requests = (scope.get("extensions") or {}).pop(_VERIFIED_LATER, None)
+    if not isinstance(requests, TraceRequests):
+        await app(scope, receive, send)
+        return
+    carrier = {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name in (b"traceparent", b"tracestate")
+    }
+    await requests.serve(app, scope, receive, send, extract(carrier))
 
 
 # --- messages (media-node heartbeats over RabbitMQ) ------------------------------------------
