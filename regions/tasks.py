@@ -32,7 +32,7 @@ from konsil.compliance.access_log.checkpoints import checkpoint_moved
 from konsil.compliance.reports.jobs import REPORT_TASK, generate
 from konsil.compliance.retention.purge import PurgeRequest, purge, run_as_of, summary
 from konsil.compliance.retention.tables import PurgeRun
-from konsil.platform.core import broker, database, startup
+from konsil.platform.core import broker, database, liveness, startup
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.regions.container import open_region
@@ -375,19 +375,81 @@ def wait_for_broker(
         return failures
 
 
-def _start(settings: Settings, region_id: str, what: str, loglevel: str, app: Celery) -> None:
+def _start(
+    settings: Settings,
+    region_id: str,
+    what: str,
+    loglevel: str,
+    app: Celery,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Logging set up as Celery would (so these lines look like its own), the start
     line, then the broker waited for."""
     app.log.setup_logging_subsystem(loglevel=loglevel)
     url = settings.region(region_id).broker_url
     where = f"queue {queue_name(region_id)} on RabbitMQ {broker.where(url)}"
     startup.started(what, region=region_id, mode=settings.mode, also=where)
-    wait_for_broker(url)
+    wait_for_broker(url, sleep=sleep)
+
+
+def _touching(path: Path, sleep: Callable[[float], None] = time.sleep) -> Callable[[float], None]:
+    """``sleep`` that first touches the liveness file: waiting for the broker at start is
+    what the process should be doing, so it counts as alive."""
+
+    def wait(seconds: float) -> None:
+        liveness.touch(path)
+        sleep(seconds)
+
+    return wait
+
+
+def watch_worker_loop(app: Celery, path: Path) -> None:
+    """Make the worker prove it is alive (``konsil alive worker``, platform/core/liveness.py):
+    its consumer's event loop touches ``path`` every few seconds, and marks it while a task
+    runs (the solo pool runs a task in that loop, so the loop is busy by design then)."""
+    from celery import bootsteps
+    from celery.signals import task_postrun, task_prerun
+
+    class Alive(bootsteps.StartStopStep):
+        """A consumer step, like Celery's own heartbeat: its timer fires from the loop."""
+
+        def __init__(self, parent: Any, **kwargs: Any) -> None:
+            super().__init__(parent, **kwargs)
+            self.timer_ref: Any = None
+
+        def start(self, consumer: Any) -> None:
+            liveness.touch(path)
+            self.timer_ref = consumer.timer.call_repeatedly(liveness.TOUCH_EVERY_SECONDS, liveness.touch, (path,))
+
+        def stop(self, consumer: Any) -> None:
+            if self.timer_ref is not None:
+                self.timer_ref.cancel()
+                self.timer_ref = None
+
+    app.steps["consumer"].add(Alive)
+    task_prerun.connect(lambda **_: liveness.task_started(path), weak=False)
+    task_postrun.connect(lambda **_: liveness.touch(path), weak=False)
+
+
+def alive_scheduler(path: Path) -> type:
+    """Celery beat's persistent scheduler, touching ``path`` at every tick (at least every
+    ``liveness.TOUCH_EVERY_SECONDS``: ``beat_max_loop_interval``)."""
+    from celery.beat import PersistentScheduler
+
+    class AliveScheduler(PersistentScheduler):
+        def tick(self, *args: Any, **kwargs: Any) -> float:
+            liveness.touch(path)
+            return float(super().tick(*args, **kwargs))
+
+    return AliveScheduler
 
 
 def run_worker(settings: Settings, region_id: str, loglevel: str = "INFO") -> None:
     app = celery_app(settings, region_id)
-    _start(settings, region_id, "worker", loglevel, app)
+    alive = liveness.alive_file(settings.data_dir, "worker", region_id)
+    liveness.touch(alive)
+    watch_worker_loop(app, alive)
+    _start(settings, region_id, "worker", loglevel, app, _touching(alive))
     app.worker_main(
         [
             "worker",
@@ -404,5 +466,9 @@ def run_worker(settings: Settings, region_id: str, loglevel: str = "INFO") -> No
 def run_beat(settings: Settings, region_id: str, loglevel: str = "INFO") -> None:
     app = celery_app(settings, region_id)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    _start(settings, region_id, "beat", loglevel, app)
+    alive = liveness.alive_file(settings.data_dir, "beat", region_id)
+    liveness.touch(alive)
+    app.conf.beat_scheduler = alive_scheduler(alive)
+    app.conf.beat_max_loop_interval = liveness.TOUCH_EVERY_SECONDS
+    _start(settings, region_id, "beat", loglevel, app, _touching(alive))
     app.start(["beat", f"--loglevel={loglevel}"])

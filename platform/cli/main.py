@@ -123,6 +123,22 @@ def parser() -> argparse.ArgumentParser:
         runner.add_argument("--loglevel", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
         runner.set_defaults(func=func)
 
+    alive = with_config(
+        sub.add_parser("alive", help="liveness probe of a region's worker or beat: exit 1 if its loop stopped")
+    )
+    alive.add_argument("kind", choices=["worker", "beat"])
+    alive.add_argument("--region", required=True, help="the region of the worker or beat")
+    alive.add_argument(
+        "--max-age", type=float, default=90.0, help="seconds since the loop last turned, at most (default 90)"
+    )
+    alive.add_argument(
+        "--max-task-seconds",
+        type=float,
+        default=21600.0,
+        help="seconds one task may run, at most (default 21600: a long purge keeps the loop busy)",
+    )
+    alive.set_defaults(func=_command("konsil.platform.cli.alive:run"))
+
     # Parsed by the agent itself: main() hands it everything after "media-node".
     sub.add_parser("media-node", help="run a media node: media-node run --region ID --node-id ID --config FILE")
 

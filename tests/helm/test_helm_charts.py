@@ -15,17 +15,21 @@ from urllib.parse import urlsplit
 
 import helm_python as helm
 import kubernetes_validate
+import msgspec
 import pytest
 import tomli_w
 
 from konsil.media_nodes.agent_settings import agent_settings
+from konsil.platform.cli.main import parser as cli_parser
 from konsil.platform.core.config import read_config
+from konsil.platform.core.liveness import TOUCH_EVERY_SECONDS
 from konsil.platform.core.settings import (
     ControlPlaneSettings,
     Settings,
     load_control_settings,
     load_settings,
 )
+from konsil.platform.core.telemetry.config import TelemetrySettings
 from tests.helm.charts import (
     CONTROL_CHART,
     KUBE_VERSION,
@@ -97,6 +101,35 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(renders: dict[s
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(p) for p in exc.path)
             pytest.fail(f"{kn(obj)} does not validate against Kubernetes {KUBE_VERSION}: {path}: {exc.message}")
+
+
+def test_pod_monitor_scrapes_worker_beat_and_media_nodes_with_the_service_monitor_switch(
+    renders: dict[str, Render],
+) -> None:
+    # A CRD: kubernetes-validate has no schema for it, so it is off by default (the
+    # validated renders hold none) and its shape is checked here.
+    for which in ALL:
+        assert not renders[which].of_kind("PodMonitor")
+    rendered = render_region("eu", {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}})
+    [monitor] = rendered.of_kind("PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    selector = monitor["spec"]["selector"]
+    [expression] = selector["matchExpressions"]
+    assert expression["key"] == "app.kubernetes.io/component" and expression["operator"] == "In"
+    selected = []
+    for obj, pod in rendered.pod_specs():
+        labels = obj["spec"]["template"]["metadata"]["labels"]
+        if selector["matchLabels"].items() <= labels.items() and labels[expression["key"]] in expression["values"]:
+            selected.append(labels[expression["key"]])
+            [container] = pod["containers"]
+            assert "metrics" in {p["name"] for p in container["ports"]}, kn(obj)
+    assert sorted(selected) == ["beat", "media-node", "worker"]
+    without_nodes = render_region("eu", {"serviceMonitor": {"enabled": True}, "mediaNodes": {"enabled": False}})
+    [monitor] = without_nodes.of_kind("PodMonitor")
+    assert monitor["spec"]["selector"]["matchExpressions"][0]["values"] == ["worker", "beat"]
+    assert not render_control({"serviceMonitor": {"enabled": True}}).of_kind("PodMonitor")
 
 
 def test_service_monitor_is_off_by_default_and_scrapes_the_metrics_port(renders: dict[str, Render]) -> None:
@@ -171,7 +204,8 @@ def test_media_nodes_run_on_the_host_network_with_their_relay_ports(renders: dic
     [container] = pod["containers"]
     assert container["image"].endswith("konsil-media-node:0.1.0")
     ports = {(p["containerPort"], p["protocol"], p.get("hostPort")) for p in container["ports"]}
-    assert ports == {(3478, "UDP", 3478), (3478, "TCP", 3478), (5349, "TCP", 5349)}
+    assert ports == {(3478, "UDP", 3478), (3478, "TCP", 3478), (5349, "TCP", 5349), (9464, "TCP", 9464)}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"] == 9464
     args = container["args"]
     assert args[:4] == ["media-node", "run", "--region", region]
 
@@ -195,10 +229,132 @@ def test_media_nodes_run_on_the_host_network_with_their_relay_ports(renders: dic
     assert {e["name"] for e in container["env"]} == {
         "KONSIL_CONFIG",
         "NODE_NAME",
-        "BROKER_PASSWORD",
+        "NODE_BROKER_PASSWORD",
         f"KONSIL_REGIONS__{region.upper()}__BROKER_URL",
         f"KONSIL_REGIONS__{region.upper()}__MEDIA_NODE_KEY",
     }
+
+
+def secret_keys(container: Mapping[str, Any]) -> set[str]:
+    return {e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_media_nodes_log_in_to_rabbitmq_with_their_own_user_never_the_regions(
+    renders: dict[str, Render], region: str
+) -> None:
+    rendered = renders[region]
+    values = rendered.values
+    [node] = rendered.named("DaemonSet", f"konsil-{region}-media-node")["spec"]["template"]["spec"]["containers"]
+    keys = secret_keys(node)
+    # The region user's password (full rights on the vhost, the Celery queues included)
+    # never reaches a node; the nodes' own password never reaches the region's pods.
+    assert values["secretKeys"]["brokerPassword"] not in keys
+    assert keys == {"media-node-broker-password", "media-node-key"}
+    broker = urlsplit(pod_environment(node)[f"KONSIL_REGIONS__{region.upper()}__BROKER_URL"])
+    assert broker.username == f"konsil-{region}-nodes" != values["rabbitmq"]["user"]
+    assert broker.password == "test-media-node-broker-password-0123456789abcdef"
+    for where, container in containers(rendered):
+        if where.startswith("DaemonSet/"):
+            continue
+        assert "media-node-broker-password" not in secret_keys(container), where
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"mediaNodes": {"rabbitmq": {"user": None}}}, "mediaNodes.rabbitmq.user is required while mediaNodes.enabled"),
+        ({"mediaNodes": {"rabbitmq": {"user": "konsil-eu"}}}, "mediaNodes.rabbitmq.user must not be rabbitmq.user"),
+        ({"mediaNodes": {"metricsPort": 3478}}, "mediaNodes.metricsPort 3478 clashes with coturn's ports"),
+        ({"mediaNodes": {"metricsPort": 5349}}, "mediaNodes.metricsPort 5349 clashes with coturn's ports"),
+        ({"mediaNodes": {"metricsPort": 50000}}, "mediaNodes.metricsPort 50000 clashes with coturn's ports"),
+    ],
+)
+def test_media_node_login_and_metrics_port_mistakes_fail_to_render(overrides: dict[str, Any], message: str) -> None:
+    values = region_values("eu", overrides)
+    if values["mediaNodes"]["rabbitmq"]["user"] is None:
+        del values["mediaNodes"]["rabbitmq"]["user"]
+    with pytest.raises(helm.HelmRenderError) as caught:
+        render(REGION_CHART, values, "konsil-eu", "konsil-eu")
+    assert message in str(caught.value)
+
+
+def test_media_node_metrics_port_is_configurable() -> None:
+    rendered = render_region("eu", {"mediaNodes": {"metricsPort": 9465}})
+    [node] = rendered.named("DaemonSet", "konsil-eu-media-node")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 9465, "hostPort": 9465, "protocol": "TCP"} in node["ports"]
+    config = tomllib.loads(rendered.named("ConfigMap", "konsil-eu-media-node")["data"]["konsil.toml"])
+    assert config["telemetry"]["metrics_listen"] == "0.0.0.0:9465"
+    # The pods' own metrics port does not move with it.
+    region_config = tomllib.loads(rendered.named("ConfigMap", "konsil-eu")["data"]["konsil.toml"])
+    assert region_config["telemetry"]["metrics_listen"] == "0.0.0.0:9464"
+
+
+@pytest.mark.parametrize("which", ALL)
+def test_telemetry_sampling_timeout_and_queue_are_chart_values(which: str) -> None:
+    telemetry = {"traceSampleRatio": 0.25, "exportTimeoutSeconds": 5, "maxQueueSpans": 8192}
+    rendered = (
+        render_control({"telemetry": telemetry})
+        if which == "control"
+        else render_region(which, {"telemetry": telemetry})
+    )
+    config_maps = rendered.of_kind("ConfigMap")
+    assert len(config_maps) >= (1 if which == "control" else 2)
+    for config_map in config_maps:
+        raw = tomllib.loads(config_map["data"]["konsil.toml"])["telemetry"]
+        settings = msgspec.convert(raw, TelemetrySettings)
+        assert (settings.trace_sample_ratio, settings.export_timeout_seconds, settings.max_queue_spans) == (
+            0.25,
+            5.0,
+            8192,
+        ), kn(config_map)
+        assert settings.log_format == "json"
+    # The chart's defaults are the code's own.
+    defaults = TelemetrySettings()
+    plain = render_control() if which == "control" else render_region(which)
+    for config_map in plain.of_kind("ConfigMap"):
+        raw = tomllib.loads(config_map["data"]["konsil.toml"])["telemetry"]
+        assert raw["trace_sample_ratio"] == defaults.trace_sample_ratio, kn(config_map)
+        assert raw["export_timeout_seconds"] == defaults.export_timeout_seconds, kn(config_map)
+        assert raw["max_queue_spans"] == defaults.max_queue_spans, kn(config_map)
+
+
+@pytest.mark.parametrize("chart", ["control", "eu"])
+def test_a_trace_sample_ratio_above_one_is_refused(chart: str) -> None:
+    with pytest.raises(helm.HelmValuesError) as caught:
+        if chart == "control":
+            render_control({"telemetry": {"traceSampleRatio": 1.5}})
+        else:
+            render_region(chart, {"telemetry": {"traceSampleRatio": 1.5}})
+    assert "at '/telemetry/traceSampleRatio': maximum: got 1.5, want 1" in str(caught.value)
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_worker_and_beat_have_a_liveness_probe_konsil_understands(renders: dict[str, Render], region: str) -> None:
+    for kind, extra in (("worker", ["--max-task-seconds", "21600"]), ("beat", [])):
+        deployment = renders[region].named("Deployment", f"konsil-{region}-{kind}")
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        probe = container["livenessProbe"]
+        command = probe["exec"]["command"]
+        assert command == [
+            "konsil",
+            "alive",
+            kind,
+            "--region",
+            region,
+            "--config",
+            "/etc/konsil/konsil.toml",
+            "--max-age",
+            "90",
+            *extra,
+        ]
+        args = cli_parser().parse_args(command[1:])
+        assert (args.kind, args.region, args.max_age) == (kind, region, 90.0)
+        # Well above the 10 s between touches, and the probe's own start-up fits its timeout.
+        assert args.max_age >= 3 * TOUCH_EVERY_SECONDS
+        assert probe["timeoutSeconds"] >= 5
+        assert probe["initialDelaySeconds"] >= 10
+        assert "readinessProbe" not in container
 
 
 @pytest.mark.parametrize(
@@ -573,7 +729,18 @@ def test_region_configuration_loads_as_the_region_processes_read_it(
     node_path = config_file(tmp_path, rendered, f"konsil-{region}-media-node")
     [node] = rendered.named("DaemonSet", f"konsil-{region}-media-node")["spec"]["template"]["spec"]["containers"]
     agent = agent_settings(read_config(node_path, pod_environment(node)), region)
-    assert agent.broker_url == own.broker_url
+    # The same broker and vhost, the nodes' own login.
+    node_broker, region_broker = urlsplit(agent.broker_url), urlsplit(own.broker_url)
+    assert (node_broker.hostname, node_broker.port, node_broker.path) == (
+        region_broker.hostname,
+        region_broker.port,
+        region_broker.path,
+    )
+    assert (node_broker.username, region_broker.username) == (f"konsil-{region}-nodes", f"konsil-{region}")
+    # The agents report as the other processes do: OTLP, JSON logs, /metrics on the node.
+    assert agent.telemetry.metrics_listen == "0.0.0.0:9464"
+    assert agent.telemetry.log_format == "json"
+    assert agent.telemetry.otlp_endpoint == settings.telemetry.otlp_endpoint != ""
     assert agent.media_node_key == "test-media-node-key-0123456789abcdef"
     assert agent.turn_secret_in_vault is not None
     assert agent.turn_secret_in_vault.kubernetes_role == f"konsil-media-node-{region}"

@@ -115,6 +115,9 @@ metrics_listen = {{ printf "0.0.0.0:%v" .Values.telemetry.metricsPort | toJson }
 log_format = "json"
 organisation_attributes = {{ .Values.telemetry.organisationAttributes | toJson }}
 service_name_prefix = {{ .Values.telemetry.serviceNamePrefix | toJson }}
+trace_sample_ratio = {{ .Values.telemetry.traceSampleRatio | float64 }}
+export_timeout_seconds = {{ .Values.telemetry.exportTimeoutSeconds | float64 }}
+max_queue_spans = {{ .Values.telemetry.maxQueueSpans | int }}
 
 [control]
 listen = {{ printf "0.0.0.0:%v" .Values.control.port | toJson }}

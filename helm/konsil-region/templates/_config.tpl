@@ -1,4 +1,21 @@
 {{/*
+[telemetry]: the same table for every process of the release, each with its metrics port.
+Called with (dict "root" $ "port" PORT).
+*/}}
+{{- define "konsil-region.telemetry" -}}
+{{- $t := .root.Values.telemetry -}}
+[telemetry]
+otlp_endpoint = {{ $t.otlpEndpoint | toJson }}
+metrics_listen = {{ printf "0.0.0.0:%v" .port | toJson }}
+log_format = "json"
+organisation_attributes = {{ $t.organisationAttributes | toJson }}
+service_name_prefix = {{ $t.serviceNamePrefix | toJson }}
+trace_sample_ratio = {{ $t.traceSampleRatio | float64 }}
+export_timeout_seconds = {{ $t.exportTimeoutSeconds | float64 }}
+max_queue_spans = {{ $t.maxQueueSpans | int }}
+{{- end }}
+
+{{/*
 konsil.toml of the region's own processes: services mode, this region only. Secrets are
 not here: they arrive as KONSIL_REGIONS__<ID>__... variables (konsil-region.env).
 */}}
@@ -8,12 +25,7 @@ mode = "services"
 data_dir = "/tmp/konsil"
 control_url = {{ .Values.controlPlane.url | toJson }}
 
-[telemetry]
-otlp_endpoint = {{ .Values.telemetry.otlpEndpoint | toJson }}
-metrics_listen = {{ printf "0.0.0.0:%v" .Values.telemetry.metricsPort | toJson }}
-log_format = "json"
-organisation_attributes = {{ .Values.telemetry.organisationAttributes | toJson }}
-service_name_prefix = {{ .Values.telemetry.serviceNamePrefix | toJson }}
+{{ include "konsil-region.telemetry" (dict "root" . "port" .Values.telemetry.metricsPort) }}
 
 [[regions]]
 id = {{ .Values.region.id | toJson }}
@@ -54,9 +66,12 @@ password_path = {{ .Values.smtp.passwordPath | toJson }}
 
 {{/*
 konsil.toml of a media node: what its agent reads and nothing else (no database, no
-Transit, no internal secret). Its broker URL and heartbeat key arrive by environment.
+Transit, no internal secret). Its broker URL (the nodes' own RabbitMQ login) and heartbeat
+key arrive by environment; its [telemetry] serves /metrics on mediaNodes.metricsPort.
 */}}
 {{- define "konsil-region.mediaNodeConfig" -}}
+{{ include "konsil-region.telemetry" (dict "root" . "port" .Values.mediaNodes.metricsPort) }}
+
 [[regions]]
 id = {{ .Values.region.id | toJson }}
 

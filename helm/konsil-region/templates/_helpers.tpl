@@ -93,6 +93,19 @@ one of them. Called with (dict "what" "database" "host" HOST "root" $).
 {{- if gt (int .Values.mediaNodes.minPort) (int .Values.mediaNodes.maxPort) -}}
 {{- fail "mediaNodes.minPort must not be above mediaNodes.maxPort" -}}
 {{- end -}}
+{{- if .Values.mediaNodes.enabled -}}
+{{- $m := .Values.mediaNodes -}}
+{{- if not (and $m.rabbitmq $m.rabbitmq.user) -}}
+{{- fail "mediaNodes.rabbitmq.user is required while mediaNodes.enabled: the media nodes' own RabbitMQ login (heartbeats only), never the region's user" -}}
+{{- end -}}
+{{- if eq $m.rabbitmq.user .Values.rabbitmq.user -}}
+{{- fail "mediaNodes.rabbitmq.user must not be rabbitmq.user: the region's user may read and write the Celery queues, a media node needs the heartbeat exchange only" -}}
+{{- end -}}
+{{- $metrics := int $m.metricsPort -}}
+{{- if or (eq $metrics (int $m.port)) (and $m.tls.enabled (eq $metrics (int $m.tls.port))) (and (ge $metrics (int $m.minPort)) (le $metrics (int $m.maxPort))) -}}
+{{- fail (printf "mediaNodes.metricsPort %d clashes with coturn's ports on the host (port %v, tls.port %v, relay range %v-%v)" $metrics $m.port $m.tls.port $m.minPort $m.maxPort) -}}
+{{- end -}}
+{{- end -}}
 {{- if .Values.networkPolicy.enabled -}}
 {{- $needed := list "database" "vault" "rabbitmq" "controlPlane" "dns" -}}
 {{- if .Values.telemetry.otlpEndpoint }}{{ $needed = append $needed "telemetry" }}{{ end -}}
