@@ -5,6 +5,9 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# The test files run on 3 workers, each file whole on one worker (its module fixtures
+# are made once); most of the time is spent waiting on servers, browsers and relays.
+PYTEST_WORKERS ?= -n 3 --dist loadfile
 # axe-core (npm), which the browser tests inject into Chromium (tests/e2e/browser_kit.py).
 AXE := tests/e2e/axe
 AXE_STAMP := $(AXE)/node_modules/.installed
@@ -29,7 +32,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory $(AXE_STAMP)
 	scripts/ensure-services
 	scripts/lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_WORKERS) --durations=25
 
 # Markers from tests/conftest.py: e2e = everything under tests/e2e (other processes:
 # the stack, OpenBao, coturn, Chromium, `konsil` commands); services = a PostgreSQL,
