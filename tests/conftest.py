@@ -408,8 +408,13 @@ def free_port_run(count: int) -> int:
     import random
     import socket
 
+    # Each pytest-xdist worker (gw0, gw1, ...) takes its own slice of the range: coturn binds
+    # with SO_REUSEPORT, so two workers' relays picked at once could share a port and answer
+    # for each other. (16 ports spare at the top: `konsil up` puts its relays at +11, +12.)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % 4
+    low = 20_000 + worker * 3_000
     for _ in range(200):
-        base = random.randrange(20_000, 32_000 - count)  # not a secret
+        base = random.randrange(low, low + 3_000 - count - 16)  # not a secret
         try:
             for port in range(base, base + count):
                 with socket.socket() as sock:

@@ -403,8 +403,11 @@ async def test_rabbitmq_restarted_during_a_purge(pg_database: Callable[[str, str
             await asyncio.to_thread(rabbit.stop)
             assert await purge_state() == "running", "the broker went while the purge ran"
             log_of = worker.log.read_text  # type: ignore[attr-defined]
+            # The solo pool notices between a task's steps: slow on a busy machine, so a wide bound.
             await wait_until_async(
-                lambda: "Connection to broker lost" in log_of(errors="replace"), "the worker to notice the broker gone"
+                lambda: "Connection to broker lost" in log_of(errors="replace"),
+                "the worker to notice the broker gone",
+                within=90,
             )
             await asyncio.to_thread(rabbit.start)
             evidence = await wait_until_async(
