@@ -12,8 +12,11 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from konsil.compliance.retention.purge import PurgeRequest, purge
 from konsil.platform.core import clock, database
@@ -226,3 +229,32 @@ async def test_while_the_database_does_not_answer_nothing_is_reported_and_it_is_
 
 def test_nothing_is_counted_while_telemetry_is_off() -> None:
     assert live_counts.start(TelemetrySettings()) is None
+
+
+def test_a_gauge_exports_what_was_set_and_nothing_once_cleared() -> None:
+    """The OpenTelemetry SDK's own reader: a count set is exported; once cleared (the
+    database did not answer) no point at all, not the last one again."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    gauge = metrics.RegionGauge("konsil_test_gauge", "a test", meter=provider.get_meter("test"))
+
+    def exported() -> list[tuple[int | float, dict[str, Any]]]:
+        data = reader.get_metrics_data()
+        return [
+            (point.value, dict(point.attributes or {}))
+            for resource in (data.resource_metrics if data else [])
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "konsil_test_gauge"
+            for point in metric.data.data_points
+            if isinstance(point, NumberDataPoint)
+        ]
+
+    try:
+        gauge.set([(4, {})])
+        assert exported() == [(4, {})]
+        assert exported() == [(4, {})]  # observed again at each export
+        gauge.clear()
+        assert exported() == []
+    finally:
+        provider.shutdown()

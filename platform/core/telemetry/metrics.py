@@ -32,10 +32,12 @@ class RegionGauge:
     while the count is unknown (never read, or the database did not answer): a stale
     count would say something false."""
 
-    def __init__(self, name: str, description: str) -> None:
+    def __init__(self, name: str, description: str, meter: otel_metrics.Meter | None = None) -> None:
         self.name = name
         self._points: tuple[tuple[int, dict[str, str]], ...] = ()
-        self.instrument = _meter.create_observable_gauge(name, callbacks=[self._observe], description=description)
+        self.instrument = (meter or _meter).create_observable_gauge(
+            name, callbacks=[self._observe], description=description
+        )
 
     def set(self, points: Iterable[tuple[int, dict[str, str]]]) -> None:
         """The current values, each with its attributes (replaced at once: an export
