@@ -1,25 +1,38 @@
-"""Telemetry on vs off: what OpenTelemetry (spans, metrics, scrubbing, export) costs.
+"""Telemetry on vs off: what OpenTelemetry (spans, metrics, scrubbing, export) costs,
+told apart from the benchmark's own noise.
 
-Two stacks run side by side in one run, alike but for ``[telemetry]``: **off** (the
-embedded default: nothing exported, no metrics port) and **on** (OTLP/HTTP to a local
-collector stand-in, a Prometheus ``/metrics`` port per process, JSON log lines). The
-collector stand-in is a child process that reads and counts what it is sent.
+Two physical stacks, **x** and **y** (each its own databases, ports and processes: a
+control plane and region ``eu``), run in four phases; before each phase both stacks are
+restarted with that phase's ``[telemetry]`` (it cannot change at run time):
 
-Measured with rounds interleaved ABBA (off, on, on, off, …) so that drift hits both:
+1. **a/a 1**: x off, y off (calibration: identical configurations);
+2. **y on**: x off, y on;
+3. **a/a 2**: x off, y off;
+4. **x on**: x on, y off.
+
+"off" is the embedded default (nothing exported, no metrics port); "on" exports by
+OTLP/HTTP to a local collector stand-in (a child process that reads and counts what it
+is sent), serves ``/metrics`` on an ops port per process and writes JSON log lines.
+
+Each phase measures, rounds interleaved ABBA (x, y, y, x, ...) so that drift hits both:
 
 * **gateway_read**: the read of ``gateway_vs_direct`` through the API gateway
   (``GET /api/v1/orgs/{slug}/rooms``, Bearer token): a server span in the control
   plane, one in the region service with its database spans;
 * **direct_read**: the same read at the region service;
 * **waiting_room_arrivals**: the waiting room's arrival (``waiting_room`` part A's form
-  post, ``POST /{org}/{room}/visits``): field encryption, inserts, an access-log
-  append, the waiting-visitor metric.
+  post, ``POST /{org}/{room}/visits``): field encryption, inserts, an access-log append.
 
-Result per measure: requests/s off and on, ``throughput_ratio`` = on / off (aim: at
-least 0.95, i.e. at most 5% throughput cost), p50/p99; and what the collector received.
+Each physical stack is on in one phase and off in the other, so whatever differs between
+the two stacks (their databases, ports, start order) cancels:
+``throughput_ratio`` (on / off) = sqrt((y/x in "y on") / (y/x in "x on")). The same
+estimate over the two a/a phases, ``aa_ratio`` = sqrt((y/x in "a/a 1") / (y/x in
+"a/a 2")), compares identical configurations the same way: its distance from 1 is the
+noise floor of this run. The verdict says whether the cost is beyond it. The stacks'
+own difference is reported too (``stack_bias_y_over_x``).
 
-    .venv/bin/python -m bench.telemetry_overhead [--requests N] [--concurrency C]
-        [--database postgres|sqlite] [--seconds S] [--rounds R]
+    .venv/bin/python -m bench.telemetry_overhead [--rounds R] [--seconds S] [--requests N]
+        [--concurrency C] [--warmup W] [--database postgres|sqlite] [--sample-ratio F]
 """
 
 from __future__ import annotations
@@ -76,7 +89,11 @@ from konsil.platform.core.telemetry.config import TelemetrySettings
 
 NAME = "telemetry_overhead"
 AIM = 0.95
-SIDES = ("off", "on")
+STACKS = ("x", "y")
+# (phase, the stack with telemetry on or None): a/a phases between on/off phases, so
+# that both estimates compare phases the same time apart.
+PHASES: tuple[tuple[str, str | None], ...] = (("a/a 1", None), ("y on", "y"), ("a/a 2", None), ("x on", "x"))
+MEASURES = ("gateway_read", "direct_read", "waiting_room_arrivals")
 
 # The collector stand-in (a child process): answers every OTLP/HTTP post with 200 and
 # counts requests and bytes per path; GET /stats gives the counts.
@@ -112,12 +129,12 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--requests", type=int, default=2000, help="measured requests per side and measure")
+    p.add_argument("--rounds", type=int, default=2, help="measured rounds per stack, phase and measure")
+    p.add_argument("--seconds", type=float, default=3.0, help="cap on one round's measured time")
+    p.add_argument("--requests", type=int, default=1500, help="cap on one round's requests")
     p.add_argument("--concurrency", type=int, default=8, help="closed-loop workers")
+    p.add_argument("--warmup", type=int, default=100, help="discarded requests per stack, phase and measure")
     p.add_argument("--database", choices=DATABASES, default="postgres")
-    p.add_argument("--seconds", type=float, default=40.0, help="cap on the measured time of one measure, both sides")
-    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds per side")
-    p.add_argument("--warmup", type=int, default=200, help="discarded requests per side before the first round")
     p.add_argument(
         "--sample-ratio",
         type=float,
@@ -185,35 +202,48 @@ def _start(
     return procs
 
 
+class Physical:
+    """One physical stack (databases, keyring, ports), restarted with the ``[telemetry]``
+    of each phase; its processes are always stopped."""
+
+    def __init__(self, label: str, database: str, work: Path, settings: Settings, names: list[str]) -> None:
+        self.label = label
+        self.work = work
+        self.settings = settings
+        self.stack = harness.Stack(database, settings, {}, names)
+        self.metrics_urls: list[str] = []
+
+    def restart(self, telemetry: TelemetrySettings | None) -> None:
+        self.stop()
+        self.metrics_urls = []
+        self.stack.procs = _start(self.work, self.settings, telemetry, self.metrics_urls)
+        urls = {"control": self.settings.require_control().public_url, "region eu": self.settings.regions[0].public_url}
+        wait_healthy(urls, self.stack.procs, timeout=60)
+
+    def stop(self) -> None:
+        if self.stack.procs:
+            with signals_deferred():
+                stop_processes(self.stack.procs)
+            self.stack.procs = {}
+
+
 @contextlib.contextmanager
-def two_stacks(
-    database: str, telemetry_on: TelemetrySettings, metrics_urls: list[str], server: str = PG_SERVER
-) -> Iterator[dict[str, harness.Stack]]:
-    """An ``off`` and an ``on`` stack on fresh databases; always stopped and dropped."""
+def two_stacks(database: str, server: str = PG_SERVER) -> Iterator[dict[str, Physical]]:
+    """Stacks ``x`` and ``y`` on fresh databases, not started; always stopped and dropped."""
     if database == "postgres":
         asyncio.run(check_postgres(server))
-    stacks: dict[str, harness.Stack] = {}
+    stacks: dict[str, Physical] = {}
     with interrupt_on_terminate(), contextlib.ExitStack() as cleanup:
-        for side in SIDES:
-            work = Path(tempfile.mkdtemp(prefix=f"konsil-bench-{side}-"))
+        for label in STACKS:
+            work = Path(tempfile.mkdtemp(prefix=f"konsil-bench-{label}-"))
             cleanup.callback(shutil.rmtree, work, True)
             settings, names = stack_settings(work, database, (("eu", "EU/EEA (GDPR)"),), server)
             cleanup.callback(drop_quietly, names, server)
-            log(f"migrating {database} databases of telemetry {side}: {' '.join(names) or work}")
+            log(f"migrating {database} databases of stack {label}: {' '.join(names) or work}")
             migrate_all(settings, echo=lambda line: None)
-            telemetry = telemetry_on if side == "on" else None
-            procs = _start(work, settings, telemetry, metrics_urls)
-            cleanup.callback(_stopped, procs)
-            urls = {"control": settings.require_control().public_url, "region eu": settings.regions[0].public_url}
-            wait_healthy(urls, procs, timeout=60)
-            stacks[side] = harness.Stack(database, settings, procs, names)
-            log(f"stack with telemetry {side} is up")
+            stacks[label] = Physical(label, database, work, settings, names)
+            cleanup.callback(stacks[label].stop)
         yield stacks
-
-
-def _stopped(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    with signals_deferred():
-        stop_processes(procs)
 
 
 async def _post_loop(
@@ -248,51 +278,105 @@ async def _post_loop(
 
 
 async def _measure(
+    phase: str,
     what: str,
     targets: Mapping[str, tuple[str, Mapping[str, str]]],
     args: argparse.Namespace,
-    stacks: Mapping[str, harness.Stack],
+    stacks: Mapping[str, Physical],
     form: Mapping[str, str] | None = None,
 ) -> dict[str, list[LoadResult]]:
-    """ABBA rounds of one measure, off against on (``targets``: side → URL, headers)."""
-    per_round = math.ceil(args.requests / args.rounds)
-    round_seconds = args.seconds / (2 * args.rounds)
-    results: dict[str, list[LoadResult]] = {side: [] for side in SIDES}
-    clients = {side: load_client(args.concurrency) for side in SIDES}
+    """ABBA rounds of one measure in one phase, stack x against y (``targets``: stack →
+    URL, headers)."""
+    results: dict[str, list[LoadResult]] = {label: [] for label in STACKS}
+    clients = {label: load_client(args.concurrency) for label in STACKS}
 
-    async def once(side: str, requests: int, seconds: float) -> LoadResult:
-        url, headers = targets[side]
+    async def once(label: str, requests: int, seconds: float) -> LoadResult:
+        url, headers = targets[label]
         if form is not None:
-            return await _post_loop(clients[side], url, form, args.concurrency, requests, seconds)
+            return await _post_loop(clients[label], url, form, args.concurrency, requests, seconds)
         return await closed_loop(
-            clients[side], url, headers=headers, concurrency=args.concurrency, requests=requests, seconds=seconds
+            clients[label], url, headers=headers, concurrency=args.concurrency, requests=requests, seconds=seconds
         )
 
     try:
-        for side in SIDES:
-            await once(side, args.warmup, 30.0)
-        for number, side in enumerate(abba(SIDES, args.rounds), start=1):
+        for label in STACKS:
+            await once(label, args.warmup, 30.0)
+        for number, label in enumerate(abba(STACKS, args.rounds), start=1):
             for stack in stacks.values():
-                stack.check_alive()
-            result = await once(side, per_round, round_seconds)
-            log(f"{what} round {number}/{2 * args.rounds} telemetry {side:<3} {result.rps:8.1f} req/s")
-            results[side].append(result)
+                stack.stack.check_alive()
+            result = await once(label, args.requests, args.seconds)
+            log(f"{phase:<6} {what} round {number}/{2 * args.rounds} stack {label} {result.rps:8.1f} req/s")
+            results[label].append(result)
     finally:
         for client in clients.values():
             await client.aclose()
     return results
 
 
-def _compare(results: dict[str, list[LoadResult]]) -> dict[str, Any]:
-    off, on = summarise(results["off"]), summarise(results["on"])
+def _rps(rounds: Sequence[LoadResult]) -> float:
+    seconds = sum(r.seconds for r in rounds)
+    return len([x for r in rounds for x in r.latencies_ms]) / seconds if seconds else 0.0
+
+
+def _y_over_x(rounds: Mapping[str, list[LoadResult]]) -> float | None:
+    """Requests/s of stack y over stack x in one phase (unrounded)."""
+    x, y = _rps(rounds["x"]), _rps(rounds["y"])
+    return y / x if x and y else None
+
+
+def _geometric(a: float | None, b: float | None, invert_b: bool = True) -> float | None:
+    """sqrt(a / b) (``invert_b``) or sqrt(a * b), to three places; None when either is missing."""
+    if not a or not b:
+        return None
+    return round(math.sqrt(a / b if invert_b else a * b), 3)
+
+
+def _compare(phases: Mapping[str, Mapping[str, list[LoadResult]]]) -> dict[str, Any]:
+    """One measure over the four phases: on/off with the stacks' difference cancelled,
+    the same estimate over the a/a phases (the noise floor), and the stacks' difference."""
+    y_over_x = {phase: _y_over_x(rounds) for phase, rounds in phases.items()}
+    on_rounds = phases["y on"]["y"] + phases["x on"]["x"]
+    off_rounds = phases["y on"]["x"] + phases["x on"]["y"]
+    on, off = summarise(on_rounds), summarise(off_rounds)
     return {
+        "throughput_ratio": _geometric(y_over_x["y on"], y_over_x["x on"]),
+        "aa_ratio": _geometric(y_over_x["a/a 1"], y_over_x["a/a 2"]),
+        "stack_bias_y_over_x": {
+            "a/a phases": _geometric(y_over_x["a/a 1"], y_over_x["a/a 2"], invert_b=False),
+            "on/off phases": _geometric(y_over_x["y on"], y_over_x["x on"], invert_b=False),
+        },
+        "phase_y_over_x": {phase: None if r is None else round(r, 3) for phase, r in y_over_x.items()},
         "off": off,
         "on": on,
-        "throughput_ratio": ratio(on["rps"], off["rps"]),
         "p50_ratio": ratio(on["p50_ms"], off["p50_ms"]),
         "p99_ratio": ratio(on["p99_ms"], off["p99_ms"]),
-        "pair_throughput_ratios": [ratio(b.rps, a.rps) for a, b in zip(results["off"], results["on"], strict=True)],
     }
+
+
+def _verdict(measures: Mapping[str, dict[str, Any]]) -> tuple[float | None, dict[str, str]]:
+    """The run's noise floor (the largest a/a distance from 1 over the measures: they are
+    measured alike) and, per measure, whether the on/off ratio is beyond it."""
+    distances = [abs(1 - m["aa_ratio"]) for m in measures.values() if m["aa_ratio"] is not None]
+    if len(distances) < len(measures):
+        return None, dict.fromkeys(measures, "no verdict: a phase measured nothing")
+    floor = round(max(distances), 3)
+    verdicts = {}
+    for what, m in measures.items():
+        r = m["throughput_ratio"]
+        if r is None:
+            verdicts[what] = "no verdict: a phase measured nothing"
+        elif r < 1 - floor:
+            verdicts[what] = f"cost {1 - r:.1%} is beyond the noise floor ({floor:.1%}): telemetry costs throughput"
+        elif r > 1 + floor:
+            verdicts[what] = (
+                f"on is {r - 1:.1%} faster, beyond the noise floor ({floor:.1%}): "
+                "the noise is larger than the a/a shows"
+            )
+        else:
+            verdicts[what] = (
+                f"on/off {r:.3f} is within the noise floor ({floor:.1%}): no cost distinguishable from noise"
+            )
+    return floor, verdicts
 
 
 def _scraped(metrics_urls: Sequence[str]) -> dict[str, int]:
@@ -309,49 +393,63 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     require_positive(args, "requests", "concurrency", "rounds", "seconds")
     set_quiet(args.quiet)
     host = machine()
-    metrics_urls: list[str] = []
+    form = {"name": "Bench Visitor", "phone": "+47 12345678", "consent": "yes"}
+    results: dict[str, dict[str, dict[str, list[LoadResult]]]] = {what: {} for what in MEASURES}
     with contextlib.ExitStack() as running:
         collector = running.enter_context(otlp_sink())
         telemetry = TelemetrySettings(otlp_endpoint=collector, log_format="json", trace_sample_ratio=args.sample_ratio)
-        stacks = running.enter_context(two_stacks(args.database, telemetry, metrics_urls))
-        fixtures: dict[str, Fixture] = {side: run_async(prepare(stacks[side], 5)) for side in SIDES}
-        measures: dict[str, Any] = {}
-        for what, url_of in (("gateway_read", "gateway_url"), ("direct_read", "direct_url")):
-            targets = {
-                side: (str(getattr(fx, url_of)), {"authorization": f"Bearer {fx.token}"})
-                for side, fx in fixtures.items()
+        stacks = running.enter_context(two_stacks(args.database))
+        fixtures: dict[str, Fixture] = {}
+        for phase, on in PHASES:
+            for label, stack in stacks.items():
+                stack.restart(telemetry if label == on else None)
+            log(f"phase {phase}: stack x {'on' if on == 'x' else 'off'}, stack y {'on' if on == 'y' else 'off'}")
+            if not fixtures:
+                fixtures = {label: run_async(prepare(stack.stack, 5)) for label, stack in stacks.items()}
+            for what, url_of in (("gateway_read", "gateway_url"), ("direct_read", "direct_url")):
+                targets = {
+                    label: (str(getattr(fx, url_of)), {"authorization": f"Bearer {fx.token}"})
+                    for label, fx in fixtures.items()
+                }
+                results[what][phase] = run_async(_measure(phase, what, targets, args, stacks))
+            arrivals: dict[str, tuple[str, Mapping[str, str]]] = {
+                label: (f"{stacks[label].stack.region_url()}/{fx.slug}/{fx.slug}-room-0/visits", {})
+                for label, fx in fixtures.items()
             }
-            measures[what] = _compare(run_async(_measure(what, targets, args, stacks)))
-        arrivals: dict[str, tuple[str, Mapping[str, str]]] = {
-            side: (f"{stacks[side].region_url()}/{fx.slug}/{fx.slug}-room-0/visits", {})
-            for side, fx in fixtures.items()
-        }
-        form = {"name": "Bench Visitor", "phone": "+47 12345678", "consent": "yes"}
-        measures["waiting_room_arrivals"] = _compare(
-            run_async(_measure("waiting_room_arrivals", arrivals, args, stacks, form))
-        )
-        time.sleep(6)  # a last metric export
+            results["waiting_room_arrivals"][phase] = run_async(
+                _measure(phase, "waiting_room_arrivals", arrivals, args, stacks, form)
+            )
+        time.sleep(6)  # a last metric export of the on stack
         received = httpx.get(f"{collector}/stats", timeout=5, trust_env=False).json()
-        scraped = _scraped(metrics_urls)
+        scraped = _scraped(stacks["x"].metrics_urls)  # on in the last phase
+    measures = {what: _compare(phases) for what, phases in results.items()}
+    floor, verdicts = _verdict(measures)
     ratios = [m["throughput_ratio"] for m in measures.values()]
-    errors = sum(m[side]["errors"] for m in measures.values() for side in SIDES)
+    errors = sum(
+        r.errors for phases in results.values() for rounds in phases.values() for rs in rounds.values() for r in rs
+    )
     return {
         "benchmark": NAME,
         "database": args.database,
         "concurrency": args.concurrency,
-        "requests": args.requests,
         "rounds": args.rounds,
+        "round_seconds": args.seconds,
         "telemetry_on": {
             "otlp": "local collector stand-in",
             "metrics_listen": "per process",
             "log_format": "json",
             "trace_sample_ratio": args.sample_ratio,
         },
-        "order": abba(SIDES, args.rounds),
+        "phases": [{"phase": phase, "on": on or "neither"} for phase, on in PHASES],
+        "order_in_a_phase": abba(STACKS, args.rounds),
         **measures,
+        "noise_floor": floor,
+        "verdict": verdicts,
+        "cost_beyond_noise": [what for what, v in verdicts.items() if v.startswith("cost ")],
         "collector_received": received,
         "metrics_samples_scraped": scraped,
         "aim": AIM,
+        "errors": errors,
         "meets_aim": not errors and all(r is not None and r >= AIM for r in ratios),
         **conditions(host, http_client=True),
     }

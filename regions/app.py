@@ -46,7 +46,7 @@ from konsil.regions.container import build_region, region_relays
 from konsil.regions.internal import internal_router
 from konsil.regions.readiness import region_probe
 from konsil.regions.tasks import CeleryRunner, start_in_process
-from konsil.tenants import invitations, login_index, password_reset
+from konsil.tenants import invitations, live_counts, login_index, password_reset
 from konsil.tenants.account_pages import account_router
 from konsil.tenants.admin_members import members_pages_router
 from konsil.tenants.admin_pages import admin_pages_router
@@ -179,11 +179,12 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
         # Login-index changes the control plane has not taken yet (it was down), retried.
         login_index_retries = asyncio.create_task(login_index.keep_delivering(ctx))
         tidying = asyncio.create_task(keep_links_tidy(ctx))
+        counting = live_counts.start(settings.telemetry)  # konsil_waiting_visitors, konsil_active_calls
         startup.started("region service", region=region.id, mode=settings.mode, listen=region.listen)
         try:
             yield
         finally:
-            for task in (login_index_retries, tidying):
+            for task in (login_index_retries, tidying, *([counting] if counting else [])):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

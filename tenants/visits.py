@@ -24,7 +24,6 @@ from konsil.platform.core.authz import MANAGERS, token_hash
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
 from konsil.platform.core.keys.region_signing import KeySet, Signature, Verifier
 from konsil.platform.core.region import RegionContext
-from konsil.platform.core.telemetry import metrics
 from konsil.platform.pages.rendering import format_phone
 from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record, record_reads
@@ -117,7 +116,6 @@ async def arrive(
             )
         ).run()
         await record(ctx, actor, org.id, "create", "visit", visit_id, visit_subject(visit_id))
-    metrics.waiting_visitors.add(1)
     publish(ctx, dashboard_channel(org.id), {"type": "waiting-changed", "room_id": str(room.id)})
     return visit_id, token
 
@@ -254,8 +252,6 @@ async def admit(
             )
         ).run()
         await record(ctx, actor, org.id, "create", "call", call_id, visit_subject(visit_id))
-    metrics.waiting_visitors.add(-1)
-    metrics.active_calls.add(1)
     publish(ctx, visit_channel(visit_id), {"type": "admitted", "call_id": str(call_id)})
     publish(ctx, dashboard_channel(org.id), {"type": "waiting-changed"})
     return CallOut(
@@ -295,7 +291,6 @@ async def end_call(ctx: RegionContext, actor: Actor, org_id: uuid.UUID, call_id:
         )
         await Visit.update({Visit.status: "ended", Visit.ended_at: now}).where(Visit.id == call.visit_id).run()
         await record(ctx, actor, org_id, "update", "call", call_id, visit_subject(call.visit_id))
-    metrics.active_calls.add(-1)
     publish(ctx, call_channel(call_id), {"from": "server", "msg": {"type": "ended"}})
     publish(ctx, visit_channel(call.visit_id), {"type": "ended"})
     publish(ctx, dashboard_channel(org_id), {"type": "calls-changed"})
@@ -347,14 +342,11 @@ async def _gone_for_good(org_id: uuid.UUID) -> None:
 async def leave(ctx: RegionContext, visit: records.Visit) -> None:
     """A waiting visitor leaves before being admitted."""
     if visit.status == "waiting":
-        left = await (
+        await (
             Visit.update({Visit.status: "left", Visit.ended_at: clock.now()})
             .where((Visit.id == visit.id) & (Visit.status == "waiting"))
-            .returning(Visit.id)
             .run()
         )
-        if left:
-            metrics.waiting_visitors.add(-1)
         publish(ctx, dashboard_channel(visit.org_id), {"type": "waiting-changed"})
 
 

@@ -402,8 +402,11 @@ def test_no_seed_in_any_span_metric_or_log_line(day: tuple[Running, Seeds], rece
         "konsil_vault_request_seconds_bucket",
         "konsil_access_log_appends_total",
         "konsil_active_calls",
+        "konsil_waiting_visitors",
     ):
         assert name in region_page, name
+    # Region-wide counts from the database; no organisation on them by default.
+    assert "_by_organisation" not in region_page
     assert "konsil_purge_rows_deleted_total" in scrapes["worker"]
     # ... and JSON log lines, the refused call's among them, with its trace id and scrubbed path.
     lines = running.json_lines()

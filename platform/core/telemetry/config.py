@@ -40,8 +40,8 @@ class TelemetrySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     export_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30)] = 2.0
     # The share of traces recorded (decided where a trace starts; the region service follows
     # the gateway's choice, a worker the region's): 0.1 records one in ten, 1.0 all. Spans
-    # cost tens of microseconds each in Python; one in ten keeps the throughput cost within
-    # a few percent (bench/telemetry_overhead). Metrics and logs are never sampled.
+    # cost tens of microseconds each in Python; with one in ten, bench/telemetry_overhead
+    # finds no cost beyond its noise floor (bench/README.md). Metrics and logs are never sampled.
     trace_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.1
     # Spans waiting for export at most; beyond, new spans are dropped and counted.
     max_queue_spans: Annotated[int, msgspec.Meta(ge=64, le=1_000_000)] = 4096

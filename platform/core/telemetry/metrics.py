@@ -7,22 +7,70 @@ meter, which costs a function call; afterwards the same objects feed the OTLP
 exporter and the Prometheus ``/metrics`` endpoint.
 
 Attributes are low-cardinality names (a table, a result, an operation, a media node),
-never an organisation or a person.
+never a person; an organisation only on the ``_by_organisation`` gauges, and only when
+``organisation_attributes`` allows it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from opentelemetry import metrics as otel_metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 
 _meter = otel_metrics.get_meter("konsil")
 
 # Names are final Prometheus names; the Prometheus exporter adds ``_total`` to counters
 # and the unit to the others, so units are given where the name does not end in one.
-waiting_visitors = _meter.create_up_down_counter(
-    "konsil_waiting_visitors", description="Visitors in a waiting room (each replica counts its own changes)"
+
+
+class RegionGauge:
+    """A region-wide count read from the region database (``tenants/live_counts.py``
+    refreshes it every few seconds) and observed by each export: true whichever replica
+    admitted, ended, purged or timed out what it counts. Every replica reports the same
+    value, so a dashboard takes ``max`` over replicas, not ``sum``. Nothing is observed
+    while the count is unknown (never read, or the database did not answer): a stale
+    count would say something false."""
+
+    def __init__(self, name: str, description: str, meter: otel_metrics.Meter | None = None) -> None:
+        self.name = name
+        self._points: tuple[tuple[int, dict[str, str]], ...] = ()
+        self.instrument = (meter or _meter).create_observable_gauge(
+            name, callbacks=[self._observe], description=description
+        )
+
+    def set(self, points: Iterable[tuple[int, dict[str, str]]]) -> None:
+        """The current values, each with its attributes (replaced at once: an export
+        running in another thread sees the old set or the new one)."""
+        self._points = tuple(points)
+
+    def clear(self) -> None:
+        self._points = ()
+
+    def observed(self) -> tuple[tuple[int, dict[str, str]], ...]:
+        return self._points
+
+    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(value, attributes) for value, attributes in self._points]
+
+
+# Totals of the region, always; the split by organisation only where
+# ``organisation_attributes`` allows ids (attribute konsil.organisation.id, and
+# konsil.organisation.slug with "slug"). Separate names, so that summing either never
+# counts a visitor twice.
+waiting_visitors = RegionGauge(
+    "konsil_waiting_visitors", "Visitors waiting in the region's waiting rooms now (region-wide; max over replicas)"
 )
-active_calls = _meter.create_up_down_counter(
-    "konsil_active_calls", description="Calls admitted and not yet ended (each replica counts its own changes)"
+active_calls = RegionGauge(
+    "konsil_active_calls", "Calls admitted and not yet ended in the region now (region-wide; max over replicas)"
+)
+waiting_visitors_by_organisation = RegionGauge(
+    "konsil_waiting_visitors_by_organisation",
+    "Visitors waiting now, by organisation (only with organisation_attributes = id or slug)",
+)
+active_calls_by_organisation = RegionGauge(
+    "konsil_active_calls_by_organisation",
+    "Calls admitted and not yet ended now, by organisation (only with organisation_attributes = id or slug)",
 )
 admit_to_connected = _meter.create_histogram(
     "konsil_admit_to_connected",
