@@ -396,6 +396,23 @@ def bare_region(region_id: str = "eu", **extra: Any) -> RegionSettings:
     )
 
 
+def rabbitmqctl(*args: str) -> None:
+    """``rabbitmqctl`` on the machine's RabbitMQ (tests make and remove their own vhosts)."""
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost(name: str) -> Iterator[str]:
+    """A vhost on the machine's RabbitMQ that the guest user may use, deleted afterwards."""
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            rabbitmqctl("delete_vhost", name)
+
+
 def free_port() -> int:
     return free_port_run(1)
 

@@ -19,8 +19,7 @@ import pytest
 from konsil.platform.cli.launcher import start_processes, stop_processes, wait_healthy
 from konsil.platform.cli.migrations import ensure_postgres_database
 from konsil.platform.core.settings import load_settings
-from tests.conftest import PG_SERVER, SESSION_TAG, free_port, openbao_server
-from tests.e2e.test_purge_workers import rabbitmqctl
+from tests.conftest import PG_SERVER, SESSION_TAG, free_port, openbao_server, rabbitmqctl
 from tests.platform.test_settings import FULL, US_SECRET
 
 

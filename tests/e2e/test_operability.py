@@ -37,8 +37,8 @@ from konsil.media_nodes import heartbeat
 from konsil.platform.cli.launcher import stop_processes, wait_healthy
 from konsil.platform.core.settings import Settings, dump_settings
 from tests.conftest import SESSION_TAG, bao_dev_process, fetch, services_config, wait_until
+from tests.conftest import rabbitmq_vhost as vhost
 from tests.e2e.test_faults import Bao, openbao_with_unseal_key, private_postgres
-from tests.e2e.test_purge_workers import rabbitmqctl
 
 pytestmark = pytest.mark.e2e
 
@@ -147,16 +147,6 @@ class Region:
     @property
     def broker_url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:5672/{self.vhost}"
-
-
-@contextlib.contextmanager
-def vhost(name: str) -> Iterator[str]:
-    rabbitmqctl("add_vhost", name)
-    try:
-        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-        yield name
-    finally:
-        rabbitmqctl("delete_vhost", name)
 
 
 @pytest.fixture(scope="module")

@@ -26,16 +26,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import AMQP_SERVER, SESSION_TAG, free_port, services_config, wait_until
+from tests.conftest import AMQP_SERVER, SESSION_TAG, free_port, rabbitmq_vhost, services_config, wait_until
 from tests.e2e.test_wheel import BUILD_IGNORE, REPO_ROOT, _build_wheel
 
 pytestmark = pytest.mark.e2e
 
 BROKER_HOST = AMQP_SERVER.rsplit("/", 1)[0]  # amqp://user:password@host:port
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +114,8 @@ def test_every_process_kind_starts_from_the_production_install(
     production_venv: Path, pg_database: Callable[[str, str], str], tmp_path: Path
 ) -> None:
     vhost = f"{SESSION_TAG}_production"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    cleanup = contextlib.ExitStack()
+    cleanup.enter_context(rabbitmq_vhost(vhost))
     ops_token = secrets.token_urlsafe(24)
     media_key = secrets.token_urlsafe(24)
     turn_port = free_port()
@@ -217,5 +213,4 @@ def test_every_process_kind_starts_from_the_production_install(
             # Without the optional network-test extra the region runs and says so.
             assert "pre-call connection test is off" in output(tmp_path, "region")
     finally:
-        with contextlib.suppress(subprocess.SubprocessError):
-            rabbitmqctl("delete_vhost", vhost)
+        cleanup.close()

@@ -23,16 +23,12 @@ import pytest
 from konsil.compliance.retention.policy import DATA_CLASSES
 from konsil.platform.core.settings import Settings, load_settings
 from konsil.regions.tasks import PURGE, CeleryRunner, queue_name
-from tests.conftest import SESSION_TAG, fetch, wait_until_async
+from tests.conftest import SESSION_TAG, fetch, rabbitmqctl, wait_until_async
 
 pytestmark = pytest.mark.e2e
 
 VISITS = 3000  # each with a call and two telemetry samples: 4 rows per visit
 BATCH = 10  # small batches: the purge runs long enough to be killed in the middle
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")

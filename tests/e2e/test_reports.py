@@ -41,7 +41,7 @@ from konsil.compliance.reports.json_report import decode_report
 from konsil.platform.cli.launcher import start_processes, stop_processes, wait_healthy
 from konsil.platform.core.settings import Settings, load_settings
 from konsil.regions.tasks import CeleryRunner, queue_name
-from tests.conftest import SESSION_TAG, Stack, auditor_access_until, fetch, free_port, wait_until
+from tests.conftest import SESSION_TAG, Stack, auditor_access_until, fetch, free_port, rabbitmqctl, wait_until
 from tests.e2e import test_purge_workers as purge_workers
 
 pytestmark = pytest.mark.e2e
@@ -532,8 +532,8 @@ def on_workers(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.
     (run_dir / "konsil.toml").write_text("\n".join(lines) + "\n")
     settings = load_settings(run_dir / "konsil.toml")
     for vhost in vhosts.values():
-        purge_workers.rabbitmqctl("add_vhost", vhost)
-        purge_workers.rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        rabbitmqctl("add_vhost", vhost)
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     procs = start_processes(settings, run_dir, regions=["eu"])
     try:
         wait_healthy({"control": settings.require_control().public_url, "region eu": ports_url(ports["eu"])}, procs)
@@ -542,7 +542,7 @@ def on_workers(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.
         stop_processes(procs)
         for vhost in vhosts.values():
             with contextlib.suppress(subprocess.SubprocessError):
-                purge_workers.rabbitmqctl("delete_vhost", vhost)
+                rabbitmqctl("delete_vhost", vhost)
 
 
 def ports_url(port: int) -> str:

@@ -41,7 +41,15 @@ from konsil.compliance.reports.jobs import REPORT_TASK
 from konsil.platform.cli.launcher import wait_healthy
 from konsil.platform.core.settings import Settings, load_settings
 from konsil.regions.tasks import PURGE, CeleryRunner
-from tests.conftest import SESSION_TAG, coturn_server, fetch, free_port, openbao_server, wait_until
+from tests.conftest import (
+    SESSION_TAG,
+    coturn_server,
+    fetch,
+    free_port,
+    openbao_server,
+    rabbitmq_vhost,
+    wait_until,
+)
 from tests.telemetry_receiver import Receiver, ReceiverServer
 
 pytestmark = pytest.mark.e2e
@@ -108,10 +116,6 @@ class Running:
         return lines
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
     for proc in procs.values():
         if proc.poll() is None:
@@ -134,9 +138,7 @@ def telemetry_stack(
         turn_secret = secrets.token_urlsafe(24)
         turn_port = stack.enter_context(coturn_server(turn_secret))
         vhost = f"{SESSION_TAG}_{label}"
-        _rabbitmqctl("add_vhost", vhost)
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        stack.callback(lambda: _rabbitmqctl("delete_vhost", vhost))
+        stack.enter_context(rabbitmq_vhost(vhost))
         control_dsn = pg_database(f"{label}_control", "control")
         region_dsn = pg_database(f"{label}_eu", "region")
         ports = {name: free_port() for name in ("control", "eu")}

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,10 @@ import pytest
 from konsil.platform.cli.main import main
 from konsil.platform.core import liveness
 from tests.conftest import SESSION_TAG
+from tests.conftest import rabbitmq_vhost as vhost
 from tests.regions.test_liveness import config
 
 pytestmark = pytest.mark.e2e
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-@contextlib.contextmanager
-def vhost(name: str) -> Iterator[str]:
-    rabbitmqctl("add_vhost", name)
-    try:
-        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-        yield name
-    finally:
-        rabbitmqctl("delete_vhost", name)
 
 
 def mtime_after(path: Path, after: float, timeout: float) -> float:
