@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,9 +20,13 @@ import httpx
 import msgspec
 import pytest
 
-from konsil.platform.core.settings import RegionSettings, SmsSettings
+from konsil.platform.core.keys.local import LocalKeyring
+from konsil.platform.core.keys.vault import VaultTransitProvider
+from konsil.platform.core.settings import ConfigError, RegionSettings, SmsSettings
 from konsil.platform.core.sms import SmsRejected, SmsUnavailable, is_e164, mask_number
+from konsil.regions.container import region_sms
 from konsil.tenants.sms_providers import TIMEOUT, SinchSms, TwilioSms, build_sms_sender
+from tests.conftest import KEY_CLIENT_TIMEOUT, BaoServer
 
 NUMBER = "+4741234567"  # a valid Norwegian mobile number
 PLAN = "jd63jf88477ll123ab4567cd89012ef3"
@@ -310,3 +315,28 @@ def test_sms_settings_build_the_provider() -> None:
 
     twilio_sender = build_sms_sender(us.sms, token)
     assert isinstance(twilio_sender, TwilioSms) and twilio_sender.description == "twilio at https://api.twilio.com"
+
+
+async def test_the_region_reads_the_token_from_its_vault(serve: Any, bao: BaoServer, tmp_path: Path) -> None:
+    stand_in = serve("twilio")
+    bao.client().secrets.kv.v2.create_or_update_secret(
+        path="konsil/sms", secret={"token": TWILIO_TOKEN}, mount_point="secret"
+    )
+    sms = {"provider": "twilio", "base_url": stand_in.url, "account_sid": ACCOUNT, "sender": "+15005550006"}
+    region = region_with({**sms, "token_path": "konsil/sms"})
+    vault = VaultTransitProvider(bao.url, token=bao.root_token, timeout=KEY_CLIENT_TIMEOUT)
+    try:
+        sender = region_sms(region, vault)
+        assert sender is not None
+        receipt = await sender.send(NUMBER, TEXT, "visit-9")
+        assert receipt.message_id == "SM" + "0" * 32 and len(stand_in.seen) == 1
+        missing = region_with({**sms, "token_path": "konsil/no-such-secret"})
+        absent = region_sms(missing, vault)
+        assert absent is not None
+        with pytest.raises(SmsUnavailable, match="credential could not be read"):
+            await absent.send(NUMBER, TEXT, "visit-10")
+        assert len(stand_in.seen) == 1
+    finally:
+        await vault.close()
+    with pytest.raises(ConfigError, match=r"regions\.eu\.sms\.token_path: needs the vault backend"):
+        region_sms(region, LocalKeyring(tmp_path / "keyring"))
