@@ -5,6 +5,7 @@ fields) as the provider would, answers like it, and records what it saw."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import threading
@@ -58,11 +59,13 @@ def make_handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
 
         def answer(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            # The client may have given up (a timeout test): the answer has nowhere to go.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         def do_GET(self) -> None:
             self.answer(405, {"message": "method not allowed"})
