@@ -25,7 +25,9 @@ from konsil.platform.core.mail import Mailer, PasswordSource, build_mailer
 from konsil.platform.core.region import ControlLink, NetworkTests, RegionContext
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.signing import Verifier
+from konsil.platform.core.sms import SmsSender
 from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
+from konsil.tenants.sms_providers import TokenSource, build_sms_sender
 
 log = logging.getLogger("konsil.region")
 
@@ -94,6 +96,25 @@ def region_mailer(settings: Settings, region: RegionSettings, provider: KeyProvi
         password = read_password
 
     return build_mailer(settings, region, password)
+
+
+def region_sms(region: RegionSettings, provider: KeyProvider) -> SmsSender | None:
+    """The region's SMS provider by its ``sms`` settings (None without one); a token kept in
+    the region's Vault (``sms.token_path``, field ``token``) is read with the key
+    service's login when first needed."""
+    token: TokenSource | None = None
+    path = region.sms.token_path
+    if path:
+        if not isinstance(provider, VaultTransitProvider):
+            raise ConfigError(f"regions.{region.id}.sms.token_path: needs the vault backend")
+        vault, mount = provider, region.vault.kv_mount
+
+        async def read_token() -> str:
+            return await vault.read_secret(path, "token", mount)
+
+        token = read_token
+
+    return build_sms_sender(region.sms, token)
 
 
 def region_signer(settings: Settings, region: RegionSettings, provider: KeyProvider | None = None) -> RegionKey:

@@ -11,6 +11,7 @@ region database, no Vault), a media node its own ``AgentSettings``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -20,6 +21,7 @@ import msgspec
 from konsil.platform.core.config import ConfigError as ConfigError
 from konsil.platform.core.config import convert, read_config
 from konsil.platform.core.keys.login import VaultLogin
+from konsil.platform.core.sms import is_e164
 from konsil.platform.core.telemetry.config import TelemetrySettings
 
 RegionId = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}\Z", description="two-letter region id")]
@@ -101,6 +103,70 @@ class SmtpSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise ValueError("give either password or password_path, not both")
 
 
+_SMS_ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}\Z")
+_SMS_SHORT_CODE = re.compile(r"^[0-9]{3,8}\Z")
+
+
+class SmsSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How a region texts its members (arrival alerts): its own SMS provider, Sinch's REST
+    API in the EU (``provider = "sinch"``), Twilio's in the US (``"twilio"``), or none
+    (``"none"``, the default: no texts are sent). ``base_url`` is the provider's API
+    (empty: Sinch's EU endpoint, Twilio's API host).
+
+    The provider's credential is a secret like the others: written here (``api_token``
+    for Sinch, ``auth_token`` for Twilio, or their ``KONSIL_REGIONS__<ID>__SMS__...``
+    overrides), or kept in the region's Vault (KV v2 at ``vault.kv_mount``, field
+    ``token``) at ``token_path``."""
+
+    provider: Literal["none", "sinch", "twilio"] = "none"
+    base_url: Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/]+/?)?\Z")] = ""
+    # The sender shown on the phone: an E.164 number, a short code, or an alphanumeric
+    # sender id of up to 11 characters where the destination country allows one.
+    sender: str = ""
+    # Sinch: the service plan the messages are sent under.
+    service_plan_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]*\Z", max_length=64)] = ""
+    # Twilio: the account, and optionally a messaging service that picks the sender.
+    account_sid: Annotated[str, msgspec.Meta(pattern=r"^(AC[0-9a-fA-F]{32})?\Z")] = ""
+    messaging_service_sid: Annotated[str, msgspec.Meta(pattern=r"^(MG[0-9a-fA-F]{32})?\Z")] = ""
+    api_token: str = ""
+    auth_token: str = ""
+    token_path: str = ""
+
+    def __post_init__(self) -> None:
+        # msgspec reports a ValueError here as a validation error of this table.
+        if self.sender and not (
+            is_e164(self.sender) or _SMS_SHORT_CODE.match(self.sender) or _SMS_ALPHANUMERIC_SENDER.match(self.sender)
+        ):
+            raise ValueError(
+                "sender must be an E.164 number (e.g. +4712345678), a short code or up to 11 letters and digits"
+            )
+        if self.provider == "none":
+            if self.api_token or self.auth_token or self.token_path:
+                raise ValueError('a credential is set but provider = "none"')
+            return
+        if self.provider == "sinch":
+            if not self.service_plan_id:
+                raise ValueError("provider sinch needs service_plan_id")
+            if not self.sender:
+                raise ValueError("provider sinch needs sender")
+            if self.auth_token or self.account_sid or self.messaging_service_sid:
+                raise ValueError("auth_token, account_sid and messaging_service_sid are twilio settings")
+            inline = self.api_token
+        else:
+            if not self.account_sid:
+                raise ValueError("provider twilio needs account_sid")
+            if not self.sender and not self.messaging_service_sid:
+                raise ValueError("provider twilio needs sender or messaging_service_sid")
+            if self.api_token or self.service_plan_id:
+                raise ValueError("api_token and service_plan_id are sinch settings")
+            inline = self.auth_token
+        if inline and self.token_path:
+            raise ValueError("give either the token or token_path, not both")
+        if not inline and not self.token_path:
+            token = "api_token" if self.provider == "sinch" else "auth_token"
+            raise ValueError(f"provider {self.provider} needs {token} or token_path")
+
+
 class RegionLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Rate limits of a region's cheap routes (429 with Retry-After; each replica counts
     its own callers). Only failed logins count, so staff behind one address log in freely."""
@@ -145,6 +211,8 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     limits: RegionLimits = RegionLimits()
     # E-mail: invitations and password resets.
     smtp: SmtpSettings = SmtpSettings()
+    # Text messages: arrival alerts to members.
+    sms: SmsSettings = SmsSettings()
 
     def endpoint(self) -> RegionEndpoint:
         return RegionEndpoint(
