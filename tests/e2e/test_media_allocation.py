@@ -176,6 +176,14 @@ def test_calls_get_a_relay_of_their_own_region_only(stack: Stack, tmp_path: Path
         # Ops cordon the node: new calls get no relay; uncordoned, they do again.
         ops = [sys.executable, "-m", "konsil.platform.cli.main", "media-nodes"]
         config = ["--region", "us", "--config", str(stack.run_dir / "region-us.toml")]
+
+        # The command knows the nodes the region service has written to its database (its
+        # registry is written every 2 s; on a busy machine the first write can come later).
+        def node_written() -> bool:
+            sql = "SELECT node_id FROM media_node WHERE node_id = 'us-relay-1'"
+            return bool(asyncio.run(fetch(stack.dsns["us"], sql)))
+
+        wait_until(node_written, "the region to write the node to its database", within=30)
         done = subprocess.run(
             [*ops, "cordon", "us-relay-1", "--reason", "kernel update", *config],
             capture_output=True,
