@@ -5,9 +5,10 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-# The test files run on 3 workers, each file whole on one worker (its module fixtures
-# are made once); most of the time is spent waiting on servers, browsers and relays.
-PYTEST_WORKERS ?= -n 3 --dist loadfile
+# The tests run in one process: on 3 pytest-xdist workers (PYTEST_WORKERS="-n 3 --dist
+# loadfile") the suite takes about 17 minutes instead of about 25, but some timing-bound
+# tests fail on a loaded 2-core machine (seen in CI); they must be made robust first.
+PYTEST_WORKERS ?=
 # axe-core (npm), which the browser tests inject into Chromium (tests/e2e/browser_kit.py).
 AXE := tests/e2e/axe
 AXE_STAMP := $(AXE)/node_modules/.installed
