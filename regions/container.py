@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from konsil.compliance.access_log.chained import ChainedAccessLog
@@ -21,13 +21,13 @@ from konsil.platform.core.keys.provider import KeyProvider
 from konsil.platform.core.keys.region_signing import RegionKey
 from konsil.platform.core.keys.service import build_tenant_keys
 from konsil.platform.core.keys.vault import VaultTransitProvider
-from konsil.platform.core.mail import Mailer, PasswordSource, build_mailer
+from konsil.platform.core.mail import Mailer, build_mailer
 from konsil.platform.core.region import ControlLink, NetworkTests, RegionContext
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.signing import Verifier
 from konsil.platform.core.sms import SmsSender
 from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
-from konsil.tenants.sms_providers import TokenSource, build_sms_sender
+from konsil.tenants.sms_providers import build_sms_sender
 
 log = logging.getLogger("konsil.region")
 
@@ -80,40 +80,35 @@ def build_region(
     )
 
 
+def vault_secret(
+    region: RegionSettings, provider: KeyProvider, key: str, path: str, field: str
+) -> Callable[[], Awaitable[str]] | None:
+    """A provider's secret kept in the region's Vault (KV v2 at ``vault.kv_mount``, ``path``,
+    ``field``), read with the key service's login when first needed; None without a path.
+    ``key`` names the setting for the error when the region has no Vault."""
+    if not path:
+        return None
+    if not isinstance(provider, VaultTransitProvider):
+        raise ConfigError(f"regions.{region.id}.{key}: needs the vault backend")
+    vault, mount = provider, region.vault.kv_mount
+
+    async def read() -> str:
+        return await vault.read_secret(path, field, mount)
+
+    return read
+
+
 def region_mailer(settings: Settings, region: RegionSettings, provider: KeyProvider) -> Mailer:
     """The region's e-mail by its ``smtp`` settings; an SMTP password kept in the region's
-    Vault (``smtp.password_path``) is read with the key service's login when first needed."""
-    password: PasswordSource | None = None
-    path = region.smtp.password_path
-    if path:
-        if not isinstance(provider, VaultTransitProvider):
-            raise ConfigError(f"regions.{region.id}.smtp.password_path: needs the vault backend")
-        vault, mount = provider, region.vault.kv_mount
-
-        async def read_password() -> str:
-            return await vault.read_secret(path, "password", mount)
-
-        password = read_password
-
+    Vault (``smtp.password_path``, field ``password``) is read when first needed."""
+    password = vault_secret(region, provider, "smtp.password_path", region.smtp.password_path, "password")
     return build_mailer(settings, region, password)
 
 
 def region_sms(region: RegionSettings, provider: KeyProvider) -> SmsSender | None:
     """The region's SMS provider by its ``sms`` settings (None without one); a token kept in
-    the region's Vault (``sms.token_path``, field ``token``) is read with the key
-    service's login when first needed."""
-    token: TokenSource | None = None
-    path = region.sms.token_path
-    if path:
-        if not isinstance(provider, VaultTransitProvider):
-            raise ConfigError(f"regions.{region.id}.sms.token_path: needs the vault backend")
-        vault, mount = provider, region.vault.kv_mount
-
-        async def read_token() -> str:
-            return await vault.read_secret(path, "token", mount)
-
-        token = read_token
-
+    the region's Vault (``sms.token_path``, field ``token``) is read when first needed."""
+    token = vault_secret(region, provider, "sms.token_path", region.sms.token_path, "token")
     return build_sms_sender(region.sms, token)
 
 
