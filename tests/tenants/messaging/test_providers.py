@@ -26,7 +26,7 @@ from konsil.platform.core.keys.vault import VaultTransitProvider
 from konsil.platform.core.settings import ConfigError, RegionSettings, SmsSettings
 from konsil.platform.core.sms import SmsRejected, SmsUnavailable, is_e164, mask_number
 from konsil.regions.container import region_sms
-from konsil.tenants.sms_providers import TIMEOUT, SinchSms, TwilioSms, build_sms_sender
+from konsil.tenants.messaging.providers import TIMEOUT, SinchSms, TwilioSms, build_sms_sender
 from tests.conftest import KEY_CLIENT_TIMEOUT, BaoServer
 
 NUMBER = "+4741234567"  # a valid Norwegian mobile number
