@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 from konsil.platform.core import clock
@@ -42,6 +43,8 @@ from konsil.tenants.messaging.tables import SmsAlert
 from konsil.tenants.tables import Member, Organisation, Room, Visit
 
 log = logging.getLogger("konsil.messaging")
+# The texts are written in a worker too, where no page registered the area's catalogs.
+i18n.register_catalogs(Path(__file__).resolve().parent.parent / "locale")
 
 ALERT_TASK = "konsil.messaging.arrival_alert"
 ALERT_TEXT = N_("Someone is waiting in room %(room)s.")
@@ -226,7 +229,7 @@ async def arrival_alert_task(ctx: RegionContext, region: str, run_id: uuid.UUID)
         log.info(
             "sms alert %s: try %d of %d failed (%s); next in %.0f s", run_id, attempts, MAX_ATTEMPTS, exc.reason, delay
         )
-        raise RetryLater(delay) from None
+        raise RetryLater(delay, exc.reason) from None
     return await _finish(
         run_id, "sent", provider=receipt.provider, provider_message_id=receipt.message_id[:100], sent_at=clock.now()
     )
