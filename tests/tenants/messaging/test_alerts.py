@@ -121,6 +121,11 @@ async def make_region(messaging_dsn: str, tmp_path: Path, serve: Any) -> AsyncIt
             await database.stop(region.ctx.engine)
 
 
+def found(row: dict[str, Any] | None) -> dict[str, Any]:
+    assert row is not None
+    return row
+
+
 @dataclass
 class Org:
     org: records.Organisation
@@ -145,8 +150,8 @@ async def new_org(ctx: RegionContext, phone: str | None = NUMBER, alerts_on: boo
     await Member.update({Member.sms_alerts: alerts_on}).where(Member.id == expert.id)
     room_id = uuid.uuid4()
     await Room.insert(Room(id=room_id, org_id=org_id, slug="konsultasjon", title=ROOM_TITLE, expert_id=expert.id))
-    org = records.Organisation.of(await Organisation.select().where(Organisation.id == org_id).first())
-    room = records.Room.of(await Room.select().where(Room.id == room_id).first())
+    org = records.Organisation.of(found(await Organisation.select().where(Organisation.id == org_id).first()))
+    room = records.Room.of(found(await Room.select().where(Room.id == room_id).first()))
     return Org(org, room, expert.id)
 
 
@@ -210,7 +215,7 @@ async def test_an_outage_delays_the_text_but_never_the_check_in(
     started = time.monotonic()
     visit_id = await arrive(region.ctx, org)
     assert time.monotonic() - started < 1.5  # the check-in did not wait for the provider
-    assert (await Visit.select(Visit.status).where(Visit.id == visit_id).first())["status"] == "waiting"
+    assert found(await Visit.select(Visit.status).where(Visit.id == visit_id).first())["status"] == "waiting"
 
     async def tried_twice() -> bool:
         return len(region.stand_in.seen) >= 2
@@ -292,12 +297,14 @@ async def test_the_setting_takes_a_national_number_and_shows_it_masked(make_regi
         region.ctx, me(org), org.org, org.expert_id, SmsAlertsIn(enabled=True, phone="412 34 567")
     )
     assert shown == member_settings.SmsAlertsOut(enabled=True, phone="+47 *** ** 567", available=True)
-    row = await Member.select(Member.phone, Member.sms_alerts).where(Member.id == org.expert_id).first()
+    row = found(await Member.select(Member.phone, Member.sms_alerts).where(Member.id == org.expert_id).first())
     assert row["sms_alerts"] and row["phone"] and "41234567" not in row["phone"]  # sealed
     cipher = await region.ctx.keys.cipher(org.org.id)
     assert (
         cipher.open(
-            members._ref(records.Member.of(await Member.select().where(Member.id == org.expert_id).first()), "phone"),
+            members._ref(
+                records.Member.of(found(await Member.select().where(Member.id == org.expert_id).first())), "phone"
+            ),
             row["phone"],
         )
         == NUMBER
@@ -322,7 +329,9 @@ async def test_a_number_that_cannot_get_texts_is_refused_clearly(make_region: An
         )
     assert (refused.value.status, refused.value.code) == (400, "invalid_phone")
     assert "mobile number" in refused.value.message and number not in refused.value.message
-    assert (await Member.select(Member.sms_alerts).where(Member.id == org.expert_id).first())["sms_alerts"] is False
+    assert (
+        found(await Member.select(Member.sms_alerts).where(Member.id == org.expert_id).first())["sms_alerts"] is False
+    )
 
 
 async def test_alerts_need_a_number_and_a_region_that_texts(make_region: Any) -> None:
@@ -370,7 +379,7 @@ async def test_a_client_invitation_by_sms_sends_the_rooms_link_and_keeps_no_numb
         "Legesenteret lädt Sie zu einer Videosprechstunde ein (Konsultasjon). "
         f"Hier teilnehmen: https://eu.konsil.example/{org.org.slug}/konsultasjon"
     ]
-    row = await ClientInvitation.select().where(ClientInvitation.id == sent.id).first()
+    row = found(await ClientInvitation.select().where(ClientInvitation.id == sent.id).first())
     cipher = await region.ctx.keys.cipher(org.org.id)
     assert row["recipient_hash"] == members.phone_index(cipher, NUMBER) and row["status"] == "sent"
     assert not await stored_anywhere(NUMBER[1:]) and not await stored_anywhere("41234567")
