@@ -27,6 +27,7 @@ from konsil.platform.core.authz import MANAGERS
 from konsil.platform.core.mail import Mail, MailNotSent
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.sms import SmsReceipt, SmsRejected, SmsUnavailable
+from konsil.platform.core.text import LINE_PATTERN
 from konsil.platform.pages import i18n
 from konsil.platform.pages.i18n import N_
 from konsil.tenants import members, records, rooms
@@ -50,7 +51,7 @@ class ClientInvitationIn(msgspec.Struct, forbid_unknown_fields=True):
     not stored. ``language``: of the message (default: the organisation's language)."""
 
     channel: Channel
-    to: Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
+    to: Annotated[str, msgspec.Meta(min_length=1, max_length=254, pattern=LINE_PATTERN)]
     language: Locale | None = None
 
 
