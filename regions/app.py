@@ -54,6 +54,7 @@ from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
 from konsil.tenants.invitations_api import invitations_router
 from konsil.tenants.login_pages import login_router
+from konsil.tenants.messaging.api import messaging_router
 from konsil.tenants.network_test_api import network_test_router
 from konsil.tenants.pages import pages_router
 from konsil.tenants.signaling import SOCKETS
@@ -210,6 +211,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             account_router,
             members_pages_router,
             invitations_router,
+            messaging_router,
             internal_router,
             visitor_router,
             network_test_router,

@@ -27,7 +27,7 @@ from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.signing import Verifier
 from konsil.platform.core.sms import SmsSender
 from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
-from konsil.tenants.sms_providers import build_sms_sender
+from konsil.tenants.messaging.providers import build_sms_sender
 
 log = logging.getLogger("konsil.region")
 
@@ -77,6 +77,7 @@ def build_region(
         live=live,
         service_name=service_name,
         mail=region_mailer(settings, region, keys.provider),
+        sms=region_sms(region, keys.provider),
     )
 
 

@@ -14,6 +14,8 @@ Data classes (docs/promises.md, retention table):
   first, then the rows are removed; payment records stay (legal hold);
 - ``support_metadata``: network-test results older than 9 calendar months;
 - ``payment_records``: past their ``keep_until`` (5 years);
+- ``messaging_records``: SMS alert and client-invitation send records past their
+  ``expires_at`` (the organisation's visitor retention when written; no address in them);
 - ``dsr_records``: data-subject requests closed more than ``dsr_keep_days`` ago (3 years);
 - ``access_log``: access-log entries older than 6 calendar years, a leading run of each
   organisation's chain at a time, only while it is intact (``access_log.service.prune``);
@@ -63,6 +65,7 @@ from konsil.platform.core.region import RegionContext
 from konsil.platform.core.telemetry import metrics
 from konsil.tenants import removal
 from konsil.tenants.actors import Actor, _event
+from konsil.tenants.messaging.tables import MESSAGING_TABLES
 from konsil.tenants.tables import (
     Call,
     CallRelayReceipt,
@@ -357,6 +360,39 @@ async def _purge_by_time(
     return ClassResult(data_class=data_class, org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success")
 
 
+async def _purge_messaging(
+    ctx: RegionContext, req: PurgeRequest, org_id: uuid.UUID | None, on_batch: OnBatch
+) -> ClassResult:
+    """The send records of SMS alerts and client invitations past their ``expires_at``,
+    both tables under one evidence row (no personal data in them: nothing to log)."""
+    cutoff = RetentionPolicy.messaging_records(req.as_of)
+
+    def due(table: type[Table]) -> Combinable:
+        where: Combinable = table.expires_at < cutoff  # type: ignore[attr-defined]
+        return where if org_id is None else where & (table.org_id == org_id)  # type: ignore[attr-defined]
+
+    if req.dry_run:
+        counts = {t._meta.tablename: await t.count().where(due(t)) for t in MESSAGING_TABLES}
+        return ClassResult(data_class="messaging_records", org_id=org_id, cutoff=cutoff, rows=counts, outcome="success")
+    evidence = await _evidence(ctx, req, "messaging_records", org_id, cutoff)
+    for table in MESSAGING_TABLES:
+        key: Column = table._meta.primary_key
+        while not evidence.done:
+            rows = await table.select(key).where(due(table)).order_by(key).limit(req.batch_size)
+            if not rows:
+                break
+            ids = [row[key._meta.name] for row in rows]
+            async with database.transaction(ctx.engine):
+                await table.delete().where(due(table) & key.is_in(ids))
+                await evidence.add({table._meta.tablename: len(ids)})
+            on_batch("messaging_records", len(ids))
+    if not evidence.done:
+        await evidence.finish("success")
+    return ClassResult(
+        data_class="messaging_records", org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success"
+    )
+
+
 async def _purge_access_log(
     ctx: RegionContext, req: PurgeRequest, org_id: uuid.UUID | None, on_batch: OnBatch
 ) -> ClassResult:
@@ -603,6 +639,7 @@ async def purge(ctx: RegionContext, req: PurgeRequest, on_batch: OnBatch | None 
         logged_as="payment_record",
     )
     await guarded("payment_records", org_id, step)
+    await guarded("messaging_records", org_id, _purge_messaging(ctx, req, org_id, report))
     step = _purge_by_time(
         ctx,
         req,

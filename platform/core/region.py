@@ -24,6 +24,7 @@ from konsil.platform.core.limits import TenantLimits
 from konsil.platform.core.mail import Mailer, NoMailer
 from konsil.platform.core.settings import RegionSettings, Settings
 from konsil.platform.core.signing import Verifier, sign
+from konsil.platform.core.sms import SmsSender
 from konsil.platform.core.telemetry import inject
 
 
@@ -158,6 +159,9 @@ class RegionContext:
     service_name: str = "region-service"
     # The region's e-mail (invitations, password resets): platform/core/mail.py.
     mail: Mailer = field(default_factory=lambda: NoMailer(""))
+    # The region's SMS provider (arrival alerts, client invitations): Sinch in the EU,
+    # Twilio in the US (tenants/messaging/providers.py); None when the region has none.
+    sms: SmsSender | None = None
     limits: TenantLimits = field(init=False)
 
     def __post_init__(self) -> None:
