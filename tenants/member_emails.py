@@ -136,7 +136,7 @@ async def send(
             ctx,
             SENDER.for_purpose(f"sent on consent {grant.event_id}"),
             org.id,
-            "execute",
+            "create",
             "consent_mail",
             mail_id,
             members.subject(member_id),
