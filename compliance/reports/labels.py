@@ -72,8 +72,10 @@ METHOD_LABELS: Final[dict[str, str]] = {
 
 DATA_CATEGORY_LABELS: Final[dict[str, str]] = {
     "contact": "contact details",
+    "phone": "phone numbers",
     "payment": "payment details",
     "invoicing": "invoicing details",
+    "national_id": "national ID number and verified name",
     "call_metadata": "call records",
     "support": "support requests",
     "usage": "usage data",
