@@ -70,7 +70,14 @@ DESCRIPTION = (
     "is kept, from the region's own database."
 )
 # Classes every purge run covers; an organisation's own class comes on top.
-REGION_WIDE_CLASSES = ("support_metadata", "payment_records", "dsr_records", "access_log", "audit_records")
+REGION_WIDE_CLASSES = (
+    "support_metadata",
+    "payment_records",
+    "dsr_records",
+    "consent_records",
+    "access_log",
+    "audit_records",
+)
 # A purge run's clock and the time its retention note was written may differ a little.
 CLOCK_TOLERANCE = timedelta(hours=1)
 
@@ -469,6 +476,7 @@ _CLASS_WORDS = {
     "support_metadata": "support metadata",
     "payment_records": "payment records",
     "dsr_records": "closed data-subject requests",
+    "consent_records": "consent records kept as proof",
     "access_log": "the access log",
     "audit_records": "the audit records (evidence, reports, attestations, checkpoints, certificates)",
 }
