@@ -52,6 +52,7 @@ from konsil.tenants.admin_members import members_pages_router
 from konsil.tenants.admin_pages import admin_pages_router
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
+from konsil.tenants.consent_pages import consent_router
 from konsil.tenants.invitations_api import invitations_router
 from konsil.tenants.login_pages import login_router
 from konsil.tenants.messaging.api import messaging_router
@@ -209,6 +210,7 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             pages_router,
             admin_pages_router,
             account_router,
+            consent_router,
             members_pages_router,
             invitations_router,
             messaging_router,

@@ -76,6 +76,7 @@ REGION_WIDE_CLASSES = (
     "payment_records",
     "messaging_records",
     "dsr_records",
+    "consent_records",
     "access_log",
     "audit_records",
 )
@@ -489,6 +490,7 @@ _CLASS_WORDS = {
     "payment_records": "payment records",
     "messaging_records": "SMS alert and client invitation send records",
     "dsr_records": "closed data-subject requests",
+    "consent_records": "consent records kept as proof",
     "access_log": "the access log",
     "audit_records": "the audit records (evidence, reports, attestations, checkpoints, certificates)",
 }

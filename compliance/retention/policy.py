@@ -15,6 +15,7 @@ DataClass = Literal[
     "payment_records",
     "messaging_records",
     "dsr_records",
+    "consent_records",
     "access_log",
     "audit_records",
 ]
@@ -25,6 +26,7 @@ DATA_CLASSES: tuple[DataClass, ...] = (
     "payment_records",
     "messaging_records",
     "dsr_records",
+    "consent_records",
     "access_log",
     "audit_records",  # after the access log: what it may remove depends on what the log's purge removed
 )
@@ -79,6 +81,12 @@ class RetentionPolicy:
     def messaging_records(as_of: dt.datetime) -> dt.datetime:
         """SMS alert and client-invitation send records carry their own ``expires_at``
         (the organisation's visitor retention when they were written)."""
+        return as_of
+
+    @staticmethod
+    def consent_records(as_of: dt.datetime) -> dt.datetime:
+        """Consent records carry their own ``keep_until``: 3 years after the decision
+        stops holding (tenants/consent.py ``PROOF_YEARS``), as proof of consent (GDPR 7(1))."""
         return as_of
 
     @staticmethod

@@ -74,6 +74,7 @@ async def test_data_within_retention_and_purges_that_ran_pass(ctx: RegionContext
         "payment_records",
         "messaging_records",
         "dsr_records",
+        "consent_records",
         "access_log",
         "audit_records",
     }
