@@ -22,6 +22,7 @@ from konsil.platform.core.keys.region_signing import RegionSigner
 from konsil.platform.core.keys.service import TenantKeys
 from konsil.platform.core.limits import TenantLimits
 from konsil.platform.core.mail import Mailer, NoMailer
+from konsil.platform.core.payments import PaymentProvider
 from konsil.platform.core.settings import RegionSettings, Settings
 from konsil.platform.core.signing import Verifier, sign
 from konsil.platform.core.telemetry import inject
@@ -146,6 +147,8 @@ class RegionContext:
     service_name: str = "region-service"
     # The region's e-mail (invitations, password resets): platform/core/mail.py.
     mail: Mailer = field(default_factory=lambda: NoMailer(""))
+    # The region's card payments (room fees at check-in; tenants/payments), None without.
+    payments: PaymentProvider | None = None
     limits: TenantLimits = field(init=False)
 
     def __post_init__(self) -> None:
