@@ -99,10 +99,8 @@ class StripePayments:
         webhook_secret: str | SecretSource,
     ) -> None:
         self._api = (settings.api_base or STRIPE_API).rstrip("/")
-        self._script = settings.script_url or (
-            f"{self._api}/js.stripe.com/v3/" if settings.api_base else STRIPE_JS
-        )
-        self._publishable = settings.publishable_key
+        self._script = settings.script_url or (f"{self._api}/js.stripe.com/v3/" if settings.api_base else STRIPE_JS)
+        self._publishable: str = settings.publishable_key
         self._timeout = settings.timeout_seconds
         self._secret_key = secret_key
         self._webhook_secret = webhook_secret
@@ -125,9 +123,10 @@ class StripePayments:
         if isinstance(source, str):
             return source
         try:
-            return await source()
+            value: str = await source()
         except Exception as exc:  # Vault down or the secret missing: a later try may succeed
             raise PaymentUnavailable(f"the Stripe {what} could not be read ({type(exc).__name__})") from None
+        return value
 
     async def _stripe(self) -> stripe.StripeClient:
         if self._client is None:
@@ -169,7 +168,6 @@ class StripePayments:
                 params={
                     "amount": amount_minor,
                     "currency": currency,
-                    "payment_method_types": ["card"],
                     "metadata": metadata,
                 },
                 options={"idempotency_key": idempotency_key},
