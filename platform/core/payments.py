@@ -96,6 +96,12 @@ class PaymentProvider(Protocol):
         """Where the visitor's page loads the provider's script from (its own host)."""
         ...
 
+    @property
+    def browser_origins(self) -> tuple[str, ...]:
+        """The provider's hosts the visitor's page talks to (script, card frames, API):
+        the only outside hosts its content security policy allows."""
+        ...
+
     async def create_intent(
         self, amount_minor: int, currency: str, idempotency_key: str, metadata: dict[str, str]
     ) -> IntentState:

@@ -119,6 +119,12 @@ class StripePayments:
     def script_url(self) -> str:
         return self._script
 
+    @property
+    def browser_origins(self) -> tuple[str, ...]:
+        if self._api == STRIPE_API:  # stripe.js, its card frames and 3-D Secure pages, its API
+            return (self._script, "https://js.stripe.com", "https://hooks.stripe.com", STRIPE_API)
+        return (self._script, self._api)
+
     async def _secret(self, source: str | SecretSource, what: str) -> str:
         if isinstance(source, str):
             return source
