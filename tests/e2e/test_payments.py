@@ -24,7 +24,6 @@ import pytest
 from konsil.platform.cli.launcher import start_processes, stop_processes, wait_healthy
 from tests.conftest import fetch, free_port, services_config, wait_until
 
-
 PK = "pk_test_konsil"
 SK = "sk_test_konsil"
 WHSEC = "whsec_konsil_test_secret"
@@ -206,7 +205,7 @@ def test_a_visitor_pays_and_enters_the_waiting_list(payments: Payments) -> None:
 
 def test_a_declined_card_keeps_the_visitor_out_and_they_can_try_again(payments: Payments) -> None:
     p = payments
-    slug, owner = signup(p)
+    slug, _owner = signup(p)
     visitor, path, visit_id = arrive(p, slug)
     assert visitor.get(f"{path}/payment").status_code == 200
     declined = visitor.post(f"{path}/payment", json={"token": token(p, "4000000000000341")})
