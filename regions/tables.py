@@ -10,7 +10,7 @@ from konsil.compliance.reports.tables import REPORT_TABLES
 from konsil.compliance.retention.tables import RETENTION_TABLES
 from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 from konsil.media_nodes.tables import MEDIA_NODE_TABLES
-from konsil.tenants.payments.tables import PAYMENT_TABLES, PaymentAttempt
+from konsil.tenants.payments.tables import PAYMENT_ORGANISATION_OWNED, PAYMENT_TABLES
 from konsil.tenants.tables import TENANT_TABLES, Organisation, PaymentRecord
 
 REGION_TABLES: list[type[Table]] = [
@@ -32,6 +32,6 @@ REGION_TABLES: list[type[Table]] = [
 # compliance reports: 6 years, also after the organisation is gone): never listed here.
 ORGANISATION_OWNED: list[type[Table]] = [
     t
-    for t in [*TENANT_TABLES, PaymentAttempt, *NETWORK_TEST_TABLES, *DSR_TABLES]
+    for t in [*TENANT_TABLES, *PAYMENT_ORGANISATION_OWNED, *NETWORK_TEST_TABLES, *DSR_TABLES]
     if t not in (Organisation, PaymentRecord)
 ]

@@ -145,7 +145,7 @@ async def current_attempt(
         {"org_id": str(org.id), "visit_id": str(visit.id), "attempt": str(number)},
     )
     now = clock.now()
-    attempt = {
+    attempt: dict[str, Any] = {
         "id": uuid.uuid4(),
         "org_id": org.id,
         "visit_id": visit.id,
@@ -159,7 +159,9 @@ async def current_attempt(
         "expires_at": visit.expires_at,
     }
     # Two page loads at once get the same payment (same idempotency key): one row.
-    inserted = await _insert_new(PaymentAttempt(**attempt), PaymentAttempt.intent_id)
+    inserted = await _insert_new(
+        PaymentAttempt(_data={getattr(PaymentAttempt, k): v for k, v in attempt.items()}), PaymentAttempt.intent_id
+    )
     if not inserted:
         found = await _by_intent(state.id)
         assert found is not None
@@ -455,7 +457,10 @@ async def refund(ctx: RegionContext, actor: Actor, org: records.Organisation, vi
         if attempt is not None:
             await _refunded(ctx, attempt, state, clock.now())
         else:
-            back = {PaymentRecord.refunded_minor: state.amount_refunded, PaymentRecord.refunded_at: clock.now()}
+            back: dict[Column | str, Any] = {
+                PaymentRecord.refunded_minor: state.amount_refunded,
+                PaymentRecord.refunded_at: clock.now(),
+            }
             await (
                 PaymentRecord.update(back)
                 .where((PaymentRecord.id == row["id"]) & PaymentRecord.refunded_at.is_null())

@@ -54,3 +54,5 @@ class PaymentEvent(Table, tablename="payment_event"):
 
 
 PAYMENT_TABLES: list[type[Table]] = [PaymentAttempt, PaymentEvent]
+# Deleted with their organisation (events hold no organisation's data; records stay, P9).
+PAYMENT_ORGANISATION_OWNED: list[type[Table]] = [PaymentAttempt]

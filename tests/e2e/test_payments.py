@@ -100,7 +100,7 @@ def payments(
 
 def signup(p: Payments) -> tuple[str, httpx.Client]:
     slug = f"pay-{secrets.token_hex(3)}"
-    body = {
+    body: dict[str, Any] = {
         "region": "eu",
         "organisation": {"name": f"Praxis {slug}", "slug": slug},
         "owner": {"name": "Owner", "email": f"owner@{slug}.example", "password": "correct horse battery"},
