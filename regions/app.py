@@ -58,6 +58,7 @@ from konsil.tenants.login_pages import login_router
 from konsil.tenants.messaging.api import messaging_router
 from konsil.tenants.network_test_api import network_test_router
 from konsil.tenants.pages import pages_router
+from konsil.tenants.payments.routes import payment_pages_router, payments_api_router
 from konsil.tenants.signaling import SOCKETS
 from konsil.tenants.visitor_pages import visitor_router
 
@@ -216,6 +217,8 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             messaging_router,
             internal_router,
             visitor_router,
+            payment_pages_router,
+            payments_api_router,
             network_test_router,
             dsr_router,
             access_log_router,

@@ -22,12 +22,14 @@ from konsil.platform.core.keys.region_signing import RegionKey
 from konsil.platform.core.keys.service import build_tenant_keys
 from konsil.platform.core.keys.vault import VaultTransitProvider
 from konsil.platform.core.mail import Mailer, build_mailer
+from konsil.platform.core.payments import PaymentProvider
 from konsil.platform.core.region import ControlLink, NetworkTests, RegionContext
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.signing import Verifier
 from konsil.platform.core.sms import SmsSender
 from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
 from konsil.tenants.messaging.providers import build_sms_sender
+from konsil.tenants.payments.stripe_provider import build_payments
 
 log = logging.getLogger("konsil.region")
 
@@ -78,6 +80,7 @@ def build_region(
         service_name=service_name,
         mail=region_mailer(settings, region, keys.provider),
         sms=region_sms(region, keys.provider),
+        payments=region_payments(region, keys.provider),
     )
 
 
@@ -111,6 +114,19 @@ def region_sms(region: RegionSettings, provider: KeyProvider) -> SmsSender | Non
     the region's Vault (``sms.token_path``, field ``token``) is read when first needed."""
     token = vault_secret(region, provider, "sms.token_path", region.sms.token_path, "token")
     return build_sms_sender(region.sms, token)
+
+
+def region_payments(region: RegionSettings, provider: KeyProvider) -> PaymentProvider | None:
+    """The region's own Stripe account by its ``payments`` settings (None without one); a
+    secret key or webhook secret kept in the region's Vault (``payments.secret_key_path``,
+    field ``secret_key``; ``payments.webhook_secret_path``, field ``webhook_secret``) is
+    read when first needed."""
+    payments = region.payments
+    secret_key = vault_secret(region, provider, "payments.secret_key_path", payments.secret_key_path, "secret_key")
+    webhook_secret = vault_secret(
+        region, provider, "payments.webhook_secret_path", payments.webhook_secret_path, "webhook_secret"
+    )
+    return build_payments(payments, secret_key, webhook_secret)
 
 
 def region_signer(settings: Settings, region: RegionSettings, provider: KeyProvider | None = None) -> RegionKey:

@@ -37,6 +37,7 @@ from konsil.platform.core.region import RegionContext, RetryLater
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.regions.container import open_region
 from konsil.tenants.messaging.alerts import ALERT_TASK, arrival_alert_task
+from konsil.tenants.payments.service import EVENT_TASK, event_task
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -147,6 +148,7 @@ TASKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     CHECKPOINT: checkpoint_task,
     REPORT_TASK: report_task,
     ALERT_TASK: arrival_alert_task,
+    EVENT_TASK: event_task,
 }
 # The data lifecycle's tasks run one at a time in process (a purge and a report share the
 # database's heaviest work); the others (a webhook, an alert) are short and run alongside.

@@ -261,6 +261,9 @@ class PaymentRecord(Table, tablename="payment_record"):
     payer_phone_index = Varchar(length=64, index=True, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     keep_until = Timestamptz(index=True)
+    # A refund (owners and admins; tenants/payments): the amount given back and when.
+    refunded_minor = Integer(default=0)
+    refunded_at = Timestamptz(null=True, default=None)
 
 
 TENANT_TABLES: list[type[Table]] = [
