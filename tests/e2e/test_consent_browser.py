@@ -316,9 +316,7 @@ def test_the_camera_choice_is_kept_only_with_its_agreement_and_used(
 
 def member_context(browser: Browser, practice: Practice, locale: str, **options: Any) -> BrowserContext:
     context = new_context(browser, practice.base, locale, **options)
-    context.add_cookies(
-        [{"name": "konsil_session", "value": practice.session, "domain": "127.0.0.1", "path": "/"}]
-    )
+    context.add_cookies([{"name": "konsil_session", "value": practice.session, "domain": "127.0.0.1", "path": "/"}])
     return context
 
 
