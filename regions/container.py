@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from konsil.compliance.access_log.chained import ChainedAccessLog
 from konsil.compliance.access_log.seal import HeadSealer, current_sealer, use_sealer
+from konsil.compliance.subprocessors.register import Register, RegisterError, integration_entry, load_register
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.media_nodes.relays import RegionRelays
 from konsil.platform.core import database
@@ -48,6 +49,28 @@ def missing(service: str) -> str:
     return f"{what} is off: {module} is not installed (pip install 'konsil[{extra}]')"
 
 
+def integrations(region: RegionSettings) -> list[tuple[str, str]]:
+    """The third parties a region's settings send personal data to: (setting, provider)."""
+    used = [("payments.provider", region.payments.provider), ("sms.provider", region.sms.provider)]
+    return [(key, provider) for key, provider in used if provider != "none"]
+
+
+def check_subprocessors(region: RegionSettings, register: Register | None = None) -> None:
+    """Every integration a region uses is listed for that region in the subprocessor
+    register the compliance reports print (P16): Twilio set up for the EU region, say,
+    would send EU data to a processor the register does not list there, so the region
+    refuses to start, naming the setting."""
+    register = register or load_register()
+    for key, provider in integrations(region):
+        try:
+            integration_entry(register, provider, region.id)
+        except RegisterError as exc:
+            raise ConfigError(
+                f"regions.{region.id}.{key} = {provider!r}: not a subprocessor of region {region.id!r} in the "
+                f"register ({exc}); use the region's own provider or add the processor to the register first"
+            ) from exc
+
+
 def build_region(
     settings: Settings,
     region: RegionSettings,
@@ -58,6 +81,7 @@ def build_region(
 ) -> RegionContext:
     """The region's container, not started yet (``start``, ``stop``). The region service
     passes its ``live`` events and ``relays`` (see ``region_relays``)."""
+    check_subprocessors(region)
     control_url = settings.control_url or (settings.control.base_url if settings.control else "")
     # Only the region service takes signed calls from the control plane.
     callers = {"control": region.internal_secret} if service_name == "region-service" else {}
