@@ -10,10 +10,12 @@ from konsil.compliance.reports.tables import REPORT_TABLES
 from konsil.compliance.retention.tables import RETENTION_TABLES
 from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 from konsil.media_nodes.tables import MEDIA_NODE_TABLES
+from konsil.tenants.identity.tables import IDENTITY_TABLES
 from konsil.tenants.tables import TENANT_TABLES, Organisation, PaymentRecord
 
 REGION_TABLES: list[type[Table]] = [
     *TENANT_TABLES,
+    *IDENTITY_TABLES,
     *ACCESS_LOG_TABLES,
     *MEDIA_NODE_TABLES,
     *NETWORK_TEST_TABLES,
@@ -29,5 +31,5 @@ REGION_TABLES: list[type[Table]] = [
 # Audit records stay too (the access log, control attestations, evidence observations,
 # compliance reports: 6 years, also after the organisation is gone): never listed here.
 ORGANISATION_OWNED: list[type[Table]] = [
-    t for t in [*TENANT_TABLES, *NETWORK_TEST_TABLES, *DSR_TABLES] if t not in (Organisation, PaymentRecord)
+    t for t in [*TENANT_TABLES, *IDENTITY_TABLES, *NETWORK_TEST_TABLES, *DSR_TABLES] if t not in (Organisation, PaymentRecord)
 ]
