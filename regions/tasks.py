@@ -33,7 +33,7 @@ from konsil.compliance.reports.jobs import REPORT_TASK, generate
 from konsil.compliance.retention.purge import PurgeRequest, purge, run_as_of, summary
 from konsil.compliance.retention.tables import PurgeRun
 from konsil.platform.core import broker, database, liveness, startup
-from konsil.platform.core.region import RegionContext
+from konsil.platform.core.region import RegionContext, RetryLater
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.regions.container import open_region
 
@@ -146,12 +146,17 @@ TASKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     CHECKPOINT: checkpoint_task,
     REPORT_TASK: report_task,
 }
+# The data lifecycle's tasks run one at a time in process (a purge and a report share the
+# database's heaviest work); the others (a webhook, an alert) are short and run alongside.
+LIFECYCLE = frozenset({PURGE, CHECKPOINT, REPORT_TASK})
+# A task that keeps raising RetryLater is run again no later than this.
+MAX_RETRY_SECONDS = 3600.0
 
 
 class TaskRunner(Protocol):
     """Hands a region task to whoever runs this region's tasks; returns the task id."""
 
-    def submit(self, task: str, run_id: uuid.UUID | None = None) -> str: ...
+    def submit(self, task: str, run_id: uuid.UUID | None = None, delay_seconds: float = 0) -> str: ...
 
 
 # --- in-process (embedded default) --------------------------------------------------------------
@@ -166,23 +171,38 @@ class InProcessRunner:
         self._running: set[asyncio.Task[None]] = set()
         self._active: asyncio.Task[Any] | None = None  # the run holding the lock
 
-    def submit(self, task: str, run_id: uuid.UUID | None = None) -> str:
+    def submit(self, task: str, run_id: uuid.UUID | None = None, delay_seconds: float = 0) -> str:
+        if task not in TASKS:
+            raise KeyError(f"no region task named {task!r}")
         run_id = run_id or uuid.uuid4()
-        job = asyncio.create_task(self._run(task, run_id))
+        job = asyncio.create_task(self._later(task, run_id, delay_seconds))
         self._running.add(job)
         job.add_done_callback(self._running.discard)
         return str(run_id)
 
+    async def _later(self, task: str, run_id: uuid.UUID, delay_seconds: float) -> None:
+        if delay_seconds > 0:
+            await asyncio.sleep(delay_seconds)
+        if task in LIFECYCLE:
+            async with self._lock:
+                self._active = asyncio.current_task()
+                try:
+                    await self._run(task, run_id)
+                finally:
+                    self._active = None
+        else:
+            await self._run(task, run_id)
+
     async def _run(self, task: str, run_id: uuid.UUID) -> None:
-        async with self._lock:
-            self._active = asyncio.current_task()
-            try:
-                result = await TASKS[task](self.ctx, self.ctx.region.id, run_id)
-                log.info("task %s %s done: %s", task, run_id, result)
-            except Exception:  # logged; the next scheduled run tries again
-                log.exception("task %s %s failed", task, run_id)
-            finally:
-                self._active = None
+        try:
+            result = await TASKS[task](self.ctx, self.ctx.region.id, run_id)
+            log.info("task %s %s done: %s", task, run_id, result)
+        except RetryLater as again:
+            seconds = min(again.seconds, MAX_RETRY_SECONDS)
+            log.info("task %s %s runs again in %.0f s: %s", task, run_id, seconds, again)
+            self.submit(task, run_id, seconds)
+        except Exception:  # logged; the next scheduled run tries again
+            log.exception("task %s %s failed", task, run_id)
 
     async def stop(self, grace_seconds: float = 30.0) -> None:
         """Drop the runs still waiting their turn, and let the one running finish (up to
@@ -311,11 +331,15 @@ def celery_app(settings: Settings, region_id: str) -> Celery:
             if region != region_id:  # never run another region's task; drop it, do not requeue
                 log.error("refused a task of region %r: this worker serves region %r", region, region_id)
                 raise Reject(f"task of region {region!r} refused by a worker of region {region_id!r}", requeue=False)
-            return asyncio.run(_in_region(settings, region_id, name, uuid.UUID(str(self.request.id))))
+            try:
+                return asyncio.run(_in_region(settings, region_id, name, uuid.UUID(str(self.request.id))))
+            except RetryLater as again:
+                # Same task id: the retry continues the same row. The task counts its own
+                # attempts, so Celery's count is not the limit.
+                raise self.retry(countdown=min(again.seconds, MAX_RETRY_SECONDS), max_retries=None) from again
 
-    region_task(PURGE)
-    region_task(CHECKPOINT)
-    region_task(REPORT_TASK)
+    for name in TASKS:
+        region_task(name)
     return app
 
 
@@ -333,9 +357,17 @@ class CeleryRunner:
         self.region_id = region_id
         self.app = celery_app(settings, region_id)
 
-    def submit(self, task: str, run_id: uuid.UUID | None = None) -> str:
+    def submit(self, task: str, run_id: uuid.UUID | None = None, delay_seconds: float = 0) -> str:
+        if task not in TASKS:
+            raise KeyError(f"no region task named {task!r}")
         task_id = str(run_id or uuid.uuid4())
-        self.app.send_task(task, kwargs={"region": self.region_id}, task_id=task_id, queue=queue_name(self.region_id))
+        self.app.send_task(
+            task,
+            kwargs={"region": self.region_id},
+            task_id=task_id,
+            queue=queue_name(self.region_id),
+            countdown=delay_seconds or None,
+        )
         return task_id
 
 

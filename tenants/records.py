@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import msgspec
+
+CheckinStep = Literal["identity", "payment"]
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,6 +67,20 @@ class Room(Record, frozen=True, kw_only=True):
     expert_id: uuid.UUID
     created_at: dt.datetime
     welcome_text: str = ""
+    fee_amount: int | None = None
+    fee_currency: str | None = None
+    fee_description: str = ""
+    identity_check: str = ""
+
+    def checkin_steps(self) -> list[CheckinStep]:
+        """What a visitor of this room does before the waiting list, in order: prove who
+        they are with a national eID, then pay the fee (tenants/checkin.py)."""
+        steps: list[CheckinStep] = []
+        if self.identity_check:
+            steps.append("identity")
+        if self.fee_amount is not None and self.fee_currency:
+            steps.append("payment")
+        return steps
 
 
 class Visit(Record, frozen=True, kw_only=True):
@@ -74,7 +90,7 @@ class Visit(Record, frozen=True, kw_only=True):
     name: str  # sealed
     phone: str | None  # sealed
     phone_index: str | None
-    status: str  # waiting | admitted | ended | left
+    status: str  # checking_in | waiting | admitted | ended | left
     away_since: dt.datetime | None
     token_hash: str
     consented_at: dt.datetime
@@ -82,6 +98,8 @@ class Visit(Record, frozen=True, kw_only=True):
     admitted_at: dt.datetime | None
     ended_at: dt.datetime | None
     expires_at: dt.datetime
+    identity_checked_at: dt.datetime | None = None
+    paid_at: dt.datetime | None = None
 
 
 class Call(Record, frozen=True, kw_only=True):

@@ -16,7 +16,7 @@ from konsil.tenants import records
 from konsil.tenants.actors import Actor, record
 from konsil.tenants.auth import Principal
 from konsil.tenants.members import subject
-from konsil.tenants.schemas import RoomIn, RoomOut, RoomPatch
+from konsil.tenants.schemas import RoomFee, RoomIn, RoomOut, RoomPatch
 from konsil.tenants.tables import Member, Room
 
 # Room addresses that would collide with the organisation's own pages.
@@ -26,24 +26,43 @@ RESERVED_ROOM_SLUGS = frozenset(
 
 
 def to_out(org: records.Organisation, room: records.Room) -> RoomOut:
-    return _out(org, room.id, room.slug, room.title, room.expert_id, room.welcome_text)
+    return _out(org, msgspec.structs.asdict(room))
 
 
-def _out(
-    org: records.Organisation, room_id: uuid.UUID, slug: str, title: str, expert_id: uuid.UUID, welcome_text: str
-) -> RoomOut:
-    return RoomOut(
-        id=room_id,
-        slug=slug,
-        title=title,
-        expert_id=expert_id,
-        join_path=f"/{org.slug}/{slug}",
-        welcome_text=welcome_text,
+def fee_of(room: records.Room) -> RoomFee | None:
+    """The fee a room asks (None: free)."""
+    if room.fee_amount is None or room.fee_currency is None:
+        return None
+    return msgspec.convert(
+        {"amount_minor": room.fee_amount, "currency": room.fee_currency, "description": room.fee_description}, RoomFee
     )
 
 
+def _out(org: records.Organisation, row: dict[str, Any]) -> RoomOut:
+    fee = None
+    if row.get("fee_amount") is not None and row.get("fee_currency"):
+        fee = RoomFee(row["fee_amount"], row["fee_currency"], row.get("fee_description") or "")
+    return RoomOut(
+        id=row["id"],
+        slug=row["slug"],
+        title=row["title"],
+        expert_id=row["expert_id"],
+        join_path=f"/{org.slug}/{row['slug']}",
+        welcome_text=row["welcome_text"],
+        fee=fee,
+        identity_check=row.get("identity_check") or "",
+    )
+
+
+def _fee_columns(fee: RoomFee | None) -> dict[str, Any]:
+    if fee is None:
+        return {"fee_amount": None, "fee_currency": None, "fee_description": ""}
+    return {"fee_amount": fee.amount_minor, "fee_currency": fee.currency, "fee_description": fee.description.strip()}
+
+
+_COLUMNS = "id, slug, title, expert_id, welcome_text, fee_amount, fee_currency, fee_description, identity_check"
 # A hot read (the room list of every dashboard and integration): fixed SQL on PostgreSQL.
-_LIST_SQL = "SELECT id, slug, title, expert_id, welcome_text FROM room WHERE org_id = $1 ORDER BY slug"
+_LIST_SQL = f"SELECT {_COLUMNS} FROM room WHERE org_id = $1 ORDER BY slug"  # noqa: S608 - constant columns
 
 
 async def list_rooms(org: records.Organisation) -> list[RoomOut]:
@@ -53,12 +72,12 @@ async def list_rooms(org: records.Organisation) -> list[RoomOut]:
         rows = await database.fetch(engine, _LIST_SQL, org.id)
     else:
         rows = (
-            await Room.select(Room.id, Room.slug, Room.title, Room.expert_id, Room.welcome_text)
+            await Room.select(*(getattr(Room, name.strip()) for name in _COLUMNS.split(",")))
             .where(Room.org_id == org.id)
             .order_by(Room.slug)
             .run()
         )
-    return [_out(org, r["id"], r["slug"], r["title"], r["expert_id"], r["welcome_text"]) for r in rows]
+    return [_out(org, r) for r in rows]
 
 
 async def get(org: records.Organisation, room_id: uuid.UUID) -> records.Room:
@@ -101,6 +120,8 @@ async def create(
         expert_id=expert_id,
         created_at=clock.now(),
         welcome_text=new.welcome_text.strip(),
+        identity_check=new.identity_check,
+        **_fee_columns(new.fee),
     )
     async with database.transaction(ctx.engine):
         await _check_expert(org, expert_id)
@@ -133,9 +154,12 @@ async def change(
     changes only their own rooms and cannot give them away; managers change any."""
     values: dict[str, Any] = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
     if not values:
-        raise errors.bad_request("nothing to change: send title, welcome_text or expert_id")
+        raise errors.bad_request("nothing to change: send title, welcome_text, expert_id, fee or identity_check")
     if "welcome_text" in values:
         values["welcome_text"] = values["welcome_text"].strip()
+    if "fee" in values:
+        values.update(_fee_columns(patch.fee if isinstance(patch.fee, RoomFee) else None))
+        del values["fee"]
     manager = principal.kind != "member" or principal.role in MANAGERS
     async with database.transaction(ctx.engine):
         room = await get(org, room_id)

@@ -169,11 +169,29 @@ class MemberOut(msgspec.Struct):
     access_granted_by: uuid.UUID | None = None
 
 
+# The card fee a room asks before the waiting list (tenants/checkin.py): the currencies
+# the regions' Stripe accounts settle, in Stripe's lower-case ISO 4217 codes.
+FeeCurrency = Literal["nok", "dkk", "sek", "eur", "usd", "gbp", "chf"]
+# A national eID check: Norwegian BankID, Danish MitID, Swedish BankID ("" for none).
+IdentityCheck = Literal["", "no_bankid", "dk_mitid", "se_bankid"]
+FeeDescription = Annotated[str, msgspec.Meta(max_length=120, pattern=LINE_PATTERN)]
+
+
+class RoomFee(Strict):
+    """A room's fee, in the currency's minor unit (øre, cents): 50000 nok is 500.00 kr."""
+
+    amount_minor: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)]
+    currency: FeeCurrency
+    description: FeeDescription = ""
+
+
 class RoomIn(Strict):
     slug: RoomSlug
     title: RoomTitle
     expert_id: uuid.UUID | None = None
     welcome_text: WelcomeText = ""
+    fee: RoomFee | None = None
+    identity_check: IdentityCheck = ""
 
 
 class RoomPatch(Strict):
@@ -183,6 +201,9 @@ class RoomPatch(Strict):
     title: RoomTitle | msgspec.UnsetType = msgspec.UNSET
     welcome_text: WelcomeText | msgspec.UnsetType = msgspec.UNSET
     expert_id: uuid.UUID | msgspec.UnsetType = msgspec.UNSET
+    # null removes the fee.
+    fee: RoomFee | msgspec.UnsetType | None = msgspec.UNSET
+    identity_check: IdentityCheck | msgspec.UnsetType = msgspec.UNSET
 
 
 class RoomOut(msgspec.Struct):
@@ -192,6 +213,8 @@ class RoomOut(msgspec.Struct):
     expert_id: uuid.UUID
     join_path: str
     welcome_text: str = ""
+    fee: RoomFee | None = None
+    identity_check: IdentityCheck = ""
 
 
 class TokenIn(Strict):

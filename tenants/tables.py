@@ -113,6 +113,13 @@ class Room(Table, tablename="room"):
     created_at = Timestamptz(default=TimestamptzNow())
     # Shown to visitors in the waiting room (no personal data: written by the organisation).
     welcome_text = Text(default="")
+    # Check-in steps a visitor completes before the waiting list (tenants/checkin.py):
+    # a fee paid by card (minor units and ISO 4217 code, lower case as Stripe writes it),
+    # and a national eID check ("" for none, else "no_bankid", "dk_mitid" or "se_bankid").
+    fee_amount = Integer(null=True, default=None)
+    fee_currency = Varchar(length=3, null=True, default=None)
+    fee_description = Varchar(length=120, default="")
+    identity_check = Varchar(length=16, default="")
 
 
 class OrganisationLogo(Table, tablename="organisation_logo"):
@@ -169,7 +176,8 @@ class Visit(Table, tablename="visit"):
     # Blind index of the normalised phone under the organisation's index key: lets a
     # data-subject request find this visit (P17); it links nothing across organisations.
     phone_index = Varchar(length=64, index=True, null=True, default=None)
-    status = Varchar(length=12, default="waiting")  # waiting | admitted | ended | left
+    # checking_in (steps of tenants/checkin.py to do) | waiting | admitted | ended | left
+    status = Varchar(length=12, default="waiting")
     # While waiting: since when the visitor's page has had no socket open (closed tab,
     # lost network); None while it is connected. Long enough away, the visit is "left".
     away_since = Timestamptz(null=True, default=None)
@@ -179,6 +187,9 @@ class Visit(Table, tablename="visit"):
     admitted_at = Timestamptz(null=True, default=None)
     ended_at = Timestamptz(null=True, default=None)
     expires_at = Timestamptz(index=True)
+    # When the visit's check-in steps were done (None: not done, or the room asks none).
+    identity_checked_at = Timestamptz(null=True, default=None)
+    paid_at = Timestamptz(null=True, default=None)
 
 
 class Call(Table, tablename="call"):

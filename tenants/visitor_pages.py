@@ -28,7 +28,7 @@ from konsil.platform.core.keys.provider import KeyUnavailable
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.pages import legal
 from konsil.platform.pages.rendering import example_phone, format_phone, locale_of, tr, wants_html
-from konsil.tenants import organisations, records, rooms, visitor_branding, visits
+from konsil.tenants import checkin, organisations, records, rooms, visitor_branding, visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.schemas import PersonName, Phone
 from konsil.tenants.signaling import VISIT_COOKIE
@@ -278,7 +278,7 @@ async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[J
 
 
 @get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}", opt={"public": True}, include_in_schema=False)
-async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template:
+async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template | Redirect:
     ctx = region_of(request)
     org = await _organisation(request, slug)
     room = await _room_or_dead_end(request, org, room_slug)
@@ -301,6 +301,9 @@ async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUI
             again=f"/{slug}/{room_slug}",
             has_logo=await visitor_branding.has_logo(org.id),
         )
+    step_page = checkin.next_page(f"/{slug}/{room_slug}/visits/{visit_id}", visit, room)
+    if step_page is not None:  # an eID check or a fee first (tenants/checkin.py)
+        return Redirect(step_page, status_code=303)
     actor = visitor_branding.visitor(visit.id, source_address(request))
     phone = await visitor_branding.own_phone(ctx, actor, visit) if visit.status == "waiting" else None
     return Template(

@@ -86,7 +86,9 @@ def publish(ctx: RegionContext, channel: str, event: dict[str, Any]) -> None:
 async def arrive(
     ctx: RegionContext, org: records.Organisation, room: records.Room, form: VisitorForm, source: str
 ) -> tuple[uuid.UUID, str]:
-    """A visitor fills in the form: a new visit, waiting. Returns (visit id, visitor token)."""
+    """A visitor fills in the form: a new visit, waiting, or checking in first when the
+    room asks for an eID check or a fee (tenants/checkin.py). Returns (visit id, visitor
+    token)."""
     if not form.consent:
         raise errors.bad_request("please agree to the processing described above to continue")
     visit_id = uuid.uuid4()
@@ -108,7 +110,7 @@ async def arrive(
                 phone=seal("phone", form.phone) if form.phone else None,
                 # The blind index members use: a data-subject request finds the visit by phone.
                 phone_index=members.phone_index(cipher, form.phone) if form.phone else None,
-                status="waiting",
+                status="checking_in" if room.checkin_steps() else "waiting",
                 token_hash=token_hash(token),
                 consented_at=now,
                 arrived_at=now,
@@ -116,8 +118,18 @@ async def arrive(
             )
         ).run()
         await record(ctx, actor, org.id, "create", "visit", visit_id, visit_subject(visit_id))
-    publish(ctx, dashboard_channel(org.id), {"type": "waiting-changed", "room_id": str(room.id)})
+    if not room.checkin_steps():
+        await entered_waiting_list(ctx, org, room, visit_id)
     return visit_id, token
+
+
+async def entered_waiting_list(
+    ctx: RegionContext, org: records.Organisation, room: records.Room, visit_id: uuid.UUID
+) -> None:
+    """A visit has just joined its room's waiting list (at once, or when its check-in
+    steps were done): the dashboards show it. Nothing here may wait on a third party:
+    the visitor's check-in never waits for an alert."""
+    publish(ctx, dashboard_channel(org.id), {"type": "waiting-changed", "room_id": str(room.id)})
 
 
 async def visit_for_token(org: records.Organisation, visit_id: uuid.UUID, token: str | None) -> records.Visit:

@@ -86,9 +86,21 @@ class NetworkTests:
 class Tasks(Protocol):
     """Hands a task to whoever runs this region's background tasks (the in-process
     runner of the embedded default, or Celery on the region's own queue); ``run_id``
-    becomes the task's id, so a redelivered task continues the same run."""
+    becomes the task's id, so a redelivered task continues the same run. The task
+    starts no sooner than ``delay_seconds`` from now."""
 
-    def submit(self, task: str, run_id: uuid.UUID | None = None) -> str: ...
+    def submit(self, task: str, run_id: uuid.UUID | None = None, delay_seconds: float = 0) -> str: ...
+
+
+class RetryLater(Exception):
+    """Raised by a background task that could not finish now (a provider that timed out):
+    its runner runs it again, same ``run_id``, after ``seconds``. The task counts its own
+    attempts in its own row and stops raising this when it gives up."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        super().__init__(reason or f"retry in {seconds:g} s")
+        self.seconds = seconds
+        self.reason = reason
 
 
 @dataclass

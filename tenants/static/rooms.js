@@ -1,8 +1,9 @@
-// The rooms page: every room with its link (copy), create, rename, welcome text, give to
-// another expert (owners and admins), delete with a confirmation. Experts see and change
+// The rooms page: every room with its link (copy), create, rename, welcome text, check-in
+// steps (a national eID check, a card fee), give to another expert (owners and admins),
+// delete with a confirmation. Experts see and change
 // their own rooms. Everything goes through the tenant API (…/rooms, …/members).
 import { t } from '/static/i18n.js';
-import { $, api, ApiError, badLine, badText, copy, el, fieldError, main, problemText, say } from '/static/admin.js';
+import { $, api, ApiError, badLine, badText, copy, el, fieldError, intlLocale, main, problemText, say } from '/static/admin.js';
 
 const errorBox = $('rooms-error');
 const noticeBox = $('rooms-notice');
@@ -56,6 +57,93 @@ function expertSelect(id, selected) {
   return select;
 }
 
+// --- check-in steps: a national eID check and a card fee (shared by both forms) ----------------
+
+const EIDS = [
+  ['', () => t('No identity check')],
+  ['no_bankid', () => t('Norwegian BankID')],
+  ['dk_mitid', () => t('Danish MitID')],
+  ['se_bankid', () => t('Swedish BankID')],
+];
+const CURRENCIES = ['nok', 'dkk', 'sek', 'eur', 'usd', 'gbp', 'chf'];
+const eidName = (code) => (EIDS.find(([value]) => value === code) || EIDS[0])[1]();
+
+function money(fee) {
+  return new Intl.NumberFormat(intlLocale, { style: 'currency', currency: fee.currency.toUpperCase() }).format(fee.amount_minor / 100);
+}
+
+// "500", "500.00", "500,50" → 50000 / 50050 minor units; null when it is not an amount.
+function minorUnits(text) {
+  const match = /^\s*(\d{1,6})(?:[.,](\d{1,2}))?\s*$/.exec(text);
+  if (!match) return null;
+  return Number(match[1]) * 100 + Number((match[2] || '0').padEnd(2, '0'));
+}
+
+function checkinFields(prefix, room) {
+  const fee = room && room.fee;
+  const eid = el('select', { id: `${prefix}-eid`, 'aria-describedby': `${prefix}-eid-hint` });
+  for (const [value, name] of EIDS) eid.append(el('option', { value, selected: (room ? room.identity_check : '') === value }, name()));
+  const charge = el('input', { type: 'checkbox', id: `${prefix}-charge`, checked: Boolean(fee), 'aria-controls': `${prefix}-fee` });
+  const amount = el('input', {
+    type: 'text', id: `${prefix}-amount`, inputMode: 'decimal', autocomplete: 'off', maxLength: 10,
+    value: fee ? (fee.amount_minor / 100).toFixed(2) : '', 'aria-describedby': `${prefix}-amount-hint ${prefix}-amount-error`,
+  });
+  const amountError = el('p', { className: 'field-error', id: `${prefix}-amount-error` });
+  const currency = el('select', { id: `${prefix}-currency` });
+  for (const code of CURRENCIES) currency.append(el('option', { value: code, selected: (fee ? fee.currency : 'nok') === code }, code.toUpperCase()));
+  const description = el('input', {
+    type: 'text', id: `${prefix}-fee-description`, maxLength: 120, autocomplete: 'off',
+    value: fee ? fee.description : '', 'aria-describedby': `${prefix}-fee-description-hint`,
+  });
+  const feeBox = el('div', { id: `${prefix}-fee`, className: 'fee-fields', hidden: !fee },
+    el('label', { htmlFor: `${prefix}-amount` }, t('Amount')), amount,
+    el('p', { className: 'hint', id: `${prefix}-amount-hint` }, t('For example 500 or 450.50.')), amountError,
+    el('label', { htmlFor: `${prefix}-currency` }, t('Currency')), currency,
+    el('label', { htmlFor: `${prefix}-fee-description` }, t('What the fee is for'), ' ', el('span', { className: 'muted' }, t('(optional)'))), description,
+    el('p', { className: 'hint', id: `${prefix}-fee-description-hint` }, t('Visitors see it on the payment page and their card statement, e.g. Consultation, 30 minutes.')));
+  charge.addEventListener('change', () => {
+    feeBox.hidden = !charge.checked;
+    if (charge.checked) amount.focus();
+  });
+  const parts = [
+    el('fieldset', { className: 'checkin' },
+      el('legend', {}, t('Before the waiting room')),
+      el('label', { htmlFor: `${prefix}-eid` }, t('Identity check')), eid,
+      el('p', { className: 'hint', id: `${prefix}-eid-hint` }, t('Visitors prove who they are with their national eID. You see the verified name and ID number.')),
+      el('label', { className: 'check' }, charge, ' ', el('span', {}, t('Visitors pay a fee by card before they wait'))),
+      feeBox),
+  ];
+  // The room's check-in settings as the API takes them, or a problem to show.
+  function read() {
+    amountError.textContent = '';
+    amount.removeAttribute('aria-invalid');
+    if (!charge.checked) return { value: { identity_check: eid.value, fee: null } };
+    const minor = minorUnits(amount.value);
+    if (minor === null || minor < 100 || minor > 10000000) {
+      fieldError(amount, amountError, t('Enter an amount between 1 and 100,000, e.g. 500 or 450.50.'));
+      return { problem: amount };
+    }
+    const text = description.value.trim();
+    return { value: { identity_check: eid.value, fee: { amount_minor: minor, currency: currency.value, description: text } } };
+  }
+  function reset() {
+    eid.value = '';
+    charge.checked = false;
+    feeBox.hidden = true;
+    amount.value = '';
+    description.value = '';
+    currency.value = 'nok';
+  }
+  return { parts, read, reset };
+}
+
+function checkinSummary(room) {
+  const steps = [];
+  if (room.identity_check) steps.push(t('Identity check: %(eid)s', { eid: eidName(room.identity_check) }));
+  if (room.fee) steps.push(t('Fee: %(amount)s', { amount: money(room.fee) }));
+  return steps.length ? el('p', { className: 'muted small checkin-summary' }, steps.join(' · ')) : null;
+}
+
 // --- the list --------------------------------------------------------------------------------
 
 function roomItem(room) {
@@ -99,6 +187,7 @@ function roomItem(room) {
       linkField,
       copyButton),
     welcome,
+    checkinSummary(room),
     el('div', { className: 'controls' }, editButton, deleteButton),
     edit,
   );
@@ -122,6 +211,8 @@ function editForm(room) {
     expert = expertSelect(`edit-expert-${id}`, room.expert_id);
     parts.push(el('label', { htmlFor: `edit-expert-${id}` }, t('Expert')), expert);
   }
+  const steps = checkinFields(`edit-${id}`, room);
+  parts.push(...steps.parts);
   const form = el('form', { className: 'room-edit', hidden: true, noValidate: true },
     ...parts,
     el('div', { className: 'controls' },
@@ -138,6 +229,8 @@ function editForm(room) {
       fieldError(input, line, problem);
       if (problem && !first) first = input;
     }
+    const checked = steps.read();
+    if (checked.problem && !first) first = checked.problem;
     if (first) {
       first.focus();
       return;
@@ -146,6 +239,8 @@ function editForm(room) {
     if (newTitle !== room.title) change.title = newTitle;
     if (text !== (room.welcome_text || '')) change.welcome_text = text;
     if (expert && expert.value !== room.expert_id) change.expert_id = expert.value;
+    if (checked.value.identity_check !== (room.identity_check || '')) change.identity_check = checked.value.identity_check;
+    if (JSON.stringify(checked.value.fee) !== JSON.stringify(room.fee || null)) change.fee = checked.value.fee;
     if (!Object.keys(change).length) {
       form.reset();
       return;
@@ -249,6 +344,8 @@ slugInput.addEventListener('input', () => {
   showPreview();
 });
 counter(welcomeInput, $('room-welcome-count'));
+const newSteps = checkinFields('room', null);
+$('room-checkin').replaceChildren(...newSteps.parts);
 
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
@@ -266,11 +363,13 @@ form.addEventListener('submit', async (event) => {
     fieldError(input, line, problem);
     if (problem && !first) first = input;
   }
+  const checked = newSteps.read();
+  if (checked.problem && !first) first = checked.problem;
   if (first) {
     first.focus();
     return;
   }
-  const body = { title, slug, welcome_text: text };
+  const body = { title, slug, welcome_text: text, ...checked.value };
   if (manager) body.expert_id = $('room-expert').value;
   const button = form.querySelector('button[type="submit"]');
   button.disabled = true;
@@ -279,6 +378,7 @@ form.addEventListener('submit', async (event) => {
     rooms = [...rooms, room].sort((a, b) => a.slug.localeCompare(b.slug));
     render();
     form.reset();
+    newSteps.reset();
     slugEdited = false;
     showPreview();
     welcomeInput.dispatchEvent(new Event('input'));

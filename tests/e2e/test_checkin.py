@@ -1,0 +1,128 @@
+"""Check-in steps (tenants/checkin.py): a room that asks for an eID check and a fee keeps
+its visitor off the waiting list until both are done, sends the visitor's page to the
+next step, and moves the visit onto the waiting list exactly once; the room settings
+behind it are validated at the edge."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from konsil.platform.core import errors
+from konsil.regions import container
+from konsil.regions.container import build_region
+from konsil.regions.tables import REGION_TABLES
+from konsil.tenants import checkin, organisations, rooms
+from konsil.tenants.tables import Visit
+from tests.conftest import Stack, bindings_restored
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def practice(stack: Stack) -> dict[str, Any]:
+    made = stack.signup("eu")
+    owner = stack.login(stack.region_url("eu"), made["slug"], made["owner"]["email"])
+    return {**made, "client": owner}
+
+
+def test_room_settings_for_fee_and_identity_check_are_validated(stack: Stack, practice: dict[str, Any]) -> None:
+    slug, client = practice["slug"], practice["client"]
+    base = f"/api/v1/orgs/{slug}/rooms"
+    made = client.post(
+        base,
+        json={
+            "slug": "paid",
+            "title": "Paid",
+            "fee": {"amount_minor": 50000, "currency": "nok", "description": "Consultation"},
+            "identity_check": "no_bankid",
+        },
+    )
+    assert made.status_code == 201, made.text
+    room = made.json()
+    assert room["fee"] == {"amount_minor": 50000, "currency": "nok", "description": "Consultation"}
+    assert room["identity_check"] == "no_bankid"
+    listed = {r["slug"]: r for r in client.get(base).json()}
+    assert listed["paid"]["fee"]["amount_minor"] == 50000 and listed["paid"]["identity_check"] == "no_bankid"
+    for bad in (
+        {"fee": {"amount_minor": 0, "currency": "nok"}},
+        {"fee": {"amount_minor": 50000, "currency": "btc"}},
+        {"fee": {"amount_minor": 50000, "currency": "nok", "description": "x" * 121}},
+        {"identity_check": "fi_tupas"},
+    ):
+        refused = client.patch(f"{base}/{room['id']}", json=bad)
+        assert refused.status_code == 400, (bad, refused.text)
+    freed = client.patch(f"{base}/{room['id']}", json={"fee": None, "identity_check": ""})
+    assert freed.status_code == 200, freed.text
+    assert freed.json()["fee"] is None and freed.json()["identity_check"] == ""
+
+
+async def test_a_visitor_checks_in_before_the_waiting_list(stack: Stack, practice: dict[str, Any]) -> None:
+    slug, client = practice["slug"], practice["client"]
+    made = await asyncio.to_thread(
+        client.post,
+        f"/api/v1/orgs/{slug}/rooms",
+        json={
+            "slug": "checked",
+            "title": "Checked",
+            "fee": {"amount_minor": 30000, "currency": "nok"},
+            "identity_check": "no_bankid",
+        },
+    )
+    assert made.status_code == 201, made.text
+    base = stack.region_url("eu")
+    visitor = httpx.AsyncClient(base_url=base)
+    arrived = await visitor.post(f"/{slug}/checked/visits", data={"name": "Kari Nordmann", "consent": "yes"})
+    assert arrived.status_code == 303, arrived.text
+    visit_path = arrived.headers["location"]
+    visit_id = uuid.UUID(visit_path.rsplit("/", 1)[1])
+
+    async def waiting() -> list[Any]:
+        answer = await asyncio.to_thread(client.get, f"/api/v1/orgs/{slug}/visits/waiting")
+        return list(answer.json())
+
+    assert await waiting() == [], "a visit checking in is on no waiting list"
+    page = await visitor.get(visit_path)
+    assert page.status_code == 303 and page.headers["location"] == f"{visit_path}/identity"
+
+    region = stack.settings.for_region("eu").region("eu")
+    with bindings_restored(REGION_TABLES):
+        ctx = build_region(stack.settings, region, service_name="cli")
+        await container.start(ctx)
+        try:
+            org = await organisations.get(slug)
+            assert org is not None
+            room = await rooms.by_slug(org, "checked")
+            assert checkin.steps_for(room) == ["identity", "payment"]
+            assert await checkin.step_done(ctx, org, room, visit_id, "identity") is False
+            page = await visitor.get(visit_path)
+            assert page.status_code == 303 and page.headers["location"] == f"{visit_path}/payment"
+            # The webhook and the visitor's return both report the payment: one moves the visit.
+            moved = await asyncio.gather(
+                checkin.step_done(ctx, org, room, visit_id, "payment"),
+                checkin.step_done(ctx, org, room, visit_id, "payment"),
+            )
+            assert sorted(moved) == [False, True]
+            assert await checkin.step_done(ctx, org, room, visit_id, "payment") is False
+            row = (
+                await Visit.select(Visit.status, Visit.paid_at, Visit.identity_checked_at)
+                .where(Visit.id == visit_id)
+                .first()
+                .run()
+            )
+            assert row is not None and row["status"] == "waiting" and row["paid_at"] and row["identity_checked_at"]
+            free_room = msgspec.structs.replace(room, fee_amount=None)
+            with pytest.raises(errors.AppError) as refused:
+                await checkin.step_done(ctx, org, free_room, visit_id, "payment")
+            assert refused.value.status == 409
+        finally:
+            await container.stop(ctx)
+            await visitor.aclose()
+    assert [w["status"] for w in await waiting()] == ["waiting"]
+    page = await httpx.AsyncClient(base_url=base, cookies=arrived.cookies).get(visit_path)
+    assert page.status_code == 200
