@@ -57,6 +57,8 @@ from konsil.tenants.login_pages import login_router
 from konsil.tenants.network_test_api import network_test_router
 from konsil.tenants.pages import pages_router
 from konsil.tenants.signaling import SOCKETS
+from konsil.tenants.identity.api import identity_api_router
+from konsil.tenants.identity.pages import identity_router
 from konsil.tenants.visitor_pages import visitor_router
 
 log = logging.getLogger("konsil.region")
@@ -212,6 +214,8 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             invitations_router,
             internal_router,
             visitor_router,
+            identity_router,
+            identity_api_router,
             network_test_router,
             dsr_router,
             access_log_router,
