@@ -19,8 +19,6 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
-from tests.conftest import free_port
-
 FOLDER = Path(__file__).parent / "oidc_provider"
 PERSONS: dict[str, dict[str, str]] = {
     "no": {"name": "Kari Nordmann", "socialno": "17029012345", "identityscheme": "nobankid-oidc", "country": "NO"},
@@ -57,11 +55,10 @@ def node_modules_ready() -> None:
 
 @contextlib.contextmanager
 def oidc_provider(
-    run_dir: Path, redirect_uris: list[str], auth_method: str = "client_secret_basic"
+    run_dir: Path, port: int, redirect_uris: list[str], auth_method: str = "client_secret_basic"
 ) -> Iterator[OidcProvider]:
-    """A running provider on 127.0.0.1 with one confidential client, stopped afterwards."""
+    """A running provider on 127.0.0.1:``port`` with one confidential client, stopped afterwards."""
     node_modules_ready()
-    port = free_port()
     key = RSAKey.generate_key(2048, parameters={"kid": f"k{secrets.token_hex(4)}", "use": "sig", "alg": "RS256"})
     client_id, client_secret = f"urn:konsil:test:{secrets.token_hex(4)}", secrets.token_urlsafe(24)
     config: dict[str, Any] = {

@@ -179,9 +179,9 @@ async def identity_callback(request: Req) -> Response[Any]:
         room = await visitor_pages._room_or_dead_end(request, org, room_slug)
         if isinstance(room, Template):
             return room
-        page = _page(request, org, room, visit_id, has_logo=await visitor_branding.has_logo(org.id), problem=exc.problem)
-        page.cookies.append(gone)
-        return page
+        # The state cookie stays until it expires: the same answer again is then told
+        # that it was used already.
+        return _page(request, org, room, visit_id, has_logo=await visitor_branding.has_logo(org.id), problem=exc.problem)
     path = _visit_path(finished.org.slug, finished.room.slug, finished.visit_id)
     return Redirect(path, status_code=303, cookies=[gone])
 

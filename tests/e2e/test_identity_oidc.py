@@ -19,6 +19,7 @@ import pytest
 from konsil.platform.core.identity import Eid, IdentityRejected, IdentityUnavailable, mask_national_id
 from konsil.platform.core.settings import IdentitySettings
 from konsil.tenants.identity.criipto import CriiptoVerify, code_challenge
+from tests.conftest import free_port
 from tests.oidc_support import OidcProvider, follow_to_callback, oidc_provider
 
 CALLBACK = "http://127.0.0.1:1/identity/callback"
@@ -26,7 +27,7 @@ CALLBACK = "http://127.0.0.1:1/identity/callback"
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    with oidc_provider(tmp_path_factory.mktemp("oidc"), [CALLBACK]) as running:
+    with oidc_provider(tmp_path_factory.mktemp("oidc"), free_port(), [CALLBACK]) as running:
         yield running
 
 
@@ -95,7 +96,7 @@ async def test_each_eid_gives_the_verified_person(
 
 
 async def test_client_secret_post_works_too(tmp_path: Path) -> None:
-    with oidc_provider(tmp_path, [CALLBACK], auth_method="client_secret_post") as running:
+    with oidc_provider(tmp_path, free_port(), [CALLBACK], auth_method="client_secret_post") as running:
         broker = client(running, token_auth="client_secret_post")
         attempt = Attempt()
         code = await log_in(broker, "no_bankid", attempt)
