@@ -52,13 +52,13 @@ from konsil.tenants.admin_members import members_pages_router
 from konsil.tenants.admin_pages import admin_pages_router
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
+from konsil.tenants.identity.api import identity_api_router
+from konsil.tenants.identity.pages import identity_router
 from konsil.tenants.invitations_api import invitations_router
 from konsil.tenants.login_pages import login_router
 from konsil.tenants.network_test_api import network_test_router
 from konsil.tenants.pages import pages_router
 from konsil.tenants.signaling import SOCKETS
-from konsil.tenants.identity.api import identity_api_router
-from konsil.tenants.identity.pages import identity_router
 from konsil.tenants.visitor_pages import visitor_router
 
 log = logging.getLogger("konsil.region")

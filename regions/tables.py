@@ -31,5 +31,7 @@ REGION_TABLES: list[type[Table]] = [
 # Audit records stay too (the access log, control attestations, evidence observations,
 # compliance reports: 6 years, also after the organisation is gone): never listed here.
 ORGANISATION_OWNED: list[type[Table]] = [
-    t for t in [*TENANT_TABLES, *IDENTITY_TABLES, *NETWORK_TEST_TABLES, *DSR_TABLES] if t not in (Organisation, PaymentRecord)
+    t
+    for t in [*TENANT_TABLES, *IDENTITY_TABLES, *NETWORK_TEST_TABLES, *DSR_TABLES]
+    if t not in (Organisation, PaymentRecord)
 ]

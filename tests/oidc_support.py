@@ -50,7 +50,7 @@ def node_modules_ready() -> None:
     if shutil.which("node") is None:
         pytest.fail("node is not installed (scripts/install-system-packages)")
     if not (FOLDER / "node_modules" / ".installed").exists():
-        pytest.fail(f"the OIDC provider's packages are not installed: make tests/oidc_provider/node_modules/.installed")
+        pytest.fail("the OIDC provider's packages are not installed: make tests/oidc_provider/node_modules/.installed")
 
 
 @contextlib.contextmanager

@@ -188,7 +188,7 @@ class IdentitySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     client_secret: str = ""
     client_secret_path: str = ""
     # How the client secret goes to the token endpoint (Criipto takes both).
-    token_auth: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    token_auth: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"  # noqa: S105 (a method's name)
     # The whole exchange with the broker (discovery, keys, token), per request.
     timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
 

@@ -10,7 +10,9 @@ from konsil.platform.core.keys.tables import EncryptedText
 
 ID = "2026-11-29T10:20:00:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "National eID checks of visitors: the attempts under way (hashes only) and a visit's verified identity (sealed)."
+DESCRIPTION = (
+    "National eID checks of visitors: the attempts under way (hashes only) and a visit's verified identity (sealed)."
+)
 
 
 def _params(default: Any, **more: Any) -> dict[str, Any]:

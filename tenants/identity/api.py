@@ -31,9 +31,7 @@ async def reveal_identity(request: Req, visit_id: uuid.UUID) -> Response[store.I
     national eID; each reveal is access-logged as such."""
     org: records.Organisation = request.scope["state"]["org"]  # set by the guard
     principal: Principal = request.scope["state"]["principal"]
-    revealed = await store.reveal(
-        region_of(request), actor_of(request), org.id, visit_id, principal.id, principal.role
-    )
+    revealed = await store.reveal(region_of(request), actor_of(request), org.id, visit_id, principal.id, principal.role)
     return Response(revealed, headers={"cache-control": "no-store"})
 
 

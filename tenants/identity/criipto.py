@@ -187,14 +187,18 @@ class CriiptoVerify:
             "redirect_uri": redirect_uri,
             "code_verifier": code_verifier,
         }
-        auth: httpx.BasicAuth | None = None
         if self._auth == "client_secret_post":
             form.update(client_id=self._client_id, client_secret=secret)
+            auth: tuple[str, str] | None = None
         else:
-            auth = httpx.BasicAuth(_form_encoded(self._client_id), _form_encoded(secret))
+            auth = (_form_encoded(self._client_id), _form_encoded(secret))
         try:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
-                response = await client.post(endpoint, data=form, auth=auth, headers={"accept": "application/json"})
+                headers = {"accept": "application/json"}
+                if auth is None:
+                    response = await client.post(endpoint, data=form, headers=headers)
+                else:
+                    response = await client.post(endpoint, data=form, auth=auth, headers=headers)
         except httpx.HTTPError as exc:
             raise IdentityUnavailable(f"the eID service did not answer (token: {type(exc).__name__})") from None
         if response.status_code in (400, 401):

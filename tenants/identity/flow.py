@@ -24,7 +24,7 @@ import logging
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 from konsil.platform.core import clock
 from konsil.platform.core.identity import EIDS, Eid, IdentityBroker, IdentityRejected, IdentityUnavailable
@@ -84,7 +84,7 @@ def state_hash(state: str) -> str:
 
 
 def room_eid(room: records.Room) -> Eid | None:
-    return cast(Eid, room.identity_check) if room.identity_check in EIDS else None
+    return room.identity_check if room.identity_check in EIDS else None
 
 
 def broker_of(ctx: RegionContext) -> IdentityBroker:
@@ -185,7 +185,7 @@ async def finish(
     async def ended(outcome: str) -> None:
         await IdentityAttempt.update({IdentityAttempt.outcome: outcome}).where(IdentityAttempt.id == attempt["id"])
 
-    if attempt["expires_at"] < now:  # type: ignore[operator]
+    if attempt["expires_at"] < now:
         await ended("expired")
         raise IdentityFlowError("expired", "the attempt is too old", where)
     eid = room_eid(room)

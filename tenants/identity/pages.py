@@ -125,9 +125,7 @@ async def identity_page(request: Req, slug: str, room_slug: str, visit_id: uuid.
     return _page(request, org, room, visit_id, has_logo=has_logo, problem=problem)
 
 
-@get(
-    "/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/identity/start", opt={"public": True}, include_in_schema=False
-)
+@get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/identity/start", opt={"public": True}, include_in_schema=False)
 async def identity_start(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template | Redirect:
     found = await _visit_of(request, slug, room_slug, visit_id)
     if isinstance(found, Template):
@@ -139,7 +137,9 @@ async def identity_start(request: Req, slug: str, room_slug: str, visit_id: uuid
     except flow.IdentityFlowError as exc:
         if exc.problem == "not_needed":
             return Redirect(_visit_path(slug, room_slug, visit_id), status_code=303)
-        return _page(request, org, room, visit_id, has_logo=await visitor_branding.has_logo(org.id), problem=exc.problem)
+        return _page(
+            request, org, room, visit_id, has_logo=await visitor_branding.has_logo(org.id), problem=exc.problem
+        )
     secure = ctx.region.public_url.startswith("https://")
     cookie = Cookie(
         key=STATE_COOKIE,
@@ -181,7 +181,9 @@ async def identity_callback(request: Req) -> Response[Any]:
             return room
         # The state cookie stays until it expires: the same answer again is then told
         # that it was used already.
-        return _page(request, org, room, visit_id, has_logo=await visitor_branding.has_logo(org.id), problem=exc.problem)
+        return _page(
+            request, org, room, visit_id, has_logo=await visitor_branding.has_logo(org.id), problem=exc.problem
+        )
     path = _visit_path(finished.org.slug, finished.room.slug, finished.visit_id)
     return Redirect(path, status_code=303, cookies=[gone])
 

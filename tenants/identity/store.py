@@ -150,9 +150,11 @@ async def reveal(
         await record(ctx, revealing, org_id, "read", NATIONAL_ID, visit_id, subject, "denied")
         _refuse_staff(actor)
     await _visit_for_member(org_id, visit_id, member_id, role)
-    row = await VisitIdentity.select().where(
-        (VisitIdentity.org_id == org_id) & (VisitIdentity.visit_id == visit_id)
-    ).first()
+    row = (
+        await VisitIdentity.select()
+        .where((VisitIdentity.org_id == org_id) & (VisitIdentity.visit_id == visit_id))
+        .first()
+    )
     if row is None:
         raise errors.not_found("this visit has no verified identity")
     cipher = await ctx.keys.cipher(org_id)

@@ -283,7 +283,13 @@ async def test_a_visit_one_second_inside_retention_stays_and_one_second_past_goe
     results = await purge(ctx, request)
 
     assert await visits_of(org_id) == {inside, at_the_line} and past not in await visits_of(org_id)
-    assert await rows_of(org_id) == {"visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2, "visit_identity": 2}
+    assert await rows_of(org_id) == {
+        "visit": 2,
+        "call": 2,
+        "call_telemetry": 4,
+        "call_relay_receipt": 2,
+        "visit_identity": 2,
+    }
     result = only(results, "visits", org_id)
     assert result.outcome == "success" and result.cutoff == cutoff
     assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1, "visit_identity": 1}
@@ -374,7 +380,13 @@ async def test_a_visit_changed_while_its_batch_waits_is_deleted_only_if_it_still
         await other.close()
 
     assert await visits_of(org_id) == {rescued}
-    assert await rows_of(org_id) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1, "visit_identity": 1}
+    assert await rows_of(org_id) == {
+        "visit": 1,
+        "call": 1,
+        "call_telemetry": 2,
+        "call_relay_receipt": 1,
+        "visit_identity": 1,
+    }
     assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1, "visit_identity": 1}
 
 
@@ -466,7 +478,11 @@ async def test_a_re_run_of_the_same_run_changes_nothing_more(ctx: RegionContext)
     first = only(await purge(ctx, request), "visits", org_id)
     again = only(await purge(ctx, request), "visits", org_id)
 
-    assert first.rows == again.rows == {"visit": 7, "call": 7, "call_telemetry": 14, "call_relay_receipt": 7, "visit_identity": 7}
+    assert (
+        first.rows
+        == again.rows
+        == {"visit": 7, "call": 7, "call_telemetry": 14, "call_relay_receipt": 7, "visit_identity": 7}
+    )
     [row] = await evidence(request.run_id, "visits")
     assert row["rows_removed"] == 42
     deletes = await AccessLogEntry.select(AccessLogEntry.object_id).where(
@@ -483,7 +499,13 @@ async def test_a_dry_run_counts_and_changes_nothing(ctx: RegionContext) -> None:
     result = only(await purge(ctx, request), "visits", org_id)
 
     assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1, "visit_identity": 1}
-    assert await rows_of(org_id) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1, "visit_identity": 1}
+    assert await rows_of(org_id) == {
+        "visit": 1,
+        "call": 1,
+        "call_telemetry": 2,
+        "call_relay_receipt": 1,
+        "visit_identity": 1,
+    }
     assert await PurgeRun.count().where(PurgeRun.run_id == request.run_id) == 0
 
 
@@ -660,7 +682,13 @@ async def test_contact_data_goes_90_days_after_contract_end_by_shredding_the_key
         await ctx.keys.provider.key_info(ended)
     assert not await Organisation.exists().where(Organisation.id == ended)
     assert await Member.count().where(Member.org_id == ended) == 0
-    assert await rows_of(ended) == {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0, "visit_identity": 0}
+    assert await rows_of(ended) == {
+        "visit": 0,
+        "call": 0,
+        "call_telemetry": 0,
+        "call_relay_receipt": 0,
+        "visit_identity": 0,
+    }
     [payment] = await PaymentRecord.select().where(PaymentRecord.org_id == ended)
     assert payment["provider_reference"] == "pi_kept", "kept 5 years by law"
     assert payment["payer_email_index"] is None and payment["payer_phone_index"] is None, "unlinkable"
@@ -732,8 +760,8 @@ async def test_the_api_and_the_purge_remove_an_organisation_alike(ctx: RegionCon
     assert removed.found and removed.directory_updated is False  # no control plane in this test
     assert contact.outcome == "success"
     gone = {
-        "visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2, "visit_identity": 2, "member": 2, "room": 1,
-        "tenant_data_key": 2, "data_subject_request": 1, "network_test_result": 1, "organisation": 1,
+        "visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2, "visit_identity": 2, "member": 2,
+        "room": 1, "tenant_data_key": 2, "data_subject_request": 1, "network_test_result": 1, "organisation": 1,
     }  # fmt: skip
     assert removed.rows == contact.rows == gone
     everything_but_payments = {**dict.fromkeys(await left_of(uuid.uuid4()), 0), "payment_record": 1}
@@ -820,11 +848,25 @@ async def test_the_visit_cascade_deletes_the_named_visits_and_nothing_else(ctx: 
         nothing = await removal.delete_visits(ctx, org_id, [])
         cascade = await removal.delete_visits(ctx, org_id, [*named, elsewhere])
 
-    assert nothing == removal.Cascade(0, {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0, "visit_identity": 0})
+    assert nothing == removal.Cascade(
+        0, {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0, "visit_identity": 0}
+    )
     assert cascade.rows == {"visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2, "visit_identity": 2}
     assert await visits_of(org_id) == {kept} and await visits_of(other_org) == {elsewhere}
-    assert await rows_of(org_id) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1, "visit_identity": 1}
-    assert await rows_of(other_org) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1, "visit_identity": 1}
+    assert await rows_of(org_id) == {
+        "visit": 1,
+        "call": 1,
+        "call_telemetry": 2,
+        "call_relay_receipt": 1,
+        "visit_identity": 1,
+    }
+    assert await rows_of(other_org) == {
+        "visit": 1,
+        "call": 1,
+        "call_telemetry": 2,
+        "call_relay_receipt": 1,
+        "visit_identity": 1,
+    }
 
 
 # --- the embedded default's schedule ----------------------------------------------------------

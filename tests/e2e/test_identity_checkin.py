@@ -34,7 +34,8 @@ def practice(stack: Stack) -> dict[str, Any]:
     made = stack.signup("eu")
     owner = stack.login(stack.region_url("eu"), made["slug"], made["owner"]["email"])
     room = owner.post(
-        f"/api/v1/orgs/{made['slug']}/rooms", json={"slug": "eid", "title": "Checked", "identity_check": "no_bankid"}
+        f"/api/v1/orgs/{made['slug']}/rooms",
+        json={"slug": "eid", "title": "Checked", "identity_check": "no_bankid"},
     )
     assert room.status_code == 201, room.text
     return {**made, "client": owner}
@@ -48,22 +49,23 @@ def oidc(stack: Stack) -> Any:
     stack.oidc.mode("normal")
 
 
-def arrive(stack: Stack, slug: str) -> tuple[httpx.Client, str]:
+async def arrive(stack: Stack, slug: str) -> tuple[httpx.AsyncClient, str]:
     """A visitor's browser that filled in the join form: its client and the visit's path."""
-    browser = httpx.Client(base_url=stack.region_url("eu"), timeout=30)
-    arrived = browser.post(f"/{slug}/eid/visits", data={"name": "Kari", "consent": "yes"})
+    browser = httpx.AsyncClient(base_url=stack.region_url("eu"), timeout=30)
+    arrived = await browser.post(f"/{slug}/eid/visits", data={"name": "Kari", "consent": "yes"})
     assert arrived.status_code == 303, arrived.text
     return browser, arrived.headers["location"]
 
 
-def to_provider(stack: Stack, browser: httpx.Client, visit_path: str) -> dict[str, str]:
+async def to_provider(stack: Stack, browser: httpx.AsyncClient, visit_path: str) -> dict[str, str]:
     """The visitor starts the check and logs in at the provider: the answer it brings back."""
-    page = browser.get(f"{visit_path}/identity")
+    page = await browser.get(f"{visit_path}/identity")
     assert page.status_code == 200 and "Norwegian BankID" in page.text
-    started = browser.get(f"{visit_path}/identity/start")
+    started = await browser.get(f"{visit_path}/identity/start")
     assert started.status_code == 303, started.text
     assert started.headers["location"].startswith(stack.oidc.issuer)  # type: ignore[union-attr]
-    return follow_to_callback(started.headers["location"], f"{stack.region_url('eu')}/identity/callback")
+    callback = f"{stack.region_url('eu')}/identity/callback"
+    return await asyncio.to_thread(follow_to_callback, started.headers["location"], callback)
 
 
 async def stored(stack: Stack, visit_path: str) -> tuple[str, int]:
@@ -77,24 +79,24 @@ async def test_a_visitor_confirms_who_they_are_and_the_expert_sees_it_masked(
     stack: Stack, practice: dict[str, Any], oidc: OidcProvider
 ) -> None:
     slug, owner = practice["slug"], practice["client"]
-    browser, visit_path = arrive(stack, slug)
+    browser, visit_path = await arrive(stack, slug)
     visit_id = uuid.UUID(visit_path.rsplit("/", 1)[1])
-    assert browser.get(visit_path).headers["location"] == f"{visit_path}/identity"
-    answer = await asyncio.to_thread(to_provider, stack, browser, visit_path)
-    back = browser.get("/identity/callback", params=answer)
+    assert (await browser.get(visit_path)).headers["location"] == f"{visit_path}/identity"
+    answer = await to_provider(stack, browser, visit_path)
+    back = await browser.get("/identity/callback", params=answer)
     assert back.status_code == 303 and back.headers["location"] == visit_path
-    assert browser.get(visit_path).status_code == 200, "past check-in: the visit's own page"
+    assert (await browser.get(visit_path)).status_code == 200, "past check-in: the visit's own page"
     assert await stored(stack, visit_path) == ("waiting", 1)
     sealed = await fetch(stack.dsns["eu"], "SELECT national_id, verified_name FROM visit_identity")
     assert all(NATIONAL_ID not in row["national_id"] and "Nordmann" not in row["verified_name"] for row in sealed)
 
-    waiting = owner.get(f"/api/v1/orgs/{slug}/visits/waiting")
+    waiting = await asyncio.to_thread(owner.get, f"/api/v1/orgs/{slug}/visits/waiting")
     [shown] = [v for v in waiting.json() if v["id"] == str(visit_id)]
     assert shown["identity"]["eid_label"] == "BankID (NO)"
     assert shown["identity"]["verified_name"] == "Kari Nordmann"
     assert shown["identity"]["national_id_masked"] == "17•••••••45"
     assert NATIONAL_ID not in waiting.text
-    revealed = owner.post(f"/api/v1/orgs/{slug}/visits/{visit_id}/identity/reveal")
+    revealed = await asyncio.to_thread(owner.post, f"/api/v1/orgs/{slug}/visits/{visit_id}/identity/reveal")
     assert revealed.status_code == 200 and revealed.json() == {"national_id": NATIONAL_ID}
     assert revealed.headers["cache-control"] == "no-store"
     logged = await fetch(
@@ -108,7 +110,7 @@ async def test_a_visitor_confirms_who_they_are_and_the_expert_sees_it_masked(
     assert reveal["action"] == "read" and reveal["outcome"] == "success" and "reveal" in reveal["purpose"]
 
     # The same answer again (its state cookie is gone): a clear page, nothing changes.
-    again = browser.get("/identity/callback", params=answer)
+    again = await browser.get("/identity/callback", params=answer)
     assert again.status_code == 400 and "Please start it again" in again.text
     assert await stored(stack, visit_path) == ("waiting", 1)
 
@@ -147,51 +149,51 @@ async def test_a_visitor_confirms_who_they_are_and_the_expert_sees_it_masked(
 async def test_an_untrustworthy_token_stores_nothing(
     stack: Stack, practice: dict[str, Any], oidc: OidcProvider, mode: str, words: str
 ) -> None:
-    browser, visit_path = arrive(stack, practice["slug"])
-    answer = await asyncio.to_thread(to_provider, stack, browser, visit_path)
+    browser, visit_path = await arrive(stack, practice["slug"])
+    answer = await to_provider(stack, browser, visit_path)
     oidc.mode(mode)
-    back = browser.get("/identity/callback", params=answer)
+    back = await browser.get("/identity/callback", params=answer)
     assert back.status_code == 400 and words in back.text
     assert 'id="identity-start"' in back.text and "Try again" in back.text
     assert NATIONAL_ID not in back.text and "Nordmann" not in back.text
     assert await stored(stack, visit_path) == ("checking_in", 0)
     # Trying again with a token the provider signed properly works.
     oidc.mode("normal")
-    answer = await asyncio.to_thread(to_provider, stack, browser, visit_path)
-    assert browser.get("/identity/callback", params=answer).headers["location"] == visit_path
+    answer = await to_provider(stack, browser, visit_path)
+    assert (await browser.get("/identity/callback", params=answer)).headers["location"] == visit_path
     assert await stored(stack, visit_path) == ("waiting", 1)
 
 
 async def test_a_replayed_state_another_browser_and_a_silent_provider(
     stack: Stack, practice: dict[str, Any], oidc: OidcProvider
 ) -> None:
-    browser, visit_path = arrive(stack, practice["slug"])
+    browser, visit_path = await arrive(stack, practice["slug"])
     # Another browser brings the answer back (no state cookie): not taken, and the
     # attempt stays usable for the browser that started it.
-    answer = await asyncio.to_thread(to_provider, stack, browser, visit_path)
-    stranger = httpx.Client(base_url=stack.region_url("eu"), timeout=30)
-    elsewhere = stranger.get("/identity/callback", params=answer)
+    answer = await to_provider(stack, browser, visit_path)
+    stranger = httpx.AsyncClient(base_url=stack.region_url("eu"), timeout=30)
+    elsewhere = await stranger.get("/identity/callback", params=answer)
     assert elsewhere.status_code == 400 and "in the browser where you filled in the form" in elsewhere.text
     # The provider does not answer the code exchange in time (the region waits 2 s).
     oidc.mode("slow")
-    silent = browser.get("/identity/callback", params=answer)
+    silent = await browser.get("/identity/callback", params=answer)
     assert silent.status_code == 503 and "The identity service did not answer" in silent.text
     assert await stored(stack, visit_path) == ("checking_in", 0)
     # The same state again: used up.
     oidc.mode("normal")
-    replayed = browser.get("/identity/callback", params=answer)
+    replayed = await browser.get("/identity/callback", params=answer)
     assert replayed.status_code == 400 and "already used" in replayed.text
     assert await stored(stack, visit_path) == ("checking_in", 0)
     # The visitor stops at the provider.
-    browser.get(f"{visit_path}/identity/start")
-    cancelled = browser.get(
+    await browser.get(f"{visit_path}/identity/start")
+    cancelled = await browser.get(
         "/identity/callback", params={"error": "access_denied", "state": browser.cookies.get("konsil_eid_state", "")}
     )
     assert cancelled.status_code == 400 and "stopped before it was finished" in cancelled.text
     # An answer with a state nobody issued.
-    lost = stranger.get("/identity/callback", params={"code": "x", "state": "nobody-issued-this"})
+    lost = await stranger.get("/identity/callback", params={"code": "x", "state": "nobody-issued-this"})
     assert lost.status_code == 400 and "could not match" in lost.text
     # And trying again works.
-    answer = await asyncio.to_thread(to_provider, stack, browser, visit_path)
-    assert browser.get("/identity/callback", params=answer).headers["location"] == visit_path
+    answer = await to_provider(stack, browser, visit_path)
+    assert (await browser.get("/identity/callback", params=answer)).headers["location"] == visit_path
     assert await stored(stack, visit_path) == ("waiting", 1)

@@ -154,7 +154,9 @@ async def test_a_code_works_once_and_only_with_its_verifier(provider: OidcProvid
         )
     attempt = Attempt()
     code = await log_in(broker, "se_bankid", attempt)
-    await broker.verify(code, eid="se_bankid", code_verifier=attempt.verifier, nonce=attempt.nonce, redirect_uri=CALLBACK)
+    await broker.verify(
+        code, eid="se_bankid", code_verifier=attempt.verifier, nonce=attempt.nonce, redirect_uri=CALLBACK
+    )
     with pytest.raises(IdentityRejected, match="refused the code"):
         await broker.verify(
             code, eid="se_bankid", code_verifier=attempt.verifier, nonce=attempt.nonce, redirect_uri=CALLBACK
