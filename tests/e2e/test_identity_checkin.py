@@ -197,3 +197,15 @@ async def test_a_replayed_state_another_browser_and_a_silent_provider(
     answer = await to_provider(stack, browser, visit_path)
     assert (await browser.get("/identity/callback", params=answer)).headers["location"] == visit_path
     assert await stored(stack, visit_path) == ("waiting", 1)
+
+
+def test_a_region_without_an_eid_service_refuses_the_room_setting(stack: Stack) -> None:
+    made = stack.signup("us")
+    owner = stack.login(stack.region_url("us"), made["slug"], made["owner"]["email"])
+    base = f"/api/v1/orgs/{made['slug']}/rooms"
+    refused = owner.post(base, json={"slug": "eid", "title": "Checked", "identity_check": "se_bankid"})
+    assert refused.status_code == 409 and "no national eID service" in refused.json()["message"], refused.text
+    room = owner.post(base, json={"slug": "plain", "title": "Plain"})
+    assert room.status_code == 201, room.text
+    changed = owner.patch(f"{base}/{room.json()['id']}", json={"identity_check": "dk_mitid"})
+    assert changed.status_code == 409, changed.text
