@@ -44,7 +44,9 @@ def test_a_visitor_confirms_who_they_are_in_the_browser(stack: Stack) -> None:
         visitor.wait_for_url(re.compile(r"/visits/[0-9a-f-]{36}$"))
         expect(visitor.locator("main")).to_have_attribute("data-page", "visit")
 
-        expert_context = new_context(browser, base, "en", cookies=[("konsil_session", owner.cookies["konsil_session"])])
+        expert_context = new_context(
+            browser, base, "en", cookies=[("konsil_session", owner.cookies["konsil_session"])], media=True
+        )
         expert, _ = new_page(expert_context)
         expert.goto(f"/{slug}/portal")
         waiting = expert.locator("#waiting li", has_text="Kari Nordmann")
@@ -53,3 +55,12 @@ def test_a_visitor_confirms_who_they_are_in_the_browser(stack: Stack) -> None:
         expect(waiting).not_to_contain_text("17029012345")
         waiting.get_by_role("button", name="Show the national identity number of Kari Nordmann").click()
         expect(waiting.locator(".national-id")).to_have_text("17029012345")
+
+        # The call page shows it the same way.
+        waiting.get_by_role("button", name="Admit Kari").click()
+        expert.wait_for_url(re.compile(rf"/{slug}/calls/[0-9a-f-]{{36}}$"))
+        line = expert.locator("#call-identity")
+        expect(line).to_contain_text("Kari Nordmann")
+        expect(line.locator(".national-id")).to_have_text("17•••••••45")
+        line.get_by_role("button", name="Show the national identity number of Kari Nordmann").click()
+        expect(line.locator(".national-id")).to_have_text("17029012345")
