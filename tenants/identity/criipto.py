@@ -292,4 +292,6 @@ def build_identity_broker(settings: IdentitySettings, secret: SecretSource | Non
     """The region's eID broker by its ``identity`` settings; None with provider "none"."""
     if settings.provider == "none":
         return None
+    if secret is None and settings.client_secret_path:
+        raise ValueError("identity.client_secret_path is set but no Vault reader was given")
     return CriiptoVerify(settings, secret if secret is not None else settings.client_secret)

@@ -17,9 +17,12 @@ import msgspec
 import pytest
 
 from konsil.platform.core.identity import Eid, IdentityRejected, IdentityUnavailable, mask_national_id
-from konsil.platform.core.settings import IdentitySettings
+from konsil.platform.core.keys.local import LocalKeyring
+from konsil.platform.core.keys.vault import VaultTransitProvider
+from konsil.platform.core.settings import ConfigError, IdentitySettings
+from konsil.regions.container import region_identity
 from konsil.tenants.identity.criipto import CriiptoVerify, code_challenge
-from tests.conftest import free_port
+from tests.conftest import KEY_CLIENT_TIMEOUT, BaoServer, bare_region, free_port
 from tests.oidc_support import OidcProvider, follow_to_callback, oidc_provider
 
 CALLBACK = "http://127.0.0.1:1/identity/callback"
@@ -218,3 +221,41 @@ def test_settings_and_masking() -> None:
         )
     assert mask_national_id("17029012345") == "17•••••••45"
     assert mask_national_id("1234") == "••••"
+
+
+async def test_the_region_reads_the_client_secret_from_its_vault(
+    provider: OidcProvider, bao: BaoServer, tmp_path: Path
+) -> None:
+    bao.client().secrets.kv.v2.create_or_update_secret(
+        path="konsil/criipto", secret={"client_secret": provider.client_secret}, mount_point="secret"
+    )
+    identity = {"provider": "criipto", "issuer": provider.issuer, "client_id": provider.client_id}
+    region = bare_region(
+        identity=msgspec.convert({**identity, "client_secret_path": "konsil/criipto"}, IdentitySettings)
+    )
+    vault = VaultTransitProvider(bao.url, token=bao.root_token, timeout=KEY_CLIENT_TIMEOUT)
+    try:
+        broker = region_identity(region, vault)
+        assert isinstance(broker, CriiptoVerify) and broker.description == f"Criipto Verify at {provider.issuer}"
+        attempt = Attempt()
+        code = await log_in(broker, "dk_mitid", attempt)
+        identity_found = await broker.verify(
+            code, eid="dk_mitid", code_verifier=attempt.verifier, nonce=attempt.nonce, redirect_uri=CALLBACK
+        )
+        assert identity_found.national_id == "2101270087"
+        missing = bare_region(
+            identity=msgspec.convert({**identity, "client_secret_path": "konsil/no-such-secret"}, IdentitySettings)
+        )
+        absent = region_identity(missing, vault)
+        assert absent is not None
+        attempt = Attempt()
+        code = await log_in(absent, "dk_mitid", attempt)
+        with pytest.raises(IdentityUnavailable, match="client secret could not be read"):
+            await absent.verify(
+                code, eid="dk_mitid", code_verifier=attempt.verifier, nonce=attempt.nonce, redirect_uri=CALLBACK
+            )
+    finally:
+        await vault.close()
+    with pytest.raises(ConfigError, match=r"regions\.eu\.identity\.client_secret_path: needs the vault backend"):
+        region_identity(region, LocalKeyring(tmp_path / "keyring"))
+    assert region_identity(bare_region(), LocalKeyring(tmp_path / "keyring")) is None
