@@ -19,9 +19,9 @@ from konsil.platform.core.region import region_of
 from konsil.platform.pages.i18n import N_
 from konsil.tenants import members, records, visits
 from konsil.tenants.actors import actor_of
-from konsil.tenants.identity import store as identity_store
 from konsil.tenants.api import session_cookie
 from konsil.tenants.auth import Principal, end_session
+from konsil.tenants.identity import store as identity_store
 
 Req = Request[Any, Any, Any]
 Form = Body(media_type=RequestEncodingType.URL_ENCODED)

@@ -7,6 +7,7 @@ number" is pressed. The identity page passes axe and loads nothing from another 
 from __future__ import annotations
 
 import re
+
 import pytest
 from playwright.sync_api import expect
 

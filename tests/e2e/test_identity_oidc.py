@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from konsil.platform.core.identity import Eid, IdentityRejected, IdentityUnavailable, mask_national_id
+from konsil.platform.core.identity import Eid, IdentityBroker, IdentityRejected, IdentityUnavailable, mask_national_id
 from konsil.platform.core.keys.local import LocalKeyring
 from konsil.platform.core.keys.vault import VaultTransitProvider
 from konsil.platform.core.settings import ConfigError, IdentitySettings
@@ -62,7 +62,7 @@ class Attempt:
         self.verifier = secrets.token_urlsafe(48)
 
 
-async def log_in(broker: CriiptoVerify, eid: Eid, attempt: Attempt) -> str:
+async def log_in(broker: IdentityBroker, eid: Eid, attempt: Attempt) -> str:
     """The visitor's browser through the provider's login: the code it brings back."""
     url = await broker.authorization_url(
         eid,
