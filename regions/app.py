@@ -52,12 +52,15 @@ from konsil.tenants.admin_members import members_pages_router
 from konsil.tenants.admin_pages import admin_pages_router
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
+from konsil.tenants.consent_pages import consent_router
 from konsil.tenants.identity.api import identity_api_router
 from konsil.tenants.identity.pages import identity_router
 from konsil.tenants.invitations_api import invitations_router
 from konsil.tenants.login_pages import login_router
+from konsil.tenants.messaging.api import messaging_router
 from konsil.tenants.network_test_api import network_test_router
 from konsil.tenants.pages import pages_router
+from konsil.tenants.payments.routes import payment_pages_router, payments_api_router
 from konsil.tenants.signaling import SOCKETS
 from konsil.tenants.visitor_pages import visitor_router
 
@@ -210,12 +213,16 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             pages_router,
             admin_pages_router,
             account_router,
+            consent_router,
             members_pages_router,
             invitations_router,
+            messaging_router,
             internal_router,
             visitor_router,
             identity_router,
             identity_api_router,
+            payment_pages_router,
+            payments_api_router,
             network_test_router,
             dsr_router,
             access_log_router,

@@ -23,13 +23,15 @@ from konsil.platform.core.keys.region_signing import RegionKey
 from konsil.platform.core.keys.service import build_tenant_keys
 from konsil.platform.core.keys.vault import VaultTransitProvider
 from konsil.platform.core.mail import Mailer, build_mailer
+from konsil.platform.core.payments import PaymentProvider
 from konsil.platform.core.region import ControlLink, NetworkTests, RegionContext
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.signing import Verifier
 from konsil.platform.core.sms import SmsSender
 from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
 from konsil.tenants.identity.criipto import build_identity_broker
-from konsil.tenants.sms_providers import build_sms_sender
+from konsil.tenants.messaging.providers import build_sms_sender
+from konsil.tenants.payments.stripe_provider import build_payments
 
 log = logging.getLogger("konsil.region")
 
@@ -80,6 +82,8 @@ def build_region(
         service_name=service_name,
         mail=region_mailer(settings, region, keys.provider),
         identity=region_identity(region, keys.provider),
+        sms=region_sms(region, keys.provider),
+        payments=region_payments(region, keys.provider),
     )
 
 
@@ -123,6 +127,19 @@ def region_identity(region: RegionSettings, provider: KeyProvider) -> IdentityBr
         region, provider, "identity.client_secret_path", region.identity.client_secret_path, "client_secret"
     )
     return build_identity_broker(region.identity, secret)
+
+
+def region_payments(region: RegionSettings, provider: KeyProvider) -> PaymentProvider | None:
+    """The region's own Stripe account by its ``payments`` settings (None without one); a
+    secret key or webhook secret kept in the region's Vault (``payments.secret_key_path``,
+    field ``secret_key``; ``payments.webhook_secret_path``, field ``webhook_secret``) is
+    read when first needed."""
+    payments = region.payments
+    secret_key = vault_secret(region, provider, "payments.secret_key_path", payments.secret_key_path, "secret_key")
+    webhook_secret = vault_secret(
+        region, provider, "payments.webhook_secret_path", payments.webhook_secret_path, "webhook_secret"
+    )
+    return build_payments(payments, secret_key, webhook_secret)
 
 
 def region_signer(settings: Settings, region: RegionSettings, provider: KeyProvider | None = None) -> RegionKey:

@@ -36,6 +36,8 @@ from konsil.platform.core import broker, database, liveness, startup
 from konsil.platform.core.region import RegionContext, RetryLater
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.regions.container import open_region
+from konsil.tenants.messaging.alerts import ALERT_TASK, arrival_alert_task
+from konsil.tenants.payments.service import EVENT_TASK, event_task
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -145,6 +147,8 @@ TASKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     PURGE: purge_task,
     CHECKPOINT: checkpoint_task,
     REPORT_TASK: report_task,
+    ALERT_TASK: arrival_alert_task,
+    EVENT_TASK: event_task,
 }
 # The data lifecycle's tasks run one at a time in process (a purge and a report share the
 # database's heaviest work); the others (a webhook, an alert) are short and run alongside.

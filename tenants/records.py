@@ -53,6 +53,7 @@ class Member(Record, frozen=True, kw_only=True):
     phone_index: str | None
     role: str
     password_hash: str
+    sms_alerts: bool = False
     created_at: dt.datetime
     access_expires_at: dt.datetime | None  # auditors only: when their access ends
     access_granted_at: dt.datetime | None

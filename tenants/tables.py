@@ -42,6 +42,9 @@ class Member(Table, tablename="member"):
     email_index = Varchar(length=64, index=True, default="")
     phone = EncryptedText(null=True, default=None)
     phone_index = Varchar(length=64, index=True, null=True, default=None)
+    # "Text me when someone is waiting": an SMS to ``phone`` when a visitor enters the
+    # waiting list of one of their rooms (tenants/messaging/alerts.py).
+    sms_alerts = Boolean(default=False)
     role = Varchar(length=16)
     password_hash = Text()
     created_at = Timestamptz(default=TimestamptzNow())
@@ -258,6 +261,9 @@ class PaymentRecord(Table, tablename="payment_record"):
     payer_phone_index = Varchar(length=64, index=True, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     keep_until = Timestamptz(index=True)
+    # A refund (owners and admins; tenants/payments): the amount given back and when.
+    refunded_minor = Integer(default=0)
+    refunded_at = Timestamptz(null=True, default=None)
 
 
 TENANT_TABLES: list[type[Table]] = [

@@ -28,7 +28,7 @@ from konsil.platform.core.keys.provider import KeyUnavailable
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.pages import legal
 from konsil.platform.pages.rendering import example_phone, format_phone, locale_of, tr, wants_html
-from konsil.tenants import checkin, organisations, records, rooms, visitor_branding, visits
+from konsil.tenants import checkin, consent, organisations, records, rooms, visitor_branding, visits
 from konsil.tenants.actors import source_address
 from konsil.tenants.schemas import PersonName, Phone
 from konsil.tenants.signaling import VISIT_COOKIE
@@ -167,6 +167,8 @@ async def _join_page(
             "wait_seconds": wait_seconds,
             "wait_minutes": -(-wait_seconds // 60) if wait_seconds else 0,
             "values": values or JoinForm(),
+            # What this browser may keep for the visitor, only if they tick it (tenants/consent.py).
+            "device_choices": [(p, consent.VERSIONS[p], consent.WORDINGS[p]) for p in consent.DEVICE_PURPOSES],
         },
         status_code=status,
         headers=headers,

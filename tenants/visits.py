@@ -28,6 +28,7 @@ from konsil.platform.pages.rendering import format_phone
 from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.identity import store as identity_store
+from konsil.tenants.messaging import alerts
 from konsil.tenants.schemas import PersonName, Phone
 from konsil.tenants.tables import Call, CallRelayReceipt, CallTelemetry, Room, Visit
 
@@ -134,6 +135,8 @@ async def entered_waiting_list(
     steps were done): the dashboards show it. Nothing here may wait on a third party:
     the visitor's check-in never waits for an alert."""
     publish(ctx, dashboard_channel(org.id), {"type": "waiting-changed", "room_id": str(room.id)})
+    # The room's expert's text alert: a row and a background task only (never raises).
+    await alerts.visitor_waiting(ctx, org, room, visit_id)
 
 
 async def visit_for_token(org: records.Organisation, visit_id: uuid.UUID, token: str | None) -> records.Visit:

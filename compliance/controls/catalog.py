@@ -28,6 +28,7 @@ Collector = Literal[
     "sessions",
     "subprocessors",
     "network_tests",
+    "consent",
 ]
 COLLECTORS: tuple[str, ...] = get_args(Collector)
 
@@ -53,6 +54,7 @@ COLLECTOR_RULES: dict[str, frozenset[str]] = {
     "sessions": frozenset({"idle_timeout", "strong_sign_in", "role_review", "auditor_grants"}),
     "subprocessors": frozenset({"processing_agreements", "transfer_mechanisms", "business_associate_agreements"}),
     "network_tests": frozenset({"results_unlinked"}),
+    "consent": frozenset({"consent_recorded", "mails_with_consent"}),
 }
 
 PROMISE_IDS: frozenset[str] = frozenset(f"P{n}" for n in range(1, 21))

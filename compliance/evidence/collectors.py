@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from konsil.compliance.controls.catalog import COLLECTOR_RULES
 from konsil.compliance.evidence import (
     access_log,
+    consent,
     dsr,
     encryption,
     keys,
@@ -43,6 +44,7 @@ COLLECTORS: dict[str, Collect] = {
     sessions.COLLECTOR: sessions.collect,
     subprocessors.COLLECTOR: subprocessors.collect,
     network_tests.COLLECTOR: network_tests.collect,
+    consent.COLLECTOR: consent.collect,
 }
 
 

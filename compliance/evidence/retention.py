@@ -61,6 +61,7 @@ from konsil.compliance.retention.policy import (
 from konsil.compliance.retention.tables import PurgeRun
 from konsil.media_nodes.network_test.tables import NetworkTestResult
 from konsil.platform.core.region import RegionContext
+from konsil.tenants.messaging.tables import MESSAGING_TABLES
 from konsil.tenants.tables import Call, CallRelayReceipt, CallTelemetry, Member, Organisation, PaymentRecord, Visit
 
 COLLECTOR = "retention"
@@ -70,7 +71,15 @@ DESCRIPTION = (
     "is kept, from the region's own database."
 )
 # Classes every purge run covers; an organisation's own class comes on top.
-REGION_WIDE_CLASSES = ("support_metadata", "payment_records", "dsr_records", "access_log", "audit_records")
+REGION_WIDE_CLASSES = (
+    "support_metadata",
+    "payment_records",
+    "messaging_records",
+    "dsr_records",
+    "consent_records",
+    "access_log",
+    "audit_records",
+)
 # A purge run's clock and the time its retention note was written may differ a little.
 CLOCK_TOLERANCE = timedelta(hours=1)
 
@@ -260,6 +269,17 @@ async def _ages(region: RegionContext, scope: Scope, org: dict[str, Any] | None)
             "until its keep_until (5 years)",
         )
     )
+    for table in MESSAGING_TABLES:
+        ages.append(
+            await _age(
+                "messaging_records",
+                table,
+                table.expires_at,  # type: ignore[attr-defined]
+                org_id,
+                now - GRACE,
+                "until its expires_at (the visitor retention)",
+            )
+        )
     log_cutoff = RetentionPolicy.access_log(now) - GRACE
     ages.append(
         await _age("access_log", AccessLogEntry, AccessLogEntry.at, org_id, log_cutoff, f"{ACCESS_LOG_YEARS} years")
@@ -468,7 +488,9 @@ _CLASS_WORDS = {
     "member_contact": "member contact data",
     "support_metadata": "support metadata",
     "payment_records": "payment records",
+    "messaging_records": "SMS alert and client invitation send records",
     "dsr_records": "closed data-subject requests",
+    "consent_records": "consent records kept as proof",
     "access_log": "the access log",
     "audit_records": "the audit records (evidence, reports, attestations, checkpoints, certificates)",
 }

@@ -41,6 +41,8 @@ CHECK_LABELS: Final[dict[str, str]] = {
     "transfer_mechanisms": "Transfers outside the region covered",
     "business_associate_agreements": "Business associate agreements in place",
     "results_unlinked": "Network test results not linked to people",
+    "consent_recorded": "Consent decisions recorded with purpose, time and wording",
+    "mails_with_consent": "Onboarding and feature e-mails only with consent",
 }
 
 # Every collector of controls.catalog.COLLECTORS.
@@ -55,6 +57,7 @@ COLLECTOR_LABELS: Final[dict[str, str]] = {
     "sessions": N_("Sign-in and sessions"),
     "subprocessors": N_("Subprocessors"),
     "network_tests": N_("Network test results"),
+    "consent": N_("Consent records"),
 }
 
 STATUS_LABELS: Final[dict[str, str]] = {
@@ -72,8 +75,10 @@ METHOD_LABELS: Final[dict[str, str]] = {
 
 DATA_CATEGORY_LABELS: Final[dict[str, str]] = {
     "contact": "contact details",
+    "phone": "phone numbers",
     "payment": "payment details",
     "invoicing": "invoicing details",
+    "national_id": "national ID number and verified name",
     "call_metadata": "call records",
     "support": "support requests",
     "usage": "usage data",

@@ -9,14 +9,24 @@ import datetime as dt
 from typing import Literal
 
 DataClass = Literal[
-    "visits", "support_metadata", "member_contact", "payment_records", "dsr_records", "access_log", "audit_records"
+    "visits",
+    "support_metadata",
+    "member_contact",
+    "payment_records",
+    "messaging_records",
+    "dsr_records",
+    "consent_records",
+    "access_log",
+    "audit_records",
 ]
 DATA_CLASSES: tuple[DataClass, ...] = (
     "visits",
     "support_metadata",
     "member_contact",
     "payment_records",
+    "messaging_records",
     "dsr_records",
+    "consent_records",
     "access_log",
     "audit_records",  # after the access log: what it may remove depends on what the log's purge removed
 )
@@ -66,6 +76,18 @@ class RetentionPolicy:
     def member_contact(as_of: dt.datetime) -> dt.date:
         """Organisations whose contract ended before this date are past retention."""
         return as_of.date() - dt.timedelta(days=CONTACT_DAYS_AFTER_CONTRACT)
+
+    @staticmethod
+    def messaging_records(as_of: dt.datetime) -> dt.datetime:
+        """SMS alert and client-invitation send records carry their own ``expires_at``
+        (the organisation's visitor retention when they were written)."""
+        return as_of
+
+    @staticmethod
+    def consent_records(as_of: dt.datetime) -> dt.datetime:
+        """Consent records carry their own ``keep_until``: 3 years after the decision
+        stops holding (tenants/consent.py ``PROOF_YEARS``), as proof of consent (GDPR 7(1))."""
+        return as_of
 
     @staticmethod
     def payment_records(as_of: dt.datetime) -> dt.datetime:

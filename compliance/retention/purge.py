@@ -14,7 +14,12 @@ Data classes (docs/promises.md, retention table):
   first, then the rows are removed; payment records stay (legal hold);
 - ``support_metadata``: network-test results older than 9 calendar months;
 - ``payment_records``: past their ``keep_until`` (5 years);
+- ``messaging_records``: SMS alert and client-invitation send records past their
+  ``expires_at`` (the organisation's visitor retention when written; no address in them);
 - ``dsr_records``: data-subject requests closed more than ``dsr_keep_days`` ago (3 years);
+- ``consent_records``: consent decisions and the e-mails sent on them past their
+  ``keep_until`` (3 years after a decision stops holding; decisions of members who are
+  gone start that clock at the run that finds them gone);
 - ``access_log``: access-log entries older than 6 calendar years, a leading run of each
   organisation's chain at a time, only while it is intact (``access_log.service.prune``);
 - ``audit_records``: evidence observations, compliance reports with their files, control
@@ -61,9 +66,10 @@ from konsil.platform.core import database
 from konsil.platform.core.keys.provider import KeyUnavailable
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.telemetry import metrics
-from konsil.tenants import removal
+from konsil.tenants import consent, removal
 from konsil.tenants.actors import Actor, _event
 from konsil.tenants.identity.tables import VisitIdentity
+from konsil.tenants.messaging.tables import MESSAGING_TABLES
 from konsil.tenants.tables import (
     Call,
     CallRelayReceipt,
@@ -361,6 +367,82 @@ async def _purge_by_time(
     return ClassResult(data_class=data_class, org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success")
 
 
+async def _purge_messaging(
+    ctx: RegionContext, req: PurgeRequest, org_id: uuid.UUID | None, on_batch: OnBatch
+) -> ClassResult:
+    """The send records of SMS alerts and client invitations past their ``expires_at``,
+    both tables under one evidence row (no personal data in them: nothing to log)."""
+    cutoff = RetentionPolicy.messaging_records(req.as_of)
+
+    def due(table: type[Table]) -> Combinable:
+        where: Combinable = table.expires_at < cutoff  # type: ignore[attr-defined]
+        return where if org_id is None else where & (table.org_id == org_id)  # type: ignore[attr-defined]
+
+    if req.dry_run:
+        counts = {t._meta.tablename: await t.count().where(due(t)) for t in MESSAGING_TABLES}
+        return ClassResult(data_class="messaging_records", org_id=org_id, cutoff=cutoff, rows=counts, outcome="success")
+    evidence = await _evidence(ctx, req, "messaging_records", org_id, cutoff)
+    for table in MESSAGING_TABLES:
+        key: Column = table._meta.primary_key
+        while not evidence.done:
+            rows = await table.select(key).where(due(table)).order_by(key).limit(req.batch_size)
+            if not rows:
+                break
+            ids = [row[key._meta.name] for row in rows]
+            async with database.transaction(ctx.engine):
+                await table.delete().where(due(table) & key.is_in(ids))
+                await evidence.add({table._meta.tablename: len(ids)})
+            on_batch("messaging_records", len(ids))
+    if not evidence.done:
+        await evidence.finish("success")
+    return ClassResult(
+        data_class="messaging_records", org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success"
+    )
+
+
+async def _purge_consent_records(
+    ctx: RegionContext, req: PurgeRequest, org_id: uuid.UUID | None, on_batch: OnBatch
+) -> ClassResult:
+    """Consent decisions and consent e-mails past their ``keep_until``, a batch (one
+    transaction with its evidence and one access-log entry per record) at a time."""
+    cutoff = RetentionPolicy.consent_records(req.as_of)
+    tables = ((consent.ConsentMail, "consent_mail"), (consent.ConsentEvent, "consent"))
+    if req.dry_run:
+        rows: dict[str, int] = {}
+        for table, _kind in tables:
+            where: Combinable = table.keep_until < cutoff
+            if org_id is not None:
+                where &= table.org_id == org_id
+            rows[table._meta.tablename] = await table.count().where(where)
+        return ClassResult(data_class="consent_records", org_id=org_id, cutoff=cutoff, rows=rows, outcome="success")
+    evidence = await _evidence(ctx, req, "consent_records", org_id, cutoff)
+    if not evidence.done:
+        await consent.start_proof_clock_of_removed_members(req.as_of)
+        for table, kind in tables:
+            where = table.keep_until < cutoff
+            if org_id is not None:
+                where &= table.org_id == org_id
+            while True:
+                found = await table.select(table.id, table.org_id).where(where).order_by(table.id).limit(req.batch_size)
+                if not found:
+                    break
+                ids = [row["id"] for row in found]
+                async with database.transaction(ctx.engine):
+                    await table.delete().where(where & table.id.is_in(ids))
+                    await evidence.add({table._meta.tablename: len(ids)})
+                    await _log(
+                        [
+                            _event(ctx, RETENTION, r["org_id"], "delete", kind, r["id"], _reference(req), "success")
+                            for r in found
+                        ]
+                    )
+                on_batch("consent_records", len(ids))
+        await evidence.finish("success")
+    return ClassResult(
+        data_class="consent_records", org_id=org_id, cutoff=cutoff, rows=evidence.rows, outcome="success"
+    )
+
+
 async def _purge_access_log(
     ctx: RegionContext, req: PurgeRequest, org_id: uuid.UUID | None, on_batch: OnBatch
 ) -> ClassResult:
@@ -607,6 +689,7 @@ async def purge(ctx: RegionContext, req: PurgeRequest, on_batch: OnBatch | None 
         logged_as="payment_record",
     )
     await guarded("payment_records", org_id, step)
+    await guarded("messaging_records", org_id, _purge_messaging(ctx, req, org_id, report))
     step = _purge_by_time(
         ctx,
         req,
@@ -619,6 +702,7 @@ async def purge(ctx: RegionContext, req: PurgeRequest, on_batch: OnBatch | None 
         logged_as="data_subject_request",
     )
     await guarded("dsr_records", org_id, step)
+    await guarded("consent_records", org_id, _purge_consent_records(ctx, req, org_id, report))
     await guarded("access_log", org_id, _purge_access_log(ctx, req, org_id, report))
     # After the access log: checkpoints and certificates go only once its entries they cover are gone.
     await guarded("audit_records", org_id, _purge_audit_records(ctx, req, org_id, report))

@@ -18,7 +18,18 @@ from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
-DataCategory = Literal["contact", "payment", "invoicing", "call_metadata", "support", "usage", "technical", "none"]
+DataCategory = Literal[
+    "contact",
+    "phone",
+    "payment",
+    "invoicing",
+    "national_id",
+    "call_metadata",
+    "support",
+    "usage",
+    "technical",
+    "none",
+]
 # Where a processor stores and processes the data, as a legal area.
 Location = Literal["eu_eea", "us"]
 Jurisdiction = Literal["eu_eea", "us"]
@@ -160,6 +171,29 @@ def load_register() -> Register:
     """The register shipped with the package."""
     text = resources.files("konsil.compliance.subprocessors").joinpath("register.toml").read_text(encoding="utf-8")
     return parse_register(text)
+
+
+# The integrations a region's settings can turn on, by provider name, and the register
+# entry of each in each region it may serve (tests/compliance/test_subprocessors.py keeps
+# the register in step; a provider a region uses must have its entry for that region).
+INTEGRATIONS: dict[str, dict[str, str]] = {
+    "stripe": {"eu": "Stripe (EU)", "us": "Stripe (US)"},
+    "sinch": {"eu": "Sinch"},
+    "twilio": {"us": "Twilio"},
+    "criipto": {"eu": "Criipto"},
+}
+
+
+def integration_entry(register: Register, provider: str, region_id: str) -> Subprocessor:
+    """The register entry of an integration a region uses; ``RegisterError`` when the
+    provider is unknown or not in the register for that region."""
+    name = INTEGRATIONS.get(provider, {}).get(region_id)
+    if name is None:
+        raise RegisterError(f"integration {provider!r} has no subprocessor register entry for region {region_id!r}")
+    for p in register.for_region(region_id):
+        if p.name == name:
+            return p
+    raise RegisterError(f"integration {provider!r}: {name!r} is not in the register for region {region_id!r}")
 
 
 def for_region(region_id: str, register: Register | None = None) -> list[Subprocessor]:

@@ -23,8 +23,10 @@ from konsil.platform.core.keys.region_signing import RegionSigner
 from konsil.platform.core.keys.service import TenantKeys
 from konsil.platform.core.limits import TenantLimits
 from konsil.platform.core.mail import Mailer, NoMailer
+from konsil.platform.core.payments import PaymentProvider
 from konsil.platform.core.settings import RegionSettings, Settings
 from konsil.platform.core.signing import Verifier, sign
+from konsil.platform.core.sms import SmsSender
 from konsil.platform.core.telemetry import inject
 
 
@@ -162,6 +164,11 @@ class RegionContext:
     # The region's national eID broker (rooms with an identity check): platform/core/identity.py;
     # None when the region has none configured.
     identity: IdentityBroker | None = None
+    # The region's SMS provider (arrival alerts, client invitations): Sinch in the EU,
+    # Twilio in the US (tenants/messaging/providers.py); None when the region has none.
+    sms: SmsSender | None = None
+    # The region's card payments (room fees at check-in; tenants/payments), None without.
+    payments: PaymentProvider | None = None
     limits: TenantLimits = field(init=False)
 
     def __post_init__(self) -> None:

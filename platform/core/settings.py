@@ -208,6 +208,57 @@ class IdentitySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise ValueError("provider criipto needs client_secret or client_secret_path")
 
 
+class PaymentSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How a region takes the card fees rooms ask (tenants/payments): its own Stripe
+    account (``provider = "stripe"``; the EU account for the EU region, the US account for
+    the US), or none (``"none"``, the default: a room with a fee cannot be joined and its
+    page says so).
+
+    ``api_base`` is Stripe's API (empty: api.stripe.com; a localstripe server in tests),
+    ``script_url`` where visitors' pages load stripe.js from (empty: js.stripe.com/v3/,
+    the one outside host a Konsil page loads). The publishable key is public by design;
+    the secret key and the webhook signing secret are secrets like the others: written
+    here (or in ``KONSIL_REGIONS__<ID>__PAYMENTS__SECRET_KEY`` / ``__WEBHOOK_SECRET``), or
+    kept in the region's Vault (KV v2 at ``vault.kv_mount``) at ``secret_key_path``
+    (field ``secret_key``) and ``webhook_secret_path`` (field ``webhook_secret``).
+    Test keys (``pk_test_``/``sk_test_``) and live keys (``pk_live_``/``sk_live_``) must
+    not be mixed."""
+
+    provider: Literal["none", "stripe"] = "none"
+    api_base: Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/]+/?)?\Z")] = ""
+    script_url: Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/]+/[^\s]*)?\Z")] = ""
+    publishable_key: Annotated[str, msgspec.Meta(pattern=r"^(pk_(test|live)_[A-Za-z0-9_]+)?\Z")] = ""
+    secret_key: str = ""
+    secret_key_path: str = ""
+    webhook_secret: str = ""
+    webhook_secret_path: str = ""
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 20.0
+
+    def __post_init__(self) -> None:
+        # msgspec reports a ValueError here as a validation error of this table.
+        if self.provider == "none":
+            if self.secret_key or self.secret_key_path or self.webhook_secret or self.webhook_secret_path:
+                raise ValueError('a Stripe secret is set but provider = "none"')
+            return
+        if not self.publishable_key:
+            raise ValueError("provider stripe needs publishable_key (pk_test_... or pk_live_...)")
+        for name, inline, path in (
+            ("secret_key", self.secret_key, self.secret_key_path),
+            ("webhook_secret", self.webhook_secret, self.webhook_secret_path),
+        ):
+            if inline and path:
+                raise ValueError(f"give either {name} or {name}_path, not both")
+            if not inline and not path:
+                raise ValueError(f"provider stripe needs {name} or {name}_path")
+        if self.secret_key and not self.secret_key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+            raise ValueError("secret_key must be a Stripe secret key (sk_test_... or sk_live_...)")
+        if self.webhook_secret and not self.webhook_secret.startswith("whsec_"):
+            raise ValueError("webhook_secret must be a Stripe webhook signing secret (whsec_...)")
+        live = self.publishable_key.startswith("pk_live_")
+        if self.secret_key and self.secret_key.startswith(("sk_live_", "rk_live_")) != live:
+            raise ValueError("publishable_key and secret_key must both be test keys or both live keys")
+
+
 class RegionLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Rate limits of a region's cheap routes (429 with Retry-After; each replica counts
     its own callers). Only failed logins count, so staff behind one address log in freely."""
@@ -256,6 +307,8 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     sms: SmsSettings = SmsSettings()
     # National eID checks of visitors (rooms with an identity check).
     identity: IdentitySettings = IdentitySettings()
+    # Card fees at check-in: the region's own Stripe account.
+    payments: PaymentSettings = PaymentSettings()
 
     def endpoint(self) -> RegionEndpoint:
         return RegionEndpoint(

@@ -1,6 +1,6 @@
 """Text messages (SMS) to members: what the region's SMS provider offers the rest of the
 platform, whatever provider a region uses (Sinch in the EU, Twilio in the US;
-``tenants/sms_providers.py``).
+``tenants/messaging/providers.py``).
 
 Two kinds of failure, because the caller (a background task) must treat them
 differently: ``SmsRejected`` means the provider refused this message (a bad number, a

@@ -5,6 +5,7 @@
 // they are not sent to the server, not kept in the browser's storage, and removed from
 // the page when the call ends.
 import { CHAT_MAX_BYTES, CallSession, playVideo, utf8Bytes } from './call.js';
+import { rememberDevice } from './device-memory.js';
 import { formatTime, t } from '/static/i18n.js';
 
 const $ = (id) => document.getElementById(id);
@@ -188,6 +189,7 @@ export class CallControls {
         select.disabled = true;
         try {
           await this.session.useDevice(kind, select.value);
+          rememberDevice(kind, select.value); // only if the visitor asked this browser to remember it
         } catch {
           $('devices-error').textContent = kind === 'video'
             ? t('This camera could not start. It may be in use by another program.')

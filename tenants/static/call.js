@@ -11,6 +11,7 @@
 // to end): each side's state (muted, camera off, sharing, its name) and the in-call
 // chat. Nothing of it passes through or is kept by the server; it ends with the call.
 import { t } from '/static/i18n.js';
+import { rememberedDevice } from './device-memory.js';
 
 const TELEMETRY_SECONDS = 5;
 // A chat message is at most 4 KB of UTF-8 text; bigger ones are refused when sent and
@@ -74,8 +75,13 @@ export async function getLocalMedia() {
     result.error = t('This browser cannot use a camera or microphone on this page. Please open the link in an up-to-date browser.');
     return result;
   }
-  const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
-  const attempts = [{ audio: true, video }, { audio: true, video: false }, { audio: false, video }];
+  // The camera and microphone the visitor chose last time, if they asked this browser to
+  // remember it (device-memory.js); "ideal", so a device that is gone does not fail.
+  const camera = rememberedDevice('video');
+  const microphone = rememberedDevice('audio');
+  const video = { width: { ideal: 1280 }, height: { ideal: 720 }, ...(camera ? { deviceId: { ideal: camera } } : {}) };
+  const audio = microphone ? { deviceId: { ideal: microphone } } : true;
+  const attempts = [{ audio, video }, { audio, video: false }, { audio: false, video }];
   let lastError = null;
   for (const constraints of attempts) {
     try {

@@ -355,11 +355,139 @@ function renderRooms(rooms) {
       }
       setTimeout(() => { copy.textContent = t('Copy link'); }, 2500);
     });
-    return el('li', {}, el('div', { className: 'who' }, el('strong', {}, room.title), el('br'),
-      el('a', { href: room.join_path }, el('code', {}, url))), copy);
+    const invite = el('button', { type: 'button', className: 'secondary', textContent: t('Invite a client'), 'aria-expanded': 'false', 'aria-label': `${t('Invite a client')}: ${room.title}` });
+    const item = el('li', {}, el('div', { className: 'who' }, el('strong', {}, room.title), el('br'),
+      el('a', { href: room.join_path }, el('code', {}, url))), copy, invite);
+    invite.addEventListener('click', () => toggleInviteForm(room, item, invite));
+    return item;
   });
   $('rooms').replaceChildren(...items);
   $('rooms-empty').hidden = items.length > 0;
+}
+
+// --- sending: text alerts and client invitations --------------------------------------------
+
+// Messages for the answers of the messaging API, by its error codes.
+const SEND_ERRORS = {
+  invalid_phone: () => t('Enter a mobile number that can receive text messages, e.g. +47 412 34 567.'),
+  invalid_email: () => t('Enter an e-mail address like name@example.org.'),
+  sms_unavailable: (status) => (status === 409
+    ? t('This region sends no text messages. Send an e-mail instead.')
+    : t('The text message service did not answer, so nothing was sent. Please try again in a few minutes.')),
+  mail_unavailable: () => t('The e-mail could not be sent right now, so nothing was sent. Please try again in a few minutes.'),
+  too_many_invitations: () => t('You have sent many invitations in the last hour. Please wait a while.'),
+};
+
+// A JSON request; resolves to the answer's body, or rejects with a message for people.
+async function send(path, method, data) {
+  const headers = { accept: 'application/json', 'content-type': 'application/json', 'x-csrf-token': csrf };
+  let response;
+  try {
+    response = await fetch(apiBase + path, { method, headers, credentials: 'same-origin', body: JSON.stringify(data) });
+  } catch {
+    throw new ApiError(0, t('The service cannot be reached. Check your connection; the page keeps trying.'));
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (response.ok) return body;
+  const known = body && SEND_ERRORS[body.error];
+  if (known) throw new ApiError(response.status, known(response.status));
+  if (response.status === 401) throw new ApiError(401, t('Your session has ended. Please log in again.'));
+  if (response.status === 403) throw new ApiError(403, t('Your account may not do this.'));
+  throw new ApiError(response.status, t('Something went wrong (error %(status)s). Please try again.', { status: response.status }));
+}
+
+function showSmsAlerts(state) {
+  $('sms-alerts').hidden = !state.available && !state.enabled;
+  $('sms-toggle').checked = state.enabled;
+  $('sms-phone').value = '';
+  $('sms-phone').placeholder = state.phone || '';
+  $('sms-status').textContent = state.enabled
+    ? t('Texts go to %(phone)s when someone starts waiting in one of your rooms.', { phone: state.phone })
+    : (state.phone ? t('Text alerts are off. Your number: %(phone)s', { phone: state.phone }) : '');
+}
+
+async function setUpSmsAlerts() {
+  try {
+    showSmsAlerts(await api('/me/sms-alerts'));
+  } catch {
+    return; // no text alerts on this page (the rest of the dashboard says what is wrong)
+  }
+  $('sms-save').addEventListener('click', async () => {
+    const phone = $('sms-phone').value.trim();
+    const change = { enabled: $('sms-toggle').checked };
+    if (phone) change.phone = phone;
+    $('sms-status').textContent = '';
+    try {
+      showSmsAlerts(await send('/me/sms-alerts', 'PUT', change));
+    } catch (err) {
+      $('sms-status').textContent = err.message;
+      $('sms-phone').focus();
+    }
+  });
+}
+
+const LANGUAGES = { en: 'English', nb: 'Norsk bokmål', de: 'Deutsch', nl: 'Nederlands' };
+let invites = 0; // distinct ids for the forms' fields
+
+function toggleInviteForm(room, item, button) {
+  const open = item.querySelector('.invite-form');
+  if (open) {
+    open.remove();
+    button.setAttribute('aria-expanded', 'false');
+    return;
+  }
+  const n = ++invites;
+  const radio = (value, label, checked) => el('label', {}, el('input', { type: 'radio', name: `invite-channel-${n}`, value, checked }), ` ${label}`);
+  const to = el('input', { id: `invite-to-${n}`, type: 'tel', autocomplete: 'off', maxLength: 254, 'aria-describedby': `invite-status-${n}` });
+  const toLabel = el('label', { htmlFor: `invite-to-${n}` }, t('Client\'s mobile number'));
+  const language = el('select', { id: `invite-language-${n}` },
+    el('option', { value: '' }, t('The organisation\'s language')),
+    ...Object.entries(LANGUAGES).map(([code, name]) => el('option', { value: code, lang: code }, name)));
+  const status = el('p', { id: `invite-status-${n}`, className: 'small', role: 'status' });
+  const submit = el('button', { type: 'submit', textContent: t('Send the link') });
+  const form = el('form', { className: 'invite-form', noValidate: true },
+    el('fieldset', { className: 'choices' }, el('legend', {}, t('Send the room\'s link by')),
+      radio('sms', t('Text message'), true), radio('email', t('E-mail'), false)),
+    toLabel, to,
+    el('label', { htmlFor: `invite-language-${n}` }, t('Language of the message')), language,
+    el('p', { className: 'muted small' }, t('The number or address is used for this message only and is not stored.')),
+    submit, status);
+  form.addEventListener('change', () => {
+    const email = form.querySelector('input[type="radio"]:checked').value === 'email';
+    to.type = email ? 'email' : 'tel';
+    toLabel.textContent = email ? t('Client\'s e-mail address') : t('Client\'s mobile number');
+  });
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const channel = form.querySelector('input[type="radio"]:checked').value;
+    const data = { channel, to: to.value.trim() };
+    if (language.value) data.language = language.value;
+    if (!data.to) {
+      status.textContent = channel === 'email' ? SEND_ERRORS.invalid_email() : SEND_ERRORS.invalid_phone();
+      to.focus();
+      return;
+    }
+    submit.disabled = true;
+    status.textContent = t('Sending…');
+    try {
+      await send(`/rooms/${encodeURIComponent(room.id)}/client-invitations`, 'POST', data);
+      to.value = '';
+      status.textContent = t('Sent. The link is on its way to your client.');
+    } catch (err) {
+      status.textContent = err.message;
+      to.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  item.append(form);
+  button.setAttribute('aria-expanded', 'true');
+  to.focus();
 }
 
 // --- refreshing -----------------------------------------------------------------------------
@@ -455,6 +583,7 @@ setInterval(() => {
 }, 1000);
 
 setUpAlerts();
+setUpSmsAlerts();
 // The lists load on the socket's "ready" (and again after each reconnect, to catch up);
 // the room titles first, so that the lists name rooms as people know them.
 api('/rooms').then(renderRooms).catch(showApiError).finally(listen);

@@ -969,3 +969,55 @@ async def test_the_embedded_region_service_runs_the_purge_schedule(tmp_path: Pat
     finally:
         for table, db in zip(REGION_TABLES, previous, strict=True):
             table._meta._db = db
+
+
+# --- consent records: proof kept 3 years after a decision stops holding ---------------------
+
+
+async def consent_event(org_id: uuid.UUID, subject_id: uuid.UUID, keep_until: dt.datetime | None) -> uuid.UUID:
+    from konsil.tenants.consent import ConsentEvent
+
+    event_id = uuid.uuid4()
+    await ConsentEvent.insert(
+        ConsentEvent(
+            id=event_id,
+            org_id=org_id,
+            subject_kind="member",
+            subject_id=subject_id,
+            purpose="feature_emails",
+            action="granted",
+            wording_version="0123456789abcdef",
+            language="en",
+            source="email_preferences",
+            at=AS_OF - dt.timedelta(days=2000),
+            keep_until=keep_until,
+        )
+    )
+    return event_id
+
+
+async def test_consent_records_go_after_their_proof_period_and_members_gone_start_it(ctx: RegionContext) -> None:
+    from konsil.tenants.consent import PROOF, ConsentEvent
+
+    org_id = await new_org(ctx)
+    member_id = uuid.uuid4()
+    await Member.insert(
+        Member(id=member_id, org_id=org_id, name="x", email="x", email_lookup="x", role="owner", password_hash="x")
+    )
+    past = await consent_event(org_id, uuid.uuid4(), AS_OF - SECOND)
+    kept = await consent_event(org_id, uuid.uuid4(), AS_OF + SECOND)
+    holding = await consent_event(org_id, member_id, None)  # the member is still there: holds
+    gone = await consent_event(org_id, uuid.uuid4(), None)  # a member who was removed
+
+    result = only(await purge(ctx, run(await slug_of(org_id))), "consent_records", org_id)
+
+    assert result.outcome == "success" and result.rows == {"consent_event": 1}
+    left = {r["id"]: r["keep_until"] for r in await ConsentEvent.select().where(ConsentEvent.org_id == org_id)}
+    assert set(left) == {kept, holding, gone} and past not in left
+    assert left[holding] is None
+    started = left[gone] if left[gone].tzinfo else left[gone].replace(tzinfo=dt.UTC)
+    assert started == AS_OF + PROOF
+    entries = await AccessLogEntry.select().where(
+        (AccessLogEntry.org_id == org_id) & (AccessLogEntry.object_type == "consent")
+    )
+    assert [(e["action"], e["object_id"]) for e in entries] == [("delete", str(past))]

@@ -10,8 +10,10 @@ import msgspec
 import pytest
 
 from konsil.compliance.subprocessors.register import (
+    INTEGRATIONS,
     Register,
     RegisterError,
+    integration_entry,
     load_register,
     parse_register,
     transfer_problems,
@@ -19,8 +21,9 @@ from konsil.compliance.subprocessors.register import (
 from konsil.compliance.subprocessors.register import for_region as region_list
 
 # The privacy policy's lists (payment, support, video calls, statistics), by region:
-# Stripe and the SMS provider follow the customer's region.
-EU = {"Stripe (EU)", "24SevenOffice", "Intercom", "Zendesk", "AWS", "Sinch", "Plausible"}
+# Stripe and the SMS provider follow the customer's region; Criipto (BankID, MitID) is
+# the policy's eID broker, "only available in Scandinavia", so in the EU region only.
+EU = {"Stripe (EU)", "24SevenOffice", "Intercom", "Zendesk", "AWS", "Sinch", "Criipto", "Plausible"}
 US = {"Stripe (US)", "24SevenOffice", "Intercom", "Zendesk", "Twilio", "Plausible"}
 
 SHIPPED = resources.files("konsil.compliance.subprocessors").joinpath("register.toml").read_text(encoding="utf-8")
@@ -62,7 +65,7 @@ def test_the_register_loads() -> None:
     assert isinstance(register, Register)
     assert set(register.regions) == {"eu", "us"}
     names = [p.name for p in register.subprocessors]
-    assert len(names) == len(set(names)) == 9
+    assert len(names) == len(set(names)) == 10
     assert all(p.dpa_signed for p in register.subprocessors if p.personal_data)
 
 
@@ -131,7 +134,7 @@ def test_phi_without_a_baa_fails_for_the_us_region() -> None:
         (
             entry().replace('["contact"]', '["contact", "health"]'),
             "subprocessors[0] ('Mailer Inc'): Invalid enum value 'health' - at `data_categories[1]` "
-            "(one of: contact, payment, invoicing, call_metadata, support, usage, technical, none)",
+            "(one of: contact, phone, payment, invoicing, national_id, call_metadata, support, usage, technical, none)",
         ),
         (
             entry().replace('location = "us"', 'location = "mars"'),
@@ -164,3 +167,37 @@ def test_a_signing_date_is_a_date() -> None:
     with pytest.raises(RegisterError, match="dpa_signed_on"):
         parse_register(entry(extra='dpa_signed_on = "soon"'))
     assert msgspec.to_builtins(register.subprocessors[0])["dpa_signed_on"] == "2025-03-01"
+
+
+# The integrations a region's settings can turn on, by the provider names the settings use
+# (regions.<id>.payments, .sms, .identity). When those settings land, the test below should
+# also read every provider configured in a region's settings and ask the same question.
+PAYMENTS, SMS, IDENTITY = "stripe", ("sinch", "twilio"), "criipto"
+USED_BY_REGION = {"eu": [PAYMENTS, "sinch", IDENTITY], "us": [PAYMENTS, "twilio"]}
+
+
+def test_every_integration_has_its_register_entry_in_each_region_it_serves() -> None:
+    register = load_register()
+    assert set(INTEGRATIONS) == {PAYMENTS, *SMS, IDENTITY}
+    for region, providers in USED_BY_REGION.items():
+        for provider in providers:
+            entry = integration_entry(register, provider, region)
+            assert region in entry.regions and entry.personal_data and entry.dpa_signed
+    # What each sends matches the entry's data categories.
+    assert set(integration_entry(register, "sinch", "eu").data_categories) == {"phone"}
+    assert set(integration_entry(register, "twilio", "us").data_categories) == {"phone"}
+    assert {"contact", "payment"} <= set(integration_entry(register, "stripe", "us").data_categories)
+    criipto = integration_entry(register, "criipto", "eu")
+    assert "national_id" in criipto.data_categories and criipto.location == "eu_eea"
+    assert criipto.transfer_mechanism == "none_needed"
+    # A provider outside its regions, or unknown, is named.
+    with pytest.raises(RegisterError, match="'criipto' has no subprocessor register entry for region 'us'"):
+        integration_entry(register, "criipto", "us")
+    with pytest.raises(RegisterError, match="'twilio' has no subprocessor register entry for region 'eu'"):
+        integration_entry(register, "twilio", "eu")
+    # An entry missing from the register is named too.
+    without = msgspec.structs.replace(
+        register, subprocessors=[p for p in register.subprocessors if p.name != "Criipto"]
+    )
+    with pytest.raises(RegisterError, match="'Criipto' is not in the register for region 'eu'"):
+        integration_entry(without, "criipto", "eu")

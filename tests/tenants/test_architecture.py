@@ -87,6 +87,7 @@ FORM_FIELDS = {
     "konsil.tenants.login_pages.LoginForm.organisation": "only compared with slugs in memory",
     "konsil.tenants.login_pages.LoginForm.csrf": "compared with the CSRF cookie",
     "konsil.tenants.pages.CsrfForm.csrf": "compared with the session's CSRF token",
+    "konsil.tenants.consent_pages.PreferencesForm.csrf": "compared with the session's CSRF token",
     "konsil.tenants.visitor_pages.JoinForm.name": "converted to VisitorForm (PersonName) before use",
     "konsil.tenants.visitor_pages.JoinForm.phone": "converted to VisitorForm (Phone) before use",
     "konsil.tenants.visitor_pages.JoinForm.consent": "only compared with 'yes'",

@@ -72,7 +72,9 @@ async def test_data_within_retention_and_purges_that_ran_pass(ctx: RegionContext
         "visits",
         "support_metadata",
         "payment_records",
+        "messaging_records",
         "dsr_records",
+        "consent_records",
         "access_log",
         "audit_records",
     }

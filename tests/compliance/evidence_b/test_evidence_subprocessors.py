@@ -18,7 +18,7 @@ from konsil.platform.core.region import RegionContext
 from tests.compliance.evidence_b.support import assert_well_formed, dsn_of, new_org, period, region_context
 
 CHECKS = ("processing_agreements", "transfer_mechanisms", "business_associate_agreements")
-EU = {"Stripe (EU)", "24SevenOffice", "Intercom", "Zendesk", "AWS", "Sinch", "Plausible"}
+EU = {"Stripe (EU)", "24SevenOffice", "Intercom", "Zendesk", "AWS", "Sinch", "Criipto", "Plausible"}
 US = {"Stripe (US)", "24SevenOffice", "Intercom", "Zendesk", "Twilio", "Plausible"}
 
 BROKEN = """

@@ -1,0 +1,3 @@
+from tests.tenants.messaging.stand_ins import serve
+
+__all__ = ["serve"]
