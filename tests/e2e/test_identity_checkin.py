@@ -109,6 +109,23 @@ async def test_a_visitor_confirms_who_they_are_and_the_expert_sees_it_masked(
     [reveal] = [e for e in logged if e["object_type"] == "national_id"]
     assert reveal["action"] == "read" and reveal["outcome"] == "success" and "reveal" in reveal["purpose"]
 
+    # An auditor is refused (and that is logged); an expert of another room finds no such visit.
+    base = stack.region_url("eu")
+    auditor = await asyncio.to_thread(stack.add_member, owner, slug, "auditor")
+    as_auditor = await asyncio.to_thread(stack.login, base, slug, auditor["email"])
+    reveal_path = f"/api/v1/orgs/{slug}/visits/{visit_id}/identity/reveal"
+    assert (await asyncio.to_thread(as_auditor.post, reveal_path)).status_code == 403
+    expert = await asyncio.to_thread(stack.add_member, owner, slug, "expert")
+    as_expert = await asyncio.to_thread(stack.login, base, slug, expert["email"])
+    assert (await asyncio.to_thread(as_expert.post, reveal_path)).status_code == 404
+    refused = await fetch(
+        stack.dsns["eu"],
+        "SELECT count(*) AS n FROM access_log_entry WHERE object_type = 'national_id' AND outcome = 'denied'"
+        " AND object_id = $1",
+        str(visit_id),
+    )
+    assert refused[0]["n"] >= 1
+
     # The same answer again (its state cookie is gone): a clear page, nothing changes.
     again = await browser.get("/identity/callback", params=answer)
     assert again.status_code == 400 and "Please start it again" in again.text
