@@ -118,13 +118,13 @@ async def test_a_visitor_confirms_who_they_are_and_the_expert_sees_it_masked(
     expert = await asyncio.to_thread(stack.add_member, owner, slug, "expert")
     as_expert = await asyncio.to_thread(stack.login, base, slug, expert["email"])
     assert (await asyncio.to_thread(as_expert.post, reveal_path)).status_code == 404
-    refused = await fetch(
+    auditor_refused = await fetch(
         stack.dsns["eu"],
         "SELECT count(*) AS n FROM access_log_entry WHERE object_type = 'national_id' AND outcome = 'denied'"
         " AND object_id = $1",
         str(visit_id),
     )
-    assert refused[0]["n"] >= 1
+    assert auditor_refused[0]["n"] >= 1
 
     # The same answer again (its state cookie is gone): a clear page, nothing changes.
     again = await browser.get("/identity/callback", params=answer)
