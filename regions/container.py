@@ -17,6 +17,7 @@ from konsil.media_nodes.registry import NodeRegistry
 from konsil.media_nodes.relays import RegionRelays
 from konsil.platform.core import database
 from konsil.platform.core.channels import RegionChannels
+from konsil.platform.core.identity import IdentityBroker
 from konsil.platform.core.keys.build import build_region_signer
 from konsil.platform.core.keys.provider import KeyProvider
 from konsil.platform.core.keys.region_signing import RegionKey
@@ -29,6 +30,7 @@ from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.signing import Verifier
 from konsil.platform.core.sms import SmsSender
 from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
+from konsil.tenants.identity.criipto import build_identity_broker
 from konsil.tenants.messaging.providers import build_sms_sender
 from konsil.tenants.payments.stripe_provider import build_payments
 
@@ -103,6 +105,7 @@ def build_region(
         live=live,
         service_name=service_name,
         mail=region_mailer(settings, region, keys.provider),
+        identity=region_identity(region, keys.provider),
         sms=region_sms(region, keys.provider),
         payments=region_payments(region, keys.provider),
     )
@@ -138,6 +141,16 @@ def region_sms(region: RegionSettings, provider: KeyProvider) -> SmsSender | Non
     the region's Vault (``sms.token_path``, field ``token``) is read when first needed."""
     token = vault_secret(region, provider, "sms.token_path", region.sms.token_path, "token")
     return build_sms_sender(region.sms, token)
+
+
+def region_identity(region: RegionSettings, provider: KeyProvider) -> IdentityBroker | None:
+    """The region's eID broker by its ``identity`` settings (None without one); a client
+    secret kept in the region's Vault (``identity.client_secret_path``, field
+    ``client_secret``) is read when first needed."""
+    secret = vault_secret(
+        region, provider, "identity.client_secret_path", region.identity.client_secret_path, "client_secret"
+    )
+    return build_identity_broker(region.identity, secret)
 
 
 def region_payments(region: RegionSettings, provider: KeyProvider) -> PaymentProvider | None:

@@ -253,8 +253,9 @@ function renderWaiting(visits) {
       ? el('div', { className: 'small' }, t('Phone:'), ' ',
         el('a', { href: `tel:${visit.phone}` }, visit.phone_display || visit.phone))
       : null;
+    const identity = visit.identity ? identityLine(visit) : null;
     return el('li', { dataset: { visitId: visit.id } },
-      el('div', { className: 'who' }, el('strong', { className: 'name' }, visit.name), details, phone, away),
+      el('div', { className: 'who' }, el('strong', { className: 'name' }, visit.name), details, identity, phone, away),
       admit);
   });
   $('waiting').replaceChildren(...items);
@@ -271,6 +272,32 @@ function renderWaiting(visits) {
     unseen = visits.length; // those who left or were let in meanwhile no longer wait
     showTitle();
   }
+}
+
+// A visitor who confirmed who they are with a national eID: the eID, the verified name and
+// the national ID number masked; "Show number" asks for it in full once (each reveal is
+// access-logged as such; the next refresh of the list masks it again).
+function identityLine(visit) {
+  const { identity } = visit;
+  const number = el('span', { className: 'national-id' }, identity.national_id_masked);
+  const reveal = el('button', {
+    type: 'button', className: 'secondary small', textContent: t('Show number'),
+    'aria-label': t('Show the national identity number of %(name)s', { name: identity.verified_name }),
+  });
+  reveal.addEventListener('click', async () => {
+    reveal.disabled = true;
+    try {
+      const shown = await api(`/visits/${encodeURIComponent(visit.id)}/identity/reveal`, 'POST');
+      number.textContent = shown.national_id;
+      reveal.remove();
+    } catch (err) {
+      reveal.disabled = false;
+      showApiError(err);
+    }
+  });
+  return el('div', { className: 'small identity', dataset: { eid: identity.eid } },
+    t('Identity confirmed with %(eid)s:', { eid: identity.eid_label }), ' ',
+    el('strong', {}, identity.verified_name), ' · ', number, ' ', reveal);
 }
 
 async function admitVisit(visit, button) {
