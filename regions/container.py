@@ -53,7 +53,11 @@ def missing(service: str) -> str:
 
 def integrations(region: RegionSettings) -> list[tuple[str, str]]:
     """The third parties a region's settings send personal data to: (setting, provider)."""
-    used = [("payments.provider", region.payments.provider), ("sms.provider", region.sms.provider)]
+    used = [
+        ("payments.provider", region.payments.provider),
+        ("sms.provider", region.sms.provider),
+        ("identity.provider", region.identity.provider),
+    ]
     return [(key, provider) for key, provider in used if provider != "none"]
 
 
