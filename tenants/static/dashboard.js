@@ -289,7 +289,7 @@ function identityLine(visit) {
     try {
       const shown = await api(`/visits/${encodeURIComponent(visit.id)}/identity/reveal`, 'POST');
       number.textContent = shown.national_id;
-      reveal.remove();
+      reveal.replaceWith(el('span', { className: 'muted', role: 'status' }, t('(recorded in the access log)')));
     } catch (err) {
       reveal.disabled = false;
       showApiError(err);

@@ -131,7 +131,11 @@ if (reveal) {
       status = response.status;
       if (response.ok) {
         $('call-identity').querySelector('.national-id').textContent = (await response.json()).national_id;
-        reveal.remove();
+        const logged = document.createElement('span');
+        logged.className = 'muted';
+        logged.setAttribute('role', 'status');
+        logged.textContent = t('(recorded in the access log)');
+        reveal.replaceWith(logged);
         return;
       }
     } catch {

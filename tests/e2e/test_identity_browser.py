@@ -56,6 +56,7 @@ def test_a_visitor_confirms_who_they_are_in_the_browser(stack: Stack) -> None:
         expect(waiting).not_to_contain_text("17029012345")
         waiting.get_by_role("button", name="Show the national identity number of Kari Nordmann").click()
         expect(waiting.locator(".national-id")).to_have_text("17029012345")
+        expect(waiting).to_contain_text("(recorded in the access log)")  # the expert is told
 
         # The call page shows it the same way.
         waiting.get_by_role("button", name="Admit Kari").click()
@@ -65,3 +66,4 @@ def test_a_visitor_confirms_who_they_are_in_the_browser(stack: Stack) -> None:
         expect(line.locator(".national-id")).to_have_text("17•••••••45")
         line.get_by_role("button", name="Show the national identity number of Kari Nordmann").click()
         expect(line.locator(".national-id")).to_have_text("17029012345")
+        expect(line).to_contain_text("(recorded in the access log)")
