@@ -146,9 +146,7 @@ async def _member_lock(ctx: RegionContext, member_id: uuid.UUID) -> None:
         await database.fetch(ctx.engine, "SELECT pg_advisory_xact_lock($1::int4, $2::int4)", _RATE_LOCK, key)
 
 
-async def _over_limit(
-    org_id: uuid.UUID, member_id: uuid.UUID, room_id: uuid.UUID, now: dt.datetime
-) -> tuple[str, str]:
+async def _over_limit(org_id: uuid.UUID, member_id: uuid.UUID, room_id: uuid.UUID, now: dt.datetime) -> tuple[str, str]:
     """("queued", "") or ("skipped_rate_limit", why)."""
     mine = (SmsAlert.org_id == org_id) & (SmsAlert.member_id == member_id) & SmsAlert.status.is_in(list(COUNTED))
     if await SmsAlert.exists().where(
