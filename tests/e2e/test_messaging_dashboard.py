@@ -12,10 +12,12 @@ the controls open; screenshots go to ``$KONSIL_SCREENSHOTS/messaging-<lang>/``."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -25,7 +27,7 @@ from playwright.sync_api import Browser, Page, expect
 
 import konsil.tenants.messaging.alerts  # noqa: F401  (registers the messaging texts' catalogs)
 from konsil.platform.pages import i18n
-from tests.conftest import Stack, wait_until
+from tests.conftest import Stack, fetch, wait_until
 from tests.e2e.browser_kit import Shots, assert_accessible, chromium, new_context, new_page
 from tests.e2e.mail_support import MailServer, mail_stack
 from tests.tenants.messaging.stand_ins import PLAN, SINCH_TOKEN, StandIn, make_handler
@@ -33,7 +35,7 @@ from tests.tenants.messaging.stand_ins import PLAN, SINCH_TOKEN, StandIn, make_h
 pytestmark = pytest.mark.e2e
 
 VISITOR = "Ingrid Visitorsen"
-ROOM = {"en": "Consultations", "nb": "Konsultasjon"}
+ROOM = {"en": "Consultations", "nb": "Konsultasjon", "de": "Sprechstunde", "nl": "Spreekuur"}
 # What must never show on the page: field names, error codes, JSON.
 INTERNAL = re.compile(r"invalid_phone|invalid_email|sms_unavailable|mail_unavailable|phone:|to:|[{}\[\]]|null")
 
@@ -109,6 +111,12 @@ def expert_session(stack: Stack, lang: str) -> tuple[str, str, httpx.Client]:
     return slug, expert.cookies["konsil_session"], expert
 
 
+def stored(stack: Stack, query: str) -> list[Any]:
+    """Rows of the region's database (in a thread of its own: Playwright's loop runs here)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(fetch(stack.dsns["eu"], query))).result()
+
+
 def plain(page: Page, where: str) -> None:
     """The messaging controls' visible words hold nothing internal."""
     for selector in ("#sms-alerts", "#rooms"):
@@ -120,12 +128,12 @@ def texts_to(sinch: StandIn, count: int) -> list[dict[str, Any]]:
     return wait_until(lambda: sinch.seen if len(sinch.seen) >= count else None, f"{count} text(s)", within=20)
 
 
-@pytest.mark.parametrize("lang", ["en", "nb"])
+@pytest.mark.parametrize("lang", ["en", "nb", "de", "nl"])
 def test_text_alerts_and_client_invitations_from_the_dashboard(
     sms_stack: Stack, sinch: StandIn, mail: MailServer, browser: Browser, lang: str
 ) -> None:
     expect.set_options(timeout=20_000)
-    slug, session, _expert = expert_session(sms_stack, lang)
+    slug, session, expert = expert_session(sms_stack, lang)
     region = sms_stack.region_url("eu")
     shot = Shots(f"messaging-{lang}")
     context = new_context(browser, region, lang, cookies=[("konsil_session", session)])
@@ -150,6 +158,8 @@ def test_text_alerts_and_client_invitations_from_the_dashboard(
         expect(page.locator("#sms-phone")).to_be_focused()
         plain(page, "invalid number")
         shot(page, "invalid-number")
+        kept = expert.get(f"/api/v1/orgs/{slug}/me/sms-alerts").json()
+        assert kept == {"enabled": False, "phone": None, "available": True}
 
         # The number as people write it: saved, shown masked.
         page.locator("#sms-phone").fill("412 34 567")
@@ -218,6 +228,11 @@ def test_text_alerts_and_client_invitations_from_the_dashboard(
             )
         )
         plain(page, "provider down")
+        rows = stored(sms_stack, "SELECT * FROM client_invitation ORDER BY created_at")
+        assert [r["status"] for r in rows[-3:]] == ["sent", "sent", "failed"]
+        assert not any(
+            secret in str(value) for r in rows for value in dict(r).values() for secret in ("4741234569", address)
+        )
         shot(page, "provider-down")
         watch.assert_same_origin(region)
         watch.assert_no_script_errors(allow=("Failed to load resource",))

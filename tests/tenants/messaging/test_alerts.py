@@ -578,7 +578,7 @@ async def test_arrivals_at_the_same_moment_send_one_text(make_region: Any) -> No
     assert statuses.count("skipped_rate_limit") == 7, statuses
 
     async def one_sent() -> bool:
-        return await SmsAlert.count().where(SmsAlert.status == "sent") == 1
+        return bool(await SmsAlert.count().where(SmsAlert.status == "sent") == 1)
 
     await wait_until_async(one_sent, "the one text sent")
     assert len(region.stand_in.seen) == 1
