@@ -28,7 +28,7 @@ from playwright.sync_api import Browser, Page, expect
 import konsil.tenants.messaging.alerts  # noqa: F401  (registers the messaging texts' catalogs)
 from konsil.platform.pages import i18n
 from tests.conftest import Stack, fetch, wait_until
-from tests.e2e.browser_kit import Shots, assert_accessible, chromium, new_context, new_page
+from tests.e2e.browser_kit import PHONE, Shots, assert_accessible, chromium, new_context, new_page
 from tests.e2e.mail_support import MailServer, mail_stack
 from tests.tenants.messaging.stand_ins import PLAN, SINCH_TOKEN, StandIn, make_handler
 
@@ -234,6 +234,10 @@ def test_text_alerts_and_client_invitations_from_the_dashboard(
             secret in str(value) for r in rows for value in dict(r).values() for secret in ("4741234569", address)
         )
         shot(page, "provider-down")
+        # On a phone the controls fit the screen's width.
+        page.set_viewport_size(PHONE)
+        shot(page, "phone")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "wider than a phone"
         watch.assert_same_origin(region)
         watch.assert_no_script_errors(allow=("Failed to load resource",))
     finally:
