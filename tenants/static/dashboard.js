@@ -406,6 +406,7 @@ function showSmsAlerts(state) {
   $('sms-toggle').checked = state.enabled;
   $('sms-phone').value = '';
   $('sms-phone').placeholder = state.phone || '';
+  $('sms-status').classList.remove('bad');
   $('sms-status').textContent = state.enabled
     ? t('Texts go to %(phone)s when someone starts waiting in one of your rooms.', { phone: state.phone })
     : (state.phone ? t('Text alerts are off. Your number: %(phone)s', { phone: state.phone }) : '');
@@ -426,6 +427,7 @@ async function setUpSmsAlerts() {
       showSmsAlerts(await send('/me/sms-alerts', 'PUT', change));
     } catch (err) {
       $('sms-status').textContent = err.message;
+      $('sms-status').classList.add('bad');
       $('sms-phone').focus();
     }
   });
@@ -467,8 +469,10 @@ function toggleInviteForm(room, item, button) {
     const channel = form.querySelector('input[type="radio"]:checked').value;
     const data = { channel, to: to.value.trim() };
     if (language.value) data.language = language.value;
+    status.classList.remove('bad');
     if (!data.to) {
       status.textContent = channel === 'email' ? SEND_ERRORS.invalid_email() : SEND_ERRORS.invalid_phone();
+      status.classList.add('bad');
       to.focus();
       return;
     }
@@ -480,6 +484,7 @@ function toggleInviteForm(room, item, button) {
       status.textContent = t('Sent. The link is on its way to your client.');
     } catch (err) {
       status.textContent = err.message;
+      status.classList.add('bad');
       to.focus();
     } finally {
       submit.disabled = false;
