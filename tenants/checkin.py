@@ -52,17 +52,27 @@ async def step_done(
     ctx: RegionContext, org: records.Organisation, room: records.Room, visit_id: uuid.UUID, step: CheckinStep
 ) -> bool:
     """Record that ``step`` of the visit succeeded; when it was the last, the visit joins
-    the waiting list. True when this call moved it there (so exactly one caller does)."""
-    if step not in steps_for(room):
-        raise errors.conflict("this room does not ask for that step")
+    the waiting list. True when this call moved it there (so exactly one caller does).
+    A step the room no longer asks (its fee was removed while the visitor paid) is still
+    recorded: what the visitor did is never held against them."""
     column = _done_column(step)
-    now = clock.now()
     async with database.transaction(ctx.engine):
         await (
-            Visit.update({column: now})
+            Visit.update({column: clock.now()})
             .where((Visit.id == visit_id) & (Visit.org_id == org.id) & column.is_null())
             .run()
         )
+    return await move_on_if_done(ctx, org, room, visit_id)
+
+
+async def move_on_if_done(
+    ctx: RegionContext, org: records.Organisation, room: records.Room, visit_id: uuid.UUID
+) -> bool:
+    """A visit checking in with no step left joins the waiting list: after its last step,
+    or when the room stopped asking for the steps it had not done yet. True when this call
+    moved it (one caller does, however many ask at once)."""
+    now = clock.now()
+    async with database.transaction(ctx.engine):
         row = await Visit.select().where((Visit.id == visit_id) & (Visit.org_id == org.id)).first().run()
         if row is None:
             raise errors.not_found("no such visit")

@@ -306,6 +306,9 @@ async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUI
     step_page = checkin.next_page(f"/{slug}/{room_slug}/visits/{visit_id}", visit, room)
     if step_page is not None:  # an eID check or a fee first (tenants/checkin.py)
         return Redirect(step_page, status_code=303)
+    if visit.status == "checking_in" and await checkin.move_on_if_done(ctx, org, room, visit.id):
+        # The room stopped asking for the steps this visitor had left: they wait now.
+        visit = msgspec.structs.replace(visit, status="waiting")
     actor = visitor_branding.visitor(visit.id, source_address(request))
     phone = await visitor_branding.own_phone(ctx, actor, visit) if visit.status == "waiting" else None
     return Template(
