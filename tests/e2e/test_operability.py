@@ -299,14 +299,14 @@ def test_readiness_follows_a_sealed_vault_while_liveness_stays_ok(region: Region
             answer = readyz(region.base)
             return answer if answer.status_code == 503 else None
 
-        sealed = wait_until(not_ready, "readiness to see the sealed Vault", within=10)
+        sealed = wait_until(not_ready, "readiness to see the sealed Vault", within=30)
         assert sealed.json()["ready"] is False
         assert sealed.json()["checks"]["vault"] == {"status": "failing", "detail": "Vault is sealed", "sealed": True}
         assert sealed.json()["checks"]["database"]["status"] == "ok"
         assert httpx.get(f"{region.base}/healthz").status_code == 200
     finally:
         region.bao.client().sys.submit_unseal_key(region.bao.unseal_key)
-    wait_until(lambda: readyz(region.base).status_code == 200, "readiness after unsealing", within=10)
+    wait_until(lambda: readyz(region.base).status_code == 200, "readiness after unsealing", within=30)
 
 
 def test_readiness_answers_fast_and_from_its_cache(region: Region) -> None:
@@ -425,13 +425,13 @@ def test_readiness_says_the_database_is_down(tmp_path: Path, child_env: Callable
             }
             pg.ctl("-m", "fast", "-w", "stop")
             for base in (region_base, control_base):
-                down = wait_until(functools.partial(_not_ready, base), f"{base} to see its database down", within=10)
+                down = wait_until(functools.partial(_not_ready, base), f"{base} to see its database down", within=30)
                 assert down.json()["checks"]["database"]["status"] == "failing", down.text
                 assert "does not accept connections" in down.json()["checks"]["database"]["detail"]
                 assert httpx.get(f"{base}/healthz").status_code == 200
             pg.ctl("-w", "start")
             for base in (region_base, control_base):
-                wait_until(functools.partial(_ready, base), f"{base} to be ready again", within=10)
+                wait_until(functools.partial(_ready, base), f"{base} to be ready again", within=30)
 
 
 def _ready(base: str) -> bool:
