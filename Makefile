@@ -5,10 +5,12 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-# The tests run in one process: on 3 pytest-xdist workers (PYTEST_WORKERS="-n 3 --dist
-# loadfile") the suite takes about 17 minutes instead of about 25, but some timing-bound
-# tests fail on a loaded 2-core machine (seen in CI); they must be made robust first.
-PYTEST_WORKERS ?=
+# The test files run on 3 pytest-xdist workers, each file whole on one worker (its module
+# fixtures are made once): most of the time is spent waiting on servers, browsers and relays
+# (about 17 minutes instead of about 25 in one process). Tests wait on what they observe with
+# generous deadlines, so a loaded 2-core machine slows them but does not fail them.
+# PYTEST_WORKERS= runs them in one process.
+PYTEST_WORKERS ?= -n 3 --dist loadfile
 # axe-core (npm), which the browser tests inject into Chromium (tests/e2e/browser_kit.py).
 AXE := tests/e2e/axe
 AXE_STAMP := $(AXE)/node_modules/.installed

@@ -84,7 +84,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T | None], what: str, within: float = 20.0, every: float = 0.1) -> T:
+def wait_until(check: Callable[[], T | None], what: str, within: float = 60.0, every: float = 0.1) -> T:
     """The first true answer of ``check``, asked every ``every`` seconds; fails saying
     ``what`` did not happen within ``within`` seconds. Tests wait on what they can see
     (an API answer, a row, a log line), never on a sleep that hopes a background step ran."""
@@ -104,7 +104,7 @@ async def wait_until_async(
 ) -> T: ...
 @overload
 async def wait_until_async(check: Callable[[], T | None], what: str, within: float = ..., every: float = ...) -> T: ...
-async def wait_until_async(check: Callable[[], Any], what: str, within: float = 20.0, every: float = 0.1) -> Any:
+async def wait_until_async(check: Callable[[], Any], what: str, within: float = 60.0, every: float = 0.1) -> Any:
     """``wait_until`` on the event loop: ``check`` may be a coroutine function."""
     deadline = time.monotonic() + within
     while True:

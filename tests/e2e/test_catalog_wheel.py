@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-from tests.e2e.test_wheel import BUILD_IGNORE, REPO_ROOT, _build_wheel
-
 FRAMEWORKS = ("gdpr", "hipaa", "nen7510", "normen")
 
 
-def test_catalog_files_ship_in_the_wheel_and_load_from_it(tmp_path: Path) -> None:
-    source = tmp_path / "src"
-    shutil.copytree(REPO_ROOT, source, ignore=BUILD_IGNORE, symlinks=True)
-    done = _build_wheel(source, tmp_path / "dist")
-    assert done.returncode == 0, done.stderr[-3000:]
-    (wheel,) = (tmp_path / "dist").glob("konsil-*.whl")
+def test_catalog_files_ship_in_the_wheel_and_load_from_it(built_wheel: Path, tmp_path: Path) -> None:
+    wheel = built_wheel  # the session's wheel (tests/e2e/conftest.py)
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())

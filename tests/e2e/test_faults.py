@@ -609,7 +609,7 @@ async def test_the_regions_openbao_sealed_during_a_call(pg_database: Callable[[s
                             answer = await expert.get(f"/api/v1/orgs/{slug}/visits/{visit_id}")
                             return answer.status_code == 200
 
-                        await wait_until_async(served, "the region to read personal data again", within=15, every=0.2)
+                        await wait_until_async(served, "the region to read personal data again", within=60, every=0.2)
                         read = await expert.get(f"/api/v1/orgs/{slug}/visits/{visit_id}")
                         assert read.json()["name"] == "Vera Visitor"
                         assert (await visitor_http.get("/.well-known/konsil/keys")).status_code == 200

@@ -125,7 +125,7 @@ def test_an_invitation_made_while_the_control_plane_is_down_reaches_its_index_la
     running.start_control()
     both = {email_lookup(key, "owner@sync.example"), email_lookup(key, "erik@sync.example")}
     wait_for(lambda: running.login_index(org_id) == both, 60, "the index holds the new member")
-    wait_for(lambda: running.queued() == 0, 10, "nothing left queued")
+    wait_for(lambda: running.queued() == 0, 60, "nothing left queued")
     found = httpx.post(f"{running.control}/api/v1/login-discovery", json={"email": "erik@sync.example"}).json()
     assert found["regions"] == [{"region": "eu", "login_url": f"{running.region}/login"}]
 

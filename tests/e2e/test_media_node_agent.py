@@ -40,7 +40,7 @@ class Heartbeats:
         self.queue = self.channel.queue_declare(queue="", exclusive=True).method.queue
         self.channel.queue_bind(self.queue, heartbeat.EXCHANGE, routing_key=heartbeat.routing_key("eu", node_id))
 
-    def next(self, key: str, timeout: float = 5.0) -> tuple[heartbeat.Heartbeat, float]:
+    def next(self, key: str, timeout: float = 30.0) -> tuple[heartbeat.Heartbeat, float]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             method, properties, body = self.channel.basic_get(self.queue, auto_ack=True)
@@ -51,7 +51,7 @@ class Heartbeats:
             return heartbeat.verify(key, body, signature, "eu"), time.monotonic()
         raise AssertionError(f"no heartbeat within {timeout} s")
 
-    def until(self, key: str, predicate, timeout: float = 10.0) -> list[heartbeat.Heartbeat]:  # type: ignore[no-untyped-def]
+    def until(self, key: str, predicate, timeout: float = 60.0) -> list[heartbeat.Heartbeat]:  # type: ignore[no-untyped-def]
         seen: list[heartbeat.Heartbeat] = []
         deadline = time.monotonic() + timeout
         while True:
@@ -201,7 +201,7 @@ async def test_drain_waits_for_the_last_allocation(node: tuple[NodeAgent, Heartb
         assert agent.coturn.is_alive() and not draining.done()  # the call goes on
     finally:
         transport.close()  # the call ends: its allocation is released
-    await asyncio.wait_for(draining, 10)
+    await asyncio.wait_for(draining, 60)
     seen += await asyncio.to_thread(beats.until, key, lambda b: b.state == "leaving")
     assert seen[-1].allocations == 0
     assert not agent.coturn.is_alive()
@@ -405,7 +405,7 @@ class AgentProcess:
         return int((self.workdir / PID_FILE).read_text().strip())
 
 
-def wait_for(what: str, check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+def wait_for(what: str, check, timeout: float = 60.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if found := check():
@@ -430,7 +430,7 @@ def test_a_killed_agent_leaves_no_coturn_behind(tmp_path: Path) -> None:
         coturn = agent.coturn_pid()
         first.kill()  # SIGKILL: the agent cleans up nothing
         first.wait(timeout=10)
-        wait_for("coturn to die with its agent", lambda: command_line(coturn) is None, timeout=10)
+        wait_for("coturn to die with its agent", lambda: command_line(coturn) is None, timeout=60)
 
         # What a killed agent leaves where the kernel does not stop coturn: coturn running
         # on the agent's configuration, its pid file naming it, its port taken.

@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -27,7 +26,6 @@ import httpx
 import pytest
 
 from tests.conftest import AMQP_SERVER, SESSION_TAG, free_port, rabbitmq_vhost, services_config, wait_until
-from tests.e2e.test_wheel import BUILD_IGNORE, REPO_ROOT, _build_wheel
 
 pytestmark = pytest.mark.e2e
 
@@ -35,18 +33,15 @@ BROKER_HOST = AMQP_SERVER.rsplit("/", 1)[0]  # amqp://user:password@host:port
 
 
 @pytest.fixture(scope="module")
-def production_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv holding the wheel and its runtime dependencies only."""
+def production_venv(built_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding the session's wheel (tests/e2e/conftest.py) and its runtime
+    dependencies only. (No bytecode compiled at install: Python compiles what it imports.)"""
+    wheel = built_wheel
     work = tmp_path_factory.mktemp("production")
-    source = work / "src"
-    shutil.copytree(REPO_ROOT, source, ignore=BUILD_IGNORE, symlinks=True)
-    built = _build_wheel(source, work / "dist")
-    assert built.returncode == 0, built.stderr[-3000:]
-    (wheel,) = (work / "dist").glob("konsil-*.whl")
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     installed = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", "--no-compile", str(wheel)],
         capture_output=True,
         text=True,
         timeout=900,

@@ -11,6 +11,7 @@ stack's other tests, all calling from 127.0.0.1, are not locked out.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,13 +53,23 @@ def test_failed_logins_lock_the_account_for_a_while(stack: Stack) -> None:
 
 
 def test_invitations_are_limited_per_organisation(stack: Stack) -> None:
-    org = stack.signup("eu")
-    owner = stack.login(stack.region_url("eu"), org["slug"], org["owner"]["email"])
-    path = f"/api/v1/orgs/{org['slug']}/members"
-    for number in range(DEFAULTS.invitations_per_organisation_minute):
-        body = {"name": f"Member {number}", "email": f"m{number}@{org['slug']}.example", "role": "expert"}
-        assert owner.post(path, json=body).status_code == 201
-    over = owner.post(path, json={"name": "One More", "email": f"more@{org['slug']}.example", "role": "expert"})
+    # The limit is per minute: on a busy machine the invitations may take longer than that
+    # to send, so the window has moved on before the one too many. Then it is tried again
+    # with another organisation; a burst that fits in the minute must end in a 429.
+    for _attempt in range(3):
+        org = stack.signup("eu")
+        owner = stack.login(stack.region_url("eu"), org["slug"], org["owner"]["email"])
+        path = f"/api/v1/orgs/{org['slug']}/members"
+        started = time.monotonic()
+        for number in range(DEFAULTS.invitations_per_organisation_minute):
+            body = {"name": f"Member {number}", "email": f"m{number}@{org['slug']}.example", "role": "expert"}
+            assert owner.post(path, json=body).status_code == 201
+        over = owner.post(path, json={"name": "One More", "email": f"more@{org['slug']}.example", "role": "expert"})
+        if over.status_code == 429 or time.monotonic() - started < 60:
+            break
+        print(f"the invitations took {time.monotonic() - started:.0f} s, more than the limit's minute: again")
+    else:
+        pytest.fail("three times the invitations took longer than the limit's minute to send")
     retry_after(over, 60)
     listed = owner.get(path).json()
     assert len(listed) == DEFAULTS.invitations_per_organisation_minute + 1, "the refused one was not added"

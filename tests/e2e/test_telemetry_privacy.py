@@ -224,6 +224,16 @@ def day(
     with telemetry_stack(pg_database, tmp_path_factory.mktemp("telemetry"), "telemetry", receiver.url) as running:
         seeds = Seeds()
         asyncio.run(_a_day_of_use(running, seeds))
+        # The day's last work (the worker's purge) exported: its task span and its metric.
+        wait_until(
+            lambda: (
+                any(s.attributes.get("konsil.task") == PURGE for s in receiver.spans())
+                and "konsil_purge_rows_deleted" in receiver.metric_names()
+            ),
+            "the purge's span and metric to be exported",
+            within=90,
+            every=0.5,
+        )
         yield running, seeds
 
 
@@ -358,7 +368,6 @@ async def _a_day_of_use(running: Running, seeds: Seeds) -> None:
     while not await purged():
         assert time.monotonic() < deadline, "the purge did not remove the expired visits"
         await asyncio.sleep(0.3)
-    await asyncio.sleep(1.5)  # a last span batch and metric export
 
 
 def _scrapes(running: Running) -> dict[str, str]:

@@ -331,7 +331,7 @@ def test_the_waiting_room_shows_the_organisation_the_expert_the_welcome_and_a_se
             or None
         ),
         "the self-view to play",
-        within=10,
+        within=60,
     )
     # The heading that took the focus has no heavy outline box.
     outline = page.evaluate("getComputedStyle(document.getElementById('waiting-title')).outlineStyle")

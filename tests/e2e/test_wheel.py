@@ -24,25 +24,7 @@ from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-AREAS = ("platform", "tenants", "regions", "media_nodes", "compliance")
-# Working-tree clutter that is never part of a build.
-BUILD_IGNORE = shutil.ignore_patterns(
-    ".git",
-    ".venv",
-    "build",
-    "dist",
-    "*.egg-info",
-    "__pycache__",
-    "*.pyc",
-    ".konsil",
-    ".mypy-view",
-    ".pytest_cache",
-    ".mypy_cache",
-    ".ruff_cache",
-    "test-output",
-    "node_modules",
-)
+from tests.e2e.conftest import AREAS, REPO_ROOT, build_wheel
 
 
 def _area_files(area: str) -> list[Path]:
@@ -50,17 +32,6 @@ def _area_files(area: str) -> list[Path]:
     if not folder.is_dir():
         return []
     return [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-
-
-def _build_wheel(source: Path, outdir: Path) -> subprocess.CompletedProcess[str]:
-    # An isolated build: the build backend comes from the configured (local) package index.
-    return subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(outdir), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @dataclass(frozen=True)
@@ -83,25 +54,14 @@ class Wheel:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Wheel:
-    """The wheel built from a copy of the repository root, unpacked into a fresh dir.
-
-    Built from a copy so the build writes no ``build/`` or ``*.egg-info`` into the
-    shared working tree (a stale ``build/lib`` would also leak deleted files into it).
-    """
-    work = tmp_path_factory.mktemp("wheel")
-    source = work / "src"
-    shutil.copytree(REPO_ROOT, source, ignore=BUILD_IGNORE, symlinks=True)
-    dist = work / "dist"
-    done = _build_wheel(source, dist)
-    assert done.returncode == 0, f"wheel build failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    wheels = list(dist.glob("konsil-*.whl"))
-    assert len(wheels) == 1, wheels
-    site = work / "site"
-    with zipfile.ZipFile(wheels[0]) as archive:
+def wheel(built_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Wheel:
+    """The session's wheel (``built_wheel``, tests/e2e/conftest.py: built from a copy of
+    the repository root), unpacked into a fresh dir."""
+    site = tmp_path_factory.mktemp("wheel") / "site"
+    with zipfile.ZipFile(built_wheel) as archive:
         names = archive.namelist()
         archive.extractall(site)
-    return Wheel(wheels[0], names, site)
+    return Wheel(built_wheel, names, site)
 
 
 IMPORT_ALL = """
@@ -259,7 +219,7 @@ def test_wheel_builds_from_a_fresh_checkout(tmp_path: Path) -> None:
     source = tmp_path / "src"
     if not _git_export(source):
         pytest.skip("not a git checkout")
-    done = _build_wheel(source, tmp_path / "dist")
+    done = build_wheel(source, tmp_path / "dist")
     assert done.returncode == 0, f"wheel build from a fresh checkout failed:\n{done.stderr[-2000:]}"
 
 

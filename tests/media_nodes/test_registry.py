@@ -260,7 +260,7 @@ def test_consumer_against_rabbitmq_takes_only_its_regions_signed_heartbeats() ->
         # reached its queue before it (a queue keeps one channel's order), wrong ones too.
         publish(beat("eu-last", region=region, sent_at=now))
         connection.close()
-        wait_until(lambda: reg.node("eu-last"), "the last heartbeat to reach the registry", within=10, every=0.02)
+        wait_until(lambda: reg.node("eu-last"), "the last heartbeat to reach the registry", within=60, every=0.02)
         assert sorted(n.node_id for n in reg.nodes()) == ["eu-1", "eu-last"]
         assert reg.rejected == {"signature": 1}
     finally:
