@@ -108,9 +108,19 @@ def _expert_of_new_room(principal: Principal, new: RoomIn) -> uuid.UUID:
     return expert_id
 
 
+NO_PAYMENTS = "card fees are not set up in this region (it has no payment provider); set up the room without a fee"
+
+
+def _check_fee(ctx: RegionContext, fee: RoomFee | None) -> None:
+    """A room may ask a fee only where the region can take card payments."""
+    if fee is not None and ctx.payments is None:
+        raise errors.AppError(409, "payments_unavailable", NO_PAYMENTS)
+
+
 async def create(
     ctx: RegionContext, actor: Actor, principal: Principal, org: records.Organisation, new: RoomIn
 ) -> RoomOut:
+    _check_fee(ctx, new.fee)
     expert_id = _expert_of_new_room(principal, new)
     room = records.Room(
         id=uuid.uuid4(),
@@ -158,6 +168,7 @@ async def change(
     if "welcome_text" in values:
         values["welcome_text"] = values["welcome_text"].strip()
     if "fee" in values:
+        _check_fee(ctx, patch.fee if isinstance(patch.fee, RoomFee) else None)
         values.update(_fee_columns(patch.fee if isinstance(patch.fee, RoomFee) else None))
         del values["fee"]
     manager = principal.kind != "member" or principal.role in MANAGERS
