@@ -343,7 +343,7 @@ function paymentCell(call) {
       'aria-label': t('Refund the fee of %(name)s', { name }),
     });
     button.addEventListener('click', () => refundPayment(call, name, button));
-    cell.append(' ', button);
+    cell.append(button);
   }
   return cell;
 }
