@@ -14,6 +14,8 @@ Data classes (docs/promises.md, retention table):
   first, then the rows are removed; payment records stay (legal hold);
 - ``support_metadata``: network-test results older than 9 calendar months;
 - ``payment_records``: past their ``keep_until`` (5 years);
+- ``payment_events``: the payment provider's webhook events (no personal data) received
+  more than 90 days ago, region-wide (they belong to no organisation);
 - ``messaging_records``: SMS alert and client-invitation send records past their
   ``expires_at`` (the organisation's visitor retention when written; no address in them);
 - ``dsr_records``: data-subject requests closed more than ``dsr_keep_days`` ago (3 years);
@@ -69,6 +71,7 @@ from konsil.platform.core.telemetry import metrics
 from konsil.tenants import consent, removal
 from konsil.tenants.actors import Actor, _event
 from konsil.tenants.messaging.tables import MESSAGING_TABLES
+from konsil.tenants.payments.tables import PaymentAttempt, PaymentEvent
 from konsil.tenants.tables import (
     Call,
     CallRelayReceipt,
@@ -246,6 +249,11 @@ async def _count_visits(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int
             counts["call_relay_receipt"] += await CallRelayReceipt.count().where(
                 (CallRelayReceipt.org_id == org_id) & CallRelayReceipt.call_id.is_in(calls)
             )
+        attempts = await PaymentAttempt.count().where(
+            (PaymentAttempt.org_id == org_id) & PaymentAttempt.visit_id.is_in(ids)
+        )
+        if attempts:  # as the cascade counts them: only where there are any
+            counts[removal.ATTEMPTS] = counts.get(removal.ATTEMPTS, 0) + attempts
     return counts
 
 
@@ -686,6 +694,18 @@ async def purge(ctx: RegionContext, req: PurgeRequest, on_batch: OnBatch | None 
     )
     await guarded("payment_records", org_id, step)
     await guarded("messaging_records", org_id, _purge_messaging(ctx, req, org_id, report))
+    # Webhook events name no organisation: purged region-wide, whichever run this is.
+    step = _purge_by_time(
+        ctx,
+        req,
+        "payment_events",
+        PaymentEvent,
+        PaymentEvent.received_at,
+        RetentionPolicy.payment_events(req.as_of),
+        None,
+        report,
+    )
+    await guarded("payment_events", None, step)
     step = _purge_by_time(
         ctx,
         req,
