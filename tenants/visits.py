@@ -189,7 +189,11 @@ async def _payments(
     }
     found = await payments_of(org.id, [visit_id for visit_id, _ in visits])
     await record_reads(
-        ctx, actor, org.id, "payment_record", [(record_id, payment_subject(record_id)) for record_id, _ in found.values()]
+        ctx,
+        actor,
+        org.id,
+        "payment_record",
+        [(record_id, payment_subject(record_id)) for record_id, _ in found.values()],
     )
     shown: dict[uuid.UUID, VisitPayment] = {visit_id: paid for visit_id, (_, paid) in found.items()}
     for visit_id, room_id in visits:
@@ -222,10 +226,10 @@ async def waiting_list(
             await record(ctx, actor, org.id, "read", "visit", visit.id, visit_subject(visit.id), "failure")
             continue  # never shown wrong; the failure is in the log
     await record_reads(ctx, actor, org.id, "visit", [(v.id, visit_subject(v.id)) for v in shown])
-    room_of = {visit.id: visit.room_id for visit in map(records.Visit.of, rows)}
+    room_of = {row["id"]: row["room_id"] for row in rows}
     paid = await _payments(ctx, actor, org, [(v.id, room_of[v.id]) for v in shown])
-    for visit in shown:
-        visit.payment = paid.get(visit.id)
+    for waiting in shown:
+        waiting.payment = paid.get(waiting.id)
     return shown
 
 

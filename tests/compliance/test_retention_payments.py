@@ -79,7 +79,10 @@ async def test_payment_events_go_90_days_after_they_arrived(ctx: RegionContext) 
     result = only(await purge(ctx, run()), "payment_events")
 
     assert result.outcome == "success" and result.rows == {"payment_event": 1}
-    left = {r["id"] for r in await PaymentEvent.select(PaymentEvent.id).where(PaymentEvent.id.is_in([kept, at_the_line, gone]))}
+    left = {
+        r["id"]
+        for r in await PaymentEvent.select(PaymentEvent.id).where(PaymentEvent.id.is_in([kept, at_the_line, gone]))
+    }
     assert left == {kept, at_the_line}
     # A purge of one organisation covers them too (they belong to none): nothing more is due.
     org_id = await new_org(ctx)

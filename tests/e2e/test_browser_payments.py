@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from konsil.platform.pages import i18n
 from konsil.regions import app as region_app  # noqa: F401 (registers the tenant area's catalogs)
@@ -33,7 +33,7 @@ from tests.e2e.test_payments import Payments, localstripe, payments, signup  # n
 pytestmark = pytest.mark.e2e
 
 SHOTS = Path("/tmp/konsil-payments")
-NARROW = {"width": 375, "height": 812}
+NARROW: ViewportSize = {"width": 375, "height": 812}
 PASSWORD = "correct horse battery"
 # Words of the machinery that a visitor must never read on the payment page.
 INTERNAL = re.compile(r"PaymentIntent|pi_[A-Za-z0-9]|tok_|client_secret|[0-9a-f]{8}-[0-9a-f]{4}-|\{\"|stripe\.com|null")
@@ -186,14 +186,13 @@ def test_a_visitor_pays_in_chromium_and_the_owner_refunds(payments: Payments, br
     refund = row.get_by_role("button", name="Refund the fee of Ada Lovelace")
     doctor.once("dialog", lambda dialog: dialog.dismiss())
     refund.click()
-    assert db(p, "SELECT refunded_at FROM payment_record WHERE visit_id = $1", uuid.UUID(visit_id))[0][
-        "refunded_at"
-    ] is None
+    assert (
+        db(p, "SELECT refunded_at FROM payment_record WHERE visit_id = $1", uuid.UUID(visit_id))[0]["refunded_at"]
+        is None
+    )
     doctor.once("dialog", lambda dialog: dialog.accept())
     refund.click()
-    expect(doctor.locator("#calls-status")).to_have_text(
-        "Refunded. The money goes back to the card within a few days."
-    )
+    expect(doctor.locator("#calls-status")).to_have_text("Refunded. The money goes back to the card within a few days.")
     expect(doctor.locator("#calls tbody tr", has_text="Ada Lovelace").locator(".payment")).to_have_text(
         "Refunded · Visa •••• 4242"
     )

@@ -96,9 +96,11 @@ async def test_a_visitor_checks_in_before_the_waiting_list(stack: Stack, practic
             assert org is not None
             # The session's regions take no card payments (the API refuses a fee there): the
             # fee is set in the database, as a region with a provider would have it.
-            await Room.update({Room.fee_amount: 30000, Room.fee_currency: "nok"}).where(
-                (Room.org_id == org.id) & (Room.slug == "checked")
-            ).run()
+            await (
+                Room.update({Room.fee_amount: 30000, Room.fee_currency: "nok"})
+                .where((Room.org_id == org.id) & (Room.slug == "checked"))
+                .run()
+            )
             room = await rooms.by_slug(org, "checked")
             assert checkin.steps_for(room) == ["identity", "payment"]
             assert await checkin.step_done(ctx, org, room, visit_id, "identity") is False

@@ -5,8 +5,6 @@ payment record (legal hold)."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from tests.e2e.test_payments import (  # noqa: F401 (fixtures)

@@ -100,7 +100,16 @@ def region(
     procs = start_processes(settings, run_dir)
     log = (run_dir / "worker.log").open("wb")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "konsil.platform.cli.main", "worker", "--region", "eu", "--config", str(run_dir / "konsil.toml")],
+        [
+            sys.executable,
+            "-m",
+            "konsil.platform.cli.main",
+            "worker",
+            "--region",
+            "eu",
+            "--config",
+            str(run_dir / "konsil.toml"),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={k: v for k, v in os.environ.items() if not k.startswith("KONSIL_")},
@@ -142,7 +151,8 @@ def test_the_event_task_retries_on_a_celery_worker_until_stripe_answers(stripe: 
     login = api.post(f"/api/v1/orgs/{slug}/auth/login", json={"email": owner["email"], "password": owner["password"]})
     api.headers["x-csrf-token"] = login.json()["csrf_token"]
     room = api.post(
-        f"/api/v1/orgs/{slug}/rooms", json={"slug": "paid", "title": "Paid", "fee": {"amount_minor": 2500, "currency": "eur"}}
+        f"/api/v1/orgs/{slug}/rooms",
+        json={"slug": "paid", "title": "Paid", "fee": {"amount_minor": 2500, "currency": "eur"}},
     )
     assert room.status_code == 201, room.text
     visitor = httpx.Client(base_url=url, timeout=30)
@@ -158,10 +168,20 @@ def test_the_event_task_retries_on_a_celery_worker_until_stripe_answers(stripe: 
     auth = {"authorization": f"Bearer {SK}"}
     tok = httpx.post(
         f"{stripe.url}/v1/tokens",
-        data={"card[number]": "4242424242424242", "card[exp_month]": "12", "card[exp_year]": "2030", "card[cvc]": "123"},
+        data={
+            "card[number]": "4242424242424242",
+            "card[exp_month]": "12",
+            "card[exp_year]": "2030",
+            "card[cvc]": "123",
+        },
         headers=auth,
     ).json()
-    assert httpx.post(f"{stripe.url}/v1/payment_intents/{intent}", data={"payment_method": tok["card"]["id"]}, headers=auth).status_code == 200
+    assert (
+        httpx.post(
+            f"{stripe.url}/v1/payment_intents/{intent}", data={"payment_method": tok["card"]["id"]}, headers=auth
+        ).status_code
+        == 200
+    )
     confirmed = httpx.post(f"{stripe.url}/v1/payment_intents/{intent}/confirm", headers=auth)
     assert confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded", confirmed.text
     event_id = f"evt_{secrets.token_hex(8)}"
@@ -180,7 +200,9 @@ def test_the_event_task_retries_on_a_celery_worker_until_stripe_answers(stripe: 
         assert hook.status_code == 200 and hook.json()["received"] == "accepted", hook.text
         # The worker tried, Stripe did not answer: the event waits for its retry.
         wait_until(
-            lambda: db(dsn, "SELECT attempts FROM payment_event WHERE event_id = $1 AND attempts >= 1", event_id) or None,
+            lambda: (
+                db(dsn, "SELECT attempts FROM payment_event WHERE event_id = $1 AND attempts >= 1", event_id) or None
+            ),
             "the worker's first try",
             within=30,
         )
@@ -195,8 +217,10 @@ def test_the_event_task_retries_on_a_celery_worker_until_stripe_answers(stripe: 
         assert db(dsn, "SELECT status FROM visit WHERE id = $1", visit_id)[0]["status"] == "checking_in"
     # Stripe is back: the retry (30 s after the first try) finds the payment succeeded.
     wait_until(
-        lambda: db(dsn, "SELECT status, attempts FROM payment_event WHERE event_id = $1 AND status = 'done'", event_id)
-        or None,
+        lambda: (
+            db(dsn, "SELECT status, attempts FROM payment_event WHERE event_id = $1 AND status = 'done'", event_id)
+            or None
+        ),
         "the retried event task",
         within=60,
     )
