@@ -102,7 +102,8 @@ const BRANDS = {
 function cardText(payment) {
   const key = (payment.card_brand || '').toLowerCase();
   const brand = BRANDS[key] || (key ? key.charAt(0).toUpperCase() + key.slice(1) : t('Card'));
-  return payment.card_last4 ? `${brand} •••• ${payment.card_last4}` : brand;
+  // Kept on one line (no-break spaces): the brand and its last four digits belong together.
+  return payment.card_last4 ? `${brand}\u00a0••••\u00a0${payment.card_last4}` : brand;
 }
 
 function paymentText(payment) {
