@@ -12,6 +12,10 @@ PYTEST_WORKERS ?=
 # axe-core (npm), which the browser tests inject into Chromium (tests/e2e/browser_kit.py).
 AXE := tests/e2e/axe
 AXE_STAMP := $(AXE)/node_modules/.installed
+# oidc-provider (npm), the OpenID Connect provider standing in for Criipto Verify in the
+# national eID tests (tests/oidc_provider/provider.mjs).
+OIDC := tests/oidc_provider
+OIDC_STAMP := $(OIDC)/node_modules/.installed
 
 .PHONY: up test test-fast lint bench clean
 
@@ -25,12 +29,16 @@ $(AXE_STAMP): $(AXE)/package.json $(AXE)/package-lock.json
 	cd $(AXE) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(AXE_STAMP)
 
+$(OIDC_STAMP): $(OIDC)/package.json $(OIDC)/package-lock.json
+	cd $(OIDC) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(OIDC_STAMP)
+
 up: $(STAMP)
 	$(VENV)/bin/konsil up --demo
 
 test: $(STAMP)
 	scripts/install-system-packages
-	$(MAKE) --no-print-directory $(AXE_STAMP)
+	$(MAKE) --no-print-directory $(AXE_STAMP) $(OIDC_STAMP)
 	scripts/ensure-services
 	scripts/lint
 	$(VENV)/bin/pytest $(PYTEST_WORKERS) --durations=25
@@ -49,4 +57,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench
 
 clean:
-	rm -rf $(VENV) .konsil .mypy-view build *.egg-info $(AXE)/node_modules
+	rm -rf $(VENV) .konsil .mypy-view build *.egg-info $(AXE)/node_modules $(OIDC)/node_modules

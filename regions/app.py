@@ -53,6 +53,8 @@ from konsil.tenants.admin_pages import admin_pages_router
 from konsil.tenants.api import org_router, region_login_router
 from konsil.tenants.auth import LoginRequired, authorize, authorize_request
 from konsil.tenants.consent_pages import consent_router
+from konsil.tenants.identity.api import identity_api_router
+from konsil.tenants.identity.pages import identity_router
 from konsil.tenants.invitations_api import invitations_router
 from konsil.tenants.login_pages import login_router
 from konsil.tenants.messaging.api import messaging_router
@@ -217,6 +219,8 @@ def create_region_app(settings: Settings, region_id: str | None = None) -> Lites
             messaging_router,
             internal_router,
             visitor_router,
+            identity_router,
+            identity_api_router,
             payment_pages_router,
             payments_api_router,
             network_test_router,

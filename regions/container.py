@@ -12,10 +12,12 @@ from contextlib import asynccontextmanager
 
 from konsil.compliance.access_log.chained import ChainedAccessLog
 from konsil.compliance.access_log.seal import HeadSealer, current_sealer, use_sealer
+from konsil.compliance.subprocessors.register import Register, RegisterError, integration_entry, load_register
 from konsil.media_nodes.registry import NodeRegistry
 from konsil.media_nodes.relays import RegionRelays
 from konsil.platform.core import database
 from konsil.platform.core.channels import RegionChannels
+from konsil.platform.core.identity import IdentityBroker
 from konsil.platform.core.keys.build import build_region_signer
 from konsil.platform.core.keys.provider import KeyProvider
 from konsil.platform.core.keys.region_signing import RegionKey
@@ -28,6 +30,7 @@ from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.platform.core.signing import Verifier
 from konsil.platform.core.sms import SmsSender
 from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
+from konsil.tenants.identity.criipto import build_identity_broker
 from konsil.tenants.messaging.providers import build_sms_sender
 from konsil.tenants.payments.stripe_provider import build_payments
 
@@ -48,6 +51,32 @@ def missing(service: str) -> str:
     return f"{what} is off: {module} is not installed (pip install 'konsil[{extra}]')"
 
 
+def integrations(region: RegionSettings) -> list[tuple[str, str]]:
+    """The third parties a region's settings send personal data to: (setting, provider)."""
+    used = [
+        ("payments.provider", region.payments.provider),
+        ("sms.provider", region.sms.provider),
+        ("identity.provider", region.identity.provider),
+    ]
+    return [(key, provider) for key, provider in used if provider != "none"]
+
+
+def check_subprocessors(region: RegionSettings, register: Register | None = None) -> None:
+    """Every integration a region uses is listed for that region in the subprocessor
+    register the compliance reports print (P16): Twilio set up for the EU region, say,
+    would send EU data to a processor the register does not list there, so the region
+    refuses to start, naming the setting."""
+    register = register or load_register()
+    for key, provider in integrations(region):
+        try:
+            integration_entry(register, provider, region.id)
+        except RegisterError as exc:
+            raise ConfigError(
+                f"regions.{region.id}.{key} = {provider!r}: not a subprocessor of region {region.id!r} in the "
+                f"register ({exc}); use the region's own provider or add the processor to the register first"
+            ) from exc
+
+
 def build_region(
     settings: Settings,
     region: RegionSettings,
@@ -58,6 +87,7 @@ def build_region(
 ) -> RegionContext:
     """The region's container, not started yet (``start``, ``stop``). The region service
     passes its ``live`` events and ``relays`` (see ``region_relays``)."""
+    check_subprocessors(region)
     control_url = settings.control_url or (settings.control.base_url if settings.control else "")
     # Only the region service takes signed calls from the control plane.
     callers = {"control": region.internal_secret} if service_name == "region-service" else {}
@@ -79,6 +109,7 @@ def build_region(
         live=live,
         service_name=service_name,
         mail=region_mailer(settings, region, keys.provider),
+        identity=region_identity(region, keys.provider),
         sms=region_sms(region, keys.provider),
         payments=region_payments(region, keys.provider),
     )
@@ -114,6 +145,16 @@ def region_sms(region: RegionSettings, provider: KeyProvider) -> SmsSender | Non
     the region's Vault (``sms.token_path``, field ``token``) is read when first needed."""
     token = vault_secret(region, provider, "sms.token_path", region.sms.token_path, "token")
     return build_sms_sender(region.sms, token)
+
+
+def region_identity(region: RegionSettings, provider: KeyProvider) -> IdentityBroker | None:
+    """The region's eID broker by its ``identity`` settings (None without one); a client
+    secret kept in the region's Vault (``identity.client_secret_path``, field
+    ``client_secret``) is read when first needed."""
+    secret = vault_secret(
+        region, provider, "identity.client_secret_path", region.identity.client_secret_path, "client_secret"
+    )
+    return build_identity_broker(region.identity, secret)
 
 
 def region_payments(region: RegionSettings, provider: KeyProvider) -> PaymentProvider | None:

@@ -11,12 +11,14 @@ from konsil.compliance.retention.tables import RETENTION_TABLES
 from konsil.media_nodes.network_test.tables import NETWORK_TEST_TABLES
 from konsil.media_nodes.tables import MEDIA_NODE_TABLES
 from konsil.tenants.consent import CONSENT_TABLES
+from konsil.tenants.identity.tables import IDENTITY_TABLES
 from konsil.tenants.messaging.tables import MESSAGING_TABLES
 from konsil.tenants.payments.tables import PAYMENT_ORGANISATION_OWNED, PAYMENT_TABLES
 from konsil.tenants.tables import TENANT_TABLES, Organisation, PaymentRecord
 
 REGION_TABLES: list[type[Table]] = [
     *TENANT_TABLES,
+    *IDENTITY_TABLES,
     *MESSAGING_TABLES,
     *PAYMENT_TABLES,
     *ACCESS_LOG_TABLES,
@@ -37,6 +39,13 @@ REGION_TABLES: list[type[Table]] = [
 # nor the consent records, kept as proof 3 years after each decision stops holding.
 ORGANISATION_OWNED: list[type[Table]] = [
     t
-    for t in [*TENANT_TABLES, *MESSAGING_TABLES, *PAYMENT_ORGANISATION_OWNED, *NETWORK_TEST_TABLES, *DSR_TABLES]
+    for t in [
+        *TENANT_TABLES,
+        *IDENTITY_TABLES,
+        *MESSAGING_TABLES,
+        *PAYMENT_ORGANISATION_OWNED,
+        *NETWORK_TEST_TABLES,
+        *DSR_TABLES,
+    ]
     if t not in (Organisation, PaymentRecord)
 ]

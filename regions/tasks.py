@@ -36,7 +36,13 @@ from konsil.platform.core import broker, database, liveness, startup
 from konsil.platform.core.region import RegionContext, RetryLater
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings
 from konsil.regions.container import open_region
-from konsil.tenants.messaging.alerts import ALERT_TASK, arrival_alert_task
+from konsil.tenants.messaging.alerts import (
+    ALERT_TASK,
+    SWEEP_EVERY_SECONDS,
+    SWEEP_TASK,
+    arrival_alert_task,
+    sweep_task,
+)
 from konsil.tenants.payments.service import EVENT_TASK, event_task
 
 if TYPE_CHECKING:
@@ -143,12 +149,21 @@ async def report_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dic
     return {"report": str(run_id), "status": await generate(ctx, run_id)}
 
 
+async def messaging_sweep_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict[str, Any]:
+    """The SMS alerts' sweep (tenants/messaging/alerts.py): hands lost alerts out again,
+    to this region's queue when it runs on a Celery worker (whose context has no runner)."""
+    if ctx.tasks is None:
+        ctx.tasks = CeleryRunner(ctx.settings, region)
+    return await sweep_task(ctx, region, run_id)
+
+
 TASKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     PURGE: purge_task,
     CHECKPOINT: checkpoint_task,
     REPORT_TASK: report_task,
     ALERT_TASK: arrival_alert_task,
     EVENT_TASK: event_task,
+    SWEEP_TASK: messaging_sweep_task,
 }
 # The data lifecycle's tasks run one at a time in process (a purge and a report share the
 # database's heaviest work); the others (a webhook, an alert) are short and run alongside.
@@ -230,22 +245,29 @@ class InProcessRunner:
 
 
 class InProcessScheduler:
-    """The embedded default's beat: submits the purge every ``purge_every_seconds`` and
-    the checkpoints every ``checkpoint_every_seconds`` (each first one interval after
-    start, as Celery beat does)."""
+    """The embedded default's beat: submits the purge every ``purge_every_seconds``, the
+    checkpoints every ``checkpoint_every_seconds`` and the SMS alerts' sweep every
+    ``sweep_every_seconds`` (each first one interval after start, as Celery beat does)."""
 
     def __init__(
-        self, runner: InProcessRunner, every_seconds: float, checkpoint_every_seconds: float | None = None
+        self,
+        runner: InProcessRunner,
+        every_seconds: float,
+        checkpoint_every_seconds: float | None = None,
+        sweep_every_seconds: float | None = None,
     ) -> None:
         self.runner = runner
         self.every_seconds = every_seconds
         self.checkpoint_every_seconds = checkpoint_every_seconds
+        self.sweep_every_seconds = sweep_every_seconds
         self._loops: list[asyncio.Task[None]] = []
 
     def start(self) -> InProcessScheduler:
         self._loops = [asyncio.create_task(self._tick(PURGE, self.every_seconds))]
         if self.checkpoint_every_seconds is not None:
             self._loops.append(asyncio.create_task(self._tick(CHECKPOINT, self.checkpoint_every_seconds)))
+        if self.sweep_every_seconds is not None:
+            self._loops.append(asyncio.create_task(self._tick(SWEEP_TASK, self.sweep_every_seconds)))
         return self
 
     async def _tick(self, task: str, every_seconds: float) -> None:
@@ -267,7 +289,7 @@ def start_in_process(ctx: RegionContext) -> InProcessScheduler | None:
     if uses_celery(ctx.settings, ctx.region):
         return None
     every = ctx.region.lifecycle.purge_every_seconds
-    return InProcessScheduler(InProcessRunner(ctx), every, checkpoint_every(ctx.region)).start()
+    return InProcessScheduler(InProcessRunner(ctx), every, checkpoint_every(ctx.region), SWEEP_EVERY_SECONDS).start()
 
 
 # --- Celery (services mode) ---------------------------------------------------------------------
@@ -324,6 +346,13 @@ def celery_app(settings: Settings, region_id: str) -> Celery:
                 "schedule": dt.timedelta(seconds=checkpoint_every(region)),
                 "kwargs": {"region": region_id},
                 "options": {"queue": queue},
+            },
+            "messaging-sweep": {
+                "task": SWEEP_TASK,
+                "schedule": dt.timedelta(seconds=SWEEP_EVERY_SECONDS),
+                "kwargs": {"region": region_id},
+                # Sweeps do not pile up while no worker runs: the next one does the same.
+                "options": {"queue": queue, "expires": SWEEP_EVERY_SECONDS},
             },
         },
         beat_schedule_filename=str(Path(settings.data_dir) / f"celerybeat-{region_id}"),

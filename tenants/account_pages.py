@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, get, post
@@ -26,7 +26,7 @@ from konsil.platform.core.region import region_of
 from konsil.platform.pages import i18n
 from konsil.platform.pages.i18n import N_
 from konsil.platform.pages.rendering import locale_of
-from konsil.tenants import invitations, password_reset
+from konsil.tenants import consent, invitations, password_reset
 from konsil.tenants.actors import source_address
 from konsil.tenants.api import session_cookie
 from konsil.tenants.auth import start_session
@@ -55,6 +55,9 @@ class AcceptForm(msgspec.Struct):
     name: str = ""
     password: str = ""
     confirm: str = ""
+    # The optional e-mails (tenants/consent.py): "yes" when ticked.
+    onboarding_emails: Literal["", "yes"] = ""
+    feature_emails: Literal["", "yes"] = ""
     csrf: str = msgspec.field(default="", name="_csrf")
 
 
@@ -206,6 +209,9 @@ def _invitation_page(
         access_expires_at=invitation.access_expires_at if invitation else None,
         email=opened.email,
         values=context.pop("values", AcceptForm()),
+        email_choices=invitations.EMAIL_CHOICES,
+        wordings=consent.WORDINGS,
+        names=consent.PURPOSE_NAMES,
         **context,
     )
 
@@ -226,7 +232,7 @@ async def invitation_accept(request: Req, token: str, data: Annotated[AcceptForm
         _prefer(request, opened.invitation.language)
     if opened.state != "valid":
         return _invitation_page(request, token, opened)
-    values = AcceptForm(name=data.name)
+    values = AcceptForm(name=data.name, onboarding_emails=data.onboarding_emails, feature_emails=data.feature_emails)
     if not _csrf_ok(request, data.csrf):
         return _invitation_page(request, token, opened, 403, values=values, error=FORM_EXPIRED)
     name = data.name.strip(" ")
@@ -241,7 +247,8 @@ async def invitation_accept(request: Req, token: str, data: Annotated[AcceptForm
     found |= _password_errors(data.password, data.confirm)
     if found:
         return _invitation_page(request, token, opened, 400, values=values, errors=found)
-    answer = invitations.Acceptance(name=name, password=data.password)
+    ticked = frozenset(purpose for purpose in invitations.EMAIL_CHOICES if getattr(data, purpose) == "yes")
+    answer = invitations.Acceptance(name=name, password=data.password, emails=ticked, language=locale_of(request))
     try:
         member, org = await invitations.accept(ctx, token, answer, source_address(request))
     except invitations.LinkNotValid as exc:

@@ -69,9 +69,13 @@ WORDINGS: dict[Purpose, str] = {
         "this browser only, for one year, until you untick this box."
     ),
     "onboarding_emails": N_(
-        "Send me a few e-mails with tips for getting started with Konsil. You can stop them here at any time."
+        "Send me a few e-mails with tips for getting started with Konsil. You can stop them at any time "
+        "under E-mail preferences in your portal."
     ),
-    "feature_emails": N_("Send me e-mails about new features of Konsil. You can stop them here at any time."),
+    "feature_emails": N_(
+        "Send me e-mails about new features of Konsil. You can stop them at any time under E-mail preferences "
+        "in your portal."
+    ),
 }
 # The short names of the purposes, for pages and reports.
 PURPOSE_NAMES: dict[Purpose, str] = {

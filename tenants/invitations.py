@@ -11,9 +11,11 @@ person opens a one-time link, chooses their name and password and is in.
   owner invites an admin or an auditor, an auditor always with an end of access.
 - A mail that cannot be sent loses nothing: the invitation stays, marked as not mailed,
   and can be sent again.
-- Accepting is one transaction: the member, their access-log entry and the used link
-  together, or nothing (a link used twice, expired or revoked, or an address that has
-  become a member in the meantime, creates nothing).
+- Accepting is one transaction: the member, their access-log entry, the used link and
+  the consent to each optional e-mail the person ticked (tenants/consent.py, source
+  "invitation") together, or nothing (a link used twice, expired or revoked, or an
+  address that has become a member in the meantime, creates nothing). A box left
+  unticked records nothing: the member has not chosen yet, and gets no such e-mail.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, Org
 from konsil.platform.core.mail import MailNotSent
 from konsil.platform.core.region import RegionContext
 from konsil.platform.pages.i18n import LOCALES
-from konsil.tenants import login_index, mails, members, records
+from konsil.tenants import consent, login_index, mails, member_emails, members, records
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.schemas import AccessExpiresAt, Email, MemberIn, Password, PersonName, Strict
 from konsil.tenants.tables import Invitation, Organisation
@@ -46,6 +48,9 @@ VALID_FOR = dt.timedelta(days=7)
 KEEP_USED = dt.timedelta(days=30)
 INVITABLE_ROLES = ("admin", "expert", "auditor")
 Language = Literal["en", "nb", "de", "nl"]
+# The optional e-mails offered on the invitation's page (consent.MEMBER_PURPOSES).
+EmailChoice = Literal["onboarding_emails", "feature_emails"]
+EMAIL_CHOICES: tuple[EmailChoice, ...] = ("onboarding_emails", "feature_emails")
 
 
 class InvitationIn(Strict):
@@ -70,10 +75,14 @@ class InvitationOut(msgspec.Struct):
 
 
 class Acceptance(Strict):
-    """What the invited person gives on the invitation's page."""
+    """What the invited person gives on the invitation's page: their name and password,
+    and the optional e-mails they ask for (unticked on the page unless they tick them),
+    agreed to in the wording of ``consent.WORDINGS`` shown in ``language``."""
 
     name: PersonName
     password: Password
+    emails: frozenset[EmailChoice] = frozenset()
+    language: str = "en"
 
 
 def subject(invitation_id: uuid.UUID) -> str:
@@ -409,12 +418,31 @@ async def accept(
         )
         member = await members.insert(ctx, actor, org.id, new, member_id=member_id, granted_by=invitation.created_by)
         await record(ctx, actor, org.id, "update", "invitation", invitation.id, subject(invitation.id))
+        decisions = [
+            await consent.decide(
+                ctx,
+                actor,
+                org.id,
+                "member",
+                member_id,
+                purpose,
+                True,
+                version=consent.VERSIONS[purpose],
+                language=answer.language,
+                source="invitation",
+            )
+            for purpose in EMAIL_CHOICES
+            if purpose in answer.emails
+        ]
         await login_index.queue(org.id, member.email_lookup)
     await login_index.deliver_after_commit(ctx, org.id)
+    for decision in decisions:  # the tips, on an agreement to them (a mail that fails loses nothing)
+        await member_emails.mail_after(ctx, org, member_id, decision)
     return member, org
 
 
 __all__ = [
+    "EMAIL_CHOICES",
     "INVITABLE_ROLES",
     "Acceptance",
     "InvitationIn",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 
@@ -31,6 +32,9 @@ from konsil.tenants.actors import Actor, record
 from konsil.tenants.tables import Member, Organisation
 
 log = logging.getLogger("konsil.member_emails")
+# The mails are made here, also outside the region service (``konsil mail feature-news``,
+# a worker): the area's catalogs are needed wherever this module is.
+i18n.register_catalogs(Path(__file__).resolve().parent / "locale")
 
 # A mail of one kind for (address, language, portal link).
 MailMaker = Callable[[str, str, str], Mail]
@@ -180,6 +184,14 @@ async def send_feature_news(ctx: RegionContext, org_id: uuid.UUID, news: Feature
             lambda to, language, link: feature_news_mail(to, language, news, link),
         )
     return sent
+
+
+async def feature_news_audience(org_id: uuid.UUID) -> int:
+    """How many members of the organisation agreed to feature e-mails now (no address is read)."""
+    count = 0
+    for row in await Member.select(Member.id).where(Member.org_id == org_id):
+        count += await consent.may_send(org_id, row["id"], "feature_emails") is not None
+    return count
 
 
 async def mail_after(

@@ -21,6 +21,7 @@ from konsil.tenants import members, records, visits
 from konsil.tenants.actors import actor_of
 from konsil.tenants.api import session_cookie
 from konsil.tenants.auth import Principal, end_session
+from konsil.tenants.identity import store as identity_store
 
 Req = Request[Any, Any, Any]
 Form = Body(media_type=RequestEncodingType.URL_ENCODED)
@@ -69,6 +70,8 @@ async def call_page(request: Req, call_id: uuid.UUID) -> Template:
     actor = actor_of(request)
     call = await visits.call_for_member(org, call_id, principal.id, principal.role)
     visitor_name = await visits.visitor_name(ctx, actor, org, call)
+    # A visitor who confirmed who they are with a national eID (number masked; access-logged).
+    identity = (await identity_store.shown(ctx, actor, org.id, [call.visit_id])).get(call.visit_id)
     try:
         expert_name: str | None = (await members.get(ctx, actor, org, principal.id)).name
     except errors.AppError:
@@ -83,6 +86,8 @@ async def call_page(request: Req, call_id: uuid.UUID) -> Template:
             "ws_path": f"/{org.slug}/calls/{call_id}/ws",
             "visitor_name": visitor_name,
             "expert_name": expert_name,
+            "identity": identity,
+            "visit_id": str(call.visit_id),
         },
     )
 

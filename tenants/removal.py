@@ -35,14 +35,17 @@ from konsil.platform.core.keys.provider import KeyDestroyed, KeyUnavailable
 from konsil.platform.core.region import RegionContext
 from konsil.tenants import members
 from konsil.tenants.actors import Actor, _event, record
+from konsil.tenants.identity.tables import IdentityAttempt, VisitIdentity
 from konsil.tenants.payments.tables import PaymentAttempt
 from konsil.tenants.tables import Call, CallRelayReceipt, CallTelemetry, Member, Organisation, PaymentRecord, Visit
 
-# The visit cascade, in the order of ``Cascade.rows``. A visit's attempts to pay its fee
-# (tenants/payments; failed, abandoned or paid) go with it too, counted in ``Cascade.rows``
-# only when there were any; they also stay among an organisation's other tables
-# (``other_tables``), so that none outlives its organisation. Payment records stay (P9).
-VISIT_TABLES: tuple[type[Table], ...] = (Visit, Call, CallTelemetry, CallRelayReceipt)
+# The visit cascade, in the order of ``Cascade.rows``. A visit's verified identity (national
+# eID) goes with it; its eID attempts too (they hold no personal data and are not counted).
+# A visit's attempts to pay its fee (tenants/payments; failed, abandoned or paid) go with it
+# too, counted in ``Cascade.rows`` only when there were any; they also stay among an
+# organisation's other tables (``other_tables``), so that none outlives its organisation.
+# Payment records stay (P9).
+VISIT_TABLES: tuple[type[Table], ...] = (Visit, Call, CallTelemetry, CallRelayReceipt, VisitIdentity)
 VISIT_TABLE_NAMES: tuple[str, ...] = tuple(t._meta.tablename for t in VISIT_TABLES)
 ATTEMPTS = PaymentAttempt._meta.tablename
 # Visits per statement when the caller sets no batch size (bounds SQLite's parameters).
@@ -120,12 +123,17 @@ _PG_CHILDREN = """, doomed AS MATERIALIZED (
     DELETE FROM call WHERE visit_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING id
 ), r AS (
     DELETE FROM call_relay_receipt WHERE call_id IN (SELECT id FROM c) RETURNING 1
+), i AS (
+    DELETE FROM visit_identity WHERE visit_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING 1
+), a AS (
+    DELETE FROM identity_attempt WHERE visit_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING 1
 ), p AS (
     DELETE FROM payment_attempt WHERE visit_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING 1
 )
 SELECT (SELECT count(*) FROM picked) AS picked,
        (SELECT count(*) FROM v) AS visit, (SELECT count(*) FROM c) AS call,
        (SELECT count(*) FROM t) AS call_telemetry, (SELECT count(*) FROM r) AS call_relay_receipt,
+       (SELECT count(*) FROM i) AS visit_identity, (SELECT count(*) FROM a) AS identity_attempt,
        (SELECT count(*) FROM p) AS payment_attempt
 """
 _ALL_OF_THEM = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
@@ -182,6 +190,12 @@ async def delete_visits(
         rows["call"] = await _count(
             Call.delete().where((Call.org_id == org_id) & Call.id.is_in(calls)).returning(Call.id)
         )
+    rows["visit_identity"] = await _count(
+        VisitIdentity.delete()
+        .where((VisitIdentity.org_id == org_id) & VisitIdentity.visit_id.is_in(ids))
+        .returning(VisitIdentity.visit_id)
+    )
+    await IdentityAttempt.delete().where((IdentityAttempt.org_id == org_id) & IdentityAttempt.visit_id.is_in(ids))
     attempts = await _count(
         PaymentAttempt.delete()
         .where((PaymentAttempt.org_id == org_id) & PaymentAttempt.visit_id.is_in(ids))

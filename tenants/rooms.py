@@ -117,10 +117,18 @@ def _check_fee(ctx: RegionContext, fee: RoomFee | None) -> None:
         raise errors.AppError(409, "payments_unavailable", NO_PAYMENTS)
 
 
+def _check_identity_service(ctx: RegionContext, identity_check: str) -> None:
+    """A room asks for a national eID check only where the region has an eID service
+    (``[regions.identity]``); otherwise its visitors could never get past check-in."""
+    if identity_check and ctx.identity is None:
+        raise errors.conflict("this region has no national eID service configured, so rooms cannot ask for it yet")
+
+
 async def create(
     ctx: RegionContext, actor: Actor, principal: Principal, org: records.Organisation, new: RoomIn
 ) -> RoomOut:
     _check_fee(ctx, new.fee)
+    _check_identity_service(ctx, new.identity_check)
     expert_id = _expert_of_new_room(principal, new)
     room = records.Room(
         id=uuid.uuid4(),
@@ -167,6 +175,8 @@ async def change(
         raise errors.bad_request("nothing to change: send title, welcome_text, expert_id, fee or identity_check")
     if "welcome_text" in values:
         values["welcome_text"] = values["welcome_text"].strip()
+    if "identity_check" in values:
+        _check_identity_service(ctx, values["identity_check"])
     if "fee" in values:
         _check_fee(ctx, patch.fee if isinstance(patch.fee, RoomFee) else None)
         values.update(_fee_columns(patch.fee if isinstance(patch.fee, RoomFee) else None))

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from konsil.platform.core.text import LINE_CHAR, LINE_PATTERN, MULTILINE_PATTERN
+from konsil.platform.core.text import LINE_CHAR, LINE_PATTERN, MULTILINE_PATTERN, OPTIONAL_LINE_PATTERN
 
 Role = Literal["owner", "admin", "expert", "auditor"]
 ROLES: tuple[str, ...] = ("owner", "admin", "expert", "auditor")
@@ -174,7 +174,8 @@ class MemberOut(msgspec.Struct):
 FeeCurrency = Literal["nok", "dkk", "sek", "eur", "usd", "gbp", "chf"]
 # A national eID check: Norwegian BankID, Danish MitID, Swedish BankID ("" for none).
 IdentityCheck = Literal["", "no_bankid", "dk_mitid", "se_bankid"]
-FeeDescription = Annotated[str, msgspec.Meta(max_length=120, pattern=LINE_PATTERN)]
+# Empty, or one line of text (the shared rule): "" means no description.
+FeeDescription = Annotated[str, msgspec.Meta(max_length=120, pattern=OPTIONAL_LINE_PATTERN)]
 
 
 class RoomFee(Strict):

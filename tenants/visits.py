@@ -27,6 +27,7 @@ from konsil.platform.core.region import RegionContext
 from konsil.platform.pages.rendering import format_phone
 from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record, record_reads
+from konsil.tenants.identity import store as identity_store
 from konsil.tenants.messaging import alerts
 from konsil.tenants.payments.shown import UNPAID, VisitPayment, payment_subject, payments_of
 from konsil.tenants.schemas import PersonName, Phone
@@ -52,6 +53,9 @@ class WaitingVisit(msgspec.Struct):
     phone_display: str | None = None  # the phone number grouped as people write it (+47 406 12 345)
     # The fee of a room that asks one: paid or not, card brand and last 4 only (P4); None where no fee.
     payment: VisitPayment | None = None
+    # Who the visitor proved to be with a national eID (rooms with an identity check), the
+    # national ID number masked; None without one (tenants/identity/store.py).
+    identity: identity_store.IdentityShown | None = None
 
 
 class CallOut(msgspec.Struct):
@@ -228,9 +232,8 @@ async def waiting_list(
     await record_reads(ctx, actor, org.id, "visit", [(v.id, visit_subject(v.id)) for v in shown])
     room_of = {row["id"]: row["room_id"] for row in rows}
     paid = await _payments(ctx, actor, org, [(v.id, room_of[v.id]) for v in shown])
-    for waiting in shown:
-        waiting.payment = paid.get(waiting.id)
-    return shown
+    identities = await identity_store.shown(ctx, actor, org.id, [v.id for v in shown])
+    return [msgspec.structs.replace(v, identity=identities.get(v.id), payment=paid.get(v.id)) for v in shown]
 
 
 async def _visit_in_rooms(org: records.Organisation, visit_id: uuid.UUID, rooms: dict[uuid.UUID, str]) -> records.Visit:
@@ -255,7 +258,8 @@ async def open_visit(
             500, "integrity_error", f"this visit's record failed its integrity check ({exc.reason}); it was not shown"
         ) from None
     await record(ctx, actor, org.id, "read", "visit", visit_id, visit_subject(visit_id))
-    return shown
+    identities = await identity_store.shown(ctx, actor, org.id, [visit_id])
+    return msgspec.structs.replace(shown, identity=identities.get(visit_id))
 
 
 def relay_unavailable(ctx: RegionContext, org: records.Organisation) -> str | None:

@@ -34,6 +34,7 @@ from konsil.platform.cli.launcher import stop_processes
 from konsil.platform.cli.migrations import Target, migrate_target
 from konsil.platform.core import database
 from konsil.platform.core.settings import RegionSettings, Settings, load_settings
+from tests.oidc_support import OidcProvider, oidc_provider
 
 if TYPE_CHECKING:
     from konsil.platform.core.keys.provider import KeyProvider
@@ -459,6 +460,7 @@ class Stack:
         self.vault = vault  # region → (url, token, OpenBao process)
         self.turn: dict[str, Any] = {}  # the EU region's coturn relay: port and shared secret
         self.ops_token = ""  # the US region's ops team bearer token (media-node ops API)
+        self.oidc: OidcProvider | None = None  # the EU region's eID broker (tests/oidc_support.py)
         self.dsns = dsns
         self.procs = procs
         self.run_dir = run_dir
@@ -529,7 +531,12 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
         label: pg_database(f"stack_{label}", "control" if label == "control" else "region")
         for label in ("control", "eu", "us")
     }
-    ports = {name: free_port() for name in ("control", "eu", "us", "zz")}
+    ports = {name: free_port() for name in ("control", "eu", "us", "zz", "oidc")}
+    # The EU region checks national eIDs through a local OpenID Connect provider
+    # configured like Criipto Verify (tests/oidc_support.py).
+    oidc = vaults.enter_context(
+        oidc_provider(run_dir, ports["oidc"], [f"http://127.0.0.1:{ports['eu']}/identity/callback"])
+    )
     lines = [
         'mode = "services"',
         f'discovery_key = "{secrets.token_urlsafe(24)}"',
@@ -556,6 +563,15 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
                 f'ice_servers = ["turn:127.0.0.1:{turn_port}?transport=udp", '
                 f'"turn:127.0.0.1:{turn_port}?transport=tcp"]',
                 f'turn_secret = "{turn_secret}"',
+            ]
+        if region_id == "eu":
+            lines += [
+                "[regions.identity]",
+                'provider = "criipto"',
+                f'issuer = "{oidc.issuer}"',
+                f'client_id = "{oidc.client_id}"',
+                f'client_secret = "{oidc.client_secret}"',
+                "timeout_seconds = 2",
             ]
         if region_id == "us":  # relays from its media-node registry; their TURN secret lives in its Vault
             lines += [
@@ -591,6 +607,7 @@ def stack(pg_database: Callable[[str, str], str], tmp_path_factory: pytest.TempP
         stack = Stack(settings, dsns, procs, run_dir, vault)
         stack.turn = {"port": turn_port, "secret": turn_secret}
         stack.ops_token = ops_token
+        stack.oidc = oidc
         yield stack
     finally:
         stop_processes(procs)

@@ -39,6 +39,7 @@ FIDES_CATEGORIES: Final = frozenset(
         "user.device.ip_address",
         "user.demographic.language",
         "user.financial.credit_card",
+        "user.government_id.national_identification_number",
         "user.payment",
         "user.telemetry",
         "user.unique_id.pseudonymous",

@@ -70,6 +70,7 @@ from konsil.platform.core.region import RegionContext
 from konsil.platform.core.telemetry import metrics
 from konsil.tenants import consent, removal
 from konsil.tenants.actors import Actor, _event
+from konsil.tenants.identity.tables import VisitIdentity
 from konsil.tenants.messaging.tables import MESSAGING_TABLES
 from konsil.tenants.payments.tables import PaymentAttempt, PaymentEvent
 from konsil.tenants.tables import (
@@ -244,6 +245,9 @@ async def _count_visits(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int
         counts["call"] += len(calls)
         counts["call_telemetry"] += await CallTelemetry.count().where(
             (CallTelemetry.org_id == org_id) & CallTelemetry.visit_id.is_in(ids)
+        )
+        counts["visit_identity"] += await VisitIdentity.count().where(
+            (VisitIdentity.org_id == org_id) & VisitIdentity.visit_id.is_in(ids)
         )
         if calls:
             counts["call_relay_receipt"] += await CallRelayReceipt.count().where(

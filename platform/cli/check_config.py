@@ -45,6 +45,7 @@ from konsil.platform.core import broker
 from konsil.platform.core.keys.vault_signing import default_key_name
 from konsil.platform.core.settings import ConfigError, RegionSettings, Settings, load_settings
 from konsil.regions import piccolo_app as region_app
+from konsil.regions.container import check_subprocessors
 
 TIMEOUT = 3.0  # seconds, per connection attempt
 _MIGRATION_ID = re.compile(r"^ID = [\"']([^\"']+)[\"']", re.MULTILINE)
@@ -345,6 +346,8 @@ def run(args: argparse.Namespace, echo: Callable[[str], object] = print) -> int:
     settings = _settings(args, echo)
     regions = ", ".join(r.id for r in settings.regions) or "none"
     control = "yes" if settings.control else "no"
+    for region in settings.regions:  # each integration is a listed subprocessor of its region (P16)
+        check_subprocessors(region)
     echo(f"configuration is valid: mode {settings.mode}, control plane {control}, regions {regions}")
     if not args.connect:
         return 0

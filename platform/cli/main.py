@@ -171,6 +171,17 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--out", metavar="FILE", help="save it to this file instead of printing it")
     show.set_defaults(func=_command("konsil.platform.cli.audit:certificate"))
 
+    mail = sub.add_parser("mail", help="e-mails to members").add_subparsers(dest="mail_command", required=True)
+    news = with_config(
+        mail.add_parser("feature-news", help="mail news about a feature to the members who agreed to feature e-mails")
+    )
+    news.add_argument("--region", required=True, help="the region whose members get it")
+    news.add_argument("--org", help="only this organisation (slug)")
+    news.add_argument("--subject-file", required=True, metavar="FILE", help="the subject: one line")
+    news.add_argument("--body-file", required=True, metavar="FILE", help="the text: paragraphs between blank lines")
+    news.add_argument("--dry-run", action="store_true", help="only count who would get it")
+    news.set_defaults(func=_command("konsil.platform.cli.mail:feature_news"))
+
     report = with_config(sub.add_parser("report", help="make a compliance report (GDPR, HIPAA, NEN 7510, Normen)"))
     org_options(report)
     report.add_argument("--framework", required=True, choices=["gdpr", "hipaa", "nen7510", "normen"])

@@ -45,6 +45,7 @@ RESERVED_SLUGS = frozenset(
         # Paths of the region's own pages (a slug would be shadowed by them).
         "password-reset",
         "invitations",
+        "identity",  # the national eID broker's callback (tenants/identity/pages.py)
     }
 )
 

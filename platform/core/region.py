@@ -18,6 +18,7 @@ from piccolo.table import Table
 
 from konsil.platform.core.access import AccessLog
 from konsil.platform.core.channels import RegionChannels
+from konsil.platform.core.identity import IdentityBroker
 from konsil.platform.core.keys.region_signing import RegionSigner
 from konsil.platform.core.keys.service import TenantKeys
 from konsil.platform.core.limits import TenantLimits
@@ -160,6 +161,9 @@ class RegionContext:
     service_name: str = "region-service"
     # The region's e-mail (invitations, password resets): platform/core/mail.py.
     mail: Mailer = field(default_factory=lambda: NoMailer(""))
+    # The region's national eID broker (rooms with an identity check): platform/core/identity.py;
+    # None when the region has none configured.
+    identity: IdentityBroker | None = None
     # The region's SMS provider (arrival alerts, client invitations): Sinch in the EU,
     # Twilio in the US (tenants/messaging/providers.py); None when the region has none.
     sms: SmsSender | None = None

@@ -167,6 +167,47 @@ class SmsSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise ValueError(f"provider {self.provider} needs {token} or token_path")
 
 
+_LOOPBACK_HTTP = re.compile(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?(/|\Z)")
+
+
+class IdentitySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How a region checks visitors' national eIDs (Norwegian BankID, Danish MitID,
+    Swedish BankID) for rooms that ask for it: through Criipto Verify over OpenID Connect
+    (``provider = "criipto"``), or not at all (``"none"``, the default: rooms cannot ask).
+    ``issuer`` is the Criipto domain (``https://<tenant>.criipto.id``); its discovery
+    document names the endpoints and keys. The broker sends visitors back to
+    ``<public_url>/identity/callback``, which is registered with the application.
+
+    The client secret is a secret like the others: written here (``client_secret``, or
+    ``KONSIL_REGIONS__<ID>__IDENTITY__CLIENT_SECRET``), or kept in the region's Vault
+    (KV v2 at ``vault.kv_mount``, field ``client_secret``) at ``client_secret_path``."""
+
+    provider: Literal["none", "criipto"] = "none"
+    issuer: str = ""
+    client_id: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    client_secret: str = ""
+    client_secret_path: str = ""
+    # How the client secret goes to the token endpoint (Criipto takes both).
+    token_auth: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"  # noqa: S105 (a method's name)
+    # The whole exchange with the broker (discovery, keys, token), per request.
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
+
+    def __post_init__(self) -> None:
+        # msgspec reports a ValueError here as a validation error of this table.
+        if self.provider == "none":
+            if self.client_secret or self.client_secret_path:
+                raise ValueError('a client secret is set but provider = "none"')
+            return
+        if not re.match(r"^https://[^\s/]+/?\Z", self.issuer) and not _LOOPBACK_HTTP.match(self.issuer):
+            raise ValueError("issuer must be the broker's https:// address, e.g. https://example.criipto.id")
+        if not self.client_id:
+            raise ValueError("provider criipto needs client_id")
+        if self.client_secret and self.client_secret_path:
+            raise ValueError("give either client_secret or client_secret_path, not both")
+        if not self.client_secret and not self.client_secret_path:
+            raise ValueError("provider criipto needs client_secret or client_secret_path")
+
+
 class PaymentSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """How a region takes the card fees rooms ask (tenants/payments): its own Stripe
     account (``provider = "stripe"``; the EU account for the EU region, the US account for
@@ -264,6 +305,8 @@ class RegionSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     smtp: SmtpSettings = SmtpSettings()
     # Text messages: arrival alerts to members.
     sms: SmsSettings = SmsSettings()
+    # National eID checks of visitors (rooms with an identity check).
+    identity: IdentitySettings = IdentitySettings()
     # Card fees at check-in: the region's own Stripe account.
     payments: PaymentSettings = PaymentSettings()
 

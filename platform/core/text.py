@@ -24,6 +24,8 @@ _NOT_BLANK = r"(?!\s*\Z)"
 
 # \Z, not $: "$" also matches before a final line feed.
 LINE_PATTERN = rf"^{_NOT_BLANK}{LINE_CHAR}*\Z"
+# The same line, or nothing at all (an optional label whose absence is "").
+OPTIONAL_LINE_PATTERN = rf"^(?:{_NOT_BLANK}{LINE_CHAR}*)?\Z"
 MULTILINE_PATTERN = rf"^{MULTILINE_CHAR}*\Z"
 
 

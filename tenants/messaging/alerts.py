@@ -10,14 +10,19 @@ an hour) with the same idempotency key, so the provider's own deduplication hold
 (Twilio's; Sinch documents none). A refused message (a number the provider does not
 take, wrong credentials) fails at once with its reason, which never names the number.
 
-When the task could not be handed out (the region's broker down), the row stays queued
-and the next arrival in the organisation hands out every queued alert whose try is
-overdue by a minute; a task whose visitor is no longer waiting by then ends as
-``skipped_not_waiting`` instead of texting about someone already let in.
+When the task could not be handed out (the region's broker down), the row stays queued;
+the region's sweep (``SWEEP_TASK``, every ``SWEEP_EVERY_SECONDS`` on the region's
+schedule: in process or on Celery beat) and the next arrival in the organisation hand
+out every queued alert whose try is overdue by a minute (each such alert by one of them
+only: a conditional update takes it). A task whose visitor is no longer waiting by then
+ends as ``skipped_not_waiting`` instead of texting about someone already let in.
 
 Rate limit per member: at most one text per room in two minutes (a second arrival while
 the expert already knows someone is there needs no second text) and ``PER_HOUR`` texts
-an hour; the arrivals over it are recorded as ``skipped_rate_limit``.
+an hour; the arrivals over it are recorded as ``skipped_rate_limit``. The count and the
+insert run in one transaction under a PostgreSQL advisory transaction lock of the member
+(``_member_lock``), so two arrivals at the same moment, in two processes, cannot both
+pass it; the embedded default's SQLite takes its write lock up front, which does the same.
 
 The text names the room and nobody else: no visitor name, no link.
 """
@@ -30,7 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from konsil.platform.core import clock
+from konsil.platform.core import clock, database
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef
 from konsil.platform.core.region import RegionContext, RetryLater
 from konsil.platform.core.sms import SmsRejected, SmsUnavailable
@@ -47,6 +52,8 @@ log = logging.getLogger("konsil.messaging")
 i18n.register_catalogs(Path(__file__).resolve().parent.parent / "locale")
 
 ALERT_TASK = "konsil.messaging.arrival_alert"
+SWEEP_TASK = "konsil.messaging.sweep"
+SWEEP_EVERY_SECONDS = 60.0
 ALERT_TEXT = N_("Someone is waiting in room %(room)s.")
 # The system reading a member's number to text them (the access log's actor).
 ALERT_ACTOR = Actor("system", "system", "system", "local", "arrival alert by SMS")
@@ -61,6 +68,9 @@ CLAIM = dt.timedelta(seconds=60)
 # A queued alert this long past its due try lost its task: handed out again.
 LOST_AFTER = dt.timedelta(seconds=60)
 LOST_PER_ARRIVAL = 20
+LOST_PER_SWEEP = 500
+# The first key of the member's advisory lock (the two-int4 form: its own key space).
+_RATE_LOCK = 0x4B534D53  # "KSMS"
 COUNTED = ("queued", "sent")
 
 
@@ -104,56 +114,84 @@ async def _queue(
     )
     if member is None or not member["sms_alerts"] or member["phone"] is None:
         return None
-    now = clock.now()
-    status, reason = "queued", ""
-    mine = (SmsAlert.org_id == org.id) & (SmsAlert.member_id == member["id"]) & SmsAlert.status.is_in(list(COUNTED))
-    if await SmsAlert.exists().where(
-        mine & (SmsAlert.room_id == room.id) & (SmsAlert.created_at > now - SAME_ROOM_WINDOW)
-    ):
-        status, reason = "skipped_rate_limit", "a text about this room went out less than 2 minutes ago"
-    elif await SmsAlert.count().where(mine & (SmsAlert.created_at > now - dt.timedelta(hours=1))) >= PER_HOUR:
-        status, reason = "skipped_rate_limit", f"{PER_HOUR} texts in the last hour already"
     alert_id = uuid.uuid4()
-    await SmsAlert.insert(
-        SmsAlert(
-            id=alert_id,
-            org_id=org.id,
-            member_id=member["id"],
-            room_id=room.id,
-            visit_id=visit_id,
-            status=status,
-            reason=reason,
-            created_at=now,
-            next_attempt_at=now,
-            expires_at=now + dt.timedelta(days=org.retention_days),
+    async with database.transaction(ctx.engine):
+        await _member_lock(ctx, member["id"])
+        now = clock.now()  # after the lock: the row is dated when it was counted
+        status, reason = await _over_limit(org.id, member["id"], room.id, now)
+        await SmsAlert.insert(
+            SmsAlert(
+                id=alert_id,
+                org_id=org.id,
+                member_id=member["id"],
+                room_id=room.id,
+                visit_id=visit_id,
+                status=status,
+                reason=reason,
+                created_at=now,
+                next_attempt_at=now,
+                expires_at=now + dt.timedelta(days=org.retention_days),
+            )
         )
-    )
-    if status == "queued":
+    if status == "queued":  # committed first: the task reads the row
         _submit(ctx, alert_id)
     return alert_id
 
 
-async def resubmit_lost(ctx: RegionContext, org_id: uuid.UUID) -> int:
-    """Hand out again the organisation's queued alerts whose try is overdue (their task
-    was never taken, or was lost); the number handed out."""
+async def _member_lock(ctx: RegionContext, member_id: uuid.UUID) -> None:
+    """Hold the member's rate-limit lock until the transaction ends (PostgreSQL; SQLite's
+    transaction already holds the database's write lock)."""
+    if database.is_postgres(ctx.engine):
+        key = int.from_bytes(member_id.bytes[:4], "big", signed=True)
+        await database.fetch(ctx.engine, "SELECT pg_advisory_xact_lock($1::int4, $2::int4)", _RATE_LOCK, key)
+
+
+async def _over_limit(org_id: uuid.UUID, member_id: uuid.UUID, room_id: uuid.UUID, now: dt.datetime) -> tuple[str, str]:
+    """("queued", "") or ("skipped_rate_limit", why)."""
+    mine = (SmsAlert.org_id == org_id) & (SmsAlert.member_id == member_id) & SmsAlert.status.is_in(list(COUNTED))
+    if await SmsAlert.exists().where(
+        mine & (SmsAlert.room_id == room_id) & (SmsAlert.created_at > now - SAME_ROOM_WINDOW)
+    ):
+        return "skipped_rate_limit", "a text about this room went out less than 2 minutes ago"
+    if await SmsAlert.count().where(mine & (SmsAlert.created_at > now - dt.timedelta(hours=1))) >= PER_HOUR:
+        return "skipped_rate_limit", f"{PER_HOUR} texts in the last hour already"
+    return "queued", ""
+
+
+async def resubmit_lost(ctx: RegionContext, org_id: uuid.UUID | None, limit: int = LOST_PER_ARRIVAL) -> int:
+    """Hand out again the queued alerts (of one organisation, or of the region: None)
+    whose try is overdue (their task was never taken, or was lost); the number handed
+    out. Each is taken by a conditional update, so two sweeps at once hand it out once."""
     now = clock.now()
-    rows = (
-        await SmsAlert.select(SmsAlert.id)
-        .where(
-            (SmsAlert.org_id == org_id)
-            & (SmsAlert.status == "queued")
-            & (SmsAlert.next_attempt_at < now - LOST_AFTER)
-            & (SmsAlert.claimed_until.is_null() | (SmsAlert.claimed_until < now))
-        )
-        .order_by(SmsAlert.created_at)
-        .limit(LOST_PER_ARRIVAL)
+    overdue = (
+        (SmsAlert.status == "queued")
+        & (SmsAlert.next_attempt_at < now - LOST_AFTER)
+        & (SmsAlert.claimed_until.is_null() | (SmsAlert.claimed_until < now))
     )
+    where = overdue if org_id is None else overdue & (SmsAlert.org_id == org_id)
+    rows = await SmsAlert.select(SmsAlert.id).where(where).order_by(SmsAlert.created_at).limit(limit)
     handed = 0
     for row in rows:
-        # Due again now; a later sweep waits another minute for it.
-        await SmsAlert.update({SmsAlert.next_attempt_at: now}).where(SmsAlert.id == row["id"])
-        handed += _submit(ctx, row["id"])
+        # Due again now (a later sweep waits another minute for it), if no one took it meanwhile.
+        taken = (
+            await SmsAlert.update({SmsAlert.next_attempt_at: now})
+            .where((SmsAlert.id == row["id"]) & overdue)
+            .returning(SmsAlert.id)
+        )
+        if taken:
+            handed += _submit(ctx, row["id"])
     return handed
+
+
+async def sweep_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict[str, Any]:
+    """The region's periodic sweep: hand out the queued alerts whose task was lost (the
+    broker was down when they were queued), so none waits for the next arrival."""
+    if region != ctx.region.id:
+        raise RuntimeError(f"a task of region {region!r} reached a worker of region {ctx.region.id!r}")
+    handed = await resubmit_lost(ctx, None, LOST_PER_SWEEP)
+    if handed:
+        log.info("sms alert sweep: %d queued alert(s) handed out again", handed)
+    return {"run_id": str(run_id), "handed_out": handed}
 
 
 async def _finish(alert_id: uuid.UUID, status: str, reason: str = "", **values: Any) -> dict[str, Any]:

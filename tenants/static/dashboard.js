@@ -276,8 +276,9 @@ function renderWaiting(visits) {
     const payment = visit.payment
       ? el('div', { className: `small payment ${visit.payment.paid ? 'paid' : 'unpaid'}` }, paymentText(visit.payment))
       : null;
+    const identity = visit.identity ? identityLine(visit) : null;
     return el('li', { dataset: { visitId: visit.id } },
-      el('div', { className: 'who' }, el('strong', { className: 'name' }, visit.name), details, payment, phone, away),
+      el('div', { className: 'who' }, el('strong', { className: 'name' }, visit.name), details, identity, payment, phone, away),
       admit);
   });
   $('waiting').replaceChildren(...items);
@@ -294,6 +295,32 @@ function renderWaiting(visits) {
     unseen = visits.length; // those who left or were let in meanwhile no longer wait
     showTitle();
   }
+}
+
+// A visitor who confirmed who they are with a national eID: the eID, the verified name and
+// the national ID number masked; "Show number" asks for it in full once (each reveal is
+// access-logged as such; the next refresh of the list masks it again).
+function identityLine(visit) {
+  const { identity } = visit;
+  const number = el('span', { className: 'national-id' }, identity.national_id_masked);
+  const reveal = el('button', {
+    type: 'button', className: 'secondary small', textContent: t('Show number'),
+    'aria-label': t('Show the national identity number of %(name)s', { name: identity.verified_name }),
+  });
+  reveal.addEventListener('click', async () => {
+    reveal.disabled = true;
+    try {
+      const shown = await api(`/visits/${encodeURIComponent(visit.id)}/identity/reveal`, 'POST');
+      number.textContent = shown.national_id;
+      reveal.replaceWith(el('span', { className: 'muted', role: 'status' }, t('(recorded in the access log)')));
+    } catch (err) {
+      reveal.disabled = false;
+      showApiError(err);
+    }
+  });
+  return el('div', { className: 'small identity', dataset: { eid: identity.eid } },
+    t('Identity confirmed with %(eid)s:', { eid: identity.eid_label }), ' ',
+    el('strong', {}, identity.verified_name), ' · ', number, ' ', reveal);
 }
 
 async function admitVisit(visit, button) {
@@ -436,6 +463,7 @@ function showSmsAlerts(state) {
   $('sms-toggle').checked = state.enabled;
   $('sms-phone').value = '';
   $('sms-phone').placeholder = state.phone || '';
+  $('sms-status').classList.remove('bad');
   $('sms-status').textContent = state.enabled
     ? t('Texts go to %(phone)s when someone starts waiting in one of your rooms.', { phone: state.phone })
     : (state.phone ? t('Text alerts are off. Your number: %(phone)s', { phone: state.phone }) : '');
@@ -456,6 +484,7 @@ async function setUpSmsAlerts() {
       showSmsAlerts(await send('/me/sms-alerts', 'PUT', change));
     } catch (err) {
       $('sms-status').textContent = err.message;
+      $('sms-status').classList.add('bad');
       $('sms-phone').focus();
     }
   });
@@ -497,8 +526,10 @@ function toggleInviteForm(room, item, button) {
     const channel = form.querySelector('input[type="radio"]:checked').value;
     const data = { channel, to: to.value.trim() };
     if (language.value) data.language = language.value;
+    status.classList.remove('bad');
     if (!data.to) {
       status.textContent = channel === 'email' ? SEND_ERRORS.invalid_email() : SEND_ERRORS.invalid_phone();
+      status.classList.add('bad');
       to.focus();
       return;
     }
@@ -510,6 +541,7 @@ function toggleInviteForm(room, item, button) {
       status.textContent = t('Sent. The link is on its way to your client.');
     } catch (err) {
       status.textContent = err.message;
+      status.classList.add('bad');
       to.focus();
     } finally {
       submit.disabled = false;

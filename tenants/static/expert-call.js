@@ -114,3 +114,34 @@ getLocalMedia().then(async (media) => {
     playVideo($('local'));
   }
 }).catch((err) => log.add(`camera: ${err && err.message ? err.message : err}`, 'error'));
+
+// A visitor who confirmed who they are with a national eID: the number is masked until the
+// expert asks for it (each reveal is access-logged as such).
+const reveal = $('reveal-national-id');
+if (reveal) {
+  reveal.addEventListener('click', async () => {
+    reveal.disabled = true;
+    const { visitId } = $('call-identity').dataset;
+    let status = 0;
+    try {
+      const response = await fetch(
+        `/api/v1/orgs/${encodeURIComponent(slug)}/visits/${encodeURIComponent(visitId)}/identity/reveal`,
+        { method: 'POST', headers: { accept: 'application/json', 'x-csrf-token': csrf }, credentials: 'same-origin' },
+      );
+      status = response.status;
+      if (response.ok) {
+        $('call-identity').querySelector('.national-id').textContent = (await response.json()).national_id;
+        const logged = document.createElement('span');
+        logged.className = 'muted';
+        logged.setAttribute('role', 'status');
+        logged.textContent = t('(recorded in the access log)');
+        reveal.replaceWith(logged);
+        return;
+      }
+    } catch {
+      status = 0;
+    }
+    reveal.disabled = false;
+    $('notice').textContent = t('The number could not be shown (error %(status)s). Please try again.', { status });
+  });
+}

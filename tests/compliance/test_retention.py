@@ -42,6 +42,7 @@ from konsil.regions.tables import ORGANISATION_OWNED, REGION_TABLES
 from konsil.regions.tasks import InProcessRunner, InProcessScheduler
 from konsil.tenants import removal
 from konsil.tenants.actors import Actor
+from konsil.tenants.identity.tables import VisitIdentity
 from konsil.tenants.tables import (
     Call,
     CallRelayReceipt,
@@ -187,9 +188,20 @@ async def slug_of(org_id: uuid.UUID) -> str:
 
 
 async def new_visit(org_id: uuid.UUID, arrived_at: dt.datetime, telemetry: int = 2) -> uuid.UUID:
-    """A visit with a call, its telemetry and its relay receipt."""
+    """A visit with a call, its telemetry and its relay receipt, and the identity it was
+    verified as (national eID)."""
     visit_id, call_id, room_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     far = arrived_at + dt.timedelta(days=3650)  # expires_at is not what the purge goes by
+    await VisitIdentity.insert(
+        VisitIdentity(
+            visit_id=visit_id,
+            org_id=org_id,
+            eid="no_bankid",
+            national_id="kf1:sealed",
+            verified_name="kf1:sealed",
+            expires_at=far,
+        )
+    )
     await Visit.insert(
         Visit(
             id=visit_id,
@@ -237,7 +249,7 @@ async def visits_of(org_id: uuid.UUID) -> set[uuid.UUID]:
 
 
 async def rows_of(org_id: uuid.UUID) -> dict[str, int]:
-    tables = (Visit, Call, CallTelemetry, CallRelayReceipt)
+    tables = (Visit, Call, CallTelemetry, CallRelayReceipt, VisitIdentity)
     return {t._meta.tablename: await t.count().where(t.org_id == org_id) for t in tables}
 
 
@@ -271,12 +283,18 @@ async def test_a_visit_one_second_inside_retention_stays_and_one_second_past_goe
     results = await purge(ctx, request)
 
     assert await visits_of(org_id) == {inside, at_the_line} and past not in await visits_of(org_id)
-    assert await rows_of(org_id) == {"visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2}
+    assert await rows_of(org_id) == {
+        "visit": 2,
+        "call": 2,
+        "call_telemetry": 4,
+        "call_relay_receipt": 2,
+        "visit_identity": 2,
+    }
     result = only(results, "visits", org_id)
     assert result.outcome == "success" and result.cutoff == cutoff
-    assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
+    assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1, "visit_identity": 1}
     [row] = await evidence(request.run_id, "visits")
-    assert row["org_id"] == org_id and row["outcome"] == "success" and row["rows_removed"] == 5
+    assert row["org_id"] == org_id and row["outcome"] == "success" and row["rows_removed"] == 6
     assert row["cutoff"] == cutoff and row["as_of"] == AS_OF and row["trigger"] == "cli"
     assert row["started_at"] <= row["finished_at"]
     # The deletion is access-logged by the system, with a pseudonym and no personal data.
@@ -362,8 +380,14 @@ async def test_a_visit_changed_while_its_batch_waits_is_deleted_only_if_it_still
         await other.close()
 
     assert await visits_of(org_id) == {rescued}
-    assert await rows_of(org_id) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
-    assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
+    assert await rows_of(org_id) == {
+        "visit": 1,
+        "call": 1,
+        "call_telemetry": 2,
+        "call_relay_receipt": 1,
+        "visit_identity": 1,
+    }
+    assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1, "visit_identity": 1}
 
 
 def visits_keep_changing(monkeypatch: pytest.MonkeyPatch, *, after: int = 0) -> list[int]:
@@ -454,9 +478,13 @@ async def test_a_re_run_of_the_same_run_changes_nothing_more(ctx: RegionContext)
     first = only(await purge(ctx, request), "visits", org_id)
     again = only(await purge(ctx, request), "visits", org_id)
 
-    assert first.rows == again.rows == {"visit": 7, "call": 7, "call_telemetry": 14, "call_relay_receipt": 7}
+    assert (
+        first.rows
+        == again.rows
+        == {"visit": 7, "call": 7, "call_telemetry": 14, "call_relay_receipt": 7, "visit_identity": 7}
+    )
     [row] = await evidence(request.run_id, "visits")
-    assert row["rows_removed"] == 35
+    assert row["rows_removed"] == 42
     deletes = await AccessLogEntry.select(AccessLogEntry.object_id).where(
         (AccessLogEntry.org_id == org_id) & (AccessLogEntry.action == "delete")
     )
@@ -470,8 +498,14 @@ async def test_a_dry_run_counts_and_changes_nothing(ctx: RegionContext) -> None:
 
     result = only(await purge(ctx, request), "visits", org_id)
 
-    assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
-    assert await rows_of(org_id) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
+    assert result.rows == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1, "visit_identity": 1}
+    assert await rows_of(org_id) == {
+        "visit": 1,
+        "call": 1,
+        "call_telemetry": 2,
+        "call_relay_receipt": 1,
+        "visit_identity": 1,
+    }
     assert await PurgeRun.count().where(PurgeRun.run_id == request.run_id) == 0
 
 
@@ -648,7 +682,13 @@ async def test_contact_data_goes_90_days_after_contract_end_by_shredding_the_key
         await ctx.keys.provider.key_info(ended)
     assert not await Organisation.exists().where(Organisation.id == ended)
     assert await Member.count().where(Member.org_id == ended) == 0
-    assert await rows_of(ended) == {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0}
+    assert await rows_of(ended) == {
+        "visit": 0,
+        "call": 0,
+        "call_telemetry": 0,
+        "call_relay_receipt": 0,
+        "visit_identity": 0,
+    }
     [payment] = await PaymentRecord.select().where(PaymentRecord.org_id == ended)
     assert payment["provider_reference"] == "pi_kept", "kept 5 years by law"
     assert payment["payer_email_index"] is None and payment["payer_phone_index"] is None, "unlinkable"
@@ -720,8 +760,8 @@ async def test_the_api_and_the_purge_remove_an_organisation_alike(ctx: RegionCon
     assert removed.found and removed.directory_updated is False  # no control plane in this test
     assert contact.outcome == "success"
     gone = {
-        "visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2, "member": 2, "room": 1,
-        "tenant_data_key": 2, "data_subject_request": 1, "network_test_result": 1, "organisation": 1,
+        "visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2, "visit_identity": 2, "member": 2,
+        "room": 1, "tenant_data_key": 2, "data_subject_request": 1, "network_test_result": 1, "organisation": 1,
     }  # fmt: skip
     assert removed.rows == contact.rows == gone
     everything_but_payments = {**dict.fromkeys(await left_of(uuid.uuid4()), 0), "payment_record": 1}
@@ -808,11 +848,25 @@ async def test_the_visit_cascade_deletes_the_named_visits_and_nothing_else(ctx: 
         nothing = await removal.delete_visits(ctx, org_id, [])
         cascade = await removal.delete_visits(ctx, org_id, [*named, elsewhere])
 
-    assert nothing == removal.Cascade(0, {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0})
-    assert cascade.rows == {"visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2}
+    assert nothing == removal.Cascade(
+        0, {"visit": 0, "call": 0, "call_telemetry": 0, "call_relay_receipt": 0, "visit_identity": 0}
+    )
+    assert cascade.rows == {"visit": 2, "call": 2, "call_telemetry": 4, "call_relay_receipt": 2, "visit_identity": 2}
     assert await visits_of(org_id) == {kept} and await visits_of(other_org) == {elsewhere}
-    assert await rows_of(org_id) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
-    assert await rows_of(other_org) == {"visit": 1, "call": 1, "call_telemetry": 2, "call_relay_receipt": 1}
+    assert await rows_of(org_id) == {
+        "visit": 1,
+        "call": 1,
+        "call_telemetry": 2,
+        "call_relay_receipt": 1,
+        "visit_identity": 1,
+    }
+    assert await rows_of(other_org) == {
+        "visit": 1,
+        "call": 1,
+        "call_telemetry": 2,
+        "call_relay_receipt": 1,
+        "visit_identity": 1,
+    }
 
 
 # --- the embedded default's schedule ----------------------------------------------------------
@@ -841,7 +895,7 @@ async def test_the_embedded_default_purges_on_its_own_schedule(ctx: RegionContex
     runs = await PurgeRun.select().where(
         (PurgeRun.org_id == org_id) & (PurgeRun.trigger == "schedule") & (PurgeRun.outcome == "success")
     )
-    assert runs and runs[0]["rows_removed"] == 5
+    assert runs and runs[0]["rows_removed"] == 6
 
 
 async def test_stopping_the_schedule_lets_the_running_purge_finish(ctx: RegionContext) -> None:
@@ -911,7 +965,7 @@ async def test_the_embedded_region_service_runs_the_purge_schedule(tmp_path: Pat
 
             await wait_until_async(purged, "the schedule to purge the expired visit", within=6)
             [row] = await PurgeRun.select().where((PurgeRun.org_id == org_id) & (PurgeRun.rows_removed > 0))
-            assert row["trigger"] == "schedule" and row["outcome"] == "success" and row["rows_removed"] == 5
+            assert row["trigger"] == "schedule" and row["outcome"] == "success" and row["rows_removed"] == 6
     finally:
         for table, db in zip(REGION_TABLES, previous, strict=True):
             table._meta._db = db

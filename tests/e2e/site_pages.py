@@ -86,6 +86,7 @@ SITE: list[SitePage] = [
     SitePage("integration tokens", "/{slug:str}/portal/tokens", who="owner"),
     SitePage("members", "/{slug:str}/portal/members", who="owner"),
     SitePage("access log", "/{slug:str}/portal/access-log", who="owner"),
+    SitePage("e-mail preferences", "/{slug:str}/portal/email-preferences", who="expert"),
     SitePage("password reset", "/password-reset"),
     SitePage(
         "password reset link unknown", "/password-reset/{token:str}", path="/password-reset/no-such-link", status=404

@@ -55,6 +55,10 @@ def test_room_settings_for_fee_and_identity_check_are_validated(stack: Stack, pr
         refused = client.patch(f"{base}/{room['id']}", json=bad)
         assert refused.status_code == 400, (bad, refused.text)
     assert client.patch(f"{base}/{room['id']}", json={"fee": fee}).status_code == 409
+    blank = client.patch(
+        f"{base}/{room['id']}", json={"fee": {"amount_minor": 8353, "currency": "sek", "description": " "}}
+    )
+    assert blank.status_code == 400, blank.text
     freed = client.patch(f"{base}/{room['id']}", json={"fee": None, "identity_check": ""})
     assert freed.status_code == 200, freed.text
     assert freed.json()["fee"] is None and freed.json()["identity_check"] == ""

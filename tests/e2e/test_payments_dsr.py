@@ -23,6 +23,16 @@ pytestmark = pytest.mark.e2e
 def test_the_payment_record_is_found_by_e_mail_and_phone_and_outlives_erasure(payments: Payments) -> None:  # noqa: F811
     p = payments
     slug, owner = signup(p)
+    # A fee without a description has an empty one (API conformance), in a region with payments.
+    rooms = owner.get(f"/api/v1/orgs/{slug}/rooms").json()
+    plain = owner.patch(
+        f"/api/v1/orgs/{slug}/rooms/{rooms[0]['id']}", json={"fee": {"amount_minor": 50000, "currency": "nok"}}
+    )
+    assert plain.status_code == 200 and plain.json()["fee"] == {
+        "amount_minor": 50000,
+        "currency": "nok",
+        "description": "",
+    }
     visitor, path, visit_id = arrive(p, slug, phone="+47 412 34 567")
     assert visitor.get(f"{path}/payment").status_code == 200
     declined = visitor.post(f"{path}/payment", json={"token": token(p, "4000000000000341")})

@@ -176,6 +176,7 @@ async def assert_as_one_uninterrupted_run(
         "call": visits,
         "call_telemetry": visits * 2,
         "call_relay_receipt": 0,
+        "visit_identity": 0,
     }
     logged = await fetch(
         dsn, "SELECT subject_ref, object_id FROM access_log_entry WHERE org_id = $1 AND action = 'delete'", expired

@@ -11,6 +11,7 @@ keeps the address."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import email.policy
@@ -34,7 +35,7 @@ from konsil.platform.core.region import RegionContext
 from konsil.platform.core.settings import RegionSettings, Settings, SmtpSettings
 from konsil.regions.container import build_region
 from konsil.regions.tables import REGION_TABLES
-from konsil.regions.tasks import InProcessRunner
+from konsil.regions.tasks import TASKS, InProcessRunner, InProcessScheduler, celery_app
 from konsil.tenants import members, records, visits
 from konsil.tenants.actors import SYSTEM, Actor
 from konsil.tenants.auth import Principal
@@ -493,3 +494,109 @@ async def test_invitations_are_limited_per_member(make_region: Any, monkeypatch:
         )
     assert refused.value.status == 429 and "retry-after" in refused.value.headers
     assert len(region.stand_in.seen) == 2
+
+
+# --- the sweep, and arrivals at the same moment -------------------------------------------------
+
+
+async def lost_alert(region: Region, org: Org) -> uuid.UUID:
+    """An arrival whose alert's task was never taken (the broker was down), overdue now."""
+    region.ctx.tasks = None
+    visit_id = await arrive(region.ctx, org)
+    assert (await alert_of(visit_id))["status"] == "queued" and region.stand_in.seen == []
+    past = (await alert_of(visit_id))["created_at"] - alerts.LOST_AFTER * 2
+    await SmsAlert.update({SmsAlert.next_attempt_at: past, SmsAlert.created_at: past}).where(
+        SmsAlert.visit_id == visit_id
+    )
+    region.ctx.tasks = region.runner
+    return visit_id
+
+
+async def test_the_regions_sweep_sends_a_lost_alert_without_another_arrival(make_region: Any) -> None:
+    region = await make_region("sinch")
+    org = await new_org(region.ctx)
+    visit_id = await lost_alert(region, org)
+    assert alerts.SWEEP_TASK in TASKS
+    scheduler = InProcessScheduler(region.runner, every_seconds=3600, sweep_every_seconds=0.2).start()
+    try:
+        sent = await status_becomes(visit_id, "sent")
+        await asyncio.sleep(0.6)  # more sweeps: the sent alert is not sent again
+    finally:
+        for loop in scheduler._loops:
+            loop.cancel()
+    assert sent["attempts"] == 1 and len(region.stand_in.seen) == 1
+    assert "Kari" not in region.stand_in.seen[0]["body"].decode()
+
+
+async def test_the_sweep_on_celery_beat_is_the_same_task_every_minute() -> None:
+    region = msgspec.convert(
+        {
+            "id": "eu",
+            "jurisdiction": "EU/EEA",
+            "public_url": "https://eu.konsil.example",
+            "listen": "127.0.0.1:9",
+            "database": "sqlite:///tmp/unused.db",
+            "internal_secret": "region-secret-for-tests-only",
+            "broker_url": "amqp://guest:guest@127.0.0.1:5672/konsil-eu",
+        },
+        RegionSettings,
+    )
+    app = celery_app(Settings(mode="services", discovery_key="k", regions=[region]), "eu")
+    entry = app.conf.beat_schedule["messaging-sweep"]
+    assert entry["task"] == alerts.SWEEP_TASK and entry["kwargs"] == {"region": "eu"}
+    assert entry["schedule"].total_seconds() == alerts.SWEEP_EVERY_SECONDS == 60
+    assert alerts.SWEEP_TASK in app.tasks
+
+
+async def test_two_sweeps_at_once_hand_a_lost_alert_out_once(make_region: Any) -> None:
+    region = await make_region("sinch")
+    org = await new_org(region.ctx)
+    visit_id = await lost_alert(region, org)
+    handed = await asyncio.gather(*(alerts.resubmit_lost(region.ctx, None, 10) for _ in range(4)))
+    assert sum(handed) == 1
+    await status_becomes(visit_id, "sent")
+    assert len(region.stand_in.seen) == 1
+
+
+async def visits_entering_at_once(region: Region, org: Org, rooms: list[Org]) -> list[dict[str, Any]]:
+    """Visits in ``rooms`` that all enter their waiting lists at the same moment (the
+    waiting list's hook called concurrently, as two check-ins finishing together would);
+    their alerts."""
+    await Member.update({Member.sms_alerts: False}).where(Member.id == org.expert_id)
+    visit_ids = [await arrive(region.ctx, room) for room in rooms]
+    await Member.update({Member.sms_alerts: True}).where(Member.id == org.expert_id)
+    await asyncio.gather(
+        *(alerts.visitor_waiting(region.ctx, room.org, room.room, v) for room, v in zip(rooms, visit_ids, strict=True))
+    )
+    return [await alert_of(v) for v in visit_ids]
+
+
+async def test_arrivals_at_the_same_moment_send_one_text(make_region: Any) -> None:
+    region = await make_region("sinch")
+    org = await new_org(region.ctx)
+    statuses = [a["status"] for a in await visits_entering_at_once(region, org, [org] * 8)]
+    assert statuses.count("skipped_rate_limit") == 7, statuses
+
+    async def one_sent() -> bool:
+        return bool(await SmsAlert.count().where(SmsAlert.status == "sent") == 1)
+
+    await wait_until_async(one_sent, "the one text sent")
+    assert len(region.stand_in.seen) == 1
+
+
+async def test_the_hourly_limit_holds_for_arrivals_at_the_same_moment_in_many_rooms(
+    make_region: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(alerts, "PER_HOUR", 3)
+    region = await make_region("sinch")
+    org = await new_org(region.ctx)
+    rooms = []
+    for n in range(7):
+        room_id = uuid.uuid4()
+        await Room.insert(
+            Room(id=room_id, org_id=org.org.id, slug=f"rom-{n}", title=f"Rom {n}", expert_id=org.expert_id)
+        )
+        room = records.Room.of(found(await Room.select().where(Room.id == room_id).first()))
+        rooms.append(Org(org.org, room, org.expert_id))
+    statuses = [a["status"] for a in await visits_entering_at_once(region, org, rooms)]
+    assert statuses.count("skipped_rate_limit") == 4, statuses
