@@ -95,6 +95,8 @@ async def rooms_page(request: Req) -> Template:
             "manager": principal.role in MANAGERS,
             "member_id": str(principal.id),
             "welcome_max": WELCOME_TEXT_MAX,
+            # Without a payment provider in the region, the fee fields are shown switched off.
+            "card_fees": region_of(request).payments is not None,
         },
     )
 

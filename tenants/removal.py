@@ -36,12 +36,18 @@ from konsil.platform.core.region import RegionContext
 from konsil.tenants import members
 from konsil.tenants.actors import Actor, _event, record
 from konsil.tenants.identity.tables import IdentityAttempt, VisitIdentity
+from konsil.tenants.payments.tables import PaymentAttempt
 from konsil.tenants.tables import Call, CallRelayReceipt, CallTelemetry, Member, Organisation, PaymentRecord, Visit
 
 # The visit cascade, in the order of ``Cascade.rows``. A visit's verified identity (national
 # eID) goes with it; its eID attempts too (they hold no personal data and are not counted).
+# A visit's attempts to pay its fee (tenants/payments; failed, abandoned or paid) go with it
+# too, counted in ``Cascade.rows`` only when there were any; they also stay among an
+# organisation's other tables (``other_tables``), so that none outlives its organisation.
+# Payment records stay (P9).
 VISIT_TABLES: tuple[type[Table], ...] = (Visit, Call, CallTelemetry, CallRelayReceipt, VisitIdentity)
 VISIT_TABLE_NAMES: tuple[str, ...] = tuple(t._meta.tablename for t in VISIT_TABLES)
+ATTEMPTS = PaymentAttempt._meta.tablename
 # Visits per statement when the caller sets no batch size (bounds SQLite's parameters).
 CHUNK = 5000
 # Batches in a row that picked visits but deleted none (each changed meanwhile) before
@@ -121,11 +127,14 @@ _PG_CHILDREN = """, doomed AS MATERIALIZED (
     DELETE FROM visit_identity WHERE visit_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING 1
 ), a AS (
     DELETE FROM identity_attempt WHERE visit_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING 1
+), p AS (
+    DELETE FROM payment_attempt WHERE visit_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING 1
 )
 SELECT (SELECT count(*) FROM picked) AS picked,
        (SELECT count(*) FROM v) AS visit, (SELECT count(*) FROM c) AS call,
        (SELECT count(*) FROM t) AS call_telemetry, (SELECT count(*) FROM r) AS call_relay_receipt,
-       (SELECT count(*) FROM i) AS visit_identity, (SELECT count(*) FROM a) AS identity_attempt
+       (SELECT count(*) FROM i) AS visit_identity, (SELECT count(*) FROM a) AS identity_attempt,
+       (SELECT count(*) FROM p) AS payment_attempt
 """
 _ALL_OF_THEM = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
@@ -141,7 +150,7 @@ async def delete_visits(
     """Delete the organisation's visits named by ``visit_ids`` (none when it is empty),
     or, without ``visit_ids``, up to ``limit`` of those that arrived before
     ``arrived_before`` (of all of them, when None), with their calls, the calls'
-    telemetry and relay receipts. Runs in the caller's transaction and writes no
+    telemetry and relay receipts, and its attempts to pay. Runs in the caller's transaction and writes no
     access-log entry: each caller logs in its own terms (an erasure per record, a
     purge per batch)."""
     if visit_ids is not None and not visit_ids:
@@ -152,7 +161,10 @@ async def delete_visits(
         else:
             until = arrived_before or _ALL_OF_THEM
             [row] = await Visit.raw(_PG_PICK_BY_TIME + _PG_CHILDREN, org_id, until, limit, org_id, until)
-        return Cascade(int(row["picked"]), {name: int(row[name]) for name in VISIT_TABLE_NAMES})
+        rows = {name: int(row[name]) for name in VISIT_TABLE_NAMES}
+        if row[ATTEMPTS]:
+            rows[ATTEMPTS] = int(row[ATTEMPTS])
+        return Cascade(int(row["picked"]), rows)
     # SQLite: one writer at a time (immediate transactions), so nothing changes in between.
     if visit_ids is None:
         where: Combinable = Visit.org_id == org_id
@@ -184,6 +196,13 @@ async def delete_visits(
         .returning(VisitIdentity.visit_id)
     )
     await IdentityAttempt.delete().where((IdentityAttempt.org_id == org_id) & IdentityAttempt.visit_id.is_in(ids))
+    attempts = await _count(
+        PaymentAttempt.delete()
+        .where((PaymentAttempt.org_id == org_id) & PaymentAttempt.visit_id.is_in(ids))
+        .returning(PaymentAttempt.id)
+    )
+    if attempts:
+        rows[ATTEMPTS] = attempts
     rows["visit"] = await _count(
         Visit.delete().where((Visit.org_id == org_id) & Visit.id.is_in(ids)).returning(Visit.id)
     )

@@ -108,6 +108,15 @@ def _expert_of_new_room(principal: Principal, new: RoomIn) -> uuid.UUID:
     return expert_id
 
 
+NO_PAYMENTS = "card fees are not set up in this region (it has no payment provider); set up the room without a fee"
+
+
+def _check_fee(ctx: RegionContext, fee: RoomFee | None) -> None:
+    """A room may ask a fee only where the region can take card payments."""
+    if fee is not None and ctx.payments is None:
+        raise errors.AppError(409, "payments_unavailable", NO_PAYMENTS)
+
+
 def _check_identity_service(ctx: RegionContext, identity_check: str) -> None:
     """A room asks for a national eID check only where the region has an eID service
     (``[regions.identity]``); otherwise its visitors could never get past check-in."""
@@ -118,6 +127,7 @@ def _check_identity_service(ctx: RegionContext, identity_check: str) -> None:
 async def create(
     ctx: RegionContext, actor: Actor, principal: Principal, org: records.Organisation, new: RoomIn
 ) -> RoomOut:
+    _check_fee(ctx, new.fee)
     _check_identity_service(ctx, new.identity_check)
     expert_id = _expert_of_new_room(principal, new)
     room = records.Room(
@@ -168,6 +178,7 @@ async def change(
     if "identity_check" in values:
         _check_identity_service(ctx, values["identity_check"])
     if "fee" in values:
+        _check_fee(ctx, patch.fee if isinstance(patch.fee, RoomFee) else None)
         values.update(_fee_columns(patch.fee if isinstance(patch.fee, RoomFee) else None))
         del values["fee"]
     manager = principal.kind != "member" or principal.role in MANAGERS

@@ -29,6 +29,7 @@ from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.identity import store as identity_store
 from konsil.tenants.messaging import alerts
+from konsil.tenants.payments.shown import UNPAID, VisitPayment, payment_subject, payments_of
 from konsil.tenants.schemas import PersonName, Phone
 from konsil.tenants.tables import Call, CallRelayReceipt, CallTelemetry, Room, Visit
 
@@ -50,6 +51,8 @@ class WaitingVisit(msgspec.Struct):
     status: str
     away_since: dt.datetime | None = None  # the visitor's page has had no socket open since
     phone_display: str | None = None  # the phone number grouped as people write it (+47 406 12 345)
+    # The fee of a room that asks one: paid or not, card brand and last 4 only (P4); None where no fee.
+    payment: VisitPayment | None = None
     # Who the visitor proved to be with a national eID (rooms with an identity check), the
     # national ID number masked; None without one (tenants/identity/store.py).
     identity: identity_store.IdentityShown | None = None
@@ -65,6 +68,8 @@ class CallOut(msgspec.Struct):
     # The visitor's name, in "calls today" only (an access-logged read of the visit);
     # None where the stored name failed its integrity check (that failure is logged).
     visitor_name: str | None = None
+    # The visit's fee (calls today only): paid, refunded, card brand and last 4 only (P4); None where no fee.
+    payment: VisitPayment | None = None
 
 
 def visit_subject(visit_id: uuid.UUID) -> str:
@@ -172,6 +177,35 @@ async def _visible_rooms(org: records.Organisation, member_id: uuid.UUID, role: 
     return {row["id"]: row["slug"] for row in await query.run()}
 
 
+async def _payments(
+    ctx: RegionContext, actor: Actor, org: records.Organisation, visits: list[tuple[uuid.UUID, uuid.UUID]]
+) -> dict[uuid.UUID, VisitPayment]:
+    """The payments of these (visit, room) pairs: each record shown is an access-logged
+    read; a visit of a room that asks a fee and has no record is shown unpaid."""
+    if not visits:
+        return {}
+    room_ids = list({room_id for _, room_id in visits})
+    with_fee = {
+        row["id"]
+        for row in await Room.select(Room.id)
+        .where((Room.org_id == org.id) & Room.id.is_in(room_ids) & Room.fee_amount.is_not_null())
+        .run()
+    }
+    found = await payments_of(org.id, [visit_id for visit_id, _ in visits])
+    await record_reads(
+        ctx,
+        actor,
+        org.id,
+        "payment_record",
+        [(record_id, payment_subject(record_id)) for record_id, _ in found.values()],
+    )
+    shown: dict[uuid.UUID, VisitPayment] = {visit_id: paid for visit_id, (_, paid) in found.items()}
+    for visit_id, room_id in visits:
+        if visit_id not in shown and room_id in with_fee:
+            shown[visit_id] = UNPAID
+    return shown
+
+
 async def waiting_list(
     ctx: RegionContext, actor: Actor, org: records.Organisation, member_id: uuid.UUID, role: str
 ) -> list[WaitingVisit]:
@@ -196,8 +230,10 @@ async def waiting_list(
             await record(ctx, actor, org.id, "read", "visit", visit.id, visit_subject(visit.id), "failure")
             continue  # never shown wrong; the failure is in the log
     await record_reads(ctx, actor, org.id, "visit", [(v.id, visit_subject(v.id)) for v in shown])
+    room_of = {row["id"]: row["room_id"] for row in rows}
+    paid = await _payments(ctx, actor, org, [(v.id, room_of[v.id]) for v in shown])
     identities = await identity_store.shown(ctx, actor, org.id, [v.id for v in shown])
-    return [msgspec.structs.replace(v, identity=identities.get(v.id)) for v in shown]
+    return [msgspec.structs.replace(v, identity=identities.get(v.id), payment=paid.get(v.id)) for v in shown]
 
 
 async def _visit_in_rooms(org: records.Organisation, visit_id: uuid.UUID, rooms: dict[uuid.UUID, str]) -> records.Visit:
@@ -406,6 +442,7 @@ async def calls_today(
         except FieldDecryptionError:
             await record(ctx, actor, org.id, "read", "visit", visit_id, visit_subject(visit_id), "failure")
     await record_reads(ctx, actor, org.id, "visit", [(visit_id, visit_subject(visit_id)) for visit_id in names])
+    paid = await _payments(ctx, actor, org, [(call.visit_id, call.room_id) for call in calls])
     return [
         CallOut(
             id=call.id,
@@ -415,6 +452,7 @@ async def calls_today(
             ended_at=call.ended_at,
             duration_seconds=call.duration_seconds,
             visitor_name=names.get(call.visit_id),
+            payment=paid.get(call.visit_id),
         )
         for call in calls
     ]

@@ -14,6 +14,7 @@ DataClass = Literal[
     "member_contact",
     "payment_records",
     "messaging_records",
+    "payment_events",
     "dsr_records",
     "consent_records",
     "access_log",
@@ -25,6 +26,7 @@ DATA_CLASSES: tuple[DataClass, ...] = (
     "member_contact",
     "payment_records",
     "messaging_records",
+    "payment_events",
     "dsr_records",
     "consent_records",
     "access_log",
@@ -37,6 +39,10 @@ ACCESS_LOG_YEARS = 6  # HIPAA documentation rule (and more than NEN 7513's Dutch
 # certificates): HIPAA 164.316(b)(2)(i), documentation kept 6 years, as the log.
 AUDIT_RECORD_YEARS = ACCESS_LOG_YEARS
 CONTACT_DAYS_AFTER_CONTRACT = 90  # P18
+# The payment provider's webhook events as received (event id, type, payment id; no
+# personal data): long enough to answer a late replay or a question about a payment,
+# far shorter than the payment records themselves (5 years).
+PAYMENT_EVENT_DAYS = 90
 MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 1, 90  # P7
 
 
@@ -88,6 +94,11 @@ class RetentionPolicy:
         """Consent records carry their own ``keep_until``: 3 years after the decision
         stops holding (tenants/consent.py ``PROOF_YEARS``), as proof of consent (GDPR 7(1))."""
         return as_of
+
+    @staticmethod
+    def payment_events(as_of: dt.datetime) -> dt.datetime:
+        """Webhook events of the payment provider, by ``received_at``: 90 days."""
+        return as_of - dt.timedelta(days=PAYMENT_EVENT_DAYS)
 
     @staticmethod
     def payment_records(as_of: dt.datetime) -> dt.datetime:

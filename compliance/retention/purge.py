@@ -14,6 +14,8 @@ Data classes (docs/promises.md, retention table):
   first, then the rows are removed; payment records stay (legal hold);
 - ``support_metadata``: network-test results older than 9 calendar months;
 - ``payment_records``: past their ``keep_until`` (5 years);
+- ``payment_events``: the payment provider's webhook events (no personal data) received
+  more than 90 days ago, region-wide (they belong to no organisation);
 - ``messaging_records``: SMS alert and client-invitation send records past their
   ``expires_at`` (the organisation's visitor retention when written; no address in them);
 - ``dsr_records``: data-subject requests closed more than ``dsr_keep_days`` ago (3 years);
@@ -70,6 +72,7 @@ from konsil.tenants import consent, removal
 from konsil.tenants.actors import Actor, _event
 from konsil.tenants.identity.tables import VisitIdentity
 from konsil.tenants.messaging.tables import MESSAGING_TABLES
+from konsil.tenants.payments.tables import PaymentAttempt, PaymentEvent
 from konsil.tenants.tables import (
     Call,
     CallRelayReceipt,
@@ -250,6 +253,11 @@ async def _count_visits(org_id: uuid.UUID, cutoff: dt.datetime | None, size: int
             counts["call_relay_receipt"] += await CallRelayReceipt.count().where(
                 (CallRelayReceipt.org_id == org_id) & CallRelayReceipt.call_id.is_in(calls)
             )
+        attempts = await PaymentAttempt.count().where(
+            (PaymentAttempt.org_id == org_id) & PaymentAttempt.visit_id.is_in(ids)
+        )
+        if attempts:  # as the cascade counts them: only where there are any
+            counts[removal.ATTEMPTS] = counts.get(removal.ATTEMPTS, 0) + attempts
     return counts
 
 
@@ -338,8 +346,8 @@ async def _purge_by_time(
     key: Column = table._meta.primary_key
     name = table._meta.tablename
     where: Combinable = time_column < cutoff
-    if org_id is not None:
-        where &= table.org_id == org_id  # type: ignore[attr-defined]
+    if org_id is not None and hasattr(table, "org_id"):  # a table of no organisation is purged whole
+        where &= table.org_id == org_id
     if req.dry_run:
         count = await table.count().where(where)
         return ClassResult(data_class=data_class, org_id=org_id, cutoff=cutoff, rows={name: count}, outcome="success")
@@ -690,6 +698,19 @@ async def purge(ctx: RegionContext, req: PurgeRequest, on_batch: OnBatch | None 
     )
     await guarded("payment_records", org_id, step)
     await guarded("messaging_records", org_id, _purge_messaging(ctx, req, org_id, report))
+    # Webhook events name no organisation: purged whole, whichever run this is (a run of
+    # one organisation records it under that organisation, as its other classes).
+    step = _purge_by_time(
+        ctx,
+        req,
+        "payment_events",
+        PaymentEvent,
+        PaymentEvent.received_at,
+        RetentionPolicy.payment_events(req.as_of),
+        org_id,
+        report,
+    )
+    await guarded("payment_events", org_id, step)
     step = _purge_by_time(
         ctx,
         req,

@@ -38,6 +38,7 @@ from konsil.platform.core.payments import (
 from konsil.platform.core.region import RegionContext, RetryLater
 from konsil.tenants import checkin, members, records
 from konsil.tenants.actors import Actor, record
+from konsil.tenants.payments.shown import payment_subject
 from konsil.tenants.payments.tables import PaymentAttempt, PaymentEvent
 from konsil.tenants.tables import Organisation, PaymentRecord, Room, Visit
 
@@ -93,10 +94,6 @@ class PaymentOut(msgspec.Struct, kw_only=True):
     refunded: bool = False
     paid_at: dt.datetime | None = None
     refunded_at: dt.datetime | None = None
-
-
-def payment_subject(record_id: uuid.UUID) -> str:
-    return f"payment:{record_id}"
 
 
 def provider_of(ctx: RegionContext) -> PaymentProvider:
@@ -469,20 +466,6 @@ async def refund(ctx: RegionContext, actor: Actor, org: records.Organisation, vi
         await record(ctx, actor, org.id, "update", "payment_record", row["id"], payment_subject(row["id"]))
         row = await _record_of(org, visit_id)
     return _out(visit_id, row)
-
-
-async def paid_visits(org_id: uuid.UUID, visit_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-    """The payment records of these visits (for the dashboard: paid, brand, last 4)."""
-    if not visit_ids:
-        return {}
-    rows = (
-        await PaymentRecord.select(
-            PaymentRecord.visit_id, PaymentRecord.card_brand, PaymentRecord.card_last4, PaymentRecord.refunded_at
-        )
-        .where((PaymentRecord.org_id == org_id) & PaymentRecord.visit_id.is_in(visit_ids))
-        .run()
-    )
-    return {r["visit_id"]: r for r in rows}
 
 
 # --- webhooks -----------------------------------------------------------------------------------

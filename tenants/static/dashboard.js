@@ -21,7 +21,8 @@ function localMidnight() {
 
 const main = document.querySelector('main');
 const $ = (id) => document.getElementById(id);
-const { slug, csrf } = main.dataset;
+const { slug, csrf, role } = main.dataset;
+const mayRefund = role === 'owner' || role === 'admin';
 const apiBase = `/api/v1/orgs/${encodeURIComponent(slug)}`;
 const roomTitles = new Map(); // room slug → title, from the rooms list
 
@@ -90,6 +91,25 @@ const roomName = (room) => roomTitles.get(room) || room;
 function waitedText(iso) {
   const minutes = Math.floor((Date.now() - new Date(iso).getTime()) / 60000);
   return minutes < 1 ? t('just now') : t('waiting %(minutes)s min', { minutes });
+}
+
+// The card as people know it: brand and last four digits, never more (P4).
+const BRANDS = {
+  visa: 'Visa', mastercard: 'Mastercard', amex: 'American Express', discover: 'Discover',
+  diners: 'Diners Club', jcb: 'JCB', unionpay: 'UnionPay',
+};
+
+function cardText(payment) {
+  const key = (payment.card_brand || '').toLowerCase();
+  const brand = BRANDS[key] || (key ? key.charAt(0).toUpperCase() + key.slice(1) : t('Card'));
+  // Kept on one line (no-break spaces): the brand and its last four digits belong together.
+  return payment.card_last4 ? `${brand}\u00a0••••\u00a0${payment.card_last4}` : brand;
+}
+
+function paymentText(payment) {
+  if (!payment.paid) return t('Not paid');
+  if (payment.refunded) return t('Refunded · %(card)s', { card: cardText(payment) });
+  return t('Paid · %(card)s', { card: cardText(payment) });
 }
 
 // --- arrival alerts -------------------------------------------------------------------------
@@ -253,9 +273,12 @@ function renderWaiting(visits) {
       ? el('div', { className: 'small' }, t('Phone:'), ' ',
         el('a', { href: `tel:${visit.phone}` }, visit.phone_display || visit.phone))
       : null;
+    const payment = visit.payment
+      ? el('div', { className: `small payment ${visit.payment.paid ? 'paid' : 'unpaid'}` }, paymentText(visit.payment))
+      : null;
     const identity = visit.identity ? identityLine(visit) : null;
     return el('li', { dataset: { visitId: visit.id } },
-      el('div', { className: 'who' }, el('strong', { className: 'name' }, visit.name), details, identity, phone, away),
+      el('div', { className: 'who' }, el('strong', { className: 'name' }, visit.name), details, identity, payment, phone, away),
       admit);
   });
   $('waiting').replaceChildren(...items);
@@ -331,11 +354,45 @@ function renderCalls(calls) {
       ? el('td', { className: 'visitor' }, call.visitor_name)
       : el('td', { className: 'visitor muted' }, t('(name not available)'));
     return el('tr', { dataset: { callId: call.id } }, visitor, el('td', {}, clock(call.started_at, true)), end, duration,
-      el('td', {}, roomName(call.room)));
+      el('td', {}, roomName(call.room)), paymentCell(call));
   });
   $('calls').tBodies[0].replaceChildren(...rows);
   $('calls-empty').hidden = rows.length > 0;
   main.dataset.calls = String(rows.length);
+}
+
+function paymentCell(call) {
+  if (!call.payment) return el('td', { className: 'payment muted' }, '—');
+  const cell = el('td', { className: 'payment' }, el('span', {}, paymentText(call.payment)));
+  if (mayRefund && call.payment.paid && !call.payment.refunded) {
+    const name = call.visitor_name || t('this visitor');
+    const button = el('button', {
+      type: 'button', className: 'secondary small', textContent: t('Refund'),
+      'aria-label': t('Refund the fee of %(name)s', { name }),
+    });
+    button.addEventListener('click', () => refundPayment(call, name, button));
+    cell.append(button);
+  }
+  return cell;
+}
+
+// A refund is an owner's or admin's act: asked once more, then the plain result.
+async function refundPayment(call, name, button) {
+  if (!window.confirm(t('Give %(name)s the whole fee back? The money goes back to their card.', { name }))) return;
+  const status = $('calls-status');
+  button.disabled = true;
+  status.textContent = t('Refunding…');
+  try {
+    await api(`/visits/${encodeURIComponent(call.visit_id)}/payment/refund`, 'POST');
+    status.textContent = t('Refunded. The money goes back to the card within a few days.');
+    refresh('calls');
+  } catch (err) {
+    if (err.status === 409) status.textContent = t('There is no payment to refund for this visit.');
+    else if (err.status === 502) status.textContent = t('The refund was requested; the payment service has not completed it yet. Please look again later.');
+    else if (err.status === 503) status.textContent = t('The payment service did not answer. Nothing was refunded; please try again in a minute.');
+    else status.textContent = err.message;
+    button.disabled = false;
+  }
 }
 
 // --- rooms ----------------------------------------------------------------------------------

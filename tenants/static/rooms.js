@@ -13,6 +13,8 @@ const form = $('room-form');
 const manager = main.dataset.manager === 'yes';
 const me = main.dataset.member;
 const welcomeMax = Number(main.dataset.welcomeMax);
+// Without a payment provider in the region no room can ask a fee (a room that has one keeps it, and may drop it).
+const cardFees = main.dataset.cardFees === 'yes';
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{1,58}[a-z0-9])$/;
 
 let experts = []; // [{id, name}] of the members who can hold a room (managers only)
@@ -84,6 +86,11 @@ function checkinFields(prefix, room) {
   const eid = el('select', { id: `${prefix}-eid`, 'aria-describedby': `${prefix}-eid-hint` });
   for (const [value, name] of EIDS) eid.append(el('option', { value, selected: (room ? room.identity_check : '') === value }, name()));
   const charge = el('input', { type: 'checkbox', id: `${prefix}-charge`, checked: Boolean(fee), 'aria-controls': `${prefix}-fee` });
+  const feesOff = !cardFees && !fee;
+  if (feesOff) {
+    charge.disabled = true;
+    charge.setAttribute('aria-describedby', `${prefix}-charge-hint`);
+  }
   const amount = el('input', {
     type: 'text', id: `${prefix}-amount`, inputMode: 'decimal', autocomplete: 'off', maxLength: 10,
     value: fee ? (fee.amount_minor / 100).toFixed(2) : '', 'aria-describedby': `${prefix}-amount-hint ${prefix}-amount-error`,
@@ -111,6 +118,7 @@ function checkinFields(prefix, room) {
       el('label', { htmlFor: `${prefix}-eid` }, t('Identity check')), eid,
       el('p', { className: 'hint', id: `${prefix}-eid-hint` }, t('Visitors prove who they are with their national eID. You see the verified name and ID number.')),
       el('label', { className: 'check' }, charge, ' ', el('span', {}, t('Visitors pay a fee by card before they wait'))),
+      feesOff ? el('p', { className: 'hint', id: `${prefix}-charge-hint` }, main.dataset.noCardFees) : null,
       feeBox),
   ];
   // The room's check-in settings as the API takes them, or a problem to show.

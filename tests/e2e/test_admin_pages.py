@@ -232,18 +232,13 @@ def test_an_owner_runs_the_organisation_from_the_admin_pages(
     item.get_by_role("button", name=tr("Edit")).click()
     page.locator(f"#edit-title-{room['id']}").fill("Dr. Ødegård, huisarts")
     page.locator(f"#edit-welcome-{room['id']}").fill("Fijn dat u er bent.")
-    # Check-in steps: a national eID check and a card fee; an amount that is none is said at the field.
+    # Check-in steps: a national eID check; no card fee, as this region has no payment provider
+    # (the fee fields and their checks are in tests/e2e/test_browser_payments.py).
     page.locator(f"#edit-{room['id']}-eid").select_option(label=tr("Norwegian BankID"))
-    item.get_by_label(tr("Visitors pay a fee by card before they wait")).check()
-    amount = page.locator(f"#edit-{room['id']}-amount")
-    amount.fill("gratis")
-    item.get_by_role("button", name=tr("Save the changes")).click()
-    expect(page.locator(f"#edit-{room['id']}-amount-error")).to_have_text(
-        tr("Enter an amount between 1 and 100,000, e.g. 500 or 450.50.")
+    expect(item.get_by_label(tr("Visitors pay a fee by card before they wait"))).to_be_disabled()
+    expect(page.locator(f"#edit-{room['id']}-charge-hint")).to_have_text(
+        tr("Card fees are not set up for this service yet.")
     )
-    expect(amount).to_be_focused()
-    amount.fill("450,50")
-    page.locator(f"#edit-{room['id']}-fee-description").fill("Consult, 30 minuten")
     page.screenshot(path=str(SHOTS / f"rooms-edit-{lang}.png"), full_page=True)
     item.get_by_role("button", name=tr("Save the changes")).click()
     expect(page.locator("#rooms-notice")).to_have_text(
@@ -256,7 +251,7 @@ def test_an_owner_runs_the_organisation_from_the_admin_pages(
     changed = owner_api.get(f"/api/v1/orgs/{slug}/rooms/{room['id']}").json()
     assert changed["title"] == "Dr. Ødegård, huisarts" and changed["welcome_text"] == "Fijn dat u er bent."
     assert changed["identity_check"] == "no_bankid"
-    assert changed["fee"] == {"amount_minor": 45050, "currency": "nok", "description": "Consult, 30 minuten"}
+    assert changed["fee"] is None
     page.screenshot(path=str(SHOTS / f"rooms-{lang}.png"), full_page=True)
 
     # Delete: dismissing the question deletes nothing; accepting it does.

@@ -73,6 +73,7 @@ async def test_data_within_retention_and_purges_that_ran_pass(ctx: RegionContext
         "support_metadata",
         "payment_records",
         "messaging_records",
+        "payment_events",
         "dsr_records",
         "consent_records",
         "access_log",
