@@ -174,9 +174,6 @@ class StripePayments:
                 params={
                     "amount": amount_minor,
                     "currency": currency,
-                    # Cards only: with Stripe's default (automatic payment methods, which may
-                    # redirect), a confirm from the server without a return_url is refused.
-                    "payment_method_types": ["card"],
                     "metadata": metadata,
                 },
                 options={"idempotency_key": idempotency_key},
