@@ -76,8 +76,9 @@ async def invite_client(request: Req, room_id: uuid.UUID, data: ClientInvitation
 
 @get("/rooms/{room_id:uuid}/client-invitations", opt=rule(*EXPERTS, scope="rooms:read"))
 async def room_client_invitations(request: Req, room_id: uuid.UUID) -> list[ClientInvitationOut]:
-    """The invitations sent for this room (channel, status, times; no addresses)."""
-    return await client_invitations.sent_for_room(_org(request), room_id)
+    """The invitations sent for this room (channel, status, times; no addresses). Experts
+    see those of their own rooms (403 for another's room), owners and admins all."""
+    return await client_invitations.sent_for_room(_principal(request), _org(request), room_id)
 
 
 messaging_router = Router(

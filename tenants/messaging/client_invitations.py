@@ -132,6 +132,12 @@ def _recipient(ctx: RegionContext, org: records.Organisation, data: ClientInvita
         raise errors.AppError(400, "invalid_email", BAD_EMAIL) from None
 
 
+def _own_room(principal: Principal, room: records.Room) -> bool:
+    """Experts send and see invitations of their own rooms; owners, admins and API tokens
+    (by their scope) of every room."""
+    return principal.kind != "member" or principal.role in MANAGERS or room.expert_id == principal.id
+
+
 async def _check_rate(principal: Principal, org: records.Organisation, now: dt.datetime) -> None:
     sender = (
         ClientInvitation.member_id == principal.id
@@ -171,7 +177,7 @@ async def send(
     data: ClientInvitationIn,
 ) -> ClientInvitationOut:
     room = await rooms.get(org, room_id)
-    if principal.kind == "member" and principal.role not in MANAGERS and room.expert_id != principal.id:
+    if not _own_room(principal, room):
         raise errors.forbidden("you can invite clients to your own rooms only")
     address = _recipient(ctx, org, data)
     now = clock.now()
@@ -277,11 +283,17 @@ def _failure(exc: Exception) -> errors.AppError:
     return errors.AppError(503, "mail_unavailable", MAIL_DOWN, headers={"retry-after": "60"})
 
 
-async def sent_for_room(org: records.Organisation, room_id: uuid.UUID) -> list[ClientInvitationOut]:
-    """The room's invitations (no addresses: there are none to show)."""
+async def sent_for_room(
+    principal: Principal, org: records.Organisation, room_id: uuid.UUID
+) -> list[ClientInvitationOut]:
+    """The room's invitations (no addresses: there are none to show); 404 for no such
+    room, 403 for an expert's look at another expert's room."""
+    room = await rooms.get(org, room_id)
+    if not _own_room(principal, room):
+        raise errors.forbidden("you can see the invitations of your own rooms only")
     rows = (
         await ClientInvitation.select()
-        .where((ClientInvitation.org_id == org.id) & (ClientInvitation.room_id == room_id))
+        .where((ClientInvitation.org_id == org.id) & (ClientInvitation.room_id == room.id))
         .order_by(ClientInvitation.created_at, ascending=False)
         .limit(100)
     )

@@ -595,6 +595,40 @@ async def test_with_the_key_service_down_nothing_is_sent_and_the_expert_is_told(
     assert region.stand_in.seen == [] and await ClientInvitation.count() == 0
 
 
+async def test_an_expert_sees_the_invitations_of_their_own_rooms_only(make_region: Any) -> None:
+    region = await make_region("sinch")
+    org = await new_org(region.ctx)
+    sent = await client_invitations.send(
+        region.ctx, me(org), expert(org), org.org, org.room.id, ClientInvitationIn(channel="sms", to=NUMBER)
+    )
+    assert [i.id for i in await client_invitations.sent_for_room(expert(org), org.org, org.room.id)] == [sent.id]
+    other = await members.insert(
+        region.ctx,
+        SYSTEM,
+        org.org.id,
+        MemberIn(name="Dr. Lund", email=f"lund-{org.org.id.hex[:8]}@klinikk.example", role="expert"),
+    )
+    colleague = Principal("member", org.org.id, other.id, "expert")
+    with pytest.raises(errors.AppError) as refused:
+        await client_invitations.sent_for_room(colleague, org.org, org.room.id)
+    assert refused.value.status == 403
+    with pytest.raises(errors.AppError) as refused:
+        await client_invitations.send(
+            region.ctx, me(org), colleague, org.org, org.room.id, ClientInvitationIn(channel="sms", to=NUMBER)
+        )
+    assert refused.value.status == 403
+    with pytest.raises(errors.AppError) as missing:
+        await client_invitations.sent_for_room(expert(org), org.org, uuid.uuid4())
+    assert missing.value.status == 404
+    elsewhere = await new_org(region.ctx)  # a room of another organisation is no room here
+    with pytest.raises(errors.AppError) as missing:
+        await client_invitations.sent_for_room(expert(org), org.org, elsewhere.room.id)
+    assert missing.value.status == 404
+    for role in ("owner", "admin"):
+        manager = Principal("member", org.org.id, other.id, role)
+        assert [i.id for i in await client_invitations.sent_for_room(manager, org.org, org.room.id)] == [sent.id]
+
+
 async def test_invitations_are_limited_per_member(make_region: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_invitations, "PER_HOUR", 2)
     region = await make_region("sinch")
