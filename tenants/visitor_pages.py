@@ -16,7 +16,6 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-import phonenumbers
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
@@ -25,6 +24,7 @@ from litestar.response import Redirect, Template
 
 from konsil.platform.core import errors
 from konsil.platform.core.keys.provider import KeyUnavailable
+from konsil.platform.core.phones import normalise_phone
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.pages import legal
 from konsil.platform.pages.rendering import example_phone, format_phone, locale_of, tr, wants_html
@@ -35,7 +35,6 @@ from konsil.tenants.signaling import VISIT_COOKIE
 
 Req = Request[Any, Any, Any]
 Form = Body(media_type=RequestEncodingType.URL_ENCODED)
-PHONE_MAX = 40  # characters as typed, spaces and dashes included
 
 
 class JoinForm(msgspec.Struct):
@@ -106,33 +105,6 @@ async def _room_or_dead_end(request: Req, org: records.Organisation, room_slug: 
             ),
             has_logo=await visitor_branding.has_logo(org.id),
         )
-
-
-def normalise_phone(text: str, country: str) -> str | None:
-    """The number in E.164 (+4741234567), typed in national format for the organisation's
-    country or in international format; None when it is not a phone number one can call.
-
-    A national entry must be a valid number of that country (digits typed into the wrong
-    field are caught). An international one needs the length of a fixed-line or mobile
-    number of its country: number ranges change faster than any library's data, and a
-    visitor from abroad must not be turned away for it."""
-    text = text.strip()
-    if not text or len(text) > PHONE_MAX or not text.isprintable():
-        return None
-    try:
-        parsed = phonenumbers.parse(text, country.upper() or None)
-    except phonenumbers.NumberParseException:
-        return None
-    international = text.startswith(("+", "00"))
-    possible = phonenumbers.is_possible_number_for_type_with_reason(
-        parsed, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE
-    )
-    if not (
-        phonenumbers.is_valid_number(parsed)
-        or (international and possible == phonenumbers.ValidationResult.IS_POSSIBLE)
-    ):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 async def _join_page(

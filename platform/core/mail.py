@@ -61,6 +61,12 @@ class MailNotSent(Exception):
         self.reason = reason
 
 
+class RecipientRefused(MailNotSent):
+    """The mail server refused the recipient's address for good (a 5xx answer to RCPT:
+    no such mailbox, a domain it will not deliver to): sending again cannot help, the
+    address must change."""
+
+
 class Mailer(Protocol):
     @property
     def description(self) -> str:
@@ -148,6 +154,10 @@ class SmtpMailer:
                 if s.username:
                     smtp.login(s.username, password)
                 smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            if all(code >= 500 for code, _ in exc.recipients.values()):
+                raise RecipientRefused(self._reason(exc)) from None
+            raise MailNotSent(self._reason(exc)) from None  # 4xx: greylisted, mailbox busy; may pass
         except Exception as exc:
             raise MailNotSent(self._reason(exc)) from None
 

@@ -50,11 +50,13 @@ async def change_sms_alerts(request: Req, data: SmsAlertsIn) -> SmsAlertsOut:
 
 INVITE_ERRORS = {
     "errors": {
-        400: "Not a mobile number (`invalid_phone`) or e-mail address (`invalid_email`); nothing was sent.",
+        400: "Not a mobile number (`invalid_phone`) or e-mail address (`invalid_email`), or the client's mail "
+        "server refused the address (`email_refused`); nothing was sent.",
         409: "This region sends no text messages (`sms_unavailable`); send an e-mail instead.",
         429: "Too many invitations from you in the last hour (`too_many_invitations`).",
         503: "The SMS provider or mail server did not take the message (`sms_unavailable`, `mail_unavailable`): "
-        "nothing was sent and nothing was kept; try again later.",
+        "nothing was sent and nothing was kept; try again later. Also when the region's key service does not "
+        "answer (`unavailable`): nothing was sent or stored.",
     }
 }
 
@@ -74,8 +76,9 @@ async def invite_client(request: Req, room_id: uuid.UUID, data: ClientInvitation
 
 @get("/rooms/{room_id:uuid}/client-invitations", opt=rule(*EXPERTS, scope="rooms:read"))
 async def room_client_invitations(request: Req, room_id: uuid.UUID) -> list[ClientInvitationOut]:
-    """The invitations sent for this room (channel, status, times; no addresses)."""
-    return await client_invitations.sent_for_room(_org(request), room_id)
+    """The invitations sent for this room (channel, status, times; no addresses). Experts
+    see those of their own rooms (403 for another's room), owners and admins all."""
+    return await client_invitations.sent_for_room(_principal(request), _org(request), room_id)
 
 
 messaging_router = Router(

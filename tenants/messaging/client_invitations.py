@@ -9,7 +9,9 @@ blind index, as members' and visits' phone numbers and e-mail addresses have, so
 data-subject request can still find "was I sent an invitation?"). Storing the address
 to send it later from a background task would have kept it at rest for the length of
 an outage; a failed send instead tells the expert at once (503, nothing sent) and they
-try again. Every send is access-logged under the sender; at most ``PER_HOUR``
+try again; an address the client's mail server refuses for good is a 400. A send that
+ends any other way (cancelled, a database error) leaves its record "failed", never
+"sending". Every send is access-logged under the sender; at most ``PER_HOUR``
 invitations per member an hour (429 beyond)."""
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import msgspec
 
 from konsil.platform.core import clock, errors
 from konsil.platform.core.authz import MANAGERS
-from konsil.platform.core.mail import Mail, MailNotSent
+from konsil.platform.core.keys.provider import KeyUnavailable
+from konsil.platform.core.mail import Mail, MailNotSent, RecipientRefused
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.sms import SmsReceipt, SmsRejected, SmsUnavailable
 from konsil.platform.core.text import LINE_PATTERN
@@ -67,6 +70,10 @@ class ClientInvitationOut(msgspec.Struct):
 BAD_EMAIL = "to: enter an e-mail address like name@example.org"
 SMS_DOWN = "the text message service did not answer, so nothing was sent; please try again in a few minutes"
 MAIL_DOWN = "the e-mail could not be sent right now, so nothing was sent; please try again in a few minutes"
+EMAIL_REFUSED = "to: this e-mail address was refused by the client's mail server; check it, or send a text message"
+KEYS_DOWN = (
+    "the region's key service does not answer, so nothing was sent and nothing was stored; please try again in a minute"
+)
 
 
 def invitation_subject(invitation_id: uuid.UUID) -> str:
@@ -125,6 +132,12 @@ def _recipient(ctx: RegionContext, org: records.Organisation, data: ClientInvita
         raise errors.AppError(400, "invalid_email", BAD_EMAIL) from None
 
 
+def _own_room(principal: Principal, room: records.Room) -> bool:
+    """Experts send and see invitations of their own rooms; owners, admins and API tokens
+    (by their scope) of every room."""
+    return principal.kind != "member" or principal.role in MANAGERS or room.expert_id == principal.id
+
+
 async def _check_rate(principal: Principal, org: records.Organisation, now: dt.datetime) -> None:
     sender = (
         ClientInvitation.member_id == principal.id
@@ -164,14 +177,18 @@ async def send(
     data: ClientInvitationIn,
 ) -> ClientInvitationOut:
     room = await rooms.get(org, room_id)
-    if principal.kind == "member" and principal.role not in MANAGERS and room.expert_id != principal.id:
+    if not _own_room(principal, room):
         raise errors.forbidden("you can invite clients to your own rooms only")
     address = _recipient(ctx, org, data)
     now = clock.now()
     await _check_rate(principal, org, now)
     language = data.language or (org.locale if org.locale in i18n.LOCALES else "en")
     link = f"{ctx.region.public_url.rstrip('/')}/{org.slug}/{room.slug}"
-    cipher = await ctx.keys.cipher(org.id)
+    try:
+        cipher = await ctx.keys.cipher(org.id)
+    except KeyUnavailable:
+        # Before anything is written or sent: the address cannot be hashed for the record.
+        raise errors.AppError(503, "unavailable", KEYS_DOWN, headers={"retry-after": "10"}) from None
     recipient_hash = (
         members.phone_index(cipher, address) if data.channel == "sms" else members.email_index(cipher, address)
     )
@@ -203,6 +220,27 @@ async def send(
             await _send_mail(ctx, invitation_mail(address, language, org.name, room.title, link))
             values = {ClientInvitation.provider: "smtp"}
     except (SmsRejected, SmsUnavailable, MailNotSent) as exc:
+        await _failed(ctx, actor, org, invitation_id)
+        raise _failure(exc) from None
+    except BaseException:
+        # Anything else (the request cancelled mid-send, a database or key service error):
+        # the row must not stay "sending"; the error itself is answered as it is.
+        await _failed(ctx, actor, org, invitation_id)
+        raise
+    sent_at = clock.now()
+    await ClientInvitation.update({ClientInvitation.status: "sent", ClientInvitation.sent_at: sent_at, **values}).where(
+        ClientInvitation.id == invitation_id
+    )
+    await record(ctx, actor, org.id, "create", "client_invitation", invitation_id, invitation_subject(invitation_id))
+    return ClientInvitationOut(
+        id=invitation_id, room_id=room.id, channel=data.channel, status="sent", created_at=now, sent_at=sent_at
+    )
+
+
+async def _failed(ctx: RegionContext, actor: Actor, org: records.Organisation, invitation_id: uuid.UUID) -> None:
+    """Mark the send record failed and log the attempt; a failure doing so is logged and
+    does not hide the error that led here."""
+    try:
         await ClientInvitation.update({ClientInvitation.status: "failed"}).where(ClientInvitation.id == invitation_id)
         await record(
             ctx,
@@ -214,15 +252,8 @@ async def send(
             invitation_subject(invitation_id),
             "failure",
         )
-        raise _failure(exc) from None
-    sent_at = clock.now()
-    await ClientInvitation.update({ClientInvitation.status: "sent", ClientInvitation.sent_at: sent_at, **values}).where(
-        ClientInvitation.id == invitation_id
-    )
-    await record(ctx, actor, org.id, "create", "client_invitation", invitation_id, invitation_subject(invitation_id))
-    return ClientInvitationOut(
-        id=invitation_id, room_id=room.id, channel=data.channel, status="sent", created_at=now, sent_at=sent_at
-    )
+    except Exception as exc:
+        log.error("client invitation %s: could not be marked failed (%s)", invitation_id, type(exc).__name__)
 
 
 async def _send_mail(ctx: RegionContext, mail: Mail) -> None:
@@ -232,7 +263,7 @@ async def _send_mail(ctx: RegionContext, mail: Mail) -> None:
             return
         except MailNotSent as exc:
             log.warning("client invitation mail: try %d of %d failed (%s)", attempt, TRIES, exc.reason)
-            if attempt == TRIES:
+            if attempt == TRIES or isinstance(exc, RecipientRefused):
                 raise
 
 
@@ -247,14 +278,22 @@ def _failure(exc: Exception) -> errors.AppError:
         )
     if isinstance(exc, SmsUnavailable):
         return errors.AppError(503, "sms_unavailable", SMS_DOWN, headers={"retry-after": "60"})
+    if isinstance(exc, RecipientRefused):
+        return errors.AppError(400, "email_refused", EMAIL_REFUSED)
     return errors.AppError(503, "mail_unavailable", MAIL_DOWN, headers={"retry-after": "60"})
 
 
-async def sent_for_room(org: records.Organisation, room_id: uuid.UUID) -> list[ClientInvitationOut]:
-    """The room's invitations (no addresses: there are none to show)."""
+async def sent_for_room(
+    principal: Principal, org: records.Organisation, room_id: uuid.UUID
+) -> list[ClientInvitationOut]:
+    """The room's invitations (no addresses: there are none to show); 404 for no such
+    room, 403 for an expert's look at another expert's room."""
+    room = await rooms.get(org, room_id)
+    if not _own_room(principal, room):
+        raise errors.forbidden("you can see the invitations of your own rooms only")
     rows = (
         await ClientInvitation.select()
-        .where((ClientInvitation.org_id == org.id) & (ClientInvitation.room_id == room_id))
+        .where((ClientInvitation.org_id == org.id) & (ClientInvitation.room_id == room.id))
         .order_by(ClientInvitation.created_at, ascending=False)
         .limit(100)
     )

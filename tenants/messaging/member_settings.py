@@ -15,13 +15,13 @@ import msgspec
 
 from konsil.platform.core import database, errors
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef
+from konsil.platform.core.phones import normalise_phone
 from konsil.platform.core.region import RegionContext
 from konsil.platform.core.sms import is_e164, mask_number
 from konsil.platform.core.text import LINE_PATTERN
 from konsil.tenants import members, records
 from konsil.tenants.actors import Actor, record
 from konsil.tenants.tables import Member
-from konsil.tenants.visitor_pages import normalise_phone
 
 PhoneText = Annotated[
     str, msgspec.Meta(max_length=40, pattern=LINE_PATTERN, description="a mobile number, e.g. +47 412 34 567")

@@ -432,6 +432,8 @@ const SEND_ERRORS = {
     ? t('This region sends no text messages. Send an e-mail instead.')
     : t('The text message service did not answer, so nothing was sent. Please try again in a few minutes.')),
   mail_unavailable: () => t('The e-mail could not be sent right now, so nothing was sent. Please try again in a few minutes.'),
+  email_refused: () => t('The client\'s mail server refused this e-mail address. Check it, or send a text message instead.'),
+  unavailable: () => t('Konsil cannot send this right now, so nothing was sent. Please try again in a minute.'),
   too_many_invitations: () => t('You have sent many invitations in the last hour. Please wait a while.'),
 };
 

@@ -191,6 +191,7 @@ async def test_a_replayed_state_another_browser_and_a_silent_provider(
     stranger = httpx.AsyncClient(base_url=stack.region_url("eu"), timeout=30)
     elsewhere = await stranger.get("/identity/callback", params=answer)
     assert elsewhere.status_code == 400 and "in the browser where you filled in the form" in elsewhere.text
+    assert "Error code" not in elsewhere.text
     # The provider does not answer the code exchange in time (the region waits 2 s).
     oidc.mode("slow")
     silent = await browser.get("/identity/callback", params=answer)
@@ -210,6 +211,8 @@ async def test_a_replayed_state_another_browser_and_a_silent_provider(
     # An answer with a state nobody issued.
     lost = await stranger.get("/identity/callback", params={"code": "x", "state": "nobody-issued-this"})
     assert lost.status_code == 400 and "could not match" in lost.text
+    # No internal code for the visitor to read; the page keeps it for support and tests.
+    assert "Error code" not in lost.text and 'data-status="400"' in lost.text
     # And trying again works.
     answer = await to_provider(stack, browser, visit_path)
     assert (await browser.get("/identity/callback", params=answer)).headers["location"] == visit_path

@@ -65,3 +65,13 @@ def test_an_area_importing_a_process_assembly_breaks_the_layers(tmp_path: Path) 
     result = lint_imports(view)
     assert result.returncode != 0
     assert "konsil.compliance.retention.purge -> konsil.regions.tables" in result.stdout
+
+
+def test_a_messaging_service_importing_a_page_module_breaks_its_contract(tmp_path: Path) -> None:
+    view = view_of_the_code(tmp_path)
+    settings = view / "konsil" / "tenants" / "messaging" / "member_settings.py"
+    backward = "\nfrom konsil.tenants.visitor_pages import law_area as _backward  # noqa\n"
+    settings.write_text(settings.read_text() + backward)
+    result = lint_imports(view)
+    assert result.returncode != 0
+    assert "konsil.tenants.messaging.member_settings -> konsil.tenants.visitor_pages" in result.stdout

@@ -34,6 +34,7 @@ from konsil.platform.core.mail import (
     MailNotSent,
     NoMailer,
     OutboxMailer,
+    RecipientRefused,
     SmtpMailer,
     build_mailer,
     outbox_folder,
@@ -277,3 +278,32 @@ internal_secret = "0123456789abcdef"
     loaded = load_settings(path, environ={"KONSIL_REGIONS__EU__SMTP__PASSWORD": "from-the-environment"})
     assert loaded.region("eu").smtp.password == "from-the-environment"
     assert loaded.region("eu").smtp.port == 587 and loaded.region("eu").smtp.security == "starttls"
+
+
+@dataclass
+class Refusing:
+    """A server that answers RCPT with ``answer`` ("550 ..." or "450 ...")."""
+
+    answer: str
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "permanent"),
+    [("550 5.1.1 No such mailbox", True), ("450 4.2.1 Mailbox busy, try later", False)],
+)
+async def test_a_refused_recipient_is_told_apart_from_an_outage(answer: str, permanent: bool) -> None:
+    port = free_port()
+    controller = Controller(Refusing(answer), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        mailer = SmtpMailer(SmtpSettings(host="127.0.0.1", port=port, security="none", from_address="k@konsil.example"))
+        with pytest.raises(MailNotSent) as failed:
+            await mailer.send(MAIL)
+    finally:
+        controller.stop()
+    # A 5xx is for good (the address must change); a 4xx may pass (try again later).
+    assert isinstance(failed.value, RecipientRefused) is permanent
+    assert "refused the recipient" in failed.value.reason and RECIPIENT not in failed.value.reason

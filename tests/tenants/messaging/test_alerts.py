@@ -16,6 +16,7 @@ import base64
 import email
 import email.policy
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -478,6 +479,154 @@ async def test_a_client_invitation_by_e_mail_keeps_no_address(make_region: Any, 
             region.ctx, me(org), expert(org), org.org, org.room.id, ClientInvitationIn(channel="email", to=address)
         )
     assert (refused.value.status, refused.value.code) == (503, "mail_unavailable")
+
+
+def smtp_mailer(port: int) -> SmtpMailer:
+    return SmtpMailer(
+        SmtpSettings(
+            host="127.0.0.1",
+            port=port,
+            security="none",
+            from_address="Konsil <no-reply@eu.konsil.example>",
+            timeout_seconds=10,
+        )
+    )
+
+
+@dataclass
+class Recipients:
+    """A mail server's answer to RCPT: ``answer`` at once, or (``stall``) wait until
+    released and then say "try later"; ``asked`` counts the RCPTs."""
+
+    answer: str = "250 OK"
+    stall: bool = False
+    asked: int = 0
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        self.asked += 1
+        self.reached.set()
+        if self.stall:
+            for _ in range(200):
+                if self.released.is_set():
+                    break
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 Try again later"
+        return self.answer
+
+
+@pytest.fixture
+def recipients() -> Iterator[tuple[Recipients, int]]:
+    handler, port = Recipients(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        handler.released.set()
+        controller.stop()
+
+
+async def test_an_address_the_mail_server_refuses_is_a_400_not_try_again(
+    make_region: Any, recipients: tuple[Recipients, int]
+) -> None:
+    handler, port = recipients
+    handler.answer = "550 5.1.1 No such mailbox here"
+    region = await make_region("sinch")
+    region.ctx.mail = smtp_mailer(port)
+    org = await new_org(region.ctx)
+    address = "nobody@klinikk.example"
+    with pytest.raises(errors.AppError) as refused:
+        await client_invitations.send(
+            region.ctx, me(org), expert(org), org.org, org.room.id, ClientInvitationIn(channel="email", to=address)
+        )
+    assert (refused.value.status, refused.value.code) == (400, "email_refused")
+    assert "this e-mail address was refused" in refused.value.message and address not in refused.value.message
+    assert handler.asked == 1  # sending again cannot help: no second try
+    [row] = await ClientInvitation.select()
+    assert row["status"] == "failed" and not await stored_anywhere(address)
+
+
+async def test_a_send_cut_short_leaves_its_record_failed_not_sending(
+    make_region: Any, recipients: tuple[Recipients, int]
+) -> None:
+    handler, port = recipients
+    handler.stall = True
+    region = await make_region("sinch")
+    region.ctx.mail = smtp_mailer(port)
+    org = await new_org(region.ctx)
+    sending = asyncio.create_task(
+        client_invitations.send(
+            region.ctx,
+            me(org),
+            expert(org),
+            org.org,
+            org.room.id,
+            ClientInvitationIn(channel="email", to="kari.nordmann@example.org"),
+        )
+    )
+    assert await asyncio.to_thread(handler.reached.wait, 10)
+    sending.cancel()  # the request is cancelled while the mail server has not answered
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    [row] = await ClientInvitation.select()
+    assert row["status"] == "failed"
+    [entry] = await AccessLogEntry.select().where(
+        (AccessLogEntry.org_id == org.org.id) & (AccessLogEntry.object_type == "client_invitation")
+    )
+    assert (entry["action"], entry["outcome"]) == ("create", "failure")
+
+
+async def test_with_the_key_service_down_nothing_is_sent_and_the_expert_is_told(
+    make_region: Any, tmp_path: Path
+) -> None:
+    region = await make_region("sinch")
+    org = await new_org(region.ctx)
+    keyring = tmp_path / "keyring-eu"
+    keyring.rename(tmp_path / "keyring-away")  # the key service does not answer
+    region.ctx.keys.evict(org.org.id)
+    with pytest.raises(errors.AppError) as refused:
+        await client_invitations.send(
+            region.ctx, me(org), expert(org), org.org, org.room.id, ClientInvitationIn(channel="sms", to=NUMBER)
+        )
+    assert (refused.value.status, refused.value.code) == (503, "unavailable")
+    assert "nothing was sent" in refused.value.message and "retry-after" in refused.value.headers
+    assert region.stand_in.seen == [] and await ClientInvitation.count() == 0
+
+
+async def test_an_expert_sees_the_invitations_of_their_own_rooms_only(make_region: Any) -> None:
+    region = await make_region("sinch")
+    org = await new_org(region.ctx)
+    sent = await client_invitations.send(
+        region.ctx, me(org), expert(org), org.org, org.room.id, ClientInvitationIn(channel="sms", to=NUMBER)
+    )
+    assert [i.id for i in await client_invitations.sent_for_room(expert(org), org.org, org.room.id)] == [sent.id]
+    other = await members.insert(
+        region.ctx,
+        SYSTEM,
+        org.org.id,
+        MemberIn(name="Dr. Lund", email=f"lund-{org.org.id.hex[:8]}@klinikk.example", role="expert"),
+    )
+    colleague = Principal("member", org.org.id, other.id, "expert")
+    with pytest.raises(errors.AppError) as refused:
+        await client_invitations.sent_for_room(colleague, org.org, org.room.id)
+    assert refused.value.status == 403
+    with pytest.raises(errors.AppError) as refused:
+        await client_invitations.send(
+            region.ctx, me(org), colleague, org.org, org.room.id, ClientInvitationIn(channel="sms", to=NUMBER)
+        )
+    assert refused.value.status == 403
+    with pytest.raises(errors.AppError) as missing:
+        await client_invitations.sent_for_room(expert(org), org.org, uuid.uuid4())
+    assert missing.value.status == 404
+    elsewhere = await new_org(region.ctx)  # a room of another organisation is no room here
+    with pytest.raises(errors.AppError) as missing:
+        await client_invitations.sent_for_room(expert(org), org.org, elsewhere.room.id)
+    assert missing.value.status == 404
+    for role in ("owner", "admin"):
+        manager = Principal("member", org.org.id, other.id, role)
+        assert [i.id for i in await client_invitations.sent_for_room(manager, org.org, org.room.id)] == [sent.id]
 
 
 async def test_invitations_are_limited_per_member(make_region: Any, monkeypatch: pytest.MonkeyPatch) -> None:
