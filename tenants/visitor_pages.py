@@ -251,9 +251,12 @@ async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[J
     )
 
 
-@get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}", opt={"public": True}, include_in_schema=False)
-async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template | Redirect:
-    ctx = region_of(request)
+async def own_visit(
+    request: Req, slug: str, room_slug: str, visit_id: uuid.UUID
+) -> tuple[records.Organisation, records.Room, records.Visit] | Template:
+    """The visitor's own visit (its cookie's), with its organisation and room, for the
+    visit's pages and its check-in steps' pages; else the page a visitor reads (a 404
+    for a client that does not want a page)."""
     org = await _organisation(request, slug)
     room = await _room_or_dead_end(request, org, room_slug)
     if isinstance(room, Template):
@@ -275,6 +278,16 @@ async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUI
             again=f"/{slug}/{room_slug}",
             has_logo=await visitor_branding.has_logo(org.id),
         )
+    return org, room, visit
+
+
+@get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}", opt={"public": True}, include_in_schema=False)
+async def visit_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template | Redirect:
+    ctx = region_of(request)
+    found = await own_visit(request, slug, room_slug, visit_id)
+    if isinstance(found, Template):
+        return found
+    org, room, visit = found
     step_page = checkin.next_page(f"/{slug}/{room_slug}/visits/{visit_id}", visit, room)
     if step_page is not None:  # an eID check or a fee first (tenants/checkin.py)
         return Redirect(step_page, status_code=303)

@@ -22,16 +22,14 @@ from litestar import Request, Response, Router, get
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 
-from konsil.platform.core import errors
 from konsil.platform.core.identity import Eid
 from konsil.platform.core.keys.provider import KeyUnavailable
 from konsil.platform.core.region import region_of
 from konsil.platform.pages.i18n import N_
 from konsil.platform.pages.rendering import locale_of, tr
-from konsil.tenants import records, visitor_branding, visitor_pages, visits
+from konsil.tenants import records, visitor_branding, visitor_pages
 from konsil.tenants.actors import source_address
 from konsil.tenants.identity import flow
-from konsil.tenants.signaling import VISIT_COOKIE
 
 Req = Request[Any, Any, Any]
 STATE_COOKIE = "konsil_eid_state"
@@ -87,34 +85,9 @@ def _page(
     )
 
 
-async def _visit_of(
-    request: Req, slug: str, room_slug: str, visit_id: uuid.UUID
-) -> tuple[records.Organisation, records.Room, records.Visit] | Template:
-    org = await visitor_pages._organisation(request, slug)
-    room = await visitor_pages._room_or_dead_end(request, org, room_slug)
-    if isinstance(room, Template):
-        return room
-    try:
-        visit = await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
-    except errors.AppError:
-        return visitor_pages._dead_end(
-            org,
-            404,
-            tr(request, "This visit cannot be opened here"),
-            tr(
-                request,
-                "A visit opens only in the browser where the form was filled in, and only until it ends. "
-                "To join again, open the room's page and fill in the form.",
-            ),
-            again=f"/{slug}/{room_slug}",
-            has_logo=await visitor_branding.has_logo(org.id),
-        )
-    return org, room, visit
-
-
 @get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/identity", opt={"public": True}, include_in_schema=False)
 async def identity_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template | Redirect:
-    found = await _visit_of(request, slug, room_slug, visit_id)
+    found = await visitor_pages.own_visit(request, slug, room_slug, visit_id)
     if isinstance(found, Template):
         return found
     org, room, visit = found
@@ -127,7 +100,7 @@ async def identity_page(request: Req, slug: str, room_slug: str, visit_id: uuid.
 
 @get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/identity/start", opt={"public": True}, include_in_schema=False)
 async def identity_start(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template | Redirect:
-    found = await _visit_of(request, slug, room_slug, visit_id)
+    found = await visitor_pages.own_visit(request, slug, room_slug, visit_id)
     if isinstance(found, Template):
         return found
     org, room, visit = found

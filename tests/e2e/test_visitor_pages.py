@@ -209,7 +209,7 @@ def test_every_form_error_is_shown_at_once_next_to_its_field(stack: Stack, brows
     before = db(stack, "eu", "SELECT count(*) AS n FROM visit WHERE org_id = $1", practice.org_id)[0]["n"]
     page = practice.page(browser, problems, locale="nb-NO" if language == "nb" else "en-GB", viewport=PHONE)
     page.goto(practice.join_path)
-    page.get_by_label(words["phone"]).fill("12345")
+    page.get_by_role("textbox", name=words["phone"]).fill("12345")
     page.get_by_role("button", name=words["continue"]).click()
     page.wait_for_load_state()
 
@@ -250,7 +250,7 @@ def test_a_phone_number_in_national_format_is_accepted_stored_in_e164_and_shown_
     page = practice.page(browser, problems)
     page.goto(practice.join_path)
     page.get_by_label("Your name").fill("Ola Nordmann")
-    page.get_by_label("Phone number").fill("412 34 567")
+    page.get_by_role("textbox", name="Phone number").fill("412 34 567")
     page.get_by_role("button", name="Continue").click()
     # Only the consent is missing: the number comes back as people write it.
     expect(page.locator("#error-summary li")).to_have_count(1)
