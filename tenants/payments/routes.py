@@ -5,6 +5,8 @@ members' API for a visit's payment and its refund."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -95,6 +97,17 @@ def _needs_payment(visit: records.Visit, room: records.Room) -> bool:
     return "payment" in checkin.pending(visit, room)
 
 
+@contextmanager
+def _provider_answers() -> Iterator[None]:
+    """The payment service's refusals and outages as clear answers to the visitor's page."""
+    try:
+        yield
+    except PaymentDeclined:
+        raise errors.bad_request("the card details were not accepted; nothing was charged") from None
+    except PaymentUnavailable:
+        raise errors.AppError(503, "unavailable", "the payment service did not answer; nothing was charged") from None
+
+
 @get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/payment", opt={"public": True}, include_in_schema=False)
 async def payment_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template | Redirect:
     ctx = region_of(request)
@@ -159,12 +172,8 @@ async def pay(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID, data
     visit = await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
     if not _needs_payment(visit, from_room):
         raise errors.conflict("this visit has nothing to pay")
-    try:
+    with _provider_answers():
         return await service.pay(ctx, org, from_room, visit, data.token, data.email)
-    except PaymentDeclined:
-        raise errors.bad_request("the card details were not accepted; nothing was charged") from None
-    except PaymentUnavailable:
-        raise errors.AppError(503, "unavailable", "the payment service did not answer; nothing was charged") from None
 
 
 @post(
@@ -180,7 +189,14 @@ async def check_payment(request: Req, slug: str, room_slug: str, visit_id: uuid.
     if isinstance(from_room, Template):
         raise errors.not_found("no such room")
     visit = await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
-    return await service.check(ctx, org, from_room, visit)
+    if not _needs_payment(visit, from_room):
+        # Paid already (the webhook came first): the page moves on; no payment is made here.
+        settled = await service.settled(visit)
+        if settled is None:
+            raise errors.conflict("this visit has nothing to pay")
+        return settled
+    with _provider_answers():
+        return await service.check(ctx, org, from_room, visit)
 
 
 @post("/webhooks/stripe", opt={"public": True}, include_in_schema=False, status_code=200)

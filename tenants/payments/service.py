@@ -232,6 +232,12 @@ async def pay(
     return await _outcome(ctx, row["intent_id"], state)
 
 
+async def settled(visit: records.Visit) -> PaymentView | None:
+    """The visit's payment if it is paid (read here only, nothing asked of the provider)."""
+    row = await _current(visit.id)
+    return _view(row, "paid") if row is not None and row["status"] in DONE else None
+
+
 async def check(ctx: RegionContext, org: records.Organisation, room: records.Room, visit: records.Visit) -> PaymentView:
     """The visitor is back (from 3-D Secure, a reload): the payment's state at the
     provider, applied now so they do not wait for the webhook."""
@@ -506,7 +512,7 @@ async def receive(ctx: RegionContext, event: WebhookEvent) -> str:
 
 def _backoff(attempts: int) -> float:
     """Seconds before the event task's next try after its ``attempts``-th."""
-    return min(3600.0, 30.0 * 2 ** (attempts - 1))
+    return min(3600.0, 30.0 * 2.0 ** (attempts - 1))
 
 
 async def event_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict[str, Any]:

@@ -288,3 +288,33 @@ def test_forged_replayed_and_out_of_order_webhooks(payments: Payments) -> None:
     replay = httpx.post(hook, content=body, headers=signed(body))
     assert replay.status_code == 200 and replay.json()["received"] == "duplicate"
     assert len(rows(p, "SELECT id FROM payment_event WHERE event_id = $1", event_id)) == 1
+
+
+def test_checking_a_visit_with_nothing_to_pay_makes_no_payment(payments: Payments) -> None:
+    p = payments
+    slug, owner = signup(p)
+    free = owner.post(f"/api/v1/orgs/{slug}/rooms", json={"slug": "free", "title": "Free"})
+    assert free.status_code == 201, free.text
+    visitor = httpx.Client(base_url=p.region, timeout=30)
+    arrived = visitor.post(f"/{slug}/free/visits", data={"name": "Kari Nordmann", "consent": "yes"})
+    path = arrived.headers["location"]
+    visit_id = uuid.UUID(path.rsplit("/", 1)[1])
+    assert visit_status(p, visit_id) == "waiting"
+    # The room asks a fee from now on; the visitor already waiting is asked nothing.
+    fee = {"fee": {"amount_minor": 50000, "currency": "nok"}}
+    assert owner.patch(f"/api/v1/orgs/{slug}/rooms/{free.json()['id']}", json=fee).status_code == 200
+    checked = visitor.post(f"{path}/payment/check", json={})
+    assert checked.status_code == 409 and "nothing to pay" in checked.json()["message"], checked.text
+    assert rows(p, "SELECT id FROM payment_attempt WHERE visit_id = $1", visit_id) == []
+    assert visit_status(p, visit_id) == "waiting"
+
+
+def test_a_check_after_the_webhook_paid_the_visit_answers_paid(payments: Payments) -> None:
+    p = payments
+    slug, _owner = signup(p)
+    visitor, path, visit_id = arrive(p, slug)
+    assert visitor.get(f"{path}/payment").status_code == 200
+    paid = visitor.post(f"{path}/payment", json={"token": token(p, "4242424242424242")})
+    assert paid.json()["outcome"] == "paid" and visit_status(p, visit_id) == "waiting"
+    checked = visitor.post(f"{path}/payment/check", json={})
+    assert checked.status_code == 200 and checked.json()["outcome"] == "paid", checked.text
