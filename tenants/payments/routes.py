@@ -97,6 +97,19 @@ def _needs_payment(visit: records.Visit, room: records.Room) -> bool:
     return "payment" in checkin.pending(visit, room)
 
 
+def _payment_is_next(visit: records.Visit, room: records.Room) -> bool:
+    """Whether paying is the visit's next step (its identity, where asked, is proven first)."""
+    pending = checkin.pending(visit, room)
+    return bool(pending) and pending[0] == "payment"
+
+
+def _may_pay(visit: records.Visit, room: records.Room) -> None:
+    if not _needs_payment(visit, room):
+        raise errors.conflict("this visit has nothing to pay")
+    if not _payment_is_next(visit, room):
+        raise errors.conflict("prove who you are first, then pay; nothing was charged")
+
+
 @contextmanager
 def _provider_answers() -> Iterator[None]:
     """The payment service's refusals and outages as clear answers to the visitor's page."""
@@ -116,7 +129,7 @@ async def payment_page(request: Req, slug: str, room_slug: str, visit_id: uuid.U
         return found
     org, room, visit = found
     visit_path = f"/{slug}/{room_slug}/visits/{visit_id}"
-    if not _needs_payment(visit, room):
+    if not _payment_is_next(visit, room):  # paid, or the identity step comes first
         return Redirect(visit_path, status_code=303)
     has_logo = await visitor_branding.has_logo(org.id)
     if ctx.payments is None:
@@ -170,8 +183,7 @@ async def pay(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID, data
     if isinstance(from_room, Template):
         raise errors.not_found("no such room")
     visit = await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
-    if not _needs_payment(visit, from_room):
-        raise errors.conflict("this visit has nothing to pay")
+    _may_pay(visit, from_room)
     with _provider_answers():
         return await service.pay(ctx, org, from_room, visit, data.token, data.email)
 
@@ -195,6 +207,7 @@ async def check_payment(request: Req, slug: str, room_slug: str, visit_id: uuid.
         if settled is None:
             raise errors.conflict("this visit has nothing to pay")
         return settled
+    _may_pay(visit, from_room)
     with _provider_answers():
         return await service.check(ctx, org, from_room, visit)
 

@@ -318,3 +318,27 @@ def test_a_check_after_the_webhook_paid_the_visit_answers_paid(payments: Payment
     assert paid.json()["outcome"] == "paid" and visit_status(p, visit_id) == "waiting"
     checked = visitor.post(f"{path}/payment/check", json={})
     assert checked.status_code == 200 and checked.json()["outcome"] == "paid", checked.text
+
+
+def test_no_payment_while_the_identity_step_is_pending(payments: Payments) -> None:
+    p = payments
+    slug, _owner = signup(p)
+    # The room asks for an eID check before the fee (set in its row: this region has no eID service).
+    rows(
+        p,
+        "UPDATE room SET identity_check = 'no_bankid'"
+        " WHERE slug = 'paid' AND org_id = (SELECT id FROM organisation WHERE slug = $1)",
+        slug,
+    )
+    visitor = httpx.Client(base_url=p.region, timeout=30)
+    arrived = visitor.post(f"/{slug}/paid/visits", data={"name": "Kari Nordmann", "consent": "yes"})
+    assert arrived.status_code == 303, arrived.text
+    path = arrived.headers["location"]
+    visit_id = uuid.UUID(path.rsplit("/", 1)[1])
+    page = visitor.get(f"{path}/payment")
+    assert page.status_code == 303 and page.headers["location"] == path
+    paid = visitor.post(f"{path}/payment", json={"token": token(p, "4242424242424242")})
+    assert paid.status_code == 409 and "nothing was charged" in paid.json()["message"], paid.text
+    assert visitor.post(f"{path}/payment/check", json={}).status_code == 409
+    assert rows(p, "SELECT id FROM payment_attempt WHERE visit_id = $1", visit_id) == []
+    assert visit_status(p, visit_id) == "checking_in"
