@@ -24,6 +24,7 @@ from konsil.platform.core.web import SECURITY_HEADERS
 from konsil.platform.pages.rendering import locale_of, tr
 from konsil.tenants import checkin, records, visitor_branding, visits
 from konsil.tenants.actors import actor_of
+from konsil.tenants.auth import Principal
 from konsil.tenants.payments import service
 from konsil.tenants.schemas import Email
 from konsil.tenants.signaling import VISIT_COOKIE
@@ -235,7 +236,10 @@ async def stripe_webhook(request: Req) -> Response[Any]:
 async def visit_payment(request: Req, visit_id: uuid.UUID) -> service.PaymentOut:
     """A visit's payment: paid or not, the card's brand and last 4 digits only."""
     org: records.Organisation = request.scope["state"]["org"]
-    return await service.payment_of_visit(region_of(request), actor_of(request), org, visit_id)
+    principal: Principal = request.scope["state"]["principal"]
+    return await service.payment_of_visit(
+        region_of(request), actor_of(request), org, visit_id, principal.id, principal.role
+    )
 
 
 @post(

@@ -27,6 +27,7 @@ from piccolo.columns import Column
 from piccolo.table import Table
 
 from konsil.platform.core import clock, database, errors
+from konsil.platform.core.authz import MANAGERS
 from konsil.platform.core.keys.cipher import FieldRef
 from konsil.platform.core.payments import (
     IntentState,
@@ -36,7 +37,7 @@ from konsil.platform.core.payments import (
     WebhookEvent,
 )
 from konsil.platform.core.region import RegionContext, RetryLater
-from konsil.tenants import checkin, members, records
+from konsil.tenants import checkin, members, records, rooms
 from konsil.tenants.actors import Actor, record
 from konsil.tenants.payments.shown import payment_subject
 from konsil.tenants.payments.tables import PaymentAttempt, PaymentEvent
@@ -431,10 +432,15 @@ def _out(visit_id: uuid.UUID, row: dict[str, Any] | None) -> PaymentOut:
 
 
 async def payment_of_visit(
-    ctx: RegionContext, actor: Actor, org: records.Organisation, visit_id: uuid.UUID
+    ctx: RegionContext, actor: Actor, org: records.Organisation, visit_id: uuid.UUID, member_id: uuid.UUID, role: str
 ) -> PaymentOut:
-    """A visit's payment: paid or not, card brand and last 4 only (P4). Access-logged."""
-    await _visit_of(org, visit_id)
+    """A visit's payment: paid or not, card brand and last 4 only (P4). Access-logged.
+    An expert sees the payments of their own rooms' visits only (as an identity's
+    reveal); owners and administrators those of the organisation, also of visits gone."""
+    if role in MANAGERS:
+        await _visit_of(org, visit_id)
+    else:
+        await rooms.visit_for_member(org.id, visit_id, member_id, role)
     row = await _record_of(org, visit_id)
     if row is not None:
         await record(ctx, actor, org.id, "read", "payment_record", row["id"], payment_subject(row["id"]))

@@ -342,3 +342,39 @@ def test_no_payment_while_the_identity_step_is_pending(payments: Payments) -> No
     assert visitor.post(f"{path}/payment/check", json={}).status_code == 409
     assert rows(p, "SELECT id FROM payment_attempt WHERE visit_id = $1", visit_id) == []
     assert visit_status(p, visit_id) == "checking_in"
+
+
+def member_client(p: Payments, owner: httpx.Client, slug: str, role: str) -> tuple[str, httpx.Client]:
+    email = f"{role}-{secrets.token_hex(3)}@{slug}.example"
+    body = {"name": "Dr. Berg", "email": email, "role": role, "password": "correct horse battery"}
+    made = owner.post(f"/api/v1/orgs/{slug}/members", json=body)
+    assert made.status_code == 201, made.text
+    client = httpx.Client(base_url=p.region, timeout=30)
+    login = client.post(f"/api/v1/orgs/{slug}/auth/login", json={"email": email, "password": body["password"]})
+    assert login.status_code == 200, login.text
+    client.headers["x-csrf-token"] = login.json()["csrf_token"]
+    return str(made.json()["id"]), client
+
+
+def test_an_expert_sees_the_payments_of_their_own_rooms_only(payments: Payments) -> None:
+    p = payments
+    slug, owner = signup(p)
+    visitor, path, visit_id = arrive(p, slug)
+    assert visitor.get(f"{path}/payment").status_code == 200
+    paid = visitor.post(f"{path}/payment", json={"token": token(p, "4242424242424242")})
+    assert paid.json()["outcome"] == "paid", paid.text
+    expert_id, expert = member_client(p, owner, slug, "expert")
+    payment = f"/api/v1/orgs/{slug}/visits/{visit_id}/payment"
+    # Another expert's room: as if the visit did not exist, nothing of the card shown.
+    other = expert.get(payment)
+    assert other.status_code == 404 and "4242" not in other.text, other.text
+    reads = "SELECT count(*) AS n FROM access_log_entry WHERE object_type = 'payment_record' AND action = 'read'"
+    before = rows(p, reads)[0]["n"]
+    # The room given to this expert: its payments are theirs to see (an access-logged read).
+    [room] = owner.get(f"/api/v1/orgs/{slug}/rooms").json()
+    assert owner.patch(f"/api/v1/orgs/{slug}/rooms/{room['id']}", json={"expert_id": expert_id}).status_code == 200
+    own = expert.get(payment)
+    assert own.status_code == 200 and own.json()["card_last4"] == "4242", own.text
+    assert rows(p, reads)[0]["n"] == before + 1
+    # Owners see every room's payments.
+    assert owner.get(payment).json()["paid"] is True
