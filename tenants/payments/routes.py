@@ -42,7 +42,7 @@ class PayIn(msgspec.Struct, forbid_unknown_fields=True):
     """The token stripe.js made of the visitor's card, and an address for the receipt."""
 
     token: CardToken  # its form (tok_...) is checked by the provider
-    email: Email | None = None
+    email: str | None = None  # checked as an Email by ``pay``, to answer a bad one as such
 
 
 class CheckIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -109,6 +109,16 @@ def _may_pay(visit: records.Visit, room: records.Room) -> None:
         raise errors.conflict("this visit has nothing to pay")
     if not _payment_is_next(visit, room):
         raise errors.conflict("prove who you are first, then pay; nothing was charged")
+
+
+def _receipt_address(email: str | None) -> str | None:
+    """The receipt's address, or a 400 the page tells from a refused card ("invalid_email")."""
+    if not email:
+        return None
+    try:
+        return msgspec.convert(email, Email)
+    except msgspec.ValidationError:
+        raise errors.AppError(400, "invalid_email", "this e-mail address is not valid; nothing was charged") from None
 
 
 @contextmanager
@@ -184,9 +194,10 @@ async def pay(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID, data
     if isinstance(from_room, Template):
         raise errors.not_found("no such room")
     visit = await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
+    email = _receipt_address(data.email)
     _may_pay(visit, from_room)
     with _provider_answers():
-        return await service.pay(ctx, org, from_room, visit, data.token, data.email)
+        return await service.pay(ctx, org, from_room, visit, data.token, email)
 
 
 @post(

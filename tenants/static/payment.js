@@ -46,6 +46,11 @@ async function settle(answer, rounds = 0) {
     window.location.assign(main.dataset.visitPath);
     return;
   }
+  if (answer.status === 400 && answer.data.error === 'invalid_email') {
+    ready(t('Please check the e-mail address for the receipt. Nothing was charged.'));
+    $('email').focus();
+    return;
+  }
   if (answer.status >= 400 || answer.status === 0) {
     ready(answer.status === 400 ? t('Please check the card details.') : unavailable());
     return;
