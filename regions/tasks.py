@@ -43,7 +43,7 @@ from konsil.tenants.messaging.alerts import (
     arrival_alert_task,
     sweep_task,
 )
-from konsil.tenants.payments.service import EVENT_TASK, event_task
+from konsil.tenants.payments.service import EVENT_TASK, event_task, resubmit_stale
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -150,11 +150,15 @@ async def report_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dic
 
 
 async def messaging_sweep_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict[str, Any]:
-    """The SMS alerts' sweep (tenants/messaging/alerts.py): hands lost alerts out again,
-    to this region's queue when it runs on a Celery worker (whose context has no runner)."""
+    """The region's sweep every minute: hands out again the SMS alerts whose task was lost
+    (tenants/messaging/alerts.py) and the payment webhook events whose task was lost
+    (tenants/payments/service.py), to this region's queue when it runs on a Celery worker
+    (whose context has no runner)."""
     if ctx.tasks is None:
         ctx.tasks = CeleryRunner(ctx.settings, region)
-    return await sweep_task(ctx, region, run_id)
+    result = await sweep_task(ctx, region, run_id)
+    result["payment_events_handed_out"] = await resubmit_stale(ctx)
+    return result
 
 
 TASKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
@@ -246,8 +250,9 @@ class InProcessRunner:
 
 class InProcessScheduler:
     """The embedded default's beat: submits the purge every ``purge_every_seconds``, the
-    checkpoints every ``checkpoint_every_seconds`` and the SMS alerts' sweep every
-    ``sweep_every_seconds`` (each first one interval after start, as Celery beat does)."""
+    checkpoints every ``checkpoint_every_seconds`` and the region's sweep (lost alerts and
+    payment events) every ``sweep_every_seconds`` (each first one interval after start, as
+    Celery beat does)."""
 
     def __init__(
         self,

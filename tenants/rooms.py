@@ -17,7 +17,7 @@ from konsil.tenants.actors import Actor, record
 from konsil.tenants.auth import Principal
 from konsil.tenants.members import subject
 from konsil.tenants.schemas import RoomFee, RoomIn, RoomOut, RoomPatch
-from konsil.tenants.tables import Member, Room
+from konsil.tenants.tables import Member, Room, Visit
 
 # Room addresses that would collide with the organisation's own pages.
 RESERVED_ROOM_SLUGS = frozenset(
@@ -206,3 +206,19 @@ async def remove(
             raise errors.forbidden("only the room's expert or an admin can remove it")
         await Room.delete().where(Room.id == room_id).run()
         await record(ctx, actor, org.id, "delete", "room", room_id, subject(room.expert_id))
+
+
+async def visit_for_member(org_id: uuid.UUID, visit_id: uuid.UUID, member_id: uuid.UUID, role: str) -> dict[str, Any]:
+    """The visit (its id and room) if this member may see what it holds: owners and
+    administrators any visit of the organisation, an expert only those of the rooms they
+    hold. Otherwise "no such visit", as if it did not exist."""
+    visit: dict[str, Any] | None = (
+        await Visit.select(Visit.id, Visit.room_id).where((Visit.id == visit_id) & (Visit.org_id == org_id)).first()
+    )
+    if visit is None:
+        raise errors.not_found("no such visit")
+    if role not in MANAGERS:
+        room = await Room.select(Room.expert_id).where((Room.id == visit["room_id"]) & (Room.org_id == org_id)).first()
+        if room is None or room["expert_id"] != member_id:
+            raise errors.not_found("no such visit")
+    return visit

@@ -9,17 +9,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import replace
+from typing import Any
 
 import msgspec
 
 from konsil.platform.core import database, errors
-from konsil.platform.core.authz import MANAGERS
 from konsil.platform.core.identity import VerifiedIdentity, mask_national_id
 from konsil.platform.core.keys.cipher import FieldDecryptionError, FieldRef, OrgCipher
 from konsil.platform.core.region import RegionContext
+from konsil.tenants import rooms
 from konsil.tenants.actors import Actor, record, record_reads
 from konsil.tenants.identity.tables import VisitIdentity
-from konsil.tenants.tables import Room, Visit
 
 # Who never sees a national ID number, masked or not: Konsil's own staff (support,
 # operators, the ops team) and auditors (who look at how data is handled, not at it).
@@ -125,17 +125,8 @@ async def shown(
     return found
 
 
-async def _visit_for_member(
-    org_id: uuid.UUID, visit_id: uuid.UUID, member_id: uuid.UUID, role: str
-) -> dict[str, object]:
-    visit = await Visit.select(Visit.id, Visit.room_id).where((Visit.id == visit_id) & (Visit.org_id == org_id)).first()
-    if visit is None:
-        raise errors.not_found("no such visit")
-    if role not in MANAGERS:
-        room = await Room.select(Room.expert_id).where((Room.id == visit["room_id"]) & (Room.org_id == org_id)).first()
-        if room is None or room["expert_id"] != member_id:
-            raise errors.not_found("no such visit")
-    return visit
+async def _visit_for_member(org_id: uuid.UUID, visit_id: uuid.UUID, member_id: uuid.UUID, role: str) -> dict[str, Any]:
+    return await rooms.visit_for_member(org_id, visit_id, member_id, role)
 
 
 async def reveal(

@@ -5,6 +5,8 @@ members' API for a visit's payment and its refund."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -22,6 +24,7 @@ from konsil.platform.core.web import SECURITY_HEADERS
 from konsil.platform.pages.rendering import locale_of, tr
 from konsil.tenants import checkin, records, visitor_branding, visits
 from konsil.tenants.actors import actor_of
+from konsil.tenants.auth import Principal
 from konsil.tenants.payments import service
 from konsil.tenants.schemas import Email
 from konsil.tenants.signaling import VISIT_COOKIE
@@ -39,7 +42,7 @@ class PayIn(msgspec.Struct, forbid_unknown_fields=True):
     """The token stripe.js made of the visitor's card, and an address for the receipt."""
 
     token: CardToken  # its form (tok_...) is checked by the provider
-    email: Email | None = None
+    email: str | None = None  # checked as an Email by ``pay``, to answer a bad one as such
 
 
 class CheckIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -95,6 +98,40 @@ def _needs_payment(visit: records.Visit, room: records.Room) -> bool:
     return "payment" in checkin.pending(visit, room)
 
 
+def _payment_is_next(visit: records.Visit, room: records.Room) -> bool:
+    """Whether paying is the visit's next step (its identity, where asked, is proven first)."""
+    pending = checkin.pending(visit, room)
+    return bool(pending) and pending[0] == "payment"
+
+
+def _may_pay(visit: records.Visit, room: records.Room) -> None:
+    if not _needs_payment(visit, room):
+        raise errors.conflict("this visit has nothing to pay")
+    if not _payment_is_next(visit, room):
+        raise errors.conflict("prove who you are first, then pay; nothing was charged")
+
+
+def _receipt_address(email: str | None) -> str | None:
+    """The receipt's address, or a 400 the page tells from a refused card ("invalid_email")."""
+    if not email:
+        return None
+    try:
+        return msgspec.convert(email, Email)
+    except msgspec.ValidationError:
+        raise errors.AppError(400, "invalid_email", "this e-mail address is not valid; nothing was charged") from None
+
+
+@contextmanager
+def _provider_answers() -> Iterator[None]:
+    """The payment service's refusals and outages as clear answers to the visitor's page."""
+    try:
+        yield
+    except PaymentDeclined:
+        raise errors.bad_request("the card details were not accepted; nothing was charged") from None
+    except PaymentUnavailable:
+        raise errors.AppError(503, "unavailable", "the payment service did not answer; nothing was charged") from None
+
+
 @get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/payment", opt={"public": True}, include_in_schema=False)
 async def payment_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template | Redirect:
     ctx = region_of(request)
@@ -103,7 +140,7 @@ async def payment_page(request: Req, slug: str, room_slug: str, visit_id: uuid.U
         return found
     org, room, visit = found
     visit_path = f"/{slug}/{room_slug}/visits/{visit_id}"
-    if not _needs_payment(visit, room):
+    if not _payment_is_next(visit, room):  # paid, or the identity step comes first
         return Redirect(visit_path, status_code=303)
     has_logo = await visitor_branding.has_logo(org.id)
     if ctx.payments is None:
@@ -157,14 +194,10 @@ async def pay(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID, data
     if isinstance(from_room, Template):
         raise errors.not_found("no such room")
     visit = await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
-    if not _needs_payment(visit, from_room):
-        raise errors.conflict("this visit has nothing to pay")
-    try:
-        return await service.pay(ctx, org, from_room, visit, data.token, data.email)
-    except PaymentDeclined:
-        raise errors.bad_request("the card details were not accepted; nothing was charged") from None
-    except PaymentUnavailable:
-        raise errors.AppError(503, "unavailable", "the payment service did not answer; nothing was charged") from None
+    email = _receipt_address(data.email)
+    _may_pay(visit, from_room)
+    with _provider_answers():
+        return await service.pay(ctx, org, from_room, visit, data.token, email)
 
 
 @post(
@@ -180,7 +213,15 @@ async def check_payment(request: Req, slug: str, room_slug: str, visit_id: uuid.
     if isinstance(from_room, Template):
         raise errors.not_found("no such room")
     visit = await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
-    return await service.check(ctx, org, from_room, visit)
+    if not _needs_payment(visit, from_room):
+        # Paid already (the webhook came first): the page moves on; no payment is made here.
+        settled = await service.settled(visit)
+        if settled is None:
+            raise errors.conflict("this visit has nothing to pay")
+        return settled
+    _may_pay(visit, from_room)
+    with _provider_answers():
+        return await service.check(ctx, org, from_room, visit)
 
 
 @post("/webhooks/stripe", opt={"public": True}, include_in_schema=False, status_code=200)
@@ -206,7 +247,10 @@ async def stripe_webhook(request: Req) -> Response[Any]:
 async def visit_payment(request: Req, visit_id: uuid.UUID) -> service.PaymentOut:
     """A visit's payment: paid or not, the card's brand and last 4 digits only."""
     org: records.Organisation = request.scope["state"]["org"]
-    return await service.payment_of_visit(region_of(request), actor_of(request), org, visit_id)
+    principal: Principal = request.scope["state"]["principal"]
+    return await service.payment_of_visit(
+        region_of(request), actor_of(request), org, visit_id, principal.id, principal.role
+    )
 
 
 @post(

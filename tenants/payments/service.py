@@ -27,6 +27,7 @@ from piccolo.columns import Column
 from piccolo.table import Table
 
 from konsil.platform.core import clock, database, errors
+from konsil.platform.core.authz import MANAGERS
 from konsil.platform.core.keys.cipher import FieldRef
 from konsil.platform.core.payments import (
     IntentState,
@@ -36,7 +37,7 @@ from konsil.platform.core.payments import (
     WebhookEvent,
 )
 from konsil.platform.core.region import RegionContext, RetryLater
-from konsil.tenants import checkin, members, records
+from konsil.tenants import checkin, members, records, rooms
 from konsil.tenants.actors import Actor, record
 from konsil.tenants.payments.shown import payment_subject
 from konsil.tenants.payments.tables import PaymentAttempt, PaymentEvent
@@ -64,6 +65,9 @@ KEEP_FOR = dt.timedelta(days=5 * 366)
 MAX_EVENT_ATTEMPTS = 8
 # An attempt left "confirming" this long (its process died mid-way) may be confirmed again.
 STUCK_AFTER = dt.timedelta(minutes=2)
+# An event still "received" this long past its next try lost its task: the sweep hands it out again.
+STALE_AFTER = dt.timedelta(minutes=5)
+STALE_PER_SWEEP = 200
 
 ACTIVE = ("open", "confirming", "requires_action", "processing")
 DONE = ("succeeded", "refunded")
@@ -227,6 +231,12 @@ async def pay(
         await provider.cancel(row["intent_id"])
         return _view(row, "declined")
     return await _outcome(ctx, row["intent_id"], state)
+
+
+async def settled(visit: records.Visit) -> PaymentView | None:
+    """The visit's payment if it is paid (read here only, nothing asked of the provider)."""
+    row = await _current(visit.id)
+    return _view(row, "paid") if row is not None and row["status"] in DONE else None
 
 
 async def check(ctx: RegionContext, org: records.Organisation, room: records.Room, visit: records.Visit) -> PaymentView:
@@ -422,10 +432,15 @@ def _out(visit_id: uuid.UUID, row: dict[str, Any] | None) -> PaymentOut:
 
 
 async def payment_of_visit(
-    ctx: RegionContext, actor: Actor, org: records.Organisation, visit_id: uuid.UUID
+    ctx: RegionContext, actor: Actor, org: records.Organisation, visit_id: uuid.UUID, member_id: uuid.UUID, role: str
 ) -> PaymentOut:
-    """A visit's payment: paid or not, card brand and last 4 only (P4). Access-logged."""
-    await _visit_of(org, visit_id)
+    """A visit's payment: paid or not, card brand and last 4 only (P4). Access-logged.
+    An expert sees the payments of their own rooms' visits only (as an identity's
+    reveal); owners and administrators those of the organisation, also of visits gone."""
+    if role in MANAGERS:
+        await _visit_of(org, visit_id)
+    else:
+        await rooms.visit_for_member(org.id, visit_id, member_id, role)
     row = await _record_of(org, visit_id)
     if row is not None:
         await record(ctx, actor, org.id, "read", "payment_record", row["id"], payment_subject(row["id"]))
@@ -501,30 +516,77 @@ async def receive(ctx: RegionContext, event: WebhookEvent) -> str:
     return "accepted"
 
 
+def _backoff(attempts: int) -> float:
+    """Seconds before the event task's next try after its ``attempts``-th."""
+    return min(3600.0, 30.0 * 2.0 ** (attempts - 1))
+
+
 async def event_task(ctx: RegionContext, region: str, run_id: uuid.UUID) -> dict[str, Any]:
     """Process one stored event: read the payment's current state from Stripe (the event
-    may be old or out of order) and apply it. Retried with backoff while Stripe does not
-    answer; gives up (status failed) after ``MAX_EVENT_ATTEMPTS``."""
-    row = await PaymentEvent.select().where(PaymentEvent.id == run_id).first().run()
-    if row is None or row["status"] != "received":
+    may be old or out of order) and apply it. Whatever goes wrong (Stripe does not
+    answer, the keys or the database are unavailable) is retried with backoff; it gives
+    up (status failed) after ``MAX_EVENT_ATTEMPTS``. A run lost on the way (its worker
+    died, its retry was never scheduled) is handed out again by ``resubmit_stale``."""
+    counted = (
+        await PaymentEvent.update({PaymentEvent.attempts: PaymentEvent.attempts + 1})
+        .where((PaymentEvent.id == run_id) & (PaymentEvent.status == "received"))
+        .returning(PaymentEvent.event_id, PaymentEvent.intent_id, PaymentEvent.attempts)
+        .run()
+    )
+    if not counted:
         return {"event": str(run_id), "skipped": "no such event or already processed"}
-    attempts = row["attempts"] + 1
-    await PaymentEvent.update({PaymentEvent.attempts: attempts}).where(PaymentEvent.id == run_id).run()
+    row = counted[0]
+    attempts: int = row["attempts"]
     intent_id: str = row["intent_id"]
-    if await _by_intent(intent_id) is None:
-        await _finish(run_id, "ignored")
-        return {"event": str(run_id), "status": "ignored"}
     try:
+        if await _by_intent(intent_id) is None:
+            await _finish(run_id, "ignored")
+            return {"event": str(run_id), "status": "ignored"}
         state = await provider_of(ctx).retrieve(intent_id)
         await apply(ctx, intent_id, state)
-    except (PaymentUnavailable, errors.AppError) as exc:
+        await _finish(run_id, "done")
+    except Exception as exc:
+        # Only the event's id and the error's kind are logged: an error's text may hold personal data.
         if attempts >= MAX_EVENT_ATTEMPTS:
-            log.error("payments: event %s given up after %d tries", row["event_id"], attempts)
+            log.error("payments: event %s given up after %d tries (%s)", row["event_id"], attempts, type(exc).__name__)
             await _finish(run_id, "failed")
             return {"event": str(run_id), "status": "failed"}
-        raise RetryLater(min(3600.0, 30.0 * 2 ** (attempts - 1)), f"stripe: {type(exc).__name__}") from None
-    await _finish(run_id, "done")
+        log.warning(
+            "payments: event %s try %d failed (%s); tried again later", row["event_id"], attempts, type(exc).__name__
+        )
+        raise RetryLater(_backoff(attempts), f"payment event: {type(exc).__name__}") from None
     return {"event": str(run_id), "status": "done", "payment": state.status}
+
+
+async def resubmit_stale(ctx: RegionContext, limit: int = STALE_PER_SWEEP) -> int:
+    """Hand out again the events still "received" whose task is overdue: never run (the
+    task runner was down when the webhook came), or lost between its tries (a worker or
+    the region service stopped while it waited for its retry). An event is overdue once
+    ``STALE_AFTER`` has passed beyond the time of its next try; the number handed out.
+    Run by the region's periodic sweep. A run handed out twice is harmless: applying a
+    payment's state is idempotent, and an event is processed (finished) once."""
+    if ctx.tasks is None:
+        return 0
+    now = clock.now()
+    rows = (
+        await PaymentEvent.select(PaymentEvent.id, PaymentEvent.attempts, PaymentEvent.received_at)
+        .where((PaymentEvent.status == "received") & (PaymentEvent.received_at < now - STALE_AFTER))
+        .order_by(PaymentEvent.received_at)
+        .limit(limit)
+        .run()
+    )
+    handed = 0
+    for row in rows:
+        # Its tries so far, each with its backoff and up to STALE_AFTER of work and waiting.
+        tries = row["attempts"]
+        due = row["received_at"] + dt.timedelta(seconds=sum(_backoff(n) for n in range(1, tries + 1)))
+        if now < due + STALE_AFTER * (tries + 1):
+            continue
+        ctx.tasks.submit(EVENT_TASK, run_id=row["id"])
+        handed += 1
+    if handed:
+        log.info("payments: %d stale webhook event(s) handed out again", handed)
+    return handed
 
 
 async def _finish(run_id: uuid.UUID, status: str) -> None:

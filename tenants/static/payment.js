@@ -41,6 +41,16 @@ const declined = () => t('Your card was declined or its check failed. Nothing wa
 const unavailable = () => t('The payment service did not answer. Nothing was charged twice. Please try again in a minute.');
 
 async function settle(answer, rounds = 0) {
+  if (answer.status === 409) {
+    // Nothing to pay here now (paid already, or another step comes first): the visit's page says what is next.
+    window.location.assign(main.dataset.visitPath);
+    return;
+  }
+  if (answer.status === 400 && answer.data.error === 'invalid_email') {
+    ready(t('Please check the e-mail address for the receipt. Nothing was charged.'));
+    $('email').focus();
+    return;
+  }
   if (answer.status >= 400 || answer.status === 0) {
     ready(answer.status === 400 ? t('Please check the card details.') : unavailable());
     return;

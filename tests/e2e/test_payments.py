@@ -288,3 +288,93 @@ def test_forged_replayed_and_out_of_order_webhooks(payments: Payments) -> None:
     replay = httpx.post(hook, content=body, headers=signed(body))
     assert replay.status_code == 200 and replay.json()["received"] == "duplicate"
     assert len(rows(p, "SELECT id FROM payment_event WHERE event_id = $1", event_id)) == 1
+
+
+def test_checking_a_visit_with_nothing_to_pay_makes_no_payment(payments: Payments) -> None:
+    p = payments
+    slug, owner = signup(p)
+    free = owner.post(f"/api/v1/orgs/{slug}/rooms", json={"slug": "free", "title": "Free"})
+    assert free.status_code == 201, free.text
+    visitor = httpx.Client(base_url=p.region, timeout=30)
+    arrived = visitor.post(f"/{slug}/free/visits", data={"name": "Kari Nordmann", "consent": "yes"})
+    path = arrived.headers["location"]
+    visit_id = uuid.UUID(path.rsplit("/", 1)[1])
+    assert visit_status(p, visit_id) == "waiting"
+    # The room asks a fee from now on; the visitor already waiting is asked nothing.
+    fee = {"fee": {"amount_minor": 50000, "currency": "nok"}}
+    assert owner.patch(f"/api/v1/orgs/{slug}/rooms/{free.json()['id']}", json=fee).status_code == 200
+    checked = visitor.post(f"{path}/payment/check", json={})
+    assert checked.status_code == 409 and "nothing to pay" in checked.json()["message"], checked.text
+    assert rows(p, "SELECT id FROM payment_attempt WHERE visit_id = $1", visit_id) == []
+    assert visit_status(p, visit_id) == "waiting"
+
+
+def test_a_check_after_the_webhook_paid_the_visit_answers_paid(payments: Payments) -> None:
+    p = payments
+    slug, _owner = signup(p)
+    visitor, path, visit_id = arrive(p, slug)
+    assert visitor.get(f"{path}/payment").status_code == 200
+    paid = visitor.post(f"{path}/payment", json={"token": token(p, "4242424242424242")})
+    assert paid.json()["outcome"] == "paid" and visit_status(p, visit_id) == "waiting"
+    checked = visitor.post(f"{path}/payment/check", json={})
+    assert checked.status_code == 200 and checked.json()["outcome"] == "paid", checked.text
+
+
+def test_no_payment_while_the_identity_step_is_pending(payments: Payments) -> None:
+    p = payments
+    slug, _owner = signup(p)
+    # The room asks for an eID check before the fee (set in its row: this region has no eID service).
+    rows(
+        p,
+        "UPDATE room SET identity_check = 'no_bankid'"
+        " WHERE slug = 'paid' AND org_id = (SELECT id FROM organisation WHERE slug = $1)",
+        slug,
+    )
+    visitor = httpx.Client(base_url=p.region, timeout=30)
+    arrived = visitor.post(f"/{slug}/paid/visits", data={"name": "Kari Nordmann", "consent": "yes"})
+    assert arrived.status_code == 303, arrived.text
+    path = arrived.headers["location"]
+    visit_id = uuid.UUID(path.rsplit("/", 1)[1])
+    page = visitor.get(f"{path}/payment")
+    assert page.status_code == 303 and page.headers["location"] == path
+    paid = visitor.post(f"{path}/payment", json={"token": token(p, "4242424242424242")})
+    assert paid.status_code == 409 and "nothing was charged" in paid.json()["message"], paid.text
+    assert visitor.post(f"{path}/payment/check", json={}).status_code == 409
+    assert rows(p, "SELECT id FROM payment_attempt WHERE visit_id = $1", visit_id) == []
+    assert visit_status(p, visit_id) == "checking_in"
+
+
+def member_client(p: Payments, owner: httpx.Client, slug: str, role: str) -> tuple[str, httpx.Client]:
+    email = f"{role}-{secrets.token_hex(3)}@{slug}.example"
+    body = {"name": "Dr. Berg", "email": email, "role": role, "password": "correct horse battery"}
+    made = owner.post(f"/api/v1/orgs/{slug}/members", json=body)
+    assert made.status_code == 201, made.text
+    client = httpx.Client(base_url=p.region, timeout=30)
+    login = client.post(f"/api/v1/orgs/{slug}/auth/login", json={"email": email, "password": body["password"]})
+    assert login.status_code == 200, login.text
+    client.headers["x-csrf-token"] = login.json()["csrf_token"]
+    return str(made.json()["id"]), client
+
+
+def test_an_expert_sees_the_payments_of_their_own_rooms_only(payments: Payments) -> None:
+    p = payments
+    slug, owner = signup(p)
+    visitor, path, visit_id = arrive(p, slug)
+    assert visitor.get(f"{path}/payment").status_code == 200
+    paid = visitor.post(f"{path}/payment", json={"token": token(p, "4242424242424242")})
+    assert paid.json()["outcome"] == "paid", paid.text
+    expert_id, expert = member_client(p, owner, slug, "expert")
+    payment = f"/api/v1/orgs/{slug}/visits/{visit_id}/payment"
+    # Another expert's room: as if the visit did not exist, nothing of the card shown.
+    other = expert.get(payment)
+    assert other.status_code == 404 and "4242" not in other.text, other.text
+    reads = "SELECT count(*) AS n FROM access_log_entry WHERE object_type = 'payment_record' AND action = 'read'"
+    before = rows(p, reads)[0]["n"]
+    # The room given to this expert: its payments are theirs to see (an access-logged read).
+    [room] = owner.get(f"/api/v1/orgs/{slug}/rooms").json()
+    assert owner.patch(f"/api/v1/orgs/{slug}/rooms/{room['id']}", json={"expert_id": expert_id}).status_code == 200
+    own = expert.get(payment)
+    assert own.status_code == 200 and own.json()["card_last4"] == "4242", own.text
+    assert rows(p, reads)[0]["n"] == before + 1
+    # Owners see every room's payments.
+    assert owner.get(payment).json()["paid"] is True

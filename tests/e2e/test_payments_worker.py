@@ -233,3 +233,32 @@ def test_the_event_task_retries_on_a_celery_worker_until_stripe_answers(stripe: 
     # A replay of the same event changes nothing.
     again = httpx.post(f"{url}/webhooks/stripe", content=body, headers=signed(body), timeout=10)
     assert again.json()["received"] == "duplicate"
+
+
+def test_a_stripe_outage_on_check_is_a_clear_503(stripe: Stripe, region: dict[str, Any]) -> None:
+    url, dsn = region["url"], region["dsn"]
+    slug = f"pay-{secrets.token_hex(3)}"
+    owner = {"name": "Owner", "email": f"owner@{slug}.example", "password": "correct horse battery"}
+    made = httpx.post(
+        f"{region['control']}/api/v1/signup",
+        json={"region": "eu", "organisation": {"name": f"Praxis {slug}", "slug": slug}, "owner": owner},
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    api = httpx.Client(base_url=url, timeout=30)
+    login = api.post(f"/api/v1/orgs/{slug}/auth/login", json={"email": owner["email"], "password": owner["password"]})
+    api.headers["x-csrf-token"] = login.json()["csrf_token"]
+    fee = {"amount_minor": 2500, "currency": "eur"}
+    assert api.post(f"/api/v1/orgs/{slug}/rooms", json={"slug": "paid", "title": "Paid", "fee": fee}).is_success
+    visitor = httpx.Client(base_url=url, timeout=30)
+    path = visitor.post(f"/{slug}/paid/visits", data={"name": "Kari Nordmann", "consent": "yes"}).headers["location"]
+    visit_id = uuid.UUID(path.rsplit("/", 1)[1])
+    # The visitor's page asks where the payment stands while Stripe does not answer (no payment made yet).
+    with stripe.paused():
+        checked = visitor.post(f"{path}/payment/check", json={})
+    assert checked.status_code == 503, checked.text
+    assert checked.json()["message"] == "the payment service did not answer; nothing was charged"
+    assert db(dsn, "SELECT status FROM visit WHERE id = $1", visit_id)[0]["status"] == "checking_in"
+    # Stripe is back: the same check makes the visit's payment.
+    again = visitor.post(f"{path}/payment/check", json={})
+    assert again.status_code == 200 and again.json()["outcome"] == "open", again.text
