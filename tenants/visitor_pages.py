@@ -17,8 +17,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
+from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Body
 from litestar.response import Redirect, Template
 
@@ -249,6 +251,16 @@ async def join_submit(request: Req, slug: str, room_slug: str, data: Annotated[J
         status_code=303,
         cookies=[Cookie(key=VISIT_COOKIE, value=token, path=path, httponly=True, samesite="strict", secure=secure)],
     )
+
+
+async def visit_cookie_first(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    """Guard of a visitor's script calls that carry a body: without the cookie that opens
+    this visit they answer 404 (as if there were no such visit) before the body is read."""
+    params = connection.path_params
+    org = await organisations.get(params.get("slug", ""))
+    if org is None:
+        raise errors.not_found("no such visit")
+    await visits.visit_for_token(org, params["visit_id"], connection.cookies.get(VISIT_COOKIE))
 
 
 async def own_visit(

@@ -28,7 +28,7 @@ from konsil.tenants.auth import Principal
 from konsil.tenants.payments import service
 from konsil.tenants.schemas import Email
 from konsil.tenants.signaling import VISIT_COOKIE
-from konsil.tenants.visitor_pages import _dead_end, _organisation, _room_or_dead_end
+from konsil.tenants.visitor_pages import _dead_end, _organisation, _room_or_dead_end, own_visit, visit_cookie_first
 
 Req = Request[Any, Any, Any]
 EXPERTS = ("owner", "admin", "expert")
@@ -70,28 +70,15 @@ def page_policy(provider: PaymentProvider) -> dict[str, str]:
     return {"content-security-policy": policy, "cache-control": "no-store"}
 
 
-async def _visit(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Any:
-    """(org, room, visit) of the visitor's own visit, or a dead-end page."""
+async def _visit_of_script(
+    request: Req, slug: str, room_slug: str, visit_id: uuid.UUID
+) -> tuple[records.Organisation, records.Room, records.Visit]:
+    """The visitor's own visit for the payment page's script (JSON: 404 without it)."""
     org = await _organisation(request, slug)
     room = await _room_or_dead_end(request, org, room_slug)
     if isinstance(room, Template):
-        return room
-    try:
-        visit = await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
-    except errors.AppError:
-        return _dead_end(
-            org,
-            404,
-            tr(request, "This visit cannot be opened here"),
-            tr(
-                request,
-                "A visit opens only in the browser where the form was filled in, and only until it ends. "
-                "To join again, open the room's page and fill in the form.",
-            ),
-            again=f"/{slug}/{room_slug}",
-            has_logo=await visitor_branding.has_logo(org.id),
-        )
-    return org, room, visit
+        raise errors.not_found("no such room")
+    return org, room, await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
 
 
 def _needs_payment(visit: records.Visit, room: records.Room) -> bool:
@@ -135,7 +122,7 @@ def _provider_answers() -> Iterator[None]:
 @get("/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/payment", opt={"public": True}, include_in_schema=False)
 async def payment_page(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> Template | Redirect:
     ctx = region_of(request)
-    found = await _visit(request, slug, room_slug, visit_id)
+    found = await own_visit(request, slug, room_slug, visit_id)
     if isinstance(found, Template):
         return found
     org, room, visit = found
@@ -184,16 +171,13 @@ async def payment_page(request: Req, slug: str, room_slug: str, visit_id: uuid.U
 @post(
     "/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/payment",
     opt={"public": True},
+    guards=[visit_cookie_first],
     include_in_schema=False,
     status_code=200,
 )
 async def pay(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID, data: PayIn) -> service.PaymentView:
     ctx = region_of(request)
-    org = await _organisation(request, slug)
-    from_room = await _room_or_dead_end(request, org, room_slug)
-    if isinstance(from_room, Template):
-        raise errors.not_found("no such room")
-    visit = await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
+    org, from_room, visit = await _visit_of_script(request, slug, room_slug, visit_id)
     email = _receipt_address(data.email)
     _may_pay(visit, from_room)
     with _provider_answers():
@@ -203,16 +187,13 @@ async def pay(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID, data
 @post(
     "/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/payment/check",
     opt={"public": True},
+    guards=[visit_cookie_first],
     include_in_schema=False,
     status_code=200,
 )
 async def check_payment(request: Req, slug: str, room_slug: str, visit_id: uuid.UUID) -> service.PaymentView:
     ctx = region_of(request)
-    org = await _organisation(request, slug)
-    from_room = await _room_or_dead_end(request, org, room_slug)
-    if isinstance(from_room, Template):
-        raise errors.not_found("no such room")
-    visit = await visits.visit_for_token(org, visit_id, request.cookies.get(VISIT_COOKIE))
+    org, from_room, visit = await _visit_of_script(request, slug, room_slug, visit_id)
     if not _needs_payment(visit, from_room):
         # Paid already (the webhook came first): the page moves on; no payment is made here.
         settled = await service.settled(visit)

@@ -38,8 +38,9 @@ def dashboard_live(page: Page) -> None:
 
 def devices_checked(page: Page) -> None:
     expect(page.locator("main")).to_have_attribute("data-state", "check")
-    expect(page.locator("#check-camera")).not_to_have_class(re.compile(r"\bmuted\b"))
-    expect(page.locator("#check-connection")).not_to_have_class(re.compile(r"\bmuted\b"))
+    # Starting a fake camera takes seconds on a loaded machine (5 s timed out once in CI).
+    expect(page.locator("#check-camera")).not_to_have_class(re.compile(r"\bmuted\b"), timeout=30_000)
+    expect(page.locator("#check-connection")).not_to_have_class(re.compile(r"\bmuted\b"), timeout=30_000)
 
 
 def in_waiting_room(page: Page) -> None:
@@ -131,6 +132,14 @@ REDIRECT_ROUTES: dict[App, set[str]] = {
     "region": {
         "/{slug:str}/{room_slug:str}/visits",  # the join form's address opened → the join page
         "/{slug:str}/portal/members/invite",  # the invite form's address opened → the members page
+        "/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/identity/start",  # → the eID broker
+        "/identity/callback",  # back from the eID broker → the visit's page (or a page saying why not)
+        # A visit's check-in steps: for a visit with no such step left (every visit of the
+        # site list's room) they send it to its page. As pages, with their own rooms, they
+        # are checked in test_identity_browser.py and test_browser_payments.py (axe, own
+        # host, languages).
+        "/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/identity",
+        "/{slug:str}/{room_slug:str}/visits/{visit_id:uuid}/payment",
     },
 }
 # GET routes left out of the API schema that answer no page (a picture, a file).

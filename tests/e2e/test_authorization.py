@@ -62,12 +62,21 @@ PUBLIC_ROUTES = {
     ("GET", "/static/{file_path}"),
     ("HEAD", "/static/{file_path}"),
     ("OPTIONS", "/static/{file_path}"),  # Litestar's own, public with its router
+    ("POST", "/webhooks/stripe"),  # Stripe's events: the signature with the region's webhook secret is the check
+    ("GET", "/identity/callback"),  # back from the eID broker: the state (hashed, single use) and its cookie
+    ("POST", "/{slug}/{room_slug}/consent"),  # a visitor device's consent choice: a random device id, rate-limited
 }
 # A visitor's own pages: only the visit's cookie opens them (checked by a guard or the
 # handler); without it they answer as if there were no such visit.
 VISITOR_ROUTES = {
     ("GET", "/{slug}/{room_slug}/visits/{visit_id}"),
     ("WS", "/{slug}/{room_slug}/visits/{visit_id}/ws"),
+    # The visit's check-in steps (tenants/checkin.py): the eID check and the card fee.
+    ("GET", "/{slug}/{room_slug}/visits/{visit_id}/identity"),
+    ("GET", "/{slug}/{room_slug}/visits/{visit_id}/identity/start"),
+    ("GET", "/{slug}/{room_slug}/visits/{visit_id}/payment"),
+    ("POST", "/{slug}/{room_slug}/visits/{visit_id}/payment"),
+    ("POST", "/{slug}/{room_slug}/visits/{visit_id}/payment/check"),
 }
 CONTROL_PUBLIC_ROUTES = {
     ("GET", "/healthz"),

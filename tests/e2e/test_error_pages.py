@@ -394,7 +394,7 @@ def test_too_many_joins_is_the_join_page_saying_so(
             )
             assert result is not None
             assert_people_page(page.content(), locale, f"429 [{locale}] in Chromium")
-            assert page.get_by_role("alert").inner_text().strip(), "the page says why"
+            assert page.locator("#error-summary").inner_text().strip(), "the page says why"
             shots(page, f"region-429-join-{locale}")
             if locale == AXE_LOCALE:
                 assert_accessible(page, f"429 [{locale}] in Chromium")
