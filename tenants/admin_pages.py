@@ -23,8 +23,8 @@ from konsil.platform.core.region import region_of
 from konsil.platform.pages import i18n
 from konsil.platform.pages.i18n import N_
 from konsil.platform.pages.rendering import locale_of
-from konsil.tenants import logos, organisations, records
-from konsil.tenants.auth import Principal
+from konsil.tenants import logos, organisations
+from konsil.tenants.auth import org_of, principal_of
 from konsil.tenants.schemas import WELCOME_TEXT_MAX
 
 Req = Request[Any, Any, Any]
@@ -43,18 +43,8 @@ SCOPE_WORDS: dict[str, str] = {
 }
 
 
-def _org(request: Req) -> records.Organisation:
-    org: records.Organisation = request.scope["state"]["org"]  # set by the guard
-    return org
-
-
-def _principal(request: Req) -> Principal:
-    principal: Principal = request.scope["state"]["principal"]  # set by the guard
-    return principal
-
-
 def _common(request: Req) -> dict[str, Any]:
-    org, principal = _org(request), _principal(request)
+    org, principal = org_of(request), principal_of(request)
     return {"org_name": org.name, "slug": org.slug, "role": principal.role, "csrf": principal.csrf_token}
 
 
@@ -67,7 +57,7 @@ def _country_names(request: Req, codes: list[str]) -> list[tuple[str, str]]:
 @get("/{slug:str}/portal/settings", opt={**rule(*MANAGERS), **PAGE}, include_in_schema=False)
 async def settings_page(request: Req) -> Template:
     """Name, retention, contract end, the pages' default language, country, logo."""
-    org = _org(request)
+    org = org_of(request)
     ctx = region_of(request)
     logo = await logos.describe(org)
     return Template(
@@ -87,7 +77,7 @@ async def settings_page(request: Req) -> Template:
 @get("/{slug:str}/portal/rooms", opt={**rule("owner", "admin", "expert"), **PAGE}, include_in_schema=False)
 async def rooms_page(request: Req) -> Template:
     """The rooms with their links; experts see and change their own."""
-    principal = _principal(request)
+    principal = principal_of(request)
     return Template(
         "rooms.html",
         context={

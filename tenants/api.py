@@ -20,9 +20,9 @@ from konsil.platform.core.authz import MANAGERS, OWN_SESSION, PUBLIC, rule
 from konsil.platform.core.keys.region_signing import KeySet
 from konsil.platform.core.region import RegionContext, region_of
 from konsil.platform.core.text import LINE_PATTERN
-from konsil.tenants import api_tokens, logos, members, organisations, records, removal, rooms, visits
+from konsil.tenants import api_tokens, logos, members, organisations, removal, rooms, visits
 from konsil.tenants.actors import actor_of, source_address
-from konsil.tenants.auth import SESSION_COOKIE, Principal, end_session, log_in
+from konsil.tenants.auth import SESSION_COOKIE, end_session, log_in, org_of, principal_of
 from konsil.tenants.schemas import (
     LoginIn,
     LoginOut,
@@ -48,16 +48,6 @@ MEMBER_READERS = (*MANAGERS, "auditor")
 Req = Request[Any, Any, Any]
 
 
-def _org(request: Req) -> records.Organisation:
-    org: records.Organisation = request.scope["state"]["org"]  # set by the guard
-    return org
-
-
-def _principal(request: Req) -> Principal:
-    principal: Principal = request.scope["state"]["principal"]  # set by the guard
-    return principal
-
-
 def session_cookie(ctx: RegionContext, request: Req, value: str, max_age: int | None = None) -> Cookie:
     secure = ctx.region.public_url.startswith("https://") or request.url.scheme == "https"
     return Cookie(
@@ -70,7 +60,7 @@ def session_cookie(ctx: RegionContext, request: Req, value: str, max_age: int | 
 
 @get("/", opt=rule(*ALL_MEMBERS, scope="org:read"))
 async def read_organisation(request: Req) -> OrganisationOut:
-    return organisations.to_out(region_of(request), _org(request))
+    return organisations.to_out(region_of(request), org_of(request))
 
 
 @patch("/", opt=rule(*MANAGERS))
@@ -79,7 +69,7 @@ async def update_organisation(request: Req, data: OrganisationPatch) -> Organisa
     default language (``locale``: en, nb, de, nl) or its ``country`` (ISO 3166-1 alpha-2:
     the supervisory authority its legal notices name; a region accepts the countries its
     legal texts know, e.g. NO, DK, SE, FI, DE, AT, NL, BE, IE, FR in the EU; empty for none)."""
-    return await organisations.update(region_of(request), actor_of(request), _org(request), data)
+    return await organisations.update(region_of(request), actor_of(request), org_of(request), data)
 
 
 @dataclasses.dataclass
@@ -118,13 +108,13 @@ async def upload_logo(request: Req) -> LogoOut:
     publicly at ``GET /{slug}/logo``. The body is the image's bytes; the whole image must
     decode; SVG is refused (it can carry scripts)."""
     data = await request.body()  # bounded by the service's max_body_bytes (1 MiB by default)
-    return await logos.store(region_of(request), actor_of(request), _org(request), data)
+    return await logos.store(region_of(request), actor_of(request), org_of(request), data)
 
 
 @get("/logo", opt=rule(*ALL_MEMBERS, scope="org:read"))
 async def read_logo(request: Req) -> LogoOut:
     """The stored logo's facts (the image itself is at ``url``); 404 when there is none."""
-    found = await logos.describe(_org(request))
+    found = await logos.describe(org_of(request))
     if found is None:
         raise errors.not_found("this organisation has no logo")
     return found
@@ -133,7 +123,7 @@ async def read_logo(request: Req) -> LogoOut:
 @delete("/logo", opt=rule(*MANAGERS), status_code=HTTP_204_NO_CONTENT)
 async def remove_logo(request: Req) -> None:
     """Remove the logo (visitors' pages then show the organisation's name alone)."""
-    await logos.remove(region_of(request), actor_of(request), _org(request))
+    await logos.remove(region_of(request), actor_of(request), org_of(request))
 
 
 class DeleteOrganisation(msgspec.Struct, forbid_unknown_fields=True):
@@ -145,7 +135,7 @@ class DeleteOrganisation(msgspec.Struct, forbid_unknown_fields=True):
 @post("/delete", opt=rule("owner"), status_code=HTTP_200_OK)
 async def delete_organisation(request: Req, data: DeleteOrganisation) -> dict[str, Any]:
     """Delete the organisation for good: its key is destroyed first (crypto-shredding)."""
-    org = _org(request)
+    org = org_of(request)
     if data.confirm != org.slug:
         raise errors.bad_request("confirm with the organisation's slug")
     removed = await removal.remove_organisation(region_of(request), actor_of(request), org.id)
@@ -157,23 +147,23 @@ async def delete_organisation(request: Req, data: DeleteOrganisation) -> dict[st
 
 @get("/members", opt=rule(*MEMBER_READERS, scope="members:read", personal_data="member"))
 async def list_members(request: Req) -> list[MemberOut]:
-    return await members.list_members(region_of(request), actor_of(request), _org(request))
+    return await members.list_members(region_of(request), actor_of(request), org_of(request))
 
 
 @post("/members", opt=rule(*MANAGERS, scope="members:write", personal_data="member"))
 async def invite_member(request: Req, data: MemberIn) -> MemberOut:
-    region_of(request).limits.invitation(_org(request).id)
-    return await members.invite(region_of(request), actor_of(request), _org(request), data)
+    region_of(request).limits.invitation(org_of(request).id)
+    return await members.invite(region_of(request), actor_of(request), org_of(request), data)
 
 
 @get("/members/{member_id:uuid}", opt=rule(*MEMBER_READERS, scope="members:read", personal_data="member"))
 async def read_member(request: Req, member_id: uuid.UUID) -> MemberOut:
-    return await members.get(region_of(request), actor_of(request), _org(request), member_id)
+    return await members.get(region_of(request), actor_of(request), org_of(request), member_id)
 
 
 @patch("/members/{member_id:uuid}", opt=rule(*MANAGERS, scope="members:write", personal_data="member"))
 async def change_member(request: Req, member_id: uuid.UUID, data: MemberPatch) -> MemberOut:
-    return await members.change(region_of(request), actor_of(request), _org(request), member_id, data)
+    return await members.change(region_of(request), actor_of(request), org_of(request), member_id, data)
 
 
 @delete(
@@ -182,7 +172,7 @@ async def change_member(request: Req, member_id: uuid.UUID, data: MemberPatch) -
     status_code=HTTP_204_NO_CONTENT,
 )
 async def remove_member(request: Req, member_id: uuid.UUID) -> None:
-    await members.remove(region_of(request), actor_of(request), _org(request).id, member_id)
+    await members.remove(region_of(request), actor_of(request), org_of(request).id, member_id)
 
 
 # --- rooms ----------------------------------------------------------------------------------
@@ -190,17 +180,17 @@ async def remove_member(request: Req, member_id: uuid.UUID) -> None:
 
 @get("/rooms", opt=rule(*ALL_MEMBERS, scope="rooms:read"))
 async def list_rooms(request: Req) -> list[RoomOut]:
-    return await rooms.list_rooms(_org(request))
+    return await rooms.list_rooms(org_of(request))
 
 
 @post("/rooms", opt=rule("owner", "admin", "expert", scope="rooms:write"))
 async def create_room(request: Req, data: RoomIn) -> RoomOut:
-    return await rooms.create(region_of(request), actor_of(request), _principal(request), _org(request), data)
+    return await rooms.create(region_of(request), actor_of(request), principal_of(request), org_of(request), data)
 
 
 @get("/rooms/{room_id:uuid}", opt=rule(*ALL_MEMBERS, scope="rooms:read"))
 async def read_room(request: Req, room_id: uuid.UUID) -> RoomOut:
-    return rooms.to_out(_org(request), await rooms.get(_org(request), room_id))
+    return rooms.to_out(org_of(request), await rooms.get(org_of(request), room_id))
 
 
 @patch("/rooms/{room_id:uuid}", opt=rule("owner", "admin", "expert", scope="rooms:write"))
@@ -210,14 +200,16 @@ async def change_room(request: Req, room_id: uuid.UUID, data: RoomPatch) -> Room
     expert of the organisation (``expert_id``; owners and admins only). Experts change
     their own rooms only. The room's address (``slug``) does not change: links already
     sent keep working."""
-    return await rooms.change(region_of(request), actor_of(request), _principal(request), _org(request), room_id, data)
+    return await rooms.change(
+        region_of(request), actor_of(request), principal_of(request), org_of(request), room_id, data
+    )
 
 
 @delete(
     "/rooms/{room_id:uuid}", opt=rule("owner", "admin", "expert", scope="rooms:write"), status_code=HTTP_204_NO_CONTENT
 )
 async def remove_room(request: Req, room_id: uuid.UUID) -> None:
-    await rooms.remove(region_of(request), actor_of(request), _principal(request), _org(request), room_id)
+    await rooms.remove(region_of(request), actor_of(request), principal_of(request), org_of(request), room_id)
 
 
 # --- visits and calls (the expert's dashboard) ----------------------------------------------
@@ -228,16 +220,18 @@ EXPERTS = ("owner", "admin", "expert")
 @get("/visits/waiting", opt=rule(*EXPERTS, personal_data="visit"))
 async def waiting_visits(request: Req) -> list[visits.WaitingVisit]:
     """Visitors waiting in your rooms (all rooms for owners and admins)."""
-    principal = _principal(request)
-    return await visits.waiting_list(region_of(request), actor_of(request), _org(request), principal.id, principal.role)
+    principal = principal_of(request)
+    return await visits.waiting_list(
+        region_of(request), actor_of(request), org_of(request), principal.id, principal.role
+    )
 
 
 @get("/visits/{visit_id:uuid}", opt=rule(*EXPERTS, personal_data="visit"))
 async def open_visit(request: Req, visit_id: uuid.UUID) -> visits.WaitingVisit:
     """One visit of your rooms (an access-logged read of the visitor's data)."""
-    principal = _principal(request)
+    principal = principal_of(request)
     return await visits.open_visit(
-        region_of(request), actor_of(request), _org(request), visit_id, principal.id, principal.role
+        region_of(request), actor_of(request), org_of(request), visit_id, principal.id, principal.role
     )
 
 
@@ -245,9 +239,9 @@ async def open_visit(request: Req, visit_id: uuid.UUID) -> visits.WaitingVisit:
 async def admit_visit(request: Req, visit_id: uuid.UUID) -> visits.CallOut:
     """Let a waiting visitor in: the call starts. 503 when the call could not connect
     (relay only, and no healthy relay in the region): the visitor keeps waiting."""
-    principal = _principal(request)
+    principal = principal_of(request)
     return await visits.admit(
-        region_of(request), actor_of(request), _org(request), visit_id, principal.id, principal.role
+        region_of(request), actor_of(request), org_of(request), visit_id, principal.id, principal.role
     )
 
 
@@ -256,22 +250,22 @@ async def calls_today(request: Req, since: dt.datetime | None = None) -> list[vi
     """Today's calls in your rooms, with start, end, duration and the visitor's name
     (each name shown is an access-logged read of the visit). ``since`` is the start of
     the caller's day (the browser's local midnight); default UTC midnight."""
-    principal = _principal(request)
+    principal = principal_of(request)
     if since is not None and since.tzinfo is None:
         raise errors.bad_request("since needs a time zone, e.g. 2026-11-28T00:00:00+01:00")
     now = dt.datetime.now(dt.UTC)
     if since is not None and not (now - dt.timedelta(hours=38) <= since <= now):
         raise errors.bad_request("since must be within the last day")
     return await visits.calls_today(
-        region_of(request), actor_of(request), _org(request), principal.id, principal.role, since
+        region_of(request), actor_of(request), org_of(request), principal.id, principal.role, since
     )
 
 
 @get("/calls/{call_id:uuid}/receipt", opt=rule("owner", "admin", "expert", "auditor", personal_data="call"))
 async def call_receipt(request: Req, call_id: uuid.UUID) -> visits.ReceiptOut:
     """The call's signed residency receipt: the region and relays that carried it."""
-    principal = _principal(request)
-    org = _org(request)
+    principal = principal_of(request)
+    org = org_of(request)
     # Auditors see every call's receipt, as owners and admins do; experts their own.
     role = "admin" if principal.role == "auditor" else principal.role
     call = await visits.call_for_member(org, call_id, principal.id, role)
@@ -280,8 +274,8 @@ async def call_receipt(request: Req, call_id: uuid.UUID) -> visits.ReceiptOut:
 
 @post("/calls/{call_id:uuid}/end", opt=rule(*EXPERTS, personal_data="call"), status_code=HTTP_200_OK)
 async def end_call(request: Req, call_id: uuid.UUID) -> dict[str, Any]:
-    principal = _principal(request)
-    org = _org(request)
+    principal = principal_of(request)
+    org = org_of(request)
     await visits.call_for_member(org, call_id, principal.id, principal.role)
     ended = await visits.end_call(region_of(request), actor_of(request), org.id, call_id)
     return {"ended": True, "duration_seconds": ended.duration_seconds if ended else None}
@@ -292,17 +286,17 @@ async def end_call(request: Req, call_id: uuid.UUID) -> dict[str, Any]:
 
 @get("/tokens", opt=rule(*MANAGERS))
 async def list_tokens(request: Req) -> list[TokenOut]:
-    return await api_tokens.list_tokens(_org(request))
+    return await api_tokens.list_tokens(org_of(request))
 
 
 @post("/tokens", opt=rule(*MANAGERS))
 async def issue_token(request: Req, data: TokenIn) -> TokenCreated:
-    return await api_tokens.issue(region_of(request), actor_of(request), _principal(request), _org(request), data)
+    return await api_tokens.issue(region_of(request), actor_of(request), principal_of(request), org_of(request), data)
 
 
 @delete("/tokens/{token_id:uuid}", opt=rule(*MANAGERS), status_code=HTTP_204_NO_CONTENT)
 async def revoke_token(request: Req, token_id: uuid.UUID) -> None:
-    await api_tokens.revoke(region_of(request), actor_of(request), _org(request), token_id)
+    await api_tokens.revoke(region_of(request), actor_of(request), org_of(request), token_id)
 
 
 # --- member sessions ------------------------------------------------------------------------
@@ -345,13 +339,13 @@ async def region_login(request: Req, data: LoginIn) -> Response[Any]:
 
 @get("/auth/me", opt=rule(*ALL_MEMBERS))
 async def who_am_i(request: Req) -> dict[str, Any]:
-    principal = _principal(request)
-    return {"organisation": _org(request).slug, "member_id": str(principal.id), "role": principal.role}
+    principal = principal_of(request)
+    return {"organisation": org_of(request).slug, "member_id": str(principal.id), "role": principal.role}
 
 
 @post("/auth/logout", opt={**rule(*ALL_MEMBERS), **OWN_SESSION}, status_code=HTTP_200_OK)
 async def logout(request: Req) -> Response[Any]:
-    principal = _principal(request)
+    principal = principal_of(request)
     if principal.session_id:
         await end_session(principal.session_id)
     return Response({"ok": True}, cookies=[session_cookie(region_of(request), request, "", max_age=0)])

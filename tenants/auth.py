@@ -448,3 +448,15 @@ async def _refused(
         return
     org: records.Organisation = connection.scope["state"]["org"]
     await record_denial(connection, org.id, found.personal_data, principal, reason)
+
+
+def org_of(request: Request[Any, Any, Any]) -> records.Organisation:
+    """The organisation this request's guard resolved (``authorize``)."""
+    org: records.Organisation = request.scope["state"]["org"]
+    return org
+
+
+def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    """Who this request's guard let in (``authorize``)."""
+    principal: Principal = request.scope["state"]["principal"]
+    return principal

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from typing import Literal
+from typing import Literal, get_args
 
 DataClass = Literal[
     "visits",
@@ -20,18 +20,9 @@ DataClass = Literal[
     "access_log",
     "audit_records",
 ]
-DATA_CLASSES: tuple[DataClass, ...] = (
-    "visits",
-    "support_metadata",
-    "member_contact",
-    "payment_records",
-    "messaging_records",
-    "payment_events",
-    "dsr_records",
-    "consent_records",
-    "access_log",
-    "audit_records",  # after the access log: what it may remove depends on what the log's purge removed
-)
+# In the order a purge run takes them: the audit records after the access log (what they
+# may remove depends on what the log's purge removed).
+DATA_CLASSES: tuple[DataClass, ...] = get_args(DataClass)
 
 SUPPORT_METADATA_MONTHS = 9  # P10
 ACCESS_LOG_YEARS = 6  # HIPAA documentation rule (and more than NEN 7513's Dutch practice of 5)

@@ -11,9 +11,8 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from konsil.platform.core.authz import rule
 from konsil.platform.core.region import region_of
-from konsil.tenants import records
 from konsil.tenants.actors import actor_of
-from konsil.tenants.auth import Principal
+from konsil.tenants.auth import org_of, principal_of
 from konsil.tenants.messaging import client_invitations, member_settings
 from konsil.tenants.messaging.client_invitations import ClientInvitationIn, ClientInvitationOut
 from konsil.tenants.messaging.member_settings import SmsAlertsIn, SmsAlertsOut
@@ -22,21 +21,11 @@ Req = Request[Any, Any, Any]
 EXPERTS = ("owner", "admin", "expert")
 
 
-def _org(request: Req) -> records.Organisation:
-    org: records.Organisation = request.scope["state"]["org"]  # set by the guard
-    return org
-
-
-def _principal(request: Req) -> Principal:
-    principal: Principal = request.scope["state"]["principal"]  # set by the guard
-    return principal
-
-
 @get("/me/sms-alerts", opt=rule(*EXPERTS, personal_data="member"))
 async def read_sms_alerts(request: Req) -> SmsAlertsOut:
     """Your own text alerts: whether you get a text when someone is waiting in one of your
     rooms, the number (masked), and whether this region can send texts at all."""
-    return await member_settings.read(region_of(request), actor_of(request), _org(request), _principal(request).id)
+    return await member_settings.read(region_of(request), actor_of(request), org_of(request), principal_of(request).id)
 
 
 @put("/me/sms-alerts", opt=rule(*EXPERTS, personal_data="member"))
@@ -44,7 +33,7 @@ async def change_sms_alerts(request: Req, data: SmsAlertsIn) -> SmsAlertsOut:
     """Turn your text alerts on or off and set the number to text. 400 for a number that
     cannot receive texts (``invalid_phone``), 409 when the region has no SMS provider."""
     return await member_settings.change(
-        region_of(request), actor_of(request), _org(request), _principal(request).id, data
+        region_of(request), actor_of(request), org_of(request), principal_of(request).id, data
     )
 
 
@@ -70,7 +59,7 @@ async def invite_client(request: Req, room_id: uuid.UUID, data: ClientInvitation
     """Send the room's join link to a client by SMS or e-mail. The number or address is
     used for this send only: the record keeps a keyed hash of it, never the address."""
     return await client_invitations.send(
-        region_of(request), actor_of(request), _principal(request), _org(request), room_id, data
+        region_of(request), actor_of(request), principal_of(request), org_of(request), room_id, data
     )
 
 
@@ -78,7 +67,7 @@ async def invite_client(request: Req, room_id: uuid.UUID, data: ClientInvitation
 async def room_client_invitations(request: Req, room_id: uuid.UUID) -> list[ClientInvitationOut]:
     """The invitations sent for this room (channel, status, times; no addresses). Experts
     see those of their own rooms (403 for another's room), owners and admins all."""
-    return await client_invitations.sent_for_room(_principal(request), _org(request), room_id)
+    return await client_invitations.sent_for_room(principal_of(request), org_of(request), room_id)
 
 
 messaging_router = Router(
