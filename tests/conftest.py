@@ -435,8 +435,11 @@ def free_port_run(count: int) -> int:
         base = random.randrange(low, low + 3_000 - count - 16)  # not a secret
         try:
             for port in range(base, base + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
+                # Free for TCP and UDP both: a relay listens on both, and a UDP socket of
+                # another relay (SO_REUSEPORT) on a TCP-free port answered for a stopped one.
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    with socket.socket(socket.AF_INET, kind) as sock:
+                        sock.bind(("127.0.0.1", port))
         except OSError:
             continue
         return base

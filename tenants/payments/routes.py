@@ -19,7 +19,7 @@ from konsil.platform.core import errors
 from konsil.platform.core.authz import MANAGERS, rule
 from konsil.platform.core.payments import PaymentDeclined, PaymentProvider, PaymentUnavailable, WebhookRejected
 from konsil.platform.core.region import region_of
-from konsil.platform.core.text import LINE_PATTERN
+from konsil.platform.core.text import LINE_PATTERN, OPTIONAL_LINE_PATTERN
 from konsil.platform.core.web import SECURITY_HEADERS
 from konsil.platform.pages.rendering import locale_of, tr
 from konsil.tenants import checkin, records, visitor_branding, visits
@@ -42,7 +42,8 @@ class PayIn(msgspec.Struct, forbid_unknown_fields=True):
     """The token stripe.js made of the visitor's card, and an address for the receipt."""
 
     token: CardToken  # its form (tok_...) is checked by the provider
-    email: str | None = None  # checked as an Email by ``pay``, to answer a bad one as such
+    # One line (the shared rule), checked as an address by ``pay`` to answer a bad one as such.
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern=OPTIONAL_LINE_PATTERN)] | None = None
 
 
 class CheckIn(msgspec.Struct, forbid_unknown_fields=True):
